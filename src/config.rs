@@ -1,0 +1,329 @@
+//! Configuration, parsed once into typed values. Flags win over `PROMISED_*` environment
+//! variables, which win over defaults. Parsing takes the environment as a map so tests can
+//! exercise it without touching the process environment; this is the only module that reads it.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::{EngineConfig, Limits, StalePolicy};
+use crate::index::AtpPolicy;
+
+pub const ENV_GRPC_ADDR: &str = "PROMISED_GRPC_ADDR";
+pub const ENV_METRICS_ADDR: &str = "PROMISED_METRICS_ADDR";
+pub const ENV_NETWORK: &str = "PROMISED_NETWORK";
+pub const ENV_SHUTDOWN_GRACE_SECS: &str = "PROMISED_SHUTDOWN_GRACE_SECS";
+pub const ENV_MAX_PAIRS: &str = "PROMISED_MAX_PAIRS";
+pub const ENV_MAX_BATCH_UPDATES: &str = "PROMISED_MAX_BATCH_UPDATES";
+pub const ENV_MAX_FIELD_LEN: &str = "PROMISED_MAX_FIELD_LEN";
+pub const ENV_REJECTION_LOG_LEN: &str = "PROMISED_REJECTION_LOG_LEN";
+pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
+pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
+pub const ENV_STALE_POLICY: &str = "PROMISED_STALE_POLICY";
+pub const ENV_PROMISABLE_IN_TRANSIT: &str = "PROMISED_PROMISABLE_IN_TRANSIT_PERCENT";
+pub const ENV_PROMISABLE_ON_ORDER: &str = "PROMISED_PROMISABLE_ON_ORDER_PERCENT";
+pub const ENV_SHARDS: &str = "PROMISED_SHARDS";
+pub const ENV_LOG: &str = "PROMISED_LOG";
+
+pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_MAX_FEED_STREAMS: usize = 64;
+pub const DEFAULT_LOG: &str = "info";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "promised",
+    version,
+    about = "Real-time inventory availability and order promising"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Run the service in memory with a synthetic network, catalogue and live feed.
+    Demo(DemoArgs),
+}
+
+/// Flags of `serve` (and `demo`); each also reads the environment variable named in its help.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// gRPC listen address [env PROMISED_GRPC_ADDR] [default 0.0.0.0:50051]
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
+    /// Prometheus listen address [env PROMISED_METRICS_ADDR] [default 0.0.0.0:9464]
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// Network file (TOML, or YAML by extension) loaded at startup [env PROMISED_NETWORK]
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Seconds to drain at shutdown [env PROMISED_SHUTDOWN_GRACE_SECS] [default 10]
+    #[arg(long)]
+    pub shutdown_grace_secs: Option<String>,
+    /// Item-node pairs per availability call [env PROMISED_MAX_PAIRS] [default 10000]
+    #[arg(long)]
+    pub max_pairs: Option<String>,
+    /// Updates per supply batch [env PROMISED_MAX_BATCH_UPDATES] [default 10000]
+    #[arg(long)]
+    pub max_batch_updates: Option<String>,
+    /// Bytes of a SKU or reference [env PROMISED_MAX_FIELD_LEN] [default 128]
+    #[arg(long)]
+    pub max_field_len: Option<String>,
+    /// Rejections kept for ListRejections [env PROMISED_REJECTION_LOG_LEN] [default 10000]
+    #[arg(long)]
+    pub rejection_log_len: Option<String>,
+    /// Largest gRPC message accepted [env PROMISED_MAX_MESSAGE_BYTES] [default 16 MiB]
+    #[arg(long)]
+    pub max_message_bytes: Option<String>,
+    /// Concurrent feed streams [env PROMISED_MAX_FEED_STREAMS] [default 64]
+    #[arg(long)]
+    pub max_feed_streams: Option<String>,
+    /// Stale-feed policy: `exclude` or `buffer:PERCENT` [env PROMISED_STALE_POLICY] [default exclude]
+    #[arg(long)]
+    pub stale_policy: Option<String>,
+    /// Percent of in-transit receipts that count as promisable [env PROMISED_PROMISABLE_IN_TRANSIT_PERCENT] [default 100]
+    #[arg(long)]
+    pub promisable_in_transit_percent: Option<String>,
+    /// Percent of on-order receipts that count as promisable [env PROMISED_PROMISABLE_ON_ORDER_PERCENT] [default 100]
+    #[arg(long)]
+    pub promisable_on_order_percent: Option<String>,
+    /// Index shards [env PROMISED_SHARDS] [default 256]
+    #[arg(long)]
+    pub shards: Option<String>,
+    /// Log filter, tracing-subscriber syntax [env PROMISED_LOG] [default info]
+    #[arg(long)]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// SKUs in the synthetic catalogue.
+    #[arg(long, default_value_t = 100_000)]
+    pub skus: usize,
+    /// Updates per second the synthetic feed keeps sending after the initial load.
+    #[arg(long, default_value_t = 1_000)]
+    pub feed_rate: u32,
+}
+
+/// The service's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub grpc_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub network_file: Option<PathBuf>,
+    pub shutdown_grace: Duration,
+    pub max_message_bytes: usize,
+    pub max_feed_streams: usize,
+    pub engine: EngineConfig,
+    pub log_filter: String,
+}
+
+/// The process environment, for [`Config::resolve`].
+pub fn process_env() -> HashMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// One setting: the flag if given, else the environment variable, else the default.
+fn pick<T>(
+    flag: &Option<String>,
+    env: &HashMap<String, String>,
+    name: &str,
+    default: T,
+) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    let (text, origin) = match (flag, env.get(name)) {
+        (Some(text), _) => (text, "flag"),
+        (None, Some(text)) => (text, name),
+        (None, None) => return Ok(default),
+    };
+    text.parse()
+        .map_err(|e| anyhow!("invalid value {text:?} from {origin} for {name}: {e}"))
+}
+
+fn percent_to_permille(percent: u32, name: &str) -> anyhow::Result<u32> {
+    if percent > 100 {
+        return Err(anyhow!("{name} must be a percentage from 0 to 100"));
+    }
+    Ok(percent * 10)
+}
+
+impl FromStr for StalePolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            None if text == "exclude" => Ok(StalePolicy::Exclude),
+            Some(("buffer", percent)) => percent
+                .parse()
+                .map(|percent| StalePolicy::Buffer { percent })
+                .map_err(|_| format!("{percent:?} is not a whole percentage")),
+            _ => Err("expected `exclude` or `buffer:PERCENT`".into()),
+        }
+    }
+}
+
+impl Config {
+    pub fn resolve(args: &ServeArgs, env: &HashMap<String, String>) -> anyhow::Result<Config> {
+        let defaults = EngineConfig::default();
+        let limits = Limits {
+            max_pairs: pick(
+                &args.max_pairs,
+                env,
+                ENV_MAX_PAIRS,
+                defaults.limits.max_pairs,
+            )?,
+            max_batch_updates: pick(
+                &args.max_batch_updates,
+                env,
+                ENV_MAX_BATCH_UPDATES,
+                defaults.limits.max_batch_updates,
+            )?,
+            max_field_len: pick(
+                &args.max_field_len,
+                env,
+                ENV_MAX_FIELD_LEN,
+                defaults.limits.max_field_len,
+            )?,
+            rejection_log_len: pick(
+                &args.rejection_log_len,
+                env,
+                ENV_REJECTION_LOG_LEN,
+                defaults.limits.rejection_log_len,
+            )?,
+        };
+        let in_transit = pick(
+            &args.promisable_in_transit_percent,
+            env,
+            ENV_PROMISABLE_IN_TRANSIT,
+            100u32,
+        )?;
+        let on_order = pick(
+            &args.promisable_on_order_percent,
+            env,
+            ENV_PROMISABLE_ON_ORDER,
+            100u32,
+        )?;
+        let atp = AtpPolicy {
+            promisable_permille: [
+                1000,
+                percent_to_permille(in_transit, ENV_PROMISABLE_IN_TRANSIT)?,
+                percent_to_permille(on_order, ENV_PROMISABLE_ON_ORDER)?,
+            ],
+        };
+        let engine = EngineConfig {
+            limits,
+            atp,
+            stale: pick(&args.stale_policy, env, ENV_STALE_POLICY, defaults.stale)?,
+            shards: pick(&args.shards, env, ENV_SHARDS, defaults.shards)?,
+        };
+        let network_file = args
+            .network
+            .clone()
+            .or_else(|| env.get(ENV_NETWORK).cloned())
+            .map(PathBuf::from);
+        let default_grpc = DEFAULT_GRPC_ADDR.parse().context("default gRPC address")?;
+        let default_metrics = DEFAULT_METRICS_ADDR
+            .parse()
+            .context("default metrics address")?;
+        Ok(Config {
+            grpc_addr: pick(&args.grpc_addr, env, ENV_GRPC_ADDR, default_grpc)?,
+            metrics_addr: pick(&args.metrics_addr, env, ENV_METRICS_ADDR, default_metrics)?,
+            network_file,
+            shutdown_grace: Duration::from_secs(pick(
+                &args.shutdown_grace_secs,
+                env,
+                ENV_SHUTDOWN_GRACE_SECS,
+                DEFAULT_SHUTDOWN_GRACE_SECS,
+            )?),
+            max_message_bytes: pick(
+                &args.max_message_bytes,
+                env,
+                ENV_MAX_MESSAGE_BYTES,
+                DEFAULT_MAX_MESSAGE_BYTES,
+            )?,
+            max_feed_streams: pick(
+                &args.max_feed_streams,
+                env,
+                ENV_MAX_FEED_STREAMS,
+                DEFAULT_MAX_FEED_STREAMS,
+            )?,
+            engine,
+            log_filter: pick(&args.log, env, ENV_LOG, DEFAULT_LOG.to_owned())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_flags_or_environment() {
+        let config = Config::resolve(&ServeArgs::default(), &env(&[])).expect("defaults are valid");
+        assert_eq!(config.grpc_addr.to_string(), DEFAULT_GRPC_ADDR);
+        assert_eq!(config.metrics_addr.to_string(), DEFAULT_METRICS_ADDR);
+        assert_eq!(config.engine.limits, Limits::default());
+        assert_eq!(config.engine.stale, StalePolicy::Exclude);
+        assert_eq!(config.network_file, None);
+    }
+
+    #[test]
+    fn flags_win_over_environment_which_wins_over_defaults() {
+        let args = ServeArgs {
+            max_pairs: Some("2000".into()),
+            ..ServeArgs::default()
+        };
+        let vars = env(&[
+            (ENV_MAX_PAIRS, "3000"),
+            (ENV_GRPC_ADDR, "127.0.0.1:7000"),
+            (ENV_STALE_POLICY, "buffer:15"),
+            (ENV_PROMISABLE_ON_ORDER, "40"),
+        ]);
+        let config = Config::resolve(&args, &vars).expect("valid settings");
+        assert_eq!(config.engine.limits.max_pairs, 2000);
+        assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:7000");
+        assert_eq!(config.engine.stale, StalePolicy::Buffer { percent: 15 });
+        assert_eq!(config.engine.atp.promisable_permille, [1000, 1000, 400]);
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        for (name, value) in [
+            (ENV_GRPC_ADDR, "not-an-address"),
+            (ENV_STALE_POLICY, "sometimes"),
+            (ENV_MAX_PAIRS, "-1"),
+            (ENV_PROMISABLE_IN_TRANSIT, "150"),
+        ] {
+            let error = Config::resolve(&ServeArgs::default(), &env(&[(name, value)]))
+                .expect_err("invalid setting must be refused");
+            assert!(
+                error.to_string().contains(name),
+                "{error} should name {name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The vocabulary of the service: nodes, groups, sources, supply updates and calendar days.
+//! Plain data with no I/O; the gRPC layer converts to and from these types.
+
+use std::fmt;
+
+use chrono::{Datelike, NaiveDate, TimeZone};
+use chrono_tz::Tz;
+
+/// Whole units of a SKU.
+pub type Qty = i64;
+
+/// A calendar day, counted in days since 1970-01-01. Which zone it is a day of is up to the
+/// caller: at a node, days are in the node's time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(pub i32);
+
+impl Day {
+    /// The latest representable day, used as "never".
+    pub const MAX: Day = Day(i32::MAX);
+
+    const EPOCH_CE_DAYS: i32 = 719_163;
+
+    pub fn from_date(date: NaiveDate) -> Day {
+        Day(date.num_days_from_ce() - Self::EPOCH_CE_DAYS)
+    }
+
+    pub fn to_date(self) -> Option<NaiveDate> {
+        NaiveDate::from_num_days_from_ce_opt(self.0.checked_add(Self::EPOCH_CE_DAYS)?)
+    }
+
+    /// Parses an ISO `YYYY-MM-DD` date.
+    pub fn parse(text: &str) -> Option<Day> {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .map(Day::from_date)
+    }
+
+    /// The local calendar day in `zone` at the instant `unix_ms`.
+    pub fn in_zone(zone: Tz, unix_ms: i64) -> Day {
+        match zone.timestamp_millis_opt(unix_ms).single() {
+            Some(local) => Day::from_date(local.date_naive()),
+            // Only out-of-range instants have no single mapping from UTC.
+            None => Day(unix_ms.div_euclid(86_400_000) as i32),
+        }
+    }
+
+    pub fn plus(self, days: i32) -> Day {
+        Day(self.0.saturating_add(days))
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_date() {
+            Some(date) => write!(f, "{}", date.format("%Y-%m-%d")),
+            None => write!(f, "day{}", self.0),
+        }
+    }
+}
+
+/// An IANA time zone by name, e.g. `America/Chicago`.
+pub fn parse_time_zone(name: &str) -> Option<Tz> {
+    name.parse().ok()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NodeKind {
+    Dc,
+    Store,
+    #[serde(alias = "3PL")]
+    ThirdParty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SourceKind {
+    Wms,
+    Erp,
+    #[serde(alias = "3PL")]
+    ThirdParty,
+    Pos,
+}
+
+/// The type of a supply quantity. On-hand is available now; the others are dated receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SupplyType {
+    OnHand,
+    InTransit,
+    OnOrder,
+}
+
+impl SupplyType {
+    pub const ALL: [SupplyType; 3] = [Self::OnHand, Self::InTransit, Self::OnOrder];
+
+    /// Dated receipts carry a reference (PO/ASN line) and an ETA.
+    pub fn is_dated(self) -> bool {
+        !matches!(self, Self::OnHand)
+    }
+
+    /// A dense index, for per-type tables and bit sets.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A fulfilment node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub id: String,
+    pub kind: NodeKind,
+    pub lat: f64,
+    pub lon: f64,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    /// Days at the node (today, ETAs, need dates) are in this zone.
+    pub time_zone: Tz,
+    /// Lower is preferred.
+    pub priority: i32,
+    pub group_ids: Vec<String>,
+    /// Units held back at every position of the node unless a position overrides it.
+    pub safety_stock: Qty,
+}
+
+/// A named set of nodes; membership is declared on the nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeGroup {
+    pub id: String,
+    pub description: String,
+}
+
+/// A system of record feeding supply, and the slice of supply it owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub id: String,
+    pub kind: SourceKind,
+    /// Owned nodes; empty means every node, including nodes added later.
+    pub owned_node_ids: Vec<String>,
+    pub owned_supply_types: Vec<SupplyType>,
+    /// Silence longer than this makes the source stale; `None` never goes stale.
+    pub stale_after_ms: Option<i64>,
+}
+
+/// How an update changes a quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOp {
+    /// Absolute, as of the source's time in Unix milliseconds (`None` if the feed sent none,
+    /// which the ingest rejects).
+    Set { as_of_ms: Option<i64> },
+    /// A signed delta.
+    Adjust,
+}
+
+/// One supply update as a feed sent it. Enums the feed left unspecified are `None`: the ingest
+/// rejects such updates individually instead of failing the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupplyUpdate {
+    pub sku: String,
+    pub node_id: String,
+    pub supply_type: Option<SupplyType>,
+    pub op: Option<UpdateOp>,
+    pub quantity: Qty,
+    /// PO/ASN line of a dated receipt; empty for on-hand.
+    pub reference: String,
+    /// `YYYY-MM-DD` arrival date of a dated receipt, as sent; empty if not sent.
+    pub eta: String,
+}
+
+/// A batch of updates from one source under one sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupplyBatch {
+    pub source_id: String,
+    pub seq: u64,
+    pub updates: Vec<SupplyUpdate>,
+}
+
+/// Why an individual update was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    NotOwned,
+    UnknownNode,
+    NegativeQuantity,
+    NegativeResult,
+    MissingReference,
+    MissingEta,
+    InvalidEta,
+    OversizedField,
+    MissingSku,
+    InvalidSupplyType,
+    InvalidOp,
+    MissingAsOf,
+    UnexpectedReference,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 13] = [
+        Self::NotOwned,
+        Self::UnknownNode,
+        Self::NegativeQuantity,
+        Self::NegativeResult,
+        Self::MissingReference,
+        Self::MissingEta,
+        Self::InvalidEta,
+        Self::OversizedField,
+        Self::MissingSku,
+        Self::InvalidSupplyType,
+        Self::InvalidOp,
+        Self::MissingAsOf,
+        Self::UnexpectedReference,
+    ];
+
+    /// A stable, machine-readable label (also the metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotOwned => "not_owned",
+            Self::UnknownNode => "unknown_node",
+            Self::NegativeQuantity => "negative_quantity",
+            Self::NegativeResult => "negative_result",
+            Self::MissingReference => "missing_reference",
+            Self::MissingEta => "missing_eta",
+            Self::InvalidEta => "invalid_eta",
+            Self::OversizedField => "oversized_field",
+            Self::MissingSku => "missing_sku",
+            Self::InvalidSupplyType => "invalid_supply_type",
+            Self::InvalidOp => "invalid_op",
+            Self::MissingAsOf => "missing_as_of",
+            Self::UnexpectedReference => "unexpected_reference",
+        }
+    }
+}
+
+/// An update that was not applied, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Position of the update in its batch.
+    pub index: u32,
+    pub sku: String,
+    pub node_id: String,
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+/// What happened to a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchOutcome {
+    pub source_id: String,
+    pub seq: u64,
+    /// The sequence had already been applied; nothing was applied again.
+    pub duplicate: bool,
+    pub applied: u32,
+    /// SETs older than the last SET applied to their position.
+    pub stale: u32,
+    pub rejections: Vec<Rejection>,
+    /// Highest sequence of the source that survives a crash.
+    pub durable_seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_round_trips_through_iso_text() {
+        let day = Day::parse("2026-03-08").expect("valid date");
+        assert_eq!(day.to_string(), "2026-03-08");
+        assert_eq!(Day::parse("1970-01-02"), Some(Day(1)));
+        assert_eq!(Day::parse("2026-02-30"), None);
+        assert_eq!(Day::parse("tomorrow"), None);
+    }
+
+    #[test]
+    fn local_day_follows_the_zone() {
+        // 2026-07-01T03:00:00Z is still June 30th in Chicago (UTC-5 in summer).
+        let instant_ms = 1_782_874_800_000;
+        assert_eq!(
+            Day::in_zone(chrono_tz::UTC, instant_ms).to_string(),
+            "2026-07-01"
+        );
+        assert_eq!(
+            Day::in_zone(chrono_tz::America::Chicago, instant_ms).to_string(),
+            "2026-06-30"
+        );
+    }
+}

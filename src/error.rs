@@ -1,0 +1,51 @@
+//! The errors a caller can act on. The gRPC layer maps each variant to one status code; internal
+//! detail stays in logs.
+
+/// One invalid field of a request, named by its path (e.g. `nodes[2].time_zone`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// The request is malformed; each violation names a field.
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// A named entity does not exist, e.g. `source "WMS-EAST"`.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The system is not in a state that allows the request.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A limit was hit; retry later or send less.
+    #[error("{0}")]
+    ResourceExhausted(String),
+}
+
+impl Error {
+    /// A single invalid field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

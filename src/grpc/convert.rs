@@ -1,0 +1,339 @@
+//! Conversions between protobuf messages and domain types. Incoming messages are validated
+//! here: a bad field becomes an `InvalidArgument` naming it, never a panic.
+
+use prost_types::Timestamp;
+
+use super::pb;
+use crate::clock::UnixMillis;
+use crate::domain::{
+    parse_time_zone, BatchOutcome, Day, Node, NodeGroup, NodeKind, RejectReason, Rejection, Source,
+    SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
+};
+use crate::engine::{SafetyStockEntry, Stats};
+use crate::error::{Error, FieldViolation, Result};
+use crate::ingest::LoggedRejection;
+use crate::query::{Availability, AvailabilityQuery, ItemAvailability};
+
+type Violations = Vec<FieldViolation>;
+
+/// Converts every item of a repeated field; violations are reported as `list[i].field`.
+pub fn convert_list<P, D>(items: Vec<P>, list: &str) -> Result<Vec<D>>
+where
+    D: TryFrom<P, Error = Violations>,
+{
+    let mut violations = Vec::new();
+    let mut converted = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        match D::try_from(item) {
+            Ok(item) => converted.push(item),
+            Err(item_violations) => {
+                violations.extend(item_violations.into_iter().map(|v| {
+                    FieldViolation::new(format!("{list}[{i}].{}", v.field), v.description)
+                }))
+            }
+        }
+    }
+    if violations.is_empty() {
+        Ok(converted)
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
+impl TryFrom<pb::Node> for Node {
+    type Error = Violations;
+
+    fn try_from(node: pb::Node) -> Result<Self, Violations> {
+        let mut violations = Vec::new();
+        let kind = match pb::NodeKind::try_from(node.kind) {
+            Ok(pb::NodeKind::Dc) => Some(NodeKind::Dc),
+            Ok(pb::NodeKind::Store) => Some(NodeKind::Store),
+            Ok(pb::NodeKind::ThirdParty) => Some(NodeKind::ThirdParty),
+            _ => None,
+        };
+        if kind.is_none() {
+            violations.push(FieldViolation::new(
+                "kind",
+                "must be DC, STORE or THIRD_PARTY",
+            ));
+        }
+        let time_zone = parse_time_zone(&node.time_zone);
+        if time_zone.is_none() {
+            let problem = format!("{:?} is not an IANA time zone name", node.time_zone);
+            violations.push(FieldViolation::new("time_zone", problem));
+        }
+        let (Some(kind), Some(time_zone)) = (kind, time_zone) else {
+            return Err(violations);
+        };
+        Ok(Node {
+            id: node.id,
+            kind,
+            lat: node.lat,
+            lon: node.lon,
+            postal_code: node.postal_code,
+            country: node.country,
+            time_zone,
+            priority: node.priority,
+            group_ids: node.group_ids,
+            safety_stock: node.safety_stock,
+        })
+    }
+}
+
+impl TryFrom<pb::NodeGroup> for NodeGroup {
+    type Error = Violations;
+
+    fn try_from(group: pb::NodeGroup) -> Result<Self, Violations> {
+        Ok(NodeGroup {
+            id: group.id,
+            description: group.description,
+        })
+    }
+}
+
+impl TryFrom<pb::Source> for Source {
+    type Error = Violations;
+
+    fn try_from(source: pb::Source) -> Result<Self, Violations> {
+        let mut violations = Vec::new();
+        let kind = match pb::SourceKind::try_from(source.kind) {
+            Ok(pb::SourceKind::Wms) => Some(SourceKind::Wms),
+            Ok(pb::SourceKind::Erp) => Some(SourceKind::Erp),
+            Ok(pb::SourceKind::ThirdParty) => Some(SourceKind::ThirdParty),
+            Ok(pb::SourceKind::Pos) => Some(SourceKind::Pos),
+            _ => None,
+        };
+        if kind.is_none() {
+            violations.push(FieldViolation::new(
+                "kind",
+                "must be WMS, ERP, THIRD_PARTY or POS",
+            ));
+        }
+        let mut owned_supply_types = Vec::new();
+        for (j, raw) in source.owned_supply_types.iter().enumerate() {
+            match supply_type(*raw) {
+                Some(t) => owned_supply_types.push(t),
+                None => violations.push(FieldViolation::new(
+                    format!("owned_supply_types[{j}]"),
+                    "must be ON_HAND, IN_TRANSIT or ON_ORDER",
+                )),
+            }
+        }
+        let Some(kind) = kind.filter(|_| violations.is_empty()) else {
+            return Err(violations);
+        };
+        Ok(Source {
+            id: source.id,
+            kind,
+            owned_node_ids: source.owned_node_ids,
+            owned_supply_types,
+            stale_after_ms: (source.stale_after_seconds > 0)
+                .then(|| i64::from(source.stale_after_seconds) * 1000),
+        })
+    }
+}
+
+fn supply_type(raw: i32) -> Option<SupplyType> {
+    match pb::SupplyType::try_from(raw) {
+        Ok(pb::SupplyType::OnHand) => Some(SupplyType::OnHand),
+        Ok(pb::SupplyType::InTransit) => Some(SupplyType::InTransit),
+        Ok(pb::SupplyType::OnOrder) => Some(SupplyType::OnOrder),
+        _ => None,
+    }
+}
+
+/// Unspecified enums stay `None` so the ingest rejects that update alone.
+impl From<pb::SupplyBatch> for SupplyBatch {
+    fn from(batch: pb::SupplyBatch) -> Self {
+        let updates = batch
+            .updates
+            .into_iter()
+            .map(|update| SupplyUpdate {
+                supply_type: supply_type(update.supply_type),
+                op: match pb::UpdateOp::try_from(update.op) {
+                    Ok(pb::UpdateOp::Set) => Some(UpdateOp::Set {
+                        as_of_ms: update.as_of.as_ref().map(timestamp_ms),
+                    }),
+                    Ok(pb::UpdateOp::Adjust) => Some(UpdateOp::Adjust),
+                    _ => None,
+                },
+                sku: update.sku,
+                node_id: update.node_id,
+                quantity: update.quantity,
+                reference: update.reference,
+                eta: update.eta,
+            })
+            .collect();
+        SupplyBatch {
+            source_id: batch.source_id,
+            seq: batch.seq,
+            updates,
+        }
+    }
+}
+
+pub fn timestamp_ms(timestamp: &Timestamp) -> UnixMillis {
+    timestamp
+        .seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(timestamp.nanos) / 1_000_000)
+}
+
+pub fn timestamp(unix_ms: UnixMillis) -> Timestamp {
+    Timestamp {
+        seconds: unix_ms.div_euclid(1000),
+        nanos: (unix_ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub fn safety_entries(request: pb::SetSafetyStockRequest) -> Vec<SafetyStockEntry> {
+    request
+        .entries
+        .into_iter()
+        .map(|entry| SafetyStockEntry {
+            sku: entry.sku,
+            node_id: entry.node_id,
+            quantity: entry.quantity,
+        })
+        .collect()
+}
+
+impl TryFrom<pb::AvailabilityRequest> for AvailabilityQuery {
+    type Error = Error;
+
+    fn try_from(request: pb::AvailabilityRequest) -> Result<Self> {
+        let date = match request.as_of_date.as_str() {
+            "" => None,
+            text => Some(Day::parse(text).ok_or_else(|| {
+                Error::invalid("as_of_date", format!("{text:?} is not a YYYY-MM-DD date"))
+            })?),
+        };
+        Ok(AvailabilityQuery {
+            skus: request.skus,
+            node_ids: request.node_ids,
+            group_ids: request.group_ids,
+            date,
+            quantity: (request.quantity != 0).then_some(request.quantity),
+        })
+    }
+}
+
+fn day_text(day: Option<Day>) -> String {
+    day.map(|d| d.to_string()).unwrap_or_default()
+}
+
+pub fn availability_response(answer: Availability) -> pb::AvailabilityResponse {
+    let network = &answer.network;
+    let item = |item: ItemAvailability| pb::ItemAvailability {
+        nodes: item
+            .nodes
+            .iter()
+            .map(|n| pb::NodeAvailability {
+                node_id: network.node(n.node).id.clone(),
+                atp: n.atp,
+                on_hand: n.on_hand,
+                reserved: n.reserved,
+                allocated: n.allocated,
+                safety_stock: n.safety_stock,
+                inbound: n.inbound,
+                earliest_date: day_text(n.earliest),
+                degraded: n.degraded,
+            })
+            .collect(),
+        groups: item
+            .groups
+            .into_iter()
+            .map(|g| pb::GroupAvailability {
+                group_id: g.group_id,
+                atp: g.atp,
+                earliest_date: day_text(g.earliest),
+            })
+            .collect(),
+        sku: item.sku,
+        network_atp: item.network_atp,
+        network_earliest_date: day_text(item.network_earliest),
+    };
+    pb::AvailabilityResponse {
+        items: answer.items.into_iter().map(item).collect(),
+    }
+}
+
+fn reject_reason(reason: RejectReason) -> pb::RejectReason {
+    match reason {
+        RejectReason::NotOwned => pb::RejectReason::NotOwned,
+        RejectReason::UnknownNode => pb::RejectReason::UnknownNode,
+        RejectReason::NegativeQuantity => pb::RejectReason::NegativeQuantity,
+        RejectReason::NegativeResult => pb::RejectReason::NegativeResult,
+        RejectReason::MissingReference => pb::RejectReason::MissingReference,
+        RejectReason::MissingEta => pb::RejectReason::MissingEta,
+        RejectReason::InvalidEta => pb::RejectReason::InvalidEta,
+        RejectReason::OversizedField => pb::RejectReason::OversizedField,
+        RejectReason::MissingSku => pb::RejectReason::MissingSku,
+        RejectReason::InvalidSupplyType => pb::RejectReason::InvalidSupplyType,
+        RejectReason::InvalidOp => pb::RejectReason::InvalidOp,
+        RejectReason::MissingAsOf => pb::RejectReason::MissingAsOf,
+        RejectReason::UnexpectedReference => pb::RejectReason::UnexpectedReference,
+    }
+}
+
+fn rejection(rejection: Rejection) -> pb::Rejection {
+    pb::Rejection {
+        index: rejection.index,
+        sku: rejection.sku,
+        node_id: rejection.node_id,
+        reason: reject_reason(rejection.reason).into(),
+        detail: rejection.detail,
+    }
+}
+
+pub fn ack(outcome: BatchOutcome) -> pb::SupplyAck {
+    pb::SupplyAck {
+        source_id: outcome.source_id,
+        seq: outcome.seq,
+        duplicate: outcome.duplicate,
+        applied: outcome.applied,
+        stale: outcome.stale,
+        rejected: outcome.rejections.len() as u32,
+        rejections: outcome.rejections.into_iter().map(rejection).collect(),
+        durable_seq: outcome.durable_seq,
+    }
+}
+
+pub fn rejections(logged: Vec<LoggedRejection>, total: u64) -> pb::ListRejectionsResponse {
+    pb::ListRejectionsResponse {
+        rejections: logged
+            .into_iter()
+            .map(|logged| pb::LoggedRejection {
+                source_id: logged.source_id,
+                seq: logged.seq,
+                at: Some(timestamp(logged.at_ms)),
+                rejection: Some(rejection(logged.rejection)),
+            })
+            .collect(),
+        total,
+    }
+}
+
+pub fn stats(stats: Stats) -> pb::Stats {
+    pb::Stats {
+        nodes: stats.nodes,
+        groups: stats.groups,
+        sources: stats.sources,
+        skus: stats.skus,
+        positions: stats.positions,
+        degraded_nodes: stats.degraded_nodes,
+        durability: stats.durability.to_owned(),
+        source_stats: stats
+            .source_stats
+            .into_iter()
+            .map(|s| pb::SourceStats {
+                source_id: s.source_id,
+                last_seq: s.last_seq,
+                durable_seq: s.durable_seq,
+                age_seconds: s.age_ms as f64 / 1000.0,
+                stale: s.stale,
+            })
+            .collect(),
+        rejections_logged: stats.rejections_logged,
+    }
+}

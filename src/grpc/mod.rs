@@ -1,0 +1,41 @@
+//! The gRPC layer: generated protobuf types, conversions, status mapping and the service
+//! adapters. Nothing outside this module names a protobuf type.
+
+mod admin;
+mod availability;
+mod convert;
+mod status;
+mod supply;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+use crate::metrics::RpcMetrics;
+
+/// Generated messages, clients and servers of `promised.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("promised.v1");
+
+    /// Encoded descriptors of every `promised.v1` file, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/promised_descriptor.bin"));
+}
+
+pub use admin::AdminService;
+pub use availability::AvailabilityService;
+pub use supply::SupplyService;
+
+/// What every service adapter shares.
+#[derive(Debug, Clone)]
+pub struct Handlers {
+    pub engine: Engine,
+    pub rpc: Arc<RpcMetrics>,
+    /// Permits for concurrent feed streams; an extra stream is refused, not queued.
+    pub feed_streams: Arc<Semaphore>,
+    /// Cancelled at shutdown, which ends open feed streams.
+    pub shutdown: CancellationToken,
+}

@@ -1,0 +1,338 @@
+//! Supply ingest: a source's batch is checked against its sequence, each update is validated
+//! against the source's ownership and the limits, and the valid ones are applied to the index.
+//! Invalid updates are rejected one by one, with a reason, into a bounded log.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use crate::clock::UnixMillis;
+use crate::domain::{
+    BatchOutcome, Day, RejectReason, Rejection, SupplyBatch, SupplyUpdate, UpdateOp,
+};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::index::{Applied, Change, ChangeKind, MAX_QUANTITY};
+use crate::network::{Network, NodeIdx, SourceEntry};
+
+/// A rejection as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedRejection {
+    pub source_id: String,
+    pub seq: u64,
+    pub at_ms: UnixMillis,
+    pub rejection: Rejection,
+}
+
+/// The most recent rejections, bounded; older ones fall off the end.
+#[derive(Debug)]
+pub struct RejectionLog {
+    entries: Mutex<VecDeque<LoggedRejection>>,
+    capacity: usize,
+    /// Rejections ever logged, including those no longer held.
+    total: AtomicU64,
+}
+
+impl RejectionLog {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            capacity,
+            total: AtomicU64::new(0),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, source_id: &str, seq: u64, at_ms: UnixMillis, rejections: &[Rejection]) {
+        if rejections.is_empty() {
+            return;
+        }
+        self.total
+            .fetch_add(rejections.len() as u64, Ordering::Relaxed);
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        for rejection in rejections {
+            if entries.len() == self.capacity {
+                entries.pop_front();
+            }
+            if self.capacity > 0 {
+                entries.push_back(LoggedRejection {
+                    source_id: source_id.to_owned(),
+                    seq,
+                    at_ms,
+                    rejection: rejection.clone(),
+                });
+            }
+        }
+    }
+
+    /// Up to `limit` rejections, newest first, optionally of one source only.
+    pub fn recent(&self, source_id: Option<&str>, limit: usize) -> Vec<LoggedRejection> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .iter()
+            .rev()
+            .filter(|logged| source_id.is_none_or(|id| logged.source_id == id))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Engine {
+    /// Applies one batch of a source's feed. Batch-level problems (unknown source, too many
+    /// updates, no sequence) fail the whole batch; update-level problems reject that update only.
+    pub fn apply_batch(&self, batch: &SupplyBatch) -> Result<BatchOutcome> {
+        let network = self.network();
+        let source = network
+            .source(&batch.source_id)
+            .ok_or_else(|| Error::NotFound(format!("source {:?}", batch.source_id)))?;
+        let max_updates = self.shared.config.limits.max_batch_updates;
+        if batch.updates.len() > max_updates {
+            return Err(Error::invalid(
+                "updates",
+                format!(
+                    "{} updates exceed the limit of {max_updates} per batch",
+                    batch.updates.len()
+                ),
+            ));
+        }
+        let now_ms = self.now_ms();
+        let metrics = &self.shared.ingest_metrics;
+        if batch.updates.is_empty() {
+            source.feed.heard(now_ms);
+            metrics.heartbeat();
+            return Ok(BatchOutcome {
+                source_id: batch.source_id.clone(),
+                seq: batch.seq,
+                durable_seq: source.feed.seq_state().durable_seq,
+                ..BatchOutcome::default()
+            });
+        }
+        if batch.seq == 0 {
+            return Err(Error::invalid(
+                "seq",
+                "a batch with updates needs a sequence of at least 1",
+            ));
+        }
+        let mut seq = source
+            .feed
+            .seq
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        source.feed.heard(now_ms);
+        let mut outcome = BatchOutcome {
+            source_id: batch.source_id.clone(),
+            seq: batch.seq,
+            ..BatchOutcome::default()
+        };
+        if batch.seq <= seq.last_seq {
+            outcome.duplicate = true;
+            outcome.durable_seq = seq.durable_seq;
+            metrics.duplicate();
+            return Ok(outcome);
+        }
+        let mut newest_as_of_ms = None;
+        for (i, update) in batch.updates.iter().enumerate() {
+            let change = match self.validate(&network, source, update) {
+                Ok(valid) => valid,
+                Err((reason, detail)) => {
+                    outcome
+                        .rejections
+                        .push(rejection(i, update, reason, detail));
+                    continue;
+                }
+            };
+            let (node, change) = change;
+            let applied = self.shared.index.update(&update.sku, node, |position| {
+                let applied = position.apply(&change);
+                (applied, applied == Applied::Applied)
+            });
+            match refusal(applied) {
+                None if applied == Applied::Stale => outcome.stale += 1,
+                None => {
+                    outcome.applied += 1;
+                    if let ChangeKind::Set { as_of_ms } = change.kind {
+                        newest_as_of_ms = newest_as_of_ms.max(Some(as_of_ms));
+                    }
+                }
+                Some((reason, detail)) => {
+                    outcome
+                        .rejections
+                        .push(rejection(i, update, reason, detail.to_owned()));
+                }
+            }
+        }
+        seq.last_seq = batch.seq;
+        seq.durable_seq = batch.seq;
+        outcome.durable_seq = seq.durable_seq;
+        drop(seq);
+        self.shared
+            .rejections
+            .record(&batch.source_id, batch.seq, now_ms, &outcome.rejections);
+        metrics.batch(&outcome, newest_as_of_ms.map(|as_of| now_ms - as_of));
+        Ok(outcome)
+    }
+
+    /// The most recent rejections, newest first.
+    pub fn rejections(&self, source_id: Option<&str>, limit: usize) -> (Vec<LoggedRejection>, u64) {
+        let log = &self.shared.rejections;
+        (log.recent(source_id, limit), log.total())
+    }
+
+    /// Checks one update against the source's ownership and the limits.
+    fn validate<'u>(
+        &self,
+        network: &Network,
+        source: &SourceEntry,
+        update: &'u SupplyUpdate,
+    ) -> Result<(NodeIdx, Change<'u>), (RejectReason, String)> {
+        let max_len = self.shared.config.limits.max_field_len;
+        let oversized = |field: &str| {
+            (
+                RejectReason::OversizedField,
+                format!("{field} is longer than {max_len} bytes"),
+            )
+        };
+        if update.sku.is_empty() {
+            return Err((RejectReason::MissingSku, "sku is empty".into()));
+        }
+        if update.sku.len() > max_len {
+            return Err(oversized("sku"));
+        }
+        if update.reference.len() > max_len {
+            return Err(oversized("reference"));
+        }
+        let node = network.node_idx(&update.node_id).ok_or_else(|| {
+            (
+                RejectReason::UnknownNode,
+                format!("unknown node {:?}", update.node_id),
+            )
+        })?;
+        let supply_type = update.supply_type.ok_or((
+            RejectReason::InvalidSupplyType,
+            "supply_type is unspecified".into(),
+        ))?;
+        let op = update
+            .op
+            .ok_or((RejectReason::InvalidOp, "op is unspecified".into()))?;
+        if !source.owns(node, supply_type) {
+            return Err((
+                RejectReason::NotOwned,
+                format!(
+                    "source {:?} does not own {supply_type:?} at {:?}",
+                    source.def.id, update.node_id
+                ),
+            ));
+        }
+        if update.quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
+            return Err((
+                RejectReason::OversizedField,
+                format!("quantity exceeds {MAX_QUANTITY}"),
+            ));
+        }
+        let kind = match op {
+            UpdateOp::Set { as_of_ms } => {
+                if update.quantity < 0 {
+                    return Err((
+                        RejectReason::NegativeQuantity,
+                        "a SET must not be negative".into(),
+                    ));
+                }
+                let as_of_ms =
+                    as_of_ms.ok_or((RejectReason::MissingAsOf, "a SET needs as_of".into()))?;
+                ChangeKind::Set { as_of_ms }
+            }
+            UpdateOp::Adjust => ChangeKind::Adjust,
+        };
+        let eta = validate_dating(supply_type.is_dated(), kind, update)?;
+        let change = Change {
+            supply_type,
+            kind,
+            quantity: update.quantity,
+            reference: &update.reference,
+            eta,
+        };
+        Ok((node, change))
+    }
+}
+
+/// Checks reference and ETA against the supply type; returns the parsed ETA.
+fn validate_dating(
+    dated: bool,
+    kind: ChangeKind,
+    update: &SupplyUpdate,
+) -> Result<Option<Day>, (RejectReason, String)> {
+    if !dated {
+        if !update.reference.is_empty() || !update.eta.is_empty() {
+            return Err((
+                RejectReason::UnexpectedReference,
+                "ON_HAND supply takes no reference or eta".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if update.reference.is_empty() {
+        return Err((
+            RejectReason::MissingReference,
+            "dated supply needs the PO/ASN line as reference".into(),
+        ));
+    }
+    if update.eta.is_empty() {
+        let creates = matches!(kind, ChangeKind::Set { .. }) && update.quantity > 0;
+        if creates {
+            return Err((RejectReason::MissingEta, "a dated SET needs an eta".into()));
+        }
+        return Ok(None);
+    }
+    Day::parse(&update.eta).map(Some).ok_or_else(|| {
+        (
+            RejectReason::InvalidEta,
+            format!("eta {:?} is not a YYYY-MM-DD date", update.eta),
+        )
+    })
+}
+
+/// The rejection reason for an index refusal; `None` if the change was applied or stale.
+fn refusal(applied: Applied) -> Option<(RejectReason, &'static str)> {
+    match applied {
+        Applied::Applied | Applied::Stale => None,
+        Applied::NegativeResult => Some((
+            RejectReason::NegativeResult,
+            "the adjustment would take the quantity below zero",
+        )),
+        Applied::TooLarge => Some((
+            RejectReason::OversizedField,
+            "the adjustment would take the quantity above the limit",
+        )),
+        Applied::MissingEta => Some((RejectReason::MissingEta, "a new receipt needs an eta")),
+    }
+}
+
+/// Longest SKU or node id a rejection echoes back; an oversized field is cut, not copied whole.
+const ECHO_LEN: usize = 128;
+
+fn rejection(
+    index: usize,
+    update: &SupplyUpdate,
+    reason: RejectReason,
+    detail: String,
+) -> Rejection {
+    Rejection {
+        index: index as u32,
+        sku: echo(&update.sku),
+        node_id: echo(&update.node_id),
+        reason,
+        detail,
+    }
+}
+
+fn echo(field: &str) -> String {
+    let mut end = field.len().min(ECHO_LEN);
+    while !field.is_char_boundary(end) {
+        end -= 1;
+    }
+    field[..end].to_owned()
+}

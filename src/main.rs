@@ -1,0 +1,40 @@
+//! The `promised` binary: parse configuration, start logging, build the service, run it until
+//! a shutdown signal.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use promised::clock::SystemClock;
+use promised::config::{process_env, Cli, Command, Config};
+use promised::server::{shutdown_signal, Application};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let env = process_env();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config::resolve(&args, &env)?;
+            init_logging(&config.log_filter);
+            let app = Application::build(config, Arc::new(SystemClock)).await?;
+            tracing::info!(
+                grpc = %app.grpc_addr(),
+                metrics = %app.metrics_addr(),
+                durability = "none: state is in memory and lost on restart",
+                "promised serving"
+            );
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Demo(args) => {
+            let config = Config::resolve(&args.serve, &env)?;
+            init_logging(&config.log_filter);
+            promised::demo::run(config, args.skus, args.feed_rate, shutdown_signal()).await
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}

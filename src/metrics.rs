@@ -1,0 +1,303 @@
+//! Every metric the service exports is named here, described once, and recorded through handles
+//! registered up front so hot paths only touch atomics. No SKU, order or node ids as labels:
+//! label values come from small fixed sets (RPC methods, outcomes, reasons) or from the
+//! operator-configured list of sources.
+
+use std::time::Instant;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{Counter, Histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::domain::{BatchOutcome, RejectReason};
+use crate::engine::Stats;
+
+pub const RPC_DURATION: &str = "promised_rpc_duration_seconds";
+pub const INGEST_UPDATES: &str = "promised_ingest_updates_total";
+pub const INGEST_BATCHES: &str = "promised_ingest_batches_total";
+pub const INGEST_APPLY_LAG: &str = "promised_ingest_apply_lag_seconds";
+pub const SOURCE_AGE: &str = "promised_source_age_seconds";
+pub const SOURCE_STALE: &str = "promised_source_stale";
+pub const DEGRADED_NODES: &str = "promised_degraded_nodes";
+pub const NODES: &str = "promised_nodes";
+pub const SKUS: &str = "promised_skus";
+pub const POSITIONS: &str = "promised_positions";
+pub const RESIDENT_MEMORY: &str = "promised_process_resident_memory_bytes";
+pub const DURABLE: &str = "promised_durability_enabled";
+
+/// Latency buckets from 5 µs to 2.5 s: server time of a read is a few microseconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Lag buckets from 10 ms to 1 hour.
+const LAG_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+/// Handles created before this are no-ops, so build the engine after it.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(RPC_DURATION.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(INGEST_APPLY_LAG.into()), LAG_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+fn describe() {
+    describe_histogram!(
+        RPC_DURATION,
+        Unit::Seconds,
+        "Server time per RPC (per batch for streams), by method."
+    );
+    describe_counter!(
+        INGEST_UPDATES,
+        "Supply updates by outcome (applied, stale, rejected) and rejection reason."
+    );
+    describe_counter!(
+        INGEST_BATCHES,
+        "Supply batches by outcome (applied, duplicate, heartbeat)."
+    );
+    describe_histogram!(
+        INGEST_APPLY_LAG,
+        Unit::Seconds,
+        "Time from the newest as_of of a batch's SETs to its application."
+    );
+    describe_gauge!(
+        SOURCE_AGE,
+        Unit::Seconds,
+        "Seconds since each source was last heard from."
+    );
+    describe_gauge!(SOURCE_STALE, "1 while a source is stale beyond its limit.");
+    describe_gauge!(
+        DEGRADED_NODES,
+        "Nodes degraded because a feed owning supply there is stale."
+    );
+    describe_gauge!(NODES, "Nodes in the network.");
+    describe_gauge!(SKUS, "SKUs with at least one position.");
+    describe_gauge!(POSITIONS, "(SKU, node) positions held in memory.");
+    describe_gauge!(
+        RESIDENT_MEMORY,
+        Unit::Bytes,
+        "Resident set size of the process."
+    );
+    describe_gauge!(
+        DURABLE,
+        "1 when acknowledged mutations are persisted, 0 when in memory only."
+    );
+}
+
+/// The RPCs whose latency is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rpc {
+    UpsertNodes,
+    UpsertGroups,
+    UpsertSources,
+    SetSafetyStock,
+    GetStats,
+    StreamUpdates,
+    ApplyBatch,
+    ListRejections,
+    GetAvailability,
+}
+
+impl Rpc {
+    const ALL: [Rpc; 9] = [
+        Self::UpsertNodes,
+        Self::UpsertGroups,
+        Self::UpsertSources,
+        Self::SetSafetyStock,
+        Self::GetStats,
+        Self::StreamUpdates,
+        Self::ApplyBatch,
+        Self::ListRejections,
+        Self::GetAvailability,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::UpsertNodes => "UpsertNodes",
+            Self::UpsertGroups => "UpsertGroups",
+            Self::UpsertSources => "UpsertSources",
+            Self::SetSafetyStock => "SetSafetyStock",
+            Self::GetStats => "GetStats",
+            Self::StreamUpdates => "StreamUpdates",
+            Self::ApplyBatch => "ApplyBatch",
+            Self::ListRejections => "ListRejections",
+            Self::GetAvailability => "GetAvailability",
+        }
+    }
+}
+
+/// Per-method latency histograms.
+#[derive(Debug, Clone)]
+pub struct RpcMetrics {
+    durations: Vec<Histogram>,
+}
+
+impl Default for RpcMetrics {
+    fn default() -> Self {
+        let durations = Rpc::ALL
+            .iter()
+            .map(|rpc| histogram!(RPC_DURATION, "method" => rpc.name()))
+            .collect();
+        Self { durations }
+    }
+}
+
+impl RpcMetrics {
+    /// Records the time until the returned guard is dropped.
+    pub fn time(&self, rpc: Rpc) -> RpcTimer<'_> {
+        RpcTimer {
+            histogram: &self.durations[rpc as usize],
+            started: Instant::now(),
+        }
+    }
+}
+
+pub struct RpcTimer<'a> {
+    histogram: &'a Histogram,
+    started: Instant,
+}
+
+impl Drop for RpcTimer<'_> {
+    fn drop(&mut self) {
+        self.histogram.record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// Ingest counters.
+#[derive(Debug)]
+pub struct IngestMetrics {
+    applied: Counter,
+    stale: Counter,
+    /// Indexed like [`RejectReason::ALL`].
+    rejected: Vec<Counter>,
+    batches_applied: Counter,
+    batches_duplicate: Counter,
+    heartbeats: Counter,
+    apply_lag: Histogram,
+}
+
+impl IngestMetrics {
+    pub fn new() -> Self {
+        let rejected = RejectReason::ALL
+            .iter()
+            .map(|r| counter!(INGEST_UPDATES, "outcome" => "rejected", "reason" => r.as_str()))
+            .collect();
+        Self {
+            applied: counter!(INGEST_UPDATES, "outcome" => "applied"),
+            stale: counter!(INGEST_UPDATES, "outcome" => "stale"),
+            rejected,
+            batches_applied: counter!(INGEST_BATCHES, "outcome" => "applied"),
+            batches_duplicate: counter!(INGEST_BATCHES, "outcome" => "duplicate"),
+            heartbeats: counter!(INGEST_BATCHES, "outcome" => "heartbeat"),
+            apply_lag: histogram!(INGEST_APPLY_LAG),
+        }
+    }
+
+    pub fn heartbeat(&self) {
+        self.heartbeats.increment(1);
+    }
+
+    pub fn duplicate(&self) {
+        self.batches_duplicate.increment(1);
+    }
+
+    /// Counts an applied batch; `lag_ms` is from the newest SET's as_of, if it had SETs.
+    pub fn batch(&self, outcome: &BatchOutcome, lag_ms: Option<i64>) {
+        self.batches_applied.increment(1);
+        self.applied.increment(u64::from(outcome.applied));
+        self.stale.increment(u64::from(outcome.stale));
+        for rejection in &outcome.rejections {
+            let at = RejectReason::ALL
+                .iter()
+                .position(|r| *r == rejection.reason)
+                .unwrap_or_default();
+            self.rejected[at].increment(1);
+        }
+        if let Some(lag_ms) = lag_ms {
+            self.apply_lag.record(lag_ms.max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sets the state gauges from a stats reading; called periodically.
+pub fn observe(stats: &Stats) {
+    gauge!(NODES).set(stats.nodes as f64);
+    gauge!(SKUS).set(stats.skus as f64);
+    gauge!(POSITIONS).set(stats.positions as f64);
+    gauge!(DEGRADED_NODES).set(stats.degraded_nodes as f64);
+    gauge!(DURABLE).set(if stats.durability == "memory" {
+        0.0
+    } else {
+        1.0
+    });
+    for source in &stats.source_stats {
+        let id = source.source_id.clone();
+        gauge!(SOURCE_AGE, "source" => id.clone()).set(source.age_ms as f64 / 1000.0);
+        gauge!(SOURCE_STALE, "source" => id).set(if source.stale { 1.0 } else { 0.0 });
+    }
+    if let Some(bytes) = resident_memory_bytes() {
+        gauge!(RESIDENT_MEMORY).set(bytes as f64);
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (Linux); `None` elsewhere.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Serves the text exposition at `GET /metrics` (any path, in fact) until `shutdown` resolves.
+/// A minimal HTTP/1.1 responder: one request per connection, then close.
+pub async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (mut stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "metrics listener accept failed");
+                    continue;
+                }
+            },
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            // The request itself is not needed; read what has arrived so the peer sees a reply
+            // to a complete request.
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let body = handle.render();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,410 @@
+//! The network: nodes, groups and sources, with the lookups the hot paths need precomputed.
+//!
+//! A [`Network`] is immutable; an upsert builds a new one and the engine swaps it in, so readers
+//! never wait for configuration changes. Node indices are stable: a node keeps its index when it
+//! is replaced, and nodes are never removed, so positions can refer to nodes by index.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono_tz::Tz;
+
+use crate::clock::UnixMillis;
+use crate::domain::{Day, Node, NodeGroup, Source, SupplyType};
+use crate::error::{Error, FieldViolation, Result};
+
+/// Index of a node in the network; stable for the life of the process.
+pub type NodeIdx = u32;
+
+/// Longest id (node, group, source) accepted.
+pub const MAX_ID_LEN: usize = 64;
+
+/// The sequence state of one source's feed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SeqState {
+    /// Highest batch sequence applied.
+    pub last_seq: u64,
+    /// Highest batch sequence that survives a crash of the process.
+    pub durable_seq: u64,
+}
+
+/// Runtime state of a source's feed, shared across network versions so that replacing a
+/// source's definition keeps its sequence and freshness.
+#[derive(Debug)]
+pub struct FeedState {
+    /// Held while a batch is checked and applied, which serialises a source's batches.
+    pub seq: Mutex<SeqState>,
+    last_heard_ms: AtomicI64,
+}
+
+impl FeedState {
+    fn new(now_ms: UnixMillis) -> Self {
+        Self {
+            seq: Mutex::new(SeqState::default()),
+            last_heard_ms: AtomicI64::new(now_ms),
+        }
+    }
+
+    pub fn heard(&self, now_ms: UnixMillis) {
+        self.last_heard_ms.fetch_max(now_ms, Ordering::Relaxed);
+    }
+
+    pub fn last_heard_ms(&self) -> UnixMillis {
+        self.last_heard_ms.load(Ordering::Relaxed)
+    }
+
+    /// The sequence state; a poisoned lock still holds consistent numbers (they are plain
+    /// integers written last), so it is read through.
+    pub fn seq_state(&self) -> SeqState {
+        *self
+            .seq
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A source with its ownership resolved to node indices.
+#[derive(Debug, Clone)]
+pub struct SourceEntry {
+    pub def: Source,
+    /// Sorted owned node indices; `None` owns every node.
+    owned_nodes: Option<Vec<NodeIdx>>,
+    /// Bit `SupplyType::index()` is set for each owned type.
+    owned_types: u8,
+    pub feed: Arc<FeedState>,
+}
+
+impl SourceEntry {
+    pub fn owns(&self, node: NodeIdx, supply_type: SupplyType) -> bool {
+        self.owned_types & (1 << supply_type.index()) != 0
+            && self
+                .owned_nodes
+                .as_ref()
+                .is_none_or(|nodes| nodes.binary_search(&node).is_ok())
+    }
+
+    fn owns_any_at(&self, node: NodeIdx) -> bool {
+        self.owned_nodes
+            .as_ref()
+            .is_none_or(|nodes| nodes.binary_search(&node).is_ok())
+    }
+
+    pub fn is_stale(&self, now_ms: UnixMillis) -> bool {
+        self.def
+            .stale_after_ms
+            .is_some_and(|limit| now_ms.saturating_sub(self.feed.last_heard_ms()) > limit)
+    }
+}
+
+/// Which nodes are degraded because a source owning supply there is stale.
+#[derive(Debug, Clone, Default)]
+pub struct Degraded(Option<Vec<bool>>);
+
+impl Degraded {
+    pub fn contains(&self, node: NodeIdx) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|nodes| nodes.get(node as usize).copied().unwrap_or(false))
+    }
+
+    pub fn count(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |nodes| nodes.iter().filter(|d| **d).count())
+    }
+}
+
+/// One immutable version of the network configuration.
+#[derive(Debug, Default)]
+pub struct Network {
+    nodes: Vec<Node>,
+    node_by_id: HashMap<String, NodeIdx>,
+    groups: Vec<NodeGroup>,
+    group_by_id: HashMap<String, usize>,
+    /// Member node indices per group, ascending.
+    group_members: Vec<Vec<NodeIdx>>,
+    sources: Vec<SourceEntry>,
+    source_by_id: HashMap<String, usize>,
+    /// Per node, the sources owning any supply there.
+    node_sources: Vec<Vec<usize>>,
+    /// Distinct time zones, and each node's index into them, so "today" is computed once per
+    /// zone rather than once per node.
+    zones: Vec<Tz>,
+    node_zone: Vec<u16>,
+}
+
+impl Network {
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn node(&self, idx: NodeIdx) -> &Node {
+        &self.nodes[idx as usize]
+    }
+
+    pub fn node_idx(&self, id: &str) -> Option<NodeIdx> {
+        self.node_by_id.get(id).copied()
+    }
+
+    pub fn groups(&self) -> &[NodeGroup] {
+        &self.groups
+    }
+
+    pub fn group_members(&self, id: &str) -> Option<&[NodeIdx]> {
+        self.group_by_id
+            .get(id)
+            .map(|&g| self.group_members[g].as_slice())
+    }
+
+    pub fn sources(&self) -> &[SourceEntry] {
+        &self.sources
+    }
+
+    pub fn source(&self, id: &str) -> Option<&SourceEntry> {
+        self.source_by_id.get(id).map(|&s| &self.sources[s])
+    }
+
+    /// Today at every node, in its own time zone.
+    pub fn today_per_node(&self, now_ms: UnixMillis) -> Vec<Day> {
+        let zone_today: Vec<Day> = self
+            .zones
+            .iter()
+            .map(|zone| Day::in_zone(*zone, now_ms))
+            .collect();
+        self.node_zone
+            .iter()
+            .map(|&z| zone_today[z as usize])
+            .collect()
+    }
+
+    /// The nodes degraded at `now_ms`. Cheap when no source is stale, the usual case.
+    pub fn degraded(&self, now_ms: UnixMillis) -> Degraded {
+        if !self.sources.iter().any(|s| s.is_stale(now_ms)) {
+            return Degraded(None);
+        }
+        let stale: Vec<bool> = self.sources.iter().map(|s| s.is_stale(now_ms)).collect();
+        Degraded(Some(
+            self.node_sources
+                .iter()
+                .map(|owners| owners.iter().any(|&s| stale[s]))
+                .collect(),
+        ))
+    }
+
+    /// A new network with `nodes` created or replaced by id.
+    pub fn with_nodes(&self, nodes: Vec<Node>) -> Result<Network> {
+        let mut violations = Vec::new();
+        let mut all = self.nodes.clone();
+        let mut index = self.node_by_id.clone();
+        for (i, node) in nodes.into_iter().enumerate() {
+            check_node(i, &node, &self.group_by_id, &mut violations);
+            match index.get(&node.id) {
+                Some(&idx) => all[idx as usize] = node,
+                None => {
+                    index.insert(node.id.clone(), all.len() as NodeIdx);
+                    all.push(node);
+                }
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let sources = self.sources.iter().map(|s| (s.def.clone(), s.feed.clone()));
+        Network::build(all, self.groups.clone(), sources)
+    }
+
+    /// A new network with `groups` created or replaced by id.
+    pub fn with_groups(&self, groups: Vec<NodeGroup>) -> Result<Network> {
+        let mut violations = Vec::new();
+        let mut all = self.groups.clone();
+        for (i, group) in groups.into_iter().enumerate() {
+            check_id(&format!("groups[{i}].id"), &group.id, &mut violations);
+            match all.iter_mut().find(|g| g.id == group.id) {
+                Some(existing) => *existing = group,
+                None => all.push(group),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let sources = self.sources.iter().map(|s| (s.def.clone(), s.feed.clone()));
+        Network::build(self.nodes.clone(), all, sources)
+    }
+
+    /// A new network with `sources` created or replaced by id; a replaced source keeps its feed
+    /// state (sequence, last heard), a new one counts as heard at `now_ms`.
+    pub fn with_sources(&self, sources: Vec<Source>, now_ms: UnixMillis) -> Result<Network> {
+        let mut violations = Vec::new();
+        let mut all: Vec<(Source, Arc<FeedState>)> = self
+            .sources
+            .iter()
+            .map(|s| (s.def.clone(), s.feed.clone()))
+            .collect();
+        for (i, source) in sources.into_iter().enumerate() {
+            self.check_source(i, &source, &mut violations);
+            match all.iter_mut().find(|(s, _)| s.id == source.id) {
+                Some(existing) => existing.0 = source,
+                None => all.push((source, Arc::new(FeedState::new(now_ms)))),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        Network::build(self.nodes.clone(), self.groups.clone(), all)
+    }
+
+    fn check_source(&self, i: usize, source: &Source, violations: &mut Vec<FieldViolation>) {
+        check_id(&format!("sources[{i}].id"), &source.id, violations);
+        for (j, node_id) in source.owned_node_ids.iter().enumerate() {
+            if !self.node_by_id.contains_key(node_id) {
+                violations.push(FieldViolation::new(
+                    format!("sources[{i}].owned_node_ids[{j}]"),
+                    format!("unknown node {node_id:?}"),
+                ));
+            }
+        }
+        if source.owned_supply_types.is_empty() {
+            violations.push(FieldViolation::new(
+                format!("sources[{i}].owned_supply_types"),
+                "a source must own at least one supply type",
+            ));
+        }
+    }
+
+    fn build(
+        nodes: Vec<Node>,
+        groups: Vec<NodeGroup>,
+        sources: impl IntoIterator<Item = (Source, Arc<FeedState>)>,
+    ) -> Result<Network> {
+        let node_by_id: HashMap<String, NodeIdx> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i as NodeIdx))
+            .collect();
+        let group_by_id: HashMap<String, usize> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.id.clone(), i))
+            .collect();
+        let mut group_members = vec![Vec::new(); groups.len()];
+        let mut zones: Vec<Tz> = Vec::new();
+        let mut node_zone = Vec::with_capacity(nodes.len());
+        for (idx, node) in nodes.iter().enumerate() {
+            for group in &node.group_ids {
+                if let Some(&g) = group_by_id.get(group) {
+                    group_members[g].push(idx as NodeIdx);
+                }
+            }
+            let zone = match zones.iter().position(|z| *z == node.time_zone) {
+                Some(z) => z,
+                None => {
+                    zones.push(node.time_zone);
+                    zones.len() - 1
+                }
+            };
+            node_zone.push(zone as u16);
+        }
+        let sources: Vec<SourceEntry> = sources
+            .into_iter()
+            .map(|(def, feed)| resolve_source(def, feed, &node_by_id))
+            .collect();
+        let source_by_id = sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.def.id.clone(), i))
+            .collect();
+        let node_sources = (0..nodes.len() as NodeIdx)
+            .map(|node| {
+                (0..sources.len())
+                    .filter(|&s| sources[s].owns_any_at(node))
+                    .collect()
+            })
+            .collect();
+        Ok(Network {
+            nodes,
+            node_by_id,
+            groups,
+            group_by_id,
+            group_members,
+            sources,
+            source_by_id,
+            node_sources,
+            zones,
+            node_zone,
+        })
+    }
+}
+
+fn resolve_source(
+    def: Source,
+    feed: Arc<FeedState>,
+    node_by_id: &HashMap<String, NodeIdx>,
+) -> SourceEntry {
+    let owned_nodes = (!def.owned_node_ids.is_empty()).then(|| {
+        let mut nodes: Vec<NodeIdx> = def
+            .owned_node_ids
+            .iter()
+            .filter_map(|id| node_by_id.get(id).copied())
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    });
+    let owned_types = def
+        .owned_supply_types
+        .iter()
+        .fold(0u8, |mask, t| mask | (1 << t.index()));
+    SourceEntry {
+        def,
+        owned_nodes,
+        owned_types,
+        feed,
+    }
+}
+
+fn check_id(field: &str, id: &str, violations: &mut Vec<FieldViolation>) {
+    if id.is_empty() {
+        violations.push(FieldViolation::new(field, "must not be empty"));
+    } else if id.len() > MAX_ID_LEN {
+        violations.push(FieldViolation::new(
+            field,
+            format!("longer than {MAX_ID_LEN} bytes"),
+        ));
+    }
+}
+
+fn check_node(
+    i: usize,
+    node: &Node,
+    groups: &HashMap<String, usize>,
+    violations: &mut Vec<FieldViolation>,
+) {
+    check_id(&format!("nodes[{i}].id"), &node.id, violations);
+    if !(-90.0..=90.0).contains(&node.lat) {
+        violations.push(FieldViolation::new(
+            format!("nodes[{i}].lat"),
+            "latitude must be within [-90, 90]",
+        ));
+    }
+    if !(-180.0..=180.0).contains(&node.lon) {
+        violations.push(FieldViolation::new(
+            format!("nodes[{i}].lon"),
+            "longitude must be within [-180, 180]",
+        ));
+    }
+    if node.safety_stock < 0 {
+        violations.push(FieldViolation::new(
+            format!("nodes[{i}].safety_stock"),
+            "must not be negative",
+        ));
+    }
+    for (j, group) in node.group_ids.iter().enumerate() {
+        if !groups.contains_key(group) {
+            violations.push(FieldViolation::new(
+                format!("nodes[{i}].group_ids[{j}]"),
+                format!("unknown group {group:?}"),
+            ));
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The network file given with `--network`: groups, nodes and sources in TOML (or YAML, by
+//! the `.yaml`/`.yml` extension), loaded through the same validation as the Admin RPCs.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use serde::Deserialize;
+
+use crate::domain::{parse_time_zone, Node, NodeGroup, NodeKind, Source, SourceKind, SupplyType};
+use crate::engine::Engine;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkFile {
+    #[serde(default)]
+    groups: Vec<GroupEntry>,
+    #[serde(default)]
+    nodes: Vec<NodeEntry>,
+    #[serde(default)]
+    sources: Vec<SourceEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupEntry {
+    id: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeEntry {
+    id: String,
+    kind: NodeKind,
+    lat: f64,
+    lon: f64,
+    #[serde(default)]
+    postal_code: String,
+    #[serde(default)]
+    country: String,
+    time_zone: String,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    group_ids: Vec<String>,
+    #[serde(default)]
+    safety_stock: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceEntry {
+    id: String,
+    kind: SourceKind,
+    #[serde(default)]
+    owned_node_ids: Vec<String>,
+    owned_supply_types: Vec<SupplyType>,
+    #[serde(default)]
+    stale_after_seconds: u32,
+}
+
+impl NetworkFile {
+    /// Parses TOML, or YAML when `yaml` is set.
+    pub fn parse(text: &str, yaml: bool) -> anyhow::Result<NetworkFile> {
+        if yaml {
+            serde_yaml::from_str(text).context("invalid YAML network file")
+        } else {
+            toml::from_str(text).context("invalid TOML network file")
+        }
+    }
+
+    pub fn read(path: &Path) -> anyhow::Result<NetworkFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read network file {}", path.display()))?;
+        let yaml = path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml");
+        Self::parse(&text, yaml).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Upserts the file's groups, then nodes, then sources (each refers to the ones before).
+    pub fn apply(self, engine: &Engine) -> anyhow::Result<()> {
+        let groups = self
+            .groups
+            .into_iter()
+            .map(|g| NodeGroup {
+                id: g.id,
+                description: g.description,
+            })
+            .collect();
+        engine.upsert_groups(groups).context("groups")?;
+        let nodes = self
+            .nodes
+            .into_iter()
+            .map(|n| {
+                let time_zone = parse_time_zone(&n.time_zone)
+                    .ok_or_else(|| anyhow!("node {}: unknown time zone {:?}", n.id, n.time_zone))?;
+                Ok(Node {
+                    id: n.id,
+                    kind: n.kind,
+                    lat: n.lat,
+                    lon: n.lon,
+                    postal_code: n.postal_code,
+                    country: n.country,
+                    time_zone,
+                    priority: n.priority,
+                    group_ids: n.group_ids,
+                    safety_stock: n.safety_stock,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        engine.upsert_nodes(nodes).context("nodes")?;
+        let sources = self
+            .sources
+            .into_iter()
+            .map(|s| Source {
+                id: s.id,
+                kind: s.kind,
+                owned_node_ids: s.owned_node_ids,
+                owned_supply_types: s.owned_supply_types,
+                stale_after_ms: (s.stale_after_seconds > 0)
+                    .then(|| i64::from(s.stale_after_seconds) * 1000),
+            })
+            .collect();
+        engine.upsert_sources(sources).context("sources")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::engine::EngineConfig;
+    use std::sync::Arc;
+
+    const TOML: &str = r#"
+        [[groups]]
+        id = "EAST"
+
+        [[nodes]]
+        id = "DC-1"
+        kind = "DC"
+        lat = 40.5
+        lon = -74.4
+        time_zone = "America/New_York"
+        group_ids = ["EAST"]
+
+        [[sources]]
+        id = "WMS"
+        kind = "WMS"
+        owned_supply_types = ["ON_HAND"]
+        stale_after_seconds = 60
+    "#;
+
+    const YAML: &str = r#"
+groups:
+  - id: EAST
+nodes:
+  - id: DC-1
+    kind: DC
+    lat: 40.5
+    lon: -74.4
+    time_zone: America/New_York
+    group_ids: [EAST]
+sources:
+  - id: WMS
+    kind: WMS
+    owned_supply_types: [ON_HAND]
+    stale_after_seconds: 60
+"#;
+
+    fn engine() -> Engine {
+        Engine::new(EngineConfig::default(), Arc::new(ManualClock::new(0)))
+    }
+
+    #[test]
+    fn toml_and_yaml_describe_the_same_network() {
+        for (text, yaml) in [(TOML, false), (YAML, true)] {
+            let engine = engine();
+            NetworkFile::parse(text, yaml)
+                .expect("parses")
+                .apply(&engine)
+                .expect("valid");
+            let network = engine.network();
+            assert_eq!(network.nodes().len(), 1);
+            assert_eq!(network.group_members("EAST"), Some(&[0u32][..]));
+            assert_eq!(
+                network.source("WMS").and_then(|s| s.def.stale_after_ms),
+                Some(60_000)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_group_and_fields_are_refused() {
+        let bad_group = TOML.replace(r#"group_ids = ["EAST"]"#, r#"group_ids = ["WEST"]"#);
+        let file = NetworkFile::parse(&bad_group, false).expect("parses");
+        assert!(file.apply(&engine()).is_err());
+        let unknown_field = format!("{TOML}\nsurprise = 1\n");
+        assert!(NetworkFile::parse(&unknown_field, false).is_err());
+    }
+}

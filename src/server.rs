@@ -1,0 +1,202 @@
+//! Startup and shutdown: binds the listeners, builds the engine, serves gRPC (with health and
+//! reflection) and Prometheus metrics, and drains on a shutdown signal under a deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::grpc::pb::admin_server::AdminServer;
+use crate::grpc::pb::availability_server::AvailabilityServer;
+use crate::grpc::pb::supply_server::SupplyServer;
+use crate::grpc::{pb, AdminService, AvailabilityService, Handlers, SupplyService};
+use crate::metrics::{self, RpcMetrics};
+use crate::network_file::NetworkFile;
+
+/// How often the state gauges (counts, freshness, memory) are refreshed.
+const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Fully qualified names of the services health checking reports on.
+const SERVICE_NAMES: [&str; 3] = [
+    "promised.v1.Admin",
+    "promised.v1.Supply",
+    "promised.v1.Availability",
+];
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    config: Config,
+    engine: Engine,
+    grpc: TcpListener,
+    metrics: TcpListener,
+    prometheus: PrometheusHandle,
+}
+
+impl Application {
+    /// Binds the listeners (port 0 picks a free port), loads the network file if any.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let prometheus = metrics::install()?;
+        let engine = Engine::new(config.engine.clone(), clock);
+        if let Some(path) = &config.network_file {
+            NetworkFile::read(path)?.apply(&engine)?;
+        }
+        let grpc = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_addr))?;
+        let metrics = TcpListener::bind(config.metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {}", config.metrics_addr))?;
+        Ok(Self {
+            config,
+            engine,
+            grpc,
+            metrics,
+            prometheus,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` resolves, then: health NOT_SERVING, stop accepting, end feed
+    /// streams, drain in-flight calls, all within the configured grace period.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in ["", SERVICE_NAMES[0], SERVICE_NAMES[1], SERVICE_NAMES[2]] {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let handlers = Handlers {
+            engine: self.engine.clone(),
+            rpc: Arc::new(RpcMetrics::default()),
+            feed_streams: Arc::new(Semaphore::new(self.config.max_feed_streams)),
+            shutdown: stop.clone(),
+        };
+        let max_bytes = self.config.max_message_bytes;
+        let router = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(
+                AdminServer::new(AdminService(handlers.clone()))
+                    .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                SupplyServer::new(SupplyService(handlers.clone()))
+                    .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                AvailabilityServer::new(AvailabilityService(handlers))
+                    .max_decoding_message_size(max_bytes),
+            );
+        let serving = tokio::spawn(router.serve_with_incoming_shutdown(
+            TcpListenerStream::new(self.grpc),
+            stop.clone().cancelled_owned(),
+        ));
+        let tasks = TaskTracker::new();
+        tasks.spawn(metrics::serve(
+            self.metrics,
+            self.prometheus,
+            stop.clone().cancelled_owned(),
+        ));
+        tasks.spawn(observe_loop(self.engine.clone(), stop.clone()));
+        tasks.close();
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        for name in ["", SERVICE_NAMES[0], SERVICE_NAMES[1], SERVICE_NAMES[2]] {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        stop.cancel();
+        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+            let served = serving.await;
+            tasks.wait().await;
+            served
+        })
+        .await;
+        match drained {
+            Ok(served) => served
+                .context("gRPC server task failed")?
+                .context("gRPC server failed")?,
+            Err(_) => {
+                tracing::warn!(grace = ?self.config.shutdown_grace, "grace period elapsed; exiting with calls in flight")
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// One refresh of the state gauges.
+pub fn observe_once(engine: &Engine) {
+    metrics::observe(&engine.stats());
+}
+
+async fn observe_loop(engine: Engine, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(OBSERVE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => observe_once(&engine),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(terminate) => terminate,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the service");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
