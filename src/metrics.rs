@@ -41,8 +41,13 @@ const LAG_BUCKETS: &[f64] = &[
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
 /// Handles created before this are no-ops, so build the engine after it.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
+    // A mutex rather than a `OnceLock` because installing can fail and must happen once even
+    // when several services start in one process (as in tests).
+    static HANDLE: std::sync::Mutex<Option<PrometheusHandle>> = std::sync::Mutex::new(None);
+    let mut installed = HANDLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
@@ -50,7 +55,8 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(INGEST_APPLY_LAG.into()), LAG_BUCKETS)?
         .install_recorder()?;
     describe();
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    *installed = Some(handle.clone());
+    Ok(handle)
 }
 
 fn describe() {

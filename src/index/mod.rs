@@ -179,3 +179,6 @@ mod tests {
         assert_eq!(index.sku_count(), 1);
     }
 }
+
+#[cfg(test)]
+mod atp_tests;

@@ -1,0 +1,324 @@
+//! Spawns the real service on loopback (port 0) with a manual clock, and gives typed clients.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use promised::clock::ManualClock;
+use promised::config::{Config, ServeArgs};
+use promised::engine::Engine;
+use promised::grpc::pb;
+use promised::grpc::pb::admin_client::AdminClient;
+use promised::grpc::pb::availability_client::AvailabilityClient;
+use promised::grpc::pb::supply_client::SupplyClient;
+use promised::server::Application;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// Monday 2026-03-02 15:00 UTC (10:00 in New York, 07:00 in Los Angeles).
+pub const START_MS: i64 = 1_772_463_600_000;
+
+pub struct TestApp {
+    pub metrics_addr: SocketAddr,
+    pub clock: ManualClock,
+    pub engine: Engine,
+    pub admin: AdminClient<Channel>,
+    pub supply: SupplyClient<Channel>,
+    pub availability: AvailabilityClient<Channel>,
+    pub channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Stops the service and waits for it to finish draining.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The service with the test network (see [`load_test_network`]) and default limits.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(ServeArgs::default()).await
+}
+
+/// The service with the test network and the given flags (addresses are always loopback:0).
+pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
+    let args = ServeArgs {
+        grpc_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
+        shutdown_grace_secs: Some("5".into()),
+        ..args
+    };
+    let config = Config::resolve(&args, &HashMap::new()).expect("test config is valid");
+    let clock = ManualClock::new(START_MS);
+    let app = Application::build(config, Arc::new(clock.clone()))
+        .await
+        .expect("service builds");
+    let grpc_addr = app.grpc_addr();
+    let metrics_addr = app.metrics_addr();
+    let engine = app.engine().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+        .expect("valid uri")
+        .connect()
+        .await
+        .expect("service accepts connections");
+    let mut app = TestApp {
+        metrics_addr,
+        clock,
+        engine,
+        admin: AdminClient::new(channel.clone()),
+        supply: SupplyClient::new(channel.clone()),
+        availability: AvailabilityClient::new(channel.clone()),
+        channel,
+        stop: Some(stop),
+        serving: Some(serving),
+    };
+    load_test_network(&mut app.admin).await;
+    app
+}
+
+pub fn node(id: &str, kind: pb::NodeKind, time_zone: &str, groups: &[&str]) -> pb::Node {
+    pb::Node {
+        id: id.into(),
+        kind: kind.into(),
+        lat: 40.0,
+        lon: -75.0,
+        postal_code: "00000".into(),
+        country: "US".into(),
+        time_zone: time_zone.into(),
+        priority: 1,
+        group_ids: groups.iter().map(|g| g.to_string()).collect(),
+        safety_stock: 0,
+    }
+}
+
+pub fn source(
+    id: &str,
+    kind: pb::SourceKind,
+    nodes: &[&str],
+    types: &[pb::SupplyType],
+    stale_after_seconds: u32,
+) -> pb::Source {
+    pb::Source {
+        id: id.into(),
+        kind: kind.into(),
+        owned_node_ids: nodes.iter().map(|n| n.to_string()).collect(),
+        owned_supply_types: types.iter().map(|t| (*t).into()).collect(),
+        stale_after_seconds,
+    }
+}
+
+/// Three nodes in three time zones; WMS-EAST owns on-hand and in-transit at DC-EAST, WMS-WEST
+/// on-hand at DC-WEST, POS on-hand at STORE-CHI, and ERP on-order everywhere.
+pub async fn load_test_network(admin: &mut AdminClient<Channel>) {
+    let groups = ["EAST", "WEST", "ALL-DCS"].map(|id| pb::NodeGroup {
+        id: id.into(),
+        description: String::new(),
+    });
+    admin
+        .upsert_groups(pb::UpsertGroupsRequest {
+            groups: groups.to_vec(),
+        })
+        .await
+        .expect("groups");
+    let nodes = vec![
+        node(
+            "DC-EAST",
+            pb::NodeKind::Dc,
+            "America/New_York",
+            &["EAST", "ALL-DCS"],
+        ),
+        node(
+            "DC-WEST",
+            pb::NodeKind::Dc,
+            "America/Los_Angeles",
+            &["WEST", "ALL-DCS"],
+        ),
+        node(
+            "STORE-CHI",
+            pb::NodeKind::Store,
+            "America/Chicago",
+            &["EAST"],
+        ),
+    ];
+    admin
+        .upsert_nodes(pb::UpsertNodesRequest { nodes })
+        .await
+        .expect("nodes");
+    use pb::SupplyType::{InTransit, OnHand, OnOrder};
+    let sources = vec![
+        source(
+            "WMS-EAST",
+            pb::SourceKind::Wms,
+            &["DC-EAST"],
+            &[OnHand, InTransit],
+            300,
+        ),
+        source(
+            "WMS-WEST",
+            pb::SourceKind::Wms,
+            &["DC-WEST"],
+            &[OnHand],
+            300,
+        ),
+        source("POS", pb::SourceKind::Pos, &["STORE-CHI"], &[OnHand], 120),
+        source("ERP", pb::SourceKind::Erp, &[], &[OnOrder], 0),
+    ];
+    admin
+        .upsert_sources(pb::UpsertSourcesRequest { sources })
+        .await
+        .expect("sources");
+}
+
+pub fn as_of(ms: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
+}
+
+/// An on-hand SET as of `at_ms`.
+pub fn set_on_hand(sku: &str, node: &str, quantity: i64, at_ms: i64) -> pb::SupplyUpdate {
+    pb::SupplyUpdate {
+        sku: sku.into(),
+        node_id: node.into(),
+        supply_type: pb::SupplyType::OnHand.into(),
+        op: pb::UpdateOp::Set.into(),
+        quantity,
+        as_of: as_of(at_ms),
+        ..Default::default()
+    }
+}
+
+pub fn adjust_on_hand(sku: &str, node: &str, delta: i64) -> pb::SupplyUpdate {
+    pb::SupplyUpdate {
+        sku: sku.into(),
+        node_id: node.into(),
+        supply_type: pb::SupplyType::OnHand.into(),
+        op: pb::UpdateOp::Adjust.into(),
+        quantity: delta,
+        ..Default::default()
+    }
+}
+
+/// A dated receipt SET.
+pub fn set_receipt(
+    sku: &str,
+    node: &str,
+    supply_type: pb::SupplyType,
+    reference: &str,
+    eta: &str,
+    quantity: i64,
+) -> pb::SupplyUpdate {
+    pb::SupplyUpdate {
+        sku: sku.into(),
+        node_id: node.into(),
+        supply_type: supply_type.into(),
+        op: pb::UpdateOp::Set.into(),
+        quantity,
+        reference: reference.into(),
+        eta: eta.into(),
+        as_of: as_of(START_MS),
+    }
+}
+
+pub fn batch(source_id: &str, seq: u64, updates: Vec<pb::SupplyUpdate>) -> pb::SupplyBatch {
+    pb::SupplyBatch {
+        source_id: source_id.into(),
+        seq,
+        updates,
+    }
+}
+
+impl TestApp {
+    pub async fn apply(
+        &mut self,
+        source_id: &str,
+        seq: u64,
+        updates: Vec<pb::SupplyUpdate>,
+    ) -> pb::SupplyAck {
+        self.supply
+            .apply_batch(batch(source_id, seq, updates))
+            .await
+            .expect("batch accepted")
+            .into_inner()
+    }
+
+    pub async fn availability(
+        &mut self,
+        request: pb::AvailabilityRequest,
+    ) -> pb::AvailabilityResponse {
+        self.availability
+            .get_availability(request)
+            .await
+            .expect("availability answered")
+            .into_inner()
+    }
+
+    /// Availability of one SKU at every node, today.
+    pub async fn item(&mut self, sku: &str) -> pb::ItemAvailability {
+        let request = pb::AvailabilityRequest {
+            skus: vec![sku.into()],
+            ..Default::default()
+        };
+        self.availability(request).await.items.remove(0)
+    }
+
+    pub async fn stats(&mut self) -> pb::Stats {
+        self.admin
+            .get_stats(pb::GetStatsRequest {})
+            .await
+            .expect("stats")
+            .into_inner()
+    }
+}
+
+pub fn node_atp(item: &pb::ItemAvailability, node_id: &str) -> i64 {
+    node_view(item, node_id).atp
+}
+
+pub fn node_view<'a>(item: &'a pb::ItemAvailability, node_id: &str) -> &'a pb::NodeAvailability {
+    item.nodes
+        .iter()
+        .find(|n| n.node_id == node_id)
+        .unwrap_or_else(|| panic!("{node_id} missing from {item:?}"))
+}
+
+/// Asserts an INVALID_ARGUMENT whose BadRequest details name `field`.
+pub fn assert_bad_field(status: &Status, field: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    let bad_request = details
+        .bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
+    let fields: Vec<&str> = bad_request
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert!(fields.contains(&field), "{field} not among {fields:?}");
+}
