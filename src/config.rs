@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 
+use crate::checkpoint::RedisConfig;
 use crate::engine::{EngineConfig, Limits, StalePolicy};
 use crate::index::AtpPolicy;
 
@@ -30,6 +31,11 @@ pub const ENV_PROMISABLE_IN_TRANSIT: &str = "PROMISED_PROMISABLE_IN_TRANSIT_PERC
 pub const ENV_PROMISABLE_ON_ORDER: &str = "PROMISED_PROMISABLE_ON_ORDER_PERCENT";
 pub const ENV_SHARDS: &str = "PROMISED_SHARDS";
 pub const ENV_LOG: &str = "PROMISED_LOG";
+pub const ENV_REDIS_URL: &str = "PROMISED_REDIS_URL";
+pub const ENV_REDIS_PREFIX: &str = "PROMISED_REDIS_PREFIX";
+pub const ENV_REDIS_TIMEOUT_MS: &str = "PROMISED_REDIS_TIMEOUT_MS";
+pub const ENV_SNAPSHOT_INTERVAL_SECS: &str = "PROMISED_SNAPSHOT_INTERVAL_SECS";
+pub const ENV_SNAPSHOT_AFTER_EFFECTS: &str = "PROMISED_SNAPSHOT_AFTER_EFFECTS";
 
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
@@ -37,6 +43,10 @@ pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_FEED_STREAMS: usize = 64;
 pub const DEFAULT_LOG: &str = "info";
+pub const DEFAULT_REDIS_PREFIX: &str = "promised";
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 1_000;
+pub const DEFAULT_SNAPSHOT_INTERVAL_SECS: u64 = 300;
+pub const DEFAULT_SNAPSHOT_AFTER_EFFECTS: u64 = 5_000_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,6 +115,22 @@ pub struct ServeArgs {
     /// Log filter, tracing-subscriber syntax [env PROMISED_LOG] [default info]
     #[arg(long)]
     pub log: Option<String>,
+    /// Journal and snapshot to Redis, `redis://HOST:PORT/DB`; without it state is in memory
+    /// only [env PROMISED_REDIS_URL]
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// Namespace and cluster hash tag of the Redis keys [env PROMISED_REDIS_PREFIX] [default promised]
+    #[arg(long)]
+    pub redis_prefix: Option<String>,
+    /// A mutation Redis has not confirmed in this many ms fails with UNAVAILABLE [env PROMISED_REDIS_TIMEOUT_MS] [default 1000]
+    #[arg(long)]
+    pub redis_timeout_ms: Option<String>,
+    /// Seconds between snapshots [env PROMISED_SNAPSHOT_INTERVAL_SECS] [default 300]
+    #[arg(long)]
+    pub snapshot_interval_secs: Option<String>,
+    /// Journaled position changes that trigger a snapshot early [env PROMISED_SNAPSHOT_AFTER_EFFECTS] [default 5000000]
+    #[arg(long)]
+    pub snapshot_after_effects: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -130,6 +156,8 @@ pub struct Config {
     pub max_feed_streams: usize,
     pub engine: EngineConfig,
     pub log_filter: String,
+    /// `None` runs in memory only.
+    pub redis: Option<RedisConfig>,
 }
 
 /// The process environment, for [`Config::resolve`].
@@ -266,8 +294,51 @@ impl Config {
             )?,
             engine,
             log_filter: pick(&args.log, env, ENV_LOG, DEFAULT_LOG.to_owned())?,
+            redis: redis_config(args, env)?,
         })
     }
+}
+
+fn redis_config(
+    args: &ServeArgs,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<Option<RedisConfig>> {
+    let Some(url) = args
+        .redis_url
+        .clone()
+        .or_else(|| env.get(ENV_REDIS_URL).cloned())
+    else {
+        return Ok(None);
+    };
+    let timeout_ms = pick(
+        &args.redis_timeout_ms,
+        env,
+        ENV_REDIS_TIMEOUT_MS,
+        DEFAULT_REDIS_TIMEOUT_MS,
+    )?;
+    let interval_secs = pick(
+        &args.snapshot_interval_secs,
+        env,
+        ENV_SNAPSHOT_INTERVAL_SECS,
+        DEFAULT_SNAPSHOT_INTERVAL_SECS,
+    )?;
+    Ok(Some(RedisConfig {
+        url,
+        prefix: pick(
+            &args.redis_prefix,
+            env,
+            ENV_REDIS_PREFIX,
+            DEFAULT_REDIS_PREFIX.to_owned(),
+        )?,
+        timeout: Duration::from_millis(timeout_ms.max(1)),
+        snapshot_interval: Duration::from_secs(interval_secs.max(1)),
+        snapshot_after_effects: pick(
+            &args.snapshot_after_effects,
+            env,
+            ENV_SNAPSHOT_AFTER_EFFECTS,
+            DEFAULT_SNAPSHOT_AFTER_EFFECTS,
+        )?,
+    }))
 }
 
 #[cfg(test)]
@@ -289,6 +360,27 @@ mod tests {
         assert_eq!(config.engine.limits, Limits::default());
         assert_eq!(config.engine.stale, StalePolicy::Exclude);
         assert_eq!(config.network_file, None);
+        assert_eq!(config.redis, None, "in memory unless a Redis URL is given");
+    }
+
+    #[test]
+    fn a_redis_url_turns_durability_on() {
+        let vars = env(&[
+            (ENV_REDIS_URL, "redis://127.0.0.1:6380/2"),
+            (ENV_REDIS_PREFIX, "east"),
+        ]);
+        let redis = Config::resolve(&ServeArgs::default(), &vars)
+            .expect("valid settings")
+            .redis
+            .expect("durable");
+        assert_eq!(
+            (redis.url.as_str(), redis.prefix.as_str()),
+            ("redis://127.0.0.1:6380/2", "east")
+        );
+        assert_eq!(
+            redis.timeout,
+            Duration::from_millis(DEFAULT_REDIS_TIMEOUT_MS)
+        );
     }
 
     #[test]

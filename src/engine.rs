@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use crate::clock::{Clock, UnixMillis};
 use crate::domain::{Node, NodeGroup, Qty, Source};
 use crate::error::{Error, FieldViolation, Result};
-use crate::index::{AtpPolicy, Index, MAX_QUANTITY};
+use crate::index::{AtpPolicy, Effects, Index, MAX_QUANTITY};
 use crate::ingest::RejectionLog;
 use crate::metrics::IngestMetrics;
+use crate::mutation::{Mutation, Record};
 use crate::network::{Network, NodeIdx};
 
 /// How nodes whose feed is stale are treated in availability answers.
@@ -110,6 +111,9 @@ pub(crate) struct Shared {
     pub(crate) index: Index,
     pub(crate) rejections: RejectionLog,
     pub(crate) ingest_metrics: IngestMetrics,
+    /// Mutations return journal records, and sequences become durable only when the durability
+    /// layer says so; otherwise everything applied counts as durable at once.
+    pub(crate) journaling: bool,
 }
 
 /// Cloneable handle to the core.
@@ -119,18 +123,92 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An empty engine that keeps everything in memory only.
     pub fn new(config: EngineConfig, clock: Arc<dyn Clock>) -> Self {
+        let index = Index::new(config.shards);
+        Self::assemble(config, clock, Network::default(), index, false)
+    }
+
+    /// An engine over recovered state whose mutations return journal records.
+    pub fn journaled(
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        network: Network,
+        index: Index,
+    ) -> Self {
+        Self::assemble(config, clock, network, index, true)
+    }
+
+    fn assemble(
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        network: Network,
+        index: Index,
+        journaling: bool,
+    ) -> Self {
         let shared = Shared {
-            index: Index::new(config.shards),
+            index,
             rejections: RejectionLog::new(config.limits.rejection_log_len),
             config,
             clock,
-            network: RwLock::default(),
+            network: RwLock::new(Arc::new(network)),
             network_writer: Mutex::default(),
             ingest_metrics: IngestMetrics::new(),
+            journaling,
         };
         Self {
             shared: Arc::new(shared),
+        }
+    }
+
+    /// Whether mutations return journal records.
+    pub fn is_journaling(&self) -> bool {
+        self.shared.journaling
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.shared.index
+    }
+
+    /// Effects collection for one mutation, when journaling.
+    pub(crate) fn effects(&self) -> Option<Effects> {
+        self.shared.journaling.then(Effects::default)
+    }
+
+    /// Wraps a mutation's result with its record, when journaling.
+    pub(crate) fn mutation<T>(&self, result: T, record: impl FnOnce() -> Record) -> Mutation<T> {
+        Mutation {
+            result,
+            record: self.shared.journaling.then(record),
+        }
+    }
+
+    /// Sets a source's applied sequence to at least `seq`, as recovered from durable state.
+    pub fn restore_seq(&self, source_id: &str, seq: u64) {
+        if let Some(source) = self.network().source(source_id) {
+            let mut state = source
+                .feed
+                .seq
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.last_seq = state.last_seq.max(seq);
+        }
+    }
+
+    /// The highest durable sequence of a source, if it exists.
+    pub fn durable_seq(&self, source_id: &str) -> Option<u64> {
+        self.network().source(source_id).map(|s| s.feed.seqs().1)
+    }
+
+    /// Records that a source's batch `seq` is durable.
+    pub fn mark_durable(&self, source_id: &str, seq: u64) {
+        if let Some(source) = self.network().source(source_id) {
+            let mut state = source
+                .feed
+                .seq
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.pending.remove(&seq);
         }
     }
 
@@ -152,7 +230,10 @@ impl Engine {
     }
 
     /// Replaces the network with `change(current)`, unless it fails.
-    fn change_network(&self, change: impl FnOnce(&Network) -> Result<Network>) -> Result<()> {
+    fn change_network(
+        &self,
+        change: impl FnOnce(&Network) -> Result<Network>,
+    ) -> Result<Mutation<()>> {
         let _writer = self
             .shared
             .network_writer
@@ -163,25 +244,28 @@ impl Engine {
             .shared
             .network
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = next;
-        Ok(())
+            .unwrap_or_else(PoisonError::into_inner) = next.clone();
+        Ok(self.mutation((), || Record {
+            network: Some(next.encode()),
+            ..Record::default()
+        }))
     }
 
-    pub fn upsert_nodes(&self, nodes: Vec<Node>) -> Result<()> {
+    pub fn upsert_nodes(&self, nodes: Vec<Node>) -> Result<Mutation<()>> {
         self.change_network(|network| network.with_nodes(nodes))
     }
 
-    pub fn upsert_groups(&self, groups: Vec<NodeGroup>) -> Result<()> {
+    pub fn upsert_groups(&self, groups: Vec<NodeGroup>) -> Result<Mutation<()>> {
         self.change_network(|network| network.with_groups(groups))
     }
 
-    pub fn upsert_sources(&self, sources: Vec<Source>) -> Result<()> {
+    pub fn upsert_sources(&self, sources: Vec<Source>) -> Result<Mutation<()>> {
         let now_ms = self.now_ms();
         self.change_network(|network| network.with_sources(sources, now_ms))
     }
 
     /// Sets per-position safety stock; all entries are checked before any is applied.
-    pub fn set_safety_stock(&self, entries: &[SafetyStockEntry]) -> Result<()> {
+    pub fn set_safety_stock(&self, entries: &[SafetyStockEntry]) -> Result<Mutation<()>> {
         let network = self.network();
         let max_len = self.shared.config.limits.max_field_len;
         let mut resolved: Vec<(&str, NodeIdx, Qty)> = Vec::with_capacity(entries.len());
@@ -210,13 +294,20 @@ impl Engine {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
+        let mut effects = self.effects();
         for (sku, node, quantity) in resolved {
-            self.shared.index.update(sku, node, |position| {
-                position.set_safety_override(quantity);
-                ((), true)
-            });
+            self.shared
+                .index
+                .update(sku, node, effects.as_mut(), |position| {
+                    let changed = position.safety(-1) != quantity;
+                    position.set_safety_override(quantity);
+                    ((), changed)
+                });
         }
-        Ok(())
+        Ok(self.mutation((), || Record {
+            effects: effects.unwrap_or_default(),
+            ..Record::default()
+        }))
     }
 
     pub fn stats(&self) -> Stats {
@@ -226,11 +317,11 @@ impl Engine {
             .sources()
             .iter()
             .map(|source| {
-                let seq = source.feed.seq_state();
+                let (last_seq, durable_seq) = source.feed.seqs();
                 SourceStats {
                     source_id: source.def.id.clone(),
-                    last_seq: seq.last_seq,
-                    durable_seq: seq.durable_seq,
+                    last_seq,
+                    durable_seq,
                     age_ms: now_ms.saturating_sub(source.feed.last_heard_ms()),
                     stale: source.is_stale(now_ms),
                 }
@@ -243,7 +334,11 @@ impl Engine {
             skus: self.shared.index.sku_count(),
             positions: self.shared.index.position_count(),
             degraded_nodes: network.degraded(now_ms).count() as u64,
-            durability: "memory",
+            durability: if self.shared.journaling {
+                "redis"
+            } else {
+                "memory"
+            },
             source_stats,
             rejections_logged: self.shared.rejections.total(),
         }

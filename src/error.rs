@@ -31,6 +31,9 @@ pub enum Error {
     /// A limit was hit; retry later or send less.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The durable store cannot take the mutation now; nothing was acknowledged. Retry.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Error {

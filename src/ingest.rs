@@ -13,6 +13,7 @@ use crate::domain::{
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::index::{Applied, Change, ChangeKind, MAX_QUANTITY};
+use crate::mutation::{Mutation, Record};
 use crate::network::{Network, NodeIdx, SourceEntry};
 
 /// A rejection as the log keeps it.
@@ -84,7 +85,8 @@ impl RejectionLog {
 impl Engine {
     /// Applies one batch of a source's feed. Batch-level problems (unknown source, too many
     /// updates, no sequence) fail the whole batch; update-level problems reject that update only.
-    pub fn apply_batch(&self, batch: &SupplyBatch) -> Result<BatchOutcome> {
+    /// When journaling, the returned record must be made durable before the feed is answered.
+    pub fn apply_batch(&self, batch: &SupplyBatch) -> Result<Mutation<BatchOutcome>> {
         let network = self.network();
         let source = network
             .source(&batch.source_id)
@@ -104,11 +106,15 @@ impl Engine {
         if batch.updates.is_empty() {
             source.feed.heard(now_ms);
             metrics.heartbeat();
-            return Ok(BatchOutcome {
+            let heartbeat = BatchOutcome {
                 source_id: batch.source_id.clone(),
                 seq: batch.seq,
-                durable_seq: source.feed.seq_state().durable_seq,
+                durable_seq: source.feed.seqs().1,
                 ..BatchOutcome::default()
+            };
+            return Ok(Mutation {
+                result: heartbeat,
+                record: None,
             });
         }
         if batch.seq == 0 {
@@ -129,11 +135,23 @@ impl Engine {
             ..BatchOutcome::default()
         };
         if batch.seq <= seq.last_seq {
+            if seq.pending.contains(&batch.seq) {
+                // Applied, but its journal write has not been confirmed: acknowledging it as a
+                // duplicate could acknowledge something a crash would lose.
+                return Err(Error::Unavailable(format!(
+                    "batch {} is applied but not yet durable; retry",
+                    batch.seq
+                )));
+            }
             outcome.duplicate = true;
-            outcome.durable_seq = seq.durable_seq;
+            outcome.durable_seq = seq.durable_seq();
             metrics.duplicate();
-            return Ok(outcome);
+            return Ok(Mutation {
+                result: outcome,
+                record: None,
+            });
         }
+        let mut effects = self.effects();
         let mut newest_as_of_ms = None;
         for (i, update) in batch.updates.iter().enumerate() {
             let change = match self.validate(&network, source, update) {
@@ -146,10 +164,13 @@ impl Engine {
                 }
             };
             let (node, change) = change;
-            let applied = self.shared.index.update(&update.sku, node, |position| {
-                let applied = position.apply(&change);
-                (applied, applied == Applied::Applied)
-            });
+            let applied =
+                self.shared
+                    .index
+                    .update(&update.sku, node, effects.as_mut(), |position| {
+                        let applied = position.apply(&change);
+                        (applied, applied == Applied::Applied)
+                    });
             match refusal(applied) {
                 None if applied == Applied::Stale => outcome.stale += 1,
                 None => {
@@ -166,14 +187,20 @@ impl Engine {
             }
         }
         seq.last_seq = batch.seq;
-        seq.durable_seq = batch.seq;
-        outcome.durable_seq = seq.durable_seq;
+        if self.is_journaling() {
+            seq.pending.insert(batch.seq);
+        }
+        outcome.durable_seq = seq.durable_seq();
         drop(seq);
         self.shared
             .rejections
             .record(&batch.source_id, batch.seq, now_ms, &outcome.rejections);
         metrics.batch(&outcome, newest_as_of_ms.map(|as_of| now_ms - as_of));
-        Ok(outcome)
+        Ok(self.mutation(outcome, || Record {
+            source_seq: Some((batch.source_id.clone(), batch.seq)),
+            effects: effects.unwrap_or_default(),
+            network: None,
+        }))
     }
 
     /// The most recent rejections, newest first.

@@ -32,7 +32,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod demo;
 pub mod domain;
@@ -42,6 +44,7 @@ pub mod grpc;
 pub mod index;
 pub mod ingest;
 pub mod metrics;
+pub mod mutation;
 pub mod network;
 pub mod network_file;
 pub mod query;

@@ -26,6 +26,16 @@ pub const SKUS: &str = "promised_skus";
 pub const POSITIONS: &str = "promised_positions";
 pub const RESIDENT_MEMORY: &str = "promised_process_resident_memory_bytes";
 pub const DURABLE: &str = "promised_durability_enabled";
+pub const JOURNAL_COMMIT: &str = "promised_journal_commit_seconds";
+pub const JOURNAL_GROUP: &str = "promised_journal_group_records";
+pub const JOURNAL_RECORDS: &str = "promised_journal_records_total";
+pub const REDIS_UP: &str = "promised_redis_up";
+pub const SNAPSHOT_SECONDS: &str = "promised_snapshot_duration_seconds";
+pub const SNAPSHOT_BYTES: &str = "promised_snapshot_bytes";
+pub const SNAPSHOT_GENERATION: &str = "promised_snapshot_generation";
+pub const RECOVERY_SECONDS: &str = "promised_recovery_duration_seconds";
+pub const RECOVERY_POSITIONS: &str = "promised_recovery_positions";
+pub const RECOVERY_REPLAYED: &str = "promised_recovery_journal_entries";
 
 /// Latency buckets from 5 µs to 2.5 s: server time of a read is a few microseconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -36,6 +46,11 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Lag buckets from 10 ms to 1 hour.
 const LAG_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// Records per journal round trip.
+const GROUP_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
@@ -53,6 +68,8 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(RPC_DURATION.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(INGEST_APPLY_LAG.into()), LAG_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(JOURNAL_COMMIT.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(JOURNAL_GROUP.into()), GROUP_BUCKETS)?
         .install_recorder()?;
     describe();
     *installed = Some(handle.clone());
@@ -241,6 +258,56 @@ impl Default for IngestMetrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Journal writer metrics.
+#[derive(Debug, Clone)]
+pub struct JournalMetrics {
+    commit: Histogram,
+    group: Histogram,
+    records: Counter,
+    up: metrics::Gauge,
+}
+
+impl JournalMetrics {
+    pub fn new() -> Self {
+        Self {
+            commit: histogram!(JOURNAL_COMMIT),
+            group: histogram!(JOURNAL_GROUP),
+            records: counter!(JOURNAL_RECORDS),
+            up: gauge!(REDIS_UP),
+        }
+    }
+
+    pub fn committed(&self, records: usize, took: std::time::Duration) {
+        self.commit.record(took.as_secs_f64());
+        self.group.record(records as f64);
+        self.records.increment(records as u64);
+    }
+
+    pub fn redis_up(&self, up: bool) {
+        self.up.set(if up { 1.0 } else { 0.0 });
+    }
+}
+
+impl Default for JournalMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Records a finished snapshot.
+pub fn snapshot_written(generation: u64, bytes: u64, took: std::time::Duration) {
+    gauge!(SNAPSHOT_SECONDS).set(took.as_secs_f64());
+    gauge!(SNAPSHOT_BYTES).set(bytes as f64);
+    gauge!(SNAPSHOT_GENERATION).set(generation as f64);
+}
+
+/// Records what the last start recovered.
+pub fn recovered(positions: u64, journal_entries: u64, took: std::time::Duration) {
+    gauge!(RECOVERY_SECONDS).set(took.as_secs_f64());
+    gauge!(RECOVERY_POSITIONS).set(positions as f64);
+    gauge!(RECOVERY_REPLAYED).set(journal_entries as f64);
 }
 
 /// Sets the state gauges from a stats reading; called periodically.

@@ -4,14 +4,17 @@
 //! never wait for configuration changes. Node indices are stable: a node keeps its index when it
 //! is replaced, and nodes are never removed, so positions can refer to nodes by index.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono_tz::Tz;
 
 use crate::clock::UnixMillis;
-use crate::domain::{Day, Node, NodeGroup, Source, SupplyType};
+use crate::codec::{CodecError, Decoded, Reader, Writer};
+use crate::domain::{
+    parse_time_zone, Day, Node, NodeGroup, NodeKind, Source, SourceKind, SupplyType,
+};
 use crate::error::{Error, FieldViolation, Result};
 
 /// Index of a node in the network; stable for the life of the process.
@@ -21,12 +24,21 @@ pub type NodeIdx = u32;
 pub const MAX_ID_LEN: usize = 64;
 
 /// The sequence state of one source's feed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SeqState {
     /// Highest batch sequence applied.
     pub last_seq: u64,
-    /// Highest batch sequence that survives a crash of the process.
-    pub durable_seq: u64,
+    /// Sequences applied in memory whose journal write is not confirmed yet.
+    pub pending: BTreeSet<u64>,
+}
+
+impl SeqState {
+    /// Highest sequence at or below which every applied batch survives a crash of the process.
+    pub fn durable_seq(&self) -> u64 {
+        self.pending
+            .first()
+            .map_or(self.last_seq, |first| first - 1)
+    }
 }
 
 /// Runtime state of a source's feed, shared across network versions so that replacing a
@@ -54,13 +66,14 @@ impl FeedState {
         self.last_heard_ms.load(Ordering::Relaxed)
     }
 
-    /// The sequence state; a poisoned lock still holds consistent numbers (they are plain
-    /// integers written last), so it is read through.
-    pub fn seq_state(&self) -> SeqState {
-        *self
+    /// `(last_seq, durable_seq)`. A poisoned lock still holds consistent numbers (nothing
+    /// panics between its writes), so it is read through.
+    pub fn seqs(&self) -> (u64, u64) {
+        let state = self
             .seq
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (state.last_seq, state.durable_seq())
     }
 }
 
@@ -118,6 +131,8 @@ impl Degraded {
 /// One immutable version of the network configuration.
 #[derive(Debug, Default)]
 pub struct Network {
+    /// Counts changes; journaled network versions replay in this order.
+    version: u64,
     nodes: Vec<Node>,
     node_by_id: HashMap<String, NodeIdx>,
     groups: Vec<NodeGroup>,
@@ -135,6 +150,10 @@ pub struct Network {
 }
 
 impl Network {
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
@@ -211,7 +230,7 @@ impl Network {
             return Err(Error::InvalidArgument(violations));
         }
         let sources = self.sources.iter().map(|s| (s.def.clone(), s.feed.clone()));
-        Network::build(all, self.groups.clone(), sources)
+        Network::build(self.version + 1, all, self.groups.clone(), sources)
     }
 
     /// A new network with `groups` created or replaced by id.
@@ -229,7 +248,7 @@ impl Network {
             return Err(Error::InvalidArgument(violations));
         }
         let sources = self.sources.iter().map(|s| (s.def.clone(), s.feed.clone()));
-        Network::build(self.nodes.clone(), all, sources)
+        Network::build(self.version + 1, self.nodes.clone(), all, sources)
     }
 
     /// A new network with `sources` created or replaced by id; a replaced source keeps its feed
@@ -251,7 +270,12 @@ impl Network {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        Network::build(self.nodes.clone(), self.groups.clone(), all)
+        Network::build(
+            self.version + 1,
+            self.nodes.clone(),
+            self.groups.clone(),
+            all,
+        )
     }
 
     fn check_source(&self, i: usize, source: &Source, violations: &mut Vec<FieldViolation>) {
@@ -273,6 +297,7 @@ impl Network {
     }
 
     fn build(
+        version: u64,
         nodes: Vec<Node>,
         groups: Vec<NodeGroup>,
         sources: impl IntoIterator<Item = (Source, Arc<FeedState>)>,
@@ -322,6 +347,7 @@ impl Network {
             })
             .collect();
         Ok(Network {
+            version,
             nodes,
             node_by_id,
             groups,
@@ -334,6 +360,123 @@ impl Network {
             node_zone,
         })
     }
+}
+
+impl Network {
+    /// Encodes the configuration (not the feeds' runtime state) for the journal and snapshots.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.var(self.version);
+        w.len(self.groups.len());
+        for group in &self.groups {
+            w.str(&group.id);
+            w.str(&group.description);
+        }
+        w.len(self.nodes.len());
+        for node in &self.nodes {
+            w.str(&node.id);
+            w.u8(node.kind as u8);
+            w.f64(node.lat);
+            w.f64(node.lon);
+            w.str(&node.postal_code);
+            w.str(&node.country);
+            w.str(node.time_zone.name());
+            w.ivar(i64::from(node.priority));
+            w.len(node.group_ids.len());
+            node.group_ids.iter().for_each(|g| w.str(g));
+            w.ivar(node.safety_stock);
+        }
+        w.len(self.sources.len());
+        for source in &self.sources {
+            let def = &source.def;
+            w.str(&def.id);
+            w.u8(def.kind as u8);
+            w.len(def.owned_node_ids.len());
+            def.owned_node_ids.iter().for_each(|n| w.str(n));
+            w.len(def.owned_supply_types.len());
+            def.owned_supply_types
+                .iter()
+                .for_each(|t| w.u8(t.index() as u8));
+            w.ivar(def.stale_after_ms.unwrap_or(-1));
+        }
+        w.buf
+    }
+
+    /// Rebuilds a network from [`Network::encode`], through the same validation as upserts so
+    /// node indices come out as they were. Every source counts as heard at `now_ms`.
+    pub fn decode(bytes: &[u8], now_ms: UnixMillis) -> Decoded<Network> {
+        let mut r = Reader::new(bytes);
+        let version = r.var()?;
+        let groups = (0..r.len()?)
+            .map(|_| {
+                Ok(NodeGroup {
+                    id: r.str()?.to_owned(),
+                    description: r.str()?.to_owned(),
+                })
+            })
+            .collect::<Decoded<Vec<_>>>()?;
+        let nodes = (0..r.len()?)
+            .map(|_| decode_node(&mut r))
+            .collect::<Decoded<Vec<_>>>()?;
+        let sources = (0..r.len()?)
+            .map(|_| decode_source(&mut r))
+            .collect::<Decoded<Vec<_>>>()?;
+        let invalid = |_| CodecError("network fails validation");
+        let network = Network::default()
+            .with_groups(groups)
+            .and_then(|n| n.with_nodes(nodes))
+            .and_then(|n| n.with_sources(sources, now_ms))
+            .map_err(invalid)?;
+        Ok(Network { version, ..network })
+    }
+}
+
+fn decode_node(r: &mut Reader<'_>) -> Decoded<Node> {
+    const KINDS: [NodeKind; 3] = [NodeKind::Dc, NodeKind::Store, NodeKind::ThirdParty];
+    Ok(Node {
+        id: r.str()?.to_owned(),
+        kind: *KINDS
+            .get(usize::from(r.u8()?))
+            .ok_or(CodecError("node kind"))?,
+        lat: r.f64()?,
+        lon: r.f64()?,
+        postal_code: r.str()?.to_owned(),
+        country: r.str()?.to_owned(),
+        time_zone: parse_time_zone(r.str()?).ok_or(CodecError("time zone"))?,
+        priority: i32::try_from(r.ivar()?).map_err(|_| CodecError("priority"))?,
+        group_ids: (0..r.len()?)
+            .map(|_| r.str().map(str::to_owned))
+            .collect::<Decoded<_>>()?,
+        safety_stock: r.ivar()?,
+    })
+}
+
+fn decode_source(r: &mut Reader<'_>) -> Decoded<Source> {
+    const KINDS: [SourceKind; 4] = [
+        SourceKind::Wms,
+        SourceKind::Erp,
+        SourceKind::ThirdParty,
+        SourceKind::Pos,
+    ];
+    Ok(Source {
+        id: r.str()?.to_owned(),
+        kind: *KINDS
+            .get(usize::from(r.u8()?))
+            .ok_or(CodecError("source kind"))?,
+        owned_node_ids: (0..r.len()?)
+            .map(|_| r.str().map(str::to_owned))
+            .collect::<Decoded<_>>()?,
+        owned_supply_types: (0..r.len()?)
+            .map(|_| {
+                let at = usize::from(r.u8()?);
+                SupplyType::ALL
+                    .get(at)
+                    .copied()
+                    .ok_or(CodecError("supply type"))
+            })
+            .collect::<Decoded<_>>()?,
+        stale_after_ms: Some(r.ivar()?).filter(|ms| *ms >= 0),
+    })
 }
 
 fn resolve_source(

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use serde::Deserialize;
 
+use crate::checkpoint::Durability;
 use crate::domain::{parse_time_zone, Node, NodeGroup, NodeKind, Source, SourceKind, SupplyType};
 use crate::engine::Engine;
 
@@ -79,8 +80,9 @@ impl NetworkFile {
         Self::parse(&text, yaml).with_context(|| format!("in {}", path.display()))
     }
 
-    /// Upserts the file's groups, then nodes, then sources (each refers to the ones before).
-    pub fn apply(self, engine: &Engine) -> anyhow::Result<()> {
+    /// Upserts the file's groups, then nodes, then sources (each refers to the ones before),
+    /// each made durable before the next.
+    pub async fn apply(self, engine: &Engine, durability: &Durability) -> anyhow::Result<()> {
         let groups = self
             .groups
             .into_iter()
@@ -89,7 +91,9 @@ impl NetworkFile {
                 description: g.description,
             })
             .collect();
-        engine.upsert_groups(groups).context("groups")?;
+        durability
+            .commit(engine.upsert_groups(groups).context("groups")?)
+            .await?;
         let nodes = self
             .nodes
             .into_iter()
@@ -110,7 +114,9 @@ impl NetworkFile {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        engine.upsert_nodes(nodes).context("nodes")?;
+        durability
+            .commit(engine.upsert_nodes(nodes).context("nodes")?)
+            .await?;
         let sources = self
             .sources
             .into_iter()
@@ -123,7 +129,9 @@ impl NetworkFile {
                     .then(|| i64::from(s.stale_after_seconds) * 1000),
             })
             .collect();
-        engine.upsert_sources(sources).context("sources")?;
+        durability
+            .commit(engine.upsert_sources(sources).context("sources")?)
+            .await?;
         Ok(())
     }
 }
@@ -175,13 +183,13 @@ sources:
         Engine::new(EngineConfig::default(), Arc::new(ManualClock::new(0)))
     }
 
-    #[test]
-    fn toml_and_yaml_describe_the_same_network() {
+    #[tokio::test]
+    async fn toml_and_yaml_describe_the_same_network() {
         for (text, yaml) in [(TOML, false), (YAML, true)] {
             let engine = engine();
-            NetworkFile::parse(text, yaml)
-                .expect("parses")
-                .apply(&engine)
+            let file = NetworkFile::parse(text, yaml).expect("parses");
+            file.apply(&engine, &Durability::Memory)
+                .await
                 .expect("valid");
             let network = engine.network();
             assert_eq!(network.nodes().len(), 1);
@@ -193,11 +201,11 @@ sources:
         }
     }
 
-    #[test]
-    fn unknown_group_and_fields_are_refused() {
+    #[tokio::test]
+    async fn unknown_group_and_fields_are_refused() {
         let bad_group = TOML.replace(r#"group_ids = ["EAST"]"#, r#"group_ids = ["WEST"]"#);
         let file = NetworkFile::parse(&bad_group, false).expect("parses");
-        assert!(file.apply(&engine()).is_err());
+        assert!(file.apply(&engine(), &Durability::Memory).await.is_err());
         let unknown_field = format!("{TOML}\nsurprise = 1\n");
         assert!(NetworkFile::parse(&unknown_field, false).is_err());
     }

@@ -9,13 +9,16 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use crate::checkpoint::{Durability, Store};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
@@ -30,28 +33,45 @@ use crate::network_file::NetworkFile;
 const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Fully qualified names of the services health checking reports on.
-const SERVICE_NAMES: [&str; 3] = [
+const SERVICE_NAMES: [&str; 4] = [
+    "",
     "promised.v1.Admin",
-    "promised.v1.Supply",
+    SUPPLY_SERVICE,
     "promised.v1.Availability",
 ];
+/// The service that reports NOT_SERVING while mutations are refused.
+const SUPPLY_SERVICE: &str = "promised.v1.Supply";
 
 /// A built, bound, not yet running service.
 pub struct Application {
     config: Config,
     engine: Engine,
+    durability: Durability,
     grpc: TcpListener,
     metrics: TcpListener,
     prometheus: PrometheusHandle,
 }
 
 impl Application {
-    /// Binds the listeners (port 0 picks a free port), loads the network file if any.
+    /// Recovers state from Redis when configured (in memory otherwise), loads the network
+    /// file if any, and binds the listeners (port 0 picks a free port).
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let prometheus = metrics::install()?;
-        let engine = Engine::new(config.engine.clone(), clock);
+        let (engine, durability) = match &config.redis {
+            Some(redis) => {
+                let store = Store::open(redis.clone(), &config.engine, clock).await?;
+                (store.engine().clone(), Durability::Redis(store))
+            }
+            None => {
+                tracing::warn!("no --redis-url: state is in memory only and is lost on restart");
+                (
+                    Engine::new(config.engine.clone(), clock),
+                    Durability::Memory,
+                )
+            }
+        };
         if let Some(path) = &config.network_file {
-            NetworkFile::read(path)?.apply(&engine)?;
+            NetworkFile::read(path)?.apply(&engine, &durability).await?;
         }
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
@@ -62,6 +82,7 @@ impl Application {
         Ok(Self {
             config,
             engine,
+            durability,
             grpc,
             metrics,
             prometheus,
@@ -84,12 +105,16 @@ impl Application {
         &self.engine
     }
 
+    pub fn durability(&self) -> &Durability {
+        &self.durability
+    }
+
     /// Serves until `shutdown` resolves, then: health NOT_SERVING, stop accepting, end feed
     /// streams, drain in-flight calls, all within the configured grace period.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let (health, health_service) = tonic_health::server::health_reporter();
-        for name in ["", SERVICE_NAMES[0], SERVICE_NAMES[1], SERVICE_NAMES[2]] {
+        for name in SERVICE_NAMES {
             health
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
@@ -100,6 +125,7 @@ impl Application {
             .build_v1()?;
         let handlers = Handlers {
             engine: self.engine.clone(),
+            durability: self.durability.clone(),
             rpc: Arc::new(RpcMetrics::default()),
             feed_streams: Arc::new(Semaphore::new(self.config.max_feed_streams)),
             shutdown: stop.clone(),
@@ -131,11 +157,19 @@ impl Application {
             stop.clone().cancelled_owned(),
         ));
         tasks.spawn(observe_loop(self.engine.clone(), stop.clone()));
+        if let Durability::Redis(store) = &self.durability {
+            tasks.spawn(store.clone().snapshot_loop(stop.clone()));
+            tasks.spawn(report_store_health(
+                store.watch_up(),
+                health.clone(),
+                stop.clone(),
+            ));
+        }
         tasks.close();
 
         shutdown.await;
         tracing::info!("shutting down");
-        for name in ["", SERVICE_NAMES[0], SERVICE_NAMES[1], SERVICE_NAMES[2]] {
+        for name in SERVICE_NAMES {
             health
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
@@ -155,8 +189,40 @@ impl Application {
                 tracing::warn!(grace = ?self.config.shutdown_grace, "grace period elapsed; exiting with calls in flight")
             }
         }
+        if let Durability::Redis(store) = &self.durability {
+            // The final checkpoint makes the next start a snapshot load with an empty journal.
+            match tokio::time::timeout(self.config.shutdown_grace, store.snapshot_once()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "final snapshot failed; the journal still holds every acknowledged change"
+                ),
+                Err(_) => tracing::warn!("final snapshot did not finish within the grace period"),
+            }
+        }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Mutating services report NOT_SERVING while the journal cannot reach Redis (mutations are
+/// refused then); reads keep serving from memory.
+async fn report_store_health(
+    mut up: watch::Receiver<bool>,
+    health: HealthReporter,
+    stop: CancellationToken,
+) {
+    loop {
+        let status = if *up.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set_service_status(SUPPLY_SERVICE, status).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = up.changed() => if changed.is_err() { return },
+        }
     }
 }
 

@@ -38,7 +38,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let app = Application::build(config, Arc::new(SystemClock)).await?;
-    NetworkFile::parse(NETWORK_TOML, false)?.apply(app.engine())?;
+    NetworkFile::parse(NETWORK_TOML, false)?
+        .apply(app.engine(), app.durability())
+        .await?;
     let network = app.engine().network();
     let catalogue = Catalogue {
         skus,

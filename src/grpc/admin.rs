@@ -24,7 +24,9 @@ impl Admin for AdminService {
         let _timer = self.0.rpc.time(Rpc::UpsertNodes);
         let nodes = convert_list(request.into_inner().nodes, "nodes")?;
         let upserted = count(nodes.len());
-        self.0.engine.upsert_nodes(nodes)?;
+        self.0.durability.ensure_writable()?;
+        let mutation = self.0.engine.upsert_nodes(nodes)?;
+        self.0.durability.commit(mutation).await?;
         Ok(Response::new(pb::UpsertNodesResponse { upserted }))
     }
 
@@ -36,7 +38,9 @@ impl Admin for AdminService {
         let _timer = self.0.rpc.time(Rpc::UpsertGroups);
         let groups = convert_list(request.into_inner().groups, "groups")?;
         let upserted = count(groups.len());
-        self.0.engine.upsert_groups(groups)?;
+        self.0.durability.ensure_writable()?;
+        let mutation = self.0.engine.upsert_groups(groups)?;
+        self.0.durability.commit(mutation).await?;
         Ok(Response::new(pb::UpsertGroupsResponse { upserted }))
     }
 
@@ -48,7 +52,9 @@ impl Admin for AdminService {
         let _timer = self.0.rpc.time(Rpc::UpsertSources);
         let sources = convert_list(request.into_inner().sources, "sources")?;
         let upserted = count(sources.len());
-        self.0.engine.upsert_sources(sources)?;
+        self.0.durability.ensure_writable()?;
+        let mutation = self.0.engine.upsert_sources(sources)?;
+        self.0.durability.commit(mutation).await?;
         Ok(Response::new(pb::UpsertSourcesResponse { upserted }))
     }
 
@@ -59,7 +65,9 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::SetSafetyStockResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::SetSafetyStock);
         let entries = safety_entries(request.into_inner());
-        self.0.engine.set_safety_stock(&entries)?;
+        self.0.durability.ensure_writable()?;
+        let mutation = self.0.engine.set_safety_stock(&entries)?;
+        self.0.durability.commit(mutation).await?;
         Ok(Response::new(pb::SetSafetyStockResponse {
             updated: count(entries.len()),
         }))
@@ -71,6 +79,7 @@ impl Admin for AdminService {
         _request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::Stats>, Status> {
         let _timer = self.0.rpc.time(Rpc::GetStats);
-        Ok(Response::new(stats(self.0.engine.stats())))
+        let status = self.0.durability.status();
+        Ok(Response::new(stats(self.0.engine.stats(), status)))
     }
 }

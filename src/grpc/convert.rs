@@ -4,6 +4,7 @@
 use prost_types::Timestamp;
 
 use super::pb;
+use crate::checkpoint::DurabilityStatus;
 use crate::clock::UnixMillis;
 use crate::domain::{
     parse_time_zone, BatchOutcome, Day, Node, NodeGroup, NodeKind, RejectReason, Rejection, Source,
@@ -314,7 +315,7 @@ pub fn rejections(logged: Vec<LoggedRejection>, total: u64) -> pb::ListRejection
     }
 }
 
-pub fn stats(stats: Stats) -> pb::Stats {
+pub fn stats(stats: Stats, durability: DurabilityStatus) -> pb::Stats {
     pb::Stats {
         nodes: stats.nodes,
         groups: stats.groups,
@@ -322,7 +323,13 @@ pub fn stats(stats: Stats) -> pb::Stats {
         skus: stats.skus,
         positions: stats.positions,
         degraded_nodes: stats.degraded_nodes,
-        durability: stats.durability.to_owned(),
+        durability: durability.mode.to_owned(),
+        redis_up: durability.redis_up,
+        redis_persistence: durability.redis_persistence,
+        snapshot_generation: durability.snapshot_generation,
+        recovery_seconds: durability.recovery.took.as_secs_f64(),
+        recovered_positions: durability.recovery.positions,
+        replayed_journal_entries: durability.recovery.journal_entries,
         source_stats: stats
             .source_stats
             .into_iter()

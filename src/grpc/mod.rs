@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::Durability;
 use crate::engine::Engine;
 use crate::metrics::RpcMetrics;
 
@@ -33,6 +34,8 @@ pub use supply::SupplyService;
 #[derive(Debug, Clone)]
 pub struct Handlers {
     pub engine: Engine,
+    /// Where mutations are made durable before they are acknowledged.
+    pub durability: Durability,
     pub rpc: Arc<RpcMetrics>,
     /// Permits for concurrent feed streams; an extra stream is refused, not queued.
     pub feed_streams: Arc<Semaphore>,

@@ -18,6 +18,7 @@ impl From<Error> for Status {
             Error::NotFound(_) => Status::not_found(error.to_string()),
             Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
             Error::ResourceExhausted(_) => Status::resource_exhausted(error.to_string()),
+            Error::Unavailable(_) => Status::unavailable(error.to_string()),
         }
     }
 }

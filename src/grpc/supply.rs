@@ -21,9 +21,21 @@ const DEFAULT_REJECTION_LIMIT: usize = 100;
 pub struct SupplyService(pub Handlers);
 
 impl SupplyService {
-    fn apply(&self, batch: pb::SupplyBatch, rpc: Rpc) -> Result<pb::SupplyAck, Status> {
+    /// Applies a batch and answers once it is durable; heartbeats need no durable store.
+    async fn apply(&self, batch: pb::SupplyBatch, rpc: Rpc) -> Result<pb::SupplyAck, Status> {
         let _timer = self.0.rpc.time(rpc);
-        let outcome = self.0.engine.apply_batch(&SupplyBatch::from(batch))?;
+        let batch = SupplyBatch::from(batch);
+        let durability = &self.0.durability;
+        if !batch.updates.is_empty() {
+            durability.ensure_writable()?;
+        }
+        let mutation = self.0.engine.apply_batch(&batch)?;
+        let mut outcome = durability.commit(mutation).await?;
+        outcome.durable_seq = self
+            .0
+            .engine
+            .durable_seq(&batch.source_id)
+            .unwrap_or(outcome.durable_seq);
         Ok(ack(outcome))
     }
 
@@ -50,7 +62,7 @@ impl SupplyService {
                     return;
                 }
             };
-            let reply = self.apply(batch, Rpc::StreamUpdates);
+            let reply = self.apply(batch, Rpc::StreamUpdates).await;
             let failed = reply.is_err();
             if acks.send(reply).await.is_err() || failed {
                 return;
@@ -89,6 +101,7 @@ impl Supply for SupplyService {
         request: Request<pb::SupplyBatch>,
     ) -> Result<Response<pb::SupplyAck>, Status> {
         self.apply(request.into_inner(), Rpc::ApplyBatch)
+            .await
             .map(Response::new)
     }
 

@@ -5,6 +5,7 @@
 //! later commitment already counts on. `net` only changes on receipt and demand days, so the
 //! minimum is taken over `d` and those days, walked in order without allocating.
 
+use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::domain::{Day, Qty, SupplyType};
 use crate::network::NodeIdx;
 
@@ -333,6 +334,79 @@ impl Position {
             .into_iter()
             .find(|&(_, atp)| atp >= quantity)
             .map(|(day, _)| day)
+    }
+}
+
+impl Position {
+    /// Appends the whole position (the journal's and snapshots' unit of state).
+    pub fn encode(&self, w: &mut Writer) {
+        w.var(u64::from(self.node));
+        w.ivar(self.on_hand);
+        w.ivar(self.on_hand_as_of_ms);
+        w.ivar(self.safety_override);
+        let Some(dated) = &self.dated else {
+            w.u8(0);
+            return;
+        };
+        w.u8(1);
+        w.len(dated.receipts.len());
+        for receipt in &dated.receipts {
+            w.str(&receipt.reference);
+            w.u8(receipt.supply_type.index() as u8);
+            w.ivar(i64::from(receipt.eta.0));
+            w.ivar(receipt.quantity);
+            w.ivar(receipt.as_of_ms);
+        }
+        w.ivar(dated.removed_as_of_ms);
+        w.len(dated.demand.len());
+        for demand in &dated.demand {
+            w.ivar(i64::from(demand.day.0));
+            w.ivar(demand.reserved);
+            w.ivar(demand.allocated);
+        }
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Decoded<Position> {
+        let node = NodeIdx::try_from(r.var()?).map_err(|_| CodecError("node index"))?;
+        let mut position = Position {
+            node,
+            on_hand: r.ivar()?,
+            on_hand_as_of_ms: r.ivar()?,
+            safety_override: r.ivar()?,
+            dated: None,
+        };
+        if r.u8()? == 0 {
+            return Ok(position);
+        }
+        let day = |r: &mut Reader<'_>| -> Decoded<Day> {
+            i32::try_from(r.ivar()?)
+                .map(Day)
+                .map_err(|_| CodecError("day"))
+        };
+        let mut dated = Dated::default();
+        for _ in 0..r.len()? {
+            let reference = r.str()?.into();
+            let supply_type = *SupplyType::ALL
+                .get(usize::from(r.u8()?))
+                .ok_or(CodecError("supply type"))?;
+            dated.receipts.push(Receipt {
+                reference,
+                supply_type,
+                eta: day(r)?,
+                quantity: r.ivar()?,
+                as_of_ms: r.ivar()?,
+            });
+        }
+        dated.removed_as_of_ms = r.ivar()?;
+        for _ in 0..r.len()? {
+            dated.demand.push(DatedDemand {
+                day: day(r)?,
+                reserved: r.ivar()?,
+                allocated: r.ivar()?,
+            });
+        }
+        position.dated = Some(Box::new(dated));
+        Ok(position)
     }
 }
 

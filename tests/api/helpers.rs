@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use promised::checkpoint::Durability;
 use promised::clock::ManualClock;
 use promised::config::{Config, ServeArgs};
 use promised::engine::Engine;
@@ -25,6 +26,7 @@ pub struct TestApp {
     pub metrics_addr: SocketAddr,
     pub clock: ManualClock,
     pub engine: Engine,
+    pub durability: Durability,
     pub admin: AdminClient<Channel>,
     pub supply: SupplyClient<Channel>,
     pub availability: AvailabilityClient<Channel>,
@@ -77,6 +79,7 @@ pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
     let grpc_addr = app.grpc_addr();
     let metrics_addr = app.metrics_addr();
     let engine = app.engine().clone();
+    let durability = app.durability().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -90,6 +93,7 @@ pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
         metrics_addr,
         clock,
         engine,
+        durability,
         admin: AdminClient::new(channel.clone()),
         supply: SupplyClient::new(channel.clone()),
         availability: AvailabilityClient::new(channel.clone()),

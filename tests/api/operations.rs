@@ -109,7 +109,7 @@ async fn metrics_endpoint_exports_latency_ingest_and_freshness() {
         "promised_ingest_apply_lag_seconds",
         "promised_source_age_seconds{source=\"WMS-EAST\"}",
         "promised_positions",
-        "promised_durability_enabled 0",
+        "promised_durability_enabled",
         "promised_process_resident_memory_bytes",
     ] {
         assert!(body.contains(expected), "{expected} missing from\n{body}");

@@ -1,0 +1,357 @@
+//! Durability through Redis: the only module that talks to Redis.
+//!
+//! Every mutation's record is group-committed to a journal (a Redis stream) before the caller
+//! is acknowledged ([`journal`]); the whole state is snapshotted periodically in chunks under a
+//! generation without stopping queries or ingest ([`snapshot`]); at start the newest complete
+//! generation is loaded and the journal replayed on top, each effect exactly once
+//! ([`recovery`]). Keys share one hash tag, `{prefix}`, so an instance's keys live in one Redis
+//! Cluster slot.
+
+mod journal;
+mod recovery;
+pub mod snapshot;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::engine::{Engine, EngineConfig};
+use crate::error::{Error, Result};
+use crate::metrics::{self, JournalMetrics};
+use crate::mutation::Mutation;
+pub use recovery::RecoveryReport;
+pub use snapshot::SnapshotReport;
+
+/// Records that may wait for the journal writer before callers are slowed down.
+const QUEUE_DEPTH: usize = 16_384;
+/// How often the snapshot loop checks its triggers.
+const SNAPSHOT_CHECK: Duration = Duration::from_secs(1);
+
+/// How the service uses Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://HOST:PORT/DB`.
+    pub url: String,
+    /// Namespace of every key; also the Redis Cluster hash tag.
+    pub prefix: String,
+    /// A mutation not confirmed durable within this fails with UNAVAILABLE.
+    pub timeout: Duration,
+    /// A snapshot is taken at least this often...
+    pub snapshot_interval: Duration,
+    /// ...and as soon as this many position images were journaled since the last one.
+    pub snapshot_after_effects: u64,
+}
+
+/// The keys of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub journal: String,
+    pub manifest: String,
+    pub previous_manifest: String,
+    pub generation: String,
+    tag: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        let tag = format!("{{{prefix}}}");
+        Self {
+            journal: format!("{tag}:journal"),
+            manifest: format!("{tag}:manifest"),
+            previous_manifest: format!("{tag}:manifest:previous"),
+            generation: format!("{tag}:generation"),
+            tag,
+        }
+    }
+
+    pub fn chunk(&self, generation: u64, chunk: usize) -> String {
+        format!("{}:snapshot:{generation}:{chunk}", self.tag)
+    }
+}
+
+/// Durability state for `GetStats` and logs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DurabilityStatus {
+    /// "memory" or "redis".
+    pub mode: &'static str,
+    pub redis_up: bool,
+    /// What a crash of Redis itself could lose, from its own persistence settings.
+    pub redis_persistence: String,
+    pub snapshot_generation: u64,
+    pub recovery: RecoveryReport,
+}
+
+/// The Redis-backed store of one engine.
+pub struct Store {
+    conn: ConnectionManager,
+    keys: Keys,
+    engine: Engine,
+    config: RedisConfig,
+    queue: mpsc::Sender<journal::Pending>,
+    up: watch::Receiver<bool>,
+    /// Effects journaled since the last snapshot.
+    since_snapshot: Arc<AtomicU64>,
+    persistence: String,
+    recovery: RecoveryReport,
+    snapshot_generation: AtomicU64,
+    /// One snapshot at a time.
+    snapshotting: tokio::sync::Mutex<()>,
+    last_snapshot_at: Mutex<Instant>,
+}
+
+impl Store {
+    /// Connects, reports Redis's own persistence, recovers the engine and starts the journal
+    /// writer. On a first start (nothing stored), writes an initial snapshot so the stored
+    /// state always names its shard layout.
+    pub async fn open(
+        config: RedisConfig,
+        engine_config: &EngineConfig,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Arc<Store>> {
+        let client = redis::Client::open(config.url.as_str())
+            .with_context(|| format!("invalid Redis URL {}", config.url))?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout.max(Duration::from_secs(30))))
+            .set_number_of_retries(2);
+        let mut conn = client
+            .get_connection_manager_with_config(manager)
+            .await
+            .with_context(|| format!("cannot reach Redis at {}", config.url))?;
+        let persistence = persistence_report(&mut conn).await;
+        tracing::info!(persistence = %persistence, "Redis persistence");
+        let keys = Keys::new(&config.prefix);
+        let (engine, recovery) = recovery::recover(&mut conn, &keys, engine_config, clock).await?;
+        metrics::recovered(recovery.positions, recovery.journal_entries, recovery.took);
+        tracing::info!(
+            generation = ?recovery.generation,
+            positions = recovery.positions,
+            journal_entries = recovery.journal_entries,
+            effects_applied = recovery.effects_applied,
+            took = ?recovery.took,
+            "recovered state from Redis"
+        );
+        let (queue, pending) = mpsc::channel(QUEUE_DEPTH);
+        let (up_tx, up) = watch::channel(true);
+        let since_snapshot = Arc::new(AtomicU64::new(0));
+        let committer = journal::Committer {
+            conn: conn.clone(),
+            keys: keys.clone(),
+            engine: engine.clone(),
+            queue: pending,
+            up: up_tx,
+            timeout: config.timeout,
+            metrics: JournalMetrics::new(),
+            since_snapshot: since_snapshot.clone(),
+        };
+        tokio::spawn(committer.run());
+        let store = Arc::new(Store {
+            conn,
+            keys,
+            engine,
+            config,
+            queue,
+            up,
+            since_snapshot,
+            persistence,
+            snapshot_generation: AtomicU64::new(recovery.generation.unwrap_or(0)),
+            recovery,
+            snapshotting: tokio::sync::Mutex::new(()),
+            last_snapshot_at: Mutex::new(Instant::now()),
+        });
+        if store.recovery.generation.is_none() {
+            store
+                .snapshot_once()
+                .await
+                .context("writing the initial snapshot")?;
+        }
+        Ok(store)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    /// Changes of Redis reachability, for health reporting.
+    pub fn watch_up(&self) -> watch::Receiver<bool> {
+        self.up.clone()
+    }
+
+    /// Appends a record and waits until Redis has it, at most the configured timeout.
+    async fn append(&self, record: &crate::mutation::Record) -> Result<()> {
+        let (pending, told) = journal::Pending::new(record);
+        let unavailable = |why: &str| Error::Unavailable(format!("not durable: {why}; retry"));
+        let waited = tokio::time::timeout(self.config.timeout, async {
+            self.queue
+                .send(pending)
+                .await
+                .map_err(|_| unavailable("the journal is closed"))?;
+            match told.await {
+                Ok(true) => Ok(()),
+                _ => Err(unavailable("Redis did not take the journal write")),
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| Err(unavailable("Redis did not confirm in time")))
+    }
+
+    /// Writes a snapshot now (one at a time) and trims what it supersedes.
+    pub async fn snapshot_once(&self) -> anyhow::Result<SnapshotReport> {
+        let _one = self.snapshotting.lock().await;
+        let started = Instant::now();
+        let journaled_before = self.since_snapshot.load(Ordering::Relaxed);
+        let mut conn = self.conn.clone();
+        let report =
+            snapshot::write(&mut conn, &self.keys, &self.engine, self.engine.now_ms()).await?;
+        self.since_snapshot
+            .fetch_sub(journaled_before, Ordering::Relaxed);
+        self.snapshot_generation
+            .store(report.generation, Ordering::Relaxed);
+        *self
+            .last_snapshot_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        metrics::snapshot_written(report.generation, report.bytes, started.elapsed());
+        tracing::info!(
+            generation = report.generation,
+            positions = report.positions,
+            bytes = report.bytes,
+            took = ?started.elapsed(),
+            "snapshot written"
+        );
+        Ok(report)
+    }
+
+    /// Whether a snapshot is due: by time, or by journal growth.
+    fn snapshot_due(&self) -> bool {
+        let last = *self
+            .last_snapshot_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        last.elapsed() >= self.config.snapshot_interval
+            || self.since_snapshot.load(Ordering::Relaxed) >= self.config.snapshot_after_effects
+    }
+
+    /// Takes snapshots when due until `stop`.
+    pub async fn snapshot_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(SNAPSHOT_CHECK);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            if self.snapshot_due() && self.is_up() {
+                if let Err(error) = self.snapshot_once().await {
+                    tracing::warn!(error = format!("{error:#}"), "snapshot failed; will retry");
+                }
+            }
+        }
+    }
+
+    pub fn status(&self) -> DurabilityStatus {
+        DurabilityStatus {
+            mode: "redis",
+            redis_up: self.is_up(),
+            redis_persistence: self.persistence.clone(),
+            snapshot_generation: self.snapshot_generation.load(Ordering::Relaxed),
+            recovery: self.recovery.clone(),
+        }
+    }
+}
+
+/// Where acknowledged mutations live.
+#[derive(Clone)]
+pub enum Durability {
+    /// Nowhere but memory: lost on restart.
+    Memory,
+    Redis(Arc<Store>),
+}
+
+impl std::fmt::Debug for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Durability::Memory => f.write_str("Durability::Memory"),
+            Durability::Redis(store) => write!(f, "Durability::Redis({:?})", store.keys.tag),
+        }
+    }
+}
+
+impl Durability {
+    /// Refuses a mutation before it is applied while the store cannot take it.
+    pub fn ensure_writable(&self) -> Result<()> {
+        match self {
+            Durability::Redis(store) if !store.is_up() => Err(Error::Unavailable(
+                "the durable store (Redis) is unreachable; mutations are refused until it is back"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes a mutation durable and returns its result; an error means it was not acknowledged.
+    pub async fn commit<T>(&self, mutation: Mutation<T>) -> Result<T> {
+        match (self, &mutation.record) {
+            (Durability::Redis(store), Some(record)) if !record.is_empty() => {
+                store.append(record).await?
+            }
+            _ => {}
+        }
+        Ok(mutation.result)
+    }
+
+    pub fn status(&self) -> DurabilityStatus {
+        match self {
+            Durability::Memory => DurabilityStatus {
+                mode: "memory",
+                redis_persistence: "none: state is in memory only and lost on restart".into(),
+                ..DurabilityStatus::default()
+            },
+            Durability::Redis(store) => store.status(),
+        }
+    }
+}
+
+/// Reads `appendonly`, `appendfsync` and `save` and says what a Redis crash could lose.
+async fn persistence_report(conn: &mut ConnectionManager) -> String {
+    let setting = |name: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut conn)
+                .await;
+            reply.ok().and_then(|pair| pair.get(1).cloned())
+        }
+    };
+    let (Some(appendonly), Some(appendfsync), Some(save)) = (
+        setting("appendonly").await,
+        setting("appendfsync").await,
+        setting("save").await,
+    ) else {
+        return "unknown (CONFIG GET is not allowed): check the server's persistence settings"
+            .into();
+    };
+    let loss = match (appendonly.as_str(), appendfsync.as_str()) {
+        ("yes", "always") => "nothing acknowledged",
+        ("yes", "everysec") => "up to about one second of acknowledged writes",
+        ("yes", _) => "acknowledged writes the OS had not yet flushed (tens of seconds)",
+        _ if save.trim().is_empty() => "everything: neither AOF nor RDB is enabled",
+        _ => "acknowledged writes since the last RDB save",
+    };
+    format!("appendonly={appendonly} appendfsync={appendfsync} save={save:?}: a Redis crash would lose {loss}")
+}

@@ -1,0 +1,306 @@
+//! Snapshots: the whole state written to Redis in chunks under a new generation, then made
+//! current by replacing one manifest key; the previous generation is kept as a fallback, the
+//! one before it and the journal it covered are trimmed.
+//!
+//! Format: a manifest (`PRMS`, format version, body, CRC-32 of all before it) lists the
+//! generation's chunks with their lengths and CRC-32s; chunks hold encoded shards. Shards are
+//! copied one at a time under their read lock, so queries never wait and a writer waits only
+//! for one shard's copy.
+
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+
+use super::Keys;
+use crate::codec::{Reader, Writer};
+use crate::engine::Engine;
+use crate::index::Index;
+
+const MAGIC: &[u8; 4] = b"PRMS";
+/// The snapshot format this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Target size of one chunk value.
+const CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a generation could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Missing or damaged data: fall back to an older generation.
+    #[error("snapshot generation is unusable: {0}")]
+    Corrupt(String),
+    /// Written by a format this build does not read: refuse to start rather than lose it.
+    #[error("snapshot format version {found} is not supported (this build reads version {FORMAT_VERSION}); start a build that reads it, or move the data aside")]
+    Unsupported { found: u16 },
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// What a generation holds, besides its chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub generation: u64,
+    pub created_ms: i64,
+    pub shard_count: u32,
+    /// Id of the last journal entry appended before the snapshot started; every entry up to it
+    /// is contained in the snapshot.
+    pub journal_mark: String,
+    pub network: Vec<u8>,
+    pub source_seqs: Vec<(String, u64)>,
+    /// Length and CRC-32 of each chunk.
+    pub chunks: Vec<(u32, u32)>,
+    pub positions: u64,
+}
+
+impl Manifest {
+    pub fn encode_with_version(&self, version: u16) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.buf.extend_from_slice(MAGIC);
+        w.buf.extend_from_slice(&version.to_le_bytes());
+        w.var(self.generation);
+        w.ivar(self.created_ms);
+        w.u32(self.shard_count);
+        w.str(&self.journal_mark);
+        w.bytes(&self.network);
+        w.len(self.source_seqs.len());
+        for (source, seq) in &self.source_seqs {
+            w.str(source);
+            w.var(*seq);
+        }
+        w.len(self.chunks.len());
+        for (len, crc) in &self.chunks {
+            w.u32(*len);
+            w.u32(*crc);
+        }
+        w.var(self.positions);
+        let crc = crc32fast::hash(&w.buf);
+        w.u32(crc);
+        w.buf
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        self.encode_with_version(FORMAT_VERSION)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, LoadError> {
+        let corrupt = |what: &str| LoadError::Corrupt(format!("manifest {what}"));
+        if bytes.len() < 10 || &bytes[..4] != MAGIC {
+            return Err(corrupt("has no PRMS header"));
+        }
+        let (body, tail) = bytes.split_at(bytes.len() - 4);
+        let mut stored = [0u8; 4];
+        stored.copy_from_slice(tail);
+        if crc32fast::hash(body) != u32::from_le_bytes(stored) {
+            return Err(corrupt("fails its checksum"));
+        }
+        let found = u16::from_le_bytes([body[4], body[5]]);
+        if found != FORMAT_VERSION {
+            return Err(LoadError::Unsupported { found });
+        }
+        let mut r = Reader::new(&body[6..]);
+        let parse = |r: &mut Reader<'_>| -> crate::codec::Decoded<Manifest> {
+            Ok(Manifest {
+                generation: r.var()?,
+                created_ms: r.ivar()?,
+                shard_count: r.u32()?,
+                journal_mark: r.str()?.to_owned(),
+                network: r.bytes()?.to_vec(),
+                source_seqs: (0..r.len()?)
+                    .map(|_| Ok((r.str()?.to_owned(), r.var()?)))
+                    .collect::<crate::codec::Decoded<_>>()?,
+                chunks: (0..r.len()?)
+                    .map(|_| Ok((r.u32()?, r.u32()?)))
+                    .collect::<crate::codec::Decoded<_>>()?,
+                positions: r.var()?,
+            })
+        };
+        parse(&mut r).map_err(|e| LoadError::Corrupt(format!("manifest: {e}")))
+    }
+}
+
+/// What a finished snapshot wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotReport {
+    pub generation: u64,
+    pub positions: u64,
+    pub bytes: u64,
+    pub chunks: usize,
+}
+
+/// Writes a new generation and makes it current.
+pub async fn write(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    engine: &Engine,
+    now_ms: i64,
+) -> redis::RedisResult<SnapshotReport> {
+    let generation: u64 = conn.incr(&keys.generation, 1u64).await?;
+    // The mark is read before any shard is copied: every entry already in the journal was
+    // applied in memory before it was appended, so the copy below contains it.
+    let newest: redis::streams::StreamRangeReply = conn
+        .xrevrange_count(&keys.journal, "+", "-", 1usize)
+        .await?;
+    let journal_mark = newest
+        .ids
+        .first()
+        .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone());
+    let network = engine.network();
+    let source_seqs = network
+        .sources()
+        .iter()
+        .map(|s| (s.def.id.clone(), s.feed.seqs().0))
+        .collect();
+    let index = engine.index();
+    let mut chunks = Vec::new();
+    let mut positions = 0;
+    let mut bytes = 0u64;
+    let mut chunk = Writer::default();
+    for shard in 0..index.shard_count() {
+        positions += index.encode_shard(shard, &mut chunk);
+        let last = shard + 1 == index.shard_count();
+        if chunk.buf.len() >= CHUNK_BYTES || last {
+            let data = std::mem::take(&mut chunk.buf);
+            chunks.push((data.len() as u32, crc32fast::hash(&data)));
+            bytes += data.len() as u64;
+            let () = conn
+                .set(keys.chunk(generation, chunks.len() - 1), data)
+                .await?;
+        }
+    }
+    let manifest = Manifest {
+        generation,
+        created_ms: now_ms,
+        shard_count: index.shard_count() as u32,
+        journal_mark,
+        network: network.encode(),
+        source_seqs,
+        chunks,
+        positions,
+    };
+    let current: Option<Vec<u8>> = conn.get(&keys.manifest).await?;
+    let retired: Option<Vec<u8>> = conn.get(&keys.previous_manifest).await?;
+    let mut switch = redis::pipe();
+    switch.atomic();
+    if let Some(current) = &current {
+        switch.set(&keys.previous_manifest, current).ignore();
+    }
+    switch.set(&keys.manifest, manifest.encode()).ignore();
+    let () = switch.query_async(conn).await?;
+    // The generation before the previous one is no longer a fallback; the journal is kept from
+    // the previous generation's mark on.
+    if let Some(retired) = retired.and_then(|bytes| Manifest::decode(&bytes).ok()) {
+        if retired.generation != generation {
+            let keys_to_drop: Vec<String> = (0..retired.chunks.len())
+                .map(|c| keys.chunk(retired.generation, c))
+                .collect();
+            if !keys_to_drop.is_empty() {
+                let () = conn.del(keys_to_drop).await?;
+            }
+        }
+    }
+    if let Some(previous) = current.and_then(|bytes| Manifest::decode(&bytes).ok()) {
+        if let Some(min_id) = after(&previous.journal_mark) {
+            let _: u64 = redis::cmd("XTRIM")
+                .arg(&keys.journal)
+                .arg("MINID")
+                .arg(min_id)
+                .query_async(conn)
+                .await?;
+        }
+    }
+    Ok(SnapshotReport {
+        generation,
+        positions,
+        bytes,
+        chunks: manifest.chunks.len(),
+    })
+}
+
+/// The stream id right after `id` ("ms-seq"), or `None` for the empty mark.
+fn after(id: &str) -> Option<String> {
+    let (ms, seq) = id.split_once('-')?;
+    let (ms, seq): (u64, u64) = (ms.parse().ok()?, seq.parse().ok()?);
+    (ms, seq).ne(&(0, 0)).then(|| format!("{ms}-{}", seq + 1))
+}
+
+/// A generation read back: its manifest and an index holding its positions.
+pub struct Loaded {
+    pub manifest: Manifest,
+    pub index: Index,
+}
+
+/// Reads the generation named by the manifest at `manifest_key`; `Ok(None)` if there is none.
+pub async fn load(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    manifest_key: &str,
+) -> Result<Option<Loaded>, LoadError> {
+    let Some(bytes): Option<Vec<u8>> = conn.get(manifest_key).await? else {
+        return Ok(None);
+    };
+    let manifest = Manifest::decode(&bytes)?;
+    let index = Index::new(manifest.shard_count as usize);
+    if index.shard_count() != manifest.shard_count as usize {
+        return Err(LoadError::Corrupt(
+            "shard count is not a power of two".into(),
+        ));
+    }
+    for (i, &(len, crc)) in manifest.chunks.iter().enumerate() {
+        let data: Option<Vec<u8>> = conn.get(keys.chunk(manifest.generation, i)).await?;
+        let data = data.ok_or_else(|| LoadError::Corrupt(format!("chunk {i} is missing")))?;
+        if data.len() != len as usize || crc32fast::hash(&data) != crc {
+            return Err(LoadError::Corrupt(format!("chunk {i} fails its checksum")));
+        }
+        let mut r = Reader::new(&data);
+        while !r.is_empty() {
+            index
+                .restore_shard(&mut r)
+                .map_err(|e| LoadError::Corrupt(format!("chunk {i}: {e}")))?;
+        }
+    }
+    Ok(Some(Loaded { manifest, index }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            generation: 3,
+            created_ms: 1_000,
+            shard_count: 4,
+            journal_mark: "17-2".into(),
+            network: vec![1, 2, 3],
+            source_seqs: vec![("WMS".into(), 9)],
+            chunks: vec![(10, 0xabcd)],
+            positions: 12,
+        }
+    }
+
+    #[test]
+    fn manifest_round_trips() {
+        assert_eq!(
+            Manifest::decode(&manifest().encode()).expect("decodes"),
+            manifest()
+        );
+    }
+
+    #[test]
+    fn damaged_manifest_is_corrupt_and_other_versions_are_refused() {
+        let mut bytes = manifest().encode();
+        bytes[8] ^= 0xff;
+        assert!(matches!(
+            Manifest::decode(&bytes),
+            Err(LoadError::Corrupt(_))
+        ));
+        let old = manifest().encode_with_version(0);
+        let error = Manifest::decode(&old).expect_err("version 0 is not read");
+        assert!(matches!(error, LoadError::Unsupported { found: 0 }));
+        assert!(error.to_string().contains("version 0 is not supported"));
+    }
+
+    #[test]
+    fn journal_trim_starts_after_the_mark() {
+        assert_eq!(after("17-2"), Some("17-3".into()));
+        assert_eq!(after("0-0"), None);
+    }
+}

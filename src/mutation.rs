@@ -1,0 +1,95 @@
+//! What a mutation of the core leaves behind for the journal. The core applies a change in
+//! memory and returns a [`Record`] of it; the durability layer appends the record before the
+//! caller is acknowledged. Encoding is plain bytes: only the checkpoint layer knows where they go.
+
+use crate::codec::{CodecError, Decoded, Reader, Writer};
+use crate::index::Effects;
+
+/// Encoding version of a record; bumped on any incompatible change.
+const RECORD_VERSION: u8 = 1;
+
+const HAS_SOURCE: u8 = 1;
+const HAS_NETWORK: u8 = 2;
+
+/// The durable trace of one mutation.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// The feed batch this mutation applied, which recovery restores as the source's sequence.
+    pub source_seq: Option<(String, u64)>,
+    /// The whole network configuration after a network change (it is small and rarely changes).
+    pub network: Option<Vec<u8>>,
+    /// Position images, each tagged with its shard sequence number.
+    pub effects: Effects,
+}
+
+impl Record {
+    /// Whether replaying this record would change anything.
+    pub fn is_empty(&self) -> bool {
+        self.source_seq.is_none() && self.network.is_none() && self.effects.count() == 0
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(RECORD_VERSION);
+        let flags = if self.source_seq.is_some() {
+            HAS_SOURCE
+        } else {
+            0
+        } | if self.network.is_some() {
+            HAS_NETWORK
+        } else {
+            0
+        };
+        w.u8(flags);
+        if let Some((source, seq)) = &self.source_seq {
+            w.str(source);
+            w.var(*seq);
+        }
+        if let Some(network) = &self.network {
+            w.bytes(network);
+        }
+        w.buf.extend_from_slice(self.effects.as_bytes());
+        w.buf
+    }
+}
+
+/// A record read back from the journal; `effects` is left encoded for the index to replay.
+#[derive(Debug)]
+pub struct StoredRecord<'a> {
+    pub source_seq: Option<(&'a str, u64)>,
+    pub network: Option<&'a [u8]>,
+    pub effects: Reader<'a>,
+}
+
+impl<'a> StoredRecord<'a> {
+    pub fn decode(bytes: &'a [u8]) -> Decoded<StoredRecord<'a>> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != RECORD_VERSION {
+            return Err(CodecError("unsupported journal record version"));
+        }
+        let flags = r.u8()?;
+        let source_seq = if flags & HAS_SOURCE != 0 {
+            Some((r.str()?, r.var()?))
+        } else {
+            None
+        };
+        let network = if flags & HAS_NETWORK != 0 {
+            Some(r.bytes()?)
+        } else {
+            None
+        };
+        Ok(StoredRecord {
+            source_seq,
+            network,
+            effects: r,
+        })
+    }
+}
+
+/// The result of a mutation, and its record when the engine journals.
+#[derive(Debug)]
+pub struct Mutation<T> {
+    pub result: T,
+    /// `None` when the engine runs in memory only.
+    pub record: Option<Record>,
+}

@@ -1,0 +1,359 @@
+//! Durability through a real redis-server: restarts, snapshots crossing ingest, Redis outages,
+//! damaged generations.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use promised::checkpoint::snapshot::Manifest;
+use promised::checkpoint::{Durability, Keys, RedisConfig, Store};
+use promised::clock::ManualClock;
+use promised::config::ServeArgs;
+use promised::engine::{Engine, EngineConfig};
+use promised::grpc::pb;
+use promised::query::AvailabilityQuery;
+use redis::Commands;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::helpers::*;
+use crate::redis::RedisServer;
+
+fn durable(redis: &RedisServer, prefix: &str) -> ServeArgs {
+    ServeArgs {
+        redis_url: Some(redis.url()),
+        redis_prefix: Some(prefix.into()),
+        redis_timeout_ms: Some("500".into()),
+        snapshot_interval_secs: Some("3600".into()),
+        ..ServeArgs::default()
+    }
+}
+
+fn store_of(app: &TestApp) -> Arc<Store> {
+    match &app.durability {
+        Durability::Redis(store) => store.clone(),
+        Durability::Memory => panic!("the test app runs without Redis"),
+    }
+}
+
+/// Recovers the stored state into a second engine, as a restart would.
+async fn recover(redis: &RedisServer, prefix: &str) -> anyhow::Result<Arc<Store>> {
+    let config = RedisConfig {
+        url: redis.url(),
+        prefix: prefix.into(),
+        timeout: Duration::from_millis(500),
+        snapshot_interval: Duration::from_secs(3600),
+        snapshot_after_effects: u64::MAX,
+    };
+    Store::open(
+        config,
+        &EngineConfig::default(),
+        Arc::new(ManualClock::new(START_MS)),
+    )
+    .await
+}
+
+/// Asserts two engines answer alike for `skus` and hold the same feed sequences.
+fn assert_same_state(live: &Engine, recovered: &Engine, skus: &[String]) {
+    let query = AvailabilityQuery {
+        skus: skus.to_vec(),
+        quantity: Some(1),
+        ..AvailabilityQuery::default()
+    };
+    let answer = |engine: &Engine| engine.availability(&query).expect("valid query").items;
+    assert_eq!(answer(recovered), answer(live));
+    let seqs = |engine: &Engine| {
+        let stats = engine.stats();
+        let mut seqs: Vec<(String, u64)> = stats
+            .source_stats
+            .into_iter()
+            .map(|s| (s.source_id, s.last_seq))
+            .collect();
+        seqs.sort();
+        (seqs, stats.positions, stats.nodes)
+    };
+    assert_eq!(seqs(recovered), seqs(live));
+}
+
+#[tokio::test]
+async fn acknowledged_state_survives_a_restart() {
+    let redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "restart")).await;
+    use pb::SupplyType::{InTransit, OnOrder};
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![
+            set_on_hand("SKU-1", "DC-EAST", 30, START_MS),
+            set_receipt("SKU-1", "DC-EAST", InTransit, "ASN-1", "2026-03-05", 10),
+        ],
+    )
+    .await;
+    app.apply("WMS-EAST", 2, vec![adjust_on_hand("SKU-1", "DC-EAST", -4)])
+        .await;
+    app.apply(
+        "ERP",
+        1,
+        vec![set_receipt(
+            "SKU-1",
+            "DC-WEST",
+            OnOrder,
+            "PO-1",
+            "2026-03-20",
+            50,
+        )],
+    )
+    .await;
+    let mut new_node = node("DC-NEW", pb::NodeKind::Dc, "America/Denver", &["WEST"]);
+    new_node.safety_stock = 2;
+    app.admin
+        .upsert_nodes(pb::UpsertNodesRequest {
+            nodes: vec![new_node],
+        })
+        .await
+        .expect("node");
+    let entry = pb::SafetyStockEntry {
+        sku: "SKU-1".into(),
+        node_id: "DC-EAST".into(),
+        quantity: 5,
+    };
+    app.admin
+        .set_safety_stock(pb::SetSafetyStockRequest {
+            entries: vec![entry],
+        })
+        .await
+        .expect("safety");
+    let before = app.item("SKU-1").await;
+    assert_eq!(app.stats().await.durability, "redis");
+    app.shutdown().await;
+
+    let mut app = spawn_app_with(durable(&redis, "restart")).await;
+    assert_eq!(app.item("SKU-1").await, before);
+    let stats = app.stats().await;
+    assert!(
+        stats.redis_up && stats.recovered_positions == 2,
+        "{stats:?}"
+    );
+    assert!(
+        stats.redis_persistence.contains("appendfsync=always"),
+        "{}",
+        stats.redis_persistence
+    );
+    let retry = app
+        .apply("WMS-EAST", 2, vec![adjust_on_hand("SKU-1", "DC-EAST", -4)])
+        .await;
+    assert!(retry.duplicate, "a retry after the restart is recognised");
+    assert_eq!(app.item("SKU-1").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_taken_mid_ingest_replay_every_delta_exactly_once() {
+    let redis = RedisServer::start();
+    let app = spawn_app_with(durable(&redis, "mid-ingest")).await;
+    let store = store_of(&app);
+    let skus: Vec<String> = (0..20).map(|i| format!("SKU-{i}")).collect();
+    let mut supply = app.supply.clone();
+    let feed_skus = skus.clone();
+    let feed = tokio::spawn(async move {
+        for seq in 1..=150u64 {
+            let updates = feed_skus
+                .iter()
+                .filter(|sku| seq % 3 != 0 || sku.ends_with('1'))
+                .map(|sku| adjust_on_hand(sku, "DC-EAST", 1))
+                .collect();
+            supply
+                .apply_batch(batch("WMS-EAST", seq, updates))
+                .await
+                .expect("durable batch");
+        }
+    });
+    for _ in 0..3 {
+        store.snapshot_once().await.expect("snapshot during ingest");
+    }
+    feed.await.expect("feed finished");
+    let recovered = recover(&redis, "mid-ingest").await.expect("recovers");
+    let report = recovered.status().recovery;
+    assert!(
+        report.generation.is_some() && report.effects_applied > 0,
+        "{report:?}"
+    );
+    assert_same_state(&app.engine, recovered.engine(), &skus);
+    let on_hand = |sku: &str| {
+        let query = AvailabilityQuery {
+            skus: vec![sku.into()],
+            node_ids: vec!["DC-EAST".into()],
+            ..Default::default()
+        };
+        recovered
+            .engine()
+            .availability(&query)
+            .expect("query")
+            .items[0]
+            .nodes[0]
+            .on_hand
+    };
+    assert_eq!(on_hand("SKU-1"), 150);
+    assert_eq!(on_hand("SKU-2"), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_refuses_mutations_keeps_reads_and_heals_without_restart() {
+    let mut redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "outage")).await;
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 10, START_MS)],
+    )
+    .await;
+    redis.kill();
+
+    let refused = app
+        .supply
+        .apply_batch(batch(
+            "WMS-EAST",
+            2,
+            vec![adjust_on_hand("SKU-1", "DC-EAST", 5)],
+        ))
+        .await
+        .expect_err("no acknowledgement without Redis");
+    assert_eq!(refused.code(), Code::Unavailable);
+    let fast = Instant::now();
+    let again = app
+        .supply
+        .apply_batch(batch(
+            "WMS-EAST",
+            3,
+            vec![adjust_on_hand("SKU-1", "DC-EAST", 7)],
+        ))
+        .await
+        .expect_err("still down");
+    assert_eq!(again.code(), Code::Unavailable);
+    assert!(
+        fast.elapsed() < Duration::from_millis(400),
+        "refused before waiting for Redis"
+    );
+    assert_eq!(
+        node_view(&app.item("SKU-1").await, "DC-EAST").on_hand,
+        15,
+        "reads are served from memory"
+    );
+    let mut health = HealthClient::new(app.channel.clone());
+    let supply_health = HealthCheckRequest {
+        service: "promised.v1.Supply".into(),
+    };
+    let reads_health = HealthCheckRequest {
+        service: "promised.v1.Availability".into(),
+    };
+    let status = health
+        .check(supply_health.clone())
+        .await
+        .expect("health")
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::NotServing);
+    let status = health
+        .check(reads_health)
+        .await
+        .expect("health")
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
+
+    redis.resume();
+    // The unacknowledged batch 2 is retried by its feed until it is durable; it is never
+    // applied twice.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ack = loop {
+        let retry = batch("WMS-EAST", 2, vec![adjust_on_hand("SKU-1", "DC-EAST", 5)]);
+        match app.supply.apply_batch(retry).await {
+            Ok(ack) => break ack.into_inner(),
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        }
+        assert!(Instant::now() < deadline, "the service did not heal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(ack.duplicate && ack.durable_seq >= 2, "{ack:?}");
+    let status = health
+        .check(supply_health)
+        .await
+        .expect("health")
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
+    let ack = app
+        .apply("WMS-EAST", 4, vec![adjust_on_hand("SKU-1", "DC-EAST", 1)])
+        .await;
+    assert_eq!((ack.applied, ack.durable_seq), (1, 4));
+    assert_eq!(node_view(&app.item("SKU-1").await, "DC-EAST").on_hand, 16);
+    let recovered = recover(&redis, "outage").await.expect("recovers");
+    assert_same_state(&app.engine, recovered.engine(), &["SKU-1".into()]);
+}
+
+#[tokio::test]
+async fn a_damaged_generation_is_passed_over_for_the_previous_complete_one() {
+    let redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "damaged")).await;
+    let store = store_of(&app);
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 10, START_MS)],
+    )
+    .await;
+    let older = store.snapshot_once().await.expect("snapshot");
+    app.apply("WMS-EAST", 2, vec![adjust_on_hand("SKU-1", "DC-EAST", 3)])
+        .await;
+    let newer = store.snapshot_once().await.expect("snapshot");
+    app.apply("WMS-EAST", 3, vec![adjust_on_hand("SKU-2", "DC-EAST", 4)])
+        .await;
+
+    let keys = Keys::new("damaged");
+    let mut conn = redis.client().get_connection().expect("redis");
+    let () = conn
+        .set(keys.chunk(newer.generation, 0), b"not a chunk".to_vec())
+        .expect("damage a chunk");
+    // A generation that never got its manifest is ignored as well.
+    let () = conn
+        .set(keys.chunk(newer.generation + 7, 0), b"partial".to_vec())
+        .expect("stray chunk");
+
+    let recovered = recover(&redis, "damaged")
+        .await
+        .expect("recovers from the older generation");
+    assert_eq!(
+        recovered.status().recovery.generation,
+        Some(older.generation)
+    );
+    assert_same_state(
+        &app.engine,
+        recovered.engine(),
+        &["SKU-1".into(), "SKU-2".into()],
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_in_an_unknown_format_version_is_refused_with_a_clear_error() {
+    let redis = RedisServer::start();
+    let old = Manifest {
+        generation: 1,
+        created_ms: START_MS,
+        shard_count: 256,
+        journal_mark: "0-0".into(),
+        network: Vec::new(),
+        source_seqs: Vec::new(),
+        chunks: Vec::new(),
+        positions: 0,
+    };
+    let mut conn = redis.client().get_connection().expect("redis");
+    let () = conn
+        .set(Keys::new("old").manifest, old.encode_with_version(0))
+        .expect("write manifest");
+    let error = recover(&redis, "old").await.err().expect("refused");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("format version 0 is not supported"),
+        "{message}"
+    );
+}
