@@ -215,8 +215,11 @@ impl Store {
         let started = Instant::now();
         let journaled_before = self.since_snapshot.load(Ordering::Relaxed);
         let mut conn = self.conn.clone();
+        let now_ms = self.engine.now_ms();
+        // Long enough for the journal to catch up with batches applied during the copy.
+        let durable_within = self.config.timeout * 4;
         let report =
-            snapshot::write(&mut conn, &self.keys, &self.engine, self.engine.now_ms()).await?;
+            snapshot::write(&mut conn, &self.keys, &self.engine, now_ms, durable_within).await?;
         self.since_snapshot
             .fetch_sub(journaled_before, Ordering::Relaxed);
         self.snapshot_generation

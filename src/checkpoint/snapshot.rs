@@ -7,6 +7,8 @@
 //! copied one at a time under their read lock, so queries never wait and a writer waits only
 //! for one shard's copy.
 
+use std::time::{Duration, Instant};
+
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
@@ -20,6 +22,8 @@ const MAGIC: &[u8; 4] = b"PRMS";
 pub const FORMAT_VERSION: u16 = 1;
 /// Target size of one chunk value.
 const CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// How often a snapshot checks whether the batches it counts are durable yet.
+const DURABLE_POLL: Duration = Duration::from_millis(2);
 
 /// Why a generation could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -126,12 +130,19 @@ pub struct SnapshotReport {
 }
 
 /// Writes a new generation and makes it current.
+///
+/// Sources' sequences are read after the shards are copied, then the write waits until every
+/// batch up to them is durable: a batch the copy caught half-way, or missed, is then in the
+/// journal and replays on top, and no batch counted as applied can be lost by a crash. (Read
+/// before the copy instead, a batch applied during the copy could be partly in the snapshot
+/// yet not counted, and its feed would resend it after a crash: applied twice.)
 pub async fn write(
     conn: &mut ConnectionManager,
     keys: &Keys,
     engine: &Engine,
     now_ms: i64,
-) -> redis::RedisResult<SnapshotReport> {
+    durable_within: Duration,
+) -> anyhow::Result<SnapshotReport> {
     let generation: u64 = conn.incr(&keys.generation, 1u64).await?;
     // The mark is read before any shard is copied: every entry already in the journal was
     // applied in memory before it was appended, so the copy below contains it.
@@ -142,12 +153,6 @@ pub async fn write(
         .ids
         .first()
         .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone());
-    let network = engine.network();
-    let source_seqs = network
-        .sources()
-        .iter()
-        .map(|s| (s.def.id.clone(), s.feed.seqs().0))
-        .collect();
     let index = engine.index();
     let mut chunks = Vec::new();
     let mut positions = 0;
@@ -165,6 +170,8 @@ pub async fn write(
                 .await?;
         }
     }
+    let network = engine.network();
+    let source_seqs = durable_seqs(engine, durable_within).await?;
     let manifest = Manifest {
         generation,
         created_ms: now_ms,
@@ -212,6 +219,29 @@ pub async fn write(
         bytes,
         chunks: manifest.chunks.len(),
     })
+}
+
+/// Every source's applied sequence, once all batches up to it are durable.
+async fn durable_seqs(engine: &Engine, within: Duration) -> anyhow::Result<Vec<(String, u64)>> {
+    let wanted: Vec<(String, u64)> = engine
+        .network()
+        .sources()
+        .iter()
+        .map(|s| (s.def.id.clone(), s.feed.seqs().0))
+        .collect();
+    let deadline = Instant::now() + within;
+    loop {
+        let durable = wanted
+            .iter()
+            .all(|(source, seq)| engine.durable_seq(source).unwrap_or(*seq) >= *seq);
+        if durable {
+            return Ok(wanted);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("batches applied during the snapshot did not become durable in time");
+        }
+        tokio::time::sleep(DURABLE_POLL).await;
+    }
 }
 
 /// The stream id right after `id` ("ms-seq"), or `None` for the empty mark.

@@ -357,3 +357,47 @@ async fn a_snapshot_in_an_unknown_format_version_is_refused_with_a_clear_error()
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_snapshot_never_counts_a_batch_that_is_not_durable() {
+    let redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "counted")).await;
+    let store = store_of(&app);
+    app.apply("WMS-EAST", 1, vec![adjust_on_hand("SKU-1", "DC-EAST", 5)])
+        .await;
+    // Applied in memory, its journal write not yet made: a snapshot now would hold its effect
+    // without its sequence being safe, so it must not complete.
+    let update = promised::domain::SupplyBatch {
+        source_id: "WMS-EAST".into(),
+        seq: 2,
+        updates: vec![promised::domain::SupplyUpdate {
+            sku: "SKU-1".into(),
+            node_id: "DC-EAST".into(),
+            supply_type: Some(promised::domain::SupplyType::OnHand),
+            op: Some(promised::domain::UpdateOp::Adjust),
+            quantity: 3,
+            reference: String::new(),
+            eta: String::new(),
+        }],
+    };
+    let unjournaled = app.engine.apply_batch(&update).expect("applies in memory");
+    let refused = store
+        .snapshot_once()
+        .await
+        .expect_err("the batch is not durable");
+    assert!(
+        format!("{refused:#}").contains("did not become durable"),
+        "{refused:#}"
+    );
+    app.durability
+        .commit(unjournaled)
+        .await
+        .expect("journaled now");
+    store
+        .snapshot_once()
+        .await
+        .expect("everything counted is durable");
+    let recovered = recover(&redis, "counted").await.expect("recovers");
+    assert_same_state(&app.engine, recovered.engine(), &["SKU-1".into()]);
+    assert_eq!(recovered.engine().durable_seq("WMS-EAST"), Some(2));
+}

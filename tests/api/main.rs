@@ -1,6 +1,7 @@
 //! Integration tests: the real service over gRPC on loopback.
 
 mod availability;
+mod crash;
 mod durability;
 mod helpers;
 mod ingest;

@@ -1,0 +1,291 @@
+//! Kill -9 the real binary at random points while feeds stream, restart it, and check that the
+//! recovered state is exactly what the recovered feed sequences imply: nothing acknowledged is
+//! missing and nothing is applied twice.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use promised::grpc::pb;
+use promised::grpc::pb::admin_client::AdminClient;
+use promised::grpc::pb::availability_client::AvailabilityClient;
+use promised::grpc::pb::supply_client::SupplyClient;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::helpers::{adjust_on_hand, batch, set_on_hand};
+use crate::redis::{free_port, RedisServer};
+
+const SKUS: usize = 24;
+const DCS: [&str; 3] = ["DC-EDISON-NJ", "DC-ATLANTA-GA", "DC-DALLAS-TX"];
+const STORES: [&str; 3] = ["STORE-BOSTON-MA", "STORE-MIAMI-FL", "STORE-SEATTLE-WA"];
+
+/// The service binary running against Redis.
+struct Service {
+    child: Child,
+    channel: Channel,
+}
+
+impl Service {
+    async fn start(redis: &RedisServer, prefix: &str) -> Service {
+        let port = free_port();
+        let network = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo/network.toml");
+        let child = Command::new(env!("CARGO_BIN_EXE_promised"))
+            .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "--redis-url",
+                &redis.url(),
+                "--redis-prefix",
+                prefix,
+                "--network",
+                network,
+            ])
+            // Frequent snapshots, so kills land before, during and after them.
+            .args([
+                "--snapshot-after-effects",
+                "150",
+                "--snapshot-interval-secs",
+                "1",
+                "--log",
+                "error",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("service binary starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                .expect("uri")
+                .connect()
+                .await
+            {
+                let mut health = HealthClient::new(channel.clone());
+                let request = HealthCheckRequest {
+                    service: "promised.v1.Supply".into(),
+                };
+                if let Ok(reply) = health.check(request).await {
+                    if reply.into_inner().status() == ServingStatus::Serving {
+                        return Service { child, channel };
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "service did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// One source's planned batches, and how far they were acknowledged.
+struct Feed {
+    source: &'static str,
+    batches: Vec<Vec<pb::SupplyUpdate>>,
+}
+
+fn wms_feed(rng: &mut SmallRng) -> Feed {
+    let batches = (0..3_000)
+        .map(|_| {
+            (0..rng.random_range(1..12))
+                .map(|_| {
+                    adjust_on_hand(
+                        &format!("SKU-{}", rng.random_range(0..SKUS)),
+                        DCS[rng.random_range(0..DCS.len())],
+                        1,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    Feed {
+        source: "WMS",
+        batches,
+    }
+}
+
+fn pos_feed(rng: &mut SmallRng) -> Feed {
+    let batches = (0..3_000)
+        .map(|i| {
+            (0..rng.random_range(1..6))
+                .map(|_| {
+                    let sku = format!("SKU-{}", rng.random_range(0..SKUS));
+                    set_on_hand(
+                        &sku,
+                        STORES[rng.random_range(0..STORES.len())],
+                        rng.random_range(0..50),
+                        1_000 * (i + 1),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    Feed {
+        source: "POS",
+        batches,
+    }
+}
+
+/// Streams the feed's batches in order, recording the highest sequence acknowledged as durable.
+async fn stream(channel: Channel, feed: &Feed, acked: &AtomicU64) {
+    let (batches, outbound) = mpsc::channel(4);
+    let Ok(reply) = SupplyClient::new(channel)
+        .stream_updates(ReceiverStream::new(outbound))
+        .await
+    else {
+        return;
+    };
+    let mut acks = reply.into_inner();
+    let sender = async {
+        for (i, updates) in feed.batches.iter().enumerate() {
+            if batches
+                .send(batch(feed.source, i as u64 + 1, updates.clone()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    let receiver = async {
+        while let Ok(Some(ack)) = acks.message().await {
+            assert!(!ack.duplicate, "{ack:?}");
+            acked.store(ack.durable_seq, Ordering::SeqCst);
+        }
+    };
+    tokio::join!(sender, receiver);
+}
+
+/// Sends the feed batch by batch, recording the highest sequence acknowledged as durable.
+async fn unary(channel: Channel, feed: &Feed, acked: &AtomicU64) {
+    let mut client = SupplyClient::new(channel);
+    for (i, updates) in feed.batches.iter().enumerate() {
+        match client
+            .apply_batch(batch(feed.source, i as u64 + 1, updates.clone()))
+            .await
+        {
+            Ok(ack) => acked.store(ack.into_inner().durable_seq, Ordering::SeqCst),
+            Err(_) => return,
+        }
+    }
+}
+
+/// On-hand per (sku, node) after batches `1..=upto` of both feeds.
+fn expected(
+    wms: &Feed,
+    wms_upto: u64,
+    pos: &Feed,
+    pos_upto: u64,
+) -> HashMap<(String, String), i64> {
+    let mut state = HashMap::new();
+    for update in wms.batches.iter().take(wms_upto as usize).flatten() {
+        *state
+            .entry((update.sku.clone(), update.node_id.clone()))
+            .or_default() += update.quantity;
+    }
+    for update in pos.batches.iter().take(pos_upto as usize).flatten() {
+        state.insert(
+            (update.sku.clone(), update.node_id.clone()),
+            update.quantity,
+        );
+    }
+    state.retain(|_, quantity| *quantity != 0);
+    state
+}
+
+async fn recovered_seqs(channel: Channel) -> HashMap<String, u64> {
+    let stats = AdminClient::new(channel)
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    stats
+        .source_stats
+        .into_iter()
+        .map(|s| (s.source_id, s.last_seq))
+        .collect()
+}
+
+async fn on_hand(channel: Channel) -> HashMap<(String, String), i64> {
+    let request = pb::AvailabilityRequest {
+        skus: (0..SKUS).map(|i| format!("SKU-{i}")).collect(),
+        node_ids: DCS.iter().chain(&STORES).map(|n| n.to_string()).collect(),
+        ..Default::default()
+    };
+    let answer = AvailabilityClient::new(channel)
+        .get_availability(request)
+        .await
+        .expect("availability");
+    let mut state = HashMap::new();
+    for item in answer.into_inner().items {
+        for node in item.nodes.into_iter().filter(|n| n.on_hand != 0) {
+            state.insert((item.sku.clone(), node.node_id), node.on_hand);
+        }
+    }
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_service_recovers_exactly_the_acknowledged_state() {
+    let redis = RedisServer::start();
+    for seed in 0..10u64 {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let feeds = Arc::new((wms_feed(&mut rng), pos_feed(&mut rng)));
+        let acked = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let prefix = format!("crash-{seed}");
+        let service = Service::start(&redis, &prefix).await;
+        let running = tokio::spawn({
+            let (channel, feeds, acked) = (service.channel.clone(), feeds.clone(), acked.clone());
+            async move {
+                tokio::join!(
+                    stream(channel.clone(), &feeds.0, &acked.0),
+                    unary(channel, &feeds.1, &acked.1)
+                );
+            }
+        });
+        // The kill point: somewhere in the middle of both feeds and of the snapshots they
+        // trigger.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(30..500))).await;
+        service.kill();
+        running.await.expect("feeds end when the service dies");
+        let (wms_acked, pos_acked) = (
+            acked.0.load(Ordering::SeqCst),
+            acked.1.load(Ordering::SeqCst),
+        );
+
+        let service = Service::start(&redis, &prefix).await;
+        let seqs = recovered_seqs(service.channel.clone()).await;
+        let (wms_seq, pos_seq) = (seqs["WMS"], seqs["POS"]);
+        assert!(wms_seq >= wms_acked && pos_seq >= pos_acked, "seed {seed}: lost acknowledged batches: WMS {wms_seq} < {wms_acked} or POS {pos_seq} < {pos_acked}");
+        assert!(
+            wms_acked > 0 && pos_acked > 0,
+            "seed {seed}: the kill came before any batch was acknowledged"
+        );
+        let state = on_hand(service.channel.clone()).await;
+        let (wms, pos) = (&feeds.0, &feeds.1);
+        assert_eq!(
+            state,
+            expected(wms, wms_seq, pos, pos_seq),
+            "seed {seed}: state is not that of WMS 1..={wms_seq} and POS 1..={pos_seq}"
+        );
+        service.kill();
+    }
+}
