@@ -28,9 +28,19 @@ const SKUS: usize = 24;
 const DCS: [&str; 3] = ["DC-EDISON-NJ", "DC-ATLANTA-GA", "DC-DALLAS-TX"];
 const STORES: [&str; 3] = ["STORE-BOSTON-MA", "STORE-MIAMI-FL", "STORE-SEATTLE-WA"];
 
+/// A child process that is killed and reaped when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The service binary running against Redis.
 struct Service {
-    child: Child,
+    process: Process,
     channel: Channel,
 }
 
@@ -38,7 +48,7 @@ impl Service {
     async fn start(redis: &RedisServer, prefix: &str) -> Service {
         let port = free_port();
         let network = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo/network.toml");
-        let child = Command::new(env!("CARGO_BIN_EXE_promised"))
+        let process = Command::new(env!("CARGO_BIN_EXE_promised"))
             .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
             .args([
@@ -61,6 +71,7 @@ impl Service {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(Process)
             .expect("service binary starts");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -75,7 +86,7 @@ impl Service {
                 };
                 if let Ok(reply) = health.check(request).await {
                     if reply.into_inner().status() == ServingStatus::Serving {
-                        return Service { child, channel };
+                        return Service { process, channel };
                     }
                 }
             }
@@ -84,15 +95,9 @@ impl Service {
         }
     }
 
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
+    /// SIGKILL: no shutdown, no final snapshot.
+    fn kill(self) {
+        drop(self.process);
     }
 }
 
