@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::checkpoint::RedisConfig;
-use crate::engine::{EngineConfig, Limits, StalePolicy};
+use crate::engine::{EngineConfig, Limits, ReservationLimits, StalePolicy};
 use crate::index::AtpPolicy;
 
 pub const ENV_GRPC_ADDR: &str = "PROMISED_GRPC_ADDR";
@@ -31,6 +31,10 @@ pub const ENV_PROMISABLE_IN_TRANSIT: &str = "PROMISED_PROMISABLE_IN_TRANSIT_PERC
 pub const ENV_PROMISABLE_ON_ORDER: &str = "PROMISED_PROMISABLE_ON_ORDER_PERCENT";
 pub const ENV_SHARDS: &str = "PROMISED_SHARDS";
 pub const ENV_LOG: &str = "PROMISED_LOG";
+pub const ENV_DEFAULT_TTL_SECS: &str = "PROMISED_DEFAULT_TTL_SECS";
+pub const ENV_MAX_TTL_SECS: &str = "PROMISED_MAX_TTL_SECS";
+pub const ENV_RETENTION_SECS: &str = "PROMISED_RETENTION_SECS";
+pub const ENV_MAX_LINES: &str = "PROMISED_MAX_LINES";
 pub const ENV_REDIS_URL: &str = "PROMISED_REDIS_URL";
 pub const ENV_REDIS_PREFIX: &str = "PROMISED_REDIS_PREFIX";
 pub const ENV_REDIS_TIMEOUT_MS: &str = "PROMISED_REDIS_TIMEOUT_MS";
@@ -115,6 +119,18 @@ pub struct ServeArgs {
     /// Log filter, tracing-subscriber syntax [env PROMISED_LOG] [default info]
     #[arg(long)]
     pub log: Option<String>,
+    /// TTL of a reservation that asks for none [env PROMISED_DEFAULT_TTL_SECS] [default 900]
+    #[arg(long)]
+    pub default_ttl_secs: Option<String>,
+    /// Longest reservation TTL [env PROMISED_MAX_TTL_SECS] [default 86400]
+    #[arg(long)]
+    pub max_ttl_secs: Option<String>,
+    /// Seconds an ended reservation's id is remembered for idempotent retries [env PROMISED_RETENTION_SECS] [default 86400]
+    #[arg(long)]
+    pub retention_secs: Option<String>,
+    /// Lines per reservation [env PROMISED_MAX_LINES] [default 1000]
+    #[arg(long)]
+    pub max_lines: Option<String>,
     /// Journal and snapshot to Redis, `redis://HOST:PORT/DB`; without it state is in memory
     /// only [env PROMISED_REDIS_URL]
     #[arg(long)]
@@ -257,6 +273,32 @@ impl Config {
         };
         let engine = EngineConfig {
             limits,
+            reservations: ReservationLimits {
+                default_ttl_secs: pick(
+                    &args.default_ttl_secs,
+                    env,
+                    ENV_DEFAULT_TTL_SECS,
+                    defaults.reservations.default_ttl_secs,
+                )?,
+                max_ttl_secs: pick(
+                    &args.max_ttl_secs,
+                    env,
+                    ENV_MAX_TTL_SECS,
+                    defaults.reservations.max_ttl_secs,
+                )?,
+                retention_secs: pick(
+                    &args.retention_secs,
+                    env,
+                    ENV_RETENTION_SECS,
+                    defaults.reservations.retention_secs,
+                )?,
+                max_lines: pick(
+                    &args.max_lines,
+                    env,
+                    ENV_MAX_LINES,
+                    defaults.reservations.max_lines,
+                )?,
+            },
             atp,
             stale: pick(&args.stale_policy, env, ENV_STALE_POLICY, defaults.stale)?,
             shards: pick(&args.shards, env, ENV_SHARDS, defaults.shards)?,

@@ -144,13 +144,16 @@ pub struct Source {
 }
 
 /// How an update changes a quantity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateOp {
     /// Absolute, as of the source's time in Unix milliseconds (`None` if the feed sent none,
     /// which the ingest rejects).
     Set { as_of_ms: Option<i64> },
     /// A signed delta.
     Adjust,
+    /// A shipment of an order's allocation: takes the quantity off the allocation and off
+    /// on-hand together.
+    Ship { order_id: String },
 }
 
 /// One supply update as a feed sent it. Enums the feed left unspecified are `None`: the ingest
@@ -192,10 +195,14 @@ pub enum RejectReason {
     InvalidOp,
     MissingAsOf,
     UnexpectedReference,
+    /// A shipment for an order that is not committed here.
+    UnknownOrder,
+    /// A shipment larger than the order's open allocation at that node.
+    NotAllocated,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 13] = [
+    pub const ALL: [RejectReason; 15] = [
         Self::NotOwned,
         Self::UnknownNode,
         Self::NegativeQuantity,
@@ -209,6 +216,8 @@ impl RejectReason {
         Self::InvalidOp,
         Self::MissingAsOf,
         Self::UnexpectedReference,
+        Self::UnknownOrder,
+        Self::NotAllocated,
     ];
 
     /// A stable, machine-readable label (also the metric label).
@@ -227,6 +236,8 @@ impl RejectReason {
             Self::InvalidOp => "invalid_op",
             Self::MissingAsOf => "missing_as_of",
             Self::UnexpectedReference => "unexpected_reference",
+            Self::UnknownOrder => "unknown_order",
+            Self::NotAllocated => "not_allocated",
         }
     }
 }

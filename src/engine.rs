@@ -2,6 +2,8 @@
 //! drives. A cloneable handle around `Arc<Shared>`; no method awaits or does I/O, and no lock is
 //! held across calls into another key's lock except in ascending shard order.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::clock::{Clock, UnixMillis};
@@ -12,6 +14,10 @@ use crate::ingest::RejectionLog;
 use crate::metrics::IngestMetrics;
 use crate::mutation::{Mutation, Record};
 use crate::network::{Network, NodeIdx};
+use crate::reservation::Book;
+
+/// Reservation book shards; a reservation call locks one.
+const BOOK_SHARDS: usize = 64;
 
 /// How nodes whose feed is stale are treated in availability answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +52,35 @@ impl Default for Limits {
     }
 }
 
+/// Reservation policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationLimits {
+    /// TTL of a hold that does not ask for one.
+    pub default_ttl_secs: u64,
+    /// Longest TTL a hold may ask for or be extended to.
+    pub max_ttl_secs: u64,
+    /// How long an ended reservation's id is remembered (same id, same answer).
+    pub retention_secs: u64,
+    /// Lines per reservation.
+    pub max_lines: usize,
+}
+
+impl Default for ReservationLimits {
+    fn default() -> Self {
+        Self {
+            default_ttl_secs: 900,
+            max_ttl_secs: 86_400,
+            retention_secs: 86_400,
+            max_lines: 1_000,
+        }
+    }
+}
+
 /// Everything the engine is built with.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub limits: Limits,
+    pub reservations: ReservationLimits,
     pub atp: AtpPolicy,
     pub stale: StalePolicy,
     /// Index shards; more shards, less contention between writers.
@@ -60,6 +91,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
+            reservations: ReservationLimits::default(),
             atp: AtpPolicy::default(),
             stale: StalePolicy::Exclude,
             shards: 256,
@@ -101,6 +133,25 @@ pub struct Stats {
 }
 
 #[derive(Debug)]
+/// A mutation's number while it is not yet durable; dropping it unused settles it.
+pub(crate) struct Ticket<'a> {
+    engine: &'a Engine,
+    number: Option<u64>,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Some(number) = self.number {
+            self.engine.settle(number);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
     pub(crate) clock: Arc<dyn Clock>,
@@ -114,6 +165,10 @@ pub(crate) struct Shared {
     /// Mutations return journal records, and sequences become durable only when the durability
     /// layer says so; otherwise everything applied counts as durable at once.
     pub(crate) journaling: bool,
+    /// Numbers of mutations applied in memory whose records are not yet durable.
+    unsettled: Mutex<BTreeSet<u64>>,
+    next_mutation: AtomicU64,
+    pub(crate) book: Book,
 }
 
 /// Cloneable handle to the core.
@@ -146,6 +201,8 @@ impl Engine {
         index: Index,
         journaling: bool,
     ) -> Self {
+        let retention_ms = i64::try_from(config.reservations.retention_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
         let shared = Shared {
             index,
             rejections: RejectionLog::new(config.limits.rejection_log_len),
@@ -155,6 +212,9 @@ impl Engine {
             network_writer: Mutex::default(),
             ingest_metrics: IngestMetrics::new(),
             journaling,
+            unsettled: Mutex::default(),
+            next_mutation: AtomicU64::new(1),
+            book: Book::new(BOOK_SHARDS, retention_ms),
         };
         Self {
             shared: Arc::new(shared),
@@ -175,11 +235,89 @@ impl Engine {
         self.shared.journaling.then(Effects::default)
     }
 
-    /// Wraps a mutation's result with its record, when journaling.
-    pub(crate) fn mutation<T>(&self, result: T, record: impl FnOnce() -> Record) -> Mutation<T> {
+    /// Numbers a mutation that is about to change memory, so a snapshot can wait until every
+    /// mutation it may contain is durable. Take it before changing anything.
+    pub(crate) fn begin(&self) -> Ticket<'_> {
+        let number = self.shared.journaling.then(|| {
+            let number = self.shared.next_mutation.fetch_add(1, Ordering::SeqCst);
+            lock(&self.shared.unsettled).insert(number);
+            number
+        });
+        Ticket {
+            engine: self,
+            number,
+        }
+    }
+
+    /// Wraps a mutation's result with its record, when journaling; a record that would change
+    /// nothing is dropped and its ticket settled.
+    pub(crate) fn mutation<T>(
+        &self,
+        mut ticket: Ticket<'_>,
+        result: T,
+        record: impl FnOnce() -> Record,
+    ) -> Mutation<T> {
+        let Some(number) = ticket.number else {
+            return Mutation {
+                result,
+                record: None,
+            };
+        };
+        let mut record = record();
+        if record.is_empty() {
+            return Mutation {
+                result,
+                record: None,
+            };
+        }
+        ticket.number = None;
+        record.ticket = Some(number);
         Mutation {
             result,
-            record: self.shared.journaling.then(record),
+            record: Some(record),
+        }
+    }
+
+    /// Marks a journaled mutation durable (its record is in the journal).
+    pub fn settle(&self, ticket: u64) {
+        lock(&self.shared.unsettled).remove(&ticket);
+    }
+
+    /// Every mutation numbered below the result is durable (or never happened).
+    pub fn settled_below(&self) -> u64 {
+        let next = self.shared.next_mutation.load(Ordering::SeqCst);
+        lock(&self.shared.unsettled)
+            .first()
+            .copied()
+            .unwrap_or(next)
+    }
+
+    /// The number the next mutation will get.
+    pub fn next_ticket(&self) -> u64 {
+        self.shared.next_mutation.load(Ordering::SeqCst)
+    }
+
+    /// Reservation book shards, for snapshots.
+    pub fn book_shards(&self) -> usize {
+        self.shared.book.shard_count()
+    }
+
+    /// Encodes one book shard's reservations; returns how many.
+    pub fn encode_reservations(&self, shard: usize, w: &mut crate::codec::Writer) -> usize {
+        let shard = self.shared.book.shard_at(shard);
+        let reservations: Vec<&crate::reservation::Reservation> = shard.iter().collect();
+        w.len(reservations.len());
+        reservations.iter().for_each(|r| r.encode(w));
+        reservations.len()
+    }
+
+    /// Puts recovered reservations in the book (before the engine serves).
+    pub fn restore_reservations(
+        &self,
+        reservations: impl IntoIterator<Item = crate::reservation::Reservation>,
+    ) {
+        for reservation in reservations {
+            self.shared.book.shard(&reservation.id).put(reservation);
         }
     }
 
@@ -240,12 +378,13 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let next = Arc::new(change(&self.network())?);
+        let ticket = self.begin();
         *self
             .shared
             .network
             .write()
             .unwrap_or_else(PoisonError::into_inner) = next.clone();
-        Ok(self.mutation((), || Record {
+        Ok(self.mutation(ticket, (), || Record {
             network: Some(next.encode()),
             ..Record::default()
         }))
@@ -294,6 +433,7 @@ impl Engine {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
+        let ticket = self.begin();
         let mut effects = self.effects();
         for (sku, node, quantity) in resolved {
             self.shared
@@ -304,7 +444,7 @@ impl Engine {
                     ((), changed)
                 });
         }
-        Ok(self.mutation((), || Record {
+        Ok(self.mutation(ticket, (), || Record {
             effects: effects.unwrap_or_default(),
             ..Record::default()
         }))

@@ -28,6 +28,12 @@ pub enum Error {
     /// The system is not in a state that allows the request.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Not enough stock for these lines; nothing was held.
+    #[error("insufficient stock: {}", describe_shortfalls(.0))]
+    InsufficientStock(Vec<Shortfall>),
+    /// The id is taken by a different request.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// A limit was hit; retry later or send less.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -41,6 +47,28 @@ impl Error {
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Self::InvalidArgument(vec![FieldViolation::new(field, description)])
     }
+}
+
+/// A line that cannot be held, and how much could be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    /// `sku@node`, `sku@group` or `sku@network`.
+    pub subject: String,
+    pub requested: i64,
+    pub available: i64,
+}
+
+fn describe_shortfalls(shortfalls: &[Shortfall]) -> String {
+    shortfalls
+        .iter()
+        .map(|s| {
+            format!(
+                "{} requested {} available {}",
+                s.subject, s.requested, s.available
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn describe(violations: &[FieldViolation]) -> String {

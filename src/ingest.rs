@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    BatchOutcome, Day, RejectReason, Rejection, SupplyBatch, SupplyUpdate, UpdateOp,
+    BatchOutcome, Day, RejectReason, Rejection, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -151,11 +151,35 @@ impl Engine {
                 record: None,
             });
         }
+        let ticket = self.begin();
         let mut effects = self.effects();
+        let mut shipped = Vec::new();
         let mut newest_as_of_ms = None;
         for (i, update) in batch.updates.iter().enumerate() {
-            let change = match self.validate(&network, source, update) {
-                Ok(valid) => valid,
+            let (node, change) = match self.validate(&network, source, update) {
+                Ok(Valid::Change(node, change)) => (node, change),
+                Ok(Valid::Ship(node, order_id)) => {
+                    let quantity = update.quantity;
+                    match self.ship(
+                        order_id,
+                        &update.sku,
+                        node,
+                        quantity,
+                        effects.as_mut(),
+                        &mut shipped,
+                    ) {
+                        Ok(()) => outcome.applied += 1,
+                        Err(reason) => {
+                            let detail = format!(
+                                "order {order_id:?} has no open allocation of {quantity} here"
+                            );
+                            outcome
+                                .rejections
+                                .push(rejection(i, update, reason, detail));
+                        }
+                    }
+                    continue;
+                }
                 Err((reason, detail)) => {
                     outcome
                         .rejections
@@ -163,7 +187,6 @@ impl Engine {
                     continue;
                 }
             };
-            let (node, change) = change;
             let applied =
                 self.shared
                     .index
@@ -196,10 +219,11 @@ impl Engine {
             .rejections
             .record(&batch.source_id, batch.seq, now_ms, &outcome.rejections);
         metrics.batch(&outcome, newest_as_of_ms.map(|as_of| now_ms - as_of));
-        Ok(self.mutation(outcome, || Record {
+        Ok(self.mutation(ticket, outcome, || Record {
             source_seq: Some((batch.source_id.clone(), batch.seq)),
             effects: effects.unwrap_or_default(),
-            network: None,
+            reservations: shipped,
+            ..Record::default()
         }))
     }
 
@@ -215,7 +239,7 @@ impl Engine {
         network: &Network,
         source: &SourceEntry,
         update: &'u SupplyUpdate,
-    ) -> Result<(NodeIdx, Change<'u>), (RejectReason, String)> {
+    ) -> Result<Valid<'u>, (RejectReason, String)> {
         let max_len = self.shared.config.limits.max_field_len;
         let oversized = |field: &str| {
             (
@@ -244,6 +268,7 @@ impl Engine {
         ))?;
         let op = update
             .op
+            .as_ref()
             .ok_or((RejectReason::InvalidOp, "op is unspecified".into()))?;
         if !source.owns(node, supply_type) {
             return Err((
@@ -261,6 +286,9 @@ impl Engine {
             ));
         }
         let kind = match op {
+            UpdateOp::Ship { order_id } => {
+                return validate_ship(supply_type, node, order_id, update, max_len)
+            }
             UpdateOp::Set { as_of_ms } => {
                 if update.quantity < 0 {
                     return Err((
@@ -282,8 +310,43 @@ impl Engine {
             reference: &update.reference,
             eta,
         };
-        Ok((node, change))
+        Ok(Valid::Change(node, change))
     }
+}
+
+/// An update that passed validation.
+enum Valid<'u> {
+    Change(NodeIdx, Change<'u>),
+    /// A shipment for an order.
+    Ship(NodeIdx, &'u str),
+}
+
+fn validate_ship<'u>(
+    supply_type: SupplyType,
+    node: NodeIdx,
+    order_id: &'u str,
+    update: &SupplyUpdate,
+    max_len: usize,
+) -> Result<Valid<'u>, (RejectReason, String)> {
+    if supply_type != SupplyType::OnHand {
+        return Err((
+            RejectReason::InvalidSupplyType,
+            "a SHIP takes ON_HAND supply".into(),
+        ));
+    }
+    if update.quantity <= 0 {
+        return Err((
+            RejectReason::NegativeQuantity,
+            "a SHIP ships a positive quantity".into(),
+        ));
+    }
+    if order_id.is_empty() || order_id.len() > max_len {
+        return Err((
+            RejectReason::UnknownOrder,
+            format!("a SHIP needs an order_id of 1 to {max_len} bytes"),
+        ));
+    }
+    Ok(Valid::Ship(node, order_id))
 }
 
 /// Checks reference and ETA against the supply type; returns the parsed ETA.

@@ -131,10 +131,16 @@ pub enum Rpc {
     ApplyBatch,
     ListRejections,
     GetAvailability,
+    Reserve,
+    UpdateReservation,
+    Extend,
+    Release,
+    GetReservation,
+    Commit,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 9] = [
+    const ALL: [Rpc; 15] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
@@ -144,6 +150,12 @@ impl Rpc {
         Self::ApplyBatch,
         Self::ListRejections,
         Self::GetAvailability,
+        Self::Reserve,
+        Self::UpdateReservation,
+        Self::Extend,
+        Self::Release,
+        Self::GetReservation,
+        Self::Commit,
     ];
 
     fn name(self) -> &'static str {
@@ -157,6 +169,12 @@ impl Rpc {
             Self::ApplyBatch => "ApplyBatch",
             Self::ListRejections => "ListRejections",
             Self::GetAvailability => "GetAvailability",
+            Self::Reserve => "Reserve",
+            Self::UpdateReservation => "UpdateReservation",
+            Self::Extend => "Extend",
+            Self::Release => "Release",
+            Self::GetReservation => "GetReservation",
+            Self::Commit => "Commit",
         }
     }
 }

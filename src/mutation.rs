@@ -4,9 +4,10 @@
 
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::index::Effects;
+use crate::reservation::Reservation;
 
 /// Encoding version of a record; bumped on any incompatible change.
-const RECORD_VERSION: u8 = 1;
+const RECORD_VERSION: u8 = 2;
 
 const HAS_SOURCE: u8 = 1;
 const HAS_NETWORK: u8 = 2;
@@ -20,12 +21,19 @@ pub struct Record {
     pub network: Option<Vec<u8>>,
     /// Position images, each tagged with its shard sequence number.
     pub effects: Effects,
+    /// Reservations as they are after the mutation.
+    pub reservations: Vec<Reservation>,
+    /// The engine's number for the mutation, settled once the record is durable.
+    pub ticket: Option<u64>,
 }
 
 impl Record {
     /// Whether replaying this record would change anything.
     pub fn is_empty(&self) -> bool {
-        self.source_seq.is_none() && self.network.is_none() && self.effects.count() == 0
+        self.source_seq.is_none()
+            && self.network.is_none()
+            && self.effects.count() == 0
+            && self.reservations.is_empty()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -48,6 +56,10 @@ impl Record {
         if let Some(network) = &self.network {
             w.bytes(network);
         }
+        w.len(self.reservations.len());
+        for reservation in &self.reservations {
+            reservation.encode(&mut w);
+        }
         w.buf.extend_from_slice(self.effects.as_bytes());
         w.buf
     }
@@ -58,6 +70,7 @@ impl Record {
 pub struct StoredRecord<'a> {
     pub source_seq: Option<(&'a str, u64)>,
     pub network: Option<&'a [u8]>,
+    pub reservations: Vec<Reservation>,
     pub effects: Reader<'a>,
 }
 
@@ -78,9 +91,13 @@ impl<'a> StoredRecord<'a> {
         } else {
             None
         };
+        let reservations = (0..r.len()?)
+            .map(|_| Reservation::decode(&mut r))
+            .collect::<Decoded<_>>()?;
         Ok(StoredRecord {
             source_seq,
             network,
+            reservations,
             effects: r,
         })
     }

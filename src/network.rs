@@ -170,6 +170,21 @@ impl Network {
         &self.groups
     }
 
+    /// A group's index, stable while the process runs and across recovery.
+    pub fn group_idx(&self, id: &str) -> Option<u32> {
+        self.group_by_id.get(id).map(|&g| g as u32)
+    }
+
+    pub fn group(&self, idx: u32) -> Option<&NodeGroup> {
+        self.groups.get(idx as usize)
+    }
+
+    pub fn is_member(&self, group: u32, node: NodeIdx) -> bool {
+        self.group_members
+            .get(group as usize)
+            .is_some_and(|members| members.binary_search(&node).is_ok())
+    }
+
     pub fn group_members(&self, id: &str) -> Option<&[NodeIdx]> {
         self.group_by_id
             .get(id)

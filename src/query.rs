@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use crate::domain::{Day, Qty};
-use crate::engine::{Engine, StalePolicy};
+use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
-use crate::index::{AtpPolicy, Position, SkuPositions};
-use crate::network::{Degraded, Network, NodeIdx};
+use crate::index::{Pool, Position, SkuPositions};
+use crate::network::{Network, NodeIdx};
+use crate::view::AtpView;
 
 /// What `GetAvailability` asks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,14 +80,9 @@ impl Engine {
 
 /// A validated query, resolved against one network version at one instant.
 struct Scope<'a> {
-    network: &'a Network,
+    view: AtpView<'a>,
     nodes: Vec<NodeIdx>,
-    groups: Vec<(&'a str, &'a [NodeIdx])>,
-    /// The day ATP is answered for, per node.
-    day: Vec<Day>,
-    degraded: Degraded,
-    policy: AtpPolicy,
-    stale: StalePolicy,
+    groups: Vec<(&'a str, u32)>,
     quantity: Option<Qty>,
 }
 
@@ -119,8 +115,8 @@ impl<'a> Scope<'a> {
         };
         let lookup = |(i, id): (usize, &'a String)| {
             network
-                .group_members(id)
-                .map(|members| (id.as_str(), members))
+                .group_idx(id)
+                .map(|group| (id.as_str(), group))
                 .ok_or_else(|| {
                     FieldViolation::new(format!("group_ids[{i}]"), format!("unknown group {id:?}"))
                 })
@@ -146,54 +142,18 @@ impl<'a> Scope<'a> {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        let now_ms = engine.now_ms();
-        let mut day = network.today_per_node(now_ms);
-        if let Some(date) = query.date {
-            day.iter_mut().for_each(|today| *today = (*today).max(date));
-        }
         Ok(Self {
-            network,
+            view: AtpView::new(engine, network, query.date),
             nodes,
             groups,
-            day,
-            degraded: network.degraded(now_ms),
-            policy: config.atp,
-            stale: config.stale,
             quantity: query.quantity,
         })
     }
 
-    /// Safety stock in force at a position, or `None` if the node is excluded as degraded.
-    fn safety(&self, node: NodeIdx, position: Option<&Position>) -> Option<Qty> {
-        let safety = self.base_safety(node, position);
-        if !self.degraded.contains(node) {
-            return Some(safety);
-        }
-        match self.stale {
-            StalePolicy::Exclude => None,
-            StalePolicy::Buffer { percent } => {
-                let on_hand = position.map_or(0, |p| p.totals().on_hand);
-                Some(safety + (on_hand.max(0) * Qty::from(percent) + 99) / 100)
-            }
-        }
-    }
-
-    /// Safety stock of a position before any stale-feed buffer.
-    fn base_safety(&self, node: NodeIdx, position: Option<&Position>) -> Qty {
-        let default = self.network.node(node).safety_stock;
-        position.map_or(default, |p| p.safety(default))
-    }
-
-    fn atp(&self, position: &Position) -> Qty {
-        let node = position.node();
-        self.safety(node, Some(position)).map_or(0, |safety| {
-            position.atp(self.day[node as usize], safety, &self.policy)
-        })
-    }
-
-    fn item(&self, sku: &str, positions: Option<&SkuPositions>) -> ItemAvailability {
-        let positions = positions.map_or(&[][..], SkuPositions::positions);
-        let atp: Vec<Qty> = positions.iter().map(|p| self.atp(p)).collect();
+    fn item(&self, sku: &str, entry: Option<&SkuPositions>) -> ItemAvailability {
+        let positions = entry.map_or(&[][..], SkuPositions::positions);
+        let pools = entry.map_or(&[][..], SkuPositions::pools);
+        let atp: Vec<Qty> = positions.iter().map(|p| self.view.atp(p)).collect();
         let nodes = self
             .nodes
             .iter()
@@ -202,36 +162,43 @@ impl<'a> Scope<'a> {
                 self.node_availability(node, at.map(|i| (&positions[i], atp[i])))
             })
             .collect();
-        let total = |member: &dyn Fn(NodeIdx) -> bool| -> Qty {
-            positions
-                .iter()
-                .zip(&atp)
-                .filter(|(p, _)| member(p.node()))
-                .map(|(_, atp)| atp)
-                .sum()
+        // Pooled holds come off the totals they can be served from, jointly (see `AtpView`).
+        let total = |pool: Pool| -> Qty {
+            if pools.is_empty() {
+                let members = positions.iter().zip(&atp);
+                members
+                    .filter(|(p, _)| self.view.in_pool(pool, p.node()))
+                    .map(|(_, atp)| atp)
+                    .sum()
+            } else {
+                self.view.pool_headroom(positions, pools, pool)
+            }
         };
         let profiles = self.quantity.map(|_| self.profiles(positions));
-        let earliest = |member: &dyn Fn(NodeIdx) -> bool| {
+        let earliest = |pool: Pool| {
             let (profiles, quantity) = (profiles.as_ref()?, self.quantity?);
-            earliest_total(profiles, member, quantity)
+            let held: Qty = pools
+                .iter()
+                .filter(|h| h.pool == pool)
+                .map(|h| h.quantity)
+                .sum();
+            let member = |node: NodeIdx| self.view.in_pool(pool, node);
+            earliest_total(profiles, &member, quantity + held)
         };
         let groups = self
             .groups
             .iter()
-            .map(|&(group_id, members)| {
-                let member = |node: NodeIdx| members.binary_search(&node).is_ok();
-                GroupAvailability {
-                    group_id: group_id.to_owned(),
-                    atp: total(&member),
-                    earliest: earliest(&member),
-                }
+            .map(|&(group_id, group)| GroupAvailability {
+                group_id: group_id.to_owned(),
+                atp: total(Pool::Group(group)),
+                earliest: earliest(Pool::Group(group)),
             })
             .collect();
         ItemAvailability {
             sku: sku.to_owned(),
             nodes,
-            network_atp: total(&|_| true),
-            network_earliest: earliest(&|_| true),
+            network_atp: total(Pool::Network),
+            network_earliest: earliest(Pool::Network),
             groups,
         }
     }
@@ -242,12 +209,10 @@ impl<'a> Scope<'a> {
         found: Option<(&Position, Qty)>,
     ) -> NodeAvailability {
         let position = found.map(|(p, _)| p);
-        let safety = self.safety(node, position);
+        let safety = self.view.safety(node, position);
         let totals = position.map(Position::totals).unwrap_or_default();
-        let earliest = match (position, safety, self.quantity) {
-            (Some(p), Some(safety), Some(q)) => {
-                p.earliest(self.day[node as usize], q, safety, &self.policy)
-            }
+        let earliest = match (position, self.quantity) {
+            (Some(p), Some(q)) => self.view.earliest(p, q),
             _ => None,
         };
         NodeAvailability {
@@ -256,10 +221,10 @@ impl<'a> Scope<'a> {
             on_hand: totals.on_hand,
             reserved: totals.reserved,
             allocated: totals.allocated,
-            safety_stock: safety.unwrap_or_else(|| self.base_safety(node, position)),
+            safety_stock: safety.unwrap_or_else(|| self.view.base_safety(node, position)),
             inbound: totals.inbound,
             earliest,
-            degraded: self.degraded.contains(node),
+            degraded: self.view.is_degraded(node),
         }
     }
 
@@ -267,14 +232,7 @@ impl<'a> Scope<'a> {
     fn profiles(&self, positions: &[Position]) -> Vec<(NodeIdx, Vec<(Day, Qty)>)> {
         positions
             .iter()
-            .filter_map(|p| {
-                let node = p.node();
-                let safety = self.safety(node, Some(p))?;
-                Some((
-                    node,
-                    p.atp_profile(self.day[node as usize], safety, &self.policy),
-                ))
-            })
+            .filter_map(|p| Some((p.node(), self.view.profile(p)?)))
             .collect()
     }
 }

@@ -24,23 +24,32 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::grpc::pb::admin_server::AdminServer;
 use crate::grpc::pb::availability_server::AvailabilityServer;
+use crate::grpc::pb::reservations_server::ReservationsServer;
 use crate::grpc::pb::supply_server::SupplyServer;
-use crate::grpc::{pb, AdminService, AvailabilityService, Handlers, SupplyService};
+use crate::grpc::{
+    pb, AdminService, AvailabilityService, Handlers, ReservationService, SupplyService,
+};
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file::NetworkFile;
+
+/// How often expired holds are swept; holds end at most this long after their deadline.
+const EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How often the state gauges (counts, freshness, memory) are refreshed.
 const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Fully qualified names of the services health checking reports on.
-const SERVICE_NAMES: [&str; 4] = [
+const SERVICE_NAMES: [&str; 5] = [
     "",
     "promised.v1.Admin",
-    SUPPLY_SERVICE,
     "promised.v1.Availability",
+    SUPPLY_SERVICE,
+    RESERVATIONS_SERVICE,
 ];
-/// The service that reports NOT_SERVING while mutations are refused.
 const SUPPLY_SERVICE: &str = "promised.v1.Supply";
+const RESERVATIONS_SERVICE: &str = "promised.v1.Reservations";
+/// The services that report NOT_SERVING while mutations are refused.
+const MUTATING_SERVICES: [&str; 2] = [SUPPLY_SERVICE, RESERVATIONS_SERVICE];
 
 /// A built, bound, not yet running service.
 pub struct Application {
@@ -130,21 +139,23 @@ impl Application {
             feed_streams: Arc::new(Semaphore::new(self.config.max_feed_streams)),
             shutdown: stop.clone(),
         };
-        let max_bytes = self.config.max_message_bytes;
+        let max = self.config.max_message_bytes;
         let router = Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(
-                AdminServer::new(AdminService(handlers.clone()))
-                    .max_decoding_message_size(max_bytes),
+                AdminServer::new(AdminService(handlers.clone())).max_decoding_message_size(max),
             )
             .add_service(
-                SupplyServer::new(SupplyService(handlers.clone()))
-                    .max_decoding_message_size(max_bytes),
+                SupplyServer::new(SupplyService(handlers.clone())).max_decoding_message_size(max),
             )
             .add_service(
-                AvailabilityServer::new(AvailabilityService(handlers))
-                    .max_decoding_message_size(max_bytes),
+                AvailabilityServer::new(AvailabilityService(handlers.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                ReservationsServer::new(ReservationService(handlers))
+                    .max_decoding_message_size(max),
             );
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(
             TcpListenerStream::new(self.grpc),
@@ -157,6 +168,11 @@ impl Application {
             stop.clone().cancelled_owned(),
         ));
         tasks.spawn(observe_loop(self.engine.clone(), stop.clone()));
+        tasks.spawn(expiry_loop(
+            self.engine.clone(),
+            self.durability.clone(),
+            stop.clone(),
+        ));
         if let Durability::Redis(store) = &self.durability {
             tasks.spawn(store.clone().snapshot_loop(stop.clone()));
             tasks.spawn(report_store_health(
@@ -218,7 +234,9 @@ async fn report_store_health(
         } else {
             ServingStatus::NotServing
         };
-        health.set_service_status(SUPPLY_SERVICE, status).await;
+        for service in MUTATING_SERVICES {
+            health.set_service_status(service, status).await;
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             changed = up.changed() => if changed.is_err() { return },
@@ -237,6 +255,26 @@ async fn observe_loop(engine: Engine, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticks.tick() => observe_once(&engine),
+        }
+    }
+}
+
+/// One sweep of reservation expiry: expired holds are released and journaled.
+pub async fn expire_once(engine: &Engine, durability: &Durability) {
+    for expired in engine.expire_due() {
+        if let Err(error) = durability.commit(expired).await {
+            // Expiry already happened in memory; the journal writer keeps the record and retries.
+            tracing::debug!(%error, "expiry not yet durable");
+        }
+    }
+}
+
+async fn expiry_loop(engine: Engine, durability: Durability, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(EXPIRY_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => expire_once(&engine, &durability).await,
         }
     }
 }

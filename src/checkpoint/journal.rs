@@ -30,6 +30,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 pub(super) struct Pending {
     bytes: Vec<u8>,
     source_seq: Option<(String, u64)>,
+    ticket: Option<u64>,
     effects: u64,
     /// Told whether the record is in Redis; `None` once told (a retried record has no waiter).
     done: Option<oneshot::Sender<bool>>,
@@ -41,6 +42,7 @@ impl Pending {
         let pending = Pending {
             bytes: record.encode(),
             source_seq: record.source_seq.clone(),
+            ticket: record.ticket,
             effects: u64::from(record.effects.count()),
             done: Some(done),
         };
@@ -150,6 +152,9 @@ impl Committer {
         for pending in group {
             if let Some((source, seq)) = &pending.source_seq {
                 self.engine.mark_durable(source, *seq);
+            }
+            if let Some(ticket) = pending.ticket {
+                self.engine.settle(ticket);
             }
             pending.tell(true);
         }

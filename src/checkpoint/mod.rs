@@ -73,6 +73,10 @@ impl Keys {
     pub fn chunk(&self, generation: u64, chunk: usize) -> String {
         format!("{}:snapshot:{generation}:{chunk}", self.tag)
     }
+
+    pub fn reservation_chunk(&self, generation: u64, chunk: usize) -> String {
+        format!("{}:snapshot:{generation}:reservations:{chunk}", self.tag)
+    }
 }
 
 /// Durability state for `GetStats` and logs.

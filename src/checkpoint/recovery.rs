@@ -18,6 +18,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::index::Index;
 use crate::mutation::StoredRecord;
 use crate::network::Network;
+use crate::reservation::Reservation;
 
 /// Journal entries read per round trip.
 const REPLAY_PAGE: usize = 1_000;
@@ -62,17 +63,24 @@ pub async fn recover(
     let started = Instant::now();
     let now_ms = clock.now_ms();
     let mut report = RecoveryReport::default();
-    let (index, mut network, mut seqs) = match newest_snapshot(conn, keys).await? {
+    let (index, mut network, mut seqs, mut reservations) = match newest_snapshot(conn, keys).await?
+    {
         Some(loaded) => {
             report.generation = Some(loaded.manifest.generation);
             let network = Network::decode(&loaded.manifest.network, now_ms)
                 .map_err(|e| anyhow!("snapshot network: {e}"))?;
             let seqs: HashMap<String, u64> = loaded.manifest.source_seqs.into_iter().collect();
-            (loaded.index, network, seqs)
+            let reservations: HashMap<String, Reservation> = loaded
+                .reservations
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect();
+            (loaded.index, network, seqs, reservations)
         }
         None => (
             Index::new(config.shards),
             Network::default(),
+            HashMap::new(),
             HashMap::new(),
         ),
     };
@@ -109,6 +117,14 @@ pub async fn recover(
                     network = changed;
                 }
             }
+            for image in record.reservations.drain(..) {
+                let newer = reservations
+                    .get(&image.id)
+                    .is_none_or(|known| known.version < image.version);
+                if newer {
+                    reservations.insert(image.id.clone(), image);
+                }
+            }
             index
                 .replay(&mut record.effects, &mut replay)
                 .map_err(|e| anyhow!("journal entry {}: {e}", entry.id))?;
@@ -126,6 +142,7 @@ pub async fn recover(
     for (source, seq) in seqs {
         engine.restore_seq(&source, seq);
     }
+    engine.restore_reservations(reservations.into_values());
     report.positions = engine.index().position_count();
     report.took = started.elapsed();
     Ok((engine, report))

@@ -16,6 +16,7 @@ use super::Keys;
 use crate::codec::{Reader, Writer};
 use crate::engine::Engine;
 use crate::index::Index;
+use crate::reservation::Reservation;
 
 const MAGIC: &[u8; 4] = b"PRMS";
 /// The snapshot format this build writes and reads.
@@ -49,9 +50,11 @@ pub struct Manifest {
     pub journal_mark: String,
     pub network: Vec<u8>,
     pub source_seqs: Vec<(String, u64)>,
-    /// Length and CRC-32 of each chunk.
+    /// Length and CRC-32 of each chunk of positions.
     pub chunks: Vec<(u32, u32)>,
     pub positions: u64,
+    /// Length and CRC-32 of each chunk of reservations.
+    pub reservation_chunks: Vec<(u32, u32)>,
 }
 
 impl Manifest {
@@ -75,6 +78,11 @@ impl Manifest {
             w.u32(*crc);
         }
         w.var(self.positions);
+        w.len(self.reservation_chunks.len());
+        for (len, crc) in &self.reservation_chunks {
+            w.u32(*len);
+            w.u32(*crc);
+        }
         let crc = crc32fast::hash(&w.buf);
         w.u32(crc);
         w.buf
@@ -114,6 +122,9 @@ impl Manifest {
                     .map(|_| Ok((r.u32()?, r.u32()?)))
                     .collect::<crate::codec::Decoded<_>>()?,
                 positions: r.var()?,
+                reservation_chunks: (0..r.len()?)
+                    .map(|_| Ok((r.u32()?, r.u32()?)))
+                    .collect::<crate::codec::Decoded<_>>()?,
             })
         };
         parse(&mut r).map_err(|e| LoadError::Corrupt(format!("manifest: {e}")))
@@ -131,11 +142,11 @@ pub struct SnapshotReport {
 
 /// Writes a new generation and makes it current.
 ///
-/// Sources' sequences are read after the shards are copied, then the write waits until every
-/// batch up to them is durable: a batch the copy caught half-way, or missed, is then in the
-/// journal and replays on top, and no batch counted as applied can be lost by a crash. (Read
-/// before the copy instead, a batch applied during the copy could be partly in the snapshot
-/// yet not counted, and its feed would resend it after a crash: applied twice.)
+/// Sources' sequences and reservations are read after the shards are copied, then the write
+/// waits until every mutation applied so far is durable: one the copy caught half-way, or
+/// missed, is then in the journal and replays on top, and nothing the snapshot counts can be
+/// lost by a crash. (Without the wait, a batch applied during the copy could be partly in the
+/// snapshot yet not durable, and its feed would resend it after a crash: applied twice.)
 pub async fn write(
     conn: &mut ConnectionManager,
     keys: &Keys,
@@ -170,6 +181,19 @@ pub async fn write(
                 .await?;
         }
     }
+    let mut reservation_chunks = Vec::new();
+    let mut chunk = Writer::default();
+    for shard in 0..engine.book_shards() {
+        engine.encode_reservations(shard, &mut chunk);
+        let last = shard + 1 == engine.book_shards();
+        if chunk.buf.len() >= CHUNK_BYTES || last {
+            let data = std::mem::take(&mut chunk.buf);
+            reservation_chunks.push((data.len() as u32, crc32fast::hash(&data)));
+            bytes += data.len() as u64;
+            let key = keys.reservation_chunk(generation, reservation_chunks.len() - 1);
+            let () = conn.set(key, data).await?;
+        }
+    }
     let network = engine.network();
     let source_seqs = durable_seqs(engine, durable_within).await?;
     let manifest = Manifest {
@@ -181,6 +205,7 @@ pub async fn write(
         source_seqs,
         chunks,
         positions,
+        reservation_chunks,
     };
     let current: Option<Vec<u8>> = conn.get(&keys.manifest).await?;
     let retired: Option<Vec<u8>> = conn.get(&keys.previous_manifest).await?;
@@ -221,7 +246,7 @@ pub async fn write(
     })
 }
 
-/// Every source's applied sequence, once all batches up to it are durable.
+/// Every source's applied sequence, once every mutation applied so far is durable.
 async fn durable_seqs(engine: &Engine, within: Duration) -> anyhow::Result<Vec<(String, u64)>> {
     let wanted: Vec<(String, u64)> = engine
         .network()
@@ -229,19 +254,15 @@ async fn durable_seqs(engine: &Engine, within: Duration) -> anyhow::Result<Vec<(
         .iter()
         .map(|s| (s.def.id.clone(), s.feed.seqs().0))
         .collect();
+    let applied = engine.next_ticket();
     let deadline = Instant::now() + within;
-    loop {
-        let durable = wanted
-            .iter()
-            .all(|(source, seq)| engine.durable_seq(source).unwrap_or(*seq) >= *seq);
-        if durable {
-            return Ok(wanted);
-        }
+    while engine.settled_below() < applied {
         if Instant::now() >= deadline {
-            anyhow::bail!("batches applied during the snapshot did not become durable in time");
+            anyhow::bail!("mutations applied during the snapshot did not become durable in time");
         }
         tokio::time::sleep(DURABLE_POLL).await;
     }
+    Ok(wanted)
 }
 
 /// The stream id right after `id` ("ms-seq"), or `None` for the empty mark.
@@ -251,10 +272,27 @@ fn after(id: &str) -> Option<String> {
     (ms, seq).ne(&(0, 0)).then(|| format!("{ms}-{}", seq + 1))
 }
 
-/// A generation read back: its manifest and an index holding its positions.
+/// A generation read back: its manifest, an index holding its positions, its reservations.
 pub struct Loaded {
     pub manifest: Manifest,
     pub index: Index,
+    pub reservations: Vec<Reservation>,
+}
+
+/// Reads one chunk and checks its length and checksum.
+async fn chunk(
+    conn: &mut ConnectionManager,
+    key: String,
+    (len, crc): (u32, u32),
+) -> Result<Vec<u8>, LoadError> {
+    let data: Option<Vec<u8>> = conn.get(&key).await?;
+    let data = data.ok_or_else(|| LoadError::Corrupt(format!("chunk {key} is missing")))?;
+    if data.len() != len as usize || crc32fast::hash(&data) != crc {
+        return Err(LoadError::Corrupt(format!(
+            "chunk {key} fails its checksum"
+        )));
+    }
+    Ok(data)
 }
 
 /// Reads the generation named by the manifest at `manifest_key`; `Ok(None)` if there is none.
@@ -273,12 +311,8 @@ pub async fn load(
             "shard count is not a power of two".into(),
         ));
     }
-    for (i, &(len, crc)) in manifest.chunks.iter().enumerate() {
-        let data: Option<Vec<u8>> = conn.get(keys.chunk(manifest.generation, i)).await?;
-        let data = data.ok_or_else(|| LoadError::Corrupt(format!("chunk {i} is missing")))?;
-        if data.len() != len as usize || crc32fast::hash(&data) != crc {
-            return Err(LoadError::Corrupt(format!("chunk {i} fails its checksum")));
-        }
+    for (i, &sum) in manifest.chunks.iter().enumerate() {
+        let data = chunk(conn, keys.chunk(manifest.generation, i), sum).await?;
         let mut r = Reader::new(&data);
         while !r.is_empty() {
             index
@@ -286,7 +320,23 @@ pub async fn load(
                 .map_err(|e| LoadError::Corrupt(format!("chunk {i}: {e}")))?;
         }
     }
-    Ok(Some(Loaded { manifest, index }))
+    let mut reservations = Vec::new();
+    for (i, &sum) in manifest.reservation_chunks.iter().enumerate() {
+        let data = chunk(conn, keys.reservation_chunk(manifest.generation, i), sum).await?;
+        let mut r = Reader::new(&data);
+        let corrupt =
+            |e: crate::codec::CodecError| LoadError::Corrupt(format!("reservation chunk {i}: {e}"));
+        while !r.is_empty() {
+            for _ in 0..r.len().map_err(corrupt)? {
+                reservations.push(Reservation::decode(&mut r).map_err(corrupt)?);
+            }
+        }
+    }
+    Ok(Some(Loaded {
+        manifest,
+        index,
+        reservations,
+    }))
 }
 
 #[cfg(test)]
@@ -303,6 +353,7 @@ mod tests {
             source_seqs: vec![("WMS".into(), 9)],
             chunks: vec![(10, 0xabcd)],
             positions: 12,
+            reservation_chunks: vec![(4, 0x1234)],
         }
     }
 

@@ -12,8 +12,12 @@ use crate::domain::{
 };
 use crate::engine::{SafetyStockEntry, Stats};
 use crate::error::{Error, FieldViolation, Result};
+use crate::index::Pool;
 use crate::ingest::LoggedRejection;
+use crate::network::NodeIdx;
 use crate::query::{Availability, AvailabilityQuery, ItemAvailability};
+use crate::reservation::{LineRequest, ReserveRequest, Scope, State};
+use crate::reserve::Held;
 
 type Violations = Vec<FieldViolation>;
 
@@ -156,6 +160,9 @@ impl From<pb::SupplyBatch> for SupplyBatch {
                         as_of_ms: update.as_of.as_ref().map(timestamp_ms),
                     }),
                     Ok(pb::UpdateOp::Adjust) => Some(UpdateOp::Adjust),
+                    Ok(pb::UpdateOp::Ship) => Some(UpdateOp::Ship {
+                        order_id: update.order_id.clone(),
+                    }),
                     _ => None,
                 },
                 sku: update.sku,
@@ -274,6 +281,8 @@ fn reject_reason(reason: RejectReason) -> pb::RejectReason {
         RejectReason::InvalidOp => pb::RejectReason::InvalidOp,
         RejectReason::MissingAsOf => pb::RejectReason::MissingAsOf,
         RejectReason::UnexpectedReference => pb::RejectReason::UnexpectedReference,
+        RejectReason::UnknownOrder => pb::RejectReason::UnknownOrder,
+        RejectReason::NotAllocated => pb::RejectReason::NotAllocated,
     }
 }
 
@@ -342,5 +351,103 @@ pub fn stats(stats: Stats, durability: DurabilityStatus) -> pb::Stats {
             })
             .collect(),
         rejections_logged: stats.rejections_logged,
+    }
+}
+
+fn date(text: &str, field: String) -> Result<Option<Day>, FieldViolation> {
+    match text {
+        "" => Ok(None),
+        text => Day::parse(text).map(Some).ok_or_else(|| {
+            FieldViolation::new(field, format!("{text:?} is not a YYYY-MM-DD date"))
+        }),
+    }
+}
+
+pub fn reserve_request(request: pb::ReserveRequest) -> Result<ReserveRequest> {
+    let mut violations = Vec::new();
+    let lines = request
+        .lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let need_date =
+                date(&line.need_date, format!("lines[{i}].need_date")).unwrap_or_else(|v| {
+                    violations.push(v);
+                    None
+                });
+            LineRequest {
+                sku: line.sku,
+                node_id: line.node_id,
+                group_id: line.group_id,
+                quantity: line.quantity,
+                need_date,
+            }
+        })
+        .collect();
+    if !violations.is_empty() {
+        return Err(Error::InvalidArgument(violations));
+    }
+    Ok(ReserveRequest {
+        reservation_id: request.reservation_id,
+        lines,
+        ttl_secs: u64::from(request.ttl_seconds),
+    })
+}
+
+pub fn reservation(held: Held) -> pb::Reservation {
+    let (reservation, network) = (held.reservation, held.network);
+    let node_id = |node: NodeIdx| {
+        network
+            .nodes()
+            .get(node as usize)
+            .map(|n| n.id.clone())
+            .unwrap_or_default()
+    };
+    let state = match reservation.state {
+        State::Held => pb::ReservationState::Held,
+        State::Committed => pb::ReservationState::Committed,
+        State::Released => pb::ReservationState::Released,
+        State::Expired => pb::ReservationState::Expired,
+        State::Shipped => pb::ReservationState::Shipped,
+    };
+    let lines = reservation
+        .lines
+        .into_iter()
+        .map(|line| {
+            let (node, group) = match line.scope {
+                Scope::Node(node) => (node_id(node), String::new()),
+                Scope::Pool(Pool::Group(group)) => (
+                    String::new(),
+                    network
+                        .group(group)
+                        .map(|g| g.id.clone())
+                        .unwrap_or_default(),
+                ),
+                Scope::Pool(Pool::Network) => (String::new(), String::new()),
+            };
+            pb::ReservationLine {
+                sku: line.sku,
+                node_id: node,
+                group_id: group,
+                quantity: line.quantity,
+                need_date: line.need.to_string(),
+                allocations: line
+                    .allocations
+                    .iter()
+                    .map(|a| pb::Allocation {
+                        node_id: node_id(a.node),
+                        quantity: a.quantity,
+                        shipped: a.shipped,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    pb::Reservation {
+        reservation_id: reservation.id,
+        state: state.into(),
+        lines,
+        expires_at: Some(timestamp(reservation.expires_at_ms)),
+        order_id: reservation.order_id,
     }
 }

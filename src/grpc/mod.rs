@@ -4,6 +4,7 @@
 mod admin;
 mod availability;
 mod convert;
+mod reservations;
 mod status;
 mod supply;
 
@@ -28,6 +29,7 @@ pub mod pb {
 
 pub use admin::AdminService;
 pub use availability::AvailabilityService;
+pub use reservations::ReservationService;
 pub use supply::SupplyService;
 
 /// What every service adapter shares.

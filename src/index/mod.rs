@@ -7,6 +7,7 @@
 //! deadlock-free; a concurrent map does not expose its shard locks for that. Guards never leave
 //! this module: callers pass closures.
 
+mod persist;
 mod position;
 
 use std::collections::HashMap;
@@ -14,25 +15,52 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+pub use persist::{Effects, Replay};
 pub use position::{
     Applied, AtpPolicy, Change, ChangeKind, DatedDemand, Position, Totals, MAX_QUANTITY,
 };
 
-use crate::codec::{CodecError, Decoded, Reader, Writer};
+use crate::domain::{Day, Qty};
 use crate::network::NodeIdx;
 
 /// Hasher of the per-shard maps; randomly seeded per process.
 type MapHasher = foldhash::fast::RandomState;
 
-/// Every position of one SKU, ascending by node.
+/// Seed of the SKU-to-shard hash. Fixed, so a SKU lands in the same shard in every process
+/// and journaled shard sequence numbers stay meaningful across restarts.
+const SHARD_SEED: u64 = 0x7072_6f6d_6973_6564;
+
+/// Where a pooled hold may be served from: a node group, or the whole network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pool {
+    /// A group, by its index in the network.
+    Group(u32),
+    Network,
+}
+
+/// Quantity held for a SKU in a pool on one day, not yet bound to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolHold {
+    pub pool: Pool,
+    pub day: Day,
+    pub quantity: Qty,
+}
+
+/// Every position of one SKU, ascending by node, and the SKU's pooled holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SkuPositions {
     positions: Vec<Position>,
+    /// One entry per (pool, day), quantities positive.
+    pools: Vec<PoolHold>,
 }
 
 impl SkuPositions {
     pub fn positions(&self) -> &[Position] {
         &self.positions
+    }
+
+    pub fn pools(&self) -> &[PoolHold] {
+        &self.pools
     }
 
     pub fn get(&self, node: NodeIdx) -> Option<&Position> {
@@ -58,6 +86,28 @@ impl SkuPositions {
             self.positions.remove(i);
         }
     }
+
+    fn is_empty(&self) -> bool {
+        self.positions.is_empty() && self.pools.is_empty()
+    }
+}
+
+/// Adds `quantity` (negative to remove) to the pooled hold on (`pool`, `day`).
+pub fn add_pool_hold(pools: &mut Vec<PoolHold>, pool: Pool, day: Day, quantity: Qty) {
+    match pools.iter().position(|h| h.pool == pool && h.day == day) {
+        Some(i) => {
+            pools[i].quantity += quantity;
+            if pools[i].quantity == 0 {
+                pools.remove(i);
+            }
+        }
+        None if quantity != 0 => pools.push(PoolHold {
+            pool,
+            day,
+            quantity,
+        }),
+        None => {}
+    }
 }
 
 #[derive(Debug, Default)]
@@ -69,45 +119,99 @@ struct Shard {
     lsn: u64,
 }
 
-/// Seed of the SKU-to-shard hash. Fixed, so a SKU lands in the same shard in every process
-/// and journaled shard sequence numbers stay meaningful across restarts.
-const SHARD_SEED: u64 = 0x7072_6f6d_6973_6564;
-
-/// Position images written by one mutation, in the order they were made, for the journal.
+/// Counters shared by every way of changing shards.
 #[derive(Debug, Default)]
-pub struct Effects {
-    writer: Writer,
-    count: u32,
+struct Counts {
+    skus: AtomicU64,
+    positions: AtomicU64,
 }
 
-impl Effects {
-    pub fn count(&self) -> u32 {
-        self.count
+impl Shard {
+    /// Changes the position at (`sku`, `node`) as [`Index::update`] describes.
+    fn update<R>(
+        &mut self,
+        at: usize,
+        counts: &Counts,
+        sku: &str,
+        node: NodeIdx,
+        effects: Option<&mut Effects>,
+        update: impl FnOnce(&mut Position) -> (R, bool),
+    ) -> R {
+        let (result, changed) = match self.skus.get_mut(sku) {
+            Some(positions) => update_position(counts, positions, node, update),
+            None => {
+                let mut positions = SkuPositions::default();
+                let (result, changed) = update_position(counts, &mut positions, node, update);
+                if changed {
+                    self.skus.insert(sku.into(), positions);
+                    counts.skus.fetch_add(1, Ordering::Relaxed);
+                }
+                (result, changed)
+            }
+        };
+        if changed {
+            self.lsn += 1;
+            if let Some(effects) = effects {
+                if let Some(position) = self.skus.get(sku).and_then(|p| p.get(node)) {
+                    effects.record_position(at, self.lsn, sku, position);
+                }
+            }
+        }
+        result
     }
 
-    /// The encoded effects: for each, shard, shard sequence, SKU and the whole position.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.writer.buf
-    }
-
-    fn record(&mut self, shard: usize, lsn: u64, sku: &str, position: &Position) {
-        self.count += 1;
-        self.writer.var(shard as u64);
-        self.writer.var(lsn);
-        self.writer.str(sku);
-        position.encode(&mut self.writer);
+    /// Replaces the pooled holds of `sku`.
+    fn set_pools(
+        &mut self,
+        at: usize,
+        counts: &Counts,
+        sku: &str,
+        pools: Vec<PoolHold>,
+        effects: Option<&mut Effects>,
+    ) {
+        if !self.skus.contains_key(sku) {
+            if pools.is_empty() {
+                return;
+            }
+            self.skus.insert(sku.into(), SkuPositions::default());
+            counts.skus.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(entry) = self.skus.get_mut(sku) else {
+            return;
+        };
+        if entry.pools == pools {
+            return;
+        }
+        entry.pools = pools;
+        self.lsn += 1;
+        if let Some(effects) = effects {
+            effects.record_pools(at, self.lsn, sku, &entry.pools);
+        }
+        if entry.is_empty() {
+            self.skus.remove(sku);
+            counts.skus.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
-/// What journal replay has applied so far, so that among several images of one position only
-/// the newest wins, whatever order the journal holds them in.
-#[derive(Debug, Default)]
-pub struct Replay {
-    /// Shard sequence numbers of the snapshot the replay starts from.
-    floors: Vec<u64>,
-    newest: HashMap<(Box<str>, NodeIdx), u64>,
-    /// Effects applied.
-    pub applied: u64,
+/// Applies `update` at `node` of one SKU; the flag tells whether it changed anything. A
+/// position created for a change that changed nothing is removed again.
+fn update_position<R>(
+    counts: &Counts,
+    positions: &mut SkuPositions,
+    node: NodeIdx,
+    update: impl FnOnce(&mut Position) -> (R, bool),
+) -> (R, bool) {
+    let (position, created) = positions.get_or_create(node);
+    let (result, changed) = update(position);
+    if created {
+        if !changed {
+            positions.remove(node);
+            return (result, false);
+        }
+        counts.positions.fetch_add(1, Ordering::Relaxed);
+    }
+    (result, changed)
 }
 
 /// The sharded position index.
@@ -116,8 +220,58 @@ pub struct Index {
     shards: Box<[RwLock<Shard>]>,
     /// Picks a SKU's shard.
     hasher: foldhash::fast::FixedState,
-    skus: AtomicU64,
-    positions: AtomicU64,
+    counts: Counts,
+}
+
+/// Several SKUs' shards, write-locked together for one atomic change.
+pub struct Locked<'a> {
+    index: &'a Index,
+    /// Ascending by shard index.
+    guards: Vec<(usize, RwLockWriteGuard<'a, Shard>)>,
+}
+
+impl Locked<'_> {
+    fn shard(&self, sku: &str) -> Option<&Shard> {
+        let at = self.index.shard_of(sku);
+        self.guards
+            .iter()
+            .find(|(s, _)| *s == at)
+            .map(|(_, g)| &**g)
+    }
+
+    fn shard_mut(&mut self, sku: &str) -> Option<(usize, &mut Shard)> {
+        let at = self.index.shard_of(sku);
+        self.guards
+            .iter_mut()
+            .find(|(s, _)| *s == at)
+            .map(|(s, g)| (*s, &mut **g))
+    }
+
+    /// The SKU's positions; `None` if unknown or not among the locked SKUs.
+    pub fn get(&self, sku: &str) -> Option<&SkuPositions> {
+        self.shard(sku)?.skus.get(sku)
+    }
+
+    /// [`Index::update`] within the lock; `None` if the SKU is not among the locked ones.
+    pub fn update<R>(
+        &mut self,
+        sku: &str,
+        node: NodeIdx,
+        effects: Option<&mut Effects>,
+        update: impl FnOnce(&mut Position) -> (R, bool),
+    ) -> Option<R> {
+        let counts = &self.index.counts;
+        let (at, shard) = self.shard_mut(sku)?;
+        Some(shard.update(at, counts, sku, node, effects, update))
+    }
+
+    /// Replaces the SKU's pooled holds; ignored if the SKU is not among the locked ones.
+    pub fn set_pools(&mut self, sku: &str, pools: Vec<PoolHold>, effects: Option<&mut Effects>) {
+        let counts = &self.index.counts;
+        if let Some((at, shard)) = self.shard_mut(sku) {
+            shard.set_pools(at, counts, sku, pools, effects);
+        }
+    }
 }
 
 impl Index {
@@ -127,8 +281,7 @@ impl Index {
         Self {
             shards: (0..count).map(|_| RwLock::default()).collect(),
             hasher: foldhash::fast::FixedState::with_seed(SHARD_SEED),
-            skus: AtomicU64::new(0),
-            positions: AtomicU64::new(0),
+            counts: Counts::default(),
         }
     }
 
@@ -137,11 +290,11 @@ impl Index {
     }
 
     pub fn sku_count(&self) -> u64 {
-        self.skus.load(Ordering::Relaxed)
+        self.counts.skus.load(Ordering::Relaxed)
     }
 
     pub fn position_count(&self) -> u64 {
-        self.positions.load(Ordering::Relaxed)
+        self.counts.positions.load(Ordering::Relaxed)
     }
 
     fn shard_of(&self, sku: &str) -> usize {
@@ -178,164 +331,29 @@ impl Index {
         update: impl FnOnce(&mut Position) -> (R, bool),
     ) -> R {
         let at = self.shard_of(sku);
-        let mut guard = self.write_shard(at);
-        let shard = &mut *guard;
-        let (result, changed) = match shard.skus.get_mut(sku) {
-            Some(positions) => self.update_position(positions, node, update),
-            None => {
-                let mut positions = SkuPositions::default();
-                let (result, changed) = self.update_position(&mut positions, node, update);
-                if changed {
-                    shard.skus.insert(sku.into(), positions);
-                    self.skus.fetch_add(1, Ordering::Relaxed);
-                }
-                (result, changed)
-            }
-        };
-        if changed {
-            shard.lsn += 1;
-            if let Some(effects) = effects {
-                let position = shard.skus.get(sku).and_then(|p| p.get(node));
-                if let Some(position) = position {
-                    effects.record(at, shard.lsn, sku, position);
-                }
-            }
-        }
-        result
+        self.write_shard(at)
+            .update(at, &self.counts, sku, node, effects, update)
     }
 
-    /// Applies `update` at `node` of one SKU; the flag tells whether it changed anything.
-    fn update_position<R>(
+    /// Write-locks the shards of all `skus` at once, in ascending shard order, and runs `change`
+    /// on them. Every thread that holds more than one shard lock takes them through here, in
+    /// that order, so two multi-SKU changes cannot deadlock.
+    pub fn with_locked<'s, R>(
         &self,
-        positions: &mut SkuPositions,
-        node: NodeIdx,
-        update: impl FnOnce(&mut Position) -> (R, bool),
-    ) -> (R, bool) {
-        let (position, created) = positions.get_or_create(node);
-        let (result, changed) = update(position);
-        if created {
-            if !changed {
-                positions.remove(node);
-                return (result, false);
-            }
-            self.positions.fetch_add(1, Ordering::Relaxed);
-        }
-        (result, changed)
-    }
-
-    /// Encodes one shard (its sequence number and every position) under its read lock, which
-    /// blocks writers of that shard only for the copy; returns the positions written.
-    pub fn encode_shard(&self, shard: usize, w: &mut Writer) -> u64 {
-        let guard = self.read_shard(shard);
-        w.var(shard as u64);
-        w.var(guard.lsn);
-        w.len(guard.skus.len());
-        let mut positions = 0;
-        for (sku, entry) in &guard.skus {
-            w.str(sku);
-            w.len(entry.positions.len());
-            for position in &entry.positions {
-                position.encode(w);
-            }
-            positions += entry.positions.len() as u64;
-        }
-        positions
-    }
-
-    /// Loads one shard as [`Index::encode_shard`] wrote it, replacing what the shard held.
-    pub fn restore_shard(&self, r: &mut Reader<'_>) -> Decoded<()> {
-        let at = usize::try_from(r.var()?).map_err(|_| CodecError("shard"))?;
-        if at >= self.shards.len() {
-            return Err(CodecError("shard beyond the shard count"));
-        }
-        let lsn = r.var()?;
-        let sku_count = r.len()?;
-        let mut skus = HashMap::with_capacity_and_hasher(sku_count, MapHasher::default());
-        let mut positions_total = 0;
-        for _ in 0..sku_count {
-            let sku: Box<str> = r.str()?.into();
-            if self.shard_of(&sku) != at {
-                return Err(CodecError("SKU in the wrong shard"));
-            }
-            let count = r.len()?;
-            let positions = (0..count)
-                .map(|_| Position::decode(r))
-                .collect::<Decoded<Vec<_>>>()?;
-            positions_total += count as u64;
-            skus.insert(sku, SkuPositions { positions });
-        }
-        let mut shard = self.write_shard(at);
-        self.skus.fetch_add(skus.len() as u64, Ordering::Relaxed);
-        self.positions.fetch_add(positions_total, Ordering::Relaxed);
-        *shard = Shard { skus, lsn };
-        Ok(())
-    }
-
-    /// Removes positions at node indices `nodes` and above: a node whose configuration did not
-    /// survive a crash while supply for it did. Returns how many were removed.
-    pub fn drop_nodes_from(&self, nodes: usize) -> u64 {
-        let mut dropped = 0;
-        for at in 0..self.shards.len() {
-            let mut shard = self.write_shard(at);
-            shard.skus.retain(|_, entry| {
-                let before = entry.positions.len();
-                entry.positions.retain(|p| (p.node() as usize) < nodes);
-                dropped += (before - entry.positions.len()) as u64;
-                if entry.positions.is_empty() {
-                    self.skus.fetch_sub(1, Ordering::Relaxed);
-                    return false;
-                }
-                true
-            });
-        }
-        self.positions.fetch_sub(dropped, Ordering::Relaxed);
-        dropped
-    }
-
-    /// Starts a journal replay on top of what the index holds now (a restored snapshot).
-    pub fn begin_replay(&self) -> Replay {
-        Replay {
-            floors: (0..self.shards.len())
-                .map(|s| self.read_shard(s).lsn)
-                .collect(),
-            ..Replay::default()
-        }
-    }
-
-    /// Applies journaled effects newer than both the snapshot and any image of the same
-    /// position already replayed.
-    pub fn replay(&self, effects: &mut Reader<'_>, replay: &mut Replay) -> Decoded<()> {
-        while !effects.is_empty() {
-            let at = usize::try_from(effects.var()?).map_err(|_| CodecError("shard"))?;
-            let lsn = effects.var()?;
-            let sku = effects.str()?;
-            let position = Position::decode(effects)?;
-            if at >= self.shards.len() || self.shard_of(sku) != at {
-                return Err(CodecError("effect in the wrong shard"));
-            }
-            let key = (Box::<str>::from(sku), position.node());
-            if lsn <= replay.floors[at] || replay.newest.get(&key).is_some_and(|&seen| seen >= lsn)
-            {
-                continue;
-            }
-            replay.newest.insert(key, lsn);
-            replay.applied += 1;
-            let mut shard = self.write_shard(at);
-            shard.lsn = shard.lsn.max(lsn);
-            if !shard.skus.contains_key(sku) {
-                shard.skus.insert(sku.into(), SkuPositions::default());
-                self.skus.fetch_add(1, Ordering::Relaxed);
-            }
-            let Some(positions) = shard.skus.get_mut(sku) else {
-                continue;
-            };
-            let (slot, created) = positions.get_or_create(position.node());
-            if created {
-                self.positions.fetch_add(1, Ordering::Relaxed);
-            }
-            *slot = position;
-        }
-        Ok(())
+        skus: impl IntoIterator<Item = &'s str>,
+        change: impl FnOnce(&mut Locked<'_>) -> R,
+    ) -> R {
+        let mut shards: Vec<usize> = skus.into_iter().map(|sku| self.shard_of(sku)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let guards = shards
+            .into_iter()
+            .map(|at| (at, self.write_shard(at)))
+            .collect();
+        change(&mut Locked {
+            index: self,
+            guards,
+        })
     }
 }
 

@@ -274,6 +274,19 @@ impl Position {
         }
     }
 
+    /// Ships `quantity` of an allocation: takes `portions` (day, quantity) off the allocated
+    /// demand and the whole quantity off on-hand, or changes nothing if on-hand is short.
+    pub fn ship(&mut self, portions: &[(Day, Qty)], quantity: Qty) -> Applied {
+        if self.on_hand < quantity {
+            return Applied::NegativeResult;
+        }
+        self.on_hand -= quantity;
+        for &(day, portion) in portions {
+            self.add_demand(day, 0, -portion);
+        }
+        Applied::Applied
+    }
+
     /// `net(from)` followed by `net(e)` for each later event day `e`, ascending.
     fn net_steps<'a>(&'a self, from: Day, safety: Qty, policy: &'a AtpPolicy) -> NetSteps<'a> {
         let (receipts, demand): (&[Receipt], &[DatedDemand]) = match &self.dated {

@@ -345,6 +345,7 @@ async fn a_snapshot_in_an_unknown_format_version_is_refused_with_a_clear_error()
         source_seqs: Vec::new(),
         chunks: Vec::new(),
         positions: 0,
+        reservation_chunks: Vec::new(),
     };
     let mut conn = redis.client().get_connection().expect("redis");
     let () = conn

@@ -247,6 +247,7 @@ pub fn set_receipt(
         reference: reference.into(),
         eta: eta.into(),
         as_of: as_of(START_MS),
+        order_id: String::new(),
     }
 }
 

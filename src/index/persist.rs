@@ -1,0 +1,245 @@
+//! The index's side of durability: effects recorded for the journal, shards encoded for
+//! snapshots, and their replay at recovery.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use super::{Index, MapHasher, Pool, PoolHold, Position, Shard, SkuPositions};
+use crate::codec::{CodecError, Decoded, Reader, Writer};
+use crate::domain::Day;
+use crate::network::NodeIdx;
+
+/// Tags an effect as a position image or as a SKU's pooled holds.
+const POSITION: u8 = 0;
+const POOLS: u8 = 1;
+/// The key replay uses for a SKU's pooled holds, beside its positions' node indices.
+const POOLS_KEY: NodeIdx = NodeIdx::MAX;
+
+/// Images written by one mutation, in the order they were made, for the journal.
+#[derive(Debug, Default)]
+pub struct Effects {
+    writer: Writer,
+    count: u32,
+}
+
+impl Effects {
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The encoded effects: for each, shard, shard sequence, SKU, kind and the whole image.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.writer.buf
+    }
+
+    fn header(&mut self, shard: usize, lsn: u64, sku: &str, kind: u8) {
+        self.count += 1;
+        self.writer.var(shard as u64);
+        self.writer.var(lsn);
+        self.writer.str(sku);
+        self.writer.u8(kind);
+    }
+
+    pub(super) fn record_position(
+        &mut self,
+        shard: usize,
+        lsn: u64,
+        sku: &str,
+        position: &Position,
+    ) {
+        self.header(shard, lsn, sku, POSITION);
+        position.encode(&mut self.writer);
+    }
+
+    pub(super) fn record_pools(&mut self, shard: usize, lsn: u64, sku: &str, pools: &[PoolHold]) {
+        self.header(shard, lsn, sku, POOLS);
+        encode_pools(&mut self.writer, pools);
+    }
+}
+
+fn encode_pools(w: &mut Writer, pools: &[PoolHold]) {
+    w.len(pools.len());
+    for hold in pools {
+        match hold.pool {
+            Pool::Network => w.var(0),
+            Pool::Group(g) => w.var(u64::from(g) + 1),
+        }
+        w.ivar(i64::from(hold.day.0));
+        w.ivar(hold.quantity);
+    }
+}
+
+fn decode_pools(r: &mut Reader<'_>) -> Decoded<Vec<PoolHold>> {
+    (0..r.len()?)
+        .map(|_| {
+            let pool = match r.var()? {
+                0 => Pool::Network,
+                g => Pool::Group(u32::try_from(g - 1).map_err(|_| CodecError("group index"))?),
+            };
+            let day = i32::try_from(r.ivar()?).map_err(|_| CodecError("day"))?;
+            Ok(PoolHold {
+                pool,
+                day: Day(day),
+                quantity: r.ivar()?,
+            })
+        })
+        .collect()
+}
+
+/// What journal replay has applied so far, so that among several images of one position only
+/// the newest wins, whatever order the journal holds them in.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Shard sequence numbers of the snapshot the replay starts from.
+    floors: Vec<u64>,
+    newest: HashMap<(Box<str>, NodeIdx), u64>,
+    /// Effects applied.
+    pub applied: u64,
+}
+
+/// One decoded effect.
+enum Image {
+    Position(Position),
+    Pools(Vec<PoolHold>),
+}
+
+impl Index {
+    /// Encodes one shard (its sequence number, every position and pooled hold) under its read
+    /// lock, which blocks writers of that shard only for the copy; returns the positions written.
+    pub fn encode_shard(&self, shard: usize, w: &mut Writer) -> u64 {
+        let guard = self.read_shard(shard);
+        w.var(shard as u64);
+        w.var(guard.lsn);
+        w.len(guard.skus.len());
+        let mut positions = 0;
+        for (sku, entry) in &guard.skus {
+            w.str(sku);
+            w.len(entry.positions.len());
+            for position in &entry.positions {
+                position.encode(w);
+            }
+            encode_pools(w, &entry.pools);
+            positions += entry.positions.len() as u64;
+        }
+        positions
+    }
+
+    /// Loads one shard as [`Index::encode_shard`] wrote it, replacing what the shard held.
+    pub fn restore_shard(&self, r: &mut Reader<'_>) -> Decoded<()> {
+        let at = usize::try_from(r.var()?).map_err(|_| CodecError("shard"))?;
+        if at >= self.shards.len() {
+            return Err(CodecError("shard beyond the shard count"));
+        }
+        let lsn = r.var()?;
+        let sku_count = r.len()?;
+        let mut skus = HashMap::with_capacity_and_hasher(sku_count, MapHasher::default());
+        let mut positions_total = 0;
+        for _ in 0..sku_count {
+            let sku: Box<str> = r.str()?.into();
+            if self.shard_of(&sku) != at {
+                return Err(CodecError("SKU in the wrong shard"));
+            }
+            let count = r.len()?;
+            let positions = (0..count)
+                .map(|_| Position::decode(r))
+                .collect::<Decoded<Vec<_>>>()?;
+            let pools = decode_pools(r)?;
+            positions_total += count as u64;
+            skus.insert(sku, SkuPositions { positions, pools });
+        }
+        let mut shard = self.write_shard(at);
+        self.counts
+            .skus
+            .fetch_add(skus.len() as u64, Ordering::Relaxed);
+        self.counts
+            .positions
+            .fetch_add(positions_total, Ordering::Relaxed);
+        *shard = Shard { skus, lsn };
+        Ok(())
+    }
+
+    /// Starts a journal replay on top of what the index holds now (a restored snapshot).
+    pub fn begin_replay(&self) -> Replay {
+        Replay {
+            floors: (0..self.shards.len())
+                .map(|s| self.read_shard(s).lsn)
+                .collect(),
+            ..Replay::default()
+        }
+    }
+
+    /// Applies journaled effects newer than both the snapshot and any image of the same
+    /// position (or the same SKU's pools) already replayed.
+    pub fn replay(&self, effects: &mut Reader<'_>, replay: &mut Replay) -> Decoded<()> {
+        while !effects.is_empty() {
+            let at = usize::try_from(effects.var()?).map_err(|_| CodecError("shard"))?;
+            let lsn = effects.var()?;
+            let sku = effects.str()?;
+            let image = match effects.u8()? {
+                POSITION => Image::Position(Position::decode(effects)?),
+                POOLS => Image::Pools(decode_pools(effects)?),
+                _ => return Err(CodecError("effect kind")),
+            };
+            if at >= self.shards.len() || self.shard_of(sku) != at {
+                return Err(CodecError("effect in the wrong shard"));
+            }
+            let node = match &image {
+                Image::Position(position) => position.node(),
+                Image::Pools(_) => POOLS_KEY,
+            };
+            let key = (Box::<str>::from(sku), node);
+            let seen = replay.newest.get(&key).is_some_and(|&seen| seen >= lsn);
+            if lsn <= replay.floors[at] || seen {
+                continue;
+            }
+            replay.newest.insert(key, lsn);
+            replay.applied += 1;
+            self.install(at, lsn, sku, image);
+        }
+        Ok(())
+    }
+
+    /// Puts a replayed image in place.
+    fn install(&self, at: usize, lsn: u64, sku: &str, image: Image) {
+        let mut shard = self.write_shard(at);
+        shard.lsn = shard.lsn.max(lsn);
+        if !shard.skus.contains_key(sku) {
+            shard.skus.insert(sku.into(), SkuPositions::default());
+            self.counts.skus.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(entry) = shard.skus.get_mut(sku) else {
+            return;
+        };
+        match image {
+            Image::Position(position) => {
+                let (slot, created) = entry.get_or_create(position.node());
+                if created {
+                    self.counts.positions.fetch_add(1, Ordering::Relaxed);
+                }
+                *slot = position;
+            }
+            Image::Pools(pools) => entry.pools = pools,
+        }
+    }
+
+    /// Removes positions at node indices `nodes` and above: a node whose configuration did not
+    /// survive a crash while supply for it did. Returns how many were removed.
+    pub fn drop_nodes_from(&self, nodes: usize) -> u64 {
+        let mut dropped = 0;
+        for at in 0..self.shards.len() {
+            let mut shard = self.write_shard(at);
+            shard.skus.retain(|_, entry| {
+                let before = entry.positions.len();
+                entry.positions.retain(|p| (p.node() as usize) < nodes);
+                dropped += (before - entry.positions.len()) as u64;
+                if entry.is_empty() {
+                    self.counts.skus.fetch_sub(1, Ordering::Relaxed);
+                    return false;
+                }
+                true
+            });
+        }
+        self.counts.positions.fetch_sub(dropped, Ordering::Relaxed);
+        dropped
+    }
+}

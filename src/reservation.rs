@@ -1,0 +1,327 @@
+//! Reservations: the book of holds and allocations, by id, with their deadlines and orders.
+//! Plain data and locking; the rules that change stock live in `reserve`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::clock::UnixMillis;
+use crate::codec::{CodecError, Decoded, Reader, Writer};
+use crate::domain::{Day, Qty};
+use crate::index::Pool;
+use crate::network::NodeIdx;
+
+/// A line as a caller asks for it: at a node, in a group, or (both empty) anywhere in the network.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LineRequest {
+    pub sku: String,
+    pub node_id: String,
+    pub group_id: String,
+    pub quantity: Qty,
+    /// `None` is today.
+    pub need_date: Option<Day>,
+}
+
+/// `Reserve` (and, with the lines to set, `Update`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReserveRequest {
+    pub reservation_id: String,
+    pub lines: Vec<LineRequest>,
+    /// 0 takes the default.
+    pub ttl_secs: u64,
+}
+
+impl ReserveRequest {
+    /// Identifies the request's content, so a retry can be told from a different request with
+    /// the same id.
+    pub fn fingerprint(&self) -> u64 {
+        let mut hasher =
+            foldhash::fast::FixedState::with_seed(0x7265_7365_7276_6521).build_hasher();
+        self.lines.hash(&mut hasher);
+        self.ttl_secs.hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+/// Where a line holds stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Node(NodeIdx),
+    Pool(Pool),
+}
+
+/// Committed quantity of a line at one node, and how much of it has shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    pub node: NodeIdx,
+    pub quantity: Qty,
+    pub shipped: Qty,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub sku: String,
+    pub scope: Scope,
+    pub quantity: Qty,
+    pub need: Day,
+    /// Empty until committed.
+    pub allocations: Vec<Allocation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Holding stock until it expires, is released, or is committed.
+    Held,
+    /// Allocated to an order until shipped or released.
+    Committed,
+    Released,
+    Expired,
+    /// Every allocated unit has shipped.
+    Shipped,
+}
+
+impl State {
+    pub fn is_ended(self) -> bool {
+        matches!(self, Self::Released | Self::Expired | Self::Shipped)
+    }
+
+    const ALL: [State; 5] = [
+        Self::Held,
+        Self::Committed,
+        Self::Released,
+        Self::Expired,
+        Self::Shipped,
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: String,
+    /// Counts changes; recovery keeps the highest version of each reservation.
+    pub version: u64,
+    pub state: State,
+    pub lines: Vec<Line>,
+    pub expires_at_ms: UnixMillis,
+    /// Set by commit.
+    pub order_id: String,
+    /// Of the request that created (or last updated) it; see [`ReserveRequest::fingerprint`].
+    pub fingerprint: u64,
+    /// When it ended; the id is remembered until this plus the retention.
+    pub ended_at_ms: Option<UnixMillis>,
+}
+
+impl Reservation {
+    /// When the book must next look at it: expiry while held, forgetting once ended.
+    pub fn deadline(&self, retention_ms: i64) -> Option<UnixMillis> {
+        match self.state {
+            State::Held => Some(self.expires_at_ms),
+            State::Committed => None,
+            _ => self
+                .ended_at_ms
+                .map(|ended| ended.saturating_add(retention_ms)),
+        }
+    }
+
+    pub fn encode(&self, w: &mut Writer) {
+        w.str(&self.id);
+        w.var(self.version);
+        w.u8(self.state as u8);
+        w.ivar(self.expires_at_ms);
+        w.str(&self.order_id);
+        w.var(self.fingerprint);
+        w.ivar(self.ended_at_ms.unwrap_or(i64::MIN));
+        w.len(self.lines.len());
+        for line in &self.lines {
+            w.str(&line.sku);
+            match line.scope {
+                Scope::Node(node) => {
+                    w.u8(0);
+                    w.var(u64::from(node));
+                }
+                Scope::Pool(Pool::Group(group)) => {
+                    w.u8(1);
+                    w.var(u64::from(group));
+                }
+                Scope::Pool(Pool::Network) => w.u8(2),
+            }
+            w.ivar(line.quantity);
+            w.ivar(i64::from(line.need.0));
+            w.len(line.allocations.len());
+            for allocation in &line.allocations {
+                w.var(u64::from(allocation.node));
+                w.ivar(allocation.quantity);
+                w.ivar(allocation.shipped);
+            }
+        }
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Decoded<Reservation> {
+        let index = |value: u64| u32::try_from(value).map_err(|_| CodecError("index"));
+        let id = r.str()?.to_owned();
+        let version = r.var()?;
+        let state = *State::ALL
+            .get(usize::from(r.u8()?))
+            .ok_or(CodecError("state"))?;
+        let expires_at_ms = r.ivar()?;
+        let order_id = r.str()?.to_owned();
+        let fingerprint = r.var()?;
+        let ended_at_ms = Some(r.ivar()?).filter(|ms| *ms != i64::MIN);
+        let mut lines = Vec::new();
+        for _ in 0..r.len()? {
+            let sku = r.str()?.to_owned();
+            let scope = match r.u8()? {
+                0 => Scope::Node(index(r.var()?)?),
+                1 => Scope::Pool(Pool::Group(index(r.var()?)?)),
+                2 => Scope::Pool(Pool::Network),
+                _ => return Err(CodecError("scope")),
+            };
+            let quantity = r.ivar()?;
+            let need = Day(i32::try_from(r.ivar()?).map_err(|_| CodecError("day"))?);
+            let allocations = (0..r.len()?)
+                .map(|_| {
+                    Ok(Allocation {
+                        node: index(r.var()?)?,
+                        quantity: r.ivar()?,
+                        shipped: r.ivar()?,
+                    })
+                })
+                .collect::<Decoded<_>>()?;
+            lines.push(Line {
+                sku,
+                scope,
+                quantity,
+                need,
+                allocations,
+            });
+        }
+        Ok(Reservation {
+            id,
+            version,
+            state,
+            lines,
+            expires_at_ms,
+            order_id,
+            fingerprint,
+            ended_at_ms,
+        })
+    }
+}
+
+type Shard = HashMap<String, Reservation>;
+
+/// All reservations, sharded by id. Lock order: one book shard, then index shards (through
+/// `Index::with_locked`), then the deadline and order indexes, which are leaves.
+#[derive(Debug)]
+pub struct Book {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: foldhash::fast::RandomState,
+    /// (deadline, id), ascending: the next expiries and forgettings without scanning the book.
+    deadlines: Mutex<BTreeSet<(UnixMillis, String)>>,
+    /// Order id to reservation id, for shipments.
+    orders: Mutex<HashMap<String, String>>,
+    /// How long an ended reservation's id is remembered.
+    pub retention_ms: i64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Book {
+    pub fn new(shards: usize, retention_ms: i64) -> Self {
+        Self {
+            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+            deadlines: Mutex::default(),
+            orders: Mutex::default(),
+            retention_ms,
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Locks the shard holding `id`.
+    pub fn shard(&self, id: &str) -> BookShard<'_> {
+        let at = (self.hasher.hash_one(id) as usize) % self.shards.len();
+        BookShard {
+            book: self,
+            map: lock(&self.shards[at]),
+        }
+    }
+
+    /// Locks shard number `at` (for snapshots and audits).
+    pub fn shard_at(&self, at: usize) -> BookShard<'_> {
+        BookShard {
+            book: self,
+            map: lock(&self.shards[at]),
+        }
+    }
+
+    /// The reservation an order was committed from.
+    pub fn reservation_of(&self, order_id: &str) -> Option<String> {
+        lock(&self.orders).get(order_id).cloned()
+    }
+
+    /// Ids whose deadline is at or before `now_ms`, earliest first.
+    pub fn due(&self, now_ms: UnixMillis, limit: usize) -> Vec<String> {
+        lock(&self.deadlines)
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now_ms)
+            .take(limit)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+}
+
+/// One locked book shard.
+pub struct BookShard<'a> {
+    book: &'a Book,
+    map: MutexGuard<'a, Shard>,
+}
+
+impl BookShard<'_> {
+    pub fn get(&self, id: &str) -> Option<&Reservation> {
+        self.map.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Reservation> {
+        self.map.values()
+    }
+
+    /// Stores a new version, keeping the deadline and order indexes in step.
+    pub fn put(&mut self, reservation: Reservation) {
+        let retention = self.book.retention_ms;
+        let old = self
+            .map
+            .get(&reservation.id)
+            .and_then(|r| r.deadline(retention));
+        let new = reservation.deadline(retention);
+        if old != new {
+            let mut deadlines = lock(&self.book.deadlines);
+            if let Some(old) = old {
+                deadlines.remove(&(old, reservation.id.clone()));
+            }
+            if let Some(new) = new {
+                deadlines.insert((new, reservation.id.clone()));
+            }
+        }
+        if !reservation.order_id.is_empty() {
+            lock(&self.book.orders).insert(reservation.order_id.clone(), reservation.id.clone());
+        }
+        self.map.insert(reservation.id.clone(), reservation);
+    }
+
+    /// Forgets an ended reservation whose retention has passed.
+    pub fn forget(&mut self, id: &str) {
+        if let Some(reservation) = self.map.remove(id) {
+            if let Some(deadline) = reservation.deadline(self.book.retention_ms) {
+                lock(&self.book.deadlines).remove(&(deadline, reservation.id.clone()));
+            }
+            if !reservation.order_id.is_empty() {
+                lock(&self.book.orders).remove(&reservation.order_id);
+            }
+        }
+    }
+}

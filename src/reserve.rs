@@ -1,0 +1,716 @@
+//! Reservations' rules: all-or-nothing holds checked against time-phased ATP, idempotent by id,
+//! expiring at their TTL, committed into allocations and shipped by the feed.
+//!
+//! Every change locks the reservation's book shard, then the shards of every SKU it touches (in
+//! ascending order, through `Index::with_locked`), checks on copies, and only then changes the
+//! positions: no partial hold is ever visible, and two carts overlapping in SKUs cannot deadlock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::domain::Qty;
+use crate::engine::Engine;
+use crate::error::{Error, FieldViolation, Result, Shortfall};
+use crate::index::{add_pool_hold, Effects, Locked, Pool, PoolHold, Position};
+use crate::mutation::{Mutation, Record};
+use crate::network::{Network, NodeIdx};
+use crate::reservation::{
+    Allocation, Line, LineRequest, Reservation, ReserveRequest, Scope, State,
+};
+use crate::view::AtpView;
+
+/// A reservation as an answer, with the network version that names its nodes and groups.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub reservation: Reservation,
+    pub network: Arc<Network>,
+}
+
+/// Reservations expired or forgotten per sweep, so one sweep stays short.
+const SWEEP_LIMIT: usize = 10_000;
+
+impl Engine {
+    /// Holds every line or none.
+    pub fn reserve(&self, request: &ReserveRequest) -> Result<Mutation<Held>> {
+        let network = self.network();
+        let view = AtpView::new(self, &network, None);
+        let lines = self.resolve_lines(&view, &request.lines)?;
+        let ttl_ms = self.ttl_ms(request.ttl_secs)?;
+        check_id(&request.reservation_id)?;
+        let fingerprint = request.fingerprint();
+        let mut shard = self.shared.book.shard(&request.reservation_id);
+        if let Some(existing) = shard.get(&request.reservation_id) {
+            if existing.fingerprint != fingerprint {
+                return Err(Error::AlreadyExists(format!(
+                    "reservation {:?} exists with a different request",
+                    request.reservation_id
+                )));
+            }
+            let held = Held {
+                reservation: existing.clone(),
+                network: network.clone(),
+            };
+            return Ok(Mutation {
+                result: held,
+                record: None,
+            });
+        }
+        let ticket = self.begin();
+        let mut effects = self.effects();
+        self.shared.index.with_locked(skus(&lines), |locked| {
+            check_holds(locked, &view, &[], &lines)?;
+            change_holds(locked, &[], &lines, effects.as_mut());
+            Ok::<_, Error>(())
+        })?;
+        let reservation = Reservation {
+            id: request.reservation_id.clone(),
+            version: 1,
+            state: State::Held,
+            lines,
+            expires_at_ms: self.now_ms().saturating_add(ttl_ms),
+            order_id: String::new(),
+            fingerprint,
+            ended_at_ms: None,
+        };
+        shard.put(reservation.clone());
+        Ok(self.with_record(ticket, reservation, effects, network))
+    }
+
+    /// Sets the given lines to their new quantities (0 removes a line) all at once, or changes
+    /// nothing; a hold's other lines stay as they are.
+    pub fn update_reservation(&self, request: &ReserveRequest) -> Result<Mutation<Held>> {
+        let network = self.network();
+        let view = AtpView::new(self, &network, None);
+        let changes = self.resolve_lines_allowing_zero(&view, &request.lines)?;
+        let mut shard = self.shared.book.shard(&request.reservation_id);
+        let mut reservation = held(shard.get(&request.reservation_id), &request.reservation_id)?;
+        let old = reservation.lines.clone();
+        let mut new = old.clone();
+        for change in changes {
+            let same = |line: &Line| {
+                line.sku == change.sku && line.scope == change.scope && line.need == change.need
+            };
+            new.retain(|line| !same(line));
+            if change.quantity > 0 {
+                new.push(change);
+            }
+        }
+        if request.ttl_secs > 0 {
+            reservation.expires_at_ms =
+                self.now_ms().saturating_add(self.ttl_ms(request.ttl_secs)?);
+        }
+        let ticket = self.begin();
+        let mut effects = self.effects();
+        let touched: Vec<&str> = skus(&old).chain(skus(&new)).collect();
+        self.shared.index.with_locked(touched, |locked| {
+            check_holds(locked, &view, &old, &new)?;
+            change_holds(locked, &old, &new, effects.as_mut());
+            Ok::<_, Error>(())
+        })?;
+        reservation.lines = new;
+        reservation.version += 1;
+        shard.put(reservation.clone());
+        Ok(self.with_record(ticket, reservation, effects, network))
+    }
+
+    /// Moves a hold's expiry to `ttl_secs` from now.
+    pub fn extend(&self, reservation_id: &str, ttl_secs: u64) -> Result<Mutation<Held>> {
+        let ttl_ms = self.ttl_ms(ttl_secs)?;
+        let network = self.network();
+        let mut shard = self.shared.book.shard(reservation_id);
+        let mut reservation = held(shard.get(reservation_id), reservation_id)?;
+        let ticket = self.begin();
+        reservation.expires_at_ms = self.now_ms().saturating_add(ttl_ms);
+        reservation.version += 1;
+        shard.put(reservation.clone());
+        Ok(self.with_record(ticket, reservation, None, network))
+    }
+
+    /// Releases a hold, or the unshipped allocations of a committed reservation. Releasing an
+    /// ended reservation answers it as it is.
+    pub fn release(&self, reservation_id: &str) -> Result<Mutation<Held>> {
+        self.end(reservation_id, State::Released, |_| true)
+            .map(|m| m.expect("a release ends any reservation that has not ended"))
+    }
+
+    /// Expires holds whose TTL has passed and forgets ended reservations past their retention.
+    /// One step of the expiry loop.
+    pub fn expire_due(&self) -> Vec<Mutation<Held>> {
+        let now_ms = self.now_ms();
+        let mut expired = Vec::new();
+        for id in self.shared.book.due(now_ms, SWEEP_LIMIT) {
+            let due = |r: &Reservation| r.state == State::Held && r.expires_at_ms <= now_ms;
+            match self.end(&id, State::Expired, due) {
+                Ok(Some(mutation)) => expired.push(mutation),
+                Ok(None) => self.forget_if_due(&id, now_ms),
+                Err(_) => {}
+            }
+        }
+        expired
+    }
+
+    fn forget_if_due(&self, id: &str, now_ms: i64) {
+        let mut shard = self.shared.book.shard(id);
+        let retention = self.shared.book.retention_ms;
+        let due = shard.get(id).is_some_and(|r| {
+            r.state.is_ended() && r.deadline(retention).is_some_and(|d| d <= now_ms)
+        });
+        if due {
+            shard.forget(id);
+        }
+    }
+
+    /// Ends a reservation in `state` if `applies` to it, giving back what it holds; `Ok(None)`
+    /// if it did not apply.
+    fn end(
+        &self,
+        id: &str,
+        state: State,
+        applies: impl Fn(&Reservation) -> bool,
+    ) -> Result<Option<Mutation<Held>>> {
+        let network = self.network();
+        let mut shard = self.shared.book.shard(id);
+        let mut reservation = shard
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("reservation {id:?}")))?;
+        if reservation.state.is_ended() {
+            let held = Held {
+                reservation,
+                network,
+            };
+            return Ok(Some(Mutation {
+                result: held,
+                record: None,
+            })
+            .filter(|_| state == State::Released));
+        }
+        if !applies(&reservation) {
+            return Ok(None);
+        }
+        let ticket = self.begin();
+        let mut effects = self.effects();
+        self.shared
+            .index
+            .with_locked(skus(&reservation.lines), |locked| {
+                if reservation.state == State::Held {
+                    change_holds(locked, &reservation.lines, &[], effects.as_mut());
+                } else {
+                    unallocate(locked, &reservation.lines, effects.as_mut());
+                }
+            });
+        reservation.state = state;
+        reservation.ended_at_ms = Some(self.now_ms());
+        reservation.version += 1;
+        shard.put(reservation.clone());
+        Ok(Some(self.with_record(
+            ticket,
+            reservation,
+            effects,
+            network,
+        )))
+    }
+
+    pub fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
+        let shard = self.shared.book.shard(reservation_id);
+        let reservation = shard
+            .get(reservation_id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("reservation {reservation_id:?}")))?;
+        Ok(Held {
+            reservation,
+            network: self.network(),
+        })
+    }
+
+    /// Turns a hold into an allocation for `order_id`; pooled lines are bound to nodes that can
+    /// serve them while every other pooled hold stays covered. Committing again with the same
+    /// order answers the same.
+    pub fn commit(&self, reservation_id: &str, order_id: &str) -> Result<Mutation<Held>> {
+        check_id(order_id).map_err(|_| Error::invalid("order_id", "must be 1 to 128 bytes"))?;
+        let network = self.network();
+        let view = AtpView::new(self, &network, None);
+        let mut shard = self.shared.book.shard(reservation_id);
+        let current = shard
+            .get(reservation_id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("reservation {reservation_id:?}")))?;
+        if current.state == State::Committed && current.order_id == order_id {
+            let held = Held {
+                reservation: current,
+                network,
+            };
+            return Ok(Mutation {
+                result: held,
+                record: None,
+            });
+        }
+        let mut reservation = held(Some(&current), reservation_id)?;
+        if let Some(other) = self.shared.book.reservation_of(order_id) {
+            return Err(Error::AlreadyExists(format!(
+                "order {order_id:?} is committed from reservation {other:?}"
+            )));
+        }
+        let ticket = self.begin();
+        let mut effects = self.effects();
+        let lines = self
+            .shared
+            .index
+            .with_locked(skus(&reservation.lines), |locked| {
+                allocate(locked, &view, &reservation.lines, effects.as_mut())
+            })?;
+        reservation.lines = lines;
+        reservation.state = State::Committed;
+        reservation.order_id = order_id.to_owned();
+        reservation.version += 1;
+        shard.put(reservation.clone());
+        Ok(self.with_record(ticket, reservation, effects, network))
+    }
+
+    /// Ships `quantity` of `sku` at `node` for an order: the allocation and on-hand go down
+    /// together. Called by the ingest for `SHIP` updates, with the batch's effects.
+    pub(crate) fn ship(
+        &self,
+        order_id: &str,
+        sku: &str,
+        node: NodeIdx,
+        quantity: Qty,
+        effects: Option<&mut Effects>,
+        shipped: &mut Vec<Reservation>,
+    ) -> std::result::Result<(), crate::domain::RejectReason> {
+        use crate::domain::RejectReason;
+        let id = self
+            .shared
+            .book
+            .reservation_of(order_id)
+            .ok_or(RejectReason::UnknownOrder)?;
+        let mut shard = self.shared.book.shard(&id);
+        let mut reservation = shard.get(&id).cloned().ok_or(RejectReason::UnknownOrder)?;
+        if reservation.state != State::Committed {
+            return Err(RejectReason::NotAllocated);
+        }
+        let mut portions = Vec::new();
+        let mut left = quantity;
+        for line in reservation.lines.iter_mut().filter(|l| l.sku == sku) {
+            for allocation in line.allocations.iter_mut().filter(|a| a.node == node) {
+                let take = left.min(allocation.quantity - allocation.shipped);
+                if take > 0 {
+                    allocation.shipped += take;
+                    portions.push((line.need, take));
+                    left -= take;
+                }
+            }
+        }
+        if left > 0 {
+            return Err(RejectReason::NotAllocated);
+        }
+        let applied = self.shared.index.update(sku, node, effects, |position| {
+            let applied = position.ship(&portions, quantity);
+            (applied, applied == crate::index::Applied::Applied)
+        });
+        if applied != crate::index::Applied::Applied {
+            return Err(RejectReason::NegativeResult);
+        }
+        let all_shipped = reservation
+            .lines
+            .iter()
+            .flat_map(|l| &l.allocations)
+            .all(|a| a.shipped == a.quantity);
+        if all_shipped {
+            reservation.state = State::Shipped;
+            reservation.ended_at_ms = Some(self.now_ms());
+        }
+        reservation.version += 1;
+        shard.put(reservation.clone());
+        shipped.push(reservation);
+        Ok(())
+    }
+
+    fn with_record(
+        &self,
+        ticket: crate::engine::Ticket<'_>,
+        reservation: Reservation,
+        effects: Option<Effects>,
+        network: Arc<Network>,
+    ) -> Mutation<Held> {
+        let image = reservation.clone();
+        self.mutation(
+            ticket,
+            Held {
+                reservation,
+                network,
+            },
+            || Record {
+                effects: effects.unwrap_or_default(),
+                reservations: vec![image],
+                ..Record::default()
+            },
+        )
+    }
+
+    fn ttl_ms(&self, ttl_secs: u64) -> Result<i64> {
+        let limits = &self.config().reservations;
+        let ttl_secs = if ttl_secs == 0 {
+            limits.default_ttl_secs
+        } else {
+            ttl_secs
+        };
+        if ttl_secs > limits.max_ttl_secs {
+            let problem = format!("must be at most {} seconds", limits.max_ttl_secs);
+            return Err(Error::invalid("ttl_seconds", problem));
+        }
+        Ok(i64::try_from(ttl_secs * 1000).unwrap_or(i64::MAX))
+    }
+
+    fn resolve_lines(&self, view: &AtpView<'_>, requests: &[LineRequest]) -> Result<Vec<Line>> {
+        let lines = self.resolve_lines_allowing_zero(view, requests)?;
+        let zero: Vec<FieldViolation> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, line)| line.quantity == 0)
+            .map(|(i, _)| FieldViolation::new(format!("lines[{i}].quantity"), "must be positive"))
+            .collect();
+        if requests.is_empty() {
+            return Err(Error::invalid(
+                "lines",
+                "a reservation needs at least one line",
+            ));
+        }
+        if !zero.is_empty() {
+            return Err(Error::InvalidArgument(zero));
+        }
+        Ok(lines)
+    }
+
+    /// Validates and resolves lines; quantities may be 0 (an update removing the line).
+    fn resolve_lines_allowing_zero(
+        &self,
+        view: &AtpView<'_>,
+        requests: &[LineRequest],
+    ) -> Result<Vec<Line>> {
+        let limits = self.config();
+        let mut violations = Vec::new();
+        if requests.len() > limits.reservations.max_lines {
+            let problem = format!("at most {} lines", limits.reservations.max_lines);
+            violations.push(FieldViolation::new("lines", problem));
+        }
+        let mut lines = Vec::with_capacity(requests.len());
+        for (i, request) in requests.iter().enumerate() {
+            let field = |name: &str| format!("lines[{i}].{name}");
+            let max_len = limits.limits.max_field_len;
+            if request.sku.is_empty() || request.sku.len() > max_len {
+                violations.push(FieldViolation::new(
+                    field("sku"),
+                    format!("must be 1 to {max_len} bytes"),
+                ));
+            }
+            if !(0..=crate::index::MAX_QUANTITY).contains(&request.quantity) {
+                violations.push(FieldViolation::new(
+                    field("quantity"),
+                    "must not be negative",
+                ));
+            }
+            let scope = match (request.node_id.as_str(), request.group_id.as_str()) {
+                ("", "") => Some(Scope::Pool(Pool::Network)),
+                (node, "") => view.network.node_idx(node).map(Scope::Node),
+                ("", group) => view
+                    .network
+                    .group_idx(group)
+                    .map(|g| Scope::Pool(Pool::Group(g))),
+                _ => None,
+            };
+            let Some(scope) = scope else {
+                let problem =
+                    "must name a known node, a known group, or neither (the network), not both";
+                let name = if request.node_id.is_empty() {
+                    "group_id"
+                } else {
+                    "node_id"
+                };
+                violations.push(FieldViolation::new(field(name), problem));
+                continue;
+            };
+            let today = match scope {
+                Scope::Node(node) => view.day[node as usize],
+                Scope::Pool(_) => view.first_day(),
+            };
+            lines.push(Line {
+                sku: request.sku.clone(),
+                scope,
+                quantity: request.quantity,
+                need: request.need_date.map_or(today, |date| date.max(today)),
+                allocations: Vec::new(),
+            });
+        }
+        if violations.is_empty() {
+            Ok(lines)
+        } else {
+            Err(Error::InvalidArgument(violations))
+        }
+    }
+}
+
+/// A reservation's id (or an order id): non-empty and bounded.
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(Error::invalid("reservation_id", "must be 1 to 128 bytes"));
+    }
+    Ok(())
+}
+
+/// The reservation, if it is holding stock.
+fn held(reservation: Option<&Reservation>, id: &str) -> Result<Reservation> {
+    let reservation = reservation.ok_or_else(|| Error::NotFound(format!("reservation {id:?}")))?;
+    if reservation.state != State::Held {
+        return Err(Error::FailedPrecondition(format!(
+            "reservation {id:?} is {:?}, not held",
+            reservation.state
+        )));
+    }
+    Ok(reservation.clone())
+}
+
+fn skus(lines: &[Line]) -> impl Iterator<Item = &str> {
+    lines.iter().map(|line| line.sku.as_str())
+}
+
+/// Lines grouped by SKU.
+fn by_sku(lines: &[Line]) -> BTreeMap<&str, Vec<&Line>> {
+    let mut grouped: BTreeMap<&str, Vec<&Line>> = BTreeMap::new();
+    for line in lines {
+        grouped.entry(&line.sku).or_default().push(line);
+    }
+    grouped
+}
+
+fn subject(view: &AtpView<'_>, line: &Line) -> String {
+    let place = match line.scope {
+        Scope::Node(node) => view.network.node(node).id.clone(),
+        Scope::Pool(Pool::Group(group)) => view
+            .network
+            .group(group)
+            .map_or_else(String::new, |g| g.id.clone()),
+        Scope::Pool(Pool::Network) => "network".to_owned(),
+    };
+    format!("{}@{place}", line.sku)
+}
+
+/// Checks, on copies, that replacing the holds of `old` lines by `new` ones keeps every node's
+/// ATP non-negative on each line's day and every pooled hold covered.
+fn check_holds(locked: &Locked<'_>, view: &AtpView<'_>, old: &[Line], new: &[Line]) -> Result<()> {
+    let mut shortfalls = Vec::new();
+    let old_by_sku = by_sku(old);
+    for (sku, lines) in by_sku(new) {
+        let entry = locked.get(sku);
+        let mut positions: Vec<Position> = entry.map_or_else(Vec::new, |e| e.positions().to_vec());
+        let mut pools: Vec<PoolHold> = entry.map_or_else(Vec::new, |e| e.pools().to_vec());
+        for line in old_by_sku.get(sku).into_iter().flatten() {
+            hold_on_copy(&mut positions, &mut pools, line, -1);
+        }
+        let (before, pools_before) = (positions.clone(), pools.clone());
+        let mut short = false;
+        for line in &lines {
+            if let Scope::Node(node) = line.scope {
+                let at = slot(&mut positions, node);
+                if view.atp_on(&positions[at], line.need) < line.quantity {
+                    short = true;
+                }
+            }
+            hold_on_copy(&mut positions, &mut pools, line, 1);
+        }
+        if short || !view.coverable(&positions, &pools) {
+            for line in lines {
+                let available = match line.scope {
+                    Scope::Node(node) => {
+                        view.node_headroom(&before, &pools_before, node, line.need)
+                    }
+                    Scope::Pool(pool) => view.pool_headroom(&before, &pools_before, pool),
+                };
+                shortfalls.push(Shortfall {
+                    subject: subject(view, line),
+                    requested: line.quantity,
+                    available,
+                });
+            }
+        }
+    }
+    if shortfalls.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InsufficientStock(shortfalls))
+    }
+}
+
+/// The index of the copy's position at `node`, inserting an empty one if needed.
+fn slot(positions: &mut Vec<Position>, node: NodeIdx) -> usize {
+    match positions.binary_search_by_key(&node, Position::node) {
+        Ok(at) => at,
+        Err(at) => {
+            positions.insert(at, Position::new(node));
+            at
+        }
+    }
+}
+
+/// Adds (`sign` 1) or removes (-1) a line's hold on copies of a SKU's positions and pools.
+fn hold_on_copy(positions: &mut Vec<Position>, pools: &mut Vec<PoolHold>, line: &Line, sign: Qty) {
+    match line.scope {
+        Scope::Node(node) => {
+            let at = slot(positions, node);
+            positions[at].add_demand(line.need, sign * line.quantity, 0);
+        }
+        Scope::Pool(pool) => add_pool_hold(pools, pool, line.need, sign * line.quantity),
+    }
+}
+
+/// Replaces the holds of `old` lines by those of `new` ones in the index.
+fn change_holds(
+    locked: &mut Locked<'_>,
+    old: &[Line],
+    new: &[Line],
+    mut effects: Option<&mut Effects>,
+) {
+    let signed = old
+        .iter()
+        .map(|l| (l, -1))
+        .chain(new.iter().map(|l| (l, 1)));
+    let mut pools: BTreeMap<&str, Vec<PoolHold>> = BTreeMap::new();
+    for (line, sign) in signed {
+        match line.scope {
+            Scope::Node(node) => {
+                locked.update(&line.sku, node, effects.as_deref_mut(), |position| {
+                    position.add_demand(line.need, sign * line.quantity, 0);
+                    ((), true)
+                });
+            }
+            Scope::Pool(pool) => {
+                let held = pools.entry(&line.sku).or_insert_with(|| {
+                    locked
+                        .get(&line.sku)
+                        .map_or_else(Vec::new, |e| e.pools().to_vec())
+                });
+                add_pool_hold(held, pool, line.need, sign * line.quantity);
+            }
+        }
+    }
+    for (sku, held) in pools {
+        locked.set_pools(sku, held, effects.as_deref_mut());
+    }
+}
+
+/// Gives back a committed reservation's unshipped allocations.
+fn unallocate(locked: &mut Locked<'_>, lines: &[Line], mut effects: Option<&mut Effects>) {
+    for line in lines {
+        for allocation in &line.allocations {
+            let open = allocation.quantity - allocation.shipped;
+            locked.update(
+                &line.sku,
+                allocation.node,
+                effects.as_deref_mut(),
+                |position| {
+                    position.add_demand(line.need, 0, -open);
+                    ((), open != 0)
+                },
+            );
+        }
+    }
+}
+
+/// Turns held lines into allocations: node lines where they are, pooled lines on the nodes a
+/// max-flow assignment picks while every other pooled hold stays covered.
+fn allocate(
+    locked: &mut Locked<'_>,
+    view: &AtpView<'_>,
+    lines: &[Line],
+    mut effects: Option<&mut Effects>,
+) -> Result<Vec<Line>> {
+    let mut bound: Vec<Line> = Vec::with_capacity(lines.len());
+    let mut pools_after: BTreeMap<&str, Vec<PoolHold>> = BTreeMap::new();
+    for (sku, sku_lines) in by_sku(lines) {
+        let entry = locked.get(sku);
+        let positions: Vec<Position> = entry.map_or_else(Vec::new, |e| e.positions().to_vec());
+        let mut others: Vec<PoolHold> = entry.map_or_else(Vec::new, |e| e.pools().to_vec());
+        let pooled: Vec<&Line> = sku_lines
+            .iter()
+            .copied()
+            .filter(|l| matches!(l.scope, Scope::Pool(_)))
+            .collect();
+        for line in &pooled {
+            if let Scope::Pool(pool) = line.scope {
+                add_pool_hold(&mut others, pool, line.need, -line.quantity);
+            }
+        }
+        let own: Vec<(Pool, Qty)> = pooled
+            .iter()
+            .filter_map(|l| match l.scope {
+                Scope::Pool(pool) => Some((pool, l.quantity)),
+                Scope::Node(_) => None,
+            })
+            .collect();
+        let assignment = view.assign(&positions, &others, &own).ok_or_else(|| {
+            Error::InsufficientStock(
+                pooled
+                    .iter()
+                    .map(|line| Shortfall {
+                        subject: subject(view, line),
+                        requested: line.quantity,
+                        available: 0,
+                    })
+                    .collect(),
+            )
+        })?;
+        for line in sku_lines
+            .iter()
+            .filter(|l| matches!(l.scope, Scope::Node(_)))
+        {
+            let Scope::Node(node) = line.scope else {
+                continue;
+            };
+            bound.push(Line {
+                allocations: vec![Allocation {
+                    node,
+                    quantity: line.quantity,
+                    shipped: 0,
+                }],
+                ..(*line).clone()
+            });
+        }
+        for (line, nodes) in pooled.iter().zip(assignment) {
+            let allocations = nodes
+                .into_iter()
+                .map(|(node, quantity)| Allocation {
+                    node,
+                    quantity,
+                    shipped: 0,
+                })
+                .collect();
+            bound.push(Line {
+                allocations,
+                ..(*line).clone()
+            });
+        }
+        pools_after.insert(sku, others);
+    }
+    for line in &bound {
+        for allocation in &line.allocations {
+            let held = if matches!(line.scope, Scope::Node(_)) {
+                allocation.quantity
+            } else {
+                0
+            };
+            locked.update(
+                &line.sku,
+                allocation.node,
+                effects.as_deref_mut(),
+                |position| {
+                    position.add_demand(line.need, -held, allocation.quantity);
+                    ((), true)
+                },
+            );
+        }
+    }
+    for (sku, pools) in pools_after {
+        locked.set_pools(sku, pools, effects.as_deref_mut());
+    }
+    Ok(bound)
+}

@@ -1,0 +1,235 @@
+//! ATP as of one instant against one network version: each node's day, the stale-feed policy,
+//! safety stock, and whether a SKU's pooled holds (group or network reservations not yet bound
+//! to a node) can still be served by its nodes.
+
+use crate::domain::{Day, Qty};
+use crate::engine::{Engine, StalePolicy};
+use crate::flow::{max_flow, Demand};
+use crate::index::{AtpPolicy, Pool, PoolHold, Position};
+use crate::network::{Degraded, Network, NodeIdx};
+
+pub struct AtpView<'a> {
+    pub network: &'a Network,
+    /// The day ATP is answered for, per node: today there, or a later date asked for.
+    pub day: Vec<Day>,
+    degraded: Degraded,
+    policy: AtpPolicy,
+    stale: StalePolicy,
+}
+
+impl<'a> AtpView<'a> {
+    /// The view now; `date`, if later than a node's today, is used instead of it.
+    pub fn new(engine: &Engine, network: &'a Network, date: Option<Day>) -> Self {
+        let now_ms = engine.now_ms();
+        let mut day = network.today_per_node(now_ms);
+        if let Some(date) = date {
+            day.iter_mut().for_each(|today| *today = (*today).max(date));
+        }
+        Self {
+            network,
+            day,
+            degraded: network.degraded(now_ms),
+            policy: engine.config().atp,
+            stale: engine.config().stale,
+        }
+    }
+
+    pub fn is_degraded(&self, node: NodeIdx) -> bool {
+        self.degraded.contains(node)
+    }
+
+    /// The earliest "today" of any node: the default day of pooled holds.
+    pub fn first_day(&self) -> Day {
+        self.day.iter().copied().min().unwrap_or(Day(0))
+    }
+
+    /// Safety stock of a position before any stale-feed buffer.
+    pub fn base_safety(&self, node: NodeIdx, position: Option<&Position>) -> Qty {
+        let default = self.network.node(node).safety_stock;
+        position.map_or(default, |p| p.safety(default))
+    }
+
+    /// Safety stock in force at a position, or `None` if the node is excluded as degraded.
+    pub fn safety(&self, node: NodeIdx, position: Option<&Position>) -> Option<Qty> {
+        let safety = self.base_safety(node, position);
+        if !self.degraded.contains(node) {
+            return Some(safety);
+        }
+        match self.stale {
+            StalePolicy::Exclude => None,
+            StalePolicy::Buffer { percent } => {
+                let on_hand = position.map_or(0, |p| p.totals().on_hand);
+                Some(safety + (on_hand.max(0) * Qty::from(percent) + 99) / 100)
+            }
+        }
+    }
+
+    /// ATP of a position on its node's day.
+    pub fn atp(&self, position: &Position) -> Qty {
+        self.atp_on(position, Day(i32::MIN))
+    }
+
+    /// ATP of a position on `day`, or on its node's day if that is later.
+    pub fn atp_on(&self, position: &Position, day: Day) -> Qty {
+        let node = position.node();
+        let day = day.max(self.day[node as usize]);
+        self.safety(node, Some(position))
+            .map_or(0, |safety| position.atp(day, safety, &self.policy))
+    }
+
+    /// ATP step function from the node's day; `None` if the node is excluded.
+    pub fn profile(&self, position: &Position) -> Option<Vec<(Day, Qty)>> {
+        let node = position.node();
+        let safety = self.safety(node, Some(position))?;
+        Some(position.atp_profile(self.day[node as usize], safety, &self.policy))
+    }
+
+    /// First day with at least `quantity` available at the position.
+    pub fn earliest(&self, position: &Position, quantity: Qty) -> Option<Day> {
+        let node = position.node();
+        let safety = self.safety(node, Some(position))?;
+        position.earliest(self.day[node as usize], quantity, safety, &self.policy)
+    }
+
+    pub fn in_pool(&self, pool: Pool, node: NodeIdx) -> bool {
+        match pool {
+            Pool::Network => true,
+            Pool::Group(group) => self.network.is_member(group, node),
+        }
+    }
+
+    /// Node capacities for pooled holds: ATP on the earliest day any hold is due.
+    fn capacities(&self, positions: &[Position], pools: &[PoolHold]) -> Vec<Qty> {
+        let day = pools.iter().map(|h| h.day).min().unwrap_or(Day(i32::MIN));
+        positions.iter().map(|p| self.atp_on(p, day)).collect()
+    }
+
+    /// The maximum flow of `wanted` (pool, quantity) demands into `capacity`.
+    fn flow(&self, positions: &[Position], wanted: &[(Pool, Qty)], capacity: &[Qty]) -> Qty {
+        let members: Vec<Vec<usize>> = wanted
+            .iter()
+            .map(|(pool, _)| {
+                (0..positions.len())
+                    .filter(|&i| self.in_pool(*pool, positions[i].node()))
+                    .collect()
+            })
+            .collect();
+        let demands: Vec<Demand<'_>> = wanted
+            .iter()
+            .zip(&members)
+            .map(|((_, quantity), nodes)| Demand {
+                quantity: *quantity,
+                nodes,
+            })
+            .collect();
+        max_flow(&demands, capacity).0
+    }
+
+    /// Whether the SKU's nodes can serve all its pooled holds at once.
+    pub fn coverable(&self, positions: &[Position], pools: &[PoolHold]) -> bool {
+        if pools.is_empty() {
+            return true;
+        }
+        let wanted = by_pool(pools);
+        let total: Qty = wanted.iter().map(|(_, q)| q).sum();
+        self.flow(positions, &wanted, &self.capacities(positions, pools)) >= total
+    }
+
+    /// Binds `own` pooled holds to nodes while `others` stay covered: per own hold, the nodes
+    /// and quantities; `None` if they cannot all be served.
+    pub fn assign(
+        &self,
+        positions: &[Position],
+        others: &[PoolHold],
+        own: &[(Pool, Qty)],
+    ) -> Option<Vec<Vec<(NodeIdx, Qty)>>> {
+        let mut wanted: Vec<(Pool, Qty)> = own.to_vec();
+        wanted.extend(by_pool(others));
+        let total: Qty = wanted.iter().map(|(_, q)| q).sum();
+        let all: Vec<PoolHold> = others.to_vec();
+        let capacity = self.capacities(positions, &all);
+        let members: Vec<Vec<usize>> = wanted
+            .iter()
+            .map(|(pool, _)| {
+                (0..positions.len())
+                    .filter(|&i| self.in_pool(*pool, positions[i].node()))
+                    .collect()
+            })
+            .collect();
+        let demands: Vec<Demand<'_>> = wanted
+            .iter()
+            .zip(&members)
+            .map(|((_, quantity), nodes)| Demand {
+                quantity: *quantity,
+                nodes,
+            })
+            .collect();
+        let (flow, assignment) = max_flow(&demands, &capacity);
+        if flow < total {
+            return None;
+        }
+        let bound = assignment
+            .into_iter()
+            .take(own.len())
+            .map(|flows| {
+                flows
+                    .into_iter()
+                    .map(|(i, q)| (positions[i].node(), q))
+                    .collect()
+            })
+            .collect();
+        Some(bound)
+    }
+
+    /// How much more a pool could hold without leaving other holds uncovered.
+    pub fn pool_headroom(&self, positions: &[Position], pools: &[PoolHold], pool: Pool) -> Qty {
+        let capacity = self.capacities(positions, pools);
+        if pools.is_empty() {
+            return (0..positions.len())
+                .filter(|&i| self.in_pool(pool, positions[i].node()))
+                .map(|i| capacity[i])
+                .sum();
+        }
+        let mut wanted = by_pool(pools);
+        let held: Qty = wanted.iter().map(|(_, q)| q).sum();
+        wanted.push((pool, capacity.iter().sum()));
+        (self.flow(positions, &wanted, &capacity) - held).max(0)
+    }
+
+    /// How much a node could still promise on `day` without leaving pooled holds uncovered.
+    pub fn node_headroom(
+        &self,
+        positions: &[Position],
+        pools: &[PoolHold],
+        node: NodeIdx,
+        day: Day,
+    ) -> Qty {
+        let Some(at) = positions.iter().position(|p| p.node() == node) else {
+            return 0;
+        };
+        let atp = self.atp_on(&positions[at], day);
+        if pools.is_empty() {
+            return atp;
+        }
+        // With one node's capacity c, the flow is min(flow with c = 0 + c, flow unbounded): the
+        // node must keep (held - flow without it) for the pools.
+        let wanted = by_pool(pools);
+        let held: Qty = wanted.iter().map(|(_, q)| q).sum();
+        let mut capacity = self.capacities(positions, pools);
+        capacity[at] = 0;
+        let needed = (held - self.flow(positions, &wanted, &capacity)).max(0);
+        (atp - needed).max(0)
+    }
+}
+
+/// Pooled holds summed per pool, whatever their day.
+fn by_pool(pools: &[PoolHold]) -> Vec<(Pool, Qty)> {
+    let mut wanted: Vec<(Pool, Qty)> = Vec::new();
+    for hold in pools {
+        match wanted.iter_mut().find(|(pool, _)| *pool == hold.pool) {
+            Some(entry) => entry.1 += hold.quantity,
+            None => wanted.push((hold.pool, hold.quantity)),
+        }
+    }
+    wanted
+}
