@@ -7,4 +7,5 @@ mod helpers;
 mod ingest;
 mod operations;
 mod redis;
+mod reservations;
 mod validation;
