@@ -32,6 +32,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod checkpoint;
 pub mod clock;
 pub mod codec;

@@ -26,6 +26,8 @@ pub const SKUS: &str = "promised_skus";
 pub const POSITIONS: &str = "promised_positions";
 pub const RESIDENT_MEMORY: &str = "promised_process_resident_memory_bytes";
 pub const DURABLE: &str = "promised_durability_enabled";
+pub const RESERVATION_DRIFT: &str = "promised_reservation_drift";
+pub const OVERSOLD_POSITIONS: &str = "promised_oversold_positions";
 pub const JOURNAL_COMMIT: &str = "promised_journal_commit_seconds";
 pub const JOURNAL_GROUP: &str = "promised_journal_group_records";
 pub const JOURNAL_RECORDS: &str = "promised_journal_records_total";
@@ -137,10 +139,11 @@ pub enum Rpc {
     Release,
     GetReservation,
     Commit,
+    CheckInvariants,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 15] = [
+    const ALL: [Rpc; 16] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
@@ -156,6 +159,7 @@ impl Rpc {
         Self::Release,
         Self::GetReservation,
         Self::Commit,
+        Self::CheckInvariants,
     ];
 
     fn name(self) -> &'static str {
@@ -175,6 +179,7 @@ impl Rpc {
             Self::Release => "Release",
             Self::GetReservation => "GetReservation",
             Self::Commit => "Commit",
+            Self::CheckInvariants => "CheckInvariants",
         }
     }
 }
@@ -319,6 +324,12 @@ pub fn snapshot_written(generation: u64, bytes: u64, took: std::time::Duration) 
     gauge!(SNAPSHOT_SECONDS).set(took.as_secs_f64());
     gauge!(SNAPSHOT_BYTES).set(bytes as f64);
     gauge!(SNAPSHOT_GENERATION).set(generation as f64);
+}
+
+/// Records an invariant audit.
+pub fn audited(drift: u64, oversold: u64) {
+    gauge!(RESERVATION_DRIFT).set(drift as f64);
+    gauge!(OVERSOLD_POSITIONS).set(oversold as f64);
 }
 
 /// Records what the last start recovered.

@@ -259,6 +259,11 @@ impl Book {
         }
     }
 
+    /// Every shard, locked in order: nothing in the book changes until they are dropped.
+    pub fn lock_all(&self) -> Vec<BookShard<'_>> {
+        (0..self.shards.len()).map(|at| self.shard_at(at)).collect()
+    }
+
     /// The reservation an order was committed from.
     pub fn reservation_of(&self, order_id: &str) -> Option<String> {
         lock(&self.orders).get(order_id).cloned()

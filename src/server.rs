@@ -35,6 +35,9 @@ use crate::network_file::NetworkFile;
 /// How often expired holds are swept; holds end at most this long after their deadline.
 const EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How often the reservation invariants are checked.
+const AUDIT_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How often the state gauges (counts, freshness, memory) are refreshed.
 const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -173,6 +176,7 @@ impl Application {
             self.durability.clone(),
             stop.clone(),
         ));
+        tasks.spawn(audit_loop(self.engine.clone(), stop.clone()));
         if let Durability::Redis(store) = &self.durability {
             tasks.spawn(store.clone().snapshot_loop(stop.clone()));
             tasks.spawn(report_store_health(
@@ -275,6 +279,22 @@ async fn expiry_loop(engine: Engine, durability: Durability, stop: CancellationT
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticks.tick() => expire_once(&engine, &durability).await,
+        }
+    }
+}
+
+/// Checks the reservation invariants periodically; the gauges alert, an operator repairs.
+async fn audit_loop(engine: Engine, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(AUDIT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {
+                let report = engine.audit(false).result;
+                if report.drift > 0 {
+                    tracing::error!(drift = report.drift, "reservation drift: repair with Admin/CheckInvariants");
+                }
+            }
         }
     }
 }

@@ -82,4 +82,27 @@ impl Admin for AdminService {
         let status = self.0.durability.status();
         Ok(Response::new(stats(self.0.engine.stats(), status)))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn check_invariants(
+        &self,
+        request: Request<pb::CheckInvariantsRequest>,
+    ) -> Result<Response<pb::InvariantReport>, Status> {
+        let _timer = self.0.rpc.time(Rpc::CheckInvariants);
+        let repair = request.into_inner().repair;
+        if repair {
+            self.0.durability.ensure_writable()?;
+        }
+        let report = self
+            .0
+            .durability
+            .commit(self.0.engine.audit(repair))
+            .await?;
+        Ok(Response::new(pb::InvariantReport {
+            positions: report.positions,
+            drift: report.drift,
+            oversold: report.oversold,
+            repaired: report.repaired,
+        }))
+    }
 }

@@ -335,6 +335,56 @@ impl Index {
             .update(at, &self.counts, sku, node, effects, update)
     }
 
+    /// Compares every position's demand and every SKU's pooled holds with what they should be
+    /// (`demand`, `pools`), calling `visit` on each position; with `repair`, mismatches are
+    /// overwritten (and recorded in `effects`). Returns the mismatches found. Shards are locked
+    /// one at a time.
+    pub fn reconcile(
+        &self,
+        demand: &dyn Fn(&str, NodeIdx) -> Vec<DatedDemand>,
+        pools: &dyn Fn(&str) -> Vec<PoolHold>,
+        visit: &mut dyn FnMut(&Position),
+        repair: bool,
+        mut effects: Option<&mut Effects>,
+    ) -> u64 {
+        let mut drift = 0;
+        for at in 0..self.shards.len() {
+            let mut guard = self.write_shard(at);
+            let shard = &mut *guard;
+            for (sku, entry) in shard.skus.iter_mut() {
+                for position in &mut entry.positions {
+                    visit(position);
+                    let expected = demand(sku, position.node());
+                    if position.demand() != expected.as_slice() {
+                        drift += 1;
+                        if repair {
+                            position.set_demand(expected);
+                            shard.lsn += 1;
+                            if let Some(effects) = effects.as_deref_mut() {
+                                effects.record_position(at, shard.lsn, sku, position);
+                            }
+                        }
+                    }
+                }
+                let mut expected = pools(sku);
+                let mut actual = entry.pools.clone();
+                expected.sort_by_key(|h| (h.pool, h.day));
+                actual.sort_by_key(|h| (h.pool, h.day));
+                if actual != expected {
+                    drift += 1;
+                    if repair {
+                        entry.pools = expected;
+                        shard.lsn += 1;
+                        if let Some(effects) = effects.as_deref_mut() {
+                            effects.record_pools(at, shard.lsn, sku, &entry.pools);
+                        }
+                    }
+                }
+            }
+        }
+        drift
+    }
+
     /// Write-locks the shards of all `skus` at once, in ascending shard order, and runs `change`
     /// on them. Every thread that holds more than one shard lock takes them through here, in
     /// that order, so two multi-SKU changes cannot deadlock.

@@ -315,12 +315,26 @@ impl Position {
 
     /// Available to promise on `day`, with look-ahead.
     pub fn atp(&self, day: Day, safety: Qty, policy: &AtpPolicy) -> Qty {
-        let lowest = self
-            .net_steps(day, safety, policy)
+        self.lowest_net(day, safety, policy).max(0)
+    }
+
+    /// The lowest net position from `day` on; below zero, commitments exceed supply (oversold,
+    /// as when a feed lowers on-hand under existing holds).
+    pub fn lowest_net(&self, day: Day, safety: Qty, policy: &AtpPolicy) -> Qty {
+        self.net_steps(day, safety, policy)
             .map(|(_, net)| net)
             .min()
-            .unwrap_or(0);
-        lowest.max(0)
+            .unwrap_or(0)
+    }
+
+    /// Demand by day, ascending.
+    pub fn demand(&self) -> &[DatedDemand] {
+        self.dated.as_ref().map_or(&[], |dated| &dated.demand)
+    }
+
+    /// Replaces the demand (the audit's repair).
+    pub fn set_demand(&mut self, demand: Vec<DatedDemand>) {
+        self.dated.get_or_insert_with(Box::default).demand = demand;
     }
 
     /// ATP as a step function from `from`: `(day, atp)` pairs ascending by day and by ATP, the

@@ -204,6 +204,7 @@ async fn reservation_never_oversells_the_last_unit() {
     assert_eq!(won, 1);
     let view = node_view(&app.item("LAST").await, "DC-EAST").clone();
     assert_eq!((view.reserved, view.atp), (1, 0));
+    assert_eq!(check(&app, false).await.drift, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,4 +584,59 @@ async fn commit_allocates_and_shipments_consume_the_allocation_and_on_hand_toget
         "shipped units counted once"
     );
     assert_eq!(view.atp, 4 - east, "and not freed early either");
+}
+
+async fn check(app: &TestApp, repair: bool) -> pb::InvariantReport {
+    let mut admin = app.admin.clone();
+    admin
+        .check_invariants(pb::CheckInvariantsRequest { repair })
+        .await
+        .expect("audit")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn the_audit_finds_no_drift_and_repairs_drift_it_is_shown() {
+    let mut app = spawn_app().await;
+    stock(&mut app, "SKU-1", "DC-EAST", 10, 1).await;
+    stock(&mut app, "SKU-1", "DC-WEST", 10, 1).await;
+    let mut reservations = client(&app);
+    let cart = vec![line("SKU-1", "DC-EAST", 2), line("SKU-1", "", 3)];
+    reservations
+        .reserve(reserve_request("a", cart.clone()))
+        .await
+        .expect("held");
+    reservations
+        .reserve(reserve_request("b", cart))
+        .await
+        .expect("held");
+    let commit = pb::CommitRequest {
+        reservation_id: "b".into(),
+        order_id: "ORDER-B".into(),
+    };
+    reservations.commit(commit).await.expect("committed");
+    let report = check(&app, false).await;
+    assert_eq!((report.drift, report.oversold), (0, 0), "{report:?}");
+
+    // Demand that no reservation accounts for: drift, found and repaired.
+    let day = promised::domain::Day::parse("2026-03-02").expect("date");
+    app.engine.index().update("SKU-1", 0, None, |position| {
+        position.add_demand(day, 4, 0);
+        ((), true)
+    });
+    let found = check(&app, false).await;
+    assert_eq!(found.drift, 1);
+    assert!(check(&app, true).await.repaired);
+    assert_eq!(check(&app, false).await.drift, 0);
+    assert_eq!(node_view(&app.item("SKU-1").await, "DC-EAST").reserved, 2);
+
+    // A feed lowering on-hand under existing holds oversells: reported, not drift.
+    app.apply(
+        "WMS-EAST",
+        2,
+        vec![set_on_hand("SKU-1", "DC-EAST", 1, START_MS + 1)],
+    )
+    .await;
+    let report = check(&app, false).await;
+    assert_eq!((report.drift, report.oversold), (0, 1));
 }
