@@ -89,11 +89,13 @@ impl Engine {
             repaired: repair,
             ..AuditReport::default()
         };
+        // Oversold: commitments above supply itself (safety stock aside, which holds never
+        // take but a falling on-hand may).
         let mut visit = |position: &crate::index::Position| {
             report.positions += 1;
-            let node = position.node();
-            let safety = view.safety(node, Some(position)).unwrap_or(0);
-            if position.lowest_net(view.day[node as usize], safety, &self.config().atp) < 0 {
+            let today = view.day[position.node() as usize];
+            let committed = !position.demand().is_empty();
+            if committed && position.lowest_net(today, 0, &self.config().atp) < 0 {
                 report.oversold += 1;
             }
         };

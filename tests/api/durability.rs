@@ -402,3 +402,84 @@ async fn a_snapshot_never_counts_a_batch_that_is_not_durable() {
     assert_same_state(&app.engine, recovered.engine(), &["SKU-1".into()]);
     assert_eq!(recovered.engine().durable_seq("WMS-EAST"), Some(2));
 }
+
+#[tokio::test]
+async fn reservations_and_their_idempotency_survive_a_restart() {
+    use crate::reservations::{line, reserve_request};
+    use promised::grpc::pb::reservations_client::ReservationsClient;
+    let redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "holds")).await;
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 10, START_MS)],
+    )
+    .await;
+    let mut reservations = ReservationsClient::new(app.channel.clone());
+    let held = reserve_request("held", vec![line("SKU-1", "DC-EAST", 2)]);
+    let before_held = reservations
+        .reserve(held.clone())
+        .await
+        .expect("held")
+        .into_inner();
+    reservations
+        .reserve(reserve_request("ordered", vec![line("SKU-1", "", 3)]))
+        .await
+        .expect("held");
+    let commit = pb::CommitRequest {
+        reservation_id: "ordered".into(),
+        order_id: "ORDER-1".into(),
+    };
+    let before_ordered = reservations
+        .commit(commit)
+        .await
+        .expect("committed")
+        .into_inner();
+    let before = app.item("SKU-1").await;
+    app.shutdown().await;
+
+    let mut app = spawn_app_with(durable(&redis, "holds")).await;
+    let mut reservations = ReservationsClient::new(app.channel.clone());
+    assert_eq!(app.item("SKU-1").await, before);
+    assert_eq!(
+        reservations
+            .reserve(held)
+            .await
+            .expect("retry")
+            .into_inner(),
+        before_held,
+        "same answer after restart"
+    );
+    let different = reserve_request("held", vec![line("SKU-1", "DC-EAST", 1)]);
+    assert_eq!(
+        reservations
+            .reserve(different)
+            .await
+            .expect_err("taken")
+            .code(),
+        Code::AlreadyExists
+    );
+    let get = pb::GetReservationRequest {
+        reservation_id: "ordered".into(),
+    };
+    assert_eq!(
+        reservations.get(get).await.expect("kept").into_inner(),
+        before_ordered
+    );
+    let shipped = pb::SupplyUpdate {
+        sku: "SKU-1".into(),
+        node_id: "DC-EAST".into(),
+        supply_type: pb::SupplyType::OnHand.into(),
+        op: pb::UpdateOp::Ship.into(),
+        quantity: 3,
+        order_id: "ORDER-1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        app.apply("WMS-EAST", 2, vec![shipped]).await.applied,
+        1,
+        "the order ships after the restart"
+    );
+    let view = node_view(&app.item("SKU-1").await, "DC-EAST").clone();
+    assert_eq!((view.on_hand, view.allocated, view.reserved), (7, 0, 2));
+}
