@@ -5,6 +5,7 @@ mod crash;
 mod durability;
 mod helpers;
 mod ingest;
+mod model;
 mod operations;
 mod redis;
 mod reservations;

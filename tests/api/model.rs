@@ -1,0 +1,647 @@
+//! A model-based test of reservations: random sequences of supply changes, reserve, update,
+//! extend, release, commit, ship, expiry (with a controlled clock) and restarts (recovery from
+//! Redis), each compared with a plain reference model, with the invariants checked after
+//! every step.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use promised::checkpoint::{Durability, RedisConfig, Store};
+use promised::clock::ManualClock;
+use promised::domain::{
+    Node, NodeKind, Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
+};
+use promised::engine::{Engine, EngineConfig};
+use promised::error::Error;
+use promised::query::AvailabilityQuery;
+use promised::reservation::{LineRequest, ReserveRequest, Scope, State};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use crate::helpers::START_MS;
+use crate::redis::RedisServer;
+
+const SKUS: [&str; 2] = ["S0", "S1"];
+const NODES: [&str; 2] = ["A", "B"];
+const IDS: usize = 5;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Absolute on-hand from the feed (may drop under holds).
+    Set {
+        sku: usize,
+        node: usize,
+        quantity: i64,
+    },
+    Adjust {
+        sku: usize,
+        node: usize,
+        delta: i64,
+    },
+    /// Lines of (sku, node or None for the network, quantity).
+    Reserve {
+        id: usize,
+        lines: Vec<(usize, Option<usize>, i64)>,
+    },
+    Update {
+        id: usize,
+        sku: usize,
+        node: Option<usize>,
+        quantity: i64,
+    },
+    Extend {
+        id: usize,
+    },
+    Release {
+        id: usize,
+    },
+    Commit {
+        id: usize,
+    },
+    Ship {
+        id: usize,
+        quantity: i64,
+    },
+    Advance {
+        secs: i64,
+    },
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let node = prop::option::of(0..NODES.len());
+    prop_oneof![
+        (0..2usize, 0..2usize, 0..12i64).prop_map(|(sku, node, quantity)| Op::Set {
+            sku,
+            node,
+            quantity
+        }),
+        (0..2usize, 0..2usize, -3..6i64).prop_map(|(sku, node, delta)| Op::Adjust {
+            sku,
+            node,
+            delta
+        }),
+        (
+            0..IDS,
+            prop::collection::vec((0..2usize, node.clone(), 1..5i64), 1..3)
+        )
+            .prop_map(|(id, lines)| Op::Reserve { id, lines }),
+        (0..IDS, 0..2usize, node, 0..5i64).prop_map(|(id, sku, node, quantity)| Op::Update {
+            id,
+            sku,
+            node,
+            quantity
+        }),
+        (0..IDS).prop_map(|id| Op::Extend { id }),
+        (0..IDS).prop_map(|id| Op::Release { id }),
+        (0..IDS).prop_map(|id| Op::Commit { id }),
+        (0..IDS, 1..4i64).prop_map(|(id, quantity)| Op::Ship { id, quantity }),
+        (1..400i64).prop_map(|secs| Op::Advance { secs }),
+        Just(Op::Restart),
+    ]
+}
+
+/// The reference: plain counters, one day, no receipts, no safety stock.
+#[derive(Debug, Default, Clone)]
+struct Model {
+    on_hand: BTreeMap<(usize, usize), i64>,
+    reservations: BTreeMap<usize, Res>,
+    now_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Res {
+    state: State,
+    /// The lines first asked for: a retry with these answers the same.
+    requested: Vec<(usize, Option<usize>, i64)>,
+    /// (sku, node or network, quantity)
+    lines: Vec<(usize, Option<usize>, i64)>,
+    expires_at_ms: i64,
+    /// Open allocations after commit: (sku, node, quantity not yet shipped).
+    allocations: Vec<(usize, usize, i64)>,
+}
+
+const TTL_MS: i64 = 300_000;
+
+impl Model {
+    /// Net per (sku, node) and network holds per sku, with `skip` left out.
+    fn nets(&self, skip: Option<usize>) -> (BTreeMap<(usize, usize), i64>, BTreeMap<usize, i64>) {
+        let mut net: BTreeMap<(usize, usize), i64> = BTreeMap::new();
+        for sku in 0..SKUS.len() {
+            for node in 0..NODES.len() {
+                net.insert(
+                    (sku, node),
+                    self.on_hand.get(&(sku, node)).copied().unwrap_or(0),
+                );
+            }
+        }
+        let mut pooled: BTreeMap<usize, i64> = BTreeMap::new();
+        for (id, res) in &self.reservations {
+            if Some(*id) == skip {
+                continue;
+            }
+            match res.state {
+                State::Held => {
+                    for &(sku, node, q) in &res.lines {
+                        match node {
+                            Some(node) => *net.entry((sku, node)).or_default() -= q,
+                            None => *pooled.entry(sku).or_default() += q,
+                        }
+                    }
+                }
+                State::Committed => {
+                    for &(sku, node, q) in &res.allocations {
+                        *net.entry((sku, node)).or_default() -= q;
+                    }
+                }
+                _ => {}
+            }
+        }
+        (net, pooled)
+    }
+
+    /// Whether `lines` can be held on top of everything but `skip` (the engine's rule: a node
+    /// line needs its node's ATP, then every SKU's network holds must fit in its nodes' ATP).
+    fn fits(&self, lines: &[(usize, Option<usize>, i64)], skip: Option<usize>) -> bool {
+        let (mut net, mut pooled) = self.nets(skip);
+        for &(sku, node, q) in lines {
+            match node {
+                Some(node) => {
+                    let at = net.entry((sku, node)).or_default();
+                    if (*at).max(0) < q {
+                        return false;
+                    }
+                    *at -= q;
+                }
+                None => *pooled.entry(sku).or_default() += q,
+            }
+        }
+        let touched: Vec<usize> = lines.iter().map(|l| l.0).collect();
+        touched.iter().all(|&sku| {
+            let capacity: i64 = (0..NODES.len()).map(|n| net[&(sku, n)].max(0)).sum();
+            capacity >= pooled.get(&sku).copied().unwrap_or(0)
+        })
+    }
+
+    /// Whether every SKU's network holds fit in its nodes' ATP.
+    fn covered(&self) -> bool {
+        let (net, pooled) = self.nets(None);
+        pooled.iter().all(|(&sku, &held)| {
+            let capacity: i64 = (0..NODES.len()).map(|n| net[&(sku, n)].max(0)).sum();
+            capacity >= held
+        })
+    }
+
+    fn oversold(&self) -> u64 {
+        let (net, _) = self.nets(None);
+        let committed = |sku: usize, node: usize| {
+            self.reservations.values().any(|r| match r.state {
+                State::Held => r.lines.iter().any(|l| l.0 == sku && l.1 == Some(node)),
+                State::Committed => r
+                    .allocations
+                    .iter()
+                    .any(|a| a.0 == sku && a.1 == node && a.2 > 0),
+                _ => false,
+            })
+        };
+        net.iter()
+            .filter(|(&(sku, node), &n)| n < 0 && committed(sku, node))
+            .count() as u64
+    }
+}
+
+fn request(id: usize, lines: &[(usize, Option<usize>, i64)]) -> ReserveRequest {
+    ReserveRequest {
+        reservation_id: format!("R{id}"),
+        lines: lines
+            .iter()
+            .map(|&(sku, node, quantity)| LineRequest {
+                sku: SKUS[sku].into(),
+                node_id: node.map(|n| NODES[n].to_owned()).unwrap_or_default(),
+                group_id: String::new(),
+                quantity,
+                need_date: None,
+            })
+            .collect(),
+        ttl_secs: (TTL_MS / 1000) as u64,
+    }
+}
+
+struct System {
+    store: Arc<Store>,
+    durability: Durability,
+    engine: Engine,
+    seq: u64,
+}
+
+async fn open(redis: &RedisServer, prefix: &str, clock: &ManualClock) -> System {
+    let config = RedisConfig {
+        url: redis.url(),
+        prefix: prefix.into(),
+        timeout: Duration::from_secs(2),
+        snapshot_interval: Duration::from_secs(3600),
+        snapshot_after_effects: u64::MAX,
+    };
+    let store = Store::open(config, &EngineConfig::default(), Arc::new(clock.clone()))
+        .await
+        .expect("store");
+    let engine = store.engine().clone();
+    let seq = engine
+        .stats()
+        .source_stats
+        .first()
+        .map_or(0, |s| s.last_seq);
+    System {
+        durability: Durability::Redis(store.clone()),
+        store,
+        engine,
+        seq,
+    }
+}
+
+async fn network(system: &System) {
+    let nodes = NODES
+        .iter()
+        .map(|id| Node {
+            id: (*id).into(),
+            kind: NodeKind::Dc,
+            lat: 0.0,
+            lon: 0.0,
+            postal_code: String::new(),
+            country: "US".into(),
+            time_zone: chrono_tz::UTC,
+            priority: 0,
+            group_ids: Vec::new(),
+            safety_stock: 0,
+        })
+        .collect();
+    let durability = &system.durability;
+    durability
+        .commit(system.engine.upsert_nodes(nodes).expect("nodes"))
+        .await
+        .expect("durable");
+    let source = Source {
+        id: "WMS".into(),
+        kind: SourceKind::Wms,
+        owned_node_ids: Vec::new(),
+        owned_supply_types: vec![SupplyType::OnHand],
+        stale_after_ms: None,
+    };
+    durability
+        .commit(system.engine.upsert_sources(vec![source]).expect("sources"))
+        .await
+        .expect("durable");
+}
+
+impl System {
+    async fn feed(&mut self, sku: usize, node: usize, op: UpdateOp, quantity: i64) -> u32 {
+        self.seq += 1;
+        let update = SupplyUpdate {
+            sku: SKUS[sku].into(),
+            node_id: NODES[node].into(),
+            supply_type: Some(SupplyType::OnHand),
+            op: Some(op),
+            quantity,
+            reference: String::new(),
+            eta: String::new(),
+        };
+        let batch = SupplyBatch {
+            source_id: "WMS".into(),
+            seq: self.seq,
+            updates: vec![update],
+        };
+        let mutation = self.engine.apply_batch(&batch).expect("valid batch");
+        self.durability
+            .commit(mutation)
+            .await
+            .expect("durable")
+            .applied
+    }
+
+    /// Compares every position and the invariants with the model.
+    fn check(&self, model: &Model, step: &Op) {
+        let (net, pooled) = model.nets(None);
+        let query = AvailabilityQuery {
+            skus: SKUS.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let answer = self.engine.availability(&query).expect("query");
+        for (sku, item) in answer.items.iter().enumerate() {
+            for (node, view) in item.nodes.iter().enumerate() {
+                let on_hand = model.on_hand.get(&(sku, node)).copied().unwrap_or(0);
+                assert_eq!(
+                    view.on_hand, on_hand,
+                    "after {step:?}: on-hand {sku}@{node}"
+                );
+                let committed = on_hand - net[&(sku, node)];
+                assert_eq!(
+                    view.reserved + view.allocated,
+                    committed,
+                    "after {step:?}: demand {sku}@{node}: {view:?}"
+                );
+                assert_eq!(
+                    view.atp,
+                    net[&(sku, node)].max(0),
+                    "after {step:?}: ATP {sku}@{node}"
+                );
+            }
+            let capacity: i64 = (0..NODES.len()).map(|n| net[&(sku, n)].max(0)).sum();
+            let held = pooled.get(&sku).copied().unwrap_or(0);
+            assert_eq!(
+                item.network_atp,
+                (capacity - held).max(0),
+                "after {step:?}: network ATP of {sku}"
+            );
+        }
+        let audit = self.engine.audit(false).result;
+        assert_eq!(audit.drift, 0, "after {step:?}");
+        assert_eq!(audit.oversold, model.oversold(), "after {step:?}");
+    }
+}
+
+async fn run(redis: &RedisServer, prefix: String, ops: Vec<Op>) {
+    let clock = ManualClock::new(START_MS);
+    let mut system = open(redis, &prefix, &clock).await;
+    network(&system).await;
+    let mut model = Model {
+        now_ms: START_MS,
+        ..Model::default()
+    };
+    for op in &ops {
+        step(&mut system, &mut model, op, redis, &prefix, &clock).await;
+        system.check(&model, op);
+    }
+    drop(system.store);
+}
+
+async fn step(
+    system: &mut System,
+    model: &mut Model,
+    op: &Op,
+    redis: &RedisServer,
+    prefix: &str,
+    clock: &ManualClock,
+) {
+    let durability = system.durability.clone();
+    match op.clone() {
+        Op::Set {
+            sku,
+            node,
+            quantity,
+        } => {
+            system
+                .feed(
+                    sku,
+                    node,
+                    UpdateOp::Set {
+                        as_of_ms: Some(model.now_ms),
+                    },
+                    quantity,
+                )
+                .await;
+            model.on_hand.insert((sku, node), quantity);
+        }
+        Op::Adjust { sku, node, delta } => {
+            let current = model.on_hand.get(&(sku, node)).copied().unwrap_or(0);
+            let applied = system.feed(sku, node, UpdateOp::Adjust, delta).await;
+            assert_eq!(
+                applied == 1,
+                current + delta >= 0,
+                "adjust below zero is refused"
+            );
+            if applied == 1 {
+                model.on_hand.insert((sku, node), current + delta);
+            }
+        }
+        Op::Reserve { id, lines } => {
+            let answer = system.engine.reserve(&request(id, &lines));
+            match model.reservations.get(&id) {
+                Some(existing) if existing.requested == lines => {
+                    assert!(answer.is_ok(), "a retry answers the same: {answer:?}");
+                }
+                Some(_) => assert!(matches!(answer, Err(Error::AlreadyExists(_))), "{answer:?}"),
+                None if model.fits(&lines, None) => {
+                    durability
+                        .commit(answer.expect("fits"))
+                        .await
+                        .expect("durable");
+                    let res = Res {
+                        state: State::Held,
+                        requested: lines.clone(),
+                        lines,
+                        expires_at_ms: model.now_ms + TTL_MS,
+                        allocations: Vec::new(),
+                    };
+                    model.reservations.insert(id, res);
+                }
+                None => assert!(
+                    matches!(answer, Err(Error::InsufficientStock(_))),
+                    "{answer:?}"
+                ),
+            }
+        }
+        Op::Update {
+            id,
+            sku,
+            node,
+            quantity,
+        } => {
+            let change = [(sku, node, quantity)];
+            let answer = system.engine.update_reservation(&request(id, &change));
+            let Some(res) = model
+                .reservations
+                .get(&id)
+                .filter(|r| r.state == State::Held)
+                .cloned()
+            else {
+                assert!(answer.is_err());
+                return;
+            };
+            let mut lines: Vec<_> = res
+                .lines
+                .iter()
+                .copied()
+                .filter(|l| (l.0, l.1) != (sku, node))
+                .collect();
+            if quantity > 0 {
+                lines.push((sku, node, quantity));
+            }
+            if model.fits(&lines, Some(id)) {
+                durability
+                    .commit(answer.expect("fits"))
+                    .await
+                    .expect("durable");
+                let res = model.reservations.get_mut(&id).expect("held");
+                res.lines = lines;
+                res.expires_at_ms = model.now_ms + TTL_MS;
+            } else {
+                assert!(
+                    matches!(answer, Err(Error::InsufficientStock(_))),
+                    "{answer:?}"
+                );
+            }
+        }
+        Op::Extend { id } => {
+            let answer = system
+                .engine
+                .extend(&format!("R{id}"), (TTL_MS / 1000) as u64);
+            match model
+                .reservations
+                .get_mut(&id)
+                .filter(|r| r.state == State::Held)
+            {
+                Some(res) => {
+                    durability
+                        .commit(answer.expect("held"))
+                        .await
+                        .expect("durable");
+                    res.expires_at_ms = model.now_ms + TTL_MS;
+                }
+                None => assert!(answer.is_err()),
+            }
+        }
+        Op::Release { id } => {
+            let answer = system.engine.release(&format!("R{id}"));
+            match model.reservations.get_mut(&id) {
+                Some(res) => {
+                    durability
+                        .commit(answer.expect("known"))
+                        .await
+                        .expect("durable");
+                    if !res.state.is_ended() {
+                        res.state = State::Released;
+                        res.allocations.clear();
+                    }
+                }
+                None => assert!(matches!(answer, Err(Error::NotFound(_)))),
+            }
+        }
+        Op::Commit { id } => {
+            let answer = system.engine.commit(&format!("R{id}"), &format!("O{id}"));
+            match model.reservations.get(&id).map(|r| r.state) {
+                Some(State::Held) if !model.covered() => {
+                    // Supply fell under the holds since they were made: binding is refused.
+                    assert!(
+                        matches!(answer, Err(Error::InsufficientStock(_))),
+                        "{answer:?}"
+                    );
+                }
+                Some(State::Held) => {
+                    let held = durability
+                        .commit(answer.expect("a held reservation commits"))
+                        .await
+                        .expect("durable");
+                    let mut allocations = Vec::new();
+                    for line in &held.reservation.lines {
+                        let sku = SKUS.iter().position(|s| *s == line.sku).expect("known sku");
+                        let bound: i64 = line.allocations.iter().map(|a| a.quantity).sum();
+                        assert_eq!(bound, line.quantity, "every unit bound");
+                        if let Scope::Node(node) = line.scope {
+                            assert!(
+                                line.allocations.iter().all(|a| a.node == node),
+                                "node lines stay put"
+                            );
+                        }
+                        allocations.extend(
+                            line.allocations
+                                .iter()
+                                .map(|a| (sku, a.node as usize, a.quantity)),
+                        );
+                    }
+                    let res = model.reservations.get_mut(&id).expect("held");
+                    res.state = State::Committed;
+                    res.allocations = allocations;
+                    let (net, _) = model.nets(None);
+                    assert!(
+                        net.values().all(|n| *n >= 0) || model.oversold() > 0,
+                        "binding never oversells"
+                    );
+                }
+                Some(State::Committed) => assert!(answer.is_ok(), "same order again"),
+                _ => assert!(answer.is_err()),
+            }
+        }
+        Op::Ship { id, quantity } => {
+            let Some(res) = model
+                .reservations
+                .get(&id)
+                .filter(|r| r.state == State::Committed)
+                .cloned()
+            else {
+                return;
+            };
+            let Some(&(sku, node, open)) = res.allocations.iter().find(|a| a.2 > 0) else {
+                return;
+            };
+            let quantity = quantity.min(open);
+            let on_hand = model.on_hand.get(&(sku, node)).copied().unwrap_or(0);
+            let ship = UpdateOp::Ship {
+                order_id: format!("O{id}"),
+            };
+            let applied = system.feed(sku, node, ship, quantity).await;
+            assert_eq!(
+                applied == 1,
+                on_hand >= quantity,
+                "a shipment needs the units on hand"
+            );
+            if applied == 1 {
+                model.on_hand.insert((sku, node), on_hand - quantity);
+                let res = model.reservations.get_mut(&id).expect("committed");
+                let mut left = quantity;
+                for allocation in res
+                    .allocations
+                    .iter_mut()
+                    .filter(|a| a.0 == sku && a.1 == node)
+                {
+                    let take = left.min(allocation.2);
+                    allocation.2 -= take;
+                    left -= take;
+                }
+                if res.allocations.iter().all(|a| a.2 == 0) {
+                    res.state = State::Shipped;
+                }
+            }
+        }
+        Op::Advance { secs } => {
+            clock.advance_ms(secs * 1000);
+            model.now_ms += secs * 1000;
+            for expired in system.engine.expire_due() {
+                durability.commit(expired).await.expect("durable");
+            }
+            for res in model.reservations.values_mut() {
+                if res.state == State::Held && res.expires_at_ms <= model.now_ms {
+                    res.state = State::Expired;
+                }
+            }
+        }
+        Op::Restart => {
+            *system = open(redis, prefix, clock).await;
+        }
+    }
+}
+
+#[test]
+fn reservations_follow_the_reference_model_through_restarts() {
+    let redis = RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        ..Config::default()
+    });
+    let case = std::sync::atomic::AtomicU64::new(0);
+    runner
+        .run(&prop::collection::vec(op(), 1..60), |ops| {
+            let prefix = format!(
+                "model-{}",
+                case.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            runtime.block_on(run(&redis, prefix, ops));
+            Ok(())
+        })
+        .expect("the engine behaves like the model");
+}
