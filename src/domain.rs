@@ -6,6 +6,8 @@ use std::fmt;
 use chrono::{Datelike, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 
+use crate::calendar::Calendar;
+
 /// Whole units of a SKU.
 pub type Qty = i64;
 
@@ -122,6 +124,58 @@ pub struct Node {
     pub group_ids: Vec<String>,
     /// Units held back at every position of the node unless a position overrides it.
     pub safety_stock: Qty,
+    /// How and when the node ships.
+    pub fulfilment: Fulfilment,
+}
+
+/// A node's shipping rhythm, in its local time.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fulfilment {
+    pub calendar: Calendar,
+    /// Orders after this local time (minutes after midnight) count as next day's; `None` takes
+    /// orders until midnight.
+    pub cutoff_minutes: Option<u16>,
+    /// Open days from an order's day to its ship date (0 ships the same day).
+    pub processing_days: u32,
+    /// Orders the node can ship a day; 0 is unlimited.
+    pub daily_capacity: u32,
+}
+
+/// A carrier service level: how long it takes by distance, when it moves, what it costs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceLevel {
+    /// e.g. `GROUND`, `TWO_DAY`, `OVERNIGHT`.
+    pub name: String,
+    /// `(up to km, transit days)`, ascending by distance; beyond the last band it does not serve.
+    pub transit: Vec<(f64, u32)>,
+    /// Days the carrier picks up and delivers.
+    pub calendar: Calendar,
+    /// Cost of one package: base plus per kilometre.
+    pub base_cost: f64,
+    pub cost_per_km: f64,
+}
+
+impl ServiceLevel {
+    /// Transit business days for a distance; `None` beyond the last band.
+    pub fn transit_days(&self, km: f64) -> Option<u32> {
+        self.transit
+            .iter()
+            .find(|(max_km, _)| km <= *max_km)
+            .map(|(_, days)| *days)
+    }
+
+    pub fn cost(&self, km: f64) -> f64 {
+        self.base_cost + self.cost_per_km * km
+    }
+}
+
+/// Great-circle distance in kilometres.
+pub fn distance_km(from: (f64, f64), to: (f64, f64)) -> f64 {
+    const EARTH_KM: f64 = 6_371.0;
+    let (lat1, lat2) = (from.0.to_radians(), to.0.to_radians());
+    let (dlat, dlon) = ((to.0 - from.0).to_radians(), (to.1 - from.1).to_radians());
+    let a = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * EARTH_KM * a.sqrt().asin()
 }
 
 /// A named set of nodes; membership is declared on the nodes.

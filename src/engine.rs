@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::clock::{Clock, UnixMillis};
-use crate::domain::{Node, NodeGroup, Qty, Source};
+use crate::domain::{Node, NodeGroup, Qty, ServiceLevel, Source};
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{AtpPolicy, Effects, Index, MAX_QUANTITY};
 use crate::ingest::RejectionLog;
@@ -401,6 +401,18 @@ impl Engine {
     pub fn upsert_sources(&self, sources: Vec<Source>) -> Result<Mutation<()>> {
         let now_ms = self.now_ms();
         self.change_network(|network| network.with_sources(sources, now_ms))
+    }
+
+    pub fn upsert_service_levels(&self, levels: Vec<ServiceLevel>) -> Result<Mutation<()>> {
+        self.change_network(|network| network.with_service_levels(levels))
+    }
+
+    /// Adds destination coordinates by (country, postal code).
+    pub fn upsert_postal_codes(
+        &self,
+        codes: Vec<((String, String), (f64, f64))>,
+    ) -> Result<Mutation<()>> {
+        self.change_network(|network| network.with_postal_codes(codes))
     }
 
     /// Sets per-position safety stock; all entries are checked before any is applied.

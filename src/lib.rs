@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod calendar;
 pub mod checkpoint;
 pub mod clock;
 pub mod codec;

@@ -127,6 +127,8 @@ pub enum Rpc {
     UpsertNodes,
     UpsertGroups,
     UpsertSources,
+    UpsertServiceLevels,
+    UpsertPostalCodes,
     SetSafetyStock,
     GetStats,
     StreamUpdates,
@@ -143,10 +145,12 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    const ALL: [Rpc; 16] = [
+    const ALL: [Rpc; 18] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
+        Self::UpsertServiceLevels,
+        Self::UpsertPostalCodes,
         Self::SetSafetyStock,
         Self::GetStats,
         Self::StreamUpdates,
@@ -167,6 +171,8 @@ impl Rpc {
             Self::UpsertNodes => "UpsertNodes",
             Self::UpsertGroups => "UpsertGroups",
             Self::UpsertSources => "UpsertSources",
+            Self::UpsertServiceLevels => "UpsertServiceLevels",
+            Self::UpsertPostalCodes => "UpsertPostalCodes",
             Self::SetSafetyStock => "SetSafetyStock",
             Self::GetStats => "GetStats",
             Self::StreamUpdates => "StreamUpdates",

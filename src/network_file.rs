@@ -6,9 +6,11 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use serde::Deserialize;
 
+use crate::calendar::{FulfilmentSpec, ServiceLevelSpec};
 use crate::checkpoint::Durability;
 use crate::domain::{parse_time_zone, Node, NodeGroup, NodeKind, Source, SourceKind, SupplyType};
 use crate::engine::Engine;
+use crate::error::Error;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +21,10 @@ pub struct NetworkFile {
     nodes: Vec<NodeEntry>,
     #[serde(default)]
     sources: Vec<SourceEntry>,
+    #[serde(default)]
+    service_levels: Vec<ServiceLevelSpec>,
+    #[serde(default)]
+    postal_codes: Vec<PostalCodeEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +53,22 @@ struct NodeEntry {
     group_ids: Vec<String>,
     #[serde(default)]
     safety_stock: i64,
+    #[serde(flatten)]
+    fulfilment: FulfilmentSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostalCodeEntry {
+    postal_code: String,
+    #[serde(default = "us")]
+    country: String,
+    lat: f64,
+    lon: f64,
+}
+
+fn us() -> String {
+    "US".to_owned()
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +122,10 @@ impl NetworkFile {
             .map(|n| {
                 let time_zone = parse_time_zone(&n.time_zone)
                     .ok_or_else(|| anyhow!("node {}: unknown time zone {:?}", n.id, n.time_zone))?;
+                let fulfilment = n
+                    .fulfilment
+                    .resolve()
+                    .map_err(|v| anyhow!("node {}: {}", n.id, Error::InvalidArgument(v)))?;
                 Ok(Node {
                     id: n.id,
                     kind: n.kind,
@@ -111,6 +137,7 @@ impl NetworkFile {
                     priority: n.priority,
                     group_ids: n.group_ids,
                     safety_stock: n.safety_stock,
+                    fulfilment,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -131,6 +158,30 @@ impl NetworkFile {
             .collect();
         durability
             .commit(engine.upsert_sources(sources).context("sources")?)
+            .await?;
+        let levels = self
+            .service_levels
+            .into_iter()
+            .map(|spec| {
+                let name = spec.name.clone();
+                spec.resolve()
+                    .map_err(|v| anyhow!("service level {name}: {}", Error::InvalidArgument(v)))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let codes = self
+            .postal_codes
+            .into_iter()
+            .map(|p| ((p.country, p.postal_code), (p.lat, p.lon)))
+            .collect();
+        durability
+            .commit(
+                engine
+                    .upsert_service_levels(levels)
+                    .context("service levels")?,
+            )
+            .await?;
+        durability
+            .commit(engine.upsert_postal_codes(codes).context("postal codes")?)
             .await?;
         Ok(())
     }

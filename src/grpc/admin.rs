@@ -59,6 +59,34 @@ impl Admin for AdminService {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn upsert_service_levels(
+        &self,
+        request: Request<pb::UpsertServiceLevelsRequest>,
+    ) -> Result<Response<pb::UpsertServiceLevelsResponse>, Status> {
+        let _timer = self.0.rpc.time(Rpc::UpsertServiceLevels);
+        let levels = convert_list(request.into_inner().service_levels, "service_levels")?;
+        let upserted = count(levels.len());
+        self.0.durability.ensure_writable()?;
+        let mutation = self.0.engine.upsert_service_levels(levels)?;
+        self.0.durability.commit(mutation).await?;
+        Ok(Response::new(pb::UpsertServiceLevelsResponse { upserted }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn upsert_postal_codes(
+        &self,
+        request: Request<pb::UpsertPostalCodesRequest>,
+    ) -> Result<Response<pb::UpsertPostalCodesResponse>, Status> {
+        let _timer = self.0.rpc.time(Rpc::UpsertPostalCodes);
+        let codes = convert_list(request.into_inner().postal_codes, "postal_codes")?;
+        let upserted = count(codes.len());
+        self.0.durability.ensure_writable()?;
+        let mutation = self.0.engine.upsert_postal_codes(codes)?;
+        self.0.durability.commit(mutation).await?;
+        Ok(Response::new(pb::UpsertPostalCodesResponse { upserted }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn set_safety_stock(
         &self,
         request: Request<pb::SetSafetyStockRequest>,

@@ -4,11 +4,12 @@
 use prost_types::Timestamp;
 
 use super::pb;
+use crate::calendar::{CalendarSpec, FulfilmentSpec, ServiceLevelSpec};
 use crate::checkpoint::DurabilityStatus;
 use crate::clock::UnixMillis;
 use crate::domain::{
-    parse_time_zone, BatchOutcome, Day, Node, NodeGroup, NodeKind, RejectReason, Rejection, Source,
-    SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
+    parse_time_zone, BatchOutcome, Day, Node, NodeGroup, NodeKind, RejectReason, Rejection,
+    ServiceLevel, Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
 };
 use crate::engine::{SafetyStockEntry, Stats};
 use crate::error::{Error, FieldViolation, Result};
@@ -67,10 +68,21 @@ impl TryFrom<pb::Node> for Node {
             let problem = format!("{:?} is not an IANA time zone name", node.time_zone);
             violations.push(FieldViolation::new("time_zone", problem));
         }
-        let (Some(kind), Some(time_zone)) = (kind, time_zone) else {
+        let spec = FulfilmentSpec {
+            calendar: CalendarSpec {
+                open_days: node.open_days,
+                holidays: node.holidays,
+            },
+            cutoff: node.cutoff,
+            processing_days: node.processing_days,
+            daily_capacity: node.daily_capacity,
+        };
+        let fulfilment = spec.resolve().map_err(|v| violations.extend(v)).ok();
+        let (Some(kind), Some(time_zone), Some(fulfilment)) = (kind, time_zone, fulfilment) else {
             return Err(violations);
         };
         Ok(Node {
+            fulfilment,
             id: node.id,
             kind,
             lat: node.lat,
@@ -82,6 +94,51 @@ impl TryFrom<pb::Node> for Node {
             group_ids: node.group_ids,
             safety_stock: node.safety_stock,
         })
+    }
+}
+
+impl TryFrom<pb::ServiceLevel> for ServiceLevel {
+    type Error = Violations;
+
+    fn try_from(level: pb::ServiceLevel) -> Result<Self, Violations> {
+        ServiceLevelSpec {
+            name: level.name,
+            transit: level.transit.iter().map(|b| (b.max_km, b.days)).collect(),
+            calendar: CalendarSpec {
+                open_days: level.pickup_days,
+                holidays: level.holidays,
+            },
+            base_cost: level.base_cost,
+            cost_per_km: level.cost_per_km,
+        }
+        .resolve()
+    }
+}
+
+/// Postal code locations; coordinates must be on the globe.
+impl TryFrom<pb::PostalCode> for ((String, String), (f64, f64)) {
+    type Error = Violations;
+
+    fn try_from(code: pb::PostalCode) -> Result<Self, Violations> {
+        let mut violations = Vec::new();
+        if code.postal_code.is_empty() {
+            violations.push(FieldViolation::new("postal_code", "must not be empty"));
+        }
+        if !(-90.0..=90.0).contains(&code.lat) || !(-180.0..=180.0).contains(&code.lon) {
+            violations.push(FieldViolation::new(
+                "lat",
+                "coordinates must be within [-90, 90] and [-180, 180]",
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        let country = if code.country.is_empty() {
+            "US".to_owned()
+        } else {
+            code.country
+        };
+        Ok(((country, code.postal_code), (code.lat, code.lon)))
     }
 }
 

@@ -116,7 +116,7 @@ pub fn node(id: &str, kind: pb::NodeKind, time_zone: &str, groups: &[&str]) -> p
         time_zone: time_zone.into(),
         priority: 1,
         group_ids: groups.iter().map(|g| g.to_string()).collect(),
-        safety_stock: 0,
+        ..Default::default()
     }
 }
 

@@ -274,6 +274,7 @@ async fn network(system: &System) {
             priority: 0,
             group_ids: Vec::new(),
             safety_stock: 0,
+            fulfilment: Default::default(),
         })
         .collect();
     let durability = &system.durability;

@@ -4,6 +4,8 @@
 //! never wait for configuration changes. Node indices are stable: a node keeps its index when it
 //! is replaced, and nodes are never removed, so positions can refer to nodes by index.
 
+mod codec;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,10 +13,7 @@ use std::sync::{Arc, Mutex};
 use chrono_tz::Tz;
 
 use crate::clock::UnixMillis;
-use crate::codec::{CodecError, Decoded, Reader, Writer};
-use crate::domain::{
-    parse_time_zone, Day, Node, NodeGroup, NodeKind, Source, SourceKind, SupplyType,
-};
+use crate::domain::{Day, Node, NodeGroup, ServiceLevel, Source, SupplyType};
 use crate::error::{Error, FieldViolation, Result};
 
 /// Index of a node in the network; stable for the life of the process.
@@ -147,6 +146,10 @@ pub struct Network {
     /// zone rather than once per node.
     zones: Vec<Tz>,
     node_zone: Vec<u16>,
+    /// Carrier service levels, by name.
+    service_levels: Vec<ServiceLevel>,
+    /// (country, postal code) to (lat, lon), for destinations given by postal code.
+    postal_codes: HashMap<(String, String), (f64, f64)>,
 }
 
 impl Network {
@@ -246,6 +249,7 @@ impl Network {
         }
         let sources = self.sources.iter().map(|s| (s.def.clone(), s.feed.clone()));
         Network::build(self.version + 1, all, self.groups.clone(), sources)
+            .map(|n| n.carrying(self))
     }
 
     /// A new network with `groups` created or replaced by id.
@@ -263,7 +267,7 @@ impl Network {
             return Err(Error::InvalidArgument(violations));
         }
         let sources = self.sources.iter().map(|s| (s.def.clone(), s.feed.clone()));
-        Network::build(self.version + 1, self.nodes.clone(), all, sources)
+        Network::build(self.version + 1, self.nodes.clone(), all, sources).map(|n| n.carrying(self))
     }
 
     /// A new network with `sources` created or replaced by id; a replaced source keeps its feed
@@ -291,6 +295,82 @@ impl Network {
             self.groups.clone(),
             all,
         )
+        .map(|n| n.carrying(self))
+    }
+
+    /// Takes the carrier and postal configuration of `from`.
+    fn carrying(mut self, from: &Network) -> Network {
+        self.service_levels = from.service_levels.clone();
+        self.postal_codes = from.postal_codes.clone();
+        self
+    }
+
+    pub fn service_levels(&self) -> &[ServiceLevel] {
+        &self.service_levels
+    }
+
+    /// A destination's coordinates by postal code.
+    pub fn locate(&self, country: &str, postal_code: &str) -> Option<(f64, f64)> {
+        self.postal_codes
+            .get(&(country.to_owned(), postal_code.to_owned()))
+            .copied()
+    }
+
+    /// A new network with `levels` created or replaced by name.
+    pub fn with_service_levels(&self, levels: Vec<ServiceLevel>) -> Result<Network> {
+        let mut violations = Vec::new();
+        let mut all = self.service_levels.clone();
+        for (i, level) in levels.into_iter().enumerate() {
+            check_id(
+                &format!("service_levels[{i}].name"),
+                &level.name,
+                &mut violations,
+            );
+            let ascending = level.transit.windows(2).all(|w| w[0].0 < w[1].0);
+            if level.transit.is_empty() || !ascending {
+                let problem = "needs distance bands in ascending order of distance";
+                violations.push(FieldViolation::new(
+                    format!("service_levels[{i}].transit"),
+                    problem,
+                ));
+            }
+            if level.calendar.open_weekdays == 0 {
+                let problem = "the carrier must move on at least one weekday";
+                violations.push(FieldViolation::new(
+                    format!("service_levels[{i}].pickup_days"),
+                    problem,
+                ));
+            }
+            match all.iter_mut().find(|l| l.name == level.name) {
+                Some(existing) => *existing = level,
+                None => all.push(level),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let mut next = self.rebuilt()?;
+        next.service_levels = all;
+        Ok(next)
+    }
+
+    /// A new network with postal code locations added or replaced.
+    pub fn with_postal_codes(&self, codes: Vec<((String, String), (f64, f64))>) -> Result<Network> {
+        let mut next = self.rebuilt()?;
+        next.postal_codes.extend(codes);
+        Ok(next)
+    }
+
+    /// The same configuration as a new version.
+    fn rebuilt(&self) -> Result<Network> {
+        let sources = self.sources.iter().map(|s| (s.def.clone(), s.feed.clone()));
+        Network::build(
+            self.version + 1,
+            self.nodes.clone(),
+            self.groups.clone(),
+            sources,
+        )
+        .map(|n| n.carrying(self))
     }
 
     fn check_source(&self, i: usize, source: &Source, violations: &mut Vec<FieldViolation>) {
@@ -373,125 +453,10 @@ impl Network {
             node_sources,
             zones,
             node_zone,
+            service_levels: Vec::new(),
+            postal_codes: HashMap::new(),
         })
     }
-}
-
-impl Network {
-    /// Encodes the configuration (not the feeds' runtime state) for the journal and snapshots.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.var(self.version);
-        w.len(self.groups.len());
-        for group in &self.groups {
-            w.str(&group.id);
-            w.str(&group.description);
-        }
-        w.len(self.nodes.len());
-        for node in &self.nodes {
-            w.str(&node.id);
-            w.u8(node.kind as u8);
-            w.f64(node.lat);
-            w.f64(node.lon);
-            w.str(&node.postal_code);
-            w.str(&node.country);
-            w.str(node.time_zone.name());
-            w.ivar(i64::from(node.priority));
-            w.len(node.group_ids.len());
-            node.group_ids.iter().for_each(|g| w.str(g));
-            w.ivar(node.safety_stock);
-        }
-        w.len(self.sources.len());
-        for source in &self.sources {
-            let def = &source.def;
-            w.str(&def.id);
-            w.u8(def.kind as u8);
-            w.len(def.owned_node_ids.len());
-            def.owned_node_ids.iter().for_each(|n| w.str(n));
-            w.len(def.owned_supply_types.len());
-            def.owned_supply_types
-                .iter()
-                .for_each(|t| w.u8(t.index() as u8));
-            w.ivar(def.stale_after_ms.unwrap_or(-1));
-        }
-        w.buf
-    }
-
-    /// Rebuilds a network from [`Network::encode`], through the same validation as upserts so
-    /// node indices come out as they were. Every source counts as heard at `now_ms`.
-    pub fn decode(bytes: &[u8], now_ms: UnixMillis) -> Decoded<Network> {
-        let mut r = Reader::new(bytes);
-        let version = r.var()?;
-        let groups = (0..r.len()?)
-            .map(|_| {
-                Ok(NodeGroup {
-                    id: r.str()?.to_owned(),
-                    description: r.str()?.to_owned(),
-                })
-            })
-            .collect::<Decoded<Vec<_>>>()?;
-        let nodes = (0..r.len()?)
-            .map(|_| decode_node(&mut r))
-            .collect::<Decoded<Vec<_>>>()?;
-        let sources = (0..r.len()?)
-            .map(|_| decode_source(&mut r))
-            .collect::<Decoded<Vec<_>>>()?;
-        let invalid = |_| CodecError("network fails validation");
-        let network = Network::default()
-            .with_groups(groups)
-            .and_then(|n| n.with_nodes(nodes))
-            .and_then(|n| n.with_sources(sources, now_ms))
-            .map_err(invalid)?;
-        Ok(Network { version, ..network })
-    }
-}
-
-fn decode_node(r: &mut Reader<'_>) -> Decoded<Node> {
-    const KINDS: [NodeKind; 3] = [NodeKind::Dc, NodeKind::Store, NodeKind::ThirdParty];
-    Ok(Node {
-        id: r.str()?.to_owned(),
-        kind: *KINDS
-            .get(usize::from(r.u8()?))
-            .ok_or(CodecError("node kind"))?,
-        lat: r.f64()?,
-        lon: r.f64()?,
-        postal_code: r.str()?.to_owned(),
-        country: r.str()?.to_owned(),
-        time_zone: parse_time_zone(r.str()?).ok_or(CodecError("time zone"))?,
-        priority: i32::try_from(r.ivar()?).map_err(|_| CodecError("priority"))?,
-        group_ids: (0..r.len()?)
-            .map(|_| r.str().map(str::to_owned))
-            .collect::<Decoded<_>>()?,
-        safety_stock: r.ivar()?,
-    })
-}
-
-fn decode_source(r: &mut Reader<'_>) -> Decoded<Source> {
-    const KINDS: [SourceKind; 4] = [
-        SourceKind::Wms,
-        SourceKind::Erp,
-        SourceKind::ThirdParty,
-        SourceKind::Pos,
-    ];
-    Ok(Source {
-        id: r.str()?.to_owned(),
-        kind: *KINDS
-            .get(usize::from(r.u8()?))
-            .ok_or(CodecError("source kind"))?,
-        owned_node_ids: (0..r.len()?)
-            .map(|_| r.str().map(str::to_owned))
-            .collect::<Decoded<_>>()?,
-        owned_supply_types: (0..r.len()?)
-            .map(|_| {
-                let at = usize::from(r.u8()?);
-                SupplyType::ALL
-                    .get(at)
-                    .copied()
-                    .ok_or(CodecError("supply type"))
-            })
-            .collect::<Decoded<_>>()?,
-        stale_after_ms: Some(r.ivar()?).filter(|ms| *ms >= 0),
-    })
 }
 
 fn resolve_source(

@@ -1,0 +1,213 @@
+//! The network configuration as bytes, for the journal and snapshots.
+
+use super::Network;
+use crate::calendar::Calendar;
+use crate::clock::UnixMillis;
+use crate::codec::{CodecError, Decoded, Reader, Writer};
+use crate::domain::{
+    parse_time_zone, Day, Fulfilment, Node, NodeGroup, NodeKind, ServiceLevel, Source, SourceKind,
+    SupplyType,
+};
+
+impl Network {
+    /// Encodes the configuration (not the feeds' runtime state) for the journal and snapshots.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.var(self.version);
+        w.len(self.groups.len());
+        for group in &self.groups {
+            w.str(&group.id);
+            w.str(&group.description);
+        }
+        w.len(self.nodes.len());
+        for node in &self.nodes {
+            w.str(&node.id);
+            w.u8(node.kind as u8);
+            w.f64(node.lat);
+            w.f64(node.lon);
+            w.str(&node.postal_code);
+            w.str(&node.country);
+            w.str(node.time_zone.name());
+            w.ivar(i64::from(node.priority));
+            w.len(node.group_ids.len());
+            node.group_ids.iter().for_each(|g| w.str(g));
+            w.ivar(node.safety_stock);
+            let fulfilment = &node.fulfilment;
+            encode_calendar(&mut w, &fulfilment.calendar);
+            w.var(fulfilment.cutoff_minutes.map_or(0, |m| u64::from(m) + 1));
+            w.var(u64::from(fulfilment.processing_days));
+            w.var(u64::from(fulfilment.daily_capacity));
+        }
+        w.len(self.sources.len());
+        for source in &self.sources {
+            let def = &source.def;
+            w.str(&def.id);
+            w.u8(def.kind as u8);
+            w.len(def.owned_node_ids.len());
+            def.owned_node_ids.iter().for_each(|n| w.str(n));
+            w.len(def.owned_supply_types.len());
+            def.owned_supply_types
+                .iter()
+                .for_each(|t| w.u8(t.index() as u8));
+            w.ivar(def.stale_after_ms.unwrap_or(-1));
+        }
+        w.len(self.service_levels.len());
+        for level in &self.service_levels {
+            w.str(&level.name);
+            w.len(level.transit.len());
+            for (km, days) in &level.transit {
+                w.f64(*km);
+                w.var(u64::from(*days));
+            }
+            encode_calendar(&mut w, &level.calendar);
+            w.f64(level.base_cost);
+            w.f64(level.cost_per_km);
+        }
+        w.len(self.postal_codes.len());
+        for ((country, code), (lat, lon)) in &self.postal_codes {
+            w.str(country);
+            w.str(code);
+            w.f64(*lat);
+            w.f64(*lon);
+        }
+        w.buf
+    }
+
+    /// Rebuilds a network from [`Network::encode`], through the same validation as upserts so
+    /// node indices come out as they were. Every source counts as heard at `now_ms`.
+    pub fn decode(bytes: &[u8], now_ms: UnixMillis) -> Decoded<Network> {
+        let mut r = Reader::new(bytes);
+        let version = r.var()?;
+        let groups = (0..r.len()?)
+            .map(|_| {
+                Ok(NodeGroup {
+                    id: r.str()?.to_owned(),
+                    description: r.str()?.to_owned(),
+                })
+            })
+            .collect::<Decoded<Vec<_>>>()?;
+        let nodes = (0..r.len()?)
+            .map(|_| decode_node(&mut r))
+            .collect::<Decoded<Vec<_>>>()?;
+        let sources = (0..r.len()?)
+            .map(|_| decode_source(&mut r))
+            .collect::<Decoded<Vec<_>>>()?;
+        let levels = (0..r.len()?)
+            .map(|_| decode_service_level(&mut r))
+            .collect::<Decoded<Vec<_>>>()?;
+        let postal = (0..r.len()?)
+            .map(|_| {
+                Ok((
+                    (r.str()?.to_owned(), r.str()?.to_owned()),
+                    (r.f64()?, r.f64()?),
+                ))
+            })
+            .collect::<Decoded<Vec<_>>>()?;
+        let invalid = |_| CodecError("network fails validation");
+        let network = Network::default()
+            .with_groups(groups)
+            .and_then(|n| n.with_nodes(nodes))
+            .and_then(|n| n.with_sources(sources, now_ms))
+            .and_then(|n| n.with_service_levels(levels))
+            .and_then(|n| n.with_postal_codes(postal))
+            .map_err(invalid)?;
+        Ok(Network { version, ..network })
+    }
+}
+
+fn decode_node(r: &mut Reader<'_>) -> Decoded<Node> {
+    const KINDS: [NodeKind; 3] = [NodeKind::Dc, NodeKind::Store, NodeKind::ThirdParty];
+    Ok(Node {
+        id: r.str()?.to_owned(),
+        kind: *KINDS
+            .get(usize::from(r.u8()?))
+            .ok_or(CodecError("node kind"))?,
+        lat: r.f64()?,
+        lon: r.f64()?,
+        postal_code: r.str()?.to_owned(),
+        country: r.str()?.to_owned(),
+        time_zone: parse_time_zone(r.str()?).ok_or(CodecError("time zone"))?,
+        priority: i32::try_from(r.ivar()?).map_err(|_| CodecError("priority"))?,
+        group_ids: (0..r.len()?)
+            .map(|_| r.str().map(str::to_owned))
+            .collect::<Decoded<_>>()?,
+        safety_stock: r.ivar()?,
+        fulfilment: Fulfilment {
+            calendar: decode_calendar(r)?,
+            cutoff_minutes: match r.var()? {
+                0 => None,
+                m => Some(u16::try_from(m - 1).map_err(|_| CodecError("cutoff"))?),
+            },
+            processing_days: u32::try_from(r.var()?).map_err(|_| CodecError("processing days"))?,
+            daily_capacity: u32::try_from(r.var()?).map_err(|_| CodecError("capacity"))?,
+        },
+    })
+}
+
+fn decode_source(r: &mut Reader<'_>) -> Decoded<Source> {
+    const KINDS: [SourceKind; 4] = [
+        SourceKind::Wms,
+        SourceKind::Erp,
+        SourceKind::ThirdParty,
+        SourceKind::Pos,
+    ];
+    Ok(Source {
+        id: r.str()?.to_owned(),
+        kind: *KINDS
+            .get(usize::from(r.u8()?))
+            .ok_or(CodecError("source kind"))?,
+        owned_node_ids: (0..r.len()?)
+            .map(|_| r.str().map(str::to_owned))
+            .collect::<Decoded<_>>()?,
+        owned_supply_types: (0..r.len()?)
+            .map(|_| {
+                let at = usize::from(r.u8()?);
+                SupplyType::ALL
+                    .get(at)
+                    .copied()
+                    .ok_or(CodecError("supply type"))
+            })
+            .collect::<Decoded<_>>()?,
+        stale_after_ms: Some(r.ivar()?).filter(|ms| *ms >= 0),
+    })
+}
+
+fn encode_calendar(w: &mut Writer, calendar: &Calendar) {
+    w.u8(calendar.open_weekdays);
+    w.len(calendar.holidays.len());
+    calendar
+        .holidays
+        .iter()
+        .for_each(|d| w.ivar(i64::from(d.0)));
+}
+
+fn decode_calendar(r: &mut Reader<'_>) -> Decoded<Calendar> {
+    let open_weekdays = r.u8()?;
+    let holidays = (0..r.len()?)
+        .map(|_| {
+            i32::try_from(r.ivar()?)
+                .map(Day)
+                .map_err(|_| CodecError("holiday"))
+        })
+        .collect::<Decoded<_>>()?;
+    Ok(Calendar::new(open_weekdays, holidays))
+}
+
+fn decode_service_level(r: &mut Reader<'_>) -> Decoded<ServiceLevel> {
+    let name = r.str()?.to_owned();
+    let transit = (0..r.len()?)
+        .map(|_| {
+            Ok((
+                r.f64()?,
+                u32::try_from(r.var()?).map_err(|_| CodecError("transit days"))?,
+            ))
+        })
+        .collect::<Decoded<_>>()?;
+    Ok(ServiceLevel {
+        name,
+        transit,
+        calendar: decode_calendar(r)?,
+        base_cost: r.f64()?,
+        cost_per_km: r.f64()?,
+    })
+}
