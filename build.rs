@@ -11,6 +11,7 @@ const PROTO_FILES: &[&str] = &[
     "proto/promised/v1/supply.proto",
     "proto/promised/v1/availability.proto",
     "proto/promised/v1/reservations.proto",
+    "proto/promised/v1/promising.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

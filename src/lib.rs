@@ -50,6 +50,7 @@ pub mod metrics;
 pub mod mutation;
 pub mod network;
 pub mod network_file;
+pub mod promise;
 pub mod query;
 pub mod reservation;
 pub mod reserve;

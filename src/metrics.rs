@@ -142,10 +142,11 @@ pub enum Rpc {
     GetReservation,
     Commit,
     CheckInvariants,
+    PromiseOrder,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 18] = [
+    const ALL: [Rpc; 19] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
@@ -164,6 +165,7 @@ impl Rpc {
         Self::GetReservation,
         Self::Commit,
         Self::CheckInvariants,
+        Self::PromiseOrder,
     ];
 
     fn name(self) -> &'static str {
@@ -186,6 +188,7 @@ impl Rpc {
             Self::GetReservation => "GetReservation",
             Self::Commit => "Commit",
             Self::CheckInvariants => "CheckInvariants",
+            Self::PromiseOrder => "PromiseOrder",
         }
     }
 }

@@ -24,10 +24,12 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::grpc::pb::admin_server::AdminServer;
 use crate::grpc::pb::availability_server::AvailabilityServer;
+use crate::grpc::pb::promising_server::PromisingServer;
 use crate::grpc::pb::reservations_server::ReservationsServer;
 use crate::grpc::pb::supply_server::SupplyServer;
 use crate::grpc::{
-    pb, AdminService, AvailabilityService, Handlers, ReservationService, SupplyService,
+    pb, AdminService, AvailabilityService, Handlers, PromisingService, ReservationService,
+    SupplyService,
 };
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file::NetworkFile;
@@ -42,10 +44,11 @@ const AUDIT_INTERVAL: Duration = Duration::from_secs(60);
 const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Fully qualified names of the services health checking reports on.
-const SERVICE_NAMES: [&str; 5] = [
+const SERVICE_NAMES: [&str; 6] = [
     "",
     "promised.v1.Admin",
     "promised.v1.Availability",
+    "promised.v1.Promising",
     SUPPLY_SERVICE,
     RESERVATIONS_SERVICE,
 ];
@@ -157,8 +160,11 @@ impl Application {
                     .max_decoding_message_size(max),
             )
             .add_service(
-                ReservationsServer::new(ReservationService(handlers))
+                ReservationsServer::new(ReservationService(handlers.clone()))
                     .max_decoding_message_size(max),
+            )
+            .add_service(
+                PromisingServer::new(PromisingService(handlers)).max_decoding_message_size(max),
             );
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(
             TcpListenerStream::new(self.grpc),

@@ -20,18 +20,29 @@ pub struct AtpView<'a> {
 impl<'a> AtpView<'a> {
     /// The view now; `date`, if later than a node's today, is used instead of it.
     pub fn new(engine: &Engine, network: &'a Network, date: Option<Day>) -> Self {
-        let now_ms = engine.now_ms();
-        let mut day = network.today_per_node(now_ms);
+        let mut view = Self::at(engine, network, engine.now_ms());
         if let Some(date) = date {
-            day.iter_mut().for_each(|today| *today = (*today).max(date));
+            view.day
+                .iter_mut()
+                .for_each(|today| *today = (*today).max(date));
         }
+        view
+    }
+
+    /// The view at the instant `now_ms` (a what-if question may ask for another than now).
+    pub fn at(engine: &Engine, network: &'a Network, now_ms: i64) -> Self {
         Self {
             network,
-            day,
+            day: network.today_per_node(now_ms),
             degraded: network.degraded(now_ms),
             policy: engine.config().atp,
             stale: engine.config().stale,
         }
+    }
+
+    /// Degraded and, by policy, promising nothing.
+    pub fn is_excluded(&self, node: NodeIdx) -> bool {
+        self.degraded.contains(node) && self.stale == StalePolicy::Exclude
     }
 
     pub fn is_degraded(&self, node: NodeIdx) -> bool {

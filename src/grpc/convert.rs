@@ -16,6 +16,7 @@ use crate::error::{Error, FieldViolation, Result};
 use crate::index::Pool;
 use crate::ingest::LoggedRejection;
 use crate::network::NodeIdx;
+use crate::promise::{Destination, Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery, ItemAvailability};
 use crate::reservation::{LineRequest, ReserveRequest, Scope, State};
 use crate::reserve::Held;
@@ -506,5 +507,77 @@ pub fn reservation(held: Held) -> pb::Reservation {
         lines,
         expires_at: Some(timestamp(reservation.expires_at_ms)),
         order_id: reservation.order_id,
+    }
+}
+
+pub fn promise_request(request: pb::PromiseRequest) -> Result<PromiseRequest> {
+    let destination = request.destination.unwrap_or_default();
+    let has_coordinates = destination.lat != 0.0 || destination.lon != 0.0;
+    let reserve = if request.reserve {
+        if request.reservation_id.is_empty() {
+            return Err(Error::invalid(
+                "reservation_id",
+                "reserving a promise needs a reservation id",
+            ));
+        }
+        Some((request.reservation_id, u64::from(request.ttl_seconds)))
+    } else {
+        None
+    };
+    Ok(PromiseRequest {
+        lines: request
+            .lines
+            .into_iter()
+            .map(|l| (l.sku, l.quantity))
+            .collect(),
+        destination: Destination {
+            coordinates: has_coordinates.then_some((destination.lat, destination.lon)),
+            postal_code: destination.postal_code,
+            country: destination.country,
+        },
+        service_levels: request.service_levels,
+        allow_split: request.allow_split,
+        max_packages: request.max_packages,
+        now_ms: request.now.as_ref().map(timestamp_ms),
+        reserve,
+    })
+}
+
+pub fn promise_response(promise: Promise) -> pb::PromiseResponse {
+    let network = &promise.network;
+    let line = |(sku, quantity): (String, i64)| pb::PromiseLine { sku, quantity };
+    let options = promise
+        .options
+        .into_iter()
+        .map(|option| pb::PromiseOption {
+            service_level: option.service_level,
+            feasible: option.delivery_date.is_some(),
+            delivery_date: day_text(option.delivery_date),
+            shipments: option
+                .shipments
+                .into_iter()
+                .map(|s| pb::Shipment {
+                    node_id: network.node(s.node).id.clone(),
+                    ship_date: s.ship_date.to_string(),
+                    delivery_date: s.delivery_date.to_string(),
+                    lines: s.lines.into_iter().map(line).collect(),
+                    cost: s.cost,
+                })
+                .collect(),
+            cost: option.cost,
+            reason: option.reason,
+        })
+        .collect();
+    pb::PromiseResponse {
+        options,
+        skipped: promise
+            .skipped
+            .into_iter()
+            .map(|(node, reason)| pb::SkippedNode {
+                node_id: network.node(node).id.clone(),
+                reason,
+            })
+            .collect(),
+        reservation: promise.reservation.map(reservation),
     }
 }

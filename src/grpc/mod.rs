@@ -4,6 +4,7 @@
 mod admin;
 mod availability;
 mod convert;
+mod promising;
 mod reservations;
 mod status;
 mod supply;
@@ -29,6 +30,7 @@ pub mod pb {
 
 pub use admin::AdminService;
 pub use availability::AvailabilityService;
+pub use promising::PromisingService;
 pub use reservations::ReservationService;
 pub use supply::SupplyService;
 

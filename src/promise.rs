@@ -1,0 +1,525 @@
+//! Delivery-date promises: for a cart and a destination, the earliest delivery per carrier
+//! service level, and from where it ships.
+//!
+//! A node can ship a line from the first day its ATP covers the quantity (future receipts give
+//! a later date rather than a "no"). Its ship date is the first open processing slot from
+//! there: an order after the local cutoff counts from the next day, processing takes the
+//! node's processing days (open days only), and the carrier must pick up that day. Delivery is
+//! the ship date plus the transit business days of the distance band, on the carrier's
+//! calendar. Days are local to the node, so cutoffs and DST follow its time zone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Timelike};
+
+use crate::clock::UnixMillis;
+use crate::domain::{distance_km, Day, Node, Qty, ServiceLevel};
+use crate::engine::Engine;
+use crate::error::{Error, FieldViolation, Result};
+use crate::network::{Network, NodeIdx};
+use crate::reservation::{LineRequest, ReserveRequest};
+use crate::reserve::Held;
+use crate::view::AtpView;
+
+/// Where the cart goes: coordinates, or a postal code the network can locate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Destination {
+    pub coordinates: Option<(f64, f64)>,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromiseRequest {
+    /// (sku, quantity); lines of one SKU are added together.
+    pub lines: Vec<(String, Qty)>,
+    pub destination: Destination,
+    /// Service levels to answer for; empty is every one.
+    pub service_levels: Vec<String>,
+    /// May the cart ship from several nodes (one package each)?
+    pub allow_split: bool,
+    /// Most packages; 0 is no limit.
+    pub max_packages: u32,
+    /// The instant to promise at (what-if); `None` is now.
+    pub now_ms: Option<UnixMillis>,
+    /// Hold exactly the promised plan (of the single service level asked for).
+    pub reserve: Option<(String, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shipment {
+    pub node: NodeIdx,
+    pub ship_date: Day,
+    pub delivery_date: Day,
+    pub lines: Vec<(String, Qty)>,
+    pub cost: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromiseOption {
+    pub service_level: String,
+    /// `None` when the level cannot deliver the cart; `reason` says why.
+    pub delivery_date: Option<Day>,
+    pub shipments: Vec<Shipment>,
+    pub cost: f64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Promise {
+    pub options: Vec<PromiseOption>,
+    /// Nodes left out, and why (a stale feed under the exclude policy).
+    pub skipped: Vec<(NodeIdx, String)>,
+    pub network: Arc<Network>,
+    pub reservation: Option<Held>,
+}
+
+/// What one node could do for a cart under one service level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Leg {
+    node: NodeIdx,
+    ship: Day,
+    delivery: Day,
+    cost: f64,
+}
+
+impl Leg {
+    /// Earlier delivery first, then cheaper, then the node's priority and index.
+    fn key(&self, network: &Network) -> (Day, i64, i32, NodeIdx) {
+        let cents = (self.cost * 100.0).round() as i64;
+        (
+            self.delivery,
+            cents,
+            network.node(self.node).priority,
+            self.node,
+        )
+    }
+}
+
+impl Engine {
+    pub fn promise(&self, request: &PromiseRequest) -> Result<crate::mutation::Mutation<Promise>> {
+        let network = self.network();
+        let destination = locate(&network, &request.destination)?;
+        let lines = cart(request, self.config().limits.max_field_len)?;
+        let levels = levels(&network, &request.service_levels)?;
+        if request.reserve.is_some() && levels.len() != 1 {
+            return Err(Error::invalid(
+                "service_levels",
+                "reserving a promise needs exactly one service level",
+            ));
+        }
+        let now_ms = request.now_ms.unwrap_or_else(|| self.now_ms());
+        let view = AtpView::at(self, &network, now_ms);
+        let ready = self.ready_days(&view, &lines);
+        let skipped: Vec<(NodeIdx, String)> = (0..network.nodes().len() as NodeIdx)
+            .filter(|&n| view.is_excluded(n))
+            .map(|n| (n, "feed is stale beyond its limit".to_owned()))
+            .collect();
+        let options: Vec<PromiseOption> = levels
+            .iter()
+            .map(|level| {
+                plan(
+                    &network,
+                    level,
+                    &lines,
+                    &ready,
+                    destination,
+                    now_ms,
+                    request,
+                )
+            })
+            .collect();
+        let promise = Promise {
+            options,
+            skipped,
+            network: network.clone(),
+            reservation: None,
+        };
+        match &request.reserve {
+            None => Ok(crate::mutation::Mutation {
+                result: promise,
+                record: None,
+            }),
+            Some((id, ttl_secs)) => self.hold_promise(promise, id, *ttl_secs),
+        }
+    }
+
+    /// Reserves the promised plan: each shipment's lines at its node, needed by its ship date.
+    fn hold_promise(
+        &self,
+        mut promise: Promise,
+        id: &str,
+        ttl_secs: u64,
+    ) -> Result<crate::mutation::Mutation<Promise>> {
+        let option = &promise.options[0];
+        if option.delivery_date.is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "nothing to reserve: {}",
+                option.reason
+            )));
+        }
+        let lines = option
+            .shipments
+            .iter()
+            .flat_map(|shipment| {
+                let node_id = &promise.network.node(shipment.node).id;
+                shipment
+                    .lines
+                    .iter()
+                    .map(move |(sku, quantity)| LineRequest {
+                        sku: sku.clone(),
+                        node_id: node_id.clone(),
+                        group_id: String::new(),
+                        quantity: *quantity,
+                        need_date: Some(shipment.ship_date),
+                    })
+            })
+            .collect();
+        let request = ReserveRequest {
+            reservation_id: id.to_owned(),
+            lines,
+            ttl_secs,
+        };
+        let held = self.reserve(&request)?;
+        promise.reservation = Some(held.result);
+        Ok(crate::mutation::Mutation {
+            result: promise,
+            record: held.record,
+        })
+    }
+
+    /// Per line, per node: the first day the node has the line's quantity (`None`: never, or
+    /// the node is excluded).
+    fn ready_days(&self, view: &AtpView<'_>, lines: &[(String, Qty)]) -> Vec<Vec<Option<Day>>> {
+        let nodes = view.network.nodes().len();
+        lines
+            .iter()
+            .map(|(sku, quantity)| {
+                let mut ready = vec![None; nodes];
+                self.shared.index.read(sku, |entry| {
+                    for position in entry.map_or(&[][..], |e| e.positions()) {
+                        ready[position.node() as usize] = view.earliest(position, *quantity);
+                    }
+                });
+                ready
+            })
+            .collect()
+    }
+}
+
+/// The destination's coordinates.
+fn locate(network: &Network, destination: &Destination) -> Result<(f64, f64)> {
+    if let Some((lat, lon)) = destination.coordinates {
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+            return Err(Error::invalid(
+                "destination.lat",
+                "coordinates must be within [-90, 90] and [-180, 180]",
+            ));
+        }
+        return Ok((lat, lon));
+    }
+    if destination.postal_code.is_empty() {
+        return Err(Error::invalid(
+            "destination",
+            "give coordinates or a postal code",
+        ));
+    }
+    let country = if destination.country.is_empty() {
+        "US"
+    } else {
+        &destination.country
+    };
+    network
+        .locate(country, &destination.postal_code)
+        .ok_or_else(|| {
+            let problem = format!(
+                "unknown postal code {:?} in {country}; give coordinates",
+                destination.postal_code
+            );
+            Error::invalid("destination.postal_code", problem)
+        })
+}
+
+/// The cart's lines, one per SKU.
+fn cart(request: &PromiseRequest, max_len: usize) -> Result<Vec<(String, Qty)>> {
+    let mut violations = Vec::new();
+    if request.lines.is_empty() {
+        violations.push(FieldViolation::new(
+            "lines",
+            "a promise needs at least one line",
+        ));
+    }
+    let mut by_sku: BTreeMap<&str, Qty> = BTreeMap::new();
+    for (i, (sku, quantity)) in request.lines.iter().enumerate() {
+        if sku.is_empty() || sku.len() > max_len {
+            violations.push(FieldViolation::new(
+                format!("lines[{i}].sku"),
+                format!("must be 1 to {max_len} bytes"),
+            ));
+        }
+        if !(1..=crate::index::MAX_QUANTITY).contains(quantity) {
+            violations.push(FieldViolation::new(
+                format!("lines[{i}].quantity"),
+                "must be positive",
+            ));
+        }
+        *by_sku.entry(sku).or_default() += quantity;
+    }
+    if !violations.is_empty() {
+        return Err(Error::InvalidArgument(violations));
+    }
+    Ok(by_sku
+        .into_iter()
+        .map(|(sku, q)| (sku.to_owned(), q))
+        .collect())
+}
+
+/// The service levels asked for, in the network's order.
+fn levels<'n>(network: &'n Network, names: &[String]) -> Result<Vec<&'n ServiceLevel>> {
+    if network.service_levels().is_empty() {
+        return Err(Error::FailedPrecondition(
+            "no carrier service levels are configured".into(),
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if !network.service_levels().iter().any(|l| &l.name == name) {
+            return Err(Error::invalid(
+                format!("service_levels[{i}]"),
+                format!("unknown service level {name:?}"),
+            ));
+        }
+    }
+    Ok(network
+        .service_levels()
+        .iter()
+        .filter(|level| names.is_empty() || names.contains(&level.name))
+        .collect())
+}
+
+/// Local date and minutes after midnight at a node.
+fn local_now(node: &Node, now_ms: UnixMillis) -> (Day, u16) {
+    match node.time_zone.timestamp_millis_opt(now_ms).single() {
+        Some(local) => {
+            let minutes = local.hour() * 60 + local.minute();
+            (Day::from_date(local.date_naive()), minutes as u16)
+        }
+        None => (Day::in_zone(node.time_zone, now_ms), 0),
+    }
+}
+
+/// When a node ships and the carrier delivers an order whose goods are there from `ready`.
+pub fn ship_and_deliver(
+    node: &Node,
+    level: &ServiceLevel,
+    ready: Day,
+    transit_days: u32,
+    now_ms: UnixMillis,
+) -> Option<(Day, Day)> {
+    let fulfilment = &node.fulfilment;
+    let (today, minutes) = local_now(node, now_ms);
+    let mut start = ready.max(today);
+    if start == today
+        && fulfilment
+            .cutoff_minutes
+            .is_some_and(|cutoff| minutes >= cutoff)
+    {
+        start = today.plus(1);
+    }
+    let first = fulfilment.calendar.next_open(start)?;
+    let mut ship = fulfilment
+        .calendar
+        .add_open_days(first, fulfilment.processing_days)?;
+    // The carrier must pick up on a day the node is open too.
+    for _ in 0..366 {
+        if fulfilment.calendar.is_open(ship) && level.calendar.is_open(ship) {
+            let delivery = level.calendar.add_open_days(ship, transit_days)?;
+            return Some((ship, delivery));
+        }
+        ship = ship.plus(1);
+    }
+    None
+}
+
+/// The best plan for one service level.
+fn plan(
+    network: &Network,
+    level: &ServiceLevel,
+    lines: &[(String, Qty)],
+    ready: &[Vec<Option<Day>>],
+    destination: (f64, f64),
+    now_ms: UnixMillis,
+    request: &PromiseRequest,
+) -> PromiseOption {
+    // What each node could do for each line: a leg, or nothing.
+    let legs: Vec<Vec<Option<Leg>>> = ready
+        .iter()
+        .map(|per_node| {
+            per_node
+                .iter()
+                .enumerate()
+                .map(|(n, ready)| leg(network, level, n as NodeIdx, (*ready)?, destination, now_ms))
+                .collect()
+        })
+        .collect();
+    let whole = complete_legs(network, level, ready, destination, now_ms)
+        .into_iter()
+        .min_by_key(|leg| leg.key(network));
+    let split = if request.allow_split && lines.len() > 1 {
+        split_plan(network, &legs, request.max_packages)
+    } else {
+        None
+    };
+    let shipments: Option<Vec<(Leg, Vec<usize>)>> = match (whole, split) {
+        (Some(whole), Some(split)) => {
+            let split_delivery = split.iter().map(|(l, _)| l.delivery).max();
+            if split_delivery < Some(whole.delivery) {
+                Some(split)
+            } else {
+                Some(vec![(whole, (0..lines.len()).collect())])
+            }
+        }
+        (Some(whole), None) => Some(vec![(whole, (0..lines.len()).collect())]),
+        (None, split) => split,
+    };
+    let Some(shipments) = shipments else {
+        return infeasible(level, reason(level, lines, &legs, request.allow_split));
+    };
+    let shipments: Vec<Shipment> = shipments
+        .into_iter()
+        .map(|(leg, on)| Shipment {
+            node: leg.node,
+            ship_date: leg.ship,
+            delivery_date: leg.delivery,
+            lines: on.into_iter().map(|i| lines[i].clone()).collect(),
+            cost: leg.cost,
+        })
+        .collect();
+    PromiseOption {
+        service_level: level.name.clone(),
+        delivery_date: shipments.iter().map(|s| s.delivery_date).max(),
+        cost: shipments.iter().map(|s| s.cost).sum(),
+        shipments,
+        reason: String::new(),
+    }
+}
+
+fn leg(
+    network: &Network,
+    level: &ServiceLevel,
+    node: NodeIdx,
+    ready: Day,
+    destination: (f64, f64),
+    now_ms: UnixMillis,
+) -> Option<Leg> {
+    let at = network.node(node);
+    let km = distance_km((at.lat, at.lon), destination);
+    let (ship, delivery) = ship_and_deliver(at, level, ready, level.transit_days(km)?, now_ms)?;
+    Some(Leg {
+        node,
+        ship,
+        delivery,
+        cost: level.cost(km),
+    })
+}
+
+/// Legs of nodes that can ship the whole cart, ready when the last line is.
+fn complete_legs(
+    network: &Network,
+    level: &ServiceLevel,
+    ready: &[Vec<Option<Day>>],
+    destination: (f64, f64),
+    now_ms: UnixMillis,
+) -> Vec<Leg> {
+    (0..network.nodes().len())
+        .filter_map(|n| {
+            let all_ready = ready
+                .iter()
+                .map(|per_node| per_node[n])
+                .collect::<Option<Vec<Day>>>()?;
+            let last = all_ready.into_iter().max()?;
+            leg(network, level, n as NodeIdx, last, destination, now_ms)
+        })
+        .collect()
+}
+
+/// Lines split over nodes: for the earliest deadline at which at most `max_packages` nodes can
+/// cover every line (each line from one node), greedily picking the node covering most lines.
+fn split_plan(
+    network: &Network,
+    legs: &[Vec<Option<Leg>>],
+    max_packages: u32,
+) -> Option<Vec<(Leg, Vec<usize>)>> {
+    let mut deadlines: Vec<Day> = legs
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|l| l.delivery)
+        .collect();
+    deadlines.sort_unstable();
+    deadlines.dedup();
+    let limit = if max_packages == 0 {
+        usize::MAX
+    } else {
+        max_packages as usize
+    };
+    deadlines.into_iter().find_map(|deadline| {
+        let mut open: Vec<usize> = (0..legs.len()).collect();
+        let mut chosen: Vec<(Leg, Vec<usize>)> = Vec::new();
+        while !open.is_empty() && chosen.len() < limit {
+            let best = (0..network.nodes().len())
+                .filter_map(|n| {
+                    let covers: Vec<usize> = open
+                        .iter()
+                        .copied()
+                        .filter(|&i| legs[i][n].is_some_and(|l| l.delivery <= deadline))
+                        .collect();
+                    let leg = covers
+                        .iter()
+                        .filter_map(|&i| legs[i][n])
+                        .max_by_key(|l| l.delivery)?;
+                    Some((
+                        covers.len(),
+                        std::cmp::Reverse(leg.key(network)),
+                        leg,
+                        covers,
+                    ))
+                })
+                .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))?;
+            open.retain(|i| !best.3.contains(i));
+            chosen.push((best.2, best.3));
+        }
+        open.is_empty().then_some(chosen)
+    })
+}
+
+fn infeasible(level: &ServiceLevel, reason: String) -> PromiseOption {
+    PromiseOption {
+        service_level: level.name.clone(),
+        delivery_date: None,
+        shipments: Vec::new(),
+        cost: 0.0,
+        reason,
+    }
+}
+
+/// Why a level has no plan.
+fn reason(
+    level: &ServiceLevel,
+    lines: &[(String, Qty)],
+    legs: &[Vec<Option<Leg>>],
+    allow_split: bool,
+) -> String {
+    if let Some((sku, quantity)) = lines
+        .iter()
+        .zip(legs)
+        .find(|(_, per_node)| per_node.iter().all(Option::is_none))
+        .map(|(line, _)| line)
+    {
+        return format!("no node can ship {quantity} of {sku} by {}", level.name);
+    }
+    if !allow_split {
+        return "no single node can ship the whole cart; allow_split may".into();
+    }
+    "the cart needs more packages than max_packages allows".into()
+}
