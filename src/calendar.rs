@@ -123,8 +123,8 @@ mod tests {
 }
 
 /// Calendar settings as a file or a request states them, before validation.
+/// (Unknown fields cannot be refused here: serde does not combine that with flattening.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CalendarSpec {
     /// Weekday names; empty is Monday to Friday.
     #[serde(default)]
@@ -169,7 +169,6 @@ impl CalendarSpec {
 
 /// A node's fulfilment settings as stated, before validation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FulfilmentSpec {
     #[serde(flatten)]
     pub calendar: CalendarSpec,
@@ -227,7 +226,6 @@ pub fn cutoff_text(minutes: Option<u16>) -> String {
 
 /// A carrier service level as stated, before validation.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServiceLevelSpec {
     pub name: String,
     /// `[[up to km, transit days], ...]`, ascending.

@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(
                 grpc = %app.grpc_addr(),
                 metrics = %app.metrics_addr(),
-                durability = "none: state is in memory and lost on restart",
+                durability = app.durability().status().mode,
                 "promised serving"
             );
             app.run_until_stopped(shutdown_signal()).await

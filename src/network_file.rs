@@ -35,8 +35,8 @@ struct GroupEntry {
     description: String,
 }
 
+/// Unknown fields are not refused: serde cannot combine that with the flattened fulfilment.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct NodeEntry {
     id: String,
     kind: NodeKind,
