@@ -7,6 +7,7 @@ mod helpers;
 mod ingest;
 mod model;
 mod operations;
+mod promising;
 mod redis;
 mod reservations;
 mod validation;
