@@ -12,6 +12,7 @@ const PROTO_FILES: &[&str] = &[
     "proto/promised/v1/availability.proto",
     "proto/promised/v1/reservations.proto",
     "proto/promised/v1/promising.proto",
+    "proto/promised/v1/routing.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -54,5 +54,6 @@ pub mod promise;
 pub mod query;
 pub mod reservation;
 pub mod reserve;
+pub mod route;
 pub mod server;
 pub mod view;

@@ -143,10 +143,12 @@ pub enum Rpc {
     Commit,
     CheckInvariants,
     PromiseOrder,
+    RouteOrder,
+    RouteOrders,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 19] = [
+    const ALL: [Rpc; 21] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
@@ -166,6 +168,8 @@ impl Rpc {
         Self::Commit,
         Self::CheckInvariants,
         Self::PromiseOrder,
+        Self::RouteOrder,
+        Self::RouteOrders,
     ];
 
     fn name(self) -> &'static str {
@@ -189,6 +193,8 @@ impl Rpc {
             Self::Commit => "Commit",
             Self::CheckInvariants => "CheckInvariants",
             Self::PromiseOrder => "PromiseOrder",
+            Self::RouteOrder => "RouteOrder",
+            Self::RouteOrders => "RouteOrders",
         }
     }
 }

@@ -209,7 +209,7 @@ impl Engine {
 }
 
 /// The destination's coordinates.
-fn locate(network: &Network, destination: &Destination) -> Result<(f64, f64)> {
+pub fn locate(network: &Network, destination: &Destination) -> Result<(f64, f64)> {
     if let Some((lat, lon)) = destination.coordinates {
         if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
             return Err(Error::invalid(

@@ -122,6 +122,22 @@ impl Reservation {
         }
     }
 
+    /// The (node, day) slots of daily capacity the order takes: once committed, also after it
+    /// shipped; none once released.
+    pub fn shipping_days(&self) -> Vec<(NodeIdx, Day)> {
+        if !matches!(self.state, State::Committed | State::Shipped) {
+            return Vec::new();
+        }
+        let mut slots: Vec<(NodeIdx, Day)> = self
+            .lines
+            .iter()
+            .flat_map(|line| line.allocations.iter().map(move |a| (a.node, line.need)))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+    }
+
     pub fn encode(&self, w: &mut Writer) {
         w.str(&self.id);
         w.var(self.version);
@@ -219,6 +235,8 @@ pub struct Book {
     deadlines: Mutex<BTreeSet<(UnixMillis, String)>>,
     /// Order id to reservation id, for shipments.
     orders: Mutex<HashMap<String, String>>,
+    /// Orders committed to ship from a node on a day, against its daily capacity.
+    capacity: Mutex<HashMap<(NodeIdx, Day), u32>>,
     /// How long an ended reservation's id is remembered.
     pub retention_ms: i64,
 }
@@ -234,6 +252,7 @@ impl Book {
             hasher: foldhash::fast::RandomState::default(),
             deadlines: Mutex::default(),
             orders: Mutex::default(),
+            capacity: Mutex::default(),
             retention_ms,
         }
     }
@@ -267,6 +286,11 @@ impl Book {
     /// The reservation an order was committed from.
     pub fn reservation_of(&self, order_id: &str) -> Option<String> {
         lock(&self.orders).get(order_id).cloned()
+    }
+
+    /// Orders committed to ship from `node` on `day`.
+    pub fn orders_on(&self, node: NodeIdx, day: Day) -> u32 {
+        lock(&self.capacity).get(&(node, day)).copied().unwrap_or(0)
     }
 
     /// Ids whose deadline is at or before `now_ms`, earliest first.
@@ -314,6 +338,23 @@ impl BookShard<'_> {
         }
         if !reservation.order_id.is_empty() {
             lock(&self.book.orders).insert(reservation.order_id.clone(), reservation.id.clone());
+        }
+        let before = self
+            .map
+            .get(&reservation.id)
+            .map(Reservation::shipping_days)
+            .unwrap_or_default();
+        let after = reservation.shipping_days();
+        if before != after {
+            let mut capacity = lock(&self.book.capacity);
+            for slot in before {
+                if let Some(count) = capacity.get_mut(&slot) {
+                    *count = count.saturating_sub(1);
+                }
+            }
+            for slot in after {
+                *capacity.entry(slot).or_default() += 1;
+            }
         }
         self.map.insert(reservation.id.clone(), reservation);
     }

@@ -26,10 +26,11 @@ use crate::grpc::pb::admin_server::AdminServer;
 use crate::grpc::pb::availability_server::AvailabilityServer;
 use crate::grpc::pb::promising_server::PromisingServer;
 use crate::grpc::pb::reservations_server::ReservationsServer;
+use crate::grpc::pb::routing_server::RoutingServer;
 use crate::grpc::pb::supply_server::SupplyServer;
 use crate::grpc::{
     pb, AdminService, AvailabilityService, Handlers, PromisingService, ReservationService,
-    SupplyService,
+    RoutingService, SupplyService,
 };
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file::NetworkFile;
@@ -44,8 +45,9 @@ const AUDIT_INTERVAL: Duration = Duration::from_secs(60);
 const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Fully qualified names of the services health checking reports on.
-const SERVICE_NAMES: [&str; 6] = [
+const SERVICE_NAMES: [&str; 7] = [
     "",
+    "promised.v1.Routing",
     "promised.v1.Admin",
     "promised.v1.Availability",
     "promised.v1.Promising",
@@ -164,7 +166,11 @@ impl Application {
                     .max_decoding_message_size(max),
             )
             .add_service(
-                PromisingServer::new(PromisingService(handlers)).max_decoding_message_size(max),
+                PromisingServer::new(PromisingService(handlers.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                RoutingServer::new(RoutingService(handlers)).max_decoding_message_size(max),
             );
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(
             TcpListenerStream::new(self.grpc),

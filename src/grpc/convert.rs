@@ -20,6 +20,7 @@ use crate::promise::{Destination, Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery, ItemAvailability};
 use crate::reservation::{LineRequest, ReserveRequest, Scope, State};
 use crate::reserve::Held;
+use crate::route::{Constraints, Plan, RouteRequest, Routing, Weights};
 
 type Violations = Vec<FieldViolation>;
 
@@ -510,9 +511,17 @@ pub fn reservation(held: Held) -> pb::Reservation {
     }
 }
 
-pub fn promise_request(request: pb::PromiseRequest) -> Result<PromiseRequest> {
-    let destination = request.destination.unwrap_or_default();
+fn destination(destination: Option<pb::Destination>) -> Destination {
+    let destination = destination.unwrap_or_default();
     let has_coordinates = destination.lat != 0.0 || destination.lon != 0.0;
+    Destination {
+        coordinates: has_coordinates.then_some((destination.lat, destination.lon)),
+        postal_code: destination.postal_code,
+        country: destination.country,
+    }
+}
+
+pub fn promise_request(request: pb::PromiseRequest) -> Result<PromiseRequest> {
     let reserve = if request.reserve {
         if request.reservation_id.is_empty() {
             return Err(Error::invalid(
@@ -530,11 +539,7 @@ pub fn promise_request(request: pb::PromiseRequest) -> Result<PromiseRequest> {
             .into_iter()
             .map(|l| (l.sku, l.quantity))
             .collect(),
-        destination: Destination {
-            coordinates: has_coordinates.then_some((destination.lat, destination.lon)),
-            postal_code: destination.postal_code,
-            country: destination.country,
-        },
+        destination: destination(request.destination),
         service_levels: request.service_levels,
         allow_split: request.allow_split,
         max_packages: request.max_packages,
@@ -579,5 +584,128 @@ pub fn promise_response(promise: Promise) -> pb::PromiseResponse {
             })
             .collect(),
         reservation: promise.reservation.map(reservation),
+    }
+}
+
+/// A route request, and the reservation (id, TTL) to hold its plan under, if asked.
+pub fn route_request(
+    request: pb::RouteRequest,
+    prefix: &str,
+) -> Result<(RouteRequest, Option<(String, u64)>)> {
+    let constraints = request.constraints.unwrap_or_default();
+    let weights = request.weights.unwrap_or_default();
+    let defaults = Weights::default();
+    let mut violations = Vec::new();
+    let deliver_by = date(
+        &constraints.deliver_by,
+        format!("{prefix}constraints.deliver_by"),
+    )
+    .unwrap_or_else(|v| {
+        violations.push(v);
+        None
+    });
+    let mut kinds = Vec::new();
+    for (i, raw) in constraints.allowed_node_kinds.iter().enumerate() {
+        match pb::NodeKind::try_from(*raw) {
+            Ok(pb::NodeKind::Dc) => kinds.push(NodeKind::Dc),
+            Ok(pb::NodeKind::Store) => kinds.push(NodeKind::Store),
+            Ok(pb::NodeKind::ThirdParty) => kinds.push(NodeKind::ThirdParty),
+            _ => violations.push(FieldViolation::new(
+                format!("{prefix}constraints.allowed_node_kinds[{i}]"),
+                "must be DC, STORE or THIRD_PARTY",
+            )),
+        }
+    }
+    if request.reserve && request.reservation_id.is_empty() {
+        violations.push(FieldViolation::new(
+            format!("{prefix}reservation_id"),
+            "reserving a route needs a reservation id",
+        ));
+    }
+    if !violations.is_empty() {
+        return Err(Error::InvalidArgument(violations));
+    }
+    let reserve = request.reserve.then(|| {
+        (
+            request.reservation_id.clone(),
+            u64::from(request.ttl_seconds),
+        )
+    });
+    let route = RouteRequest {
+        order_id: request.order_id,
+        lines: request
+            .lines
+            .into_iter()
+            .map(|l| (l.sku, l.quantity))
+            .collect(),
+        destination: destination(request.destination),
+        service_level: request.service_level,
+        constraints: Constraints {
+            ship_complete: constraints.ship_complete,
+            max_packages: constraints.max_packages,
+            deliver_by,
+            excluded_node_ids: constraints.excluded_node_ids,
+            allowed_node_kinds: kinds,
+        },
+        weights: Weights {
+            package_penalty: weights.package_penalty.unwrap_or(defaults.package_penalty),
+            priority: weights.priority.unwrap_or(defaults.priority),
+            capacity: weights.capacity.unwrap_or(defaults.capacity),
+        },
+        alternatives: request.alternatives.min(20) as usize,
+        now_ms: request.now.as_ref().map(timestamp_ms),
+        search_budget: 0,
+    };
+    Ok((route, reserve))
+}
+
+fn route_plan(plan: Plan, network: &crate::network::Network) -> pb::RoutePlan {
+    pb::RoutePlan {
+        shipments: plan
+            .shipments
+            .into_iter()
+            .map(|s| pb::RoutedShipment {
+                node_id: network.node(s.node).id.clone(),
+                lines: s
+                    .lines
+                    .into_iter()
+                    .map(|(sku, quantity)| pb::PromiseLine { sku, quantity })
+                    .collect(),
+                ship_date: s.ship_date.to_string(),
+                delivery_date: s.delivery_date.to_string(),
+                cost: s.cost,
+            })
+            .collect(),
+        total_cost: plan.total_cost,
+        cost_breakdown: Some(pb::CostBreakdown {
+            shipping: plan.breakdown.shipping,
+            packages: plan.breakdown.packages,
+            priority: plan.breakdown.priority,
+            capacity: plan.breakdown.capacity,
+        }),
+        optimal: plan.optimal,
+        lower_bound: plan.lower_bound,
+    }
+}
+
+pub fn route_response(order_id: &str, routing: Routing, held: Option<Held>) -> pb::RouteResponse {
+    let network = routing.network.clone();
+    pb::RouteResponse {
+        order_id: order_id.to_owned(),
+        plan: routing.plan.map(|p| route_plan(p, &network)),
+        alternatives: routing
+            .alternatives
+            .into_iter()
+            .map(|p| route_plan(p, &network))
+            .collect(),
+        excluded: routing
+            .excluded
+            .into_iter()
+            .map(|(node, reason)| pb::ExcludedNode {
+                node_id: network.node(node).id.clone(),
+                reason,
+            })
+            .collect(),
+        reservation: held.map(reservation),
     }
 }

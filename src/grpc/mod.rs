@@ -6,6 +6,7 @@ mod availability;
 mod convert;
 mod promising;
 mod reservations;
+mod routing;
 mod status;
 mod supply;
 
@@ -32,6 +33,7 @@ pub use admin::AdminService;
 pub use availability::AvailabilityService;
 pub use promising::PromisingService;
 pub use reservations::ReservationService;
+pub use routing::RoutingService;
 pub use supply::SupplyService;
 
 /// What every service adapter shares.

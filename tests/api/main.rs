@@ -10,4 +10,5 @@ mod operations;
 mod promising;
 mod redis;
 mod reservations;
+mod routing;
 mod validation;
