@@ -103,7 +103,7 @@ pub struct Routing {
     pub plan: Option<Plan>,
     pub alternatives: Vec<Plan>,
     /// Every node ruled out for the whole order, and why.
-    pub excluded: Vec<(NodeIdx, String)>,
+    pub excluded: Vec<Excluded>,
     pub network: Arc<Network>,
 }
 
@@ -117,6 +117,9 @@ struct Candidate {
     /// Per line: (ship, delivery) if the node can ship it in time.
     legs: Vec<Option<(Day, Day)>>,
 }
+
+/// A node ruled out, and why.
+type Excluded = (NodeIdx, String);
 
 /// Stock already promised to other orders of a batch, by (sku, node).
 type Taken = HashMap<(String, NodeIdx), Qty>;
@@ -180,7 +183,7 @@ impl Engine {
         request: &RouteRequest,
         now_ms: UnixMillis,
         taken: &Taken,
-    ) -> Result<(Vec<Candidate>, Vec<(NodeIdx, String)>)> {
+    ) -> Result<(Vec<Candidate>, Vec<Excluded>)> {
         let network = view.network;
         let destination = crate::promise::locate(network, &request.destination)?;
         let level = network
