@@ -1,10 +1,10 @@
 //! Durability through Redis: the only module that talks to Redis.
 //!
 //! Every mutation's record is group-committed to a journal (a Redis stream) before the caller
-//! is acknowledged ([`journal`]); the whole state is snapshotted periodically in chunks under a
+//! is acknowledged (`journal`); the whole state is snapshotted periodically in chunks under a
 //! generation without stopping queries or ingest ([`snapshot`]); at start the newest complete
 //! generation is loaded and the journal replayed on top, each effect exactly once
-//! ([`recovery`]). Keys share one hash tag, `{prefix}`, so an instance's keys live in one Redis
+//! (`recovery`). Keys share one hash tag, `{prefix}`, so an instance's keys live in one Redis
 //! Cluster slot.
 
 mod journal;
