@@ -115,8 +115,14 @@ impl<'a> AtpView<'a> {
         positions.iter().map(|p| self.atp_on(p, day)).collect()
     }
 
-    /// The maximum flow of `wanted` (pool, quantity) demands into `capacity`.
-    fn flow(&self, positions: &[Position], wanted: &[(Pool, Qty)], capacity: &[Qty]) -> Qty {
+    /// The maximum flow of `wanted` (pool, quantity) demands into `capacity`, and what each
+    /// demand draws from each position.
+    fn flow(
+        &self,
+        positions: &[Position],
+        wanted: &[(Pool, Qty)],
+        capacity: &[Qty],
+    ) -> (Qty, Vec<Vec<(usize, Qty)>>) {
         let members: Vec<Vec<usize>> = wanted
             .iter()
             .map(|(pool, _)| {
@@ -133,7 +139,7 @@ impl<'a> AtpView<'a> {
                 nodes,
             })
             .collect();
-        max_flow(&demands, capacity).0
+        max_flow(&demands, capacity)
     }
 
     /// Whether the SKU's nodes can serve all its pooled holds at once.
@@ -143,7 +149,9 @@ impl<'a> AtpView<'a> {
         }
         let wanted = by_pool(pools);
         let total: Qty = wanted.iter().map(|(_, q)| q).sum();
-        self.flow(positions, &wanted, &self.capacities(positions, pools)) >= total
+        self.flow(positions, &wanted, &self.capacities(positions, pools))
+            .0
+            >= total
     }
 
     /// Binds `own` pooled holds to nodes while `others` stay covered: per own hold, the nodes
@@ -157,25 +165,8 @@ impl<'a> AtpView<'a> {
         let mut wanted: Vec<(Pool, Qty)> = own.to_vec();
         wanted.extend(by_pool(others));
         let total: Qty = wanted.iter().map(|(_, q)| q).sum();
-        let all: Vec<PoolHold> = others.to_vec();
-        let capacity = self.capacities(positions, &all);
-        let members: Vec<Vec<usize>> = wanted
-            .iter()
-            .map(|(pool, _)| {
-                (0..positions.len())
-                    .filter(|&i| self.in_pool(*pool, positions[i].node()))
-                    .collect()
-            })
-            .collect();
-        let demands: Vec<Demand<'_>> = wanted
-            .iter()
-            .zip(&members)
-            .map(|((_, quantity), nodes)| Demand {
-                quantity: *quantity,
-                nodes,
-            })
-            .collect();
-        let (flow, assignment) = max_flow(&demands, &capacity);
+        let capacity = self.capacities(positions, others);
+        let (flow, assignment) = self.flow(positions, &wanted, &capacity);
         if flow < total {
             return None;
         }
@@ -204,7 +195,7 @@ impl<'a> AtpView<'a> {
         let mut wanted = by_pool(pools);
         let held: Qty = wanted.iter().map(|(_, q)| q).sum();
         wanted.push((pool, capacity.iter().sum()));
-        (self.flow(positions, &wanted, &capacity) - held).max(0)
+        (self.flow(positions, &wanted, &capacity).0 - held).max(0)
     }
 
     /// How much a node could still promise on `day` without leaving pooled holds uncovered.
@@ -228,7 +219,7 @@ impl<'a> AtpView<'a> {
         let held: Qty = wanted.iter().map(|(_, q)| q).sum();
         let mut capacity = self.capacities(positions, pools);
         capacity[at] = 0;
-        let needed = (held - self.flow(positions, &wanted, &capacity)).max(0);
+        let needed = (held - self.flow(positions, &wanted, &capacity).0).max(0);
         (atp - needed).max(0)
     }
 }

@@ -48,17 +48,21 @@ where
     }
 }
 
+fn node_kind(raw: i32) -> Option<NodeKind> {
+    match pb::NodeKind::try_from(raw) {
+        Ok(pb::NodeKind::Dc) => Some(NodeKind::Dc),
+        Ok(pb::NodeKind::Store) => Some(NodeKind::Store),
+        Ok(pb::NodeKind::ThirdParty) => Some(NodeKind::ThirdParty),
+        _ => None,
+    }
+}
+
 impl TryFrom<pb::Node> for Node {
     type Error = Violations;
 
     fn try_from(node: pb::Node) -> Result<Self, Violations> {
         let mut violations = Vec::new();
-        let kind = match pb::NodeKind::try_from(node.kind) {
-            Ok(pb::NodeKind::Dc) => Some(NodeKind::Dc),
-            Ok(pb::NodeKind::Store) => Some(NodeKind::Store),
-            Ok(pb::NodeKind::ThirdParty) => Some(NodeKind::ThirdParty),
-            _ => None,
-        };
+        let kind = node_kind(node.kind);
         if kind.is_none() {
             violations.push(FieldViolation::new(
                 "kind",
@@ -606,11 +610,9 @@ pub fn route_request(
     });
     let mut kinds = Vec::new();
     for (i, raw) in constraints.allowed_node_kinds.iter().enumerate() {
-        match pb::NodeKind::try_from(*raw) {
-            Ok(pb::NodeKind::Dc) => kinds.push(NodeKind::Dc),
-            Ok(pb::NodeKind::Store) => kinds.push(NodeKind::Store),
-            Ok(pb::NodeKind::ThirdParty) => kinds.push(NodeKind::ThirdParty),
-            _ => violations.push(FieldViolation::new(
+        match node_kind(*raw) {
+            Some(kind) => kinds.push(kind),
+            None => violations.push(FieldViolation::new(
                 format!("{prefix}constraints.allowed_node_kinds[{i}]"),
                 "must be DC, STORE or THIRD_PARTY",
             )),
