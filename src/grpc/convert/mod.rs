@@ -13,14 +13,14 @@ use crate::domain::{
 };
 use crate::engine::{SafetyStockEntry, Stats};
 use crate::error::{Error, FieldViolation, Result};
-use crate::index::Pool;
 use crate::ingest::LoggedRejection;
-use crate::network::NodeIdx;
-use crate::promise::{Destination, Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery, ItemAvailability};
-use crate::reservation::{LineRequest, ReserveRequest, Scope, State};
-use crate::reserve::Held;
-use crate::route::{Constraints, Plan, RouteRequest, Routing, Weights};
+
+mod orders;
+
+pub use orders::{
+    promise_request, promise_response, reservation, reserve_request, route_request, route_response,
+};
 
 type Violations = Vec<FieldViolation>;
 
@@ -48,7 +48,7 @@ where
     }
 }
 
-fn node_kind(raw: i32) -> Option<NodeKind> {
+pub(super) fn node_kind(raw: i32) -> Option<NodeKind> {
     match pb::NodeKind::try_from(raw) {
         Ok(pb::NodeKind::Dc) => Some(NodeKind::Dc),
         Ok(pb::NodeKind::Store) => Some(NodeKind::Store),
@@ -289,7 +289,7 @@ impl TryFrom<pb::AvailabilityRequest> for AvailabilityQuery {
     }
 }
 
-fn day_text(day: Option<Day>) -> String {
+pub(super) fn day_text(day: Option<Day>) -> String {
     day.map(|d| d.to_string()).unwrap_or_default()
 }
 
@@ -414,300 +414,5 @@ pub fn stats(stats: Stats, durability: DurabilityStatus) -> pb::Stats {
             })
             .collect(),
         rejections_logged: stats.rejections_logged,
-    }
-}
-
-fn date(text: &str, field: String) -> Result<Option<Day>, FieldViolation> {
-    match text {
-        "" => Ok(None),
-        text => Day::parse(text).map(Some).ok_or_else(|| {
-            FieldViolation::new(field, format!("{text:?} is not a YYYY-MM-DD date"))
-        }),
-    }
-}
-
-pub fn reserve_request(request: pb::ReserveRequest) -> Result<ReserveRequest> {
-    let mut violations = Vec::new();
-    let lines = request
-        .lines
-        .into_iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let need_date =
-                date(&line.need_date, format!("lines[{i}].need_date")).unwrap_or_else(|v| {
-                    violations.push(v);
-                    None
-                });
-            LineRequest {
-                sku: line.sku,
-                node_id: line.node_id,
-                group_id: line.group_id,
-                quantity: line.quantity,
-                need_date,
-            }
-        })
-        .collect();
-    if !violations.is_empty() {
-        return Err(Error::InvalidArgument(violations));
-    }
-    Ok(ReserveRequest {
-        reservation_id: request.reservation_id,
-        lines,
-        ttl_secs: u64::from(request.ttl_seconds),
-    })
-}
-
-pub fn reservation(held: Held) -> pb::Reservation {
-    let (reservation, network) = (held.reservation, held.network);
-    let node_id = |node: NodeIdx| {
-        network
-            .nodes()
-            .get(node as usize)
-            .map(|n| n.id.clone())
-            .unwrap_or_default()
-    };
-    let state = match reservation.state {
-        State::Held => pb::ReservationState::Held,
-        State::Committed => pb::ReservationState::Committed,
-        State::Released => pb::ReservationState::Released,
-        State::Expired => pb::ReservationState::Expired,
-        State::Shipped => pb::ReservationState::Shipped,
-    };
-    let lines = reservation
-        .lines
-        .into_iter()
-        .map(|line| {
-            let (node, group) = match line.scope {
-                Scope::Node(node) => (node_id(node), String::new()),
-                Scope::Pool(Pool::Group(group)) => (
-                    String::new(),
-                    network
-                        .group(group)
-                        .map(|g| g.id.clone())
-                        .unwrap_or_default(),
-                ),
-                Scope::Pool(Pool::Network) => (String::new(), String::new()),
-            };
-            pb::ReservationLine {
-                sku: line.sku,
-                node_id: node,
-                group_id: group,
-                quantity: line.quantity,
-                need_date: line.need.to_string(),
-                allocations: line
-                    .allocations
-                    .iter()
-                    .map(|a| pb::Allocation {
-                        node_id: node_id(a.node),
-                        quantity: a.quantity,
-                        shipped: a.shipped,
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    pb::Reservation {
-        reservation_id: reservation.id,
-        state: state.into(),
-        lines,
-        expires_at: Some(timestamp(reservation.expires_at_ms)),
-        order_id: reservation.order_id,
-    }
-}
-
-fn destination(destination: Option<pb::Destination>) -> Destination {
-    let destination = destination.unwrap_or_default();
-    let has_coordinates = destination.lat != 0.0 || destination.lon != 0.0;
-    Destination {
-        coordinates: has_coordinates.then_some((destination.lat, destination.lon)),
-        postal_code: destination.postal_code,
-        country: destination.country,
-    }
-}
-
-pub fn promise_request(request: pb::PromiseRequest) -> Result<PromiseRequest> {
-    let reserve = if request.reserve {
-        if request.reservation_id.is_empty() {
-            return Err(Error::invalid(
-                "reservation_id",
-                "reserving a promise needs a reservation id",
-            ));
-        }
-        Some((request.reservation_id, u64::from(request.ttl_seconds)))
-    } else {
-        None
-    };
-    Ok(PromiseRequest {
-        lines: request
-            .lines
-            .into_iter()
-            .map(|l| (l.sku, l.quantity))
-            .collect(),
-        destination: destination(request.destination),
-        service_levels: request.service_levels,
-        allow_split: request.allow_split,
-        max_packages: request.max_packages,
-        now_ms: request.now.as_ref().map(timestamp_ms),
-        reserve,
-    })
-}
-
-pub fn promise_response(promise: Promise) -> pb::PromiseResponse {
-    let network = &promise.network;
-    let line = |(sku, quantity): (String, i64)| pb::PromiseLine { sku, quantity };
-    let options = promise
-        .options
-        .into_iter()
-        .map(|option| pb::PromiseOption {
-            service_level: option.service_level,
-            feasible: option.delivery_date.is_some(),
-            delivery_date: day_text(option.delivery_date),
-            shipments: option
-                .shipments
-                .into_iter()
-                .map(|s| pb::Shipment {
-                    node_id: network.node(s.node).id.clone(),
-                    ship_date: s.ship_date.to_string(),
-                    delivery_date: s.delivery_date.to_string(),
-                    lines: s.lines.into_iter().map(line).collect(),
-                    cost: s.cost,
-                })
-                .collect(),
-            cost: option.cost,
-            reason: option.reason,
-        })
-        .collect();
-    pb::PromiseResponse {
-        options,
-        skipped: promise
-            .skipped
-            .into_iter()
-            .map(|(node, reason)| pb::SkippedNode {
-                node_id: network.node(node).id.clone(),
-                reason,
-            })
-            .collect(),
-        reservation: promise.reservation.map(reservation),
-    }
-}
-
-/// A route request, and the reservation (id, TTL) to hold its plan under, if asked.
-pub fn route_request(
-    request: pb::RouteRequest,
-    prefix: &str,
-) -> Result<(RouteRequest, Option<(String, u64)>)> {
-    let constraints = request.constraints.unwrap_or_default();
-    let weights = request.weights.unwrap_or_default();
-    let defaults = Weights::default();
-    let mut violations = Vec::new();
-    let deliver_by = date(
-        &constraints.deliver_by,
-        format!("{prefix}constraints.deliver_by"),
-    )
-    .unwrap_or_else(|v| {
-        violations.push(v);
-        None
-    });
-    let mut kinds = Vec::new();
-    for (i, raw) in constraints.allowed_node_kinds.iter().enumerate() {
-        match node_kind(*raw) {
-            Some(kind) => kinds.push(kind),
-            None => violations.push(FieldViolation::new(
-                format!("{prefix}constraints.allowed_node_kinds[{i}]"),
-                "must be DC, STORE or THIRD_PARTY",
-            )),
-        }
-    }
-    if request.reserve && request.reservation_id.is_empty() {
-        violations.push(FieldViolation::new(
-            format!("{prefix}reservation_id"),
-            "reserving a route needs a reservation id",
-        ));
-    }
-    if !violations.is_empty() {
-        return Err(Error::InvalidArgument(violations));
-    }
-    let reserve = request.reserve.then(|| {
-        (
-            request.reservation_id.clone(),
-            u64::from(request.ttl_seconds),
-        )
-    });
-    let route = RouteRequest {
-        order_id: request.order_id,
-        lines: request
-            .lines
-            .into_iter()
-            .map(|l| (l.sku, l.quantity))
-            .collect(),
-        destination: destination(request.destination),
-        service_level: request.service_level,
-        constraints: Constraints {
-            ship_complete: constraints.ship_complete,
-            max_packages: constraints.max_packages,
-            deliver_by,
-            excluded_node_ids: constraints.excluded_node_ids,
-            allowed_node_kinds: kinds,
-        },
-        weights: Weights {
-            package_penalty: weights.package_penalty.unwrap_or(defaults.package_penalty),
-            priority: weights.priority.unwrap_or(defaults.priority),
-            capacity: weights.capacity.unwrap_or(defaults.capacity),
-        },
-        alternatives: request.alternatives.min(20) as usize,
-        now_ms: request.now.as_ref().map(timestamp_ms),
-        search_budget: 0,
-    };
-    Ok((route, reserve))
-}
-
-fn route_plan(plan: Plan, network: &crate::network::Network) -> pb::RoutePlan {
-    pb::RoutePlan {
-        shipments: plan
-            .shipments
-            .into_iter()
-            .map(|s| pb::RoutedShipment {
-                node_id: network.node(s.node).id.clone(),
-                lines: s
-                    .lines
-                    .into_iter()
-                    .map(|(sku, quantity)| pb::PromiseLine { sku, quantity })
-                    .collect(),
-                ship_date: s.ship_date.to_string(),
-                delivery_date: s.delivery_date.to_string(),
-                cost: s.cost,
-            })
-            .collect(),
-        total_cost: plan.total_cost,
-        cost_breakdown: Some(pb::CostBreakdown {
-            shipping: plan.breakdown.shipping,
-            packages: plan.breakdown.packages,
-            priority: plan.breakdown.priority,
-            capacity: plan.breakdown.capacity,
-        }),
-        optimal: plan.optimal,
-        lower_bound: plan.lower_bound,
-    }
-}
-
-pub fn route_response(order_id: &str, routing: Routing, held: Option<Held>) -> pb::RouteResponse {
-    let network = routing.network.clone();
-    pb::RouteResponse {
-        order_id: order_id.to_owned(),
-        plan: routing.plan.map(|p| route_plan(p, &network)),
-        alternatives: routing
-            .alternatives
-            .into_iter()
-            .map(|p| route_plan(p, &network))
-            .collect(),
-        excluded: routing
-            .excluded
-            .into_iter()
-            .map(|(node, reason)| pb::ExcludedNode {
-                node_id: network.node(node).id.clone(),
-                reason,
-            })
-            .collect(),
-        reservation: held.map(reservation),
     }
 }
