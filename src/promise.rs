@@ -111,25 +111,32 @@ impl Engine {
         }
         let now_ms = request.now_ms.unwrap_or_else(|| self.now_ms());
         let view = AtpView::at(self, &network, now_ms);
-        let ready = self.ready_days(&view, &lines);
         let skipped: Vec<(NodeIdx, String)> = (0..network.nodes().len() as NodeIdx)
             .filter(|&n| view.is_excluded(n))
             .map(|n| (n, "feed is stale beyond its limit".to_owned()))
             .collect();
-        let options: Vec<PromiseOption> = levels
-            .iter()
-            .map(|level| {
-                plan(
-                    &network,
-                    level,
-                    &lines,
-                    &ready,
-                    destination,
-                    now_ms,
-                    request,
-                )
-            })
-            .collect();
+        let options: Vec<PromiseOption> = match lines.as_slice() {
+            [(sku, quantity)] => {
+                self.promise_one(&view, sku, *quantity, &levels, destination, now_ms)
+            }
+            _ => {
+                let ready = self.ready_days(&view, &lines);
+                levels
+                    .iter()
+                    .map(|level| {
+                        plan(
+                            &network,
+                            level,
+                            &lines,
+                            &ready,
+                            destination,
+                            now_ms,
+                            request,
+                        )
+                    })
+                    .collect()
+            }
+        };
         let promise = Promise {
             options,
             skipped,
@@ -187,6 +194,62 @@ impl Engine {
             result: promise,
             record: held.record,
         })
+    }
+
+    /// The product-page fast path: one SKU, one pass over its positions under one read lock,
+    /// keeping only the best leg per service level (no per-node tables).
+    fn promise_one(
+        &self,
+        view: &AtpView<'_>,
+        sku: &str,
+        quantity: Qty,
+        levels: &[&ServiceLevel],
+        destination: (f64, f64),
+        now_ms: UnixMillis,
+    ) -> Vec<PromiseOption> {
+        let network = view.network;
+        let mut best: Vec<Option<Leg>> = vec![None; levels.len()];
+        self.shared.index.read(sku, |entry| {
+            for position in entry.map_or(&[][..], |e| e.positions()) {
+                let Some(ready) = view.earliest(position, quantity) else {
+                    continue;
+                };
+                for (slot, level) in best.iter_mut().zip(levels) {
+                    let found = leg(network, level, position.node(), ready, destination, now_ms);
+                    let better = match (found, &slot) {
+                        (Some(found), Some(current)) => found.key(network) < current.key(network),
+                        (found, _) => found.is_some() && slot.is_none(),
+                    };
+                    if better {
+                        *slot = found;
+                    }
+                }
+            }
+        });
+        let line = (sku.to_owned(), quantity);
+        levels
+            .iter()
+            .zip(best)
+            .map(|(level, leg)| match leg {
+                Some(leg) => PromiseOption {
+                    service_level: level.name.clone(),
+                    delivery_date: Some(leg.delivery),
+                    shipments: vec![Shipment {
+                        node: leg.node,
+                        ship_date: leg.ship,
+                        delivery_date: leg.delivery,
+                        lines: vec![line.clone()],
+                        cost: leg.cost,
+                    }],
+                    cost: leg.cost,
+                    reason: String::new(),
+                },
+                None => infeasible(
+                    level,
+                    format!("no node can ship {quantity} of {sku} by {}", level.name),
+                ),
+            })
+            .collect()
     }
 
     /// Per line, per node: the first day the node has the line's quantity (`None`: never, or

@@ -349,7 +349,8 @@ impl Position {
         steps
     }
 
-    /// First day at or after `from` with `ATP >= quantity`.
+    /// First day at or after `from` with `ATP >= quantity`. Allocation-free: ATP only changes
+    /// on event days, and a position has a handful, so each is checked directly.
     pub fn earliest(
         &self,
         from: Day,
@@ -357,10 +358,9 @@ impl Position {
         safety: Qty,
         policy: &AtpPolicy,
     ) -> Option<Day> {
-        self.atp_profile(from, safety, policy)
-            .into_iter()
-            .find(|&(_, atp)| atp >= quantity)
+        self.net_steps(from, safety, policy)
             .map(|(day, _)| day)
+            .find(|&day| self.atp(day, safety, policy) >= quantity)
     }
 }
 
