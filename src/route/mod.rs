@@ -382,6 +382,7 @@ fn plan(
         breakdown,
         shipments,
         optimal,
-        lower_bound: bound,
+        // The search counts a package penalty for every package; a plan only for the extra ones.
+        lower_bound: (bound - weights.package_penalty).max(0.0),
     }
 }

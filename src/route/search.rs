@@ -57,6 +57,7 @@ impl<'a> Search<'a> {
         };
         search.bound = search.lower_bound(0, &[]);
         if search.options.iter().all(|o| !o.is_empty()) {
+            search.greedy();
             search.descend(0, &mut Vec::new(), 0.0);
         }
         search.optimal = search.expanded <= search.budget;
@@ -64,6 +65,35 @@ impl<'a> Search<'a> {
             search.bound = search.solutions.first().map_or(search.bound, |s| s.0);
         }
         search
+    }
+
+    /// A first plan, so that a search cut short still answers: repeatedly the node shipping
+    /// most of the lines left, cheaper first.
+    fn greedy(&mut self) {
+        let lines = self.options.len();
+        let mut left: Vec<usize> = (0..lines).collect();
+        let mut used: Vec<usize> = Vec::new();
+        while !left.is_empty() && used.len() < self.limit {
+            let serves = |c: usize| {
+                left.iter()
+                    .filter(|&&i| self.candidates[c].legs[i].is_some())
+                    .count()
+            };
+            let best = (0..self.candidates.len())
+                .filter(|&c| serves(c) > 0)
+                .max_by(|&a, &b| {
+                    serves(a)
+                        .cmp(&serves(b))
+                        .then(self.candidates[b].cost.total_cmp(&self.candidates[a].cost))
+                });
+            let Some(best) = best else { return };
+            left.retain(|&i| self.candidates[best].legs[i].is_none());
+            used.push(best);
+        }
+        if left.is_empty() {
+            let cost = used.iter().map(|&c| self.candidates[c].cost).sum();
+            self.record(cost, &used);
+        }
     }
 
     /// The dearest of the cheapest new nodes the lines from `depth` on still need.

@@ -310,3 +310,27 @@ async fn a_wave_routed_together_costs_less_than_one_by_one() {
     assert_eq!(nodes(&response.orders[1]), ["NYC"]);
     assert_eq!(nodes(&response.orders[0]), ["LAX"]);
 }
+
+#[tokio::test]
+async fn a_search_cut_short_still_answers_and_says_it_is_not_proven() {
+    let app = stocked(&[
+        ("A", "NYC", 5),
+        ("B", "NJ", 5),
+        ("A", "LAX", 5),
+        ("B", "LAX", 5),
+        ("C", "CHI", 5),
+    ])
+    .await;
+    let mut request = order("O-1", &[("A", 1), ("B", 1), ("C", 1)]);
+    request.search_budget = 1;
+    let response = route(&app, request).await;
+    let plan = response.plan.as_ref().expect("the greedy plan");
+    assert!(!plan.optimal);
+    assert!(plan.lower_bound <= plan.total_cost, "{plan:?}");
+    let full = route(&app, order("O-2", &[("A", 1), ("B", 1), ("C", 1)])).await;
+    let proven = full.plan.expect("plan");
+    assert!(
+        proven.optimal && (proven.lower_bound - proven.total_cost).abs() < 1e-9,
+        "{proven:?}"
+    );
+}

@@ -250,7 +250,7 @@ pub fn route_request(
         },
         alternatives: request.alternatives.min(20) as usize,
         now_ms: request.now.as_ref().map(timestamp_ms),
-        search_budget: 0,
+        search_budget: request.search_budget,
     };
     Ok((route, reserve))
 }
