@@ -343,9 +343,17 @@ async fn killed_service_recovers_exactly_the_acknowledged_state() {
                 );
             }
         });
-        // The kill point: somewhere in the middle of both feeds and of the snapshots they
-        // trigger.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..600))).await;
+        // The kill point: once both feeds are under way, somewhere in the middle of them and of
+        // the snapshots they trigger.
+        let started = Instant::now();
+        while acked.0.load(Ordering::SeqCst) == 0 || acked.1.load(Ordering::SeqCst) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "seed {seed}: the feeds never got going"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(20..500))).await;
         service.kill();
         running.await.expect("feeds end when the service dies");
         let (wms_acked, pos_acked) = (
