@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
@@ -172,10 +173,17 @@ impl Application {
             .add_service(
                 RoutingServer::new(RoutingService(handlers)).max_decoding_message_size(max),
             );
-        let serving = tokio::spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(self.grpc),
-            stop.clone().cancelled_owned(),
-        ));
+        // Small request/response pairs must not wait for Nagle's algorithm (40 ms with delayed
+        // ACKs); the builder's own TCP settings do not apply to an incoming stream we hand it.
+        let incoming = TcpListenerStream::new(self.grpc).map(|accepted| {
+            if let Ok(stream) = &accepted {
+                let _ = stream.set_nodelay(true);
+            }
+            accepted
+        });
+        let serving = tokio::spawn(
+            router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()),
+        );
         let tasks = TaskTracker::new();
         tasks.spawn(metrics::serve(
             self.metrics,
