@@ -349,35 +349,48 @@ impl Index {
     ) -> u64 {
         let mut drift = 0;
         for at in 0..self.shards.len() {
-            let mut guard = self.write_shard(at);
-            let shard = &mut *guard;
-            for (sku, entry) in shard.skus.iter_mut() {
-                for position in &mut entry.positions {
-                    visit(position);
-                    let expected = demand(sku, position.node());
-                    if position.demand() != expected.as_slice() {
-                        drift += 1;
-                        if repair {
-                            position.set_demand(expected);
-                            shard.lsn += 1;
-                            if let Some(effects) = effects.as_deref_mut() {
-                                effects.record_position(at, shard.lsn, sku, position);
-                            }
-                        }
+            // Checked under the read lock, so readers never wait for an audit; only a repair
+            // takes the write lock, for the SKUs that drifted.
+            let drifted: Vec<Box<str>> = {
+                let shard = self.read_shard(at);
+                let mut drifted = Vec::new();
+                for (sku, entry) in &shard.skus {
+                    let mut wrong = 0;
+                    for position in &entry.positions {
+                        visit(position);
+                        wrong +=
+                            u64::from(position.demand() != demand(sku, position.node()).as_slice());
+                    }
+                    let mut expected = pools(sku);
+                    let mut actual = entry.pools.clone();
+                    expected.sort_by_key(|h| (h.pool, h.day));
+                    actual.sort_by_key(|h| (h.pool, h.day));
+                    wrong += u64::from(actual != expected);
+                    if wrong > 0 {
+                        drift += wrong;
+                        drifted.push(sku.clone());
                     }
                 }
-                let mut expected = pools(sku);
-                let mut actual = entry.pools.clone();
-                expected.sort_by_key(|h| (h.pool, h.day));
-                actual.sort_by_key(|h| (h.pool, h.day));
-                if actual != expected {
-                    drift += 1;
-                    if repair {
-                        entry.pools = expected;
+                drifted
+            };
+            if repair && !drifted.is_empty() {
+                let mut guard = self.write_shard(at);
+                let shard = &mut *guard;
+                for sku in drifted {
+                    let Some(entry) = shard.skus.get_mut(&sku) else {
+                        continue;
+                    };
+                    for position in &mut entry.positions {
+                        position.set_demand(demand(&sku, position.node()));
                         shard.lsn += 1;
                         if let Some(effects) = effects.as_deref_mut() {
-                            effects.record_pools(at, shard.lsn, sku, &entry.pools);
+                            effects.record_position(at, shard.lsn, &sku, position);
                         }
+                    }
+                    entry.pools = pools(&sku);
+                    shard.lsn += 1;
+                    if let Some(effects) = effects.as_deref_mut() {
+                        effects.record_pools(at, shard.lsn, &sku, &entry.pools);
                     }
                 }
             }
