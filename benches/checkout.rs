@@ -1,0 +1,162 @@
+//! In-process latency of the checkout and OMS calls on the 50-node demo network: a product-page
+//! promise (one SKU, all service levels), a 10-line cart promise, routing orders of 1, 5, 10
+//! and 20 lines, and a reserve + release pair.
+//!
+//! `cargo bench --bench checkout`
+
+mod common;
+
+use std::hint::black_box;
+
+use criterion::Criterion;
+use promised::domain::SupplyType;
+use promised::engine::Engine;
+use promised::promise::{Destination, PromiseRequest};
+use promised::reservation::{LineRequest, ReserveRequest};
+use promised::route::RouteRequest;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use common::{
+    demo_engine, on_hand_owner, on_hand_set, owned_nodes, receipt, sku, today, Feed, NOW_MS,
+};
+
+/// Catalogue size: each SKU is stocked at 10 to 30 of the 50 nodes.
+const SKUS: usize = 2_000;
+
+/// Manhattan, 10001.
+const DESTINATION: (f64, f64) = (40.75, -73.99);
+
+fn stocked_engine() -> Engine {
+    let engine = demo_engine();
+    let mut rng = SmallRng::seed_from_u64(11);
+    let nodes: Vec<String> = engine
+        .network()
+        .nodes()
+        .iter()
+        .map(|n| n.id.clone())
+        .collect();
+    let mut feeds = [Feed::resume(&engine, "WMS"), Feed::resume(&engine, "POS")];
+    let mut pending: [Vec<_>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..SKUS {
+        for _ in 0..rng.random_range(10..30) {
+            let node = nodes[rng.random_range(0..nodes.len())].clone();
+            let at = usize::from(on_hand_owner(&engine, &node) == "POS");
+            pending[at].push(on_hand_set(sku(i), node, rng.random_range(0..200), NOW_MS));
+        }
+    }
+    for (feed, updates) in feeds.iter_mut().zip(pending) {
+        for chunk in updates.chunks(common::BATCH) {
+            engine
+                .apply_batch(&feed.batch(chunk.to_vec()))
+                .expect("valid batch");
+        }
+    }
+    let dcs = owned_nodes(&engine, "WMS", SupplyType::InTransit);
+    let receipts = (0..SKUS / 4)
+        .map(|i| {
+            receipt(
+                sku(i),
+                dcs[i % dcs.len()].clone(),
+                SupplyType::InTransit,
+                format!("ASN-{i}"),
+                today(&engine).plus(3),
+                500,
+                NOW_MS,
+            )
+        })
+        .collect();
+    feeds[0].apply_all(&engine, receipts);
+    engine
+}
+
+fn promise(lines: usize) -> PromiseRequest {
+    PromiseRequest {
+        lines: (0..lines).map(|i| (sku(i * 7), 2)).collect(),
+        destination: Destination {
+            coordinates: Some(DESTINATION),
+            ..Destination::default()
+        },
+        allow_split: lines > 1,
+        ..PromiseRequest::default()
+    }
+}
+
+fn route(lines: usize) -> RouteRequest {
+    RouteRequest {
+        order_id: "ORDER".into(),
+        lines: (0..lines).map(|i| (sku(i * 13), 1)).collect(),
+        destination: Destination {
+            coordinates: Some(DESTINATION),
+            ..Destination::default()
+        },
+        service_level: "GROUND".into(),
+        alternatives: 2,
+        ..RouteRequest::default()
+    }
+}
+
+fn main() {
+    let engine = stocked_engine();
+    let mut c = Criterion::default().configure_from_args();
+    let mut group = c.benchmark_group("promise");
+    for lines in [1, 10] {
+        let request = promise(lines);
+        let answer = engine.promise(&request).expect("valid").result;
+        assert!(
+            answer.options.iter().any(|o| o.delivery_date.is_some()),
+            "{answer:?}"
+        );
+        group.bench_function(format!("{lines}_lines_all_levels"), |b| {
+            b.iter(|| black_box(engine.promise(black_box(&request)).expect("valid")))
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("route");
+    for lines in [1, 5, 10, 20] {
+        let request = route(lines);
+        let routing = engine.route(&request).expect("valid");
+        let plan = routing.plan.as_ref().expect("a plan");
+        eprintln!(
+            "route {lines} lines: optimal {}, cost {:.2}, {} packages",
+            plan.optimal,
+            plan.total_cost,
+            plan.shipments.len()
+        );
+        group.bench_function(format!("{lines}_lines_50_nodes"), |b| {
+            b.iter(|| black_box(engine.route(black_box(&request)).expect("valid")))
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("reserve_release");
+    for lines in [1, 5] {
+        let request = ReserveRequest {
+            reservation_id: format!("bench-{lines}"),
+            lines: (0..lines)
+                .map(|i| LineRequest {
+                    sku: sku(1_000 + i),
+                    node_id: String::new(),
+                    group_id: String::new(),
+                    quantity: 1,
+                    need_date: None,
+                })
+                .collect(),
+            ttl_secs: 600,
+        };
+        let mut n = 0u64;
+        group.bench_function(format!("{lines}_lines_in_memory"), |b| {
+            b.iter(|| {
+                n += 1;
+                let id = format!("bench-{lines}-{n}");
+                let held = engine.reserve(&ReserveRequest {
+                    reservation_id: id.clone(),
+                    ..request.clone()
+                });
+                black_box(held.expect("stock"));
+                black_box(engine.release(&id).expect("held"));
+            })
+        });
+    }
+    group.finish();
+    c.final_summary();
+}

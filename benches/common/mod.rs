@@ -1,0 +1,197 @@
+//! Helpers shared by the bench programs: the demo network, who owns what in it, supply
+//! updates in domain terms, and per-source sequence numbers.
+//!
+//! Each bench binary includes this module with `mod common;` and uses only part of it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use promised::checkpoint::Durability;
+use promised::clock::{ManualClock, UnixMillis};
+use promised::demo::NETWORK_TOML;
+use promised::domain::{BatchOutcome, Day, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
+use promised::engine::{Engine, EngineConfig};
+use promised::network_file::NetworkFile;
+
+/// 2026-03-02T15:00:00Z: the fixed "now" of in-process benches (a manual clock never moves,
+/// so no feed goes stale mid-run).
+pub const NOW_MS: UnixMillis = 1_772_463_600_000;
+
+/// Updates per batch (the engine's default limit is 10,000).
+pub const BATCH: usize = 1_000;
+
+/// An in-memory engine (no durable store) with the 50-node demo network, on a manual clock
+/// at [`NOW_MS`].
+pub fn demo_engine() -> Engine {
+    let engine = Engine::new(EngineConfig::default(), Arc::new(ManualClock::new(NOW_MS)));
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(load_demo_network(&engine, &Durability::Memory));
+    engine
+}
+
+/// Loads the demo network (5 groups, 50 nodes, sources WMS, POS and ERP) into `engine`.
+pub async fn load_demo_network(engine: &Engine, durability: &Durability) {
+    NetworkFile::parse(NETWORK_TOML, false)
+        .expect("the demo network parses")
+        .apply(engine, durability)
+        .await
+        .expect("the demo network is valid");
+}
+
+/// Whether the program runs as a benchmark (`cargo bench`) rather than as a smoke test
+/// (`cargo test --benches`, or `cargo bench -- --test`): criterion's rule.
+pub fn benchmarking() -> bool {
+    let flag = |name: &str| std::env::args().any(|a| a == name);
+    flag("--bench") && !flag("--test")
+}
+
+/// The on-hand feeds of the demo network: WMS at the DCs and 3PLs, POS at the stores.
+pub const ON_HAND_SOURCES: [&str; 2] = ["WMS", "POS"];
+
+/// Ids of the nodes where `source_id` owns `supply_type`, in network order.
+pub fn owned_nodes(engine: &Engine, source_id: &str, supply_type: SupplyType) -> Vec<String> {
+    let network = engine.network();
+    let source = network
+        .source(source_id)
+        .unwrap_or_else(|| panic!("the demo network has source {source_id}"));
+    network
+        .nodes()
+        .iter()
+        .enumerate()
+        .filter(|(idx, _)| source.owns(*idx as u32, supply_type))
+        .map(|(_, node)| node.id.clone())
+        .collect()
+}
+
+/// The source owning on-hand at `node_id` in the demo network.
+pub fn on_hand_owner(engine: &Engine, node_id: &str) -> &'static str {
+    let network = engine.network();
+    let node = network
+        .node_idx(node_id)
+        .unwrap_or_else(|| panic!("unknown node {node_id}"));
+    ON_HAND_SOURCES
+        .into_iter()
+        .find(|id| {
+            network
+                .source(id)
+                .is_some_and(|s| s.owns(node, SupplyType::OnHand))
+        })
+        .unwrap_or_else(|| panic!("no on-hand owner for {node_id}"))
+}
+
+/// The SKU code of catalogue item `i`.
+pub fn sku(i: usize) -> String {
+    format!("SKU-{i:07}")
+}
+
+/// An absolute on-hand quantity as of `as_of_ms`.
+pub fn on_hand_set(sku: String, node_id: String, quantity: i64, as_of_ms: i64) -> SupplyUpdate {
+    SupplyUpdate {
+        sku,
+        node_id,
+        supply_type: Some(SupplyType::OnHand),
+        op: Some(UpdateOp::Set {
+            as_of_ms: Some(as_of_ms),
+        }),
+        quantity,
+        reference: String::new(),
+        eta: String::new(),
+    }
+}
+
+/// A signed on-hand delta.
+pub fn on_hand_adjust(sku: String, node_id: String, delta: i64) -> SupplyUpdate {
+    SupplyUpdate {
+        op: Some(UpdateOp::Adjust),
+        ..on_hand_set(sku, node_id, delta, 0)
+    }
+}
+
+/// A dated receipt (IN_TRANSIT or ON_ORDER line `reference`) arriving on `eta`.
+pub fn receipt(
+    sku: String,
+    node_id: String,
+    supply_type: SupplyType,
+    reference: String,
+    eta: Day,
+    quantity: i64,
+    as_of_ms: i64,
+) -> SupplyUpdate {
+    SupplyUpdate {
+        supply_type: Some(supply_type),
+        reference,
+        eta: eta.to_string(),
+        ..on_hand_set(sku, node_id, quantity, as_of_ms)
+    }
+}
+
+/// Today (UTC) at the engine's clock.
+pub fn today(engine: &Engine) -> Day {
+    Day::in_zone(chrono_tz::UTC, engine.now_ms())
+}
+
+/// One source's feed: hands out increasing sequence numbers, as a real feed does.
+#[derive(Debug)]
+pub struct Feed {
+    pub source_id: &'static str,
+    pub seq: u64,
+}
+
+impl Feed {
+    /// A feed continuing after the engine's last applied sequence of `source_id`.
+    pub fn resume(engine: &Engine, source_id: &'static str) -> Self {
+        let seq = engine
+            .stats()
+            .source_stats
+            .iter()
+            .find(|s| s.source_id == source_id)
+            .unwrap_or_else(|| panic!("the demo network has source {source_id}"))
+            .last_seq;
+        Self { source_id, seq }
+    }
+
+    /// The next batch of this feed.
+    pub fn batch(&mut self, updates: Vec<SupplyUpdate>) -> SupplyBatch {
+        self.seq += 1;
+        SupplyBatch {
+            source_id: self.source_id.to_owned(),
+            seq: self.seq,
+            updates,
+        }
+    }
+
+    /// Re-sends a prepared batch under this feed's next sequence number.
+    pub fn renumber(&mut self, batch: &mut SupplyBatch) {
+        self.seq += 1;
+        batch.seq = self.seq;
+    }
+
+    /// Applies `updates` as the next batch and checks that every update was applied. The
+    /// engine keeps everything in memory, so there is nothing to make durable.
+    pub fn apply_all(&mut self, engine: &Engine, updates: Vec<SupplyUpdate>) -> BatchOutcome {
+        let batch = self.batch(updates);
+        let outcome = engine.apply_batch(&batch).expect("a valid batch").result;
+        assert_fully_applied(&batch, &outcome);
+        outcome
+    }
+}
+
+/// Panics unless every update of `batch` was applied: a bench must measure real work, not
+/// duplicates, stale SETs or rejections.
+pub fn assert_fully_applied(batch: &SupplyBatch, outcome: &BatchOutcome) {
+    assert!(
+        !outcome.duplicate
+            && outcome.applied as usize == batch.updates.len()
+            && outcome.rejections.is_empty(),
+        "batch {} of {}: {} of {} applied (duplicate: {}, stale: {}), first rejection: {:?}",
+        batch.seq,
+        batch.source_id,
+        outcome.applied,
+        batch.updates.len(),
+        outcome.duplicate,
+        outcome.stale,
+        outcome.rejections.first(),
+    );
+}
