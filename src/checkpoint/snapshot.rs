@@ -164,22 +164,24 @@ pub async fn write(
         .ids
         .first()
         .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone());
-    let index = engine.index();
+    let shard_count = engine.index().shard_count();
     let mut chunks = Vec::new();
     let mut positions = 0;
     let mut bytes = 0u64;
-    let mut chunk = Writer::default();
-    for shard in 0..index.shard_count() {
-        positions += index.encode_shard(shard, &mut chunk);
-        let last = shard + 1 == index.shard_count();
-        if chunk.buf.len() >= CHUNK_BYTES || last {
-            let data = std::mem::take(&mut chunk.buf);
-            chunks.push((data.len() as u32, crc32fast::hash(&data)));
-            bytes += data.len() as u64;
-            let () = conn
-                .set(keys.chunk(generation, chunks.len() - 1), data)
-                .await?;
-        }
+    let mut next = 0;
+    while next < shard_count {
+        // Copying is CPU work: it runs on a blocking thread, so the runtime's workers keep
+        // answering calls meanwhile.
+        let copier = engine.clone();
+        let (data, copied, after) =
+            tokio::task::spawn_blocking(move || encode_chunk(&copier, next)).await?;
+        next = after;
+        positions += copied;
+        chunks.push((data.len() as u32, crc32fast::hash(&data)));
+        bytes += data.len() as u64;
+        let () = conn
+            .set(keys.chunk(generation, chunks.len() - 1), data)
+            .await?;
     }
     let mut reservation_chunks = Vec::new();
     let mut chunk = Writer::default();
@@ -199,7 +201,7 @@ pub async fn write(
     let manifest = Manifest {
         generation,
         created_ms: now_ms,
-        shard_count: index.shard_count() as u32,
+        shard_count: shard_count as u32,
         journal_mark,
         network: network.encode(),
         source_seqs,
@@ -244,6 +246,20 @@ pub async fn write(
         bytes,
         chunks: manifest.chunks.len(),
     })
+}
+
+/// Encodes shards from `first` on until a chunk is full; returns the chunk, the positions in
+/// it and the next shard to copy.
+fn encode_chunk(engine: &Engine, first: usize) -> (Vec<u8>, u64, usize) {
+    let index = engine.index();
+    let mut chunk = Writer::default();
+    let mut positions = 0;
+    let mut shard = first;
+    while shard < index.shard_count() && chunk.buf.len() < CHUNK_BYTES {
+        positions += index.encode_shard(shard, &mut chunk);
+        shard += 1;
+    }
+    (chunk.buf, positions, shard)
 }
 
 /// Every source's applied sequence, once every mutation applied so far is durable.
