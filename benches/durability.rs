@@ -24,6 +24,7 @@
 //! `PROMISED_BENCH_REDIS_PERSISTENCE` (default none) — Redis's own persistence;
 //! `--only snapshot,journal,ingest,query` / `PROMISED_BENCH_ONLY` — sections to run.
 
+mod common;
 mod durability_support;
 
 use std::collections::HashMap;

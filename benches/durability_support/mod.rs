@@ -15,7 +15,7 @@ use anyhow::{bail, ensure, Context};
 use promised::checkpoint::{Durability, RedisConfig, Store};
 use promised::clock::SystemClock;
 use promised::demo::NETWORK_TOML;
-use promised::domain::{Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
+use promised::domain::{Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate};
 use promised::engine::{Engine, EngineConfig};
 use promised::network_file::NetworkFile;
 use tokio::task::JoinSet;
@@ -228,20 +228,8 @@ pub async fn add_bench_feeds(
     Ok(ids.into_iter().map(|id| Feed::resume(engine, id)).collect())
 }
 
-/// An absolute on-hand quantity.
-pub fn on_hand_set(sku: String, node_id: String, quantity: i64, as_of_ms: i64) -> SupplyUpdate {
-    SupplyUpdate {
-        sku,
-        node_id,
-        supply_type: Some(SupplyType::OnHand),
-        op: Some(UpdateOp::Set {
-            as_of_ms: Some(as_of_ms),
-        }),
-        quantity,
-        reference: String::new(),
-        eta: String::new(),
-    }
-}
+/// An absolute on-hand quantity (the benches' shared helper).
+pub use super::common::on_hand_set;
 
 /// The SKU code of catalogue item `i`.
 pub fn sku(i: usize) -> String {
