@@ -327,3 +327,29 @@ pub fn assert_bad_field(status: &Status, field: &str) {
         .collect();
     assert!(fields.contains(&field), "{field} not among {fields:?}");
 }
+
+pub fn band(max_km: f64, days: u32) -> pb::TransitBand {
+    pb::TransitBand { max_km, days }
+}
+
+/// GROUND: 1 business day within 500 km, 3 within 1,500, 5 within 6,000; 5 per package plus
+/// `cost_per_km`.
+pub fn ground(cost_per_km: f64) -> pb::ServiceLevel {
+    pb::ServiceLevel {
+        name: "GROUND".into(),
+        transit: vec![band(500.0, 1), band(1_500.0, 3), band(6_000.0, 5)],
+        base_cost: 5.0,
+        cost_per_km,
+        ..Default::default()
+    }
+}
+
+/// Registers a WMS owning on-hand and in-transit at `nodes`, never stale.
+pub async fn wms_for(app: &mut TestApp, id: &str, nodes: &[&str]) {
+    use pb::SupplyType::{InTransit, OnHand};
+    let wms = source(id, pb::SourceKind::Wms, nodes, &[OnHand, InTransit], 0);
+    app.admin
+        .upsert_sources(pb::UpsertSourcesRequest { sources: vec![wms] })
+        .await
+        .expect("source");
+}

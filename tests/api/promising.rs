@@ -3,7 +3,7 @@
 
 use promised::grpc::pb;
 use promised::grpc::pb::promising_client::PromisingClient;
-use promised::grpc::pb::SupplyType::{InTransit, OnHand};
+use promised::grpc::pb::SupplyType::InTransit;
 use proptest::prelude::*;
 
 use crate::helpers::*;
@@ -36,25 +36,8 @@ async fn promise_network(app: &mut TestApp) {
         })
         .await
         .expect("nodes");
-    let wms = source(
-        "WMS-PROMISE",
-        pb::SourceKind::Wms,
-        &["NYC", "LAX"],
-        &[OnHand, InTransit],
-        0,
-    );
-    app.admin
-        .upsert_sources(pb::UpsertSourcesRequest { sources: vec![wms] })
-        .await
-        .expect("source");
-    let band = |max_km: f64, days: u32| pb::TransitBand { max_km, days };
-    let ground = pb::ServiceLevel {
-        name: "GROUND".into(),
-        transit: vec![band(500.0, 1), band(1_500.0, 3), band(6_000.0, 5)],
-        base_cost: 5.0,
-        cost_per_km: 0.001,
-        ..Default::default()
-    };
+    wms_for(app, "WMS-PROMISE", &["NYC", "LAX"]).await;
+    let ground = ground(0.001);
     let overnight = pb::ServiceLevel {
         name: "OVERNIGHT".into(),
         transit: vec![band(6_000.0, 1)],

@@ -4,7 +4,7 @@
 
 use promised::grpc::pb;
 use promised::grpc::pb::routing_client::RoutingClient;
-use promised::grpc::pb::SupplyType::{InTransit, OnHand};
+use promised::grpc::pb::SupplyType::InTransit;
 
 use crate::helpers::*;
 
@@ -51,25 +51,8 @@ async fn routing_network(app: &mut TestApp) {
         .upsert_nodes(pb::UpsertNodesRequest { nodes })
         .await
         .expect("nodes");
-    let wms = source(
-        "WMS-ROUTE",
-        pb::SourceKind::Wms,
-        &["NYC", "NJ", "LAX", "CHI"],
-        &[OnHand, InTransit],
-        0,
-    );
-    app.admin
-        .upsert_sources(pb::UpsertSourcesRequest { sources: vec![wms] })
-        .await
-        .expect("source");
-    let band = |max_km: f64, days: u32| pb::TransitBand { max_km, days };
-    let ground = pb::ServiceLevel {
-        name: "GROUND".into(),
-        transit: vec![band(500.0, 1), band(1_500.0, 3), band(6_000.0, 5)],
-        base_cost: 5.0,
-        cost_per_km: 0.01,
-        ..Default::default()
-    };
+    wms_for(app, "WMS-ROUTE", &["NYC", "NJ", "LAX", "CHI"]).await;
+    let ground = ground(0.01);
     let levels = pb::UpsertServiceLevelsRequest {
         service_levels: vec![ground],
     };
