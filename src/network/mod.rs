@@ -207,7 +207,7 @@ impl Network {
         let zone_today: Vec<Day> = self
             .zones
             .iter()
-            .map(|zone| Day::in_zone(*zone, now_ms))
+            .map(|zone| today_in(*zone, now_ms))
             .collect();
         self.node_zone
             .iter()
@@ -459,6 +459,49 @@ impl Network {
     }
 }
 
+/// A zone's current day and the UTC span it covers, as this thread last computed it.
+type ZoneDay = (Tz, UnixMillis, UnixMillis, Day);
+
+thread_local! {
+    /// Converting an instant to a local date walks the zone's transition table; a day lasts
+    /// 23 to 25 hours, so each thread remembers the span of each zone's current day.
+    static ZONE_DAYS: std::cell::RefCell<Vec<ZoneDay>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The local day in `zone` at `now_ms`, from the thread's cache when `now_ms` falls in it.
+fn today_in(zone: Tz, now_ms: UnixMillis) -> Day {
+    ZONE_DAYS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(&(_, _, _, day)) = cache
+            .iter()
+            .find(|(z, from, until, _)| *z == zone && (*from..*until).contains(&now_ms))
+        {
+            return day;
+        }
+        let day = Day::in_zone(zone, now_ms);
+        if let Some((from, until)) = day_span(zone, day) {
+            cache.retain(|(z, ..)| *z != zone);
+            cache.push((zone, from, until, day));
+        }
+        day
+    })
+}
+
+/// The UTC milliseconds at which local `day` starts and the next one starts in `zone`; `None`
+/// where a midnight does not exist or is ambiguous (then nothing is cached).
+fn day_span(zone: Tz, day: Day) -> Option<(UnixMillis, UnixMillis)> {
+    use chrono::TimeZone;
+    let midnight = |d: Day| -> Option<UnixMillis> {
+        let local = d.to_date()?.and_hms_opt(0, 0, 0)?;
+        Some(
+            zone.from_local_datetime(&local)
+                .single()?
+                .timestamp_millis(),
+        )
+    };
+    Some((midnight(day)?, midnight(day.plus(1))?))
+}
+
 fn resolve_source(
     def: Source,
     feed: Arc<FeedState>,
@@ -528,6 +571,39 @@ fn check_node(
                 format!("nodes[{i}].group_ids[{j}]"),
                 format!("unknown group {group:?}"),
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The per-thread cache of each zone's day answers exactly as converting the instant,
+        /// across DST changes, half-hour zones and clocks moving backwards.
+        #[test]
+        fn cached_day_matches_direct_conversion(instants in prop::collection::vec(1_700_000_000_000i64..1_900_000_000_000, 1..50)) {
+            let zones = [
+                chrono_tz::America::New_York,
+                chrono_tz::America::Los_Angeles,
+                chrono_tz::America::Phoenix,
+                chrono_tz::Australia::Lord_Howe,
+                chrono_tz::America::Sao_Paulo,
+                chrono_tz::UTC,
+            ];
+            for now_ms in instants {
+                for zone in zones {
+                    prop_assert_eq!(today_in(zone, now_ms), Day::in_zone(zone, now_ms));
+                    // Around the start of the next local day as well.
+                    let next = Day::in_zone(zone, now_ms).plus(1);
+                    if let Some((start, _)) = day_span(zone, next) {
+                        prop_assert_eq!(today_in(zone, start - 1), Day::in_zone(zone, start - 1));
+                        prop_assert_eq!(today_in(zone, start), next);
+                    }
+                }
+            }
         }
     }
 }
