@@ -312,7 +312,11 @@ async fn audit_loop(engine: Engine, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticks.tick() => {
-                let report = engine.audit(false).result;
+                // The audit walks every position: off the runtime, like snapshot copies.
+                let auditor = engine.clone();
+                let Ok(report) = tokio::task::spawn_blocking(move || auditor.audit(false).result).await else {
+                    continue;
+                };
                 if report.drift > 0 {
                     tracing::error!(drift = report.drift, "reservation drift: repair with Admin/CheckInvariants");
                 }
