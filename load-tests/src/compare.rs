@@ -98,12 +98,16 @@ async fn measure(
     let generator = own_cpu_seconds() - generator_before;
     let all_ops = run.all_ops;
     let phase = PhaseReport::new(run, cpu, generator, all_ops, elapsed);
+    let per_op = if phase.ops > 0 {
+        format!(", {:.0} µs CPU/op", phase.server_us_per_op())
+    } else {
+        String::new()
+    };
     eprintln!(
-        "  = {:.0} ops/s, {} errors, server {:.2} cores busy, {:.0} µs CPU/op",
+        "  = {:.0} ops/s, {} errors, server {:.2} cores busy{per_op}",
         phase.ops_per_sec,
         phase.errors_total(),
         phase.server_cores(),
-        phase.server_us_per_op()
     );
     Ok(phase)
 }

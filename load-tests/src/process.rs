@@ -154,6 +154,9 @@ impl Process {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("{name} did not report {READY} within {READY_TIMEOUT:?}");
+            }
             let line = ready
                 .recv_timeout(left)
                 .map_err(|_| anyhow!("{name} did not report {READY} within {READY_TIMEOUT:?}"))?;
