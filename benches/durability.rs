@@ -79,6 +79,9 @@ const RING: usize = 16;
 /// Measured phases start after this warm-up.
 const WARM_UP: Duration = Duration::from_millis(500);
 
+/// Snapshots over which the query section samples where a snapshot's CPU goes.
+const CPU_SAMPLE_SNAPSHOTS: u32 = 20;
+
 /// The query section alternates windows of this long without and with snapshots.
 const SNAPSHOT_WINDOW: Duration = Duration::from_secs(1);
 
@@ -261,7 +264,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     if settings.runs("query") {
         summary
-            .extend(query_during_snapshot(&url, settings.query_positions, settings.phase).await?);
+            .extend(query_during_snapshot(&redis, settings.query_positions, settings.phase).await?);
         redis.flush()?;
     }
     redis.stop();
@@ -290,6 +293,25 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|avg| avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat` (in clock ticks,
+/// taken as the usual 100 per second).
+fn own_cpu_secs() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let after_name = stat
+        .rfind(')')
+        .map(|at| &stat[at + 1..])
+        .context("unexpected /proc/self/stat")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("unexpected /proc/self/stat")?
+            .parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 of the line; `fields` starts at field 3.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn cpu_model() -> String {
@@ -612,9 +634,10 @@ async fn writer(
     Ok(sample)
 }
 
-/// GetAvailability over gRPC, idle and while snapshots run back to back.
+/// Availability latency (over gRPC to the real server, and in process) with and without
+/// snapshots running, and where a snapshot's CPU goes.
 async fn query_during_snapshot(
-    url: &str,
+    redis: &RedisServer,
     positions: u64,
     phase: Duration,
 ) -> anyhow::Result<Vec<String>> {
@@ -623,7 +646,7 @@ async fn query_during_snapshot(
     let args = ServeArgs {
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
-        redis_url: Some(url.to_owned()),
+        redis_url: Some(redis.url()),
         redis_prefix: Some("query".into()),
         redis_timeout_ms: Some("60000".into()),
         snapshot_interval_secs: Some("3600".into()),
@@ -654,13 +677,26 @@ async fn query_during_snapshot(
         fmt_duration(took),
         fmt_mib(report.bytes)
     );
+    // Where a snapshot's CPU goes: this process (the shard copy) and Redis (storing chunks).
+    let (redis_before, own_before, started) = (redis.cpu_secs()?, own_cpu_secs()?, Instant::now());
+    for _ in 0..CPU_SAMPLE_SNAPSHOTS {
+        store.snapshot_once().await?;
+    }
+    let per = |secs: f64| Duration::from_secs_f64(secs / f64::from(CPU_SAMPLE_SNAPSHOTS));
+    let cpu = format!(
+        "one snapshot alone: {} wall, {} CPU in this process, {} CPU in Redis (mean of {CPU_SAMPLE_SNAPSHOTS}, no queries)",
+        fmt_duration(started.elapsed() / CPU_SAMPLE_SNAPSHOTS),
+        fmt_duration(per(own_cpu_secs()? - own_before)),
+        fmt_duration(per(redis.cpu_secs()? - redis_before)),
+    );
+    println!("{cpu}");
     let real = app.grpc_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
 
-    let mut figures = Vec::new();
+    let mut figures = vec![cpu];
     for (label, caller, on) in [
         (
             "GetAvailability over gRPC",

@@ -145,6 +145,13 @@ impl RedisServer {
         Ok(self.info_field("memory", "used_memory")?.parse()?)
     }
 
+    /// CPU seconds (user + system) the server has used, from `INFO cpu`.
+    pub fn cpu_secs(&self) -> anyhow::Result<f64> {
+        let user: f64 = self.info_field("cpu", "used_cpu_user")?.parse()?;
+        let sys: f64 = self.info_field("cpu", "used_cpu_sys")?.parse()?;
+        Ok(user + sys)
+    }
+
     fn info_field(&self, section: &str, field: &str) -> anyhow::Result<String> {
         let info: String = redis::cmd("INFO")
             .arg(section)
