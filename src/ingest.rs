@@ -426,3 +426,79 @@ fn echo(field: &str) -> String {
     }
     field[..end].to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::domain::{Node, NodeKind, Source, SourceKind};
+    use crate::engine::EngineConfig;
+    use crate::index::Index;
+
+    fn journaled_engine() -> Engine {
+        let engine = Engine::journaled(
+            EngineConfig::default(),
+            Arc::new(ManualClock::new(1_000)),
+            Network::default(),
+            Index::new(4),
+        );
+        let node = Node {
+            id: "DC".into(),
+            kind: NodeKind::Dc,
+            lat: 0.0,
+            lon: 0.0,
+            postal_code: String::new(),
+            country: "US".into(),
+            time_zone: chrono_tz::UTC,
+            priority: 0,
+            group_ids: Vec::new(),
+            safety_stock: 0,
+            fulfilment: Default::default(),
+        };
+        engine.upsert_nodes(vec![node]).expect("node");
+        let source = Source {
+            id: "WMS".into(),
+            kind: SourceKind::Wms,
+            owned_node_ids: Vec::new(),
+            owned_supply_types: vec![SupplyType::OnHand],
+            stale_after_ms: None,
+        };
+        engine.upsert_sources(vec![source]).expect("source");
+        engine
+    }
+
+    fn adjust(seq: u64) -> SupplyBatch {
+        let update = SupplyUpdate {
+            sku: "SKU-1".into(),
+            node_id: "DC".into(),
+            supply_type: Some(SupplyType::OnHand),
+            op: Some(UpdateOp::Adjust),
+            quantity: 3,
+            reference: String::new(),
+            eta: String::new(),
+        };
+        SupplyBatch {
+            source_id: "WMS".into(),
+            seq,
+            updates: vec![update],
+        }
+    }
+
+    #[test]
+    fn a_resent_batch_is_a_duplicate_only_once_its_first_copy_is_durable() {
+        let engine = journaled_engine();
+        let first = engine.apply_batch(&adjust(1)).expect("applies");
+        assert!(first.record.is_some(), "journaling engines return a record");
+        assert!(
+            matches!(engine.apply_batch(&adjust(1)), Err(Error::Unavailable(_))),
+            "the first copy is not durable yet: no acknowledgement"
+        );
+        engine.mark_durable("WMS", 1);
+        let again = engine.apply_batch(&adjust(1)).expect("acknowledged");
+        assert!(again.result.duplicate);
+        assert!(again.record.is_none(), "nothing applied twice");
+        assert_eq!(again.result.durable_seq, 1);
+    }
+}

@@ -586,3 +586,64 @@ fn reason(
     }
     "the cart needs more packages than max_packages allows".into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Fulfilment, NodeKind};
+
+    /// Monday 2026-03-02 15:00 UTC.
+    const MONDAY_15H_MS: UnixMillis = 1_772_463_600_000;
+
+    fn node_with_cutoff(cutoff_minutes: u16) -> Node {
+        Node {
+            id: "DC".into(),
+            kind: NodeKind::Dc,
+            lat: 0.0,
+            lon: 0.0,
+            postal_code: String::new(),
+            country: "US".into(),
+            time_zone: chrono_tz::UTC,
+            priority: 0,
+            group_ids: Vec::new(),
+            safety_stock: 0,
+            fulfilment: Fulfilment {
+                cutoff_minutes: Some(cutoff_minutes),
+                ..Fulfilment::default()
+            },
+        }
+    }
+
+    fn next_day_service() -> ServiceLevel {
+        ServiceLevel {
+            name: "NEXT_DAY".into(),
+            transit: vec![(f64::MAX, 1)],
+            calendar: Default::default(),
+            base_cost: 1.0,
+            cost_per_km: 0.0,
+        }
+    }
+
+    fn day(text: &str) -> Day {
+        Day::parse(text).expect("a valid date")
+    }
+
+    #[test]
+    fn an_order_at_exactly_the_cutoff_ships_the_next_open_day() {
+        let node = node_with_cutoff(15 * 60);
+        let level = next_day_service();
+        let monday = day("2026-03-02");
+        let before = ship_and_deliver(&node, &level, monday, 1, MONDAY_15H_MS - 1);
+        assert_eq!(
+            before,
+            Some((monday, day("2026-03-03"))),
+            "a millisecond early"
+        );
+        let at = ship_and_deliver(&node, &level, monday, 1, MONDAY_15H_MS);
+        assert_eq!(
+            at,
+            Some((day("2026-03-03"), day("2026-03-04"))),
+            "at the cutoff"
+        );
+    }
+}

@@ -199,3 +199,50 @@ proptest! {
         prop_assert!(atp.windows(2).all(|w| w[0] <= w[1]), "{:?}", atp);
     }
 }
+
+fn set_receipt_as_of(position: &mut Position, quantity: Qty, as_of_ms: i64) -> super::Applied {
+    position.apply(&Change {
+        supply_type: SupplyType::InTransit,
+        kind: ChangeKind::Set { as_of_ms },
+        quantity,
+        reference: "ASN-1",
+        eta: Some(Day(3)),
+    })
+}
+
+#[test]
+fn an_older_set_of_a_dated_receipt_is_stale_and_changes_nothing() {
+    let policy = AtpPolicy::default();
+    let mut position = Position::new(0);
+    assert_eq!(
+        set_receipt_as_of(&mut position, 40, 2_000),
+        super::Applied::Applied
+    );
+    assert_eq!(
+        set_receipt_as_of(&mut position, 5, 1_000),
+        super::Applied::Stale,
+        "a SET older than the receipt's last SET"
+    );
+    assert_eq!(position.atp(Day(3), 0, &policy), 40);
+    assert_eq!(
+        set_receipt_as_of(&mut position, 25, 3_000),
+        super::Applied::Applied
+    );
+    assert_eq!(position.atp(Day(3), 0, &policy), 25);
+}
+
+#[test]
+fn a_shipment_never_takes_on_hand_below_zero() {
+    let policy = AtpPolicy::default();
+    let mut position = Position::new(0);
+    on_hand(&mut position, 2);
+    position.add_demand(Day(0), 0, 5);
+    assert_eq!(
+        position.ship(&[(Day(0), 5)], 5),
+        super::Applied::NegativeResult
+    );
+    assert_eq!(position.totals().on_hand, 2, "nothing shipped");
+    assert_eq!(position.atp(Day(0), 0, &policy), 0);
+    assert_eq!(position.ship(&[(Day(0), 2)], 2), super::Applied::Applied);
+    assert_eq!(position.totals().on_hand, 0);
+}

@@ -243,3 +243,74 @@ impl Index {
         dropped
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Reader;
+
+    /// Sets `quantity` of demand on (`sku`, node 0), recording the image in `effects`.
+    fn change(index: &Index, sku: &str, quantity: i64, effects: &mut Effects) {
+        index.update(sku, 0, Some(effects), |position| {
+            position.add_demand(Day(0), quantity, 0);
+            ((), true)
+        });
+    }
+
+    fn reserved(index: &Index, sku: &str) -> i64 {
+        index.read(sku, |p| {
+            p.and_then(|p| p.get(0)).map_or(0, |p| p.totals().reserved)
+        })
+    }
+
+    /// Restores `source`'s shards into a new index, as recovery does from a snapshot.
+    fn restored(source: &Index) -> Index {
+        let target = Index::new(source.shard_count());
+        for shard in 0..source.shard_count() {
+            let mut w = Writer::default();
+            source.encode_shard(shard, &mut w);
+            target
+                .restore_shard(&mut Reader::new(&w.buf))
+                .expect("a shard decodes");
+        }
+        target
+    }
+
+    #[test]
+    fn replay_skips_every_effect_the_snapshot_already_holds() {
+        let index = Index::new(1);
+        let mut journal = Effects::default();
+        change(&index, "SKU-1", 3, &mut journal);
+        change(&index, "SKU-1", 2, &mut journal);
+        change(&index, "SKU-2", 1, &mut journal);
+        let recovered = restored(&index);
+        let mut replay = recovered.begin_replay();
+        recovered
+            .replay(&mut Reader::new(journal.as_bytes()), &mut replay)
+            .expect("effects decode");
+        assert_eq!(replay.applied, 0, "everything is in the snapshot");
+        assert_eq!(reserved(&recovered, "SKU-1"), 5);
+    }
+
+    #[test]
+    fn replay_applies_only_images_newer_than_the_snapshot_in_any_order() {
+        let index = Index::new(1);
+        let mut before = Effects::default();
+        change(&index, "SKU-1", 3, &mut before);
+        let recovered = restored(&index);
+        let mut after = Effects::default();
+        change(&index, "SKU-1", 4, &mut after);
+        change(&index, "SKU-1", 1, &mut after);
+        // The journal holds the snapshot's own image, then the newest, then older ones.
+        let mut newest = Effects::default();
+        change(&index, "SKU-1", 2, &mut newest);
+        let mut replay = recovered.begin_replay();
+        for effects in [&before, &newest, &after] {
+            recovered
+                .replay(&mut Reader::new(effects.as_bytes()), &mut replay)
+                .expect("effects decode");
+        }
+        assert_eq!(replay.applied, 1, "only the newest image lands");
+        assert_eq!(reserved(&recovered, "SKU-1"), 10);
+    }
+}

@@ -39,6 +39,15 @@ fn store_of(app: &TestApp) -> Arc<Store> {
 
 /// Recovers the stored state into a second engine, as a restart would.
 async fn recover(redis: &RedisServer, prefix: &str) -> anyhow::Result<Arc<Store>> {
+    recover_at(redis, prefix, ManualClock::new(START_MS)).await
+}
+
+/// Recovers the stored state as a restart after a crash would, with `clock`.
+async fn recover_at(
+    redis: &RedisServer,
+    prefix: &str,
+    clock: ManualClock,
+) -> anyhow::Result<Arc<Store>> {
     let config = RedisConfig {
         url: redis.url(),
         prefix: prefix.into(),
@@ -46,12 +55,7 @@ async fn recover(redis: &RedisServer, prefix: &str) -> anyhow::Result<Arc<Store>
         snapshot_interval: Duration::from_secs(3600),
         snapshot_after_effects: u64::MAX,
     };
-    Store::open(
-        config,
-        &EngineConfig::default(),
-        Arc::new(ManualClock::new(START_MS)),
-    )
-    .await
+    Store::open(config, &EngineConfig::default(), Arc::new(clock)).await
 }
 
 /// Asserts two engines answer alike for `skus` and hold the same feed sequences.
@@ -487,4 +491,45 @@ async fn reservations_and_their_idempotency_survive_a_restart() {
     );
     let view = node_view(&app.item("SKU-1").await, "DC-EAST").clone();
     assert_eq!((view.on_hand, view.allocated, view.reserved), (7, 0, 2));
+}
+
+/// Recovery keeps the highest version of each reservation it finds in the snapshot and the
+/// journal, so an extension must count as a new version to survive a crash.
+#[tokio::test]
+async fn an_extended_hold_keeps_its_new_expiry_through_a_crash() {
+    use crate::reservations::{line, reserve_request};
+    use promised::grpc::pb::reservations_client::ReservationsClient;
+    let redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "extended")).await;
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 10, START_MS)],
+    )
+    .await;
+    let mut reservations = ReservationsClient::new(app.channel.clone());
+    // Held for 600 s from START_MS, then extended at +300 s to expire at +1,200 s.
+    let cart = reserve_request("cart", vec![line("SKU-1", "DC-EAST", 4)]);
+    reservations.reserve(cart).await.expect("held");
+    app.clock.advance_ms(300_000);
+    let extend = pb::ExtendRequest {
+        reservation_id: "cart".into(),
+        ttl_seconds: 900,
+    };
+    reservations.extend(extend).await.expect("extended");
+
+    // What a restart after a crash now finds: no final snapshot, only the journal.
+    let clock = ManualClock::new(START_MS + 700_000);
+    let store = recover_at(&redis, "extended", clock)
+        .await
+        .expect("recovers");
+    let recovered = store.engine();
+    assert!(recovered.expire_due().is_empty(), "past the first TTL only");
+    let held = recovered.get_reservation("cart").expect("known");
+    assert_eq!(
+        held.reservation.expires_at_ms,
+        START_MS + 1_200_000,
+        "the extended expiry"
+    );
+    app.shutdown().await;
 }

@@ -640,3 +640,29 @@ async fn the_audit_finds_no_drift_and_repairs_drift_it_is_shown() {
     let report = check(&app, false).await;
     assert_eq!((report.drift, report.oversold), (0, 1));
 }
+
+#[tokio::test]
+async fn a_shipment_of_more_than_is_on_hand_is_rejected_and_changes_nothing() {
+    let mut app = spawn_app().await;
+    stock(&mut app, "SKU-1", "DC-EAST", 5, 1).await;
+    let mut reservations = client(&app);
+    let cart = reserve_request("cart", vec![line("SKU-1", "DC-EAST", 5)]);
+    reservations.reserve(cart).await.expect("held");
+    let commit = pb::CommitRequest {
+        reservation_id: "cart".into(),
+        order_id: "ORDER-1".into(),
+    };
+    reservations.commit(commit).await.expect("committed");
+    // The WMS counts 2 on the shelf, then confirms a shipment of all 5.
+    stock(&mut app, "SKU-1", "DC-EAST", 2, 2).await;
+    let before = node_view(&app.item("SKU-1").await, "DC-EAST").clone();
+    let ack = app
+        .apply("WMS-EAST", 3, vec![ship("ORDER-1", "SKU-1", "DC-EAST", 5)])
+        .await;
+    assert_eq!(ack.applied, 0);
+    let reasons: Vec<_> = ack.rejections.iter().map(|r| r.reason()).collect();
+    assert_eq!(reasons, [pb::RejectReason::NegativeResult]);
+    let after = node_view(&app.item("SKU-1").await, "DC-EAST").clone();
+    assert_eq!(after, before, "nothing shipped");
+    assert_eq!((after.on_hand, after.allocated), (2, 5));
+}
