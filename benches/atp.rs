@@ -3,6 +3,12 @@
 //!
 //! `cargo bench --bench atp` (add a filter after `--` to run part of it, e.g. `-- availability`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench program stops with the reason when its setup is broken"
+)]
+
 mod common;
 
 use std::hint::black_box;
@@ -237,7 +243,10 @@ impl Replay {
             })
             .collect();
         for batch in &batches {
-            let outcome = engine.apply_batch(batch).expect("a valid batch").result;
+            let outcome = engine
+                .apply_batch(batch)
+                .expect("a valid batch")
+                .into_result();
             assert_fully_applied(batch, &outcome);
         }
         Self {
@@ -256,7 +265,7 @@ impl Replay {
         engine
             .apply_batch(batch)
             .expect("a valid batch")
-            .result
+            .into_result()
             .applied
     }
 }

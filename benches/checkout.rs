@@ -4,14 +4,21 @@
 //!
 //! `cargo bench --bench checkout`
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench program stops with the reason when its setup is broken"
+)]
+
 mod common;
 
 use std::hint::black_box;
 
 use criterion::Criterion;
+use promised::delivery::Destination;
 use promised::domain::SupplyType;
 use promised::engine::Engine;
-use promised::promise::{Destination, PromiseRequest};
+use promised::promise::PromiseRequest;
 use promised::reservation::{LineRequest, ReserveRequest};
 use promised::route::RouteRequest;
 use rand::rngs::SmallRng;
@@ -49,7 +56,8 @@ fn stocked_engine() -> Engine {
         for chunk in updates.chunks(common::BATCH) {
             engine
                 .apply_batch(&feed.batch(chunk.to_vec()))
-                .expect("valid batch");
+                .expect("valid batch")
+                .into_result();
         }
     }
     let dcs = owned_nodes(&engine, "WMS", SupplyType::InTransit);
@@ -102,7 +110,7 @@ fn main() {
     let mut group = c.benchmark_group("promise");
     for lines in [1, 10] {
         let request = promise(lines);
-        let answer = engine.promise(&request).expect("valid").result;
+        let answer = engine.promise(&request).expect("valid").into_result();
         assert!(
             answer.options.iter().any(|o| o.delivery_date.is_some()),
             "{answer:?}"
@@ -152,8 +160,8 @@ fn main() {
                     reservation_id: id.clone(),
                     ..request.clone()
                 });
-                black_box(held.expect("stock"));
-                black_box(engine.release(&id).expect("held"));
+                black_box(held.expect("stock").into_result());
+                black_box(engine.release(&id).expect("held").into_result());
             })
         });
     }

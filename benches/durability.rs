@@ -24,6 +24,12 @@
 //! `PROMISED_BENCH_REDIS_PERSISTENCE` (default none) — Redis's own persistence;
 //! `--only snapshot,journal,ingest,query` / `PROMISED_BENCH_ONLY` — sections to run.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench program stops with the reason when its setup is broken"
+)]
+
 mod common;
 mod durability_support;
 
@@ -35,6 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use promised::app::App;
 use promised::checkpoint::{Durability, RecoveryReport, Store};
 use promised::clock::SystemClock;
 use promised::config::{Config, ServeArgs};
@@ -325,9 +332,13 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// The store's engine and durability handle.
-fn handles(store: &Arc<Store>) -> (Engine, Durability) {
-    (store.engine().clone(), Durability::Redis(store.clone()))
+/// The store's engine and the application service over it.
+fn handles(store: &Arc<Store>) -> (Engine, App) {
+    let engine = store.engine().clone();
+    (
+        engine.clone(),
+        App::new(engine, Durability::Redis(store.clone())),
+    )
 }
 
 /// Loads `positions`, then measures snapshots and recoveries of them.
@@ -342,7 +353,7 @@ async fn snapshot_and_recovery(
     println!("\n## Snapshot and recovery: {skus} SKUs x {NODES} nodes");
     let (store, _) = open_store(&url, &prefix).await?;
     let (engine, durability) = handles(&store);
-    load_demo_network(&engine, &durability).await?;
+    load_demo_network(&durability).await?;
     let (_, load) = load_positions(&engine, &durability, skus, MAX_BATCH, LOAD_IN_FLIGHT, |s| {
         10 + (s % 90) as i64
     })
@@ -533,7 +544,7 @@ async fn writers_phase(
 ) -> anyhow::Result<WritersFigures> {
     let (engine, durability) = handles(store);
     if engine.network().nodes().is_empty() {
-        load_demo_network(&engine, &durability).await?;
+        load_demo_network(&durability).await?;
     }
     let feeds = add_bench_feeds(&engine, &durability, writers).await?;
     let nodes: Arc<Vec<String>> = Arc::new(
@@ -613,7 +624,7 @@ fn prepared_batches(
 /// started within [`measure_from`, `end`).
 async fn writer(
     engine: &Engine,
-    durability: &Durability,
+    durability: &App,
     mut feed: Feed,
     ring: &mut [SupplyBatch],
     measure_from: Instant,
@@ -655,11 +666,11 @@ async fn query_during_snapshot(
     };
     let config = Config::resolve(&args, &HashMap::new())?;
     let app = Application::build(config, Arc::new(SystemClock)).await?;
-    let (engine, durability) = (app.engine().clone(), app.durability().clone());
-    let Durability::Redis(store) = durability.clone() else {
+    let (engine, durability) = (app.engine().clone(), app.app().clone());
+    let Durability::Redis(store) = durability.durability().clone() else {
         bail!("the service runs without Redis");
     };
-    load_demo_network(&engine, &durability).await?;
+    load_demo_network(&durability).await?;
     let (_, load) = load_positions(&engine, &durability, skus, MAX_BATCH, LOAD_IN_FLIGHT, |s| {
         10 + (s % 90) as i64
     })
@@ -849,7 +860,8 @@ fn print_latency(label: &str, latency: &Latency) {
 /// measuring.
 fn heartbeat(engine: &Engine) -> anyhow::Result<()> {
     for source_id in ["WMS", "POS", "ERP"] {
-        engine.apply_batch(&SupplyBatch {
+        // A heartbeat journals nothing.
+        let _heard = engine.apply_batch(&SupplyBatch {
             source_id: source_id.into(),
             seq: 0,
             updates: Vec::new(),

@@ -9,6 +9,12 @@
 //!
 //! `cargo bench --bench grpc` (add a filter after `--` to run part of it, e.g. `-- stream`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench program stops with the reason when its setup is broken"
+)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -192,7 +198,8 @@ async fn heartbeats(engine: Engine) {
             };
             engine
                 .apply_batch(&heartbeat)
-                .expect("a heartbeat is valid");
+                .expect("a heartbeat is valid")
+                .into_result();
         }
     }
 }

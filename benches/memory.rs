@@ -6,6 +6,12 @@
 //! Each shape runs in a fresh child process, so one shape's freed memory does not hide in the
 //! next one's baseline. Under `cargo test --benches` it only runs a tiny shape as a smoke test.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench program stops with the reason when its setup is broken"
+)]
+
 mod common;
 
 use std::process::Command;

@@ -4,6 +4,12 @@
 //!
 //! `cargo bench --bench reserve_durable` (`-- --secs N` per scenario, default 3).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench program stops with the reason when its setup is broken"
+)]
+
 mod common;
 mod durability_support;
 
@@ -12,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durability_support::{fmt_count, fmt_duration, open_store, Latency, Persistence, RedisServer};
+use promised::app::App;
 use promised::checkpoint::Durability;
 use promised::reservation::{LineRequest, ReserveRequest};
 
@@ -57,17 +64,18 @@ async fn scenario(
     let started = Instant::now();
     let workers: Vec<_> = (0..CONCURRENCY)
         .map(|_| {
-            let (engine, durability, next) =
-                (store.engine().clone(), durability.clone(), next.clone());
+            let (app, next) = (
+                App::new(store.engine().clone(), durability.clone()),
+                next.clone(),
+            );
             tokio::spawn(async move {
                 let mut sample = Vec::new();
                 while Instant::now() < deadline {
                     let id = next.fetch_add(1, Ordering::Relaxed);
                     let began = Instant::now();
-                    let held = engine
-                        .reserve(&cart(id, lines, hot))
-                        .expect("stock is plentiful");
-                    durability.commit(held).await.expect("durable");
+                    app.reserve(&cart(id, lines, hot))
+                        .await
+                        .expect("stock is plentiful, Redis up");
                     sample.push(began.elapsed());
                 }
                 sample
@@ -116,11 +124,11 @@ fn main() {
                 1_000_000_000,
                 NOW_MS,
             ));
+            let app = App::new(engine.clone(), durability.clone());
             for chunk in stock.chunks(common::BATCH) {
-                let applied = engine
-                    .apply_batch(&feed.batch(chunk.to_vec()))
-                    .expect("valid");
-                durability.commit(applied).await.expect("durable");
+                app.apply_batch(&feed.batch(chunk.to_vec()))
+                    .await
+                    .expect("valid, durable");
             }
             println!(
                 "\nRedis {}: {CONCURRENCY} concurrent carts, {secs} s each",

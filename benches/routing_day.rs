@@ -6,13 +6,19 @@
 //!
 //! `cargo bench --bench routing_day` (or `-- --orders 500` for a shorter day).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench program stops with the reason when its setup is broken"
+)]
+
 mod common;
 
 use std::collections::HashMap;
 
+use promised::delivery::Destination;
 use promised::domain::{distance_km, Qty};
 use promised::engine::Engine;
-use promised::promise::Destination;
 use promised::query::AvailabilityQuery;
 use promised::reservation::{LineRequest, ReserveRequest};
 use promised::route::{RouteRequest, Weights};
@@ -56,7 +62,8 @@ fn stocked(seed: u64) -> Engine {
         for chunk in updates.chunks(common::BATCH) {
             engine
                 .apply_batch(&feed.batch(chunk.to_vec()))
-                .expect("valid batch");
+                .expect("valid batch")
+                .into_result();
         }
     }
     engine
@@ -218,13 +225,15 @@ fn main() {
     let started = std::time::Instant::now();
     for order in &day {
         if let Ok(routed) = optimised.route_and_reserve(order, &order.order_id, 3_600) {
-            let plan = routed.result.routing.plan.expect("a held plan");
+            // In memory: nothing to make durable.
+            let routed = routed.into_result();
+            let plan = routed.routing.plan.expect("a held plan");
             let shipments: Shipments = plan
                 .shipments
                 .iter()
                 .map(|s| {
                     (
-                        routed.result.routing.network.node(s.node).id.clone(),
+                        routed.routing.network.node(s.node).id.clone(),
                         s.lines.clone(),
                     )
                 })

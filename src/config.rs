@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::checkpoint::RedisConfig;
-use crate::engine::{EngineConfig, Limits, ReservationLimits, StalePolicy};
+use crate::engine::{EngineConfig, Limits, ReservationLimits};
 use crate::index::AtpPolicy;
 
 pub const ENV_GRPC_ADDR: &str = "PROMISED_GRPC_ADDR";
@@ -208,21 +208,6 @@ fn percent_to_permille(percent: u32, name: &str) -> anyhow::Result<u32> {
     Ok(percent * 10)
 }
 
-impl FromStr for StalePolicy {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.split_once(':') {
-            None if text == "exclude" => Ok(StalePolicy::Exclude),
-            Some(("buffer", percent)) => percent
-                .parse()
-                .map(|percent| StalePolicy::Buffer { percent })
-                .map_err(|_| format!("{percent:?} is not a whole percentage")),
-            _ => Err("expected `exclude` or `buffer:PERCENT`".into()),
-        }
-    }
-}
-
 impl Config {
     pub fn resolve(args: &ServeArgs, env: &HashMap<String, String>) -> anyhow::Result<Config> {
         let defaults = EngineConfig::default();
@@ -386,6 +371,7 @@ fn redis_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::StalePolicy;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -44,30 +44,16 @@
 //!   streams) is configurable; a request over a limit is refused, never queued without bound.
 //! - Time comes from a [`clock::Clock`], so tests control it.
 
-#![forbid(unsafe_code)]
+pub use promised_core::{
+    audit, calendar, clock, codec, delivery, domain, engine, error, flow, index, ingest, mutation,
+    network, promise, query, rejections, reservation, reserve, route, view,
+};
 
-pub mod audit;
-pub mod calendar;
+pub mod app;
 pub mod checkpoint;
-pub mod clock;
-pub mod codec;
 pub mod config;
 pub mod demo;
-pub mod domain;
-pub mod engine;
-pub mod error;
-pub mod flow;
 pub mod grpc;
-pub mod index;
-pub mod ingest;
 pub mod metrics;
-pub mod mutation;
-pub mod network;
 pub mod network_file;
-pub mod promise;
-pub mod query;
-pub mod reservation;
-pub mod reserve;
-pub mod route;
 pub mod server;
-pub mod view;

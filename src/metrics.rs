@@ -266,16 +266,16 @@ impl IngestMetrics {
         }
     }
 
-    pub fn heartbeat(&self) {
-        self.heartbeats.increment(1);
-    }
-
-    pub fn duplicate(&self) {
-        self.batches_duplicate.increment(1);
-    }
-
-    /// Counts an applied batch; `lag_ms` is from the newest SET's as_of, if it had SETs.
-    pub fn batch(&self, outcome: &BatchOutcome, lag_ms: Option<i64>) {
+    /// Counts an answered batch: a heartbeat (no updates), a duplicate, or an applied one.
+    pub fn batch(&self, heartbeat: bool, outcome: &BatchOutcome) {
+        if heartbeat {
+            self.heartbeats.increment(1);
+            return;
+        }
+        if outcome.duplicate {
+            self.batches_duplicate.increment(1);
+            return;
+        }
         self.batches_applied.increment(1);
         self.applied.increment(u64::from(outcome.applied));
         self.stale.increment(u64::from(outcome.stale));
@@ -286,7 +286,7 @@ impl IngestMetrics {
                 .unwrap_or_default();
             self.rejected[at].increment(1);
         }
-        if let Some(lag_ms) = lag_ms {
+        if let Some(lag_ms) = outcome.lag_ms {
             self.apply_lag.record(lag_ms.max(0) as f64 / 1000.0);
         }
     }

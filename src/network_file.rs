@@ -6,10 +6,9 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use serde::Deserialize;
 
+use crate::app::App;
 use crate::calendar::{FulfilmentSpec, ServiceLevelSpec};
-use crate::checkpoint::Durability;
 use crate::domain::{parse_time_zone, Node, NodeGroup, NodeKind, Source, SourceKind, SupplyType};
-use crate::engine::Engine;
 use crate::error::Error;
 
 #[derive(Debug, Deserialize)]
@@ -103,8 +102,8 @@ impl NetworkFile {
     }
 
     /// Upserts the file's groups, then nodes, then sources (each refers to the ones before),
-    /// each made durable before the next.
-    pub async fn apply(self, engine: &Engine, durability: &Durability) -> anyhow::Result<()> {
+    /// then service levels and postal codes, each made durable before the next.
+    pub async fn apply(self, app: &App) -> anyhow::Result<()> {
         let groups = self
             .groups
             .into_iter()
@@ -113,52 +112,12 @@ impl NetworkFile {
                 description: g.description,
             })
             .collect();
-        durability
-            .commit(engine.upsert_groups(groups).context("groups")?)
-            .await?;
-        let nodes = self
-            .nodes
-            .into_iter()
-            .map(|n| {
-                let time_zone = parse_time_zone(&n.time_zone)
-                    .ok_or_else(|| anyhow!("node {}: unknown time zone {:?}", n.id, n.time_zone))?;
-                let fulfilment = n
-                    .fulfilment
-                    .resolve()
-                    .map_err(|v| anyhow!("node {}: {}", n.id, Error::InvalidArgument(v)))?;
-                Ok(Node {
-                    id: n.id,
-                    kind: n.kind,
-                    lat: n.lat,
-                    lon: n.lon,
-                    postal_code: n.postal_code,
-                    country: n.country,
-                    time_zone,
-                    priority: n.priority,
-                    group_ids: n.group_ids,
-                    safety_stock: n.safety_stock,
-                    fulfilment,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        durability
-            .commit(engine.upsert_nodes(nodes).context("nodes")?)
-            .await?;
-        let sources = self
-            .sources
-            .into_iter()
-            .map(|s| Source {
-                id: s.id,
-                kind: s.kind,
-                owned_node_ids: s.owned_node_ids,
-                owned_supply_types: s.owned_supply_types,
-                stale_after_ms: (s.stale_after_seconds > 0)
-                    .then(|| i64::from(s.stale_after_seconds) * 1000),
-            })
-            .collect();
-        durability
-            .commit(engine.upsert_sources(sources).context("sources")?)
-            .await?;
+        app.upsert_groups(groups).await.context("groups")?;
+        app.upsert_nodes(nodes(self.nodes)?)
+            .await
+            .context("nodes")?;
+        let sources = self.sources.into_iter().map(source).collect();
+        app.upsert_sources(sources).await.context("sources")?;
         let levels = self
             .service_levels
             .into_iter()
@@ -168,30 +127,66 @@ impl NetworkFile {
                     .map_err(|v| anyhow!("service level {name}: {}", Error::InvalidArgument(v)))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        app.upsert_service_levels(levels)
+            .await
+            .context("service levels")?;
         let codes = self
             .postal_codes
             .into_iter()
             .map(|p| ((p.country, p.postal_code), (p.lat, p.lon)))
             .collect();
-        durability
-            .commit(
-                engine
-                    .upsert_service_levels(levels)
-                    .context("service levels")?,
-            )
-            .await?;
-        durability
-            .commit(engine.upsert_postal_codes(codes).context("postal codes")?)
-            .await?;
+        app.upsert_postal_codes(codes)
+            .await
+            .context("postal codes")?;
         Ok(())
+    }
+}
+
+/// The file's nodes, with their time zones and fulfilment settings checked.
+fn nodes(specs: Vec<NodeEntry>) -> anyhow::Result<Vec<Node>> {
+    specs
+        .into_iter()
+        .map(|n| {
+            let time_zone = parse_time_zone(&n.time_zone)
+                .ok_or_else(|| anyhow!("node {}: unknown time zone {:?}", n.id, n.time_zone))?;
+            let fulfilment = n
+                .fulfilment
+                .resolve()
+                .map_err(|v| anyhow!("node {}: {}", n.id, Error::InvalidArgument(v)))?;
+            Ok(Node {
+                id: n.id,
+                kind: n.kind,
+                lat: n.lat,
+                lon: n.lon,
+                postal_code: n.postal_code,
+                country: n.country,
+                time_zone,
+                priority: n.priority,
+                group_ids: n.group_ids,
+                safety_stock: n.safety_stock,
+                fulfilment,
+            })
+        })
+        .collect()
+}
+
+fn source(s: SourceEntry) -> Source {
+    Source {
+        id: s.id,
+        kind: s.kind,
+        owned_node_ids: s.owned_node_ids,
+        owned_supply_types: s.owned_supply_types,
+        stale_after_ms: (s.stale_after_seconds > 0)
+            .then(|| i64::from(s.stale_after_seconds) * 1000),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::Durability;
     use crate::clock::ManualClock;
-    use crate::engine::EngineConfig;
+    use crate::engine::{Engine, EngineConfig};
     use std::sync::Arc;
 
     const TOML: &str = r#"
@@ -230,19 +225,18 @@ sources:
     stale_after_seconds: 60
 "#;
 
-    fn engine() -> Engine {
-        Engine::new(EngineConfig::default(), Arc::new(ManualClock::new(0)))
+    fn app() -> App {
+        let engine = Engine::new(EngineConfig::default(), Arc::new(ManualClock::new(0)));
+        App::new(engine, Durability::Memory)
     }
 
     #[tokio::test]
     async fn toml_and_yaml_describe_the_same_network() {
         for (text, yaml) in [(TOML, false), (YAML, true)] {
-            let engine = engine();
+            let app = app();
             let file = NetworkFile::parse(text, yaml).expect("parses");
-            file.apply(&engine, &Durability::Memory)
-                .await
-                .expect("valid");
-            let network = engine.network();
+            file.apply(&app).await.expect("valid");
+            let network = app.engine().network();
             assert_eq!(network.nodes().len(), 1);
             assert_eq!(network.group_members("EAST"), Some(&[0u32][..]));
             assert_eq!(
@@ -256,7 +250,7 @@ sources:
     async fn unknown_group_and_fields_are_refused() {
         let bad_group = TOML.replace(r#"group_ids = ["EAST"]"#, r#"group_ids = ["WEST"]"#);
         let file = NetworkFile::parse(&bad_group, false).expect("parses");
-        assert!(file.apply(&engine(), &Durability::Memory).await.is_err());
+        assert!(file.apply(&app()).await.is_err());
         let unknown_field = format!("{TOML}\nsurprise = 1\n");
         assert!(NetworkFile::parse(&unknown_field, false).is_err());
     }

@@ -9,30 +9,19 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
 
+use crate::app::App;
 use crate::checkpoint::{Durability, Store};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::grpc::pb::admin_server::AdminServer;
-use crate::grpc::pb::availability_server::AvailabilityServer;
-use crate::grpc::pb::promising_server::PromisingServer;
-use crate::grpc::pb::reservations_server::ReservationsServer;
-use crate::grpc::pb::routing_server::RoutingServer;
-use crate::grpc::pb::supply_server::SupplyServer;
-use crate::grpc::{
-    pb, AdminService, AvailabilityService, Handlers, PromisingService, ReservationService,
-    RoutingService, SupplyService,
-};
+use crate::grpc::{self, Handlers};
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file::NetworkFile;
 
@@ -46,26 +35,10 @@ const AUDIT_INTERVAL: Duration = Duration::from_secs(300);
 /// How often the state gauges (counts, freshness, memory) are refreshed.
 const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Fully qualified names of the services health checking reports on.
-const SERVICE_NAMES: [&str; 7] = [
-    "",
-    "promised.v1.Routing",
-    "promised.v1.Admin",
-    "promised.v1.Availability",
-    "promised.v1.Promising",
-    SUPPLY_SERVICE,
-    RESERVATIONS_SERVICE,
-];
-const SUPPLY_SERVICE: &str = "promised.v1.Supply";
-const RESERVATIONS_SERVICE: &str = "promised.v1.Reservations";
-/// The services that report NOT_SERVING while mutations are refused.
-const MUTATING_SERVICES: [&str; 2] = [SUPPLY_SERVICE, RESERVATIONS_SERVICE];
-
 /// A built, bound, not yet running service.
 pub struct Application {
     config: Config,
-    engine: Engine,
-    durability: Durability,
+    app: App,
     grpc: TcpListener,
     metrics: TcpListener,
     prometheus: PrometheusHandle,
@@ -89,8 +62,9 @@ impl Application {
                 )
             }
         };
+        let app = App::new(engine, durability);
         if let Some(path) = &config.network_file {
-            NetworkFile::read(path)?.apply(&engine, &durability).await?;
+            NetworkFile::read(path)?.apply(&app).await?;
         }
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
@@ -100,80 +74,53 @@ impl Application {
             .with_context(|| format!("cannot listen for metrics on {}", config.metrics_addr))?;
         Ok(Self {
             config,
-            engine,
-            durability,
+            app,
             grpc,
             metrics,
             prometheus,
         })
     }
 
+    #[allow(clippy::expect_used, reason = "a bound listener has an address")]
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc
             .local_addr()
             .expect("a bound listener has an address")
     }
 
+    #[allow(clippy::expect_used, reason = "a bound listener has an address")]
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics
             .local_addr()
             .expect("a bound listener has an address")
     }
 
+    /// The application service every edge calls.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// The core handle, for tests and benches that look beneath the edges.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        self.app.engine()
     }
 
     pub fn durability(&self) -> &Durability {
-        &self.durability
+        self.app.durability()
     }
 
     /// Serves until `shutdown` resolves, then: health NOT_SERVING, stop accepting, end feed
     /// streams, drain in-flight calls, all within the configured grace period.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
-        let (health, health_service) = tonic_health::server::health_reporter();
-        for name in SERVICE_NAMES {
-            health
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
-        }
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
         let handlers = Handlers {
-            engine: self.engine.clone(),
-            durability: self.durability.clone(),
+            app: self.app.clone(),
             rpc: Arc::new(RpcMetrics::default()),
             feed_streams: Arc::new(Semaphore::new(self.config.max_feed_streams)),
             shutdown: stop.clone(),
         };
-        let max = self.config.max_message_bytes;
-        let router = Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(
-                AdminServer::new(AdminService(handlers.clone())).max_decoding_message_size(max),
-            )
-            .add_service(
-                SupplyServer::new(SupplyService(handlers.clone())).max_decoding_message_size(max),
-            )
-            .add_service(
-                AvailabilityServer::new(AvailabilityService(handlers.clone()))
-                    .max_decoding_message_size(max),
-            )
-            .add_service(
-                ReservationsServer::new(ReservationService(handlers.clone()))
-                    .max_decoding_message_size(max),
-            )
-            .add_service(
-                PromisingServer::new(PromisingService(handlers.clone()))
-                    .max_decoding_message_size(max),
-            )
-            .add_service(
-                RoutingServer::new(RoutingService(handlers)).max_decoding_message_size(max),
-            );
+        let (routes, health) = grpc::routes(handlers, self.config.max_message_bytes).await?;
+        let router = Server::builder().add_routes(routes);
         // Small request/response pairs must not wait for Nagle's algorithm (40 ms with delayed
         // ACKs); the builder's own TCP settings do not apply to an incoming stream we hand it.
         let incoming = TcpListenerStream::new(self.grpc).map(|accepted| {
@@ -191,16 +138,12 @@ impl Application {
             self.prometheus,
             stop.clone().cancelled_owned(),
         ));
-        tasks.spawn(observe_loop(self.engine.clone(), stop.clone()));
-        tasks.spawn(expiry_loop(
-            self.engine.clone(),
-            self.durability.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(audit_loop(self.engine.clone(), stop.clone()));
-        if let Durability::Redis(store) = &self.durability {
+        tasks.spawn(observe_loop(self.app.engine().clone(), stop.clone()));
+        tasks.spawn(expiry_loop(self.app.clone(), stop.clone()));
+        tasks.spawn(audit_loop(self.app.clone(), stop.clone()));
+        if let Durability::Redis(store) = self.app.durability() {
             tasks.spawn(store.clone().snapshot_loop(stop.clone()));
-            tasks.spawn(report_store_health(
+            tasks.spawn(grpc::report_store_health(
                 store.watch_up(),
                 health.clone(),
                 stop.clone(),
@@ -210,11 +153,7 @@ impl Application {
 
         shutdown.await;
         tracing::info!("shutting down");
-        for name in SERVICE_NAMES {
-            health
-                .set_service_status(name, ServingStatus::NotServing)
-                .await;
-        }
+        grpc::stop_serving(&health).await;
         stop.cancel();
         let drained = tokio::time::timeout(self.config.shutdown_grace, async {
             let served = serving.await;
@@ -230,7 +169,7 @@ impl Application {
                 tracing::warn!(grace = ?self.config.shutdown_grace, "grace period elapsed; exiting with calls in flight")
             }
         }
-        if let Durability::Redis(store) = &self.durability {
+        if let Durability::Redis(store) = self.app.durability() {
             // The final checkpoint makes the next start a snapshot load with an empty journal.
             match tokio::time::timeout(self.config.shutdown_grace, store.snapshot_once()).await {
                 Ok(Ok(_)) => {}
@@ -243,29 +182,6 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
-    }
-}
-
-/// Mutating services report NOT_SERVING while the journal cannot reach Redis (mutations are
-/// refused then); reads keep serving from memory.
-async fn report_store_health(
-    mut up: watch::Receiver<bool>,
-    health: HealthReporter,
-    stop: CancellationToken,
-) {
-    loop {
-        let status = if *up.borrow_and_update() {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        for service in MUTATING_SERVICES {
-            health.set_service_status(service, status).await;
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            changed = up.changed() => if changed.is_err() { return },
-        }
     }
 }
 
@@ -284,28 +200,18 @@ async fn observe_loop(engine: Engine, stop: CancellationToken) {
     }
 }
 
-/// One sweep of reservation expiry: expired holds are released and journaled.
-pub async fn expire_once(engine: &Engine, durability: &Durability) {
-    for expired in engine.expire_due() {
-        if let Err(error) = durability.commit(expired).await {
-            // Expiry already happened in memory; the journal writer keeps the record and retries.
-            tracing::debug!(%error, "expiry not yet durable");
-        }
-    }
-}
-
-async fn expiry_loop(engine: Engine, durability: Durability, stop: CancellationToken) {
+async fn expiry_loop(app: App, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = ticks.tick() => expire_once(&engine, &durability).await,
+            _ = ticks.tick() => app.expire_once().await,
         }
     }
 }
 
 /// Checks the reservation invariants periodically; the gauges alert, an operator repairs.
-async fn audit_loop(engine: Engine, stop: CancellationToken) {
+async fn audit_loop(app: App, stop: CancellationToken) {
     let first = tokio::time::Instant::now() + AUDIT_INTERVAL;
     let mut ticks = tokio::time::interval_at(first, AUDIT_INTERVAL);
     loop {
@@ -313,8 +219,8 @@ async fn audit_loop(engine: Engine, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = ticks.tick() => {
                 // The audit walks every position: off the runtime, like snapshot copies.
-                let auditor = engine.clone();
-                let Ok(report) = tokio::task::spawn_blocking(move || auditor.audit(false).result).await else {
+                let auditor = app.clone();
+                let Ok(report) = tokio::task::spawn_blocking(move || auditor.audit()).await else {
                     continue;
                 };
                 if report.drift > 0 {

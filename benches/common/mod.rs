@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use promised::app::App;
 use promised::checkpoint::Durability;
 use promised::clock::{ManualClock, UnixMillis};
 use promised::demo::NETWORK_TOML;
@@ -33,9 +34,10 @@ pub fn demo_engine() -> Engine {
 
 /// Loads the demo network (5 groups, 50 nodes, sources WMS, POS and ERP) into `engine`.
 pub async fn load_demo_network(engine: &Engine, durability: &Durability) {
+    let app = App::new(engine.clone(), durability.clone());
     NetworkFile::parse(NETWORK_TOML, false)
         .expect("the demo network parses")
-        .apply(engine, durability)
+        .apply(&app)
         .await
         .expect("the demo network is valid");
 }
@@ -172,7 +174,10 @@ impl Feed {
     /// engine keeps everything in memory, so there is nothing to make durable.
     pub fn apply_all(&mut self, engine: &Engine, updates: Vec<SupplyUpdate>) -> BatchOutcome {
         let batch = self.batch(updates);
-        let outcome = engine.apply_batch(&batch).expect("a valid batch").result;
+        let outcome = engine
+            .apply_batch(&batch)
+            .expect("a valid batch")
+            .into_result();
         assert_fully_applied(&batch, &outcome);
         outcome
     }

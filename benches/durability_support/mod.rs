@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use promised::checkpoint::{Durability, RedisConfig, Store};
+use promised::app::App;
+use promised::checkpoint::{RedisConfig, Store};
 use promised::clock::SystemClock;
 use promised::demo::NETWORK_TOML;
 use promised::domain::{Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate};
@@ -208,17 +209,15 @@ pub async fn open_store(url: &str, prefix: &str) -> anyhow::Result<(Arc<Store>, 
 }
 
 /// Loads the demo network (50 nodes, sources WMS, POS and ERP), durably.
-pub async fn load_demo_network(engine: &Engine, durability: &Durability) -> anyhow::Result<()> {
-    NetworkFile::parse(NETWORK_TOML, false)?
-        .apply(engine, durability)
-        .await
+pub async fn load_demo_network(app: &App) -> anyhow::Result<()> {
+    NetworkFile::parse(NETWORK_TOML, false)?.apply(app).await
 }
 
 /// Adds `count` sources `BENCH-nn` that own on-hand at every node, so that each concurrent
 /// writer is a feed of its own with its own sequence, as separate feed streams are.
 pub async fn add_bench_feeds(
     engine: &Engine,
-    durability: &Durability,
+    app: &App,
     count: usize,
 ) -> anyhow::Result<Vec<Feed>> {
     let sources: Vec<Source> = (0..count)
@@ -231,7 +230,7 @@ pub async fn add_bench_feeds(
         })
         .collect();
     let ids: Vec<String> = sources.iter().map(|s| s.id.clone()).collect();
-    durability.commit(engine.upsert_sources(sources)?).await?;
+    app.commit(engine.upsert_sources(sources)?).await?;
     Ok(ids.into_iter().map(|id| Feed::resume(engine, id)).collect())
 }
 
@@ -275,14 +274,14 @@ impl Feed {
     pub async fn apply_durably(
         &mut self,
         engine: &Engine,
-        durability: &Durability,
+        app: &App,
         batch: &mut SupplyBatch,
     ) -> anyhow::Result<()> {
         self.seq += 1;
         batch.seq = self.seq;
         let mutation = engine.apply_batch(batch)?;
-        check_applied(batch, mutation.result.applied, mutation.result.duplicate)?;
-        durability.commit(mutation).await?;
+        check_applied(batch, mutation.peek().applied, mutation.peek().duplicate)?;
+        app.commit(mutation).await?;
         Ok(())
     }
 }
@@ -340,7 +339,7 @@ impl LoadReport {
 /// continue where the load ended.
 pub async fn load_positions(
     engine: &Engine,
-    durability: &Durability,
+    app: &App,
     skus: usize,
     batch: usize,
     in_flight: usize,
@@ -350,20 +349,10 @@ pub async fn load_positions(
     let mut loaders = JoinSet::new();
     for (source_id, nodes) in on_hand_owners(engine)? {
         let engine = engine.clone();
-        let durability = durability.clone();
+        let app = app.clone();
         let feed = Feed::resume(&engine, source_id);
         loaders.spawn(async move {
-            load_feed(
-                &engine,
-                &durability,
-                feed,
-                skus,
-                nodes,
-                batch,
-                in_flight,
-                quantity,
-            )
-            .await
+            load_feed(&engine, &app, feed, skus, nodes, batch, in_flight, quantity).await
         });
     }
     let mut feeds = Vec::new();
@@ -386,7 +375,7 @@ pub async fn load_positions(
 #[allow(clippy::too_many_arguments)]
 async fn load_feed(
     engine: &Engine,
-    durability: &Durability,
+    app: &App,
     mut feed: Feed,
     skus: usize,
     nodes: Vec<String>,
@@ -415,9 +404,9 @@ async fn load_feed(
         batches += 1;
         let next = feed.batch(next);
         let mutation = engine.apply_batch(&next)?;
-        check_applied(&next, mutation.result.applied, mutation.result.duplicate)?;
-        let durability = durability.clone();
-        pending.spawn(async move { durability.commit(mutation).await.map(|_| ()) });
+        check_applied(&next, mutation.peek().applied, mutation.peek().duplicate)?;
+        let app = app.clone();
+        pending.spawn(async move { app.commit(mutation).await.map(|_| ()) });
         while pending.len() >= in_flight {
             if let Some(done) = pending.join_next().await {
                 done.context("a commit task failed")??;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use promised::app::App;
 use promised::checkpoint::Durability;
 use promised::clock::SystemClock;
 use promised::demo::NETWORK_TOML;
@@ -31,10 +32,9 @@ impl Network {
     /// Reads the demo network the way the service does, into a throw-away in-memory engine.
     pub async fn demo() -> anyhow::Result<Self> {
         let engine = Engine::new(EngineConfig::default(), Arc::new(SystemClock));
-        NetworkFile::parse(NETWORK_TOML, false)?
-            .apply(&engine, &Durability::Memory)
-            .await?;
-        let network = engine.network();
+        let app = App::new(engine, Durability::Memory);
+        NetworkFile::parse(NETWORK_TOML, false)?.apply(&app).await?;
+        let network = app.engine().network();
         let nodes = network.nodes();
         let ids = |store: bool| {
             nodes

@@ -48,7 +48,7 @@ pub async fn serve(redis_url: String) -> anyhow::Result<()> {
     let config = Config::resolve(&args, &HashMap::new())?;
     let app = Application::build(config, Arc::new(SystemClock)).await?;
     NetworkFile::parse(NETWORK_TOML, false)?
-        .apply(app.engine(), app.durability())
+        .apply(app.app())
         .await?;
     announce(app.grpc_addr());
     app.run_until_stopped(parent_gone()).await

@@ -310,14 +310,15 @@ impl Durability {
     }
 
     /// Makes a mutation durable and returns its result; an error means it was not acknowledged.
-    pub async fn commit<T>(&self, mutation: Mutation<T>) -> Result<T> {
-        match (self, &mutation.record) {
+    /// Called by the application service only ([`crate::app::App`]).
+    pub(crate) async fn commit<T>(&self, mutation: Mutation<T>) -> Result<T> {
+        match (self, mutation.record()) {
             (Durability::Redis(store), Some(record)) if !record.is_empty() => {
                 store.append(record).await?
             }
             _ => {}
         }
-        Ok(mutation.result)
+        Ok(mutation.into_result())
     }
 
     pub fn status(&self) -> DurabilityStatus {

@@ -39,7 +39,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let app = Application::build(config, Arc::new(SystemClock)).await?;
     NetworkFile::parse(NETWORK_TOML, false)?
-        .apply(app.engine(), app.durability())
+        .apply(app.app())
         .await?;
     let network = app.engine().network();
     let catalogue = Catalogue {

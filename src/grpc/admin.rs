@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{convert_list, safety_entries, stats};
 use super::pb::{self, admin_server::Admin};
+use super::status::answer;
 use super::Handlers;
 use crate::metrics::Rpc;
 
@@ -22,12 +23,13 @@ impl Admin for AdminService {
         request: Request<pb::UpsertNodesRequest>,
     ) -> Result<Response<pb::UpsertNodesResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpsertNodes);
-        let nodes = convert_list(request.into_inner().nodes, "nodes")?;
-        let upserted = count(nodes.len());
-        self.0.durability.ensure_writable()?;
-        let mutation = self.0.engine.upsert_nodes(nodes)?;
-        self.0.durability.commit(mutation).await?;
-        Ok(Response::new(pb::UpsertNodesResponse { upserted }))
+        answer(async {
+            let nodes = convert_list(request.into_inner().nodes, "nodes")?;
+            let upserted = count(nodes.len());
+            self.0.app.upsert_nodes(nodes).await?;
+            Ok(pb::UpsertNodesResponse { upserted })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -36,12 +38,13 @@ impl Admin for AdminService {
         request: Request<pb::UpsertGroupsRequest>,
     ) -> Result<Response<pb::UpsertGroupsResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpsertGroups);
-        let groups = convert_list(request.into_inner().groups, "groups")?;
-        let upserted = count(groups.len());
-        self.0.durability.ensure_writable()?;
-        let mutation = self.0.engine.upsert_groups(groups)?;
-        self.0.durability.commit(mutation).await?;
-        Ok(Response::new(pb::UpsertGroupsResponse { upserted }))
+        answer(async {
+            let groups = convert_list(request.into_inner().groups, "groups")?;
+            let upserted = count(groups.len());
+            self.0.app.upsert_groups(groups).await?;
+            Ok(pb::UpsertGroupsResponse { upserted })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -50,12 +53,13 @@ impl Admin for AdminService {
         request: Request<pb::UpsertSourcesRequest>,
     ) -> Result<Response<pb::UpsertSourcesResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpsertSources);
-        let sources = convert_list(request.into_inner().sources, "sources")?;
-        let upserted = count(sources.len());
-        self.0.durability.ensure_writable()?;
-        let mutation = self.0.engine.upsert_sources(sources)?;
-        self.0.durability.commit(mutation).await?;
-        Ok(Response::new(pb::UpsertSourcesResponse { upserted }))
+        answer(async {
+            let sources = convert_list(request.into_inner().sources, "sources")?;
+            let upserted = count(sources.len());
+            self.0.app.upsert_sources(sources).await?;
+            Ok(pb::UpsertSourcesResponse { upserted })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -64,12 +68,13 @@ impl Admin for AdminService {
         request: Request<pb::UpsertServiceLevelsRequest>,
     ) -> Result<Response<pb::UpsertServiceLevelsResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpsertServiceLevels);
-        let levels = convert_list(request.into_inner().service_levels, "service_levels")?;
-        let upserted = count(levels.len());
-        self.0.durability.ensure_writable()?;
-        let mutation = self.0.engine.upsert_service_levels(levels)?;
-        self.0.durability.commit(mutation).await?;
-        Ok(Response::new(pb::UpsertServiceLevelsResponse { upserted }))
+        answer(async {
+            let levels = convert_list(request.into_inner().service_levels, "service_levels")?;
+            let upserted = count(levels.len());
+            self.0.app.upsert_service_levels(levels).await?;
+            Ok(pb::UpsertServiceLevelsResponse { upserted })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -78,12 +83,13 @@ impl Admin for AdminService {
         request: Request<pb::UpsertPostalCodesRequest>,
     ) -> Result<Response<pb::UpsertPostalCodesResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpsertPostalCodes);
-        let codes = convert_list(request.into_inner().postal_codes, "postal_codes")?;
-        let upserted = count(codes.len());
-        self.0.durability.ensure_writable()?;
-        let mutation = self.0.engine.upsert_postal_codes(codes)?;
-        self.0.durability.commit(mutation).await?;
-        Ok(Response::new(pb::UpsertPostalCodesResponse { upserted }))
+        answer(async {
+            let codes = convert_list(request.into_inner().postal_codes, "postal_codes")?;
+            let upserted = count(codes.len());
+            self.0.app.upsert_postal_codes(codes).await?;
+            Ok(pb::UpsertPostalCodesResponse { upserted })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -92,13 +98,14 @@ impl Admin for AdminService {
         request: Request<pb::SetSafetyStockRequest>,
     ) -> Result<Response<pb::SetSafetyStockResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::SetSafetyStock);
-        let entries = safety_entries(request.into_inner());
-        self.0.durability.ensure_writable()?;
-        let mutation = self.0.engine.set_safety_stock(&entries)?;
-        self.0.durability.commit(mutation).await?;
-        Ok(Response::new(pb::SetSafetyStockResponse {
-            updated: count(entries.len()),
-        }))
+        answer(async {
+            let entries = safety_entries(request.into_inner());
+            self.0.app.set_safety_stock(&entries).await?;
+            Ok(pb::SetSafetyStockResponse {
+                updated: count(entries.len()),
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -107,8 +114,8 @@ impl Admin for AdminService {
         _request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::Stats>, Status> {
         let _timer = self.0.rpc.time(Rpc::GetStats);
-        let status = self.0.durability.status();
-        Ok(Response::new(stats(self.0.engine.stats(), status)))
+        let (engine, durability) = self.0.app.stats();
+        Ok(Response::new(stats(engine, durability)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -117,20 +124,19 @@ impl Admin for AdminService {
         request: Request<pb::CheckInvariantsRequest>,
     ) -> Result<Response<pb::InvariantReport>, Status> {
         let _timer = self.0.rpc.time(Rpc::CheckInvariants);
-        let repair = request.into_inner().repair;
-        if repair {
-            self.0.durability.ensure_writable()?;
-        }
-        let report = self
-            .0
-            .durability
-            .commit(self.0.engine.audit(repair))
-            .await?;
-        Ok(Response::new(pb::InvariantReport {
-            positions: report.positions,
-            drift: report.drift,
-            oversold: report.oversold,
-            repaired: report.repaired,
-        }))
+        answer(async {
+            let report = self
+                .0
+                .app
+                .check_invariants(request.into_inner().repair)
+                .await?;
+            Ok(pb::InvariantReport {
+                positions: report.positions,
+                drift: report.drift,
+                oversold: report.oversold,
+                repaired: report.repaired,
+            })
+        })
+        .await
     }
 }

@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::availability_response;
 use super::pb::{self, availability_server::Availability};
+use super::status::answer;
 use super::Handlers;
 use crate::metrics::Rpc;
 use crate::query::AvailabilityQuery;
@@ -19,8 +20,10 @@ impl Availability for AvailabilityService {
         request: Request<pb::AvailabilityRequest>,
     ) -> Result<Response<pb::AvailabilityResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::GetAvailability);
-        let query = AvailabilityQuery::try_from(request.into_inner())?;
-        let answer = self.0.engine.availability(&query)?;
-        Ok(Response::new(availability_response(answer)))
+        answer(async {
+            let query = AvailabilityQuery::try_from(request.into_inner())?;
+            Ok(availability_response(self.0.app.availability(&query)?))
+        })
+        .await
     }
 }

@@ -7,6 +7,7 @@ mod convert;
 mod promising;
 mod reservations;
 mod routing;
+mod serve;
 mod status;
 mod supply;
 
@@ -15,8 +16,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::Durability;
-use crate::engine::Engine;
+use crate::app::App;
 use crate::metrics::RpcMetrics;
 
 /// Generated messages, clients and servers of `promised.v1`.
@@ -34,14 +34,14 @@ pub use availability::AvailabilityService;
 pub use promising::PromisingService;
 pub use reservations::ReservationService;
 pub use routing::RoutingService;
+pub use serve::{report_store_health, routes, stop_serving};
 pub use supply::SupplyService;
 
 /// What every service adapter shares.
 #[derive(Debug, Clone)]
 pub struct Handlers {
-    pub engine: Engine,
-    /// Where mutations are made durable before they are acknowledged.
-    pub durability: Durability,
+    /// The one writer: every call goes through it.
+    pub app: App,
     pub rpc: Arc<RpcMetrics>,
     /// Permits for concurrent feed streams; an extra stream is refused, not queued.
     pub feed_streams: Arc<Semaphore>,

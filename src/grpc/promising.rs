@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{promise_request, promise_response};
 use super::pb::{self, promising_server::Promising};
+use super::status::answer;
 use super::Handlers;
 use crate::metrics::Rpc;
 
@@ -18,15 +19,10 @@ impl Promising for PromisingService {
         request: Request<pb::PromiseRequest>,
     ) -> Result<Response<pb::PromiseResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::PromiseOrder);
-        let request = promise_request(request.into_inner())?;
-        if request.reserve.is_some() {
-            self.0.durability.ensure_writable()?;
-        }
-        let promise = self
-            .0
-            .durability
-            .commit(self.0.engine.promise(&request)?)
-            .await?;
-        Ok(Response::new(promise_response(promise)))
+        answer(async {
+            let request = promise_request(request.into_inner())?;
+            Ok(promise_response(self.0.app.promise(&request).await?))
+        })
+        .await
     }
 }

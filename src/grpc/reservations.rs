@@ -4,21 +4,12 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{reservation, reserve_request};
 use super::pb::{self, reservations_server::Reservations};
+use super::status::answer;
 use super::Handlers;
 use crate::metrics::Rpc;
-use crate::mutation::Mutation;
-use crate::reserve::Held;
 
 #[derive(Debug, Clone)]
 pub struct ReservationService(pub Handlers);
-
-impl ReservationService {
-    /// Makes a reservation change durable before answering it.
-    async fn answer(&self, mutation: Mutation<Held>) -> Result<Response<pb::Reservation>, Status> {
-        let held = self.0.durability.commit(mutation).await?;
-        Ok(Response::new(reservation(held)))
-    }
-}
 
 #[tonic::async_trait]
 impl Reservations for ReservationService {
@@ -28,9 +19,11 @@ impl Reservations for ReservationService {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Reserve);
-        let request = reserve_request(request.into_inner())?;
-        self.0.durability.ensure_writable()?;
-        self.answer(self.0.engine.reserve(&request)?).await
+        answer(async {
+            let request = reserve_request(request.into_inner())?;
+            Ok(reservation(self.0.app.reserve(&request).await?))
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -39,10 +32,11 @@ impl Reservations for ReservationService {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpdateReservation);
-        let request = reserve_request(request.into_inner())?;
-        self.0.durability.ensure_writable()?;
-        self.answer(self.0.engine.update_reservation(&request)?)
-            .await
+        answer(async {
+            let request = reserve_request(request.into_inner())?;
+            Ok(reservation(self.0.app.update_reservation(&request).await?))
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -52,12 +46,12 @@ impl Reservations for ReservationService {
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Extend);
         let request = request.into_inner();
-        self.0.durability.ensure_writable()?;
-        let mutation = self
-            .0
-            .engine
-            .extend(&request.reservation_id, u64::from(request.ttl_seconds))?;
-        self.answer(mutation).await
+        let ttl_secs = u64::from(request.ttl_seconds);
+        answer(async {
+            let held = self.0.app.extend(&request.reservation_id, ttl_secs).await?;
+            Ok(reservation(held))
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -66,13 +60,8 @@ impl Reservations for ReservationService {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Release);
-        self.0.durability.ensure_writable()?;
-        self.answer(
-            self.0
-                .engine
-                .release(&request.into_inner().reservation_id)?,
-        )
-        .await
+        let id = request.into_inner().reservation_id;
+        answer(async { Ok(reservation(self.0.app.release(&id).await?)) }).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -81,11 +70,8 @@ impl Reservations for ReservationService {
         request: Request<pb::GetReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::GetReservation);
-        let held = self
-            .0
-            .engine
-            .get_reservation(&request.into_inner().reservation_id)?;
-        Ok(Response::new(reservation(held)))
+        let id = request.into_inner().reservation_id;
+        answer(async { Ok(reservation(self.0.app.get_reservation(&id)?)) }).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -95,12 +81,14 @@ impl Reservations for ReservationService {
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Commit);
         let request = request.into_inner();
-        self.0.durability.ensure_writable()?;
-        self.answer(
-            self.0
-                .engine
-                .commit(&request.reservation_id, &request.order_id)?,
-        )
+        answer(async {
+            let held = self
+                .0
+                .app
+                .commit_reservation(&request.reservation_id, &request.order_id)
+                .await?;
+            Ok(reservation(held))
+        })
         .await
     }
 }

@@ -4,9 +4,11 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{route_request, route_response};
 use super::pb::{self, routing_server::Routing};
+use super::status::answer;
 use super::Handlers;
 use crate::error::Error;
 use crate::metrics::Rpc;
+use crate::route::RouteRequest;
 
 /// Orders one `RouteOrders` call may route.
 const MAX_BATCH_ORDERS: usize = 1_000;
@@ -22,26 +24,17 @@ impl Routing for RoutingService {
         request: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::RouteOrder);
-        let (request, reserve) = route_request(request.into_inner(), "")?;
-        let engine = &self.0.engine;
-        let routed = match reserve {
-            None => crate::route::Routed {
-                routing: engine.route(&request)?,
-                reservation: None,
-            },
-            Some((id, ttl)) => {
-                self.0.durability.ensure_writable()?;
-                self.0
-                    .durability
-                    .commit(engine.route_and_reserve(&request, &id, ttl)?)
-                    .await?
-            }
-        };
-        Ok(Response::new(route_response(
-            &request.order_id,
-            routed.routing,
-            routed.reservation,
-        )))
+        answer(async {
+            let (request, reserve) = route_request(request.into_inner(), "")?;
+            let reserve = reserve.as_ref().map(|(id, ttl)| (id.as_str(), *ttl));
+            let routed = self.0.app.route(&request, reserve).await?;
+            Ok(route_response(
+                &request.order_id,
+                routed.routing,
+                routed.reservation,
+            ))
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -50,33 +43,40 @@ impl Routing for RoutingService {
         request: Request<pb::RouteOrdersRequest>,
     ) -> Result<Response<pb::RouteOrdersResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::RouteOrders);
-        let orders = request.into_inner().orders;
-        if orders.len() > MAX_BATCH_ORDERS {
-            let problem = format!("at most {MAX_BATCH_ORDERS} orders per call");
-            return Err(Error::invalid("orders", problem).into());
-        }
-        let mut requests = Vec::with_capacity(orders.len());
-        for (i, order) in orders.into_iter().enumerate() {
-            let (request, reserve) = route_request(order, &format!("orders[{i}]."))?;
-            if reserve.is_some() {
-                return Err(Error::invalid(
-                    format!("orders[{i}].reserve"),
-                    "batch routing does not reserve",
-                )
-                .into());
-            }
-            requests.push(request);
-        }
-        let batch = self.0.engine.route_batch(&requests)?;
-        let orders = requests
-            .iter()
-            .zip(batch.routings)
-            .map(|(request, routing)| route_response(&request.order_id, routing, None))
-            .collect();
-        Ok(Response::new(pb::RouteOrdersResponse {
-            orders,
-            total_cost: batch.total_cost,
-            one_by_one_cost: batch.one_by_one_cost,
-        }))
+        answer(async {
+            let requests = wave(request.into_inner().orders)?;
+            let batch = self.0.app.route_batch(&requests)?;
+            let orders = requests
+                .iter()
+                .zip(batch.routings)
+                .map(|(request, routing)| route_response(&request.order_id, routing, None))
+                .collect();
+            Ok(pb::RouteOrdersResponse {
+                orders,
+                total_cost: batch.total_cost,
+                one_by_one_cost: batch.one_by_one_cost,
+            })
+        })
+        .await
     }
+}
+
+/// The orders of a wave, bounded; a wave routes together and holds nothing.
+fn wave(orders: Vec<pb::RouteRequest>) -> Result<Vec<RouteRequest>, Error> {
+    if orders.len() > MAX_BATCH_ORDERS {
+        let problem = format!("at most {MAX_BATCH_ORDERS} orders per call");
+        return Err(Error::invalid("orders", problem));
+    }
+    let mut requests = Vec::with_capacity(orders.len());
+    for (i, order) in orders.into_iter().enumerate() {
+        let (request, reserve) = route_request(order, &format!("orders[{i}]."))?;
+        if reserve.is_some() {
+            return Err(Error::invalid(
+                format!("orders[{i}].reserve"),
+                "batch routing does not reserve",
+            ));
+        }
+        requests.push(request);
+    }
+    Ok(requests)
 }

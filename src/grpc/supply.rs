@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{ack, rejections};
 use super::pb::{self, supply_server::Supply};
+use super::status::status;
 use super::Handlers;
 use crate::domain::SupplyBatch;
 use crate::metrics::Rpc;
@@ -21,21 +22,11 @@ const DEFAULT_REJECTION_LIMIT: usize = 100;
 pub struct SupplyService(pub Handlers);
 
 impl SupplyService {
-    /// Applies a batch and answers once it is durable; heartbeats need no durable store.
+    /// Applies a batch and answers once it is durable.
     async fn apply(&self, batch: pb::SupplyBatch, rpc: Rpc) -> Result<pb::SupplyAck, Status> {
         let _timer = self.0.rpc.time(rpc);
         let batch = SupplyBatch::from(batch);
-        let durability = &self.0.durability;
-        if !batch.updates.is_empty() {
-            durability.ensure_writable()?;
-        }
-        let mutation = self.0.engine.apply_batch(&batch)?;
-        let mut outcome = durability.commit(mutation).await?;
-        outcome.durable_seq = self
-            .0
-            .engine
-            .durable_seq(&batch.source_id)
-            .unwrap_or(outcome.durable_seq);
+        let outcome = self.0.app.apply_batch(&batch).await.map_err(status)?;
         Ok(ack(outcome))
     }
 
@@ -117,7 +108,7 @@ impl Supply for SupplyService {
             n => n as usize,
         };
         let source = Some(request.source_id.as_str()).filter(|id| !id.is_empty());
-        let (logged, total) = self.0.engine.rejections(source, limit);
+        let (logged, total) = self.0.app.rejections(source, limit);
         Ok(Response::new(rejections(logged, total)))
     }
 }

@@ -399,7 +399,7 @@ async fn a_snapshot_never_counts_a_batch_that_is_not_durable() {
         format!("{refused:#}").contains("did not become durable"),
         "{refused:#}"
     );
-    app.durability
+    app.service
         .commit(unjournaled)
         .await
         .expect("journaled now");

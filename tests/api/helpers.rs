@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use promised::app::App;
 use promised::checkpoint::Durability;
 use promised::clock::ManualClock;
 use promised::config::{Config, ServeArgs};
@@ -25,6 +26,8 @@ pub const START_MS: i64 = 1_772_463_600_000;
 pub struct TestApp {
     pub metrics_addr: SocketAddr,
     pub clock: ManualClock,
+    /// The application service the edges call, and beneath it the core and the store.
+    pub service: App,
     pub engine: Engine,
     pub durability: Durability,
     pub admin: AdminClient<Channel>,
@@ -78,6 +81,7 @@ pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
         .expect("service builds");
     let grpc_addr = app.grpc_addr();
     let metrics_addr = app.metrics_addr();
+    let service = app.app().clone();
     let engine = app.engine().clone();
     let durability = app.durability().clone();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -92,6 +96,7 @@ pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
     let mut app = TestApp {
         metrics_addr,
         clock,
+        service,
         engine,
         durability,
         admin: AdminClient::new(channel.clone()),

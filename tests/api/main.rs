@@ -1,5 +1,11 @@
 //! Integration tests: the real service over gRPC on loopback.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test's helpers fail the test with the reason"
+)]
+
 mod availability;
 mod crash;
 mod durability;

@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use promised::app::App;
 use promised::checkpoint::{Durability, RedisConfig, Store};
 use promised::clock::ManualClock;
 use promised::domain::{
     Node, NodeKind, Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
 };
-use promised::engine::{Engine, EngineConfig};
+use promised::engine::EngineConfig;
 use promised::error::Error;
 use promised::query::AvailabilityQuery;
 use promised::reservation::{LineRequest, ReserveRequest, Scope, State};
@@ -234,8 +235,7 @@ fn request(id: usize, lines: &[(usize, Option<usize>, i64)]) -> ReserveRequest {
 
 struct System {
     store: Arc<Store>,
-    durability: Durability,
-    engine: Engine,
+    app: App,
     seq: u64,
 }
 
@@ -257,9 +257,8 @@ async fn open(redis: &RedisServer, prefix: &str, clock: &ManualClock) -> System 
         .first()
         .map_or(0, |s| s.last_seq);
     System {
-        durability: Durability::Redis(store.clone()),
+        app: App::new(engine, Durability::Redis(store.clone())),
         store,
-        engine,
         seq,
     }
 }
@@ -281,11 +280,7 @@ async fn network(system: &System) {
             fulfilment: Default::default(),
         })
         .collect();
-    let durability = &system.durability;
-    durability
-        .commit(system.engine.upsert_nodes(nodes).expect("nodes"))
-        .await
-        .expect("durable");
+    system.app.upsert_nodes(nodes).await.expect("nodes");
     let source = Source {
         id: "WMS".into(),
         kind: SourceKind::Wms,
@@ -293,10 +288,11 @@ async fn network(system: &System) {
         owned_supply_types: vec![SupplyType::OnHand],
         stale_after_ms: None,
     };
-    durability
-        .commit(system.engine.upsert_sources(vec![source]).expect("sources"))
+    system
+        .app
+        .upsert_sources(vec![source])
         .await
-        .expect("durable");
+        .expect("sources");
 }
 
 impl System {
@@ -316,11 +312,10 @@ impl System {
             seq: self.seq,
             updates: vec![update],
         };
-        let mutation = self.engine.apply_batch(&batch).expect("valid batch");
-        self.durability
-            .commit(mutation)
+        self.app
+            .apply_batch(&batch)
             .await
-            .expect("durable")
+            .expect("a valid batch, durable")
             .applied
     }
 
@@ -331,7 +326,7 @@ impl System {
             skus: SKUS.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
-        let answer = self.engine.availability(&query).expect("query");
+        let answer = self.app.availability(&query).expect("query");
         for (sku, item) in answer.items.iter().enumerate() {
             for (node, view) in item.nodes.iter().enumerate() {
                 let on_hand = model.on_hand.get(&(sku, node)).copied().unwrap_or(0);
@@ -359,7 +354,7 @@ impl System {
                 "after {step:?}: network ATP of {sku}"
             );
         }
-        let audit = self.engine.audit(false).result;
+        let audit = self.app.audit();
         assert_eq!(audit.drift, 0, "after {step:?}");
         assert_eq!(audit.oversold, model.oversold(), "after {step:?}");
     }
@@ -388,7 +383,6 @@ async fn step(
     prefix: &str,
     clock: &ManualClock,
 ) {
-    let durability = system.durability.clone();
     match op.clone() {
         Op::Set {
             sku,
@@ -420,17 +414,14 @@ async fn step(
             }
         }
         Op::Reserve { id, lines } => {
-            let answer = system.engine.reserve(&request(id, &lines));
+            let answer = system.app.reserve(&request(id, &lines)).await;
             match model.reservations.get(&id) {
                 Some(existing) if existing.requested == lines => {
                     assert!(answer.is_ok(), "a retry answers the same: {answer:?}");
                 }
                 Some(_) => assert!(matches!(answer, Err(Error::AlreadyExists(_))), "{answer:?}"),
                 None if model.fits(&lines, None) => {
-                    durability
-                        .commit(answer.expect("fits"))
-                        .await
-                        .expect("durable");
+                    answer.expect("fits");
                     let res = Res {
                         state: State::Held,
                         requested: lines.clone(),
@@ -453,7 +444,7 @@ async fn step(
             quantity,
         } => {
             let change = [(sku, node, quantity)];
-            let answer = system.engine.update_reservation(&request(id, &change));
+            let answer = system.app.update_reservation(&request(id, &change)).await;
             let Some(res) = model
                 .reservations
                 .get(&id)
@@ -473,10 +464,7 @@ async fn step(
                 lines.push((sku, node, quantity));
             }
             if model.fits(&lines, Some(id)) {
-                durability
-                    .commit(answer.expect("fits"))
-                    .await
-                    .expect("durable");
+                answer.expect("fits");
                 let res = model.reservations.get_mut(&id).expect("held");
                 res.lines = lines;
                 res.expires_at_ms = model.now_ms + TTL_MS;
@@ -489,31 +477,26 @@ async fn step(
         }
         Op::Extend { id } => {
             let answer = system
-                .engine
-                .extend(&format!("R{id}"), (TTL_MS / 1000) as u64);
+                .app
+                .extend(&format!("R{id}"), (TTL_MS / 1000) as u64)
+                .await;
             match model
                 .reservations
                 .get_mut(&id)
                 .filter(|r| r.state == State::Held)
             {
                 Some(res) => {
-                    durability
-                        .commit(answer.expect("held"))
-                        .await
-                        .expect("durable");
+                    answer.expect("held");
                     res.expires_at_ms = model.now_ms + TTL_MS;
                 }
                 None => assert!(answer.is_err()),
             }
         }
         Op::Release { id } => {
-            let answer = system.engine.release(&format!("R{id}"));
+            let answer = system.app.release(&format!("R{id}")).await;
             match model.reservations.get_mut(&id) {
                 Some(res) => {
-                    durability
-                        .commit(answer.expect("known"))
-                        .await
-                        .expect("durable");
+                    answer.expect("known");
                     if !res.state.is_ended() {
                         res.state = State::Released;
                         res.allocations.clear();
@@ -523,7 +506,10 @@ async fn step(
             }
         }
         Op::Commit { id } => {
-            let answer = system.engine.commit(&format!("R{id}"), &format!("O{id}"));
+            let answer = system
+                .app
+                .commit_reservation(&format!("R{id}"), &format!("O{id}"))
+                .await;
             let skus: Vec<usize> = model
                 .reservations
                 .get(&id)
@@ -538,10 +524,7 @@ async fn step(
                     );
                 }
                 Some(State::Held) => {
-                    let held = durability
-                        .commit(answer.expect("a held reservation commits"))
-                        .await
-                        .expect("durable");
+                    let held = answer.expect("a held reservation commits");
                     let mut allocations = Vec::new();
                     for line in &held.reservation.lines {
                         let sku = SKUS.iter().position(|s| *s == line.sku).expect("known sku");
@@ -616,9 +599,7 @@ async fn step(
         Op::Advance { secs } => {
             clock.advance_ms(secs * 1000);
             model.now_ms += secs * 1000;
-            for expired in system.engine.expire_due() {
-                durability.commit(expired).await.expect("durable");
-            }
+            system.app.expire_once().await;
             for res in model.reservations.values_mut() {
                 if res.state == State::Held && res.expires_at_ms <= model.now_ms {
                     res.state = State::Expired;

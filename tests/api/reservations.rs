@@ -399,10 +399,10 @@ async fn holds_expire_at_their_ttl_and_free_the_stock() {
     request.ttl_seconds = 60;
     reservations.reserve(request).await.expect("held");
     app.clock.advance_ms(59_999);
-    promised::server::expire_once(&app.engine, &app.durability).await;
+    app.service.expire_once().await;
     assert_eq!(node_atp(&app.item("SKU-1").await, "DC-EAST"), 0, "not yet");
     app.clock.advance_ms(1);
-    promised::server::expire_once(&app.engine, &app.durability).await;
+    app.service.expire_once().await;
     assert_eq!(
         node_atp(&app.item("SKU-1").await, "DC-EAST"),
         2,

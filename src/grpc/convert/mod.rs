@@ -13,8 +13,8 @@ use crate::domain::{
 };
 use crate::engine::{SafetyStockEntry, Stats};
 use crate::error::{Error, FieldViolation, Result};
-use crate::ingest::LoggedRejection;
 use crate::query::{Availability, AvailabilityQuery, ItemAvailability};
+use crate::rejections::LoggedRejection;
 
 mod orders;
 

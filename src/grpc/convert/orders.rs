@@ -1,12 +1,13 @@
 //! Conversions of the order-facing calls: reservations, promises and routes.
 
 use super::{day_text, node_kind, timestamp, timestamp_ms};
+use crate::delivery::Destination;
 use crate::domain::Day;
 use crate::error::{Error, FieldViolation, Result};
 use crate::grpc::pb;
 use crate::index::Pool;
 use crate::network::NodeIdx;
-use crate::promise::{Destination, Promise, PromiseRequest};
+use crate::promise::{Promise, PromiseRequest};
 use crate::reservation::{LineRequest, ReserveRequest, Scope, State};
 use crate::reserve::Held;
 use crate::route::{Constraints, Plan, RouteRequest, Routing, Weights};

@@ -11,7 +11,7 @@ use crate::engine::Engine;
 use crate::index::{add_pool_hold, DatedDemand, PoolHold};
 use crate::mutation::{Mutation, Record};
 use crate::network::NodeIdx;
-use crate::reservation::{Scope, State};
+use crate::reservation::{Line, Reservation, Scope, State};
 use crate::view::AtpView;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +28,77 @@ pub struct AuditReport {
 /// Demand the book says each position carries: (sku, node) -> day -> (reserved, allocated).
 type Expected = HashMap<(String, NodeIdx), BTreeMap<Day, (Qty, Qty)>>;
 
+/// What the live reservations say the index should hold.
+#[derive(Default)]
+struct BookDemand {
+    expected: Expected,
+    pools: HashMap<String, Vec<PoolHold>>,
+}
+
+impl BookDemand {
+    /// Adds up the holds and open allocations of `reservations`.
+    fn of<'r>(reservations: impl Iterator<Item = &'r Reservation>) -> Self {
+        let mut book = Self::default();
+        for reservation in reservations {
+            for line in &reservation.lines {
+                book.add(reservation.state, line);
+            }
+        }
+        book
+    }
+
+    /// Adds one line of a reservation in `state`; ended reservations carry nothing.
+    fn add(&mut self, state: State, line: &Line) {
+        match (state, line.scope) {
+            (State::Held, Scope::Node(node)) => {
+                self.day(&line.sku, node, line.need).0 += line.quantity;
+            }
+            (State::Held, Scope::Pool(pool)) => add_pool_hold(
+                self.pools.entry(line.sku.clone()).or_default(),
+                pool,
+                line.need,
+                line.quantity,
+            ),
+            (State::Committed, _) => {
+                for allocation in &line.allocations {
+                    self.day(&line.sku, allocation.node, line.need).1 +=
+                        allocation.quantity - allocation.shipped;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The (reserved, allocated) demand of `sku` at `node` on `day`, created empty if new.
+    fn day(&mut self, sku: &str, node: NodeIdx, day: Day) -> &mut (Qty, Qty) {
+        self.expected
+            .entry((sku.to_owned(), node))
+            .or_default()
+            .entry(day)
+            .or_default()
+    }
+
+    /// The position's expected demand, without empty days.
+    fn demand(&self, sku: &str, node: NodeIdx) -> Vec<DatedDemand> {
+        self.expected
+            .get(&(sku.to_owned(), node))
+            .into_iter()
+            .flatten()
+            .filter(|(_, (reserved, allocated))| *reserved != 0 || *allocated != 0)
+            .map(|(&day, &(reserved, allocated))| DatedDemand {
+                day,
+                reserved,
+                allocated,
+            })
+            .collect()
+    }
+
+    /// The SKU's expected pooled holds.
+    fn pooled(&self, sku: &str) -> Vec<PoolHold> {
+        self.pools.get(sku).cloned().unwrap_or_default()
+    }
+}
+
 impl Engine {
     /// Checks the invariants (and with `repair`, restores them). The book is locked throughout,
     /// so reservations wait; supply feeds only wait for one index shard at a time.
@@ -35,56 +106,9 @@ impl Engine {
         let network = self.network();
         let view = AtpView::new(self, &network, None);
         let book = self.shared.book.lock_all();
-        let mut expected: Expected = HashMap::new();
-        let mut pools: HashMap<String, Vec<PoolHold>> = HashMap::new();
-        for reservation in book.iter().flat_map(|shard| shard.iter()) {
-            for line in &reservation.lines {
-                match (reservation.state, line.scope) {
-                    (State::Held, Scope::Node(node)) => {
-                        let day = expected
-                            .entry((line.sku.clone(), node))
-                            .or_default()
-                            .entry(line.need)
-                            .or_default();
-                        day.0 += line.quantity;
-                    }
-                    (State::Held, Scope::Pool(pool)) => {
-                        add_pool_hold(
-                            pools.entry(line.sku.clone()).or_default(),
-                            pool,
-                            line.need,
-                            line.quantity,
-                        );
-                    }
-                    (State::Committed, _) => {
-                        for allocation in &line.allocations {
-                            let key = (line.sku.clone(), allocation.node);
-                            let day = expected
-                                .entry(key)
-                                .or_default()
-                                .entry(line.need)
-                                .or_default();
-                            day.1 += allocation.quantity - allocation.shipped;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let demand = |sku: &str, node: NodeIdx| -> Vec<DatedDemand> {
-            expected
-                .get(&(sku.to_owned(), node))
-                .into_iter()
-                .flatten()
-                .filter(|(_, (reserved, allocated))| *reserved != 0 || *allocated != 0)
-                .map(|(&day, &(reserved, allocated))| DatedDemand {
-                    day,
-                    reserved,
-                    allocated,
-                })
-                .collect()
-        };
-        let pooled = |sku: &str| pools.get(sku).cloned().unwrap_or_default();
+        let expected = BookDemand::of(book.iter().flat_map(|shard| shard.iter()));
+        let demand = |sku: &str, node: NodeIdx| expected.demand(sku, node);
+        let pooled = |sku: &str| expected.pooled(sku);
         let mut report = AuditReport {
             repaired: repair,
             ..AuditReport::default()
@@ -108,7 +132,6 @@ impl Engine {
         drop(book);
         report.drift = drift;
         report.repaired = repair && drift > 0;
-        crate::metrics::audited(report.drift, report.oversold);
         self.mutation(ticket, report, || Record {
             effects: effects.unwrap_or_default(),
             ..Record::default()

@@ -235,3 +235,75 @@ fn by_pool(pools: &[PoolHold]) -> Vec<(Pool, Qty)> {
     }
     wanted
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::add_pool_hold;
+    use crate::test_support::{engine, stock};
+
+    /// Copies of the SKU's positions at nodes A (10 on hand) and B (5), and a view of now.
+    fn stocked() -> (Engine, Vec<Position>) {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10), ("B", 5)]);
+        let positions = engine
+            .index()
+            .read("SKU", |entry| entry.map(|e| e.positions().to_vec()))
+            .unwrap_or_default();
+        (engine, positions)
+    }
+
+    fn network_hold(quantity: Qty) -> Vec<PoolHold> {
+        let mut pools = Vec::new();
+        add_pool_hold(&mut pools, Pool::Network, Day(0), quantity);
+        pools
+    }
+
+    #[test]
+    fn pool_headroom_is_total_atp_less_pooled_holds() {
+        let (engine, positions) = stocked();
+        let network = engine.network();
+        let view = AtpView::new(&engine, &network, None);
+        assert_eq!(view.pool_headroom(&positions, &[], Pool::Network), 15);
+        let pools = network_hold(4);
+        assert_eq!(view.pool_headroom(&positions, &pools, Pool::Network), 11);
+    }
+
+    #[test]
+    fn node_headroom_keeps_what_pooled_holds_need_from_that_node() {
+        let (engine, positions) = stocked();
+        let network = engine.network();
+        let view = AtpView::new(&engine, &network, None);
+        let today = view.first_day();
+        // 12 pooled: B's 5 cover part of it, so A must keep 7 of its 10.
+        let pools = network_hold(12);
+        assert_eq!(view.node_headroom(&positions, &pools, 0, today), 3);
+        assert_eq!(view.node_headroom(&positions, &pools, 1, today), 3);
+        assert_eq!(view.node_headroom(&positions, &[], 1, today), 5);
+    }
+
+    #[test]
+    fn pooled_holds_are_coverable_only_up_to_total_atp() {
+        let (engine, positions) = stocked();
+        let network = engine.network();
+        let view = AtpView::new(&engine, &network, None);
+        assert!(view.coverable(&positions, &network_hold(15)));
+        assert!(!view.coverable(&positions, &network_hold(16)));
+    }
+
+    #[test]
+    fn assign_places_a_pooled_quantity_within_each_nodes_atp() {
+        let (engine, positions) = stocked();
+        let network = engine.network();
+        let view = AtpView::new(&engine, &network, None);
+        let assignment = view
+            .assign(&positions, &[], &[(Pool::Network, 12)])
+            .expect("15 available");
+        let placed: Qty = assignment[0].iter().map(|(_, q)| q).sum();
+        assert_eq!(placed, 12);
+        for &(node, quantity) in &assignment[0] {
+            assert!(quantity <= view.atp(&positions[node as usize]));
+        }
+        assert_eq!(view.assign(&positions, &[], &[(Pool::Network, 16)]), None);
+    }
+}

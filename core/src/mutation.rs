@@ -103,10 +103,31 @@ impl<'a> StoredRecord<'a> {
     }
 }
 
-/// The result of a mutation, and its record when the engine journals.
+/// The result of a mutation, and its record when the engine journals. Only this crate makes
+/// one; the server's application service is the one place that makes its record durable
+/// before the answer goes out.
 #[derive(Debug)]
+#[must_use = "a change is acknowledged only once its record is durable"]
 pub struct Mutation<T> {
-    pub result: T,
-    /// `None` when the engine runs in memory only.
-    pub record: Option<Record>,
+    pub(crate) result: T,
+    /// `None` when the engine runs in memory only, or when the change changed nothing.
+    pub(crate) record: Option<Record>,
+}
+
+impl<T> Mutation<T> {
+    /// What must be durable before the answer is given.
+    pub fn record(&self) -> Option<&Record> {
+        self.record.as_ref()
+    }
+
+    /// The answer as it will be acknowledged, to inspect before it is durable.
+    pub fn peek(&self) -> &T {
+        &self.result
+    }
+
+    /// The answer. For a journaled mutation, only once its record is durable; an engine that
+    /// keeps everything in memory (tests, benches) has no record to wait for.
+    pub fn into_result(self) -> T {
+        self.result
+    }
 }

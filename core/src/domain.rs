@@ -320,6 +320,8 @@ pub struct BatchOutcome {
     pub rejections: Vec<Rejection>,
     /// Highest sequence of the source that survives a crash.
     pub durable_seq: u64,
+    /// How far the newest applied SET's `as_of` is behind the server clock, if it had SETs.
+    pub lag_ms: Option<i64>,
 }
 
 #[cfg(test)]

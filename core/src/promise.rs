@@ -2,33 +2,22 @@
 //! service level, and from where it ships.
 //!
 //! A node can ship a line from the first day its ATP covers the quantity (future receipts give
-//! a later date rather than a "no"). Its ship date is the first open processing slot from
-//! there: an order after the local cutoff counts from the next day, processing takes the
-//! node's processing days (open days only), and the carrier must pick up that day. Delivery is
-//! the ship date plus the transit business days of the distance band, on the carrier's
-//! calendar. Days are local to the node, so cutoffs and DST follow its time zone.
+//! a later date rather than a "no"); [`crate::delivery`] turns that day into ship and delivery
+//! dates.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{TimeZone, Timelike};
-
 use crate::clock::UnixMillis;
-use crate::domain::{distance_km, Day, Node, Qty, ServiceLevel};
+use crate::delivery::{locate, ship_and_deliver, Destination, Shipment};
+use crate::domain::{distance_km, Day, Qty, ServiceLevel};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
 use crate::reservation::{LineRequest, ReserveRequest};
 use crate::reserve::Held;
+use crate::route::Taken;
 use crate::view::AtpView;
-
-/// Where the cart goes: coordinates, or a postal code the network can locate.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Destination {
-    pub coordinates: Option<(f64, f64)>,
-    pub postal_code: String,
-    pub country: String,
-}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PromiseRequest {
@@ -45,15 +34,6 @@ pub struct PromiseRequest {
     pub now_ms: Option<UnixMillis>,
     /// Hold exactly the promised plan (of the single service level asked for).
     pub reserve: Option<(String, u64)>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Shipment {
-    pub node: NodeIdx,
-    pub ship_date: Day,
-    pub delivery_date: Day,
-    pub lines: Vec<(String, Qty)>,
-    pub cost: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +100,7 @@ impl Engine {
                 self.promise_one(&view, sku, *quantity, &levels, destination, now_ms)
             }
             _ => {
-                let ready = self.ready_days(&view, &lines);
+                let ready = self.ready_days(&view, &lines, &Taken::new());
                 levels
                     .iter()
                     .map(|level| {
@@ -251,57 +231,6 @@ impl Engine {
             })
             .collect()
     }
-
-    /// Per line, per node: the first day the node has the line's quantity (`None`: never, or
-    /// the node is excluded).
-    fn ready_days(&self, view: &AtpView<'_>, lines: &[(String, Qty)]) -> Vec<Vec<Option<Day>>> {
-        let nodes = view.network.nodes().len();
-        lines
-            .iter()
-            .map(|(sku, quantity)| {
-                let mut ready = vec![None; nodes];
-                self.shared.index.read(sku, |entry| {
-                    for position in entry.map_or(&[][..], |e| e.positions()) {
-                        ready[position.node() as usize] = view.earliest(position, *quantity);
-                    }
-                });
-                ready
-            })
-            .collect()
-    }
-}
-
-/// The destination's coordinates.
-pub fn locate(network: &Network, destination: &Destination) -> Result<(f64, f64)> {
-    if let Some((lat, lon)) = destination.coordinates {
-        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-            return Err(Error::invalid(
-                "destination.lat",
-                "coordinates must be within [-90, 90] and [-180, 180]",
-            ));
-        }
-        return Ok((lat, lon));
-    }
-    if destination.postal_code.is_empty() {
-        return Err(Error::invalid(
-            "destination",
-            "give coordinates or a postal code",
-        ));
-    }
-    let country = if destination.country.is_empty() {
-        "US"
-    } else {
-        &destination.country
-    };
-    network
-        .locate(country, &destination.postal_code)
-        .ok_or_else(|| {
-            let problem = format!(
-                "unknown postal code {:?} in {country}; give coordinates",
-                destination.postal_code
-            );
-            Error::invalid("destination.postal_code", problem)
-        })
 }
 
 /// The cart's lines, one per SKU.
@@ -358,50 +287,6 @@ fn levels<'n>(network: &'n Network, names: &[String]) -> Result<Vec<&'n ServiceL
         .iter()
         .filter(|level| names.is_empty() || names.contains(&level.name))
         .collect())
-}
-
-/// Local date and minutes after midnight at a node.
-fn local_now(node: &Node, now_ms: UnixMillis) -> (Day, u16) {
-    match node.time_zone.timestamp_millis_opt(now_ms).single() {
-        Some(local) => {
-            let minutes = local.hour() * 60 + local.minute();
-            (Day::from_date(local.date_naive()), minutes as u16)
-        }
-        None => (Day::in_zone(node.time_zone, now_ms), 0),
-    }
-}
-
-/// When a node ships and the carrier delivers an order whose goods are there from `ready`.
-pub fn ship_and_deliver(
-    node: &Node,
-    level: &ServiceLevel,
-    ready: Day,
-    transit_days: u32,
-    now_ms: UnixMillis,
-) -> Option<(Day, Day)> {
-    let fulfilment = &node.fulfilment;
-    let (today, minutes) = local_now(node, now_ms);
-    let mut start = ready.max(today);
-    if start == today
-        && fulfilment
-            .cutoff_minutes
-            .is_some_and(|cutoff| minutes >= cutoff)
-    {
-        start = today.plus(1);
-    }
-    let first = fulfilment.calendar.next_open(start)?;
-    let mut ship = fulfilment
-        .calendar
-        .add_open_days(first, fulfilment.processing_days)?;
-    // The carrier must pick up on a day the node is open too.
-    for _ in 0..366 {
-        if fulfilment.calendar.is_open(ship) && level.calendar.is_open(ship) {
-            let delivery = level.calendar.add_open_days(ship, transit_days)?;
-            return Some((ship, delivery));
-        }
-        ship = ship.plus(1);
-    }
-    None
 }
 
 /// The best plan for one service level.
@@ -585,65 +470,4 @@ fn reason(
         return "no single node can ship the whole cart; allow_split may".into();
     }
     "the cart needs more packages than max_packages allows".into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{Fulfilment, NodeKind};
-
-    /// Monday 2026-03-02 15:00 UTC.
-    const MONDAY_15H_MS: UnixMillis = 1_772_463_600_000;
-
-    fn node_with_cutoff(cutoff_minutes: u16) -> Node {
-        Node {
-            id: "DC".into(),
-            kind: NodeKind::Dc,
-            lat: 0.0,
-            lon: 0.0,
-            postal_code: String::new(),
-            country: "US".into(),
-            time_zone: chrono_tz::UTC,
-            priority: 0,
-            group_ids: Vec::new(),
-            safety_stock: 0,
-            fulfilment: Fulfilment {
-                cutoff_minutes: Some(cutoff_minutes),
-                ..Fulfilment::default()
-            },
-        }
-    }
-
-    fn next_day_service() -> ServiceLevel {
-        ServiceLevel {
-            name: "NEXT_DAY".into(),
-            transit: vec![(f64::MAX, 1)],
-            calendar: Default::default(),
-            base_cost: 1.0,
-            cost_per_km: 0.0,
-        }
-    }
-
-    fn day(text: &str) -> Day {
-        Day::parse(text).expect("a valid date")
-    }
-
-    #[test]
-    fn an_order_at_exactly_the_cutoff_ships_the_next_open_day() {
-        let node = node_with_cutoff(15 * 60);
-        let level = next_day_service();
-        let monday = day("2026-03-02");
-        let before = ship_and_deliver(&node, &level, monday, 1, MONDAY_15H_MS - 1);
-        assert_eq!(
-            before,
-            Some((monday, day("2026-03-03"))),
-            "a millisecond early"
-        );
-        let at = ship_and_deliver(&node, &level, monday, 1, MONDAY_15H_MS);
-        assert_eq!(
-            at,
-            Some((day("2026-03-03"), day("2026-03-04"))),
-            "at the cutoff"
-        );
-    }
 }

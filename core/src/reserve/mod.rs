@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use holds::{allocate, change_holds, check_holds, skus, unallocate};
 
-use crate::domain::Qty;
+use crate::domain::{Day, Qty};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{Effects, Pool};
@@ -47,14 +47,7 @@ impl Engine {
                     request.reservation_id
                 )));
             }
-            let held = Held {
-                reservation: existing.clone(),
-                network: network.clone(),
-            };
-            return Ok(Mutation {
-                result: held,
-                record: None,
-            });
+            return Ok(unchanged(existing.clone(), network));
         }
         let ticket = self.begin();
         let mut effects = self.effects();
@@ -86,16 +79,7 @@ impl Engine {
         let mut shard = self.shared.book.shard(&request.reservation_id);
         let mut reservation = held(shard.get(&request.reservation_id), &request.reservation_id)?;
         let old = reservation.lines.clone();
-        let mut new = old.clone();
-        for change in changes {
-            let same = |line: &Line| {
-                line.sku == change.sku && line.scope == change.scope && line.need == change.need
-            };
-            new.retain(|line| !same(line));
-            if change.quantity > 0 {
-                new.push(change);
-            }
-        }
+        let new = with_changes(&old, changes);
         if request.ttl_secs > 0 {
             reservation.expires_at_ms =
                 self.now_ms().saturating_add(self.ttl_ms(request.ttl_secs)?);
@@ -129,6 +113,10 @@ impl Engine {
 
     /// Releases a hold, or the unshipped allocations of a committed reservation. Releasing an
     /// ended reservation answers it as it is.
+    #[allow(
+        clippy::expect_used,
+        reason = "`end` with an always-true filter answers every reservation it finds"
+    )]
     pub fn release(&self, reservation_id: &str) -> Result<Mutation<Held>> {
         self.end(reservation_id, State::Released, |_| true)
             .map(|m| m.expect("a release ends any reservation that has not ended"))
@@ -171,20 +159,9 @@ impl Engine {
     ) -> Result<Option<Mutation<Held>>> {
         let network = self.network();
         let mut shard = self.shared.book.shard(id);
-        let mut reservation = shard
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("reservation {id:?}")))?;
+        let mut reservation = found(shard.get(id), id)?;
         if reservation.state.is_ended() {
-            let held = Held {
-                reservation,
-                network,
-            };
-            return Ok(Some(Mutation {
-                result: held,
-                record: None,
-            })
-            .filter(|_| state == State::Released));
+            return Ok(Some(unchanged(reservation, network)).filter(|_| state == State::Released));
         }
         if !applies(&reservation) {
             return Ok(None);
@@ -214,10 +191,7 @@ impl Engine {
 
     pub fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
         let shard = self.shared.book.shard(reservation_id);
-        let reservation = shard
-            .get(reservation_id)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("reservation {reservation_id:?}")))?;
+        let reservation = found(shard.get(reservation_id), reservation_id)?;
         Ok(Held {
             reservation,
             network: self.network(),
@@ -232,19 +206,9 @@ impl Engine {
         let network = self.network();
         let view = AtpView::new(self, &network, None);
         let mut shard = self.shared.book.shard(reservation_id);
-        let current = shard
-            .get(reservation_id)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("reservation {reservation_id:?}")))?;
+        let current = found(shard.get(reservation_id), reservation_id)?;
         if current.state == State::Committed && current.order_id == order_id {
-            let held = Held {
-                reservation: current,
-                network,
-            };
-            return Ok(Mutation {
-                result: held,
-                record: None,
-            });
+            return Ok(unchanged(current, network));
         }
         let mut reservation = held(Some(&current), reservation_id)?;
         if let Some(other) = self.shared.book.reservation_of(order_id) {
@@ -290,21 +254,8 @@ impl Engine {
         if reservation.state != State::Committed {
             return Err(RejectReason::NotAllocated);
         }
-        let mut portions = Vec::new();
-        let mut left = quantity;
-        for line in reservation.lines.iter_mut().filter(|l| l.sku == sku) {
-            for allocation in line.allocations.iter_mut().filter(|a| a.node == node) {
-                let take = left.min(allocation.quantity - allocation.shipped);
-                if take > 0 {
-                    allocation.shipped += take;
-                    portions.push((line.need, take));
-                    left -= take;
-                }
-            }
-        }
-        if left > 0 {
-            return Err(RejectReason::NotAllocated);
-        }
+        let portions = mark_shipped(&mut reservation, sku, node, quantity)
+            .ok_or(RejectReason::NotAllocated)?;
         let applied = self.shared.index.update(sku, node, effects, |position| {
             let applied = position.ship(&portions, quantity);
             (applied, applied == crate::index::Applied::Applied)
@@ -312,12 +263,7 @@ impl Engine {
         if applied != crate::index::Applied::Applied {
             return Err(RejectReason::NegativeResult);
         }
-        let all_shipped = reservation
-            .lines
-            .iter()
-            .flat_map(|l| &l.allocations)
-            .all(|a| a.shipped == a.quantity);
-        if all_shipped {
+        if all_shipped(&reservation) {
             reservation.state = State::Shipped;
             reservation.ended_at_ms = Some(self.now_ms());
         }
@@ -395,60 +341,91 @@ impl Engine {
             let problem = format!("at most {} lines", limits.reservations.max_lines);
             violations.push(FieldViolation::new("lines", problem));
         }
-        let mut lines = Vec::with_capacity(requests.len());
-        for (i, request) in requests.iter().enumerate() {
-            let field = |name: &str| format!("lines[{i}].{name}");
-            let max_len = limits.limits.max_field_len;
-            if request.sku.is_empty() || request.sku.len() > max_len {
-                violations.push(FieldViolation::new(
-                    field("sku"),
-                    format!("must be 1 to {max_len} bytes"),
-                ));
-            }
-            if !(0..=crate::index::MAX_QUANTITY).contains(&request.quantity) {
-                violations.push(FieldViolation::new(
-                    field("quantity"),
-                    "must not be negative",
-                ));
-            }
-            let scope = match (request.node_id.as_str(), request.group_id.as_str()) {
-                ("", "") => Some(Scope::Pool(Pool::Network)),
-                (node, "") => view.network.node_idx(node).map(Scope::Node),
-                ("", group) => view
-                    .network
-                    .group_idx(group)
-                    .map(|g| Scope::Pool(Pool::Group(g))),
-                _ => None,
-            };
-            let Some(scope) = scope else {
-                let problem =
-                    "must name a known node, a known group, or neither (the network), not both";
-                let name = if request.node_id.is_empty() {
-                    "group_id"
-                } else {
-                    "node_id"
-                };
-                violations.push(FieldViolation::new(field(name), problem));
-                continue;
-            };
-            let today = match scope {
-                Scope::Node(node) => view.day[node as usize],
-                Scope::Pool(_) => view.first_day(),
-            };
-            lines.push(Line {
-                sku: request.sku.clone(),
-                scope,
-                quantity: request.quantity,
-                need: request.need_date.map_or(today, |date| date.max(today)),
-                allocations: Vec::new(),
-            });
-        }
+        let max_len = limits.limits.max_field_len;
+        let lines: Vec<Line> = requests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, request)| resolve_line(view, i, request, max_len, &mut violations))
+            .collect();
         if violations.is_empty() {
             Ok(lines)
         } else {
             Err(Error::InvalidArgument(violations))
         }
     }
+}
+
+/// Resolves request line `i`, adding what is wrong with it to `violations`; `None` if its
+/// scope names nothing known.
+fn resolve_line(
+    view: &AtpView<'_>,
+    i: usize,
+    request: &LineRequest,
+    max_len: usize,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<Line> {
+    let field = |name: &str| format!("lines[{i}].{name}");
+    if request.sku.is_empty() || request.sku.len() > max_len {
+        violations.push(FieldViolation::new(
+            field("sku"),
+            format!("must be 1 to {max_len} bytes"),
+        ));
+    }
+    if !(0..=crate::index::MAX_QUANTITY).contains(&request.quantity) {
+        violations.push(FieldViolation::new(
+            field("quantity"),
+            "must not be negative",
+        ));
+    }
+    let Some(scope) = line_scope(view.network, request) else {
+        let problem = "must name a known node, a known group, or neither (the network), not both";
+        let name = if request.node_id.is_empty() {
+            "group_id"
+        } else {
+            "node_id"
+        };
+        violations.push(FieldViolation::new(field(name), problem));
+        return None;
+    };
+    let today = match scope {
+        Scope::Node(node) => view.day[node as usize],
+        Scope::Pool(_) => view.first_day(),
+    };
+    Some(Line {
+        sku: request.sku.clone(),
+        scope,
+        quantity: request.quantity,
+        need: request.need_date.map_or(today, |date| date.max(today)),
+        allocations: Vec::new(),
+    })
+}
+
+/// The node, group or network a request line names, if it names one that exists.
+fn line_scope(network: &Network, request: &LineRequest) -> Option<Scope> {
+    match (request.node_id.as_str(), request.group_id.as_str()) {
+        ("", "") => Some(Scope::Pool(Pool::Network)),
+        (node, "") => network.node_idx(node).map(Scope::Node),
+        ("", group) => network
+            .group_idx(group)
+            .map(|g| Scope::Pool(Pool::Group(g))),
+        _ => None,
+    }
+}
+
+/// `lines` with each change replacing the line of its SKU, scope and day; a change to 0
+/// removes the line.
+fn with_changes(lines: &[Line], changes: Vec<Line>) -> Vec<Line> {
+    let mut new = lines.to_vec();
+    for change in changes {
+        let same = |line: &Line| {
+            line.sku == change.sku && line.scope == change.scope && line.need == change.need
+        };
+        new.retain(|line| !same(line));
+        if change.quantity > 0 {
+            new.push(change);
+        }
+    }
+    new
 }
 
 /// A reservation's id (or an order id): non-empty and bounded.
@@ -461,12 +438,160 @@ fn check_id(id: &str) -> Result<()> {
 
 /// The reservation, if it is holding stock.
 fn held(reservation: Option<&Reservation>, id: &str) -> Result<Reservation> {
-    let reservation = reservation.ok_or_else(|| Error::NotFound(format!("reservation {id:?}")))?;
+    let reservation = found(reservation, id)?;
     if reservation.state != State::Held {
         return Err(Error::FailedPrecondition(format!(
             "reservation {id:?} is {:?}, not held",
             reservation.state
         )));
     }
-    Ok(reservation.clone())
+    Ok(reservation)
+}
+
+/// A copy of the reservation looked up as `id`, or `NotFound`.
+fn found(reservation: Option<&Reservation>, id: &str) -> Result<Reservation> {
+    reservation
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("reservation {id:?}")))
+}
+
+/// The answer for a request that leaves the reservation as it is: nothing to journal.
+fn unchanged(reservation: Reservation, network: Arc<Network>) -> Mutation<Held> {
+    Mutation {
+        result: Held {
+            reservation,
+            network,
+        },
+        record: None,
+    }
+}
+
+/// Counts `quantity` of `sku` at `node` as shipped against the reservation's open allocations;
+/// returns the portions shipped per need day, or `None` if the allocations fall short.
+fn mark_shipped(
+    reservation: &mut Reservation,
+    sku: &str,
+    node: NodeIdx,
+    quantity: Qty,
+) -> Option<Vec<(Day, Qty)>> {
+    let mut portions = Vec::new();
+    let mut left = quantity;
+    for line in reservation.lines.iter_mut().filter(|l| l.sku == sku) {
+        for allocation in line.allocations.iter_mut().filter(|a| a.node == node) {
+            let take = left.min(allocation.quantity - allocation.shipped);
+            if take > 0 {
+                allocation.shipped += take;
+                portions.push((line.need, take));
+                left -= take;
+            }
+        }
+    }
+    (left <= 0).then_some(portions)
+}
+
+/// Whether every allocation of the reservation has shipped in full.
+fn all_shipped(reservation: &Reservation) -> bool {
+    reservation
+        .lines
+        .iter()
+        .flat_map(|l| &l.allocations)
+        .all(|a| a.shipped == a.quantity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{engine, hold, reserve, stock};
+
+    /// Today's ATP of `sku` at the node `node`, as a query reports it.
+    fn atp(engine: &Engine, sku: &str, node: NodeIdx) -> Qty {
+        engine.index().read(sku, |entry| {
+            let network = engine.network();
+            let view = AtpView::new(engine, &network, None);
+            entry
+                .and_then(|e| e.positions().iter().find(|p| p.node() == node))
+                .map_or(0, |p| view.atp(p))
+        })
+    }
+
+    #[test]
+    fn a_node_hold_lowers_that_nodes_atp_and_release_gives_it_back() {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10)]);
+        reserve(&engine, &hold("R", &[("SKU", "A", 4)]));
+        assert_eq!(atp(&engine, "SKU", 0), 6);
+        let released = engine.release("R").expect("released").result;
+        assert_eq!(released.reservation.state, State::Released);
+        assert_eq!(atp(&engine, "SKU", 0), 10);
+    }
+
+    #[test]
+    fn a_reservation_short_on_one_line_holds_none_of_its_lines() {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10), ("B", 5)]);
+        let request = hold("R", &[("SKU", "A", 4), ("SKU", "B", 6)]);
+        let Err(Error::InsufficientStock(shortfalls)) = engine.reserve(&request) else {
+            panic!("B has only 5");
+        };
+        assert_eq!(shortfalls.len(), 2);
+        assert_eq!(shortfalls[1].requested, 6);
+        assert_eq!(shortfalls[1].available, 5);
+        assert_eq!(atp(&engine, "SKU", 0), 10, "nothing held at A");
+        assert!(engine.get_reservation("R").is_err());
+    }
+
+    #[test]
+    fn a_retried_reserve_answers_the_existing_hold_and_a_different_one_conflicts() {
+        let engine = engine(&["A"]);
+        stock(&engine, 1, "SKU", &[("A", 10)]);
+        reserve(&engine, &hold("R", &[("SKU", "A", 4)]));
+        let retry = engine
+            .reserve(&hold("R", &[("SKU", "A", 4)]))
+            .expect("same");
+        assert!(retry.record.is_none());
+        assert_eq!(retry.result.reservation.version, 1);
+        assert_eq!(atp(&engine, "SKU", 0), 6, "held once");
+        let other = engine.reserve(&hold("R", &[("SKU", "A", 5)]));
+        assert!(matches!(other, Err(Error::AlreadyExists(_))));
+    }
+
+    #[test]
+    fn commit_binds_a_network_hold_to_nodes_with_stock() {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10), ("B", 5)]);
+        reserve(&engine, &hold("R", &[("SKU", "", 12)]));
+        let committed = engine.commit("R", "ORDER-1").expect("committed").result;
+        let line = &committed.reservation.lines[0];
+        let placed: Qty = line.allocations.iter().map(|a| a.quantity).sum();
+        assert_eq!(placed, 12);
+        assert_eq!(atp(&engine, "SKU", 0) + atp(&engine, "SKU", 1), 3);
+        let again = engine.commit("R", "ORDER-1").expect("same order");
+        assert!(again.record.is_none());
+    }
+
+    #[test]
+    fn mark_shipped_fails_when_open_allocations_fall_short() {
+        let engine = engine(&["A"]);
+        stock(&engine, 1, "SKU", &[("A", 10)]);
+        reserve(&engine, &hold("R", &[("SKU", "A", 4)]));
+        let mut reservation = engine
+            .commit("R", "O")
+            .expect("committed")
+            .result
+            .reservation;
+        let need = reservation.lines[0].need;
+        assert_eq!(
+            mark_shipped(&mut reservation, "SKU", 0, 3),
+            Some(vec![(need, 3)])
+        );
+        assert!(!all_shipped(&reservation));
+        // `ship` drops the copy it marked when the allocations fall short.
+        let mut copy = reservation.clone();
+        assert_eq!(mark_shipped(&mut copy, "SKU", 0, 2), None, "only 1 left");
+        assert_eq!(
+            mark_shipped(&mut reservation, "SKU", 0, 1),
+            Some(vec![(need, 1)])
+        );
+        assert!(all_shipped(&reservation));
+    }
 }

@@ -46,9 +46,7 @@ pub(super) fn check_holds(
     let mut shortfalls = Vec::new();
     let old_by_sku = by_sku(old);
     for (sku, lines) in by_sku(new) {
-        let entry = locked.get(sku);
-        let mut positions: Vec<Position> = entry.map_or_else(Vec::new, |e| e.positions().to_vec());
-        let mut pools: Vec<PoolHold> = entry.map_or_else(Vec::new, |e| e.pools().to_vec());
+        let (mut positions, mut pools) = copies(locked, sku);
         for line in old_by_sku.get(sku).into_iter().flatten() {
             hold_on_copy(&mut positions, &mut pools, line, -1);
         }
@@ -64,25 +62,34 @@ pub(super) fn check_holds(
             hold_on_copy(&mut positions, &mut pools, line, 1);
         }
         if short || !view.coverable(&positions, &pools) {
-            for line in lines {
-                let available = match line.scope {
-                    Scope::Node(node) => {
-                        view.node_headroom(&before, &pools_before, node, line.need)
-                    }
-                    Scope::Pool(pool) => view.pool_headroom(&before, &pools_before, pool),
-                };
-                shortfalls.push(Shortfall {
-                    subject: subject(view, line),
-                    requested: line.quantity,
-                    available,
-                });
-            }
+            shortfalls.extend(lines.into_iter().map(|line| Shortfall {
+                subject: subject(view, line),
+                requested: line.quantity,
+                available: headroom(view, &before, &pools_before, line),
+            }));
         }
     }
     if shortfalls.is_empty() {
         Ok(())
     } else {
         Err(Error::InsufficientStock(shortfalls))
+    }
+}
+
+/// Copies of a SKU's positions and pooled holds, to try changes on.
+fn copies(locked: &Locked<'_>, sku: &str) -> (Vec<Position>, Vec<PoolHold>) {
+    let entry = locked.get(sku);
+    (
+        entry.map_or_else(Vec::new, |e| e.positions().to_vec()),
+        entry.map_or_else(Vec::new, |e| e.pools().to_vec()),
+    )
+}
+
+/// How much of a line's scope could still be held, given positions and pools without it.
+fn headroom(view: &AtpView<'_>, positions: &[Position], pools: &[PoolHold], line: &Line) -> Qty {
+    match line.scope {
+        Scope::Node(node) => view.node_headroom(positions, pools, node, line.need),
+        Scope::Pool(pool) => view.pool_headroom(positions, pools, pool),
     }
 }
 
@@ -176,90 +183,108 @@ pub(super) fn allocate(
     let mut bound: Vec<Line> = Vec::with_capacity(lines.len());
     let mut pools_after: BTreeMap<&str, Vec<PoolHold>> = BTreeMap::new();
     for (sku, sku_lines) in by_sku(lines) {
-        let entry = locked.get(sku);
-        let positions: Vec<Position> = entry.map_or_else(Vec::new, |e| e.positions().to_vec());
-        let mut others: Vec<PoolHold> = entry.map_or_else(Vec::new, |e| e.pools().to_vec());
-        let pooled: Vec<&Line> = sku_lines
-            .iter()
-            .copied()
-            .filter(|l| matches!(l.scope, Scope::Pool(_)))
-            .collect();
-        for line in &pooled {
-            if let Scope::Pool(pool) = line.scope {
-                add_pool_hold(&mut others, pool, line.need, -line.quantity);
-            }
-        }
-        let own: Vec<(Pool, Qty)> = pooled
-            .iter()
-            .filter_map(|l| match l.scope {
-                Scope::Pool(pool) => Some((pool, l.quantity)),
-                Scope::Node(_) => None,
-            })
-            .collect();
-        let assignment = view.assign(&positions, &others, &own).ok_or_else(|| {
-            Error::InsufficientStock(
-                pooled
-                    .iter()
-                    .map(|line| Shortfall {
-                        subject: subject(view, line),
-                        requested: line.quantity,
-                        available: 0,
-                    })
-                    .collect(),
-            )
-        })?;
-        for line in sku_lines
-            .iter()
-            .filter(|l| matches!(l.scope, Scope::Node(_)))
-        {
-            let Scope::Node(node) = line.scope else {
-                continue;
-            };
-            bound.push(Line {
-                allocations: vec![Allocation {
-                    node,
-                    quantity: line.quantity,
-                    shipped: 0,
-                }],
-                ..(*line).clone()
-            });
-        }
-        for (line, nodes) in pooled.iter().zip(assignment) {
-            let allocations = nodes
-                .into_iter()
-                .map(|(node, quantity)| Allocation {
-                    node,
-                    quantity,
-                    shipped: 0,
-                })
-                .collect();
-            bound.push(Line {
-                allocations,
-                ..(*line).clone()
-            });
-        }
+        let others = bind_sku(locked, view, sku, &sku_lines, &mut bound)?;
         pools_after.insert(sku, others);
     }
     for line in &bound {
-        for allocation in &line.allocations {
-            let held = if matches!(line.scope, Scope::Node(_)) {
-                allocation.quantity
-            } else {
-                0
-            };
-            locked.update(
-                &line.sku,
-                allocation.node,
-                effects.as_deref_mut(),
-                |position| {
-                    position.add_demand(line.need, -held, allocation.quantity);
-                    ((), true)
-                },
-            );
-        }
+        hold_to_allocations(locked, line, effects.as_deref_mut());
     }
     for (sku, pools) in pools_after {
         locked.set_pools(sku, pools, effects.as_deref_mut());
     }
     Ok(bound)
+}
+
+/// Binds one SKU's lines to nodes into `bound`; returns the SKU's pooled holds without the
+/// pooled lines just bound.
+fn bind_sku(
+    locked: &Locked<'_>,
+    view: &AtpView<'_>,
+    sku: &str,
+    sku_lines: &[&Line],
+    bound: &mut Vec<Line>,
+) -> Result<Vec<PoolHold>> {
+    let (positions, mut others) = copies(locked, sku);
+    let (pooled, own) = take_pooled(sku_lines, &mut others);
+    let assignment = view
+        .assign(&positions, &others, &own)
+        .ok_or_else(|| unassignable(view, &pooled))?;
+    for line in sku_lines {
+        if let Scope::Node(node) = line.scope {
+            bound.push(allocated(line, vec![(node, line.quantity)]));
+        }
+    }
+    for (line, nodes) in pooled.iter().zip(assignment) {
+        bound.push(allocated(line, nodes));
+    }
+    Ok(others)
+}
+
+/// The pooled lines among `sku_lines` with their (pool, quantity), their holds taken out of
+/// `pools`.
+fn take_pooled<'l>(
+    sku_lines: &[&'l Line],
+    pools: &mut Vec<PoolHold>,
+) -> (Vec<&'l Line>, Vec<(Pool, Qty)>) {
+    let mut pooled = Vec::new();
+    let mut own = Vec::new();
+    for &line in sku_lines {
+        if let Scope::Pool(pool) = line.scope {
+            add_pool_hold(pools, pool, line.need, -line.quantity);
+            pooled.push(line);
+            own.push((pool, line.quantity));
+        }
+    }
+    (pooled, own)
+}
+
+/// The shortfall of pooled lines no assignment can place: nothing of theirs is available.
+fn unassignable(view: &AtpView<'_>, pooled: &[&Line]) -> Error {
+    Error::InsufficientStock(
+        pooled
+            .iter()
+            .map(|line| Shortfall {
+                subject: subject(view, line),
+                requested: line.quantity,
+                available: 0,
+            })
+            .collect(),
+    )
+}
+
+/// A copy of `line` with unshipped allocations of `(node, quantity)`.
+fn allocated(line: &Line, nodes: Vec<(NodeIdx, Qty)>) -> Line {
+    let allocations = nodes
+        .into_iter()
+        .map(|(node, quantity)| Allocation {
+            node,
+            quantity,
+            shipped: 0,
+        })
+        .collect();
+    Line {
+        allocations,
+        ..line.clone()
+    }
+}
+
+/// Moves a bound line's quantity from held to allocated at each of its nodes; a pooled line's
+/// hold lives in the pools, not on the positions.
+fn hold_to_allocations(locked: &mut Locked<'_>, line: &Line, mut effects: Option<&mut Effects>) {
+    for allocation in &line.allocations {
+        let held = if matches!(line.scope, Scope::Node(_)) {
+            allocation.quantity
+        } else {
+            0
+        };
+        locked.update(
+            &line.sku,
+            allocation.node,
+            effects.as_deref_mut(),
+            |position| {
+                position.add_demand(line.need, -held, allocation.quantity);
+                ((), true)
+            },
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! held across calls into another key's lock except in ascending shard order.
 
 use std::collections::BTreeSet;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -10,10 +11,9 @@ use crate::clock::{Clock, UnixMillis};
 use crate::domain::{Node, NodeGroup, Qty, ServiceLevel, Source};
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{AtpPolicy, Effects, Index, MAX_QUANTITY};
-use crate::ingest::RejectionLog;
-use crate::metrics::IngestMetrics;
 use crate::mutation::{Mutation, Record};
 use crate::network::{Network, NodeIdx};
+use crate::rejections::RejectionLog;
 use crate::reservation::Book;
 
 /// Reservation book shards; a reservation call locks one.
@@ -161,7 +161,6 @@ pub(crate) struct Shared {
     network_writer: Mutex<()>,
     pub(crate) index: Index,
     pub(crate) rejections: RejectionLog,
-    pub(crate) ingest_metrics: IngestMetrics,
     /// Mutations return journal records, and sequences become durable only when the durability
     /// layer says so; otherwise everything applied counts as durable at once.
     pub(crate) journaling: bool,
@@ -210,7 +209,6 @@ impl Engine {
             clock,
             network: RwLock::new(Arc::new(network)),
             network_writer: Mutex::default(),
-            ingest_metrics: IngestMetrics::new(),
             journaling,
             unsettled: Mutex::default(),
             next_mutation: AtomicU64::new(1),
@@ -493,6 +491,22 @@ impl Engine {
             },
             source_stats,
             rejections_logged: self.shared.rejections.total(),
+        }
+    }
+}
+
+/// The `--stale-policy` text form: `exclude` or `buffer:PERCENT`.
+impl FromStr for StalePolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            None if text == "exclude" => Ok(StalePolicy::Exclude),
+            Some(("buffer", percent)) => percent
+                .parse()
+                .map(|percent| StalePolicy::Buffer { percent })
+                .map_err(|_| format!("{percent:?} is not a whole percentage")),
+            _ => Err("expected `exclude` or `buffer:PERCENT`".into()),
         }
     }
 }

@@ -1,0 +1,171 @@
+//! Ship and delivery dates of one node for one service level, and where a cart goes: the
+//! rule promising and routing share.
+//!
+//! A node ships from the first open processing slot at or after the day the goods are there:
+//! an order at or after the local cutoff counts from the next day, processing takes the node's
+//! processing days (open days only), and the carrier must pick up that day. Delivery is the
+//! ship date plus the transit business days, on the carrier's calendar. Days are local to the
+//! node, so cutoffs and DST follow its time zone.
+
+use chrono::{TimeZone, Timelike};
+
+use crate::clock::UnixMillis;
+use crate::domain::{Day, Node, Qty, ServiceLevel};
+use crate::error::{Error, Result};
+use crate::network::{Network, NodeIdx};
+
+/// Where the cart goes: coordinates, or a postal code the network can locate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Destination {
+    pub coordinates: Option<(f64, f64)>,
+    pub postal_code: String,
+    pub country: String,
+}
+
+/// What one node ships: its lines, when it ships and arrives, and the carrier cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shipment {
+    pub node: NodeIdx,
+    pub ship_date: Day,
+    pub delivery_date: Day,
+    pub lines: Vec<(String, Qty)>,
+    pub cost: f64,
+}
+
+/// The destination's coordinates.
+pub fn locate(network: &Network, destination: &Destination) -> Result<(f64, f64)> {
+    if let Some((lat, lon)) = destination.coordinates {
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+            return Err(Error::invalid(
+                "destination.lat",
+                "coordinates must be within [-90, 90] and [-180, 180]",
+            ));
+        }
+        return Ok((lat, lon));
+    }
+    if destination.postal_code.is_empty() {
+        return Err(Error::invalid(
+            "destination",
+            "give coordinates or a postal code",
+        ));
+    }
+    let country = if destination.country.is_empty() {
+        "US"
+    } else {
+        &destination.country
+    };
+    network
+        .locate(country, &destination.postal_code)
+        .ok_or_else(|| {
+            let problem = format!(
+                "unknown postal code {:?} in {country}; give coordinates",
+                destination.postal_code
+            );
+            Error::invalid("destination.postal_code", problem)
+        })
+}
+
+/// Local date and minutes after midnight at a node.
+fn local_now(node: &Node, now_ms: UnixMillis) -> (Day, u16) {
+    match node.time_zone.timestamp_millis_opt(now_ms).single() {
+        Some(local) => {
+            let minutes = local.hour() * 60 + local.minute();
+            (Day::from_date(local.date_naive()), minutes as u16)
+        }
+        None => (Day::in_zone(node.time_zone, now_ms), 0),
+    }
+}
+
+/// When a node ships and the carrier delivers an order whose goods are there from `ready`.
+pub fn ship_and_deliver(
+    node: &Node,
+    level: &ServiceLevel,
+    ready: Day,
+    transit_days: u32,
+    now_ms: UnixMillis,
+) -> Option<(Day, Day)> {
+    let fulfilment = &node.fulfilment;
+    let (today, minutes) = local_now(node, now_ms);
+    let mut start = ready.max(today);
+    if start == today
+        && fulfilment
+            .cutoff_minutes
+            .is_some_and(|cutoff| minutes >= cutoff)
+    {
+        start = today.plus(1);
+    }
+    let first = fulfilment.calendar.next_open(start)?;
+    let mut ship = fulfilment
+        .calendar
+        .add_open_days(first, fulfilment.processing_days)?;
+    // The carrier must pick up on a day the node is open too.
+    for _ in 0..366 {
+        if fulfilment.calendar.is_open(ship) && level.calendar.is_open(ship) {
+            let delivery = level.calendar.add_open_days(ship, transit_days)?;
+            return Some((ship, delivery));
+        }
+        ship = ship.plus(1);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Fulfilment, NodeKind};
+
+    /// Monday 2026-03-02 15:00 UTC.
+    const MONDAY_15H_MS: UnixMillis = 1_772_463_600_000;
+
+    fn node_with_cutoff(cutoff_minutes: u16) -> Node {
+        Node {
+            id: "DC".into(),
+            kind: NodeKind::Dc,
+            lat: 0.0,
+            lon: 0.0,
+            postal_code: String::new(),
+            country: "US".into(),
+            time_zone: chrono_tz::UTC,
+            priority: 0,
+            group_ids: Vec::new(),
+            safety_stock: 0,
+            fulfilment: Fulfilment {
+                cutoff_minutes: Some(cutoff_minutes),
+                ..Fulfilment::default()
+            },
+        }
+    }
+
+    fn next_day_service() -> ServiceLevel {
+        ServiceLevel {
+            name: "NEXT_DAY".into(),
+            transit: vec![(f64::MAX, 1)],
+            calendar: Default::default(),
+            base_cost: 1.0,
+            cost_per_km: 0.0,
+        }
+    }
+
+    fn day(text: &str) -> Day {
+        Day::parse(text).expect("a valid date")
+    }
+
+    #[test]
+    fn an_order_at_exactly_the_cutoff_ships_the_next_open_day() {
+        let node = node_with_cutoff(15 * 60);
+        let level = next_day_service();
+        let monday = day("2026-03-02");
+        let before = ship_and_deliver(&node, &level, monday, 1, MONDAY_15H_MS - 1);
+        assert_eq!(
+            before,
+            Some((monday, day("2026-03-03"))),
+            "a millisecond early"
+        );
+        let at = ship_and_deliver(&node, &level, monday, 1, MONDAY_15H_MS);
+        assert_eq!(
+            at,
+            Some((day("2026-03-03"), day("2026-03-04"))),
+            "at the cutoff"
+        );
+    }
+}

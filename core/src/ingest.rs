@@ -1,0 +1,562 @@
+//! Supply ingest: a source's batch is checked against its sequence, each update is validated
+//! against the source's ownership and the limits, and the valid ones are applied to the index.
+//! Invalid updates are rejected one by one, with a reason, into the bounded
+//! [`crate::rejections`] log.
+
+use std::sync::PoisonError;
+
+use crate::clock::UnixMillis;
+use crate::domain::{
+    BatchOutcome, Day, RejectReason, Rejection, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
+};
+use crate::engine::{Engine, Ticket};
+use crate::error::{Error, Result};
+use crate::index::{Applied, Change, ChangeKind, Effects, MAX_QUANTITY};
+use crate::mutation::{Mutation, Record};
+use crate::network::{Network, NodeIdx, SeqState, SourceEntry};
+use crate::rejections::LoggedRejection;
+use crate::reservation::Reservation;
+
+impl Engine {
+    /// Applies one batch of a source's feed. Batch-level problems (unknown source, too many
+    /// updates, no sequence) fail the whole batch; update-level problems reject that update only.
+    /// When journaling, the returned record must be made durable before the feed is answered.
+    pub fn apply_batch(&self, batch: &SupplyBatch) -> Result<Mutation<BatchOutcome>> {
+        let network = self.network();
+        let source = network
+            .source(&batch.source_id)
+            .ok_or_else(|| Error::NotFound(format!("source {:?}", batch.source_id)))?;
+        self.check_batch(batch)?;
+        let now_ms = self.now_ms();
+        if batch.updates.is_empty() {
+            source.feed.heard(now_ms);
+            return Ok(heartbeat(batch, source));
+        }
+        let mut seq = source
+            .feed
+            .seq
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        source.feed.heard(now_ms);
+        if batch.seq <= seq.last_seq {
+            return already_applied(batch, &seq);
+        }
+        let ticket = self.begin();
+        let mut work = BatchWork::new(batch, self.effects());
+        for (i, update) in batch.updates.iter().enumerate() {
+            self.apply_update(&network, source, i, update, &mut work);
+        }
+        work.outcome.durable_seq = self.advance(&mut seq, batch.seq);
+        drop(seq);
+        Ok(self.finish_batch(batch, ticket, now_ms, work))
+    }
+
+    /// Records `applied` as the source's last sequence, pending until durable when journaling;
+    /// returns the durable sequence.
+    fn advance(&self, seq: &mut SeqState, applied: u64) -> u64 {
+        seq.last_seq = applied;
+        if self.is_journaling() {
+            seq.pending.insert(applied);
+        }
+        seq.durable_seq()
+    }
+
+    /// Fails the whole batch when it is too large, or carries updates without a sequence.
+    fn check_batch(&self, batch: &SupplyBatch) -> Result<()> {
+        let max_updates = self.shared.config.limits.max_batch_updates;
+        if batch.updates.len() > max_updates {
+            return Err(Error::invalid(
+                "updates",
+                format!(
+                    "{} updates exceed the limit of {max_updates} per batch",
+                    batch.updates.len()
+                ),
+            ));
+        }
+        if !batch.updates.is_empty() && batch.seq == 0 {
+            return Err(Error::invalid(
+                "seq",
+                "a batch with updates needs a sequence of at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates one update and applies it, counting it in the outcome or rejecting it.
+    fn apply_update(
+        &self,
+        network: &Network,
+        source: &SourceEntry,
+        i: usize,
+        update: &SupplyUpdate,
+        work: &mut BatchWork,
+    ) {
+        match self.validate(network, source, update) {
+            Ok(Valid::Change(node, change)) => self.apply_change(i, update, node, &change, work),
+            Ok(Valid::Ship(node, order_id)) => self.apply_ship(i, update, node, order_id, work),
+            Err((reason, detail)) => work.reject(i, update, reason, detail),
+        }
+    }
+
+    /// Applies a validated change to its position; the index may still refuse it.
+    fn apply_change(
+        &self,
+        i: usize,
+        update: &SupplyUpdate,
+        node: NodeIdx,
+        change: &Change<'_>,
+        work: &mut BatchWork,
+    ) {
+        let applied =
+            self.shared
+                .index
+                .update(&update.sku, node, work.effects.as_mut(), |position| {
+                    let applied = position.apply(change);
+                    (applied, applied == Applied::Applied)
+                });
+        match refusal(applied) {
+            None if applied == Applied::Stale => work.outcome.stale += 1,
+            None => {
+                work.outcome.applied += 1;
+                if let ChangeKind::Set { as_of_ms } = change.kind {
+                    work.newest_as_of_ms = work.newest_as_of_ms.max(Some(as_of_ms));
+                }
+            }
+            Some((reason, detail)) => work.reject(i, update, reason, detail.to_owned()),
+        }
+    }
+
+    /// Ships a validated `SHIP` update against its order's allocation.
+    fn apply_ship(
+        &self,
+        i: usize,
+        update: &SupplyUpdate,
+        node: NodeIdx,
+        order_id: &str,
+        work: &mut BatchWork,
+    ) {
+        let quantity = update.quantity;
+        let shipped = self.ship(
+            order_id,
+            &update.sku,
+            node,
+            quantity,
+            work.effects.as_mut(),
+            &mut work.shipped,
+        );
+        match shipped {
+            Ok(()) => work.outcome.applied += 1,
+            Err(reason) => {
+                let detail =
+                    format!("order {order_id:?} has no open allocation of {quantity} here");
+                work.reject(i, update, reason, detail);
+            }
+        }
+    }
+
+    /// Logs the batch's rejections and wraps its outcome with the record to journal.
+    fn finish_batch(
+        &self,
+        batch: &SupplyBatch,
+        ticket: Ticket<'_>,
+        now_ms: UnixMillis,
+        work: BatchWork,
+    ) -> Mutation<BatchOutcome> {
+        let BatchWork {
+            mut outcome,
+            effects,
+            shipped,
+            newest_as_of_ms,
+        } = work;
+        self.shared
+            .rejections
+            .record(&batch.source_id, batch.seq, now_ms, &outcome.rejections);
+        outcome.lag_ms = newest_as_of_ms.map(|as_of| now_ms - as_of);
+        self.mutation(ticket, outcome, || Record {
+            source_seq: Some((batch.source_id.clone(), batch.seq)),
+            effects: effects.unwrap_or_default(),
+            reservations: shipped,
+            ..Record::default()
+        })
+    }
+
+    /// The most recent rejections, newest first.
+    pub fn rejections(&self, source_id: Option<&str>, limit: usize) -> (Vec<LoggedRejection>, u64) {
+        let log = &self.shared.rejections;
+        (log.recent(source_id, limit), log.total())
+    }
+
+    /// Checks one update against the source's ownership and the limits.
+    fn validate<'u>(
+        &self,
+        network: &Network,
+        source: &SourceEntry,
+        update: &'u SupplyUpdate,
+    ) -> Result<Valid<'u>, (RejectReason, String)> {
+        let max_len = self.shared.config.limits.max_field_len;
+        check_field_lengths(update, max_len)?;
+        let node = network.node_idx(&update.node_id).ok_or_else(|| {
+            (
+                RejectReason::UnknownNode,
+                format!("unknown node {:?}", update.node_id),
+            )
+        })?;
+        let supply_type = update.supply_type.ok_or((
+            RejectReason::InvalidSupplyType,
+            "supply_type is unspecified".into(),
+        ))?;
+        let op = update
+            .op
+            .as_ref()
+            .ok_or((RejectReason::InvalidOp, "op is unspecified".into()))?;
+        check_owned(source, node, supply_type, update)?;
+        check_quantity(update)?;
+        let kind = match op {
+            UpdateOp::Ship { order_id } => {
+                return validate_ship(supply_type, node, order_id, update, max_len)
+            }
+            UpdateOp::Set { as_of_ms } => set_kind(*as_of_ms, update)?,
+            UpdateOp::Adjust => ChangeKind::Adjust,
+        };
+        let eta = validate_dating(supply_type.is_dated(), kind, update)?;
+        let change = Change {
+            supply_type,
+            kind,
+            quantity: update.quantity,
+            reference: &update.reference,
+            eta,
+        };
+        Ok(Valid::Change(node, change))
+    }
+}
+
+/// What a batch's updates have done so far, gathered while they are applied.
+struct BatchWork {
+    outcome: BatchOutcome,
+    effects: Option<Effects>,
+    /// Reservations changed by `SHIP` updates, journaled with the batch.
+    shipped: Vec<Reservation>,
+    newest_as_of_ms: Option<UnixMillis>,
+}
+
+impl BatchWork {
+    /// Starts the work of a batch that passed the batch-level checks.
+    fn new(batch: &SupplyBatch, effects: Option<Effects>) -> Self {
+        Self {
+            outcome: BatchOutcome {
+                source_id: batch.source_id.clone(),
+                seq: batch.seq,
+                ..BatchOutcome::default()
+            },
+            effects,
+            shipped: Vec::new(),
+            newest_as_of_ms: None,
+        }
+    }
+
+    /// Records the rejection of update `i`.
+    fn reject(&mut self, i: usize, update: &SupplyUpdate, reason: RejectReason, detail: String) {
+        self.outcome
+            .rejections
+            .push(rejection(i, update, reason, detail));
+    }
+}
+
+/// The answer to an empty batch, which only says that the source is alive.
+fn heartbeat(batch: &SupplyBatch, source: &SourceEntry) -> Mutation<BatchOutcome> {
+    let heartbeat = BatchOutcome {
+        source_id: batch.source_id.clone(),
+        seq: batch.seq,
+        durable_seq: source.feed.seqs().1,
+        ..BatchOutcome::default()
+    };
+    Mutation {
+        result: heartbeat,
+        record: None,
+    }
+}
+
+/// The answer to a batch whose sequence was already applied.
+fn already_applied(batch: &SupplyBatch, seq: &SeqState) -> Result<Mutation<BatchOutcome>> {
+    if seq.pending.contains(&batch.seq) {
+        // Applied, but its journal write has not been confirmed: acknowledging it as a
+        // duplicate could acknowledge something a crash would lose.
+        return Err(Error::Unavailable(format!(
+            "batch {} is applied but not yet durable; retry",
+            batch.seq
+        )));
+    }
+    let outcome = BatchOutcome {
+        source_id: batch.source_id.clone(),
+        seq: batch.seq,
+        duplicate: true,
+        durable_seq: seq.durable_seq(),
+        ..BatchOutcome::default()
+    };
+    Ok(Mutation {
+        result: outcome,
+        record: None,
+    })
+}
+
+/// Rejects an update whose SKU is empty or whose text fields exceed `max_len` bytes.
+fn check_field_lengths(
+    update: &SupplyUpdate,
+    max_len: usize,
+) -> Result<(), (RejectReason, String)> {
+    let oversized = |field: &str| {
+        (
+            RejectReason::OversizedField,
+            format!("{field} is longer than {max_len} bytes"),
+        )
+    };
+    if update.sku.is_empty() {
+        return Err((RejectReason::MissingSku, "sku is empty".into()));
+    }
+    if update.sku.len() > max_len {
+        return Err(oversized("sku"));
+    }
+    if update.reference.len() > max_len {
+        return Err(oversized("reference"));
+    }
+    Ok(())
+}
+
+/// Rejects an update for supply the source does not own at the node.
+fn check_owned(
+    source: &SourceEntry,
+    node: NodeIdx,
+    supply_type: SupplyType,
+    update: &SupplyUpdate,
+) -> Result<(), (RejectReason, String)> {
+    if source.owns(node, supply_type) {
+        return Ok(());
+    }
+    Err((
+        RejectReason::NotOwned,
+        format!(
+            "source {:?} does not own {supply_type:?} at {:?}",
+            source.def.id, update.node_id
+        ),
+    ))
+}
+
+/// Rejects a quantity whose magnitude exceeds the index's limit.
+fn check_quantity(update: &SupplyUpdate) -> Result<(), (RejectReason, String)> {
+    if update.quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
+        return Err((
+            RejectReason::OversizedField,
+            format!("quantity exceeds {MAX_QUANTITY}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The change kind of a SET, which must be non-negative and carry its `as_of`.
+fn set_kind(
+    as_of_ms: Option<i64>,
+    update: &SupplyUpdate,
+) -> Result<ChangeKind, (RejectReason, String)> {
+    if update.quantity < 0 {
+        return Err((
+            RejectReason::NegativeQuantity,
+            "a SET must not be negative".into(),
+        ));
+    }
+    let as_of_ms = as_of_ms.ok_or((RejectReason::MissingAsOf, "a SET needs as_of".into()))?;
+    Ok(ChangeKind::Set { as_of_ms })
+}
+
+/// An update that passed validation.
+enum Valid<'u> {
+    Change(NodeIdx, Change<'u>),
+    /// A shipment for an order.
+    Ship(NodeIdx, &'u str),
+}
+
+fn validate_ship<'u>(
+    supply_type: SupplyType,
+    node: NodeIdx,
+    order_id: &'u str,
+    update: &SupplyUpdate,
+    max_len: usize,
+) -> Result<Valid<'u>, (RejectReason, String)> {
+    if supply_type != SupplyType::OnHand {
+        return Err((
+            RejectReason::InvalidSupplyType,
+            "a SHIP takes ON_HAND supply".into(),
+        ));
+    }
+    if update.quantity <= 0 {
+        return Err((
+            RejectReason::NegativeQuantity,
+            "a SHIP ships a positive quantity".into(),
+        ));
+    }
+    if order_id.is_empty() || order_id.len() > max_len {
+        return Err((
+            RejectReason::UnknownOrder,
+            format!("a SHIP needs an order_id of 1 to {max_len} bytes"),
+        ));
+    }
+    Ok(Valid::Ship(node, order_id))
+}
+
+/// Checks reference and ETA against the supply type; returns the parsed ETA.
+fn validate_dating(
+    dated: bool,
+    kind: ChangeKind,
+    update: &SupplyUpdate,
+) -> Result<Option<Day>, (RejectReason, String)> {
+    if !dated {
+        return undated(update);
+    }
+    if update.reference.is_empty() {
+        return Err((
+            RejectReason::MissingReference,
+            "dated supply needs the PO/ASN line as reference".into(),
+        ));
+    }
+    if update.eta.is_empty() {
+        let creates = matches!(kind, ChangeKind::Set { .. }) && update.quantity > 0;
+        if creates {
+            return Err((RejectReason::MissingEta, "a dated SET needs an eta".into()));
+        }
+        return Ok(None);
+    }
+    Day::parse(&update.eta).map(Some).ok_or_else(|| {
+        (
+            RejectReason::InvalidEta,
+            format!("eta {:?} is not a YYYY-MM-DD date", update.eta),
+        )
+    })
+}
+
+/// Rejects a reference or ETA on undated (on-hand) supply.
+fn undated(update: &SupplyUpdate) -> Result<Option<Day>, (RejectReason, String)> {
+    if !update.reference.is_empty() || !update.eta.is_empty() {
+        return Err((
+            RejectReason::UnexpectedReference,
+            "ON_HAND supply takes no reference or eta".into(),
+        ));
+    }
+    Ok(None)
+}
+
+/// The rejection reason for an index refusal; `None` if the change was applied or stale.
+fn refusal(applied: Applied) -> Option<(RejectReason, &'static str)> {
+    match applied {
+        Applied::Applied | Applied::Stale => None,
+        Applied::NegativeResult => Some((
+            RejectReason::NegativeResult,
+            "the adjustment would take the quantity below zero",
+        )),
+        Applied::TooLarge => Some((
+            RejectReason::OversizedField,
+            "the adjustment would take the quantity above the limit",
+        )),
+        Applied::MissingEta => Some((RejectReason::MissingEta, "a new receipt needs an eta")),
+    }
+}
+
+/// Longest SKU or node id a rejection echoes back; an oversized field is cut, not copied whole.
+const ECHO_LEN: usize = 128;
+
+fn rejection(
+    index: usize,
+    update: &SupplyUpdate,
+    reason: RejectReason,
+    detail: String,
+) -> Rejection {
+    Rejection {
+        index: index as u32,
+        sku: echo(&update.sku),
+        node_id: echo(&update.node_id),
+        reason,
+        detail,
+    }
+}
+
+fn echo(field: &str) -> String {
+    let mut end = field.len().min(ECHO_LEN);
+    while !field.is_char_boundary(end) {
+        end -= 1;
+    }
+    field[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::domain::{Node, NodeKind, Source, SourceKind};
+    use crate::engine::EngineConfig;
+    use crate::index::Index;
+
+    fn journaled_engine() -> Engine {
+        let engine = Engine::journaled(
+            EngineConfig::default(),
+            Arc::new(ManualClock::new(1_000)),
+            Network::default(),
+            Index::new(4),
+        );
+        let node = Node {
+            id: "DC".into(),
+            kind: NodeKind::Dc,
+            lat: 0.0,
+            lon: 0.0,
+            postal_code: String::new(),
+            country: "US".into(),
+            time_zone: chrono_tz::UTC,
+            priority: 0,
+            group_ids: Vec::new(),
+            safety_stock: 0,
+            fulfilment: Default::default(),
+        };
+        let _ = engine.upsert_nodes(vec![node]).expect("node");
+        let source = Source {
+            id: "WMS".into(),
+            kind: SourceKind::Wms,
+            owned_node_ids: Vec::new(),
+            owned_supply_types: vec![SupplyType::OnHand],
+            stale_after_ms: None,
+        };
+        let _ = engine.upsert_sources(vec![source]).expect("source");
+        engine
+    }
+
+    fn adjust(seq: u64) -> SupplyBatch {
+        let update = SupplyUpdate {
+            sku: "SKU-1".into(),
+            node_id: "DC".into(),
+            supply_type: Some(SupplyType::OnHand),
+            op: Some(UpdateOp::Adjust),
+            quantity: 3,
+            reference: String::new(),
+            eta: String::new(),
+        };
+        SupplyBatch {
+            source_id: "WMS".into(),
+            seq,
+            updates: vec![update],
+        }
+    }
+
+    #[test]
+    fn a_resent_batch_is_a_duplicate_only_once_its_first_copy_is_durable() {
+        let engine = journaled_engine();
+        let first = engine.apply_batch(&adjust(1)).expect("applies");
+        assert!(first.record.is_some(), "journaling engines return a record");
+        assert!(
+            matches!(engine.apply_batch(&adjust(1)), Err(Error::Unavailable(_))),
+            "the first copy is not durable yet: no acknowledgement"
+        );
+        engine.mark_durable("WMS", 1);
+        let again = engine.apply_batch(&adjust(1)).expect("acknowledged");
+        assert!(again.result.duplicate);
+        assert!(again.record.is_none(), "nothing applied twice");
+        assert_eq!(again.result.durable_seq, 1);
+    }
+}

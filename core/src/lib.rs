@@ -1,0 +1,60 @@
+//! # promised-core
+//!
+//! The pure core of promised: everything that decides, nothing that talks. Synchronous, no
+//! I/O, no transport or storage types; the server crate adds the edges (gRPC), durability
+//! (Redis) and metrics around it. This crate's `Cargo.toml` has no tokio, tonic, prost or
+//! redis, so the compiler keeps it that way.
+//!
+//! ## Modules, from vocabulary up to the operations
+//!
+//! - [`clock`], [`codec`], [`error`]: time, the byte codec of records, the error enum.
+//! - [`calendar`], [`domain`]: days and operating calendars; nodes, sources, supply updates,
+//!   service levels.
+//! - [`network`]: nodes, groups, sources, service levels, postal codes, swapped whole on change.
+//! - [`index`]: positions sharded by SKU, and time-phased ATP of one position.
+//! - [`rejections`]: the bounded log of rejected updates.
+//! - [`mutation`]: the record a change leaves for the journal.
+//! - [`reservation`]: the reservation book; [`flow`]: the max-flow coverage check.
+//! - [`engine`]: the shared core handle every operation below works on.
+//! - [`view`]: ATP at one instant (days per node, stale-feed policy, safety stock).
+//! - [`ingest`]: supply batches: sequence checks, per-update validation, `SHIP` of allocations.
+//! - [`query`]: availability: per-node, group and network ATP, earliest dates.
+//! - [`reserve`]: holds, updates, expiry, commits into allocations; [`audit`] checks them.
+//! - [`delivery`]: ship and delivery dates of one node for one service level.
+//! - [`promise`]: delivery promises per service level for a cart.
+//! - [`route`]: cost-optimal node assignment (branch and bound), alternatives, batch waves.
+//!
+//! ## Invariants
+//!
+//! - Nothing here awaits, spawns, opens a socket or a file, or reads the environment.
+//! - Operations that change state return a [`mutation::Mutation`]: the answer and the record
+//!   the caller must make durable before acknowledging; it cannot be built outside this crate.
+//! - A reservation takes its book shard, then its SKUs' index shards in ascending order; it
+//!   checks every line on copies before changing anything, so holds are all or nothing.
+//! - Index lock guards never leave [`index`], and a thread holding one never takes another
+//!   key's lock, except several shards in ascending order.
+//! - Time comes from a [`clock::Clock`], so tests control it.
+
+pub mod audit;
+pub mod calendar;
+pub mod clock;
+pub mod codec;
+pub mod delivery;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod flow;
+pub mod index;
+pub mod ingest;
+pub mod mutation;
+pub mod network;
+pub mod promise;
+pub mod query;
+pub mod rejections;
+pub mod reservation;
+pub mod reserve;
+pub mod route;
+pub mod view;
+
+#[cfg(test)]
+mod test_support;

@@ -1,0 +1,405 @@
+//! Availability queries: time-phased ATP per node, group and network totals, and the earliest
+//! date a quantity is available. One shard read lock per SKU; nothing is written.
+
+use std::sync::Arc;
+
+use crate::domain::{Day, Qty};
+use crate::engine::Engine;
+use crate::error::{Error, FieldViolation, Result};
+use crate::index::{Pool, PoolHold, Position, SkuPositions};
+use crate::network::{Network, NodeIdx};
+use crate::view::AtpView;
+
+/// What `GetAvailability` asks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AvailabilityQuery {
+    pub skus: Vec<String>,
+    /// Nodes to report; empty reports every node.
+    pub node_ids: Vec<String>,
+    pub group_ids: Vec<String>,
+    /// The day to answer for; `None` is today at each node. Days before a node's today answer
+    /// as today, since nothing can be promised in the past.
+    pub date: Option<Day>,
+    /// When set, also find the earliest day with at least this much available.
+    pub quantity: Option<Qty>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeAvailability {
+    pub node: NodeIdx,
+    pub atp: Qty,
+    pub on_hand: Qty,
+    pub reserved: Qty,
+    pub allocated: Qty,
+    /// Safety stock in force, including any stale-feed buffer.
+    pub safety_stock: Qty,
+    pub inbound: Qty,
+    pub earliest: Option<Day>,
+    pub degraded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupAvailability {
+    pub group_id: String,
+    pub atp: Qty,
+    pub earliest: Option<Day>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemAvailability {
+    pub sku: String,
+    pub nodes: Vec<NodeAvailability>,
+    pub network_atp: Qty,
+    pub network_earliest: Option<Day>,
+    pub groups: Vec<GroupAvailability>,
+}
+
+/// The answer, with the network version it was computed against (to name the nodes).
+#[derive(Debug, Clone)]
+pub struct Availability {
+    pub network: Arc<Network>,
+    pub items: Vec<ItemAvailability>,
+}
+
+impl Engine {
+    pub fn availability(&self, query: &AvailabilityQuery) -> Result<Availability> {
+        let network = self.network();
+        let scope = Scope::new(self, &network, query)?;
+        let items = query
+            .skus
+            .iter()
+            .map(|sku| {
+                self.shared
+                    .index
+                    .read(sku, |positions| scope.item(sku, positions))
+            })
+            .collect();
+        Ok(Availability { network, items })
+    }
+}
+
+/// A node's ATP step function: (day, ATP from that day on).
+type Profile = (NodeIdx, Vec<(Day, Qty)>);
+
+/// A validated query, resolved against one network version at one instant.
+struct Scope<'a> {
+    view: AtpView<'a>,
+    nodes: Vec<NodeIdx>,
+    groups: Vec<(&'a str, u32)>,
+    quantity: Option<Qty>,
+}
+
+impl<'a> Scope<'a> {
+    fn new(engine: &Engine, network: &'a Network, query: &'a AvailabilityQuery) -> Result<Self> {
+        let config = engine.config();
+        let mut violations = check_skus(&query.skus, config.limits.max_field_len);
+        let nodes = resolve_nodes(network, &query.node_ids, &mut violations);
+        let groups = resolve_groups(network, &query.group_ids, &mut violations);
+        if query.quantity.is_some_and(|q| q <= 0) {
+            violations.push(FieldViolation::new(
+                "quantity",
+                "must be positive when given",
+            ));
+        }
+        let pairs = query.skus.len().saturating_mul(nodes.len());
+        if pairs > config.limits.max_pairs {
+            let problem = format!(
+                "{pairs} item-node pairs exceed the limit of {} per call",
+                config.limits.max_pairs
+            );
+            violations.push(FieldViolation::new("skus", problem));
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        Ok(Self {
+            view: AtpView::new(engine, network, query.date),
+            nodes,
+            groups,
+            quantity: query.quantity,
+        })
+    }
+
+    fn item(&self, sku: &str, entry: Option<&SkuPositions>) -> ItemAvailability {
+        let positions = entry.map_or(&[][..], SkuPositions::positions);
+        let pools = entry.map_or(&[][..], SkuPositions::pools);
+        let atp: Vec<Qty> = positions.iter().map(|p| self.view.atp(p)).collect();
+        let nodes = self.nodes_of(positions, &atp);
+        let profiles = self.quantity.map(|_| self.profiles(positions));
+        let total = |pool: Pool| self.pool_total(positions, pools, &atp, pool);
+        let earliest = |pool: Pool| self.pool_earliest(profiles.as_deref(), pools, pool);
+        let groups = self
+            .groups
+            .iter()
+            .map(|&(group_id, group)| GroupAvailability {
+                group_id: group_id.to_owned(),
+                atp: total(Pool::Group(group)),
+                earliest: earliest(Pool::Group(group)),
+            })
+            .collect();
+        ItemAvailability {
+            sku: sku.to_owned(),
+            nodes,
+            network_atp: total(Pool::Network),
+            network_earliest: earliest(Pool::Network),
+            groups,
+        }
+    }
+
+    /// The asked nodes' availability, given the SKU's positions and their ATP.
+    fn nodes_of(&self, positions: &[Position], atp: &[Qty]) -> Vec<NodeAvailability> {
+        self.nodes
+            .iter()
+            .map(|&node| {
+                let at = positions.binary_search_by_key(&node, Position::node).ok();
+                self.node_availability(node, at.map(|i| (&positions[i], atp[i])))
+            })
+            .collect()
+    }
+
+    /// ATP of a pool: its members' ATP, less the pooled holds it serves jointly with the
+    /// others (see `AtpView`).
+    fn pool_total(
+        &self,
+        positions: &[Position],
+        pools: &[PoolHold],
+        atp: &[Qty],
+        pool: Pool,
+    ) -> Qty {
+        if !pools.is_empty() {
+            return self.view.pool_headroom(positions, pools, pool);
+        }
+        positions
+            .iter()
+            .zip(atp)
+            .filter(|(p, _)| self.view.in_pool(pool, p.node()))
+            .map(|(_, atp)| atp)
+            .sum()
+    }
+
+    /// First day the pool's members have the queried quantity on top of the pool's own holds;
+    /// `None` when no quantity was asked or it is never reached.
+    fn pool_earliest(
+        &self,
+        profiles: Option<&[Profile]>,
+        pools: &[PoolHold],
+        pool: Pool,
+    ) -> Option<Day> {
+        let (profiles, quantity) = (profiles?, self.quantity?);
+        let held: Qty = pools
+            .iter()
+            .filter(|h| h.pool == pool)
+            .map(|h| h.quantity)
+            .sum();
+        let member = |node: NodeIdx| self.view.in_pool(pool, node);
+        earliest_total(profiles, &member, quantity + held)
+    }
+
+    fn node_availability(
+        &self,
+        node: NodeIdx,
+        found: Option<(&Position, Qty)>,
+    ) -> NodeAvailability {
+        let position = found.map(|(p, _)| p);
+        let safety = self.view.safety(node, position);
+        let totals = position.map(Position::totals).unwrap_or_default();
+        let earliest = match (position, self.quantity) {
+            (Some(p), Some(q)) => self.view.earliest(p, q),
+            _ => None,
+        };
+        NodeAvailability {
+            node,
+            atp: found.map_or(0, |(_, atp)| atp),
+            on_hand: totals.on_hand,
+            reserved: totals.reserved,
+            allocated: totals.allocated,
+            safety_stock: safety.unwrap_or_else(|| self.view.base_safety(node, position)),
+            inbound: totals.inbound,
+            earliest,
+            degraded: self.view.is_degraded(node),
+        }
+    }
+
+    /// ATP step functions of every position that is not excluded.
+    fn profiles(&self, positions: &[Position]) -> Vec<Profile> {
+        positions
+            .iter()
+            .filter_map(|p| Some((p.node(), self.view.profile(p)?)))
+            .collect()
+    }
+}
+
+/// First day on which the ATP of the member nodes adds up to `quantity`.
+fn earliest_total(
+    profiles: &[Profile],
+    member: &dyn Fn(NodeIdx) -> bool,
+    quantity: Qty,
+) -> Option<Day> {
+    let members: Vec<&[(Day, Qty)]> = profiles
+        .iter()
+        .filter(|(node, _)| member(*node))
+        .map(|(_, profile)| profile.as_slice())
+        .collect();
+    let mut days: Vec<Day> = members.iter().flat_map(|p| p.iter().map(|s| s.0)).collect();
+    days.sort_unstable();
+    days.dedup();
+    days.into_iter().find(|&day| {
+        let total: Qty = members.iter().map(|profile| atp_on(profile, day)).sum();
+        total >= quantity
+    })
+}
+
+/// ATP of a step function on `day`; before its first step a node answers its current ATP.
+fn atp_on(profile: &[(Day, Qty)], day: Day) -> Qty {
+    match profile.partition_point(|&(d, _)| d <= day) {
+        0 => profile.first().map_or(0, |s| s.1),
+        n => profile[n - 1].1,
+    }
+}
+
+/// Violations of the SKU list: it must be non-empty and each SKU 1 to `max_len` bytes.
+fn check_skus(skus: &[String], max_len: usize) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    if skus.is_empty() {
+        violations.push(FieldViolation::new("skus", "ask for at least one SKU"));
+    }
+    for (i, sku) in skus.iter().enumerate() {
+        if sku.is_empty() || sku.len() > max_len {
+            let problem = format!("must be 1 to {max_len} bytes");
+            violations.push(FieldViolation::new(format!("skus[{i}]"), problem));
+        }
+    }
+    violations
+}
+
+/// The nodes asked for, or every node when none is named; unknown ids become violations.
+fn resolve_nodes(
+    network: &Network,
+    node_ids: &[String],
+    violations: &mut Vec<FieldViolation>,
+) -> Vec<NodeIdx> {
+    if node_ids.is_empty() {
+        return (0..network.nodes().len() as NodeIdx).collect();
+    }
+    let lookup = |(i, id): (usize, &String)| {
+        network.node_idx(id).ok_or_else(|| {
+            FieldViolation::new(format!("node_ids[{i}]"), format!("unknown node {id:?}"))
+        })
+    };
+    collect_valid(node_ids.iter().enumerate().map(lookup), violations)
+}
+
+/// The groups asked for, with their ids; unknown ids become violations.
+fn resolve_groups<'a>(
+    network: &Network,
+    group_ids: &'a [String],
+    violations: &mut Vec<FieldViolation>,
+) -> Vec<(&'a str, u32)> {
+    let lookup = |(i, id): (usize, &'a String)| {
+        network
+            .group_idx(id)
+            .map(|group| (id.as_str(), group))
+            .ok_or_else(|| {
+                FieldViolation::new(format!("group_ids[{i}]"), format!("unknown group {id:?}"))
+            })
+    };
+    collect_valid(group_ids.iter().enumerate().map(lookup), violations)
+}
+
+/// Collects the successes, moving failures into `violations`.
+fn collect_valid<T>(
+    results: impl Iterator<Item = std::result::Result<T, FieldViolation>>,
+    violations: &mut Vec<FieldViolation>,
+) -> Vec<T> {
+    results
+        .filter_map(|result| result.map_err(|v| violations.push(v)).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{engine, hold, reserve, stock};
+
+    fn ask(skus: &[&str], quantity: Option<Qty>) -> AvailabilityQuery {
+        AvailabilityQuery {
+            skus: skus.iter().map(|s| (*s).to_owned()).collect(),
+            quantity,
+            ..AvailabilityQuery::default()
+        }
+    }
+
+    #[test]
+    fn network_atp_subtracts_pooled_holds_but_node_atp_does_not() {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10), ("B", 5)]);
+        reserve(&engine, &hold("R", &[("SKU", "", 4)]));
+        let answer = engine.availability(&ask(&["SKU"], None)).expect("answers");
+        let item = &answer.items[0];
+        let atp: Vec<Qty> = item.nodes.iter().map(|n| n.atp).collect();
+        assert_eq!(atp, [10, 5]);
+        assert_eq!(item.network_atp, 11);
+    }
+
+    #[test]
+    fn node_holds_lower_that_node_and_the_network_total() {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10), ("B", 5)]);
+        reserve(&engine, &hold("R", &[("SKU", "B", 2)]));
+        let answer = engine.availability(&ask(&["SKU"], None)).expect("answers");
+        let item = &answer.items[0];
+        assert_eq!(item.nodes[1].atp, 3);
+        assert_eq!(item.nodes[1].reserved, 2);
+        assert_eq!(item.nodes[1].on_hand, 5);
+        assert_eq!(item.network_atp, 13);
+    }
+
+    #[test]
+    fn earliest_is_found_only_where_the_asked_quantity_fits() {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10), ("B", 5)]);
+        let without = engine.availability(&ask(&["SKU"], None)).expect("answers");
+        assert_eq!(without.items[0].network_earliest, None);
+        let answer = engine
+            .availability(&ask(&["SKU"], Some(8)))
+            .expect("answers");
+        let item = &answer.items[0];
+        assert!(item.nodes[0].earliest.is_some());
+        assert_eq!(item.nodes[1].earliest, None, "B has only 5");
+        assert_eq!(item.network_earliest, item.nodes[0].earliest);
+        let too_much = engine
+            .availability(&ask(&["SKU"], Some(16)))
+            .expect("answers");
+        assert_eq!(too_much.items[0].network_earliest, None);
+    }
+
+    #[test]
+    fn unknown_sku_answers_zero_at_every_node() {
+        let engine = engine(&["A", "B"]);
+        let answer = engine.availability(&ask(&["NONE"], None)).expect("answers");
+        let item = &answer.items[0];
+        assert_eq!(item.nodes.len(), 2);
+        assert!(item.nodes.iter().all(|n| n.atp == 0 && n.on_hand == 0));
+        assert_eq!(item.network_atp, 0);
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_at_once() {
+        let engine = engine(&["A"]);
+        let query = AvailabilityQuery {
+            skus: vec![String::new()],
+            node_ids: vec!["NOPE".into()],
+            group_ids: vec!["G".into()],
+            quantity: Some(0),
+            ..AvailabilityQuery::default()
+        };
+        let Err(Error::InvalidArgument(violations)) = engine.availability(&query) else {
+            panic!("an invalid query must be rejected");
+        };
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["skus[0]", "node_ids[0]", "group_ids[0]", "quantity"]
+        );
+    }
+}
