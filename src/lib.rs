@@ -1,45 +1,42 @@
 //! # promised
 //!
 //! A real-time inventory and order-promising service: one live, in-memory, sharded view of
-//! supply at every node, fed by streams from the systems that own it, answering availability
-//! over gRPC in microseconds of server time.
+//! supply at every node, fed by streams from the systems that own it, answering availability,
+//! promises and routing over gRPC in microseconds of server time.
 //!
-//! ## Modules, in the order data flows through them
+//! ## Layers, in the order a request passes them
 //!
-//! - [`config`]: flags and `PROMISED_*` variables, parsed once into typed values.
-//! - [`grpc`]: the gRPC layer: generated types ([`grpc::pb`]), conversions, status mapping,
-//!   and the service adapters (convert, call the engine, convert back).
-//! - [`ingest`]: supply batches: sequence checks, per-update validation, rejection log, and
-//!   shipments (`SHIP`) of committed orders.
-//! - [`query`]: availability: per-node, group and network ATP, earliest dates.
-//! - [`reserve`] over [`reservation`]: holds, updates, expiry, commits into allocations;
-//!   [`audit`] checks that positions carry exactly the live holds.
-//! - [`promise`]: delivery dates per service level from ATP, [`calendar`]s, cutoffs, carriers.
-//! - [`route`]: cost-optimal node assignment (branch and bound), alternatives, batch waves.
-//! - [`view`]: ATP at one instant (days per node, stale-feed policy, safety stock) and whether
-//!   pooled group/network holds stay covered, checked as a max-[`flow`].
-//! - [`engine`]: the shared core handle all of the above operate on.
-//! - [`index`]: positions sharded by SKU, and time-phased ATP of one position.
-//! - [`network`]: nodes, groups, sources, service levels, postal codes, swapped whole on change.
-//! - [`mutation`]: the record a change leaves for the journal; [`codec`] its byte encoding.
-//! - [`checkpoint`]: Redis: the group-committed journal, snapshots, recovery.
-//! - [`domain`], [`error`], [`clock`]: vocabulary, errors and time.
-//! - [`metrics`]: every metric name, and the `/metrics` endpoint.
-//! - [`server`]: startup, serving, background loops and graceful shutdown; [`network_file`]
-//!   and [`demo`].
+//! - **Edges** convert, check and bound a request, then call one [`app::App`] method:
+//!   [`grpc`] (generated types in [`grpc::pb`], conversions, the status table, one adapter per
+//!   service, the router with health and reflection), and [`network_file`] (a network loaded
+//!   from TOML or YAML at start).
+//! - **Application** [`app`]: the one writer. Each mutating method checks that the store can
+//!   take a write, runs the core operation, makes its record durable through [`checkpoint`],
+//!   and only then answers.
+//! - **Core** (the `promised-core` crate, re-exported here under the same module names):
+//!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
+//!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`], [`view`], [`flow`],
+//!   [`audit`], over the [`engine`] handle; [`mutation`] records and their [`codec`].
+//! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
+//! - **Process** [`server`]: listeners, background loops (expiry, audit, gauges, snapshots)
+//!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
+//!   [`metrics`] names every metric and serves `/metrics`; [`demo`] runs a demo network.
+//!
+//! ## Where a request goes
+//!
+//! `Availability/GetAvailability` -> [`grpc`] adapter -> [`app::App::availability`] ->
+//! [`query`]. `Reservations/Reserve` -> [`grpc`] -> [`app::App::reserve`] -> [`reserve`] ->
+//! [`checkpoint`] -> answer. Every other RPC is the same shape: one adapter, one `App` method.
 //!
 //! ## Invariants
 //!
-//! - The core (`domain`, `network`, `index`, `ingest`, `query`, `engine`) is synchronous and
-//!   does no I/O; it never awaits.
-//! - Only [`grpc`] imports the generated protobuf types; only [`checkpoint`] talks to Redis;
-//!   only [`config`] reads the environment; only [`metrics`] names metrics.
-//! - No mutation is acknowledged before its record is durable (when Redis is configured);
-//!   recovery applies each journaled effect at most once, by shard sequence number.
-//! - A reservation takes its book shard, then its SKUs' index shards in ascending order; it
-//!   checks every line on copies before changing anything, so holds are all or nothing.
-//! - Index lock guards never leave [`index`], are never held across `.await`, and a thread
-//!   holding one never takes another key's lock, except several shards in ascending order.
+//! - The core does no I/O and never awaits: its crate has no tokio, tonic, prost or redis.
+//! - Only [`grpc`] names protobuf types; only [`checkpoint`] talks to Redis; only [`config`]
+//!   reads the environment; only [`metrics`] names metrics.
+//! - Only [`app::App`] commits a mutation: no answer before its record is durable (when Redis
+//!   is configured), and an error means it was not acknowledged. Recovery applies each
+//!   journaled effect at most once, by shard sequence number.
+//! - Index lock guards never leave [`index`] and are never held across `.await`.
 //! - Every limit (pairs per call, batch size, field length, log length, message size, feed
 //!   streams) is configurable; a request over a limit is refused, never queued without bound.
 //! - Time comes from a [`clock::Clock`], so tests control it.

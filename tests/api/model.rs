@@ -615,9 +615,10 @@ async fn step(
 /// The environment variable that replays one seed of the model test.
 const SEED_VAR: &str = "PROMISED_MODEL_SEED";
 
-/// Seeds replayed on every run beside the random one, so every run covers the same sequences
-/// too; a seed that ever finds a disagreement is added here once it is fixed.
-const REGRESSION_SEEDS: [u64; 2] = [1, 2];
+/// Seeds that found a disagreement, replayed on every run beside the random one: 246, 303,
+/// 318 and 322 failed when the model refused a commit for another SKU's uncovered network
+/// hold. Add the seed of any future failure here once it is fixed.
+const REGRESSION_SEEDS: [u64; 4] = [246, 303, 318, 322];
 
 /// Runs 64 random op sequences from `seed`; a failure names the seed that replays it.
 fn run_model(seed: u64) {
