@@ -20,7 +20,8 @@
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
 //! - **Process** [`server`]: listeners, background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
-//!   [`metrics`] names every metric and serves `/metrics`; [`demo`] runs a demo network.
+//!   [`metrics`] names every metric and serves `/metrics`. The demo (`promised demo`) is part
+//!   of the binary: a client of this library and of the gRPC API like any other.
 //!
 //! ## Where a request goes
 //!
@@ -49,7 +50,6 @@ pub use promised_core::{
 pub mod app;
 pub mod checkpoint;
 pub mod config;
-pub mod demo;
 pub mod grpc;
 pub mod metrics;
 pub mod network_file;

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+mod demo;
+
 use clap::Parser;
 use promised::clock::SystemClock;
 use promised::config::{process_env, Cli, Command, Config};
@@ -29,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => {
             let config = Config::resolve(&args.serve, &env)?;
             init_logging(&config.log_filter);
-            promised::demo::run(config, args.skus, args.feed_rate, shutdown_signal()).await
+            demo::run(config, args.skus, args.feed_rate, shutdown_signal()).await
         }
     }
 }

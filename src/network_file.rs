@@ -34,6 +34,11 @@ struct GroupEntry {
     description: String,
 }
 
+
+/// The demo network (50 US nodes: 8 DCs, 6 3PL warehouses, 36 stores); also an example of a
+/// `--network` file.
+pub const DEMO_NETWORK_TOML: &str = include_str!("demo_network.toml");
+
 /// Unknown fields are not refused: serde cannot combine that with the flattened fulfilment.
 #[derive(Debug, Deserialize)]
 struct NodeEntry {

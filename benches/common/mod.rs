@@ -9,10 +9,9 @@ use std::sync::Arc;
 use promised::app::App;
 use promised::checkpoint::Durability;
 use promised::clock::{ManualClock, UnixMillis};
-use promised::demo::NETWORK_TOML;
 use promised::domain::{BatchOutcome, Day, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
 use promised::engine::{Engine, EngineConfig};
-use promised::network_file::NetworkFile;
+use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
 
 /// 2026-03-02T15:00:00Z: the fixed "now" of in-process benches (a manual clock never moves,
 /// so no feed goes stale mid-run).
@@ -35,7 +34,7 @@ pub fn demo_engine() -> Engine {
 /// Loads the demo network (5 groups, 50 nodes, sources WMS, POS and ERP) into `engine`.
 pub async fn load_demo_network(engine: &Engine, durability: &Durability) {
     let app = App::new(engine.clone(), durability.clone());
-    NetworkFile::parse(NETWORK_TOML, false)
+    NetworkFile::parse(DEMO_NETWORK_TOML, false)
         .expect("the demo network parses")
         .apply(&app)
         .await

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use promised::app::App;
 use promised::checkpoint::Durability;
 use promised::clock::SystemClock;
-use promised::demo::NETWORK_TOML;
 use promised::domain::NodeKind;
 use promised::engine::{Engine, EngineConfig};
-use promised::network_file::NetworkFile;
+use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
 use rand::Rng;
 
 /// The name of SKU number `i` (rank `i` in popularity).
@@ -17,7 +16,7 @@ pub fn sku(i: usize) -> String {
     format!("SKU-{i:06}")
 }
 
-/// What the load generator knows of the demo network (`promised::demo::NETWORK_TOML`).
+/// What the load generator knows of the demo network (`promised::network_file::DEMO_NETWORK_TOML`).
 #[derive(Debug, Clone)]
 pub struct Network {
     /// DCs and 3PL warehouses, whose on-hand and in-transit supply the `WMS` source owns.
@@ -33,7 +32,7 @@ impl Network {
     pub async fn demo() -> anyhow::Result<Self> {
         let engine = Engine::new(EngineConfig::default(), Arc::new(SystemClock));
         let app = App::new(engine, Durability::Memory);
-        NetworkFile::parse(NETWORK_TOML, false)?.apply(&app).await?;
+        NetworkFile::parse(DEMO_NETWORK_TOML, false)?.apply(&app).await?;
         let network = app.engine().network();
         let nodes = network.nodes();
         let ids = |store: bool| {

@@ -11,12 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use promised::clock::SystemClock;
 use promised::config::{Config, ServeArgs};
-use promised::demo::NETWORK_TOML;
 use promised::domain::{parse_time_zone, Day};
 use promised::grpc::pb;
 use promised::grpc::pb::availability_client::AvailabilityClient;
 use promised::grpc::pb::supply_client::SupplyClient;
-use promised::network_file::NetworkFile;
+use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
 use promised::server::Application;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -47,7 +46,7 @@ pub async fn serve(redis_url: String) -> anyhow::Result<()> {
     // Only flags: a run does not depend on PROMISED_* variables of the shell it starts in.
     let config = Config::resolve(&args, &HashMap::new())?;
     let app = Application::build(config, Arc::new(SystemClock)).await?;
-    NetworkFile::parse(NETWORK_TOML, false)?
+    NetworkFile::parse(DEMO_NETWORK_TOML, false)?
         .apply(app.app())
         .await?;
     announce(app.grpc_addr());

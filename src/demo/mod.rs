@@ -1,6 +1,7 @@
 //! `promised demo`: the service in memory with a 50-node US network, a synthetic catalogue and
 //! a feed that keeps streaming supply through the real gRPC ingest API, as a WMS, store POS
-//! systems and an ERP would.
+//! systems and an ERP would. Part of the binary, not the library: it uses the service the way
+//! any client does, through the generated gRPC client.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,15 +15,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
-use crate::domain::{Day, NodeKind};
-use crate::grpc::pb::{self, supply_client::SupplyClient};
-use crate::network_file::NetworkFile;
-use crate::server::Application;
-
-/// The demo network; also an example of a `--network` file.
-pub const NETWORK_TOML: &str = include_str!("network.toml");
+use promised::clock::{Clock, SystemClock};
+use promised::config::Config;
+use promised::domain::{Day, NodeKind};
+use promised::grpc::pb::{self, supply_client::SupplyClient};
+use promised::network::Network;
+use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
+use promised::server::Application;
 
 /// Updates per batch during the initial load.
 const LOAD_BATCH: usize = 1_000;
@@ -38,25 +37,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let app = Application::build(config, Arc::new(SystemClock)).await?;
-    NetworkFile::parse(NETWORK_TOML, false)?
+    NetworkFile::parse(DEMO_NETWORK_TOML, false)?
         .apply(app.app())
         .await?;
-    let network = app.engine().network();
-    let catalogue = Catalogue {
-        skus,
-        fulfilment: network
-            .nodes()
-            .iter()
-            .filter(|n| n.kind != NodeKind::Store)
-            .map(|n| n.id.clone())
-            .collect(),
-        stores: network
-            .nodes()
-            .iter()
-            .filter(|n| n.kind == NodeKind::Store)
-            .map(|n| n.id.clone())
-            .collect(),
-    };
+    let catalogue = Catalogue::of(&app.engine().network(), skus);
     let target = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), app.grpc_addr().port());
     print_instructions(target, app.metrics_addr());
     let stop = CancellationToken::new();
@@ -97,6 +81,21 @@ struct Catalogue {
     fulfilment: Vec<String>,
     /// Stores, owned by the POS source.
     stores: Vec<String>,
+}
+
+impl Catalogue {
+    fn of(network: &Network, skus: usize) -> Self {
+        let ids = |stores: bool| {
+            let nodes = network.nodes().iter();
+            let nodes = nodes.filter(|n| (n.kind == NodeKind::Store) == stores);
+            nodes.map(|n| n.id.clone()).collect()
+        };
+        Self {
+            skus,
+            fulfilment: ids(false),
+            stores: ids(true),
+        }
+    }
 }
 
 fn sku(i: usize) -> String {
@@ -195,6 +194,170 @@ fn pick<'a>(rng: &mut SmallRng, nodes: &'a [String]) -> &'a str {
     &nodes[rng.random_range(0..nodes.len())]
 }
 
+/// Updates for each source, gathered before they are sent.
+#[derive(Default)]
+struct Round {
+    wms: Vec<pb::SupplyUpdate>,
+    pos: Vec<pb::SupplyUpdate>,
+    erp: Vec<pb::SupplyUpdate>,
+}
+
+/// The three demo sources' streams and the random choices they share.
+struct Feeds {
+    wms: FeedStream,
+    pos: FeedStream,
+    erp: FeedStream,
+    rng: SmallRng,
+    catalogue: Catalogue,
+    /// Live purchase orders opened so far, for their references.
+    live_pos: u64,
+}
+
+impl Feeds {
+    async fn open(target: SocketAddr, catalogue: Catalogue) -> anyhow::Result<Self> {
+        Ok(Self {
+            wms: FeedStream::open(target, "WMS").await?,
+            pos: FeedStream::open(target, "POS").await?,
+            erp: FeedStream::open(target, "ERP").await?,
+            rng: SmallRng::seed_from_u64(42),
+            catalogue,
+            live_pos: 0,
+        })
+    }
+
+    /// Sends every SKU's starting supply in batches of [`LOAD_BATCH`]; false if stopped.
+    async fn load(&mut self, stop: &CancellationToken) -> anyhow::Result<bool> {
+        let mut round = Round::default();
+        for i in 0..self.catalogue.skus {
+            if stop.is_cancelled() {
+                return Ok(false);
+            }
+            self.starting_supply(i, SystemClock.now_ms(), &mut round);
+            self.send(&mut round, LOAD_BATCH).await?;
+        }
+        self.send(&mut round, 0).await?;
+        Ok(true)
+    }
+
+    /// A SKU's on-hand at a few DCs and stores, and perhaps an ASN and an open PO.
+    fn starting_supply(&mut self, i: usize, now_ms: i64, round: &mut Round) {
+        let today = Day::in_zone(chrono_tz::UTC, now_ms);
+        let (rng, catalogue) = (&mut self.rng, &self.catalogue);
+        for _ in 0..rng.random_range(2..6) {
+            let node = pick(rng, &catalogue.fulfilment);
+            let quantity = rng.random_range(0..500);
+            round
+                .wms
+                .push(set(sku(i), node, pb::SupplyType::OnHand, quantity, now_ms));
+        }
+        if rng.random_bool(0.2) {
+            let node = pick(rng, &catalogue.fulfilment);
+            let (eta, quantity) = (
+                today.plus(rng.random_range(1..8)),
+                rng.random_range(10..200),
+            );
+            let asn = format!("ASN-{i}");
+            let update = receipt(
+                sku(i),
+                node,
+                pb::SupplyType::InTransit,
+                asn,
+                eta,
+                quantity,
+                now_ms,
+            );
+            round.wms.push(update);
+        }
+        for _ in 0..rng.random_range(0..4) {
+            let node = pick(rng, &catalogue.stores);
+            let quantity = rng.random_range(0..20);
+            round
+                .pos
+                .push(set(sku(i), node, pb::SupplyType::OnHand, quantity, now_ms));
+        }
+        if rng.random_bool(0.3) {
+            let node = pick(rng, &catalogue.fulfilment);
+            let (eta, quantity) = (
+                today.plus(rng.random_range(7..46)),
+                rng.random_range(100..1000),
+            );
+            let po = format!("PO-{i}");
+            round.erp.push(receipt(
+                sku(i),
+                node,
+                pb::SupplyType::OnOrder,
+                po,
+                eta,
+                quantity,
+                now_ms,
+            ));
+        }
+    }
+
+    /// One live change: a store count (60 %), a warehouse pick or receipt (30 %; a pick from
+    /// an empty position is rejected, as it should be), or a new PO line (10 %).
+    fn live_update(&mut self, now_ms: i64, round: &mut Round) {
+        let today = Day::in_zone(chrono_tz::UTC, now_ms);
+        let (rng, catalogue) = (&mut self.rng, &self.catalogue);
+        let item = sku(rng.random_range(0..catalogue.skus.max(1)));
+        match rng.random_range(0..10) {
+            0..=5 => {
+                let node = pick(rng, &catalogue.stores);
+                let quantity = rng.random_range(0..20);
+                round
+                    .pos
+                    .push(set(item, node, pb::SupplyType::OnHand, quantity, now_ms));
+            }
+            6..=8 => {
+                let delta = if rng.random_bool(0.1) {
+                    200
+                } else {
+                    -rng.random_range(1..4)
+                };
+                let node = pick(rng, &catalogue.fulfilment);
+                let op = pb::UpdateOp::Adjust;
+                round
+                    .wms
+                    .push(update(item, node, pb::SupplyType::OnHand, op, delta));
+            }
+            _ => {
+                self.live_pos += 1;
+                let node = pick(rng, &catalogue.fulfilment);
+                let (eta, quantity) = (
+                    today.plus(rng.random_range(7..46)),
+                    rng.random_range(100..1000),
+                );
+                let po = format!("PO-LIVE-{}", self.live_pos);
+                round.erp.push(receipt(
+                    item,
+                    node,
+                    pb::SupplyType::OnOrder,
+                    po,
+                    eta,
+                    quantity,
+                    now_ms,
+                ));
+            }
+        }
+    }
+
+    /// Sends each source's gathered updates once it has at least `at_least` of them (0 sends
+    /// every source, an empty batch being a heartbeat that keeps a quiet source fresh).
+    async fn send(&mut self, round: &mut Round, at_least: usize) -> anyhow::Result<()> {
+        let streams = [
+            (&mut self.wms, &mut round.wms),
+            (&mut self.pos, &mut round.pos),
+            (&mut self.erp, &mut round.erp),
+        ];
+        for (stream, updates) in streams {
+            if updates.len() >= at_least {
+                stream.send(std::mem::take(updates)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Loads the catalogue, then keeps sending `rate` updates a second until stopped.
 async fn feed(
     target: SocketAddr,
@@ -202,131 +365,25 @@ async fn feed(
     rate: u32,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut wms = FeedStream::open(target, "WMS").await?;
-    let mut pos = FeedStream::open(target, "POS").await?;
-    let mut erp = FeedStream::open(target, "ERP").await?;
-    let mut rng = SmallRng::seed_from_u64(42);
-    let clock = SystemClock;
+    let skus = catalogue.skus;
+    let mut feeds = Feeds::open(target, catalogue).await?;
     let started = std::time::Instant::now();
-    let (mut w, mut p, mut e) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..catalogue.skus {
-        if stop.is_cancelled() {
-            return Ok(());
-        }
-        let now_ms = clock.now_ms();
-        let today = Day::in_zone(chrono_tz::UTC, now_ms);
-        for _ in 0..rng.random_range(2..6) {
-            let node = pick(&mut rng, &catalogue.fulfilment);
-            w.push(set(
-                sku(i),
-                node,
-                pb::SupplyType::OnHand,
-                rng.random_range(0..500),
-                now_ms,
-            ));
-        }
-        if rng.random_bool(0.2) {
-            let node = pick(&mut rng, &catalogue.fulfilment);
-            let eta = today.plus(rng.random_range(1..8));
-            w.push(receipt(
-                sku(i),
-                node,
-                pb::SupplyType::InTransit,
-                format!("ASN-{i}"),
-                eta,
-                rng.random_range(10..200),
-                now_ms,
-            ));
-        }
-        for _ in 0..rng.random_range(0..4) {
-            let node = pick(&mut rng, &catalogue.stores);
-            p.push(set(
-                sku(i),
-                node,
-                pb::SupplyType::OnHand,
-                rng.random_range(0..20),
-                now_ms,
-            ));
-        }
-        if rng.random_bool(0.3) {
-            let node = pick(&mut rng, &catalogue.fulfilment);
-            let eta = today.plus(rng.random_range(7..46));
-            e.push(receipt(
-                sku(i),
-                node,
-                pb::SupplyType::OnOrder,
-                format!("PO-{i}"),
-                eta,
-                rng.random_range(100..1000),
-                now_ms,
-            ));
-        }
-        for (stream, updates) in [(&mut wms, &mut w), (&mut pos, &mut p), (&mut erp, &mut e)] {
-            if updates.len() >= LOAD_BATCH {
-                stream.send(std::mem::take(updates)).await?;
-            }
-        }
+    if !feeds.load(&stop).await? {
+        return Ok(());
     }
-    for (stream, updates) in [(&mut wms, w), (&mut pos, p), (&mut erp, e)] {
-        stream.send(updates).await?;
-    }
-    tracing::info!(skus = catalogue.skus, elapsed = ?started.elapsed(), "demo catalogue sent");
-
+    tracing::info!(skus, elapsed = ?started.elapsed(), "demo catalogue sent");
     let per_tick = (rate as usize * TICK.as_millis() as usize / 1000).max(1);
     let mut ticks = tokio::time::interval(TICK);
-    let mut po = 0u64;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = ticks.tick() => {}
         }
-        let now_ms = clock.now_ms();
-        let today = Day::in_zone(chrono_tz::UTC, now_ms);
-        let (mut w, mut p, mut e) = (Vec::new(), Vec::new(), Vec::new());
+        let now_ms = SystemClock.now_ms();
+        let mut round = Round::default();
         for _ in 0..per_tick {
-            let item = sku(rng.random_range(0..catalogue.skus.max(1)));
-            match rng.random_range(0..10) {
-                // Store sales and counts arrive as POS snapshots.
-                0..=5 => p.push(set(
-                    item,
-                    pick(&mut rng, &catalogue.stores),
-                    pb::SupplyType::OnHand,
-                    rng.random_range(0..20),
-                    now_ms,
-                )),
-                // Warehouse picks; a pick from an empty position is rejected, as it should be.
-                6..=8 => {
-                    let delta = if rng.random_bool(0.1) {
-                        200
-                    } else {
-                        -rng.random_range(1..4)
-                    };
-                    w.push(update(
-                        item,
-                        pick(&mut rng, &catalogue.fulfilment),
-                        pb::SupplyType::OnHand,
-                        pb::UpdateOp::Adjust,
-                        delta,
-                    ));
-                }
-                _ => {
-                    po += 1;
-                    let eta = today.plus(rng.random_range(7..46));
-                    e.push(receipt(
-                        item,
-                        pick(&mut rng, &catalogue.fulfilment),
-                        pb::SupplyType::OnOrder,
-                        format!("PO-LIVE-{po}"),
-                        eta,
-                        rng.random_range(100..1000),
-                        now_ms,
-                    ));
-                }
-            }
+            feeds.live_update(now_ms, &mut round);
         }
-        // An empty batch is a heartbeat, which keeps a quiet source from going stale.
-        wms.send(w).await?;
-        pos.send(p).await?;
-        erp.send(e).await?;
+        feeds.send(&mut round, 0).await?;
     }
 }
