@@ -8,8 +8,8 @@ use crate::calendar::{CalendarSpec, FulfilmentSpec, ServiceLevelSpec};
 use crate::checkpoint::DurabilityStatus;
 use crate::clock::UnixMillis;
 use crate::domain::{
-    parse_time_zone, BatchOutcome, Day, Node, NodeGroup, NodeKind, RejectReason, Rejection,
-    ServiceLevel, Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
+    parse_time_zone, BatchOutcome, Day, Fulfilment, Node, NodeGroup, NodeKind, RejectReason,
+    Rejection, ServiceLevel, Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
 };
 use crate::engine::{SafetyStockEntry, Stats};
 use crate::error::{Error, FieldViolation, Result};
@@ -74,16 +74,7 @@ impl TryFrom<pb::Node> for Node {
             let problem = format!("{:?} is not an IANA time zone name", node.time_zone);
             violations.push(FieldViolation::new("time_zone", problem));
         }
-        let spec = FulfilmentSpec {
-            calendar: CalendarSpec {
-                open_days: node.open_days,
-                holidays: node.holidays,
-            },
-            cutoff: node.cutoff,
-            processing_days: node.processing_days,
-            daily_capacity: node.daily_capacity,
-        };
-        let fulfilment = spec.resolve().map_err(|v| violations.extend(v)).ok();
+        let fulfilment = fulfilment(&node).map_err(|v| violations.extend(v)).ok();
         let (Some(kind), Some(time_zone), Some(fulfilment)) = (kind, time_zone, fulfilment) else {
             return Err(violations);
         };
@@ -101,6 +92,20 @@ impl TryFrom<pb::Node> for Node {
             safety_stock: node.safety_stock,
         })
     }
+}
+
+/// A node's calendar, cutoff, processing days and capacity, checked.
+fn fulfilment(node: &pb::Node) -> Result<Fulfilment, Violations> {
+    let spec = FulfilmentSpec {
+        calendar: CalendarSpec {
+            open_days: node.open_days.clone(),
+            holidays: node.holidays.clone(),
+        },
+        cutoff: node.cutoff.clone(),
+        processing_days: node.processing_days,
+        daily_capacity: node.daily_capacity,
+    };
+    spec.resolve()
 }
 
 impl TryFrom<pb::ServiceLevel> for ServiceLevel {
@@ -164,13 +169,7 @@ impl TryFrom<pb::Source> for Source {
 
     fn try_from(source: pb::Source) -> Result<Self, Violations> {
         let mut violations = Vec::new();
-        let kind = match pb::SourceKind::try_from(source.kind) {
-            Ok(pb::SourceKind::Wms) => Some(SourceKind::Wms),
-            Ok(pb::SourceKind::Erp) => Some(SourceKind::Erp),
-            Ok(pb::SourceKind::ThirdParty) => Some(SourceKind::ThirdParty),
-            Ok(pb::SourceKind::Pos) => Some(SourceKind::Pos),
-            _ => None,
-        };
+        let kind = source_kind(source.kind);
         if kind.is_none() {
             violations.push(FieldViolation::new(
                 "kind",
@@ -198,6 +197,16 @@ impl TryFrom<pb::Source> for Source {
             stale_after_ms: (source.stale_after_seconds > 0)
                 .then(|| i64::from(source.stale_after_seconds) * 1000),
         })
+    }
+}
+
+fn source_kind(raw: i32) -> Option<SourceKind> {
+    match pb::SourceKind::try_from(raw) {
+        Ok(pb::SourceKind::Wms) => Some(SourceKind::Wms),
+        Ok(pb::SourceKind::Erp) => Some(SourceKind::Erp),
+        Ok(pb::SourceKind::ThirdParty) => Some(SourceKind::ThirdParty),
+        Ok(pb::SourceKind::Pos) => Some(SourceKind::Pos),
+        _ => None,
     }
 }
 

@@ -6,9 +6,9 @@ use crate::domain::Day;
 use crate::error::{Error, FieldViolation, Result};
 use crate::grpc::pb;
 use crate::index::Pool;
-use crate::network::NodeIdx;
+use crate::network::{Network, NodeIdx};
 use crate::promise::{Promise, PromiseRequest};
-use crate::reservation::{LineRequest, ReserveRequest, Scope, State};
+use crate::reservation::{Line, LineRequest, ReserveRequest, Scope, State};
 use crate::reserve::Held;
 use crate::route::{Constraints, Plan, RouteRequest, Routing, Weights};
 
@@ -54,13 +54,6 @@ pub fn reserve_request(request: pb::ReserveRequest) -> Result<ReserveRequest> {
 
 pub fn reservation(held: Held) -> pb::Reservation {
     let (reservation, network) = (held.reservation, held.network);
-    let node_id = |node: NodeIdx| {
-        network
-            .nodes()
-            .get(node as usize)
-            .map(|n| n.id.clone())
-            .unwrap_or_default()
-    };
     let state = match reservation.state {
         State::Held => pb::ReservationState::Held,
         State::Committed => pb::ReservationState::Committed,
@@ -71,35 +64,7 @@ pub fn reservation(held: Held) -> pb::Reservation {
     let lines = reservation
         .lines
         .into_iter()
-        .map(|line| {
-            let (node, group) = match line.scope {
-                Scope::Node(node) => (node_id(node), String::new()),
-                Scope::Pool(Pool::Group(group)) => (
-                    String::new(),
-                    network
-                        .group(group)
-                        .map(|g| g.id.clone())
-                        .unwrap_or_default(),
-                ),
-                Scope::Pool(Pool::Network) => (String::new(), String::new()),
-            };
-            pb::ReservationLine {
-                sku: line.sku,
-                node_id: node,
-                group_id: group,
-                quantity: line.quantity,
-                need_date: line.need.to_string(),
-                allocations: line
-                    .allocations
-                    .iter()
-                    .map(|a| pb::Allocation {
-                        node_id: node_id(a.node),
-                        quantity: a.quantity,
-                        shipped: a.shipped,
-                    })
-                    .collect(),
-            }
-        })
+        .map(|line| reservation_line(line, &network))
         .collect();
     pb::Reservation {
         reservation_id: reservation.id,
@@ -107,6 +72,43 @@ pub fn reservation(held: Held) -> pb::Reservation {
         lines,
         expires_at: Some(timestamp(reservation.expires_at_ms)),
         order_id: reservation.order_id,
+    }
+}
+
+/// A node's id, or empty for an index the network no longer has.
+fn node_id(network: &Network, node: NodeIdx) -> String {
+    network
+        .nodes()
+        .get(node as usize)
+        .map(|n| n.id.clone())
+        .unwrap_or_default()
+}
+
+fn reservation_line(line: Line, network: &Network) -> pb::ReservationLine {
+    let (node, group) = match line.scope {
+        Scope::Node(node) => (node_id(network, node), String::new()),
+        Scope::Pool(Pool::Group(group)) => {
+            let group = network.group(group).map(|g| g.id.clone());
+            (String::new(), group.unwrap_or_default())
+        }
+        Scope::Pool(Pool::Network) => (String::new(), String::new()),
+    };
+    let allocations = line
+        .allocations
+        .iter()
+        .map(|a| pb::Allocation {
+            node_id: node_id(network, a.node),
+            quantity: a.quantity,
+            shipped: a.shipped,
+        })
+        .collect();
+    pb::ReservationLine {
+        sku: line.sku,
+        node_id: node,
+        group_id: group,
+        quantity: line.quantity,
+        need_date: line.need.to_string(),
+        allocations,
     }
 }
 
@@ -191,28 +193,12 @@ pub fn route_request(
     request: pb::RouteRequest,
     prefix: &str,
 ) -> Result<(RouteRequest, Option<(String, u64)>)> {
-    let constraints = request.constraints.unwrap_or_default();
-    let weights = request.weights.unwrap_or_default();
-    let defaults = Weights::default();
     let mut violations = Vec::new();
-    let deliver_by = date(
-        &constraints.deliver_by,
-        format!("{prefix}constraints.deliver_by"),
-    )
-    .unwrap_or_else(|v| {
-        violations.push(v);
-        None
-    });
-    let mut kinds = Vec::new();
-    for (i, raw) in constraints.allowed_node_kinds.iter().enumerate() {
-        match node_kind(*raw) {
-            Some(kind) => kinds.push(kind),
-            None => violations.push(FieldViolation::new(
-                format!("{prefix}constraints.allowed_node_kinds[{i}]"),
-                "must be DC, STORE or THIRD_PARTY",
-            )),
-        }
-    }
+    let constraints = constraints(
+        request.constraints.unwrap_or_default(),
+        prefix,
+        &mut violations,
+    );
     if request.reserve && request.reservation_id.is_empty() {
         violations.push(FieldViolation::new(
             format!("{prefix}reservation_id"),
@@ -237,18 +223,8 @@ pub fn route_request(
             .collect(),
         destination: destination(request.destination),
         service_level: request.service_level,
-        constraints: Constraints {
-            ship_complete: constraints.ship_complete,
-            max_packages: constraints.max_packages,
-            deliver_by,
-            excluded_node_ids: constraints.excluded_node_ids,
-            allowed_node_kinds: kinds,
-        },
-        weights: Weights {
-            package_penalty: weights.package_penalty.unwrap_or(defaults.package_penalty),
-            priority: weights.priority.unwrap_or(defaults.priority),
-            capacity: weights.capacity.unwrap_or(defaults.capacity),
-        },
+        constraints,
+        weights: weights(request.weights.unwrap_or_default()),
         alternatives: request.alternatives.min(20) as usize,
         now_ms: request.now.as_ref().map(timestamp_ms),
         search_budget: request.search_budget,
@@ -256,7 +232,50 @@ pub fn route_request(
     Ok((route, reserve))
 }
 
-fn route_plan(plan: Plan, network: &crate::network::Network) -> pb::RoutePlan {
+/// A route's hard constraints; problems go to `violations`, named under `prefix`.
+fn constraints(
+    constraints: pb::RouteConstraints,
+    prefix: &str,
+    violations: &mut Vec<FieldViolation>,
+) -> Constraints {
+    let deliver_by = date(
+        &constraints.deliver_by,
+        format!("{prefix}constraints.deliver_by"),
+    )
+    .unwrap_or_else(|v| {
+        violations.push(v);
+        None
+    });
+    let mut kinds = Vec::new();
+    for (i, raw) in constraints.allowed_node_kinds.iter().enumerate() {
+        match node_kind(*raw) {
+            Some(kind) => kinds.push(kind),
+            None => violations.push(FieldViolation::new(
+                format!("{prefix}constraints.allowed_node_kinds[{i}]"),
+                "must be DC, STORE or THIRD_PARTY",
+            )),
+        }
+    }
+    Constraints {
+        ship_complete: constraints.ship_complete,
+        max_packages: constraints.max_packages,
+        deliver_by,
+        excluded_node_ids: constraints.excluded_node_ids,
+        allowed_node_kinds: kinds,
+    }
+}
+
+/// The cost weights asked for, each defaulting to the service's own.
+fn weights(weights: pb::ObjectiveWeights) -> Weights {
+    let defaults = Weights::default();
+    Weights {
+        package_penalty: weights.package_penalty.unwrap_or(defaults.package_penalty),
+        priority: weights.priority.unwrap_or(defaults.priority),
+        capacity: weights.capacity.unwrap_or(defaults.capacity),
+    }
+}
+
+fn route_plan(plan: Plan, network: &Network) -> pb::RoutePlan {
     pb::RoutePlan {
         shipments: plan
             .shipments
