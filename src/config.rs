@@ -181,24 +181,31 @@ pub fn process_env() -> HashMap<String, String> {
     std::env::vars().collect()
 }
 
-/// One setting: the flag if given, else the environment variable, else the default.
-fn pick<T>(
-    flag: &Option<String>,
-    env: &HashMap<String, String>,
-    name: &str,
-    default: T,
-) -> anyhow::Result<T>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    let (text, origin) = match (flag, env.get(name)) {
-        (Some(text), _) => (text, "flag"),
-        (None, Some(text)) => (text, name),
-        (None, None) => return Ok(default),
-    };
-    text.parse()
-        .map_err(|e| anyhow!("invalid value {text:?} from {origin} for {name}: {e}"))
+/// Flags and environment side by side, so each setting reads as one short lookup.
+struct Sources<'a> {
+    env: &'a HashMap<String, String>,
+}
+
+impl Sources<'_> {
+    /// One setting: the flag if given, else the environment variable, else the default.
+    fn pick<T>(&self, flag: &Option<String>, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let (text, origin) = match (flag, self.env.get(name)) {
+            (Some(text), _) => (text, "flag"),
+            (None, Some(text)) => (text, name),
+            (None, None) => return Ok(default),
+        };
+        text.parse()
+            .map_err(|e| anyhow!("invalid value {text:?} from {origin} for {name}: {e}"))
+    }
+
+    /// Paths and URLs are taken verbatim and may be absent, so they need no default or parsing.
+    fn optional(&self, flag: &Option<String>, name: &str) -> Option<String> {
+        flag.clone().or_else(|| self.env.get(name).cloned())
+    }
 }
 
 fn percent_to_permille(percent: u32, name: &str) -> anyhow::Result<u32> {
@@ -210,158 +217,131 @@ fn percent_to_permille(percent: u32, name: &str) -> anyhow::Result<u32> {
 
 impl Config {
     pub fn resolve(args: &ServeArgs, env: &HashMap<String, String>) -> anyhow::Result<Config> {
-        let defaults = EngineConfig::default();
-        let limits = Limits {
-            max_pairs: pick(
-                &args.max_pairs,
-                env,
-                ENV_MAX_PAIRS,
-                defaults.limits.max_pairs,
-            )?,
-            max_batch_updates: pick(
-                &args.max_batch_updates,
-                env,
-                ENV_MAX_BATCH_UPDATES,
-                defaults.limits.max_batch_updates,
-            )?,
-            max_field_len: pick(
-                &args.max_field_len,
-                env,
-                ENV_MAX_FIELD_LEN,
-                defaults.limits.max_field_len,
-            )?,
-            rejection_log_len: pick(
-                &args.rejection_log_len,
-                env,
-                ENV_REJECTION_LOG_LEN,
-                defaults.limits.rejection_log_len,
-            )?,
-        };
-        let in_transit = pick(
-            &args.promisable_in_transit_percent,
-            env,
-            ENV_PROMISABLE_IN_TRANSIT,
-            100u32,
-        )?;
-        let on_order = pick(
-            &args.promisable_on_order_percent,
-            env,
-            ENV_PROMISABLE_ON_ORDER,
-            100u32,
-        )?;
-        let atp = AtpPolicy {
-            promisable_permille: [
-                1000,
-                percent_to_permille(in_transit, ENV_PROMISABLE_IN_TRANSIT)?,
-                percent_to_permille(on_order, ENV_PROMISABLE_ON_ORDER)?,
-            ],
-        };
-        let engine = EngineConfig {
-            limits,
-            reservations: ReservationLimits {
-                default_ttl_secs: pick(
-                    &args.default_ttl_secs,
-                    env,
-                    ENV_DEFAULT_TTL_SECS,
-                    defaults.reservations.default_ttl_secs,
-                )?,
-                max_ttl_secs: pick(
-                    &args.max_ttl_secs,
-                    env,
-                    ENV_MAX_TTL_SECS,
-                    defaults.reservations.max_ttl_secs,
-                )?,
-                retention_secs: pick(
-                    &args.retention_secs,
-                    env,
-                    ENV_RETENTION_SECS,
-                    defaults.reservations.retention_secs,
-                )?,
-                max_lines: pick(
-                    &args.max_lines,
-                    env,
-                    ENV_MAX_LINES,
-                    defaults.reservations.max_lines,
-                )?,
-            },
-            atp,
-            stale: pick(&args.stale_policy, env, ENV_STALE_POLICY, defaults.stale)?,
-            shards: pick(&args.shards, env, ENV_SHARDS, defaults.shards)?,
-        };
-        let network_file = args
-            .network
-            .clone()
-            .or_else(|| env.get(ENV_NETWORK).cloned())
-            .map(PathBuf::from);
-        let default_grpc = DEFAULT_GRPC_ADDR.parse().context("default gRPC address")?;
-        let default_metrics = DEFAULT_METRICS_ADDR
-            .parse()
-            .context("default metrics address")?;
+        let s = Sources { env };
+        let engine = engine_config(args, &s)?;
+        let network_file = s.optional(&args.network, ENV_NETWORK).map(PathBuf::from);
+        let default_grpc = default_addr(DEFAULT_GRPC_ADDR, "default gRPC address")?;
+        let default_metrics = default_addr(DEFAULT_METRICS_ADDR, "default metrics address")?;
         Ok(Config {
-            grpc_addr: pick(&args.grpc_addr, env, ENV_GRPC_ADDR, default_grpc)?,
-            metrics_addr: pick(&args.metrics_addr, env, ENV_METRICS_ADDR, default_metrics)?,
+            grpc_addr: s.pick(&args.grpc_addr, ENV_GRPC_ADDR, default_grpc)?,
+            metrics_addr: s.pick(&args.metrics_addr, ENV_METRICS_ADDR, default_metrics)?,
             network_file,
-            shutdown_grace: Duration::from_secs(pick(
+            shutdown_grace: Duration::from_secs(s.pick(
                 &args.shutdown_grace_secs,
-                env,
                 ENV_SHUTDOWN_GRACE_SECS,
                 DEFAULT_SHUTDOWN_GRACE_SECS,
             )?),
-            max_message_bytes: pick(
+            max_message_bytes: s.pick(
                 &args.max_message_bytes,
-                env,
                 ENV_MAX_MESSAGE_BYTES,
                 DEFAULT_MAX_MESSAGE_BYTES,
             )?,
-            max_feed_streams: pick(
+            max_feed_streams: s.pick(
                 &args.max_feed_streams,
-                env,
                 ENV_MAX_FEED_STREAMS,
                 DEFAULT_MAX_FEED_STREAMS,
             )?,
             engine,
-            log_filter: pick(&args.log, env, ENV_LOG, DEFAULT_LOG.to_owned())?,
-            redis: redis_config(args, env)?,
+            log_filter: s.pick(&args.log, ENV_LOG, DEFAULT_LOG.to_owned())?,
+            redis: redis_config(args, &s)?,
         })
     }
 }
 
-fn redis_config(
+/// Parses a built-in address; only a bad edit of the constant can make it fail.
+fn default_addr(text: &str, what: &'static str) -> anyhow::Result<SocketAddr> {
+    text.parse().context(what)
+}
+
+/// The engine's settings; field order is evaluation order, which decides the error reported.
+fn engine_config(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<EngineConfig> {
+    let defaults = EngineConfig::default();
+    Ok(EngineConfig {
+        limits: limits(args, s, defaults.limits)?,
+        atp: atp_policy(args, s)?,
+        reservations: reservation_limits(args, s, defaults.reservations)?,
+        stale: s.pick(&args.stale_policy, ENV_STALE_POLICY, defaults.stale)?,
+        shards: s.pick(&args.shards, ENV_SHARDS, defaults.shards)?,
+    })
+}
+
+/// Request and state limits, kept apart because they share one set of defaults.
+fn limits(args: &ServeArgs, s: &Sources<'_>, d: Limits) -> anyhow::Result<Limits> {
+    Ok(Limits {
+        max_pairs: s.pick(&args.max_pairs, ENV_MAX_PAIRS, d.max_pairs)?,
+        max_batch_updates: s.pick(
+            &args.max_batch_updates,
+            ENV_MAX_BATCH_UPDATES,
+            d.max_batch_updates,
+        )?,
+        max_field_len: s.pick(&args.max_field_len, ENV_MAX_FIELD_LEN, d.max_field_len)?,
+        rejection_log_len: s.pick(
+            &args.rejection_log_len,
+            ENV_REJECTION_LOG_LEN,
+            d.rejection_log_len,
+        )?,
+    })
+}
+
+/// Promisable shares of receipts: configured in percent, held in permille, on hand always whole.
+fn atp_policy(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<AtpPolicy> {
+    let in_transit_flag = &args.promisable_in_transit_percent;
+    let in_transit = s.pick(in_transit_flag, ENV_PROMISABLE_IN_TRANSIT, 100u32)?;
+    let on_order_flag = &args.promisable_on_order_percent;
+    let on_order = s.pick(on_order_flag, ENV_PROMISABLE_ON_ORDER, 100u32)?;
+    Ok(AtpPolicy {
+        promisable_permille: [
+            1000,
+            percent_to_permille(in_transit, ENV_PROMISABLE_IN_TRANSIT)?,
+            percent_to_permille(on_order, ENV_PROMISABLE_ON_ORDER)?,
+        ],
+    })
+}
+
+/// Reservation policy, kept apart because it shares one set of defaults.
+fn reservation_limits(
     args: &ServeArgs,
-    env: &HashMap<String, String>,
-) -> anyhow::Result<Option<RedisConfig>> {
-    let Some(url) = args
-        .redis_url
-        .clone()
-        .or_else(|| env.get(ENV_REDIS_URL).cloned())
-    else {
+    s: &Sources<'_>,
+    d: ReservationLimits,
+) -> anyhow::Result<ReservationLimits> {
+    Ok(ReservationLimits {
+        default_ttl_secs: s.pick(
+            &args.default_ttl_secs,
+            ENV_DEFAULT_TTL_SECS,
+            d.default_ttl_secs,
+        )?,
+        max_ttl_secs: s.pick(&args.max_ttl_secs, ENV_MAX_TTL_SECS, d.max_ttl_secs)?,
+        retention_secs: s.pick(&args.retention_secs, ENV_RETENTION_SECS, d.retention_secs)?,
+        max_lines: s.pick(&args.max_lines, ENV_MAX_LINES, d.max_lines)?,
+    })
+}
+
+/// Durability settings, which only matter once a Redis URL turns durability on.
+fn redis_config(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Option<RedisConfig>> {
+    let Some(url) = s.optional(&args.redis_url, ENV_REDIS_URL) else {
         return Ok(None);
     };
-    let timeout_ms = pick(
+    let timeout_ms = s.pick(
         &args.redis_timeout_ms,
-        env,
         ENV_REDIS_TIMEOUT_MS,
         DEFAULT_REDIS_TIMEOUT_MS,
     )?;
-    let interval_secs = pick(
+    let interval_secs = s.pick(
         &args.snapshot_interval_secs,
-        env,
         ENV_SNAPSHOT_INTERVAL_SECS,
         DEFAULT_SNAPSHOT_INTERVAL_SECS,
     )?;
     Ok(Some(RedisConfig {
         url,
-        prefix: pick(
+        prefix: s.pick(
             &args.redis_prefix,
-            env,
             ENV_REDIS_PREFIX,
             DEFAULT_REDIS_PREFIX.to_owned(),
         )?,
         timeout: Duration::from_millis(timeout_ms.max(1)),
         snapshot_interval: Duration::from_secs(interval_secs.max(1)),
-        snapshot_after_effects: pick(
+        snapshot_after_effects: s.pick(
             &args.snapshot_after_effects,
-            env,
             ENV_SNAPSHOT_AFTER_EFFECTS,
             DEFAULT_SNAPSHOT_AFTER_EFFECTS,
         )?,

@@ -5,11 +5,11 @@
 
 use std::time::Instant;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{counter, gauge, histogram};
 use metrics::{Counter, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::domain::{BatchOutcome, RejectReason};
 use crate::engine::Stats;
@@ -78,47 +78,92 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-fn describe() {
-    describe_histogram!(
+/// Which kind of metric a description is for: the exporter declares each name's type from it.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Help text and unit of the metrics that have them, one row each, in one place.
+const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
+    (
+        Kind::Histogram,
         RPC_DURATION,
-        Unit::Seconds,
-        "Server time per RPC (per batch for streams), by method."
-    );
-    describe_counter!(
+        Some(Unit::Seconds),
+        "Server time per RPC (per batch for streams), by method.",
+    ),
+    (
+        Kind::Counter,
         INGEST_UPDATES,
-        "Supply updates by outcome (applied, stale, rejected) and rejection reason."
-    );
-    describe_counter!(
+        None,
+        "Supply updates by outcome (applied, stale, rejected) and rejection reason.",
+    ),
+    (
+        Kind::Counter,
         INGEST_BATCHES,
-        "Supply batches by outcome (applied, duplicate, heartbeat)."
-    );
-    describe_histogram!(
+        None,
+        "Supply batches by outcome (applied, duplicate, heartbeat).",
+    ),
+    (
+        Kind::Histogram,
         INGEST_APPLY_LAG,
-        Unit::Seconds,
-        "Time from the newest as_of of a batch's SETs to its application."
-    );
-    describe_gauge!(
+        Some(Unit::Seconds),
+        "Time from the newest as_of of a batch's SETs to its application.",
+    ),
+    (
+        Kind::Gauge,
         SOURCE_AGE,
-        Unit::Seconds,
-        "Seconds since each source was last heard from."
-    );
-    describe_gauge!(SOURCE_STALE, "1 while a source is stale beyond its limit.");
-    describe_gauge!(
+        Some(Unit::Seconds),
+        "Seconds since each source was last heard from.",
+    ),
+    (
+        Kind::Gauge,
+        SOURCE_STALE,
+        None,
+        "1 while a source is stale beyond its limit.",
+    ),
+    (
+        Kind::Gauge,
         DEGRADED_NODES,
-        "Nodes degraded because a feed owning supply there is stale."
-    );
-    describe_gauge!(NODES, "Nodes in the network.");
-    describe_gauge!(SKUS, "SKUs with at least one position.");
-    describe_gauge!(POSITIONS, "(SKU, node) positions held in memory.");
-    describe_gauge!(
+        None,
+        "Nodes degraded because a feed owning supply there is stale.",
+    ),
+    (Kind::Gauge, NODES, None, "Nodes in the network."),
+    (Kind::Gauge, SKUS, None, "SKUs with at least one position."),
+    (
+        Kind::Gauge,
+        POSITIONS,
+        None,
+        "(SKU, node) positions held in memory.",
+    ),
+    (
+        Kind::Gauge,
         RESIDENT_MEMORY,
-        Unit::Bytes,
-        "Resident set size of the process."
-    );
-    describe_gauge!(
+        Some(Unit::Bytes),
+        "Resident set size of the process.",
+    ),
+    (
+        Kind::Gauge,
         DURABLE,
-        "1 when acknowledged mutations are persisted, 0 when in memory only."
-    );
+        None,
+        "1 when acknowledged mutations are persisted, 0 when in memory only.",
+    ),
+];
+
+/// Hands every row of [`DESCRIPTIONS`] to the recorder, as the `describe_*!` macros would.
+fn describe() {
+    metrics::with_recorder(|recorder| {
+        for &(kind, name, unit, help) in DESCRIPTIONS {
+            let (key, help) = (name.into(), help.into());
+            match kind {
+                Kind::Counter => recorder.describe_counter(key, unit, help),
+                Kind::Gauge => recorder.describe_gauge(key, unit, help),
+                Kind::Histogram => recorder.describe_histogram(key, unit, help),
+            }
+        }
+    });
 }
 
 /// The RPCs whose latency is recorded.
@@ -391,7 +436,7 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     loop {
-        let (mut stream, _) = tokio::select! {
+        let (stream, _) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -401,20 +446,22 @@ pub async fn serve(
                 }
             },
         };
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            // The request itself is not needed; read what has arrived so the peer sees a reply
-            // to a complete request.
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request).await;
-            let body = handle.render();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
+        tokio::spawn(respond(stream, handle.clone()));
     }
+}
+
+/// Answers one scrape on its own task, so a slow scraper never holds up the next one.
+async fn respond(mut stream: TcpStream, handle: PrometheusHandle) {
+    // The request itself is not needed; read what has arrived so the peer sees a reply
+    // to a complete request.
+    let mut request = [0u8; 1024];
+    let _ = stream.read(&mut request).await;
+    let body = handle.render();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }

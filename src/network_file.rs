@@ -34,7 +34,6 @@ struct GroupEntry {
     description: String,
 }
 
-
 /// The demo network (50 US nodes: 8 DCs, 6 3PL warehouses, 36 stores); also an example of a
 /// `--network` file.
 pub const DEMO_NETWORK_TOML: &str = include_str!("demo_network.toml");

@@ -10,11 +10,14 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
 
 use crate::app::App;
 use crate::checkpoint::{Durability, Store};
@@ -49,29 +52,13 @@ impl Application {
     /// file if any, and binds the listeners (port 0 picks a free port).
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let prometheus = metrics::install()?;
-        let (engine, durability) = match &config.redis {
-            Some(redis) => {
-                let store = Store::open(redis.clone(), &config.engine, clock).await?;
-                (store.engine().clone(), Durability::Redis(store))
-            }
-            None => {
-                tracing::warn!("no --redis-url: state is in memory only and is lost on restart");
-                (
-                    Engine::new(config.engine.clone(), clock),
-                    Durability::Memory,
-                )
-            }
-        };
+        let (engine, durability) = start_engine(&config, clock).await?;
         let app = App::new(engine, durability);
         if let Some(path) = &config.network_file {
             NetworkFile::read(path)?.apply(&app).await?;
         }
-        let grpc = TcpListener::bind(config.grpc_addr)
-            .await
-            .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_addr))?;
-        let metrics = TcpListener::bind(config.metrics_addr)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {}", config.metrics_addr))?;
+        let grpc = listen(config.grpc_addr, "gRPC").await?;
+        let metrics = listen(config.metrics_addr, "metrics").await?;
         Ok(Self {
             config,
             app,
@@ -113,75 +100,140 @@ impl Application {
     /// streams, drain in-flight calls, all within the configured grace period.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
-        let handlers = Handlers {
-            app: self.app.clone(),
-            rpc: Arc::new(RpcMetrics::default()),
-            feed_streams: Arc::new(Semaphore::new(self.config.max_feed_streams)),
-            shutdown: stop.clone(),
-        };
+        let handlers = self.handlers(&stop);
         let (routes, health) = grpc::routes(handlers, self.config.max_message_bytes).await?;
-        let router = Server::builder().add_routes(routes);
-        // Small request/response pairs must not wait for Nagle's algorithm (40 ms with delayed
-        // ACKs); the builder's own TCP settings do not apply to an incoming stream we hand it.
-        let incoming = TcpListenerStream::new(self.grpc).map(|accepted| {
-            if let Ok(stream) = &accepted {
-                let _ = stream.set_nodelay(true);
-            }
-            accepted
-        });
-        let serving = tokio::spawn(
-            router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()),
-        );
-        let tasks = TaskTracker::new();
-        tasks.spawn(metrics::serve(
-            self.metrics,
-            self.prometheus,
-            stop.clone().cancelled_owned(),
-        ));
-        tasks.spawn(observe_loop(self.app.engine().clone(), stop.clone()));
-        tasks.spawn(expiry_loop(self.app.clone(), stop.clone()));
-        tasks.spawn(audit_loop(self.app.clone(), stop.clone()));
-        if let Durability::Redis(store) = self.app.durability() {
-            tasks.spawn(store.clone().snapshot_loop(stop.clone()));
-            tasks.spawn(grpc::report_store_health(
-                store.watch_up(),
-                health.clone(),
-                stop.clone(),
-            ));
-        }
-        tasks.close();
+        let serving = spawn_grpc(routes, self.grpc, &stop);
+        let tasks = spawn_background(&self.app, self.metrics, self.prometheus, &health, &stop);
 
         shutdown.await;
         tracing::info!("shutting down");
         grpc::stop_serving(&health).await;
         stop.cancel();
-        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
-            let served = serving.await;
-            tasks.wait().await;
-            served
-        })
-        .await;
-        match drained {
-            Ok(served) => served
-                .context("gRPC server task failed")?
-                .context("gRPC server failed")?,
-            Err(_) => {
-                tracing::warn!(grace = ?self.config.shutdown_grace, "grace period elapsed; exiting with calls in flight")
-            }
-        }
+        drain(serving, tasks, self.config.shutdown_grace).await?;
         if let Durability::Redis(store) = self.app.durability() {
-            // The final checkpoint makes the next start a snapshot load with an empty journal.
-            match tokio::time::timeout(self.config.shutdown_grace, store.snapshot_once()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::warn!(
-                    error = format!("{error:#}"),
-                    "final snapshot failed; the journal still holds every acknowledged change"
-                ),
-                Err(_) => tracing::warn!("final snapshot did not finish within the grace period"),
-            }
+            final_snapshot(store, self.config.shutdown_grace).await;
         }
         tracing::info!("stopped");
         Ok(())
+    }
+
+    /// What every gRPC service shares; `stop` also ends the feed streams at shutdown.
+    fn handlers(&self, stop: &CancellationToken) -> Handlers {
+        Handlers {
+            app: self.app.clone(),
+            rpc: Arc::new(RpcMetrics::default()),
+            feed_streams: Arc::new(Semaphore::new(self.config.max_feed_streams)),
+            shutdown: stop.clone(),
+        }
+    }
+}
+
+/// The engine, recovered from Redis and journaled when configured, else in memory only.
+async fn start_engine(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Engine, Durability)> {
+    Ok(match &config.redis {
+        Some(redis) => {
+            let store = Store::open(redis.clone(), &config.engine, clock).await?;
+            (store.engine().clone(), Durability::Redis(store))
+        }
+        None => {
+            tracing::warn!("no --redis-url: state is in memory only and is lost on restart");
+            (
+                Engine::new(config.engine.clone(), clock),
+                Durability::Memory,
+            )
+        }
+    })
+}
+
+/// Binds one listener, naming what it is for when the address is taken.
+async fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// Serves gRPC on a task of its own until `stop`, so shutdown can await it under the grace period.
+fn spawn_grpc(
+    routes: Routes,
+    listener: TcpListener,
+    stop: &CancellationToken,
+) -> JoinHandle<Result<(), tonic::transport::Error>> {
+    let router = Server::builder().add_routes(routes);
+    // Small request/response pairs must not wait for Nagle's algorithm (40 ms with delayed
+    // ACKs); the builder's own TCP settings do not apply to an incoming stream we hand it.
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        if let Ok(stream) = &accepted {
+            let _ = stream.set_nodelay(true);
+        }
+        accepted
+    });
+    tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))
+}
+
+/// Starts everything that runs beside the gRPC server, tracked so shutdown can wait for it.
+fn spawn_background(
+    app: &App,
+    metrics: TcpListener,
+    prometheus: PrometheusHandle,
+    health: &HealthReporter,
+    stop: &CancellationToken,
+) -> TaskTracker {
+    let tasks = TaskTracker::new();
+    tasks.spawn(metrics::serve(
+        metrics,
+        prometheus,
+        stop.clone().cancelled_owned(),
+    ));
+    tasks.spawn(observe_loop(app.engine().clone(), stop.clone()));
+    tasks.spawn(expiry_loop(app.clone(), stop.clone()));
+    tasks.spawn(audit_loop(app.clone(), stop.clone()));
+    if let Durability::Redis(store) = app.durability() {
+        tasks.spawn(store.clone().snapshot_loop(stop.clone()));
+        tasks.spawn(grpc::report_store_health(
+            store.watch_up(),
+            health.clone(),
+            stop.clone(),
+        ));
+    }
+    tasks.close();
+    tasks
+}
+
+/// Waits at most `grace` for the server and the background tasks: past it, exit rather than hang.
+async fn drain(
+    serving: JoinHandle<Result<(), tonic::transport::Error>>,
+    tasks: TaskTracker,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let drained = tokio::time::timeout(grace, async {
+        let served = serving.await;
+        tasks.wait().await;
+        served
+    })
+    .await;
+    match drained {
+        Ok(served) => served
+            .context("gRPC server task failed")?
+            .context("gRPC server failed")?,
+        Err(_) => {
+            tracing::warn!(grace = ?grace, "grace period elapsed; exiting with calls in flight")
+        }
+    }
+    Ok(())
+}
+
+/// The final checkpoint makes the next start a snapshot load with an empty journal.
+async fn final_snapshot(store: &Store, grace: Duration) {
+    match tokio::time::timeout(grace, store.snapshot_once()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::warn!(
+            error = format!("{error:#}"),
+            "final snapshot failed; the journal still holds every acknowledged change"
+        ),
+        Err(_) => tracing::warn!("final snapshot did not finish within the grace period"),
     }
 }
 

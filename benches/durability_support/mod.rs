@@ -209,7 +209,9 @@ pub async fn open_store(url: &str, prefix: &str) -> anyhow::Result<(Arc<Store>, 
 
 /// Loads the demo network (50 nodes, sources WMS, POS and ERP), durably.
 pub async fn load_demo_network(app: &App) -> anyhow::Result<()> {
-    NetworkFile::parse(DEMO_NETWORK_TOML, false)?.apply(app).await
+    NetworkFile::parse(DEMO_NETWORK_TOML, false)?
+        .apply(app)
+        .await
 }
 
 /// Adds `count` sources `BENCH-nn` that own on-hand at every node, so that each concurrent

@@ -32,7 +32,9 @@ impl Network {
     pub async fn demo() -> anyhow::Result<Self> {
         let engine = Engine::new(EngineConfig::default(), Arc::new(SystemClock));
         let app = App::new(engine, Durability::Memory);
-        NetworkFile::parse(DEMO_NETWORK_TOML, false)?.apply(&app).await?;
+        NetworkFile::parse(DEMO_NETWORK_TOML, false)?
+            .apply(&app)
+            .await?;
         let network = app.engine().network();
         let nodes = network.nodes();
         let ids = |store: bool| {

@@ -9,6 +9,8 @@
 //! which replay tolerates: records carry whole position images numbered per shard.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -19,6 +21,8 @@ use crate::engine::Engine;
 use crate::metrics::JournalMetrics;
 use crate::mutation::Record;
 
+/// Records that may wait for the journal writer before callers are slowed down.
+const QUEUE_DEPTH: usize = 16_384;
 /// Most records per round trip.
 const MAX_GROUP_RECORDS: usize = 1_024;
 /// Most record bytes per round trip, so one group cannot take long on the wire.
@@ -56,57 +60,75 @@ impl Pending {
     }
 }
 
-/// The writer's state.
-pub(super) struct Committer {
-    pub conn: ConnectionManager,
-    pub keys: Keys,
-    pub engine: Engine,
-    pub queue: mpsc::Receiver<Pending>,
-    /// Whether the last round trip (or probe) reached Redis.
-    pub up: watch::Sender<bool>,
-    pub timeout: Duration,
-    pub metrics: JournalMetrics,
+/// The store's ends of a running writer: where records are queued and what it reports.
+pub(super) struct Handle {
+    pub queue: mpsc::Sender<Pending>,
+    /// Whether Redis was reachable at the last round trip (or probe).
+    pub up: watch::Receiver<bool>,
     /// Effects appended since the last snapshot, a trigger for the next one.
-    pub since_snapshot: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub since_snapshot: Arc<AtomicU64>,
+}
+
+/// Starts the writer on its own task, so callers only ever queue records and wait.
+pub(super) fn start(
+    conn: ConnectionManager,
+    keys: Keys,
+    engine: Engine,
+    timeout: Duration,
+) -> Handle {
+    let (queue, pending) = mpsc::channel(QUEUE_DEPTH);
+    let (up_tx, up) = watch::channel(true);
+    let since_snapshot = Arc::new(AtomicU64::new(0));
+    let committer = Committer {
+        conn,
+        keys,
+        engine,
+        queue: pending,
+        up: up_tx,
+        timeout,
+        metrics: JournalMetrics::new(),
+        since_snapshot: since_snapshot.clone(),
+    };
+    tokio::spawn(committer.run());
+    Handle {
+        queue,
+        up,
+        since_snapshot,
+    }
+}
+
+/// The writer's state.
+struct Committer {
+    conn: ConnectionManager,
+    keys: Keys,
+    engine: Engine,
+    queue: mpsc::Receiver<Pending>,
+    /// Whether the last round trip (or probe) reached Redis.
+    up: watch::Sender<bool>,
+    timeout: Duration,
+    metrics: JournalMetrics,
+    /// Effects appended since the last snapshot, a trigger for the next one.
+    since_snapshot: Arc<AtomicU64>,
 }
 
 impl Committer {
     /// Runs until the queue is closed and everything queued has been written (or Redis stays
     /// unreachable, in which case the remaining records were never acknowledged).
-    pub async fn run(mut self) {
+    async fn run(mut self) {
         let mut backlog: VecDeque<Pending> = VecDeque::new();
         loop {
             if backlog.is_empty() {
-                let next = if *self.up.borrow() {
-                    self.queue.recv().await
-                } else {
-                    match tokio::time::timeout(RETRY_PAUSE, self.queue.recv()).await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            self.probe().await;
-                            continue;
-                        }
-                    }
+                let Some(pending) = self.next_record().await else {
+                    return;
                 };
-                match next {
-                    Some(pending) => backlog.push_back(pending),
-                    None => return,
-                }
+                backlog.push_back(pending);
             }
-            while backlog.len() < MAX_GROUP_RECORDS {
-                match self.queue.try_recv() {
-                    Ok(pending) => backlog.push_back(pending),
-                    Err(_) => break,
-                }
-            }
+            self.take_queued(&mut backlog);
             let mut group = take_group(&mut backlog);
             if self.append(&group).await {
                 self.stored(&mut group);
             } else {
-                group.iter_mut().for_each(|p| p.tell(false));
-                for pending in group.into_iter().rev() {
-                    backlog.push_front(pending);
-                }
+                put_back(group, &mut backlog);
                 if self.queue.is_closed() && self.queue.is_empty() {
                     tracing::warn!(
                         records = backlog.len(),
@@ -115,6 +137,29 @@ impl Committer {
                     return;
                 }
                 tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+
+    /// Waits for a record; while Redis is down, probes it between waits so its return is noticed.
+    async fn next_record(&mut self) -> Option<Pending> {
+        loop {
+            if *self.up.borrow() {
+                return self.queue.recv().await;
+            }
+            match tokio::time::timeout(RETRY_PAUSE, self.queue.recv()).await {
+                Ok(next) => return next,
+                Err(_) => self.probe().await,
+            }
+        }
+    }
+
+    /// Moves what is already queued into the backlog, so one round trip carries it all.
+    fn take_queued(&mut self, backlog: &mut VecDeque<Pending>) {
+        while backlog.len() < MAX_GROUP_RECORDS {
+            match self.queue.try_recv() {
+                Ok(pending) => backlog.push_back(pending),
+                Err(_) => break,
             }
         }
     }
@@ -147,8 +192,7 @@ impl Committer {
 
     fn stored(&self, group: &mut [Pending]) {
         let effects: u64 = group.iter().map(|p| p.effects).sum();
-        self.since_snapshot
-            .fetch_add(effects, std::sync::atomic::Ordering::Relaxed);
+        self.since_snapshot.fetch_add(effects, Ordering::Relaxed);
         for pending in group {
             if let Some((source, seq)) = &pending.source_seq {
                 self.engine.mark_durable(source, *seq);
@@ -191,4 +235,12 @@ fn take_group(backlog: &mut VecDeque<Pending>) -> Vec<Pending> {
         count += 1;
     }
     backlog.drain(..count).collect()
+}
+
+/// A failed group is retried first and in order, but its waiters are told of the failure now.
+fn put_back(mut group: Vec<Pending>, backlog: &mut VecDeque<Pending>) {
+    group.iter_mut().for_each(|p| p.tell(false));
+    for pending in group.into_iter().rev() {
+        backlog.push_front(pending);
+    }
 }

@@ -17,19 +17,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result};
-use crate::metrics::{self, JournalMetrics};
+use crate::metrics;
 use crate::mutation::Mutation;
 pub use recovery::RecoveryReport;
 pub use snapshot::SnapshotReport;
 
-/// Records that may wait for the journal writer before callers are slowed down.
-const QUEUE_DEPTH: usize = 16_384;
 /// How often the snapshot loop checks its triggers.
 const SNAPSHOT_CHECK: Duration = Duration::from_secs(1);
 
@@ -97,10 +95,7 @@ pub struct Store {
     keys: Keys,
     engine: Engine,
     config: RedisConfig,
-    queue: mpsc::Sender<journal::Pending>,
-    up: watch::Receiver<bool>,
-    /// Effects journaled since the last snapshot.
-    since_snapshot: Arc<AtomicU64>,
+    journal: journal::Handle,
     persistence: String,
     recovery: RecoveryReport,
     snapshot_generation: AtomicU64,
@@ -118,51 +113,17 @@ impl Store {
         engine_config: &EngineConfig,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<Store>> {
-        let client = redis::Client::open(config.url.as_str())
-            .with_context(|| format!("invalid Redis URL {}", config.url))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout.max(Duration::from_secs(30))))
-            .set_number_of_retries(2);
-        let mut conn = client
-            .get_connection_manager_with_config(manager)
-            .await
-            .with_context(|| format!("cannot reach Redis at {}", config.url))?;
-        let persistence = persistence_report(&mut conn).await;
-        tracing::info!(persistence = %persistence, "Redis persistence");
+        let (mut conn, persistence) = connect(&config).await?;
         let keys = Keys::new(&config.prefix);
         let (engine, recovery) = recovery::recover(&mut conn, &keys, engine_config, clock).await?;
-        metrics::recovered(recovery.positions, recovery.journal_entries, recovery.took);
-        tracing::info!(
-            generation = ?recovery.generation,
-            positions = recovery.positions,
-            journal_entries = recovery.journal_entries,
-            effects_applied = recovery.effects_applied,
-            took = ?recovery.took,
-            "recovered state from Redis"
-        );
-        let (queue, pending) = mpsc::channel(QUEUE_DEPTH);
-        let (up_tx, up) = watch::channel(true);
-        let since_snapshot = Arc::new(AtomicU64::new(0));
-        let committer = journal::Committer {
-            conn: conn.clone(),
-            keys: keys.clone(),
-            engine: engine.clone(),
-            queue: pending,
-            up: up_tx,
-            timeout: config.timeout,
-            metrics: JournalMetrics::new(),
-            since_snapshot: since_snapshot.clone(),
-        };
-        tokio::spawn(committer.run());
+        recovery.publish();
+        let journal = journal::start(conn.clone(), keys.clone(), engine.clone(), config.timeout);
         let store = Arc::new(Store {
             conn,
             keys,
             engine,
             config,
-            queue,
-            up,
-            since_snapshot,
+            journal,
             persistence,
             snapshot_generation: AtomicU64::new(recovery.generation.unwrap_or(0)),
             recovery,
@@ -187,12 +148,12 @@ impl Store {
     }
 
     pub fn is_up(&self) -> bool {
-        *self.up.borrow()
+        *self.journal.up.borrow()
     }
 
     /// Changes of Redis reachability, for health reporting.
     pub fn watch_up(&self) -> watch::Receiver<bool> {
-        self.up.clone()
+        self.journal.up.clone()
     }
 
     /// Appends a record and waits until Redis has it, at most the configured timeout.
@@ -200,7 +161,8 @@ impl Store {
         let (pending, told) = journal::Pending::new(record);
         let unavailable = |why: &str| Error::Unavailable(format!("not durable: {why}; retry"));
         let waited = tokio::time::timeout(self.config.timeout, async {
-            self.queue
+            self.journal
+                .queue
                 .send(pending)
                 .await
                 .map_err(|_| unavailable("the journal is closed"))?;
@@ -217,14 +179,15 @@ impl Store {
     pub async fn snapshot_once(&self) -> anyhow::Result<SnapshotReport> {
         let _one = self.snapshotting.lock().await;
         let started = Instant::now();
-        let journaled_before = self.since_snapshot.load(Ordering::Relaxed);
+        let journaled_before = self.journal.since_snapshot.load(Ordering::Relaxed);
         let mut conn = self.conn.clone();
         let now_ms = self.engine.now_ms();
         // Long enough for the journal to catch up with batches applied during the copy.
         let durable_within = self.config.timeout * 4;
         let report =
             snapshot::write(&mut conn, &self.keys, &self.engine, now_ms, durable_within).await?;
-        self.since_snapshot
+        self.journal
+            .since_snapshot
             .fetch_sub(journaled_before, Ordering::Relaxed);
         self.snapshot_generation
             .store(report.generation, Ordering::Relaxed);
@@ -250,7 +213,8 @@ impl Store {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         last.elapsed() >= self.config.snapshot_interval
-            || self.since_snapshot.load(Ordering::Relaxed) >= self.config.snapshot_after_effects
+            || self.journal.since_snapshot.load(Ordering::Relaxed)
+                >= self.config.snapshot_after_effects
     }
 
     /// Takes snapshots when due until `stop`.
@@ -331,6 +295,23 @@ impl Durability {
             Durability::Redis(store) => store.status(),
         }
     }
+}
+
+/// Connects and learns what a Redis crash could lose, which bounds what an acknowledgement means.
+async fn connect(config: &RedisConfig) -> anyhow::Result<(ConnectionManager, String)> {
+    let client = redis::Client::open(config.url.as_str())
+        .with_context(|| format!("invalid Redis URL {}", config.url))?;
+    let manager = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.timeout))
+        .set_response_timeout(Some(config.timeout.max(Duration::from_secs(30))))
+        .set_number_of_retries(2);
+    let mut conn = client
+        .get_connection_manager_with_config(manager)
+        .await
+        .with_context(|| format!("cannot reach Redis at {}", config.url))?;
+    let persistence = persistence_report(&mut conn).await;
+    tracing::info!(persistence = %persistence, "Redis persistence");
+    Ok((conn, persistence))
 }
 
 /// Reads `appendonly`, `appendfsync` and `save` and says what a Redis crash could lose.

@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use redis::aio::ConnectionManager;
+use redis::streams::StreamId;
 use redis::AsyncCommands;
 
 use super::snapshot::{self, LoadError};
 use super::Keys;
 use crate::clock::Clock;
+use crate::codec::CodecError;
 use crate::engine::{Engine, EngineConfig};
-use crate::index::Index;
+use crate::index::{Index, Replay};
+use crate::metrics;
 use crate::mutation::StoredRecord;
 use crate::network::Network;
 use crate::reservation::Reservation;
@@ -34,6 +37,21 @@ pub struct RecoveryReport {
     /// Position images from the journal that were newer than the snapshot.
     pub effects_applied: u64,
     pub took: Duration,
+}
+
+impl RecoveryReport {
+    /// Recovery happens once per start, so its figures go both to the gauges and to the log.
+    pub(super) fn publish(&self) {
+        metrics::recovered(self.positions, self.journal_entries, self.took);
+        tracing::info!(
+            generation = ?self.generation,
+            positions = self.positions,
+            journal_entries = self.journal_entries,
+            effects_applied = self.effects_applied,
+            took = ?self.took,
+            "recovered state from Redis"
+        );
+    }
 }
 
 /// The newest generation that loads: the current manifest, else the previous one.
@@ -63,34 +81,35 @@ pub async fn recover(
     let started = Instant::now();
     let now_ms = clock.now_ms();
     let mut report = RecoveryReport::default();
-    let (index, mut network, mut seqs, mut reservations) = match newest_snapshot(conn, keys).await?
-    {
+    let mut state = match newest_snapshot(conn, keys).await? {
         Some(loaded) => {
             report.generation = Some(loaded.manifest.generation);
-            let network = Network::decode(&loaded.manifest.network, now_ms)
-                .map_err(|e| anyhow!("snapshot network: {e}"))?;
-            let seqs: HashMap<String, u64> = loaded.manifest.source_seqs.into_iter().collect();
-            let reservations: HashMap<String, Reservation> = loaded
-                .reservations
-                .into_iter()
-                .map(|r| (r.id.clone(), r))
-                .collect();
-            (loaded.index, network, seqs, reservations)
+            Recovered::from_snapshot(loaded, now_ms)?
         }
-        None => (
-            Index::new(config.shards),
-            Network::default(),
-            HashMap::new(),
-            HashMap::new(),
-        ),
+        None => Recovered::empty(config.shards),
     };
-    if index.shard_count() != Index::new(config.shards).shard_count() {
+    if state.index.shard_count() != Index::new(config.shards).shard_count() {
         tracing::info!(
-            shards = index.shard_count(),
+            shards = state.index.shard_count(),
             "using the shard count the stored state was written with"
         );
     }
-    let mut replay = index.begin_replay();
+    replay_journal(conn, keys, &mut state, now_ms, &mut report).await?;
+    let engine = state.into_engine(config, clock);
+    report.positions = engine.index().position_count();
+    report.took = started.elapsed();
+    Ok((engine, report))
+}
+
+/// Replays the journal on top of `state` a page at a time, so memory stays bounded.
+async fn replay_journal(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    state: &mut Recovered,
+    now_ms: i64,
+    report: &mut RecoveryReport,
+) -> anyhow::Result<()> {
+    let mut replay = state.index.begin_replay();
     let mut start = "-".to_owned();
     loop {
         let page: redis::streams::StreamRangeReply = conn
@@ -101,49 +120,98 @@ pub async fn recover(
         start = format!("({}", last.id);
         for entry in &page.ids {
             report.journal_entries += 1;
-            let bytes: Vec<u8> = entry
-                .get("r")
-                .ok_or_else(|| anyhow!("journal entry {} has no record", entry.id))?;
-            let mut record = StoredRecord::decode(&bytes)
-                .map_err(|e| anyhow!("journal entry {}: {e}", entry.id))?;
-            if let Some((source, seq)) = record.source_seq {
-                let known = seqs.entry(source.to_owned()).or_default();
-                *known = (*known).max(seq);
-            }
-            if let Some(encoded) = record.network {
-                let changed = Network::decode(encoded, now_ms)
-                    .map_err(|e| anyhow!("journal entry {}: {e}", entry.id))?;
-                if changed.version() > network.version() {
-                    network = changed;
-                }
-            }
-            for image in record.reservations.drain(..) {
-                let newer = reservations
-                    .get(&image.id)
-                    .is_none_or(|known| known.version < image.version);
-                if newer {
-                    reservations.insert(image.id.clone(), image);
-                }
-            }
-            index
-                .replay(&mut record.effects, &mut replay)
-                .map_err(|e| anyhow!("journal entry {}: {e}", entry.id))?;
+            state.apply(entry, &mut replay, now_ms)?;
         }
     }
     report.effects_applied = replay.applied;
-    let dropped = index.drop_nodes_from(network.nodes().len());
-    if dropped > 0 {
-        tracing::warn!(
-            dropped,
-            "dropped recovered positions at nodes whose configuration was never made durable"
-        );
+    Ok(())
+}
+
+/// The state being rebuilt, held apart until it is complete enough to build an engine from.
+struct Recovered {
+    index: Index,
+    network: Network,
+    seqs: HashMap<String, u64>,
+    reservations: HashMap<String, Reservation>,
+}
+
+impl Recovered {
+    /// Starts from a snapshot generation, which the journal then brings up to date.
+    fn from_snapshot(loaded: snapshot::Loaded, now_ms: i64) -> anyhow::Result<Self> {
+        let network = Network::decode(&loaded.manifest.network, now_ms)
+            .map_err(|e| anyhow!("snapshot network: {e}"))?;
+        Ok(Self {
+            index: loaded.index,
+            network,
+            seqs: loaded.manifest.source_seqs.into_iter().collect(),
+            reservations: loaded
+                .reservations
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect(),
+        })
     }
-    let engine = Engine::journaled(config.clone(), clock, network, index);
-    for (source, seq) in seqs {
-        engine.restore_seq(&source, seq);
+
+    /// Starts from nothing, when no generation was ever stored: the journal is everything.
+    fn empty(shards: usize) -> Self {
+        Self {
+            index: Index::new(shards),
+            network: Network::default(),
+            seqs: HashMap::new(),
+            reservations: HashMap::new(),
+        }
     }
-    engine.restore_reservations(reservations.into_values());
-    report.positions = engine.index().position_count();
-    report.took = started.elapsed();
-    Ok((engine, report))
+
+    /// Applies one entry; a part counts only if newer, so duplicates and reordering are harmless.
+    fn apply(&mut self, entry: &StreamId, replay: &mut Replay, now_ms: i64) -> anyhow::Result<()> {
+        let bytes: Vec<u8> = entry
+            .get("r")
+            .ok_or_else(|| anyhow!("journal entry {} has no record", entry.id))?;
+        let in_entry = |e: CodecError| anyhow!("journal entry {}: {e}", entry.id);
+        let mut record = StoredRecord::decode(&bytes).map_err(in_entry)?;
+        if let Some((source, seq)) = record.source_seq {
+            let known = self.seqs.entry(source.to_owned()).or_default();
+            *known = (*known).max(seq);
+        }
+        if let Some(encoded) = record.network {
+            let changed = Network::decode(encoded, now_ms).map_err(in_entry)?;
+            if changed.version() > self.network.version() {
+                self.network = changed;
+            }
+        }
+        self.keep_newest(record.reservations);
+        self.index
+            .replay(&mut record.effects, replay)
+            .map_err(in_entry)
+    }
+
+    /// A reservation is journaled at every change; only its newest image is its state.
+    fn keep_newest(&mut self, images: Vec<Reservation>) {
+        for image in images {
+            let newer = self
+                .reservations
+                .get(&image.id)
+                .is_none_or(|known| known.version < image.version);
+            if newer {
+                self.reservations.insert(image.id.clone(), image);
+            }
+        }
+    }
+
+    /// Builds the engine, first dropping positions at nodes the recovered network lacks.
+    fn into_engine(self, config: &EngineConfig, clock: Arc<dyn Clock>) -> Engine {
+        let dropped = self.index.drop_nodes_from(self.network.nodes().len());
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "dropped recovered positions at nodes whose configuration was never made durable"
+            );
+        }
+        let engine = Engine::journaled(config.clone(), clock, self.network, self.index);
+        for (source, seq) in self.seqs {
+            engine.restore_seq(&source, seq);
+        }
+        engine.restore_reservations(self.reservations.into_values());
+        engine
+    }
 }

@@ -72,20 +72,22 @@ impl Manifest {
             w.str(source);
             w.var(*seq);
         }
-        w.len(self.chunks.len());
-        for (len, crc) in &self.chunks {
-            w.u32(*len);
-            w.u32(*crc);
-        }
+        write_sums(&mut w, &self.chunks);
         w.var(self.positions);
-        w.len(self.reservation_chunks.len());
-        for (len, crc) in &self.reservation_chunks {
-            w.u32(*len);
-            w.u32(*crc);
-        }
+        write_sums(&mut w, &self.reservation_chunks);
         let crc = crc32fast::hash(&w.buf);
         w.u32(crc);
         w.buf
+    }
+
+    /// What writing this generation did, for logs and metrics; the manifest keeps no total size.
+    fn report(&self, bytes: u64) -> SnapshotReport {
+        SnapshotReport {
+            generation: self.generation,
+            positions: self.positions,
+            bytes,
+            chunks: self.chunks.len(),
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -93,42 +95,60 @@ impl Manifest {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Manifest, LoadError> {
-        let corrupt = |what: &str| LoadError::Corrupt(format!("manifest {what}"));
-        if bytes.len() < 10 || &bytes[..4] != MAGIC {
-            return Err(corrupt("has no PRMS header"));
-        }
-        let (body, tail) = bytes.split_at(bytes.len() - 4);
-        let mut stored = [0u8; 4];
-        stored.copy_from_slice(tail);
-        if crc32fast::hash(body) != u32::from_le_bytes(stored) {
-            return Err(corrupt("fails its checksum"));
-        }
-        let found = u16::from_le_bytes([body[4], body[5]]);
-        if found != FORMAT_VERSION {
-            return Err(LoadError::Unsupported { found });
-        }
-        let mut r = Reader::new(&body[6..]);
-        let parse = |r: &mut Reader<'_>| -> crate::codec::Decoded<Manifest> {
-            Ok(Manifest {
-                generation: r.var()?,
-                created_ms: r.ivar()?,
-                shard_count: r.u32()?,
-                journal_mark: r.str()?.to_owned(),
-                network: r.bytes()?.to_vec(),
-                source_seqs: (0..r.len()?)
-                    .map(|_| Ok((r.str()?.to_owned(), r.var()?)))
-                    .collect::<crate::codec::Decoded<_>>()?,
-                chunks: (0..r.len()?)
-                    .map(|_| Ok((r.u32()?, r.u32()?)))
-                    .collect::<crate::codec::Decoded<_>>()?,
-                positions: r.var()?,
-                reservation_chunks: (0..r.len()?)
-                    .map(|_| Ok((r.u32()?, r.u32()?)))
-                    .collect::<crate::codec::Decoded<_>>()?,
-            })
-        };
-        parse(&mut r).map_err(|e| LoadError::Corrupt(format!("manifest: {e}")))
+        let body = checked_body(bytes)?;
+        read_manifest(&mut Reader::new(body))
+            .map_err(|e| LoadError::Corrupt(format!("manifest: {e}")))
     }
+}
+
+/// Both chunk lists are stored alike: a count, then each chunk's length and CRC-32.
+fn write_sums(w: &mut Writer, sums: &[(u32, u32)]) {
+    w.len(sums.len());
+    for (len, crc) in sums {
+        w.u32(*len);
+        w.u32(*crc);
+    }
+}
+
+/// Reads a chunk list written by [`write_sums`].
+fn read_sums(r: &mut Reader<'_>) -> crate::codec::Decoded<Vec<(u32, u32)>> {
+    (0..r.len()?).map(|_| Ok((r.u32()?, r.u32()?))).collect()
+}
+
+/// Checks header, checksum and version before any field is trusted; returns the fields' bytes.
+fn checked_body(bytes: &[u8]) -> Result<&[u8], LoadError> {
+    let corrupt = |what: &str| LoadError::Corrupt(format!("manifest {what}"));
+    if bytes.len() < 10 || &bytes[..4] != MAGIC {
+        return Err(corrupt("has no PRMS header"));
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 4);
+    let mut stored = [0u8; 4];
+    stored.copy_from_slice(tail);
+    if crc32fast::hash(body) != u32::from_le_bytes(stored) {
+        return Err(corrupt("fails its checksum"));
+    }
+    let found = u16::from_le_bytes([body[4], body[5]]);
+    if found != FORMAT_VERSION {
+        return Err(LoadError::Unsupported { found });
+    }
+    Ok(&body[6..])
+}
+
+/// The fields of a checked manifest, in the order [`Manifest::encode_with_version`] writes them.
+fn read_manifest(r: &mut Reader<'_>) -> crate::codec::Decoded<Manifest> {
+    Ok(Manifest {
+        generation: r.var()?,
+        created_ms: r.ivar()?,
+        shard_count: r.u32()?,
+        journal_mark: r.str()?.to_owned(),
+        network: r.bytes()?.to_vec(),
+        source_seqs: (0..r.len()?)
+            .map(|_| Ok((r.str()?.to_owned(), r.var()?)))
+            .collect::<crate::codec::Decoded<_>>()?,
+        chunks: read_sums(r)?,
+        positions: r.var()?,
+        reservation_chunks: read_sums(r)?,
+    })
 }
 
 /// What a finished snapshot wrote.
@@ -157,19 +177,72 @@ pub async fn write(
     let generation: u64 = conn.incr(&keys.generation, 1u64).await?;
     // The mark is read before any shard is copied: every entry already in the journal was
     // applied in memory before it was appended, so the copy below contains it.
+    let journal_mark = journal_mark(conn, keys).await?;
+    let (positions, chunks) = write_positions(conn, keys, engine, generation).await?;
+    let reservation_chunks = write_reservations(conn, keys, engine, generation).await?;
+    let network = engine.network();
+    let source_seqs = durable_seqs(engine, durable_within).await?;
+    let manifest = Manifest {
+        generation,
+        created_ms: now_ms,
+        shard_count: engine.index().shard_count() as u32,
+        journal_mark,
+        network: network.encode(),
+        source_seqs,
+        chunks: chunks.sums,
+        positions,
+        reservation_chunks: reservation_chunks.sums,
+    };
+    let superseded = switch_to(conn, keys, &manifest).await?;
+    trim_superseded(conn, keys, generation, superseded).await?;
+    Ok(manifest.report(chunks.bytes + reservation_chunks.bytes))
+}
+
+/// The id of the newest journal entry ("0-0" for an empty journal), which the snapshot covers.
+async fn journal_mark(conn: &mut ConnectionManager, keys: &Keys) -> anyhow::Result<String> {
     let newest: redis::streams::StreamRangeReply = conn
         .xrevrange_count(&keys.journal, "+", "-", 1usize)
         .await?;
-    let journal_mark = newest
+    Ok(newest
         .ids
         .first()
-        .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone());
-    let shard_count = engine.index().shard_count();
-    let mut chunks = Vec::new();
+        .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone()))
+}
+
+/// Chunks stored so far: their sums go in the manifest, their sizes in the report.
+#[derive(Default)]
+struct Written {
+    sums: Vec<(u32, u32)>,
+    bytes: u64,
+}
+
+impl Written {
+    /// Stores the next chunk under the key `key_of` gives its number, recording its sum.
+    async fn put(
+        &mut self,
+        conn: &mut ConnectionManager,
+        key_of: impl FnOnce(usize) -> String,
+        data: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let key = key_of(self.sums.len());
+        self.sums.push((data.len() as u32, crc32fast::hash(&data)));
+        self.bytes += data.len() as u64;
+        let () = conn.set(key, data).await?;
+        Ok(())
+    }
+}
+
+/// Copies and stores every shard's positions; returns how many positions were copied.
+async fn write_positions(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    engine: &Engine,
+    generation: u64,
+) -> anyhow::Result<(u64, Written)> {
+    let mut written = Written::default();
     let mut positions = 0;
-    let mut bytes = 0u64;
     let mut next = 0;
-    while next < shard_count {
+    while next < engine.index().shard_count() {
         // Copying is CPU work: it runs on a blocking thread, so the runtime's workers keep
         // answering calls meanwhile.
         let copier = engine.clone();
@@ -177,38 +250,48 @@ pub async fn write(
             tokio::task::spawn_blocking(move || encode_chunk(&copier, next)).await?;
         next = after;
         positions += copied;
-        chunks.push((data.len() as u32, crc32fast::hash(&data)));
-        bytes += data.len() as u64;
-        let () = conn
-            .set(keys.chunk(generation, chunks.len() - 1), data)
-            .await?;
+        let key_of = |chunk| keys.chunk(generation, chunk);
+        written.put(conn, key_of, data).await?;
     }
-    let mut reservation_chunks = Vec::new();
+    Ok((positions, written))
+}
+
+/// Stores the reservation book, a chunk whenever one is full and one at the end.
+async fn write_reservations(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    engine: &Engine,
+    generation: u64,
+) -> anyhow::Result<Written> {
+    let mut written = Written::default();
     let mut chunk = Writer::default();
     for shard in 0..engine.book_shards() {
         engine.encode_reservations(shard, &mut chunk);
         let last = shard + 1 == engine.book_shards();
         if chunk.buf.len() >= CHUNK_BYTES || last {
-            let data = std::mem::take(&mut chunk.buf);
-            reservation_chunks.push((data.len() as u32, crc32fast::hash(&data)));
-            bytes += data.len() as u64;
-            let key = keys.reservation_chunk(generation, reservation_chunks.len() - 1);
-            let () = conn.set(key, data).await?;
+            let key_of = |chunk| keys.reservation_chunk(generation, chunk);
+            written
+                .put(conn, key_of, std::mem::take(&mut chunk.buf))
+                .await?;
         }
     }
-    let network = engine.network();
-    let source_seqs = durable_seqs(engine, durable_within).await?;
-    let manifest = Manifest {
-        generation,
-        created_ms: now_ms,
-        shard_count: shard_count as u32,
-        journal_mark,
-        network: network.encode(),
-        source_seqs,
-        chunks,
-        positions,
-        reservation_chunks,
-    };
+    Ok(written)
+}
+
+/// The manifests a switch pushes down, decoded where they still decode.
+struct Superseded {
+    /// Was current; now the fallback.
+    previous: Option<Manifest>,
+    /// Was the fallback; now nothing refers to it.
+    retired: Option<Manifest>,
+}
+
+/// Makes `manifest` current and the current one previous, in one atomic step.
+async fn switch_to(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    manifest: &Manifest,
+) -> anyhow::Result<Superseded> {
     let current: Option<Vec<u8>> = conn.get(&keys.manifest).await?;
     let retired: Option<Vec<u8>> = conn.get(&keys.previous_manifest).await?;
     let mut switch = redis::pipe();
@@ -218,9 +301,23 @@ pub async fn write(
     }
     switch.set(&keys.manifest, manifest.encode()).ignore();
     let () = switch.query_async(conn).await?;
+    let decoded = |bytes: Option<Vec<u8>>| bytes.and_then(|bytes| Manifest::decode(&bytes).ok());
+    Ok(Superseded {
+        previous: decoded(current),
+        retired: decoded(retired),
+    })
+}
+
+/// Frees what the switch left unreachable, so Redis holds two generations and one journal span.
+async fn trim_superseded(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    generation: u64,
+    superseded: Superseded,
+) -> anyhow::Result<()> {
     // The generation before the previous one is no longer a fallback; the journal is kept from
     // the previous generation's mark on.
-    if let Some(retired) = retired.and_then(|bytes| Manifest::decode(&bytes).ok()) {
+    if let Some(retired) = superseded.retired {
         if retired.generation != generation {
             let keys_to_drop: Vec<String> = (0..retired.chunks.len())
                 .map(|c| keys.chunk(retired.generation, c))
@@ -230,22 +327,15 @@ pub async fn write(
             }
         }
     }
-    if let Some(previous) = current.and_then(|bytes| Manifest::decode(&bytes).ok()) {
-        if let Some(min_id) = after(&previous.journal_mark) {
-            let _: u64 = redis::cmd("XTRIM")
-                .arg(&keys.journal)
-                .arg("MINID")
-                .arg(min_id)
-                .query_async(conn)
-                .await?;
-        }
+    if let Some(min_id) = superseded.previous.and_then(|p| after(&p.journal_mark)) {
+        let _: u64 = redis::cmd("XTRIM")
+            .arg(&keys.journal)
+            .arg("MINID")
+            .arg(min_id)
+            .query_async(conn)
+            .await?;
     }
-    Ok(SnapshotReport {
-        generation,
-        positions,
-        bytes,
-        chunks: manifest.chunks.len(),
-    })
+    Ok(())
 }
 
 /// Encodes shards from `first` on until a chunk is full; returns the chunk, the positions in
@@ -327,6 +417,22 @@ pub async fn load(
             "shard count is not a power of two".into(),
         ));
     }
+    restore_positions(conn, keys, &manifest, &index).await?;
+    let reservations = read_reservations(conn, keys, &manifest).await?;
+    Ok(Some(Loaded {
+        manifest,
+        index,
+        reservations,
+    }))
+}
+
+/// Restores the generation's position chunks into `index`, checking each chunk first.
+async fn restore_positions(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    manifest: &Manifest,
+    index: &Index,
+) -> Result<(), LoadError> {
     for (i, &sum) in manifest.chunks.iter().enumerate() {
         let data = chunk(conn, keys.chunk(manifest.generation, i), sum).await?;
         let mut r = Reader::new(&data);
@@ -336,6 +442,15 @@ pub async fn load(
                 .map_err(|e| LoadError::Corrupt(format!("chunk {i}: {e}")))?;
         }
     }
+    Ok(())
+}
+
+/// Decodes the generation's reservation chunks, checking each chunk first.
+async fn read_reservations(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    manifest: &Manifest,
+) -> Result<Vec<Reservation>, LoadError> {
     let mut reservations = Vec::new();
     for (i, &sum) in manifest.reservation_chunks.iter().enumerate() {
         let data = chunk(conn, keys.reservation_chunk(manifest.generation, i), sum).await?;
@@ -348,11 +463,7 @@ pub async fn load(
             }
         }
     }
-    Ok(Some(Loaded {
-        manifest,
-        index,
-        reservations,
-    }))
+    Ok(reservations)
 }
 
 #[cfg(test)]

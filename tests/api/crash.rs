@@ -48,7 +48,7 @@ struct Service {
 impl Service {
     async fn start(redis: &RedisServer, prefix: &str) -> Service {
         let port = free_port();
-        let network = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo/network.toml");
+        let network = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo_network.toml");
         let process = Command::new(env!("CARGO_BIN_EXE_promised"))
             .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
