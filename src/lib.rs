@@ -44,7 +44,7 @@
 
 pub use promised_core::{
     audit, calendar, clock, codec, delivery, domain, engine, error, flow, index, ingest, mutation,
-    network, promise, query, rejections, reservation, reserve, route, view,
+    network, promise, query, rejections, reservation, reserve, route, spec, view,
 };
 
 pub mod app;

@@ -7,9 +7,9 @@ use anyhow::{anyhow, Context};
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::calendar::{FulfilmentSpec, ServiceLevelSpec};
 use crate::domain::{parse_time_zone, Node, NodeGroup, NodeKind, Source, SourceKind, SupplyType};
 use crate::error::Error;
+use crate::spec::{FulfilmentSpec, ServiceLevelSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

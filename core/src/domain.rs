@@ -1,64 +1,13 @@
 //! The vocabulary of the service: nodes, groups, sources, supply updates and calendar days.
 //! Plain data with no I/O; the gRPC layer converts to and from these types.
 
-use std::fmt;
-
-use chrono::{Datelike, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 
 use crate::calendar::Calendar;
+pub use crate::calendar::Day;
 
 /// Whole units of a SKU.
 pub type Qty = i64;
-
-/// A calendar day, counted in days since 1970-01-01. Which zone it is a day of is up to the
-/// caller: at a node, days are in the node's time zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Day(pub i32);
-
-impl Day {
-    /// The latest representable day, used as "never".
-    pub const MAX: Day = Day(i32::MAX);
-
-    const EPOCH_CE_DAYS: i32 = 719_163;
-
-    pub fn from_date(date: NaiveDate) -> Day {
-        Day(date.num_days_from_ce() - Self::EPOCH_CE_DAYS)
-    }
-
-    pub fn to_date(self) -> Option<NaiveDate> {
-        NaiveDate::from_num_days_from_ce_opt(self.0.checked_add(Self::EPOCH_CE_DAYS)?)
-    }
-
-    /// Parses an ISO `YYYY-MM-DD` date.
-    pub fn parse(text: &str) -> Option<Day> {
-        NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .ok()
-            .map(Day::from_date)
-    }
-
-    /// The local calendar day in `zone` at the instant `unix_ms`.
-    pub fn in_zone(zone: Tz, unix_ms: i64) -> Day {
-        match zone.timestamp_millis_opt(unix_ms).single() {
-            Some(local) => Day::from_date(local.date_naive()),
-            // Only out-of-range instants have no single mapping from UTC.
-            None => Day(unix_ms.div_euclid(86_400_000) as i32),
-        }
-    }
-
-    pub fn plus(self, days: i32) -> Day {
-        Day(self.0.saturating_add(days))
-    }
-}
-
-impl fmt::Display for Day {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.to_date() {
-            Some(date) => write!(f, "{}", date.format("%Y-%m-%d")),
-            None => write!(f, "day{}", self.0),
-        }
-    }
-}
 
 /// An IANA time zone by name, e.g. `America/Chicago`.
 pub fn parse_time_zone(name: &str) -> Option<Tz> {

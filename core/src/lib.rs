@@ -9,7 +9,7 @@
 //!
 //! - [`clock`], [`codec`], [`error`]: time, the byte codec of records, the error enum.
 //! - [`calendar`], [`domain`]: days and operating calendars; nodes, sources, supply updates,
-//!   service levels.
+//!   service levels; [`spec`]: their text forms, checked.
 //! - [`network`]: nodes, groups, sources, service levels, postal codes, swapped whole on change.
 //! - [`index`]: positions sharded by SKU, and time-phased ATP of one position.
 //! - [`rejections`]: the bounded log of rejected updates.
@@ -54,6 +54,7 @@ pub mod rejections;
 pub mod reservation;
 pub mod reserve;
 pub mod route;
+pub mod spec;
 pub mod view;
 
 #[cfg(test)]

@@ -274,7 +274,7 @@ impl Durability {
     }
 
     /// Makes a mutation durable and returns its result; an error means it was not acknowledged.
-    /// Called by the application service only ([`crate::app::App`]).
+    /// Called by the application service only (`app::App`), the one place that commits.
     pub(crate) async fn commit<T>(&self, mutation: Mutation<T>) -> Result<T> {
         match (self, mutation.record()) {
             (Durability::Redis(store), Some(record)) if !record.is_empty() => {

@@ -4,7 +4,6 @@
 use prost_types::Timestamp;
 
 use super::pb;
-use crate::calendar::{CalendarSpec, FulfilmentSpec, ServiceLevelSpec};
 use crate::checkpoint::DurabilityStatus;
 use crate::clock::UnixMillis;
 use crate::domain::{
@@ -15,6 +14,7 @@ use crate::engine::{SafetyStockEntry, Stats};
 use crate::error::{Error, FieldViolation, Result};
 use crate::query::{Availability, AvailabilityQuery, ItemAvailability};
 use crate::rejections::LoggedRejection;
+use crate::spec::{CalendarSpec, FulfilmentSpec, ServiceLevelSpec};
 
 mod orders;
 
