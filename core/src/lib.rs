@@ -17,7 +17,8 @@
 //! - [`reservation`]: the reservation book; [`flow`]: the max-flow coverage check.
 //! - [`engine`]: the shared core handle every operation below works on.
 //! - [`view`]: ATP at one instant (days per node, stale-feed policy, safety stock).
-//! - [`ingest`]: supply batches: sequence checks, per-update validation, `SHIP` of allocations.
+//! - [`ingest`]: supply batches: sequence checks, per-update validation; a `SHIP` update is
+//!   handed to [`reserve`], which owns allocations.
 //! - [`query`]: availability: per-node, group and network ATP, earliest dates.
 //! - [`reserve`]: holds, updates, expiry, commits into allocations; [`audit`] checks them.
 //! - [`delivery`]: ship and delivery dates of one node for one service level.
