@@ -24,6 +24,9 @@ pub const ENV_MAX_PAIRS: &str = "PROMISED_MAX_PAIRS";
 pub const ENV_MAX_BATCH_UPDATES: &str = "PROMISED_MAX_BATCH_UPDATES";
 pub const ENV_MAX_FIELD_LEN: &str = "PROMISED_MAX_FIELD_LEN";
 pub const ENV_REJECTION_LOG_LEN: &str = "PROMISED_REJECTION_LOG_LEN";
+pub const ENV_MAX_ORDER_LINES: &str = "PROMISED_MAX_ORDER_LINES";
+pub const ENV_MAX_CLOCK_SKEW_SECS: &str = "PROMISED_MAX_CLOCK_SKEW_SECS";
+pub const ENV_MAX_SEQ_GAP: &str = "PROMISED_MAX_SEQ_GAP";
 pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
 pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
 pub const ENV_STALE_POLICY: &str = "PROMISED_STALE_POLICY";
@@ -98,6 +101,16 @@ pub struct ServeArgs {
     /// Rejections kept for ListRejections [env PROMISED_REJECTION_LOG_LEN] [default 10000]
     #[arg(long)]
     pub rejection_log_len: Option<String>,
+    /// Lines per promise or route request [env PROMISED_MAX_ORDER_LINES] [default 1000]
+    #[arg(long)]
+    pub max_order_lines: Option<String>,
+    /// Seconds a SET's as_of may be ahead of the server clock [env PROMISED_MAX_CLOCK_SKEW_SECS]
+    /// [default 300]
+    #[arg(long)]
+    pub max_clock_skew_secs: Option<String>,
+    /// Largest jump of a feed's batch sequence [env PROMISED_MAX_SEQ_GAP] [default 1000000]
+    #[arg(long)]
+    pub max_seq_gap: Option<String>,
     /// Largest gRPC message accepted [env PROMISED_MAX_MESSAGE_BYTES] [default 16 MiB]
     #[arg(long)]
     pub max_message_bytes: Option<String>,
@@ -280,6 +293,17 @@ fn limits(args: &ServeArgs, s: &Sources<'_>, d: Limits) -> anyhow::Result<Limits
             ENV_REJECTION_LOG_LEN,
             d.rejection_log_len,
         )?,
+        max_order_lines: s.pick(
+            &args.max_order_lines,
+            ENV_MAX_ORDER_LINES,
+            d.max_order_lines,
+        )?,
+        max_clock_skew_secs: s.pick(
+            &args.max_clock_skew_secs,
+            ENV_MAX_CLOCK_SKEW_SECS,
+            d.max_clock_skew_secs,
+        )?,
+        max_seq_gap: s.pick(&args.max_seq_gap, ENV_MAX_SEQ_GAP, d.max_seq_gap)?,
     })
 }
 

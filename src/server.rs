@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
+use tower::util::MapResponseLayer;
 
 use crate::app::App;
 use crate::checkpoint::{Durability, Store};
@@ -161,7 +162,9 @@ fn spawn_grpc(
     listener: TcpListener,
     stop: &CancellationToken,
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
-    let router = Server::builder().add_routes(routes);
+    let router = Server::builder()
+        .layer(MapResponseLayer::new(grpc::caller_statuses))
+        .add_routes(routes);
     // Small request/response pairs must not wait for Nagle's algorithm (40 ms with delayed
     // ACKs); the builder's own TCP settings do not apply to an incoming stream we hand it.
     let incoming = TcpListenerStream::new(listener).map(|accepted| {

@@ -10,7 +10,7 @@
 use chrono::{TimeZone, Timelike};
 
 use crate::clock::UnixMillis;
-use crate::domain::{Day, Node, Qty, ServiceLevel};
+use crate::domain::{echo, Day, Node, Qty, ServiceLevel};
 use crate::error::{Error, Result};
 use crate::network::{Network, NodeIdx};
 
@@ -35,11 +35,13 @@ pub struct Shipment {
 /// The destination's coordinates.
 pub fn locate(network: &Network, destination: &Destination) -> Result<(f64, f64)> {
     if let Some((lat, lon)) = destination.coordinates {
-        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-            return Err(Error::invalid(
-                "destination.lat",
-                "coordinates must be within [-90, 90] and [-180, 180]",
-            ));
+        if !(-90.0..=90.0).contains(&lat) {
+            let problem = "latitude must be within [-90, 90]";
+            return Err(Error::invalid("destination.lat", problem));
+        }
+        if !(-180.0..=180.0).contains(&lon) {
+            let problem = "longitude must be within [-180, 180]";
+            return Err(Error::invalid("destination.lon", problem));
         }
         return Ok((lat, lon));
     }
@@ -58,8 +60,9 @@ pub fn locate(network: &Network, destination: &Destination) -> Result<(f64, f64)
         .locate(country, &destination.postal_code)
         .ok_or_else(|| {
             let problem = format!(
-                "unknown postal code {:?} in {country}; give coordinates",
-                destination.postal_code
+                "unknown postal code {} in {}; give coordinates",
+                echo(&destination.postal_code),
+                echo(country)
             );
             Error::invalid("destination.postal_code", problem)
         })

@@ -9,6 +9,38 @@ pub use crate::calendar::Day;
 /// Whole units of a SKU.
 pub type Qty = i64;
 
+/// What is wrong with an identifier (SKU, node, reservation, order, source id), if anything:
+/// it must be 1 to `max_len` bytes, without control characters or surrounding white space,
+/// so that ids print, compare and log as they read.
+pub fn id_problem(id: &str, max_len: usize) -> Option<String> {
+    if id.is_empty() {
+        Some("must not be empty".into())
+    } else if id.len() > max_len {
+        Some(format!("longer than {max_len} bytes"))
+    } else if id.chars().any(char::is_control) {
+        Some("must not contain control characters".into())
+    } else if id.trim() != id {
+        Some("must not start or end with white space".into())
+    } else {
+        None
+    }
+}
+
+/// At most the first 64 characters of a value a caller sent, for echoing it in an error: an
+/// answer must stay small whatever the caller sent.
+pub fn echo(value: &str) -> String {
+    const MAX_ECHO_CHARS: usize = 64;
+    match value.char_indices().nth(MAX_ECHO_CHARS) {
+        Some((at, _)) => format!("{:?}...", &value[..at]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// Whether `country` is an ISO 3166-1 alpha-2 code (two capital letters).
+pub fn is_country_code(country: &str) -> bool {
+    country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase())
+}
+
 /// An IANA time zone by name, e.g. `America/Chicago`.
 pub fn parse_time_zone(name: &str) -> Option<Tz> {
     name.parse().ok()
@@ -202,10 +234,14 @@ pub enum RejectReason {
     UnknownOrder,
     /// A shipment larger than the order's open allocation at that node.
     NotAllocated,
+    /// A SKU or reference with control characters or surrounding white space.
+    InvalidId,
+    /// A SET whose `as_of` is further ahead of the server clock than the allowed skew.
+    AsOfInFuture,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 17] = [
         Self::NotOwned,
         Self::UnknownNode,
         Self::NegativeQuantity,
@@ -221,6 +257,8 @@ impl RejectReason {
         Self::UnexpectedReference,
         Self::UnknownOrder,
         Self::NotAllocated,
+        Self::InvalidId,
+        Self::AsOfInFuture,
     ];
 
     /// A stable, machine-readable label (also the metric label).
@@ -241,6 +279,8 @@ impl RejectReason {
             Self::UnexpectedReference => "unexpected_reference",
             Self::UnknownOrder => "unknown_order",
             Self::NotAllocated => "not_allocated",
+            Self::InvalidId => "invalid_id",
+            Self::AsOfInFuture => "as_of_in_future",
         }
     }
 }

@@ -39,6 +39,14 @@ pub struct Limits {
     pub max_field_len: usize,
     /// Rejections kept in the queryable log.
     pub rejection_log_len: usize,
+    /// Lines of one promise or route request.
+    pub max_order_lines: usize,
+    /// How far a SET's `as_of` may be ahead of the server clock: a source clock that runs
+    /// ahead is tolerated this much; beyond it, one bad SET would make every later one stale.
+    pub max_clock_skew_secs: u64,
+    /// How far one batch's sequence may jump past the source's last: beyond it, one bad
+    /// batch would make every later real batch a duplicate.
+    pub max_seq_gap: u64,
 }
 
 impl Default for Limits {
@@ -48,6 +56,9 @@ impl Default for Limits {
             max_batch_updates: 10_000,
             max_field_len: 128,
             rejection_log_len: 10_000,
+            max_order_lines: 1_000,
+            max_clock_skew_secs: 300,
+            max_seq_gap: 1_000_000,
         }
     }
 }
@@ -492,6 +503,37 @@ impl Engine {
             source_stats,
             rejections_logged: self.shared.rejections.total(),
         }
+    }
+}
+
+/// How far a what-if `now` of a promise or route may be from the server clock: a year and a
+/// little, enough for any season's planning, and no more, so that a promise never searches
+/// calendars for centuries.
+pub const MAX_WHAT_IF_MS: i64 = 400 * 86_400_000;
+
+impl Engine {
+    /// The instant a promise or route is made at: the request's own `now` (a what-if), within
+    /// [`MAX_WHAT_IF_MS`] of the server clock, or the server clock.
+    pub(crate) fn request_now(&self, now_ms: Option<UnixMillis>) -> Result<UnixMillis> {
+        let server_ms = self.now_ms();
+        match now_ms {
+            None => Ok(server_ms),
+            Some(asked) if asked.abs_diff(server_ms) <= MAX_WHAT_IF_MS.unsigned_abs() => Ok(asked),
+            Some(_) => Err(Error::invalid(
+                "now",
+                "a what-if instant must be within 400 days of the server clock",
+            )),
+        }
+    }
+
+    /// Refuses an order with more lines than the limit, before any work is done for it.
+    pub(crate) fn check_order_lines(&self, lines: usize) -> Result<()> {
+        let max = self.shared.config.limits.max_order_lines;
+        if lines > max {
+            let problem = format!("{lines} lines exceed the limit of {max} per order");
+            return Err(Error::invalid("lines", problem));
+        }
+        Ok(())
     }
 }
 

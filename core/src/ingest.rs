@@ -7,7 +7,8 @@ use std::sync::PoisonError;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    BatchOutcome, Day, RejectReason, Rejection, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
+    id_problem, BatchOutcome, Day, RejectReason, Rejection, SupplyBatch, SupplyType, SupplyUpdate,
+    UpdateOp,
 };
 use crate::engine::{Engine, Ticket};
 use crate::error::{Error, Result};
@@ -25,7 +26,7 @@ impl Engine {
         let network = self.network();
         let source = network
             .source(&batch.source_id)
-            .ok_or_else(|| Error::NotFound(format!("source {:?}", batch.source_id)))?;
+            .ok_or_else(|| Error::NotFound(format!("source {:?}", echo(&batch.source_id))))?;
         self.check_batch(batch)?;
         let now_ms = self.now_ms();
         if batch.updates.is_empty() {
@@ -41,8 +42,16 @@ impl Engine {
         if batch.seq <= seq.last_seq {
             return already_applied(batch, &seq);
         }
+        self.check_gap(batch.seq, seq.last_seq)?;
         let ticket = self.begin();
-        let mut work = BatchWork::new(batch, self.effects());
+        let skew_ms = self
+            .shared
+            .config
+            .limits
+            .max_clock_skew_secs
+            .saturating_mul(1000);
+        let latest_as_of_ms = now_ms.saturating_add(i64::try_from(skew_ms).unwrap_or(i64::MAX));
+        let mut work = BatchWork::new(batch, self.effects(), latest_as_of_ms);
         for (i, update) in batch.updates.iter().enumerate() {
             self.apply_update(&network, source, i, update, &mut work);
         }
@@ -59,6 +68,19 @@ impl Engine {
             seq.pending.insert(applied);
         }
         seq.durable_seq()
+    }
+
+    /// Fails a batch whose sequence jumps further past the last applied one than allowed.
+    fn check_gap(&self, seq: u64, last_seq: u64) -> Result<()> {
+        let max_gap = self.shared.config.limits.max_seq_gap;
+        if seq - last_seq > max_gap {
+            return Err(Error::FailedPrecondition(format!(
+                "batch {seq} jumps {} past the last applied batch {last_seq}; the limit is \
+                 {max_gap} (--max-seq-gap)",
+                seq - last_seq
+            )));
+        }
+        Ok(())
     }
 
     /// Fails the whole batch when it is too large, or carries updates without a sequence.
@@ -91,7 +113,7 @@ impl Engine {
         update: &SupplyUpdate,
         work: &mut BatchWork,
     ) {
-        match self.validate(network, source, update) {
+        match self.validate(network, source, update, work.latest_as_of_ms) {
             Ok(Valid::Change(node, change)) => self.apply_change(i, update, node, &change, work),
             Ok(Valid::Ship(node, order_id)) => self.apply_ship(i, update, node, order_id, work),
             Err((reason, detail)) => work.reject(i, update, reason, detail),
@@ -167,6 +189,7 @@ impl Engine {
             effects,
             shipped,
             newest_as_of_ms,
+            latest_as_of_ms: _,
         } = work;
         self.shared
             .rejections
@@ -192,13 +215,14 @@ impl Engine {
         network: &Network,
         source: &SourceEntry,
         update: &'u SupplyUpdate,
+        latest_as_of_ms: UnixMillis,
     ) -> Result<Valid<'u>, (RejectReason, String)> {
         let max_len = self.shared.config.limits.max_field_len;
         check_field_lengths(update, max_len)?;
         let node = network.node_idx(&update.node_id).ok_or_else(|| {
             (
                 RejectReason::UnknownNode,
-                format!("unknown node {:?}", update.node_id),
+                format!("unknown node {:?}", echo(&update.node_id)),
             )
         })?;
         let supply_type = update.supply_type.ok_or((
@@ -215,7 +239,7 @@ impl Engine {
             UpdateOp::Ship { order_id } => {
                 return validate_ship(supply_type, node, order_id, update, max_len)
             }
-            UpdateOp::Set { as_of_ms } => set_kind(*as_of_ms, update)?,
+            UpdateOp::Set { as_of_ms } => set_kind(*as_of_ms, update, latest_as_of_ms)?,
             UpdateOp::Adjust => ChangeKind::Adjust,
         };
         let eta = validate_dating(supply_type.is_dated(), kind, update)?;
@@ -237,11 +261,13 @@ struct BatchWork {
     /// Reservations changed by `SHIP` updates, journaled with the batch.
     shipped: Vec<Reservation>,
     newest_as_of_ms: Option<UnixMillis>,
+    /// The latest `as_of` a SET of this batch may carry: the server clock plus the skew.
+    latest_as_of_ms: UnixMillis,
 }
 
 impl BatchWork {
     /// Starts the work of a batch that passed the batch-level checks.
-    fn new(batch: &SupplyBatch, effects: Option<Effects>) -> Self {
+    fn new(batch: &SupplyBatch, effects: Option<Effects>, latest_as_of_ms: UnixMillis) -> Self {
         Self {
             outcome: BatchOutcome {
                 source_id: batch.source_id.clone(),
@@ -251,6 +277,7 @@ impl BatchWork {
             effects,
             shipped: Vec::new(),
             newest_as_of_ms: None,
+            latest_as_of_ms,
         }
     }
 
@@ -319,6 +346,18 @@ fn check_field_lengths(
     if update.reference.len() > max_len {
         return Err(oversized("reference"));
     }
+    let invalid = |field: &str, value: &str| {
+        id_problem(value, max_len)
+            .map(|problem| (RejectReason::InvalidId, format!("{field} {problem}")))
+    };
+    if let Some(rejection) = invalid("sku", &update.sku) {
+        return Err(rejection);
+    }
+    if !update.reference.is_empty() {
+        if let Some(rejection) = invalid("reference", &update.reference) {
+            return Err(rejection);
+        }
+    }
     Ok(())
 }
 
@@ -356,6 +395,7 @@ fn check_quantity(update: &SupplyUpdate) -> Result<(), (RejectReason, String)> {
 fn set_kind(
     as_of_ms: Option<i64>,
     update: &SupplyUpdate,
+    latest_as_of_ms: UnixMillis,
 ) -> Result<ChangeKind, (RejectReason, String)> {
     if update.quantity < 0 {
         return Err((
@@ -364,6 +404,12 @@ fn set_kind(
         ));
     }
     let as_of_ms = as_of_ms.ok_or((RejectReason::MissingAsOf, "a SET needs as_of".into()))?;
+    if as_of_ms > latest_as_of_ms {
+        return Err((
+            RejectReason::AsOfInFuture,
+            "as_of is further ahead of the server clock than the allowed skew".into(),
+        ));
+    }
     Ok(ChangeKind::Set { as_of_ms })
 }
 

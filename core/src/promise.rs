@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::clock::UnixMillis;
 use crate::delivery::{locate, ship_and_deliver, Destination, Shipment};
-use crate::domain::{distance_km, Day, Qty, ServiceLevel};
+use crate::domain::{distance_km, id_problem, Day, Qty, ServiceLevel};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
@@ -79,6 +79,8 @@ impl Leg {
 
 impl Engine {
     pub fn promise(&self, request: &PromiseRequest) -> Result<crate::mutation::Mutation<Promise>> {
+        self.check_order_lines(request.lines.len())?;
+        let now_ms = self.request_now(request.now_ms)?;
         let network = self.network();
         let destination = locate(&network, &request.destination)?;
         let lines = cart(request, self.config().limits.max_field_len)?;
@@ -89,7 +91,6 @@ impl Engine {
                 "reserving a promise needs exactly one service level",
             ));
         }
-        let now_ms = request.now_ms.unwrap_or_else(|| self.now_ms());
         let view = AtpView::at(self, &network, now_ms);
         let skipped: Vec<(NodeIdx, String)> = (0..network.nodes().len() as NodeIdx)
             .filter(|&n| view.is_excluded(n))
@@ -244,11 +245,8 @@ fn cart(request: &PromiseRequest, max_len: usize) -> Result<Vec<(String, Qty)>> 
     }
     let mut by_sku: BTreeMap<&str, Qty> = BTreeMap::new();
     for (i, (sku, quantity)) in request.lines.iter().enumerate() {
-        if sku.is_empty() || sku.len() > max_len {
-            violations.push(FieldViolation::new(
-                format!("lines[{i}].sku"),
-                format!("must be 1 to {max_len} bytes"),
-            ));
+        if let Some(problem) = id_problem(sku, max_len) {
+            violations.push(FieldViolation::new(format!("lines[{i}].sku"), problem));
         }
         if !(1..=crate::index::MAX_QUANTITY).contains(quantity) {
             violations.push(FieldViolation::new(

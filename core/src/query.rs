@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::{Day, Qty};
+use crate::domain::{echo, Day, Qty};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{Pool, PoolHold, Position, SkuPositions};
@@ -283,7 +283,10 @@ fn resolve_nodes(
     }
     let lookup = |(i, id): (usize, &String)| {
         network.node_idx(id).ok_or_else(|| {
-            FieldViolation::new(format!("node_ids[{i}]"), format!("unknown node {id:?}"))
+            FieldViolation::new(
+                format!("node_ids[{i}]"),
+                format!("unknown node {}", echo(id)),
+            )
         })
     };
     collect_valid(node_ids.iter().enumerate().map(lookup), violations)
@@ -300,7 +303,10 @@ fn resolve_groups<'a>(
             .group_idx(id)
             .map(|group| (id.as_str(), group))
             .ok_or_else(|| {
-                FieldViolation::new(format!("group_ids[{i}]"), format!("unknown group {id:?}"))
+                FieldViolation::new(
+                    format!("group_ids[{i}]"),
+                    format!("unknown group {}", echo(id)),
+                )
             })
     };
     collect_valid(group_ids.iter().enumerate().map(lookup), violations)

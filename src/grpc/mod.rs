@@ -34,7 +34,7 @@ pub use availability::AvailabilityService;
 pub use promising::PromisingService;
 pub use reservations::ReservationService;
 pub use routing::RoutingService;
-pub use serve::{report_store_health, routes, stop_serving};
+pub use serve::{caller_statuses, report_store_health, routes, stop_serving};
 pub use supply::SupplyService;
 
 /// What every service adapter shares.

@@ -3,6 +3,7 @@
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tonic::codegen::http;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
@@ -70,6 +71,24 @@ pub async fn routes(
         )
         .add_service(RoutingServer::new(RoutingService(handlers)).max_decoding_message_size(max));
     Ok((routes, health))
+}
+
+/// tonic answers a message that does not decode with INTERNAL, and one over the size limit
+/// with OUT_OF_RANGE; to the caller both are its own bad input, so they go out as
+/// INVALID_ARGUMENT and RESOURCE_EXHAUSTED. Handlers never answer INTERNAL themselves.
+pub fn caller_statuses<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let message = headers
+        .get("grpc-message")
+        .map(|m| String::from_utf8_lossy(m.as_bytes()).replace("%20", " "))
+        .unwrap_or_default();
+    let code = match headers.get("grpc-status").map(|c| c.as_bytes()) {
+        Some(b"13") if message.starts_with("failed to decode Protobuf message") => "3",
+        Some(b"11") if message.starts_with("Error, decoded message length too large") => "8",
+        _ => return response,
+    };
+    headers.insert("grpc-status", http::HeaderValue::from_static(code));
+    response
 }
 
 /// Reports every service NOT_SERVING: the first step of a shutdown.

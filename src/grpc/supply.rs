@@ -49,7 +49,11 @@ impl SupplyService {
                 Ok(Some(batch)) => batch,
                 Ok(None) => return,
                 Err(status) => {
+                    // A frame that does not decode ends the stream with the reason, not OK.
                     tracing::debug!(%status, "feed stream ended with an error");
+                    let refused =
+                        Status::invalid_argument(format!("unreadable batch: {}", status.message()));
+                    let _ = acks.send(Err(refused)).await;
                     return;
                 }
             };

@@ -7,6 +7,7 @@
 )]
 
 mod availability;
+mod bad_input;
 mod crash;
 mod durability;
 mod helpers;

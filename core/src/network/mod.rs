@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use chrono_tz::Tz;
 
 use crate::clock::UnixMillis;
-use crate::domain::{Day, Node, NodeGroup, ServiceLevel, Source, SupplyType};
+use crate::domain::{
+    echo, id_problem, is_country_code, Day, Node, NodeGroup, ServiceLevel, Source, SupplyType,
+};
 use crate::error::{Error, FieldViolation, Result};
 
 /// Index of a node in the network; stable for the life of the process.
@@ -21,6 +23,15 @@ pub type NodeIdx = u32;
 
 /// Longest id (node, group, source) accepted.
 pub const MAX_ID_LEN: usize = 64;
+
+/// Most processing days a node may take: beyond it a promise would search years ahead.
+pub const MAX_PROCESSING_DAYS: u32 = 60;
+
+/// Most transit days of a distance band.
+pub const MAX_TRANSIT_DAYS: u32 = 60;
+
+/// Highest cost (per package, or per kilometre) a service level may state.
+pub const MAX_COST: f64 = 1_000_000.0;
 
 /// The sequence state of one source's feed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -232,6 +243,12 @@ impl Network {
     /// A new network with `nodes` created or replaced by id.
     pub fn with_nodes(&self, nodes: Vec<Node>) -> Result<Network> {
         let mut violations = Vec::new();
+        check_unique(
+            "nodes",
+            "id",
+            nodes.iter().map(|n| n.id.as_str()),
+            &mut violations,
+        );
         let mut all = self.nodes.clone();
         let mut index = self.node_by_id.clone();
         for (i, node) in nodes.into_iter().enumerate() {
@@ -255,6 +272,12 @@ impl Network {
     /// A new network with `groups` created or replaced by id.
     pub fn with_groups(&self, groups: Vec<NodeGroup>) -> Result<Network> {
         let mut violations = Vec::new();
+        check_unique(
+            "groups",
+            "id",
+            groups.iter().map(|g| g.id.as_str()),
+            &mut violations,
+        );
         let mut all = self.groups.clone();
         for (i, group) in groups.into_iter().enumerate() {
             check_id(&format!("groups[{i}].id"), &group.id, &mut violations);
@@ -279,6 +302,12 @@ impl Network {
             .iter()
             .map(|s| (s.def.clone(), s.feed.clone()))
             .collect();
+        check_unique(
+            "sources",
+            "id",
+            sources.iter().map(|s| s.id.as_str()),
+            &mut violations,
+        );
         for (i, source) in sources.into_iter().enumerate() {
             self.check_source(i, &source, &mut violations);
             match all.iter_mut().find(|(s, _)| s.id == source.id) {
@@ -319,28 +348,11 @@ impl Network {
     /// A new network with `levels` created or replaced by name.
     pub fn with_service_levels(&self, levels: Vec<ServiceLevel>) -> Result<Network> {
         let mut violations = Vec::new();
+        let names = levels.iter().map(|l| l.name.as_str());
+        check_unique("service_levels", "name", names, &mut violations);
         let mut all = self.service_levels.clone();
         for (i, level) in levels.into_iter().enumerate() {
-            check_id(
-                &format!("service_levels[{i}].name"),
-                &level.name,
-                &mut violations,
-            );
-            let ascending = level.transit.windows(2).all(|w| w[0].0 < w[1].0);
-            if level.transit.is_empty() || !ascending {
-                let problem = "needs distance bands in ascending order of distance";
-                violations.push(FieldViolation::new(
-                    format!("service_levels[{i}].transit"),
-                    problem,
-                ));
-            }
-            if level.calendar.open_weekdays == 0 {
-                let problem = "the carrier must move on at least one weekday";
-                violations.push(FieldViolation::new(
-                    format!("service_levels[{i}].pickup_days"),
-                    problem,
-                ));
-            }
+            check_level(i, &level, &mut violations);
             match all.iter_mut().find(|l| l.name == level.name) {
                 Some(existing) => *existing = level,
                 None => all.push(level),
@@ -530,13 +542,65 @@ fn resolve_source(
 }
 
 fn check_id(field: &str, id: &str, violations: &mut Vec<FieldViolation>) {
-    if id.is_empty() {
-        violations.push(FieldViolation::new(field, "must not be empty"));
-    } else if id.len() > MAX_ID_LEN {
-        violations.push(FieldViolation::new(
-            field,
-            format!("longer than {MAX_ID_LEN} bytes"),
-        ));
+    if let Some(problem) = id_problem(id, MAX_ID_LEN) {
+        violations.push(FieldViolation::new(field, problem));
+    }
+}
+
+/// Refuses a request that names one id twice: which of the two should win is not the
+/// service's guess to make.
+fn check_unique<'a>(
+    list: &str,
+    key: &str,
+    ids: impl Iterator<Item = &'a str>,
+    violations: &mut Vec<FieldViolation>,
+) {
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, id) in ids.enumerate() {
+        if let Some(earlier) = first.insert(id, i) {
+            let problem = format!("{} appears twice, at {list}[{earlier}] too", echo(id));
+            violations.push(FieldViolation::new(format!("{list}[{i}].{key}"), problem));
+        }
+    }
+}
+
+/// A service level's distance bands, costs and calendar.
+fn check_level(i: usize, level: &ServiceLevel, violations: &mut Vec<FieldViolation>) {
+    let field = |name: &str| format!("service_levels[{i}].{name}");
+    check_id(&field("name"), &level.name, violations);
+    let ascending = level.transit.windows(2).all(|w| w[0].0 < w[1].0);
+    if level.transit.is_empty() || !ascending {
+        let problem = "needs distance bands in ascending order of distance";
+        violations.push(FieldViolation::new(field("transit"), problem));
+    }
+    for (j, &(max_km, days)) in level.transit.iter().enumerate() {
+        if !(max_km.is_finite() && max_km > 0.0) {
+            let problem = "a band's distance must be a positive number of kilometres";
+            violations.push(FieldViolation::new(
+                field(&format!("transit[{j}].max_km")),
+                problem,
+            ));
+        }
+        if days > MAX_TRANSIT_DAYS {
+            let problem = format!("at most {MAX_TRANSIT_DAYS} transit days");
+            violations.push(FieldViolation::new(
+                field(&format!("transit[{j}].days")),
+                problem,
+            ));
+        }
+    }
+    for (name, cost) in [
+        ("base_cost", level.base_cost),
+        ("cost_per_km", level.cost_per_km),
+    ] {
+        if !(cost.is_finite() && (0.0..=MAX_COST).contains(&cost)) {
+            let problem = format!("must be a number from 0 to {MAX_COST}");
+            violations.push(FieldViolation::new(field(name), problem));
+        }
+    }
+    if level.calendar.open_weekdays == 0 {
+        let problem = "the carrier must move on at least one weekday";
+        violations.push(FieldViolation::new(field("pickup_days"), problem));
     }
 }
 
@@ -563,6 +627,18 @@ fn check_node(
         violations.push(FieldViolation::new(
             format!("nodes[{i}].safety_stock"),
             "must not be negative",
+        ));
+    }
+    if !node.country.is_empty() && !is_country_code(&node.country) {
+        violations.push(FieldViolation::new(
+            format!("nodes[{i}].country"),
+            "an ISO 3166-1 alpha-2 code, such as US",
+        ));
+    }
+    if node.fulfilment.processing_days > MAX_PROCESSING_DAYS {
+        violations.push(FieldViolation::new(
+            format!("nodes[{i}].processing_days"),
+            format!("at most {MAX_PROCESSING_DAYS} days"),
         ));
     }
     for (j, group) in node.group_ids.iter().enumerate() {

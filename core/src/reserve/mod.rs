@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use holds::{allocate, change_holds, check_holds, skus, unallocate};
 
-use crate::domain::{Day, Qty};
+use crate::domain::{echo, id_problem, Day, Qty};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{Effects, Pool};
@@ -37,7 +37,7 @@ impl Engine {
         let view = AtpView::new(self, &network, None);
         let lines = self.resolve_lines(&view, &request.lines)?;
         let ttl_ms = self.ttl_ms(request.ttl_secs)?;
-        check_id(&request.reservation_id)?;
+        check_id("reservation_id", &request.reservation_id)?;
         let fingerprint = request.fingerprint();
         let mut shard = self.shared.book.shard(&request.reservation_id);
         if let Some(existing) = shard.get(&request.reservation_id) {
@@ -202,7 +202,7 @@ impl Engine {
     /// serve them while every other pooled hold stays covered. Committing again with the same
     /// order answers the same.
     pub fn commit(&self, reservation_id: &str, order_id: &str) -> Result<Mutation<Held>> {
-        check_id(order_id).map_err(|_| Error::invalid("order_id", "must be 1 to 128 bytes"))?;
+        check_id("order_id", order_id)?;
         let network = self.network();
         let view = AtpView::new(self, &network, None);
         let mut shard = self.shared.book.shard(reservation_id);
@@ -365,11 +365,8 @@ fn resolve_line(
     violations: &mut Vec<FieldViolation>,
 ) -> Option<Line> {
     let field = |name: &str| format!("lines[{i}].{name}");
-    if request.sku.is_empty() || request.sku.len() > max_len {
-        violations.push(FieldViolation::new(
-            field("sku"),
-            format!("must be 1 to {max_len} bytes"),
-        ));
+    if let Some(problem) = id_problem(&request.sku, max_len) {
+        violations.push(FieldViolation::new(field("sku"), problem));
     }
     if !(0..=crate::index::MAX_QUANTITY).contains(&request.quantity) {
         violations.push(FieldViolation::new(
@@ -428,12 +425,15 @@ fn with_changes(lines: &[Line], changes: Vec<Line>) -> Vec<Line> {
     new
 }
 
-/// A reservation's id (or an order id): non-empty and bounded.
-fn check_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 128 {
-        return Err(Error::invalid("reservation_id", "must be 1 to 128 bytes"));
+/// Most bytes of a reservation or order id.
+const MAX_RESERVATION_ID_LEN: usize = 128;
+
+/// A reservation's id (or an order id) in `field`: an id of at most 128 bytes.
+fn check_id(field: &str, id: &str) -> Result<()> {
+    match id_problem(id, MAX_RESERVATION_ID_LEN) {
+        Some(problem) => Err(Error::invalid(field, problem)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The reservation, if it is holding stock.
@@ -441,7 +441,8 @@ fn held(reservation: Option<&Reservation>, id: &str) -> Result<Reservation> {
     let reservation = found(reservation, id)?;
     if reservation.state != State::Held {
         return Err(Error::FailedPrecondition(format!(
-            "reservation {id:?} is {:?}, not held",
+            "reservation {} is {:?}, not held",
+            echo(id),
             reservation.state
         )));
     }
@@ -452,7 +453,7 @@ fn held(reservation: Option<&Reservation>, id: &str) -> Result<Reservation> {
 fn found(reservation: Option<&Reservation>, id: &str) -> Result<Reservation> {
     reservation
         .cloned()
-        .ok_or_else(|| Error::NotFound(format!("reservation {id:?}")))
+        .ok_or_else(|| Error::NotFound(format!("reservation {}", echo(id))))
 }
 
 /// The answer for a request that leaves the reservation as it is: nothing to journal.

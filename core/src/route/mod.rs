@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::clock::UnixMillis;
 use crate::delivery::{locate, ship_and_deliver, Destination, Shipment};
-use crate::domain::{distance_km, Day, Node, NodeKind, Qty, ServiceLevel};
+use crate::domain::{distance_km, echo, id_problem, Day, Node, NodeKind, Qty, ServiceLevel};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
@@ -135,6 +135,43 @@ pub(crate) type Taken = HashMap<(String, NodeIdx), Qty>;
 pub use batch::{BatchRouting, Routed};
 use search::Search;
 
+/// Highest weight of a routing objective term.
+const MAX_WEIGHT: f64 = 1_000_000.0;
+
+/// Refuses SKUs that are not ids, quantities that are not positive, and weights that are not
+/// numbers from 0 to [`MAX_WEIGHT`] (a NaN or infinite weight makes every cost meaningless).
+fn check_request(request: &RouteRequest, max_len: usize) -> Result<()> {
+    let mut violations = Vec::new();
+    for (i, (sku, quantity)) in request.lines.iter().enumerate() {
+        if let Some(problem) = id_problem(sku, max_len) {
+            violations.push(FieldViolation::new(format!("lines[{i}].sku"), problem));
+        }
+        if !(1..=crate::index::MAX_QUANTITY).contains(quantity) {
+            violations.push(FieldViolation::new(
+                format!("lines[{i}].quantity"),
+                "must be positive",
+            ));
+        }
+    }
+    let weights = &request.weights;
+    let terms = [
+        ("package_penalty", weights.package_penalty),
+        ("priority", weights.priority),
+        ("capacity", weights.capacity),
+    ];
+    for (name, weight) in terms {
+        if !(weight.is_finite() && (0.0..=MAX_WEIGHT).contains(&weight)) {
+            let problem = format!("must be a number from 0 to {MAX_WEIGHT}");
+            violations.push(FieldViolation::new(format!("weights.{name}"), problem));
+        }
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
 impl Engine {
     pub fn route(&self, request: &RouteRequest) -> Result<Routing> {
         self.route_with_taken(request, &Taken::new())
@@ -142,8 +179,10 @@ impl Engine {
 
     /// Routes as if `taken` were already gone.
     fn route_with_taken(&self, request: &RouteRequest, taken: &Taken) -> Result<Routing> {
+        self.check_order_lines(request.lines.len())?;
+        check_request(request, self.config().limits.max_field_len)?;
+        let now_ms = self.request_now(request.now_ms)?;
         let network = self.network();
-        let now_ms = request.now_ms.unwrap_or_else(|| self.now_ms());
         let view = AtpView::at(self, &network, now_ms);
         let (candidates, excluded) = self.candidates(&view, request, now_ms, taken)?;
         let lines = aggregate(&request.lines);
@@ -351,7 +390,12 @@ fn service_level<'n>(network: &'n Network, name: &str) -> Result<&'n ServiceLeve
         .service_levels()
         .iter()
         .find(|l| l.name == name)
-        .ok_or_else(|| Error::invalid("service_level", format!("unknown service level {name:?}")))
+        .ok_or_else(|| {
+            Error::invalid(
+                "service_level",
+                format!("unknown service level {}", echo(name)),
+            )
+        })
 }
 
 /// Fails the order if it excludes a node the network does not have.
@@ -360,7 +404,7 @@ fn check_excluded_ids(network: &Network, constraints: &Constraints) -> Result<()
         if network.node_idx(id).is_none() {
             return Err(Error::InvalidArgument(vec![FieldViolation::new(
                 format!("constraints.excluded_node_ids[{i}]"),
-                format!("unknown node {id:?}"),
+                format!("unknown node {}", echo(id)),
             )]));
         }
     }

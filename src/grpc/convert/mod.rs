@@ -355,6 +355,8 @@ fn reject_reason(reason: RejectReason) -> pb::RejectReason {
         RejectReason::UnexpectedReference => pb::RejectReason::UnexpectedReference,
         RejectReason::UnknownOrder => pb::RejectReason::UnknownOrder,
         RejectReason::NotAllocated => pb::RejectReason::NotAllocated,
+        RejectReason::InvalidId => pb::RejectReason::InvalidId,
+        RejectReason::AsOfInFuture => pb::RejectReason::AsOfInFuture,
     }
 }
 
