@@ -226,3 +226,66 @@ async fn bad_availability_requests_name_the_field() {
         assert_bad_field(&status, field);
     }
 }
+
+/// Sends `message` to `path` as if it were that method's request, the way a client with a
+/// different or broken schema would.
+async fn send_as<M: prost::Message + Default + 'static>(
+    app: &TestApp,
+    path: &'static str,
+    message: M,
+) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.expect("ready");
+    let codec = tonic_prost::ProstCodec::<M, pb::Reservation>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(tonic::Request::new(message), path, codec)
+        .await
+        .expect_err("the message does not decode")
+}
+
+#[tokio::test]
+async fn a_message_that_does_not_decode_is_invalid_argument_not_internal() {
+    let app = spawn_app().await;
+    // Field 1 of GetReservationRequest is a string; CheckInvariantsRequest sends a varint.
+    let garbled = pb::CheckInvariantsRequest { repair: true };
+    let status = send_as(&app, "/promised.v1.Reservations/Get", garbled).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_resource_exhausted() {
+    let args = ServeArgs {
+        max_message_bytes: Some("1024".into()),
+        ..ServeArgs::default()
+    };
+    let mut app = spawn_app_with(args).await;
+    let request = pb::AvailabilityRequest {
+        skus: (0..200).map(|i| format!("SKU-{i:06}")).collect(),
+        ..Default::default()
+    };
+    let status = app
+        .availability
+        .get_availability(request)
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}
+
+#[tokio::test]
+async fn an_unreadable_feed_frame_ends_the_stream_with_invalid_argument() {
+    let app = spawn_app().await;
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.expect("ready");
+    // Field 1 of SupplyBatch is the source id, a string; this frame sends a varint there.
+    let frames = tokio_stream::iter(vec![pb::CheckInvariantsRequest { repair: true }]);
+    let codec = tonic_prost::ProstCodec::<pb::CheckInvariantsRequest, pb::SupplyAck>::default();
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/promised.v1.Supply/StreamUpdates");
+    let mut acks = grpc
+        .streaming(tonic::Request::new(frames), path, codec)
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let status = acks.message().await.expect_err("the frame is refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
