@@ -29,6 +29,11 @@ pub const ENV_MAX_CLOCK_SKEW_SECS: &str = "PROMISED_MAX_CLOCK_SKEW_SECS";
 pub const ENV_MAX_SEQ_GAP: &str = "PROMISED_MAX_SEQ_GAP";
 pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
 pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
+pub const ENV_MAX_CONNECTIONS: &str = "PROMISED_MAX_CONNECTIONS";
+pub const ENV_HANDSHAKE_TIMEOUT_MS: &str = "PROMISED_HANDSHAKE_TIMEOUT_MS";
+pub const ENV_MAX_STREAMS_PER_CONNECTION: &str = "PROMISED_MAX_STREAMS_PER_CONNECTION";
+pub const ENV_FEED_IDLE_SECS: &str = "PROMISED_FEED_IDLE_SECS";
+pub const ENV_MAX_CONNECTION_AGE_SECS: &str = "PROMISED_MAX_CONNECTION_AGE_SECS";
 pub const ENV_STALE_POLICY: &str = "PROMISED_STALE_POLICY";
 pub const ENV_PROMISABLE_IN_TRANSIT: &str = "PROMISED_PROMISABLE_IN_TRANSIT_PERCENT";
 pub const ENV_PROMISABLE_ON_ORDER: &str = "PROMISED_PROMISABLE_ON_ORDER_PERCENT";
@@ -117,6 +122,25 @@ pub struct ServeArgs {
     /// Concurrent feed streams [env PROMISED_MAX_FEED_STREAMS] [default 64]
     #[arg(long)]
     pub max_feed_streams: Option<String>,
+    /// Open gRPC connections [env PROMISED_MAX_CONNECTIONS] [default 1000]
+    #[arg(long)]
+    pub max_connections: Option<String>,
+    /// Milliseconds a new connection may stay silent [env PROMISED_HANDSHAKE_TIMEOUT_MS]
+    /// [default 10000]
+    #[arg(long)]
+    pub handshake_timeout_ms: Option<String>,
+    /// Concurrent calls on one connection [env PROMISED_MAX_STREAMS_PER_CONNECTION]
+    /// [default 256]
+    #[arg(long)]
+    pub max_streams_per_connection: Option<String>,
+    /// Seconds a feed stream may send nothing before it is ended [env PROMISED_FEED_IDLE_SECS]
+    /// [default 90]
+    #[arg(long)]
+    pub feed_idle_secs: Option<String>,
+    /// Seconds before a connection is asked to reconnect [env PROMISED_MAX_CONNECTION_AGE_SECS]
+    /// [default 3600]
+    #[arg(long)]
+    pub max_connection_age_secs: Option<String>,
     /// Stale-feed policy: `exclude` or `buffer:PERCENT` [env PROMISED_STALE_POLICY] [default exclude]
     #[arg(long)]
     pub stale_policy: Option<String>,
@@ -183,10 +207,26 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub max_message_bytes: usize,
     pub max_feed_streams: usize,
+    pub connections: ConnectionLimits,
     pub engine: EngineConfig,
     pub log_filter: String,
     /// `None` runs in memory only.
     pub redis: Option<RedisConfig>,
+}
+
+/// What one client can hold open on the gRPC listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// A connection that sends nothing this long after it opens is closed.
+    pub handshake_timeout: Duration,
+    /// Concurrent calls on one connection, advertised as HTTP/2 `max_concurrent_streams`.
+    pub max_streams_per_connection: u32,
+    /// A feed stream that sends no batch (nor heartbeat) this long is ended.
+    pub feed_idle: Duration,
+    /// After this long a connection is asked to reconnect, which reclaims idle ones.
+    pub max_connection_age: Duration,
 }
 
 /// The process environment, for [`Config::resolve`].
@@ -254,11 +294,35 @@ impl Config {
                 ENV_MAX_FEED_STREAMS,
                 DEFAULT_MAX_FEED_STREAMS,
             )?,
+            connections: connection_limits(args, &s)?,
             engine,
             log_filter: s.pick(&args.log, ENV_LOG, DEFAULT_LOG.to_owned())?,
             redis: redis_config(args, &s)?,
         })
     }
+}
+
+fn connection_limits(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<ConnectionLimits> {
+    let secs = |flag, name, default| s.pick(flag, name, default).map(Duration::from_secs);
+    Ok(ConnectionLimits {
+        max_connections: s.pick(&args.max_connections, ENV_MAX_CONNECTIONS, 1_000)?,
+        handshake_timeout: Duration::from_millis(s.pick(
+            &args.handshake_timeout_ms,
+            ENV_HANDSHAKE_TIMEOUT_MS,
+            10_000,
+        )?),
+        max_streams_per_connection: s.pick(
+            &args.max_streams_per_connection,
+            ENV_MAX_STREAMS_PER_CONNECTION,
+            256,
+        )?,
+        feed_idle: secs(&args.feed_idle_secs, ENV_FEED_IDLE_SECS, 90)?,
+        max_connection_age: secs(
+            &args.max_connection_age_secs,
+            ENV_MAX_CONNECTION_AGE_SECS,
+            3_600,
+        )?,
+    })
 }
 
 /// Parses a built-in address; only a bad edit of the constant can make it fail.

@@ -18,7 +18,7 @@
 //!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`], [`view`], [`flow`],
 //!   [`audit`], over the [`engine`] handle; [`mutation`] records and their [`codec`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
-//! - **Process** [`server`]: listeners, background loops (expiry, audit, gauges, snapshots)
+//! - **Process** [`server`]: listeners ([`connections`] bounds the gRPC one), background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
 //!   [`metrics`] names every metric and serves `/metrics`. The demo (`promised demo`) is part
 //!   of the binary: a client of this library and of the gRPC API like any other.
@@ -50,6 +50,7 @@ pub use promised_core::{
 pub mod app;
 pub mod checkpoint;
 pub mod config;
+pub mod connections;
 pub mod grpc;
 pub mod metrics;
 pub mod network_file;

@@ -11,8 +11,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
@@ -23,11 +21,17 @@ use tower::util::MapResponseLayer;
 use crate::app::App;
 use crate::checkpoint::{Durability, Store};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ConnectionLimits};
+use crate::connections;
 use crate::engine::Engine;
 use crate::grpc::{self, Handlers};
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file::NetworkFile;
+
+/// How often an idle connection is pinged, and how long its answer may take: a peer that
+/// has gone away is noticed and its connection closed.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often expired holds are swept; holds end at most this long after their deadline.
 const EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
@@ -103,7 +107,7 @@ impl Application {
         let stop = CancellationToken::new();
         let handlers = self.handlers(&stop);
         let (routes, health) = grpc::routes(handlers, self.config.max_message_bytes).await?;
-        let serving = spawn_grpc(routes, self.grpc, &stop);
+        let serving = spawn_grpc(routes, self.grpc, &self.config.connections, &stop);
         let tasks = spawn_background(&self.app, self.metrics, self.prometheus, &health, &stop);
 
         shutdown.await;
@@ -125,6 +129,7 @@ impl Application {
             rpc: Arc::new(RpcMetrics::default()),
             feed_streams: Arc::new(Semaphore::new(self.config.max_feed_streams)),
             shutdown: stop.clone(),
+            feed_idle: self.config.connections.feed_idle,
         }
     }
 }
@@ -160,19 +165,17 @@ async fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 fn spawn_grpc(
     routes: Routes,
     listener: TcpListener,
+    limits: &ConnectionLimits,
     stop: &CancellationToken,
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
     let router = Server::builder()
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_connection_age(limits.max_connection_age)
         .layer(MapResponseLayer::new(grpc::caller_statuses))
         .add_routes(routes);
-    // Small request/response pairs must not wait for Nagle's algorithm (40 ms with delayed
-    // ACKs); the builder's own TCP settings do not apply to an incoming stream we hand it.
-    let incoming = TcpListenerStream::new(listener).map(|accepted| {
-        if let Ok(stream) = &accepted {
-            let _ = stream.set_nodelay(true);
-        }
-        accepted
-    });
+    let incoming = connections::admit(listener, limits.max_connections, limits.handshake_timeout);
     tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))
 }
 

@@ -12,6 +12,7 @@ mod status;
 mod supply;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -47,4 +48,6 @@ pub struct Handlers {
     pub feed_streams: Arc<Semaphore>,
     /// Cancelled at shutdown, which ends open feed streams.
     pub shutdown: CancellationToken,
+    /// A feed stream silent this long is ended.
+    pub feed_idle: Duration,
 }

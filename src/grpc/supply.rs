@@ -31,7 +31,8 @@ impl SupplyService {
     }
 
     /// Reads batches one at a time, answering each before reading the next; ends at the first
-    /// batch-level error, when the feed closes, or at shutdown.
+    /// batch-level error, when the feed closes, when it sends nothing (not even a heartbeat)
+    /// for the idle limit, which frees its place for a live feed, or at shutdown.
     async fn pump(
         self,
         mut batches: Streaming<pb::SupplyBatch>,
@@ -43,7 +44,14 @@ impl SupplyService {
                     let _ = acks.send(Err(Status::unavailable("server is shutting down"))).await;
                     return;
                 }
-                next = batches.message() => next,
+                next = tokio::time::timeout(self.0.feed_idle, batches.message()) => match next {
+                    Ok(next) => next,
+                    Err(_) => {
+                        let idle = format!("no batch for {:?}; send heartbeats or reopen", self.0.feed_idle);
+                        let _ = acks.send(Err(Status::deadline_exceeded(idle))).await;
+                        return;
+                    }
+                },
             };
             let batch = match next {
                 Ok(Some(batch)) => batch,

@@ -24,6 +24,7 @@ use tonic_types::StatusExt;
 pub const START_MS: i64 = 1_772_463_600_000;
 
 pub struct TestApp {
+    pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub clock: ManualClock,
     /// The application service the edges call, and beneath it the core and the store.
@@ -94,6 +95,7 @@ pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
         .await
         .expect("service accepts connections");
     let mut app = TestApp {
+        grpc_addr,
         metrics_addr,
         clock,
         service,

@@ -8,6 +8,7 @@
 
 mod availability;
 mod bad_input;
+mod connections;
 mod crash;
 mod durability;
 mod helpers;

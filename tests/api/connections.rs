@@ -1,0 +1,112 @@
+//! What a client can hold open is bounded: connections, silent connections, idle feed streams.
+
+use std::time::Duration;
+
+use promised::config::ServeArgs;
+use promised::grpc::pb;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tonic::Code;
+
+use crate::helpers::*;
+
+/// Whether the server closed `stream`: end of stream within `wait`, whatever it sent before.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_beyond_the_limit_is_closed_at_once_and_the_others_serve() {
+    let args = ServeArgs {
+        max_connections: Some("2".into()),
+        ..ServeArgs::default()
+    };
+    // The test's own channel is the first connection.
+    let mut app = spawn_app_with(args).await;
+    let addr = app.grpc_addr;
+    let mut second = TcpStream::connect(addr).await.expect("connects");
+    let mut third = TcpStream::connect(addr)
+        .await
+        .expect("accepted by the kernel");
+    assert!(
+        closed_within(&mut third, Duration::from_secs(5)).await,
+        "refused"
+    );
+    assert!(
+        !closed_within(&mut second, Duration::from_millis(300)).await,
+        "kept"
+    );
+    assert_eq!(
+        app.stats().await.nodes,
+        3,
+        "the first connection still serves"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_never_speaks_is_closed_and_frees_its_place() {
+    let args = ServeArgs {
+        max_connections: Some("2".into()),
+        handshake_timeout_ms: Some("200".into()),
+        ..ServeArgs::default()
+    };
+    let mut app = spawn_app_with(args).await;
+    let addr = app.grpc_addr;
+    let mut silent = TcpStream::connect(addr).await.expect("connects");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)).await,
+        "closed"
+    );
+    let mut next = TcpStream::connect(addr).await.expect("connects");
+    assert!(
+        !closed_within(&mut next, Duration::from_millis(100)).await,
+        "its place is free"
+    );
+    assert_eq!(
+        app.stats().await.nodes,
+        3,
+        "a connection that speaks is kept"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_feed_stream_is_ended_and_frees_its_place() {
+    let args = ServeArgs {
+        max_feed_streams: Some("1".into()),
+        feed_idle_secs: Some("1".into()),
+        ..ServeArgs::default()
+    };
+    let app = spawn_app_with(args).await;
+    let (_quiet, outbound) = tokio::sync::mpsc::channel::<pb::SupplyBatch>(1);
+    let mut supply = app.supply.clone();
+    let mut acks = supply
+        .stream_updates(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .expect("opens")
+        .into_inner();
+    let ended = tokio::time::timeout(Duration::from_secs(10), acks.message())
+        .await
+        .expect("ended within the idle limit")
+        .expect_err("ended with a status");
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    let live = tokio_stream::iter(vec![batch(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 4, START_MS)],
+    )]);
+    let mut acks = supply
+        .stream_updates(live)
+        .await
+        .expect("the place is free")
+        .into_inner();
+    let ack = acks.message().await.expect("acked").expect("an ack");
+    assert_eq!(ack.applied, 1);
+}
