@@ -10,8 +10,8 @@
 use chrono::{TimeZone, Timelike};
 
 use crate::clock::UnixMillis;
-use crate::domain::{echo, Day, Node, Qty, ServiceLevel};
-use crate::error::{Error, Result};
+use crate::domain::{echo, id_problem, Day, Node, Qty, ServiceLevel};
+use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
 
 /// Where the cart goes: coordinates, or a postal code the network can locate.
@@ -30,6 +30,26 @@ pub struct Shipment {
     pub delivery_date: Day,
     pub lines: Vec<(String, Qty)>,
     pub cost: f64,
+}
+
+/// Checks line `i` of a promise or route: its SKU an id of at most `max_len` bytes, its
+/// quantity positive.
+pub(crate) fn check_order_line(
+    i: usize,
+    sku: &str,
+    quantity: Qty,
+    max_len: usize,
+    violations: &mut Vec<FieldViolation>,
+) {
+    if let Some(problem) = id_problem(sku, max_len) {
+        violations.push(FieldViolation::new(format!("lines[{i}].sku"), problem));
+    }
+    if !(1..=crate::index::MAX_QUANTITY).contains(&quantity) {
+        violations.push(FieldViolation::new(
+            format!("lines[{i}].quantity"),
+            "must be positive",
+        ));
+    }
 }
 
 /// The destination's coordinates.
@@ -115,28 +135,18 @@ pub fn ship_and_deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Fulfilment, NodeKind};
+    use crate::domain::Fulfilment;
 
     /// Monday 2026-03-02 15:00 UTC.
     const MONDAY_15H_MS: UnixMillis = 1_772_463_600_000;
 
     fn node_with_cutoff(cutoff_minutes: u16) -> Node {
-        Node {
-            id: "DC".into(),
-            kind: NodeKind::Dc,
-            lat: 0.0,
-            lon: 0.0,
-            postal_code: String::new(),
-            country: "US".into(),
-            time_zone: chrono_tz::UTC,
-            priority: 0,
-            group_ids: Vec::new(),
-            safety_stock: 0,
-            fulfilment: Fulfilment {
-                cutoff_minutes: Some(cutoff_minutes),
-                ..Fulfilment::default()
-            },
-        }
+        let mut node = crate::test_support::node("DC");
+        node.fulfilment = Fulfilment {
+            cutoff_minutes: Some(cutoff_minutes),
+            ..Fulfilment::default()
+        };
+        node
     }
 
     fn next_day_service() -> ServiceLevel {

@@ -12,7 +12,7 @@ use crate::domain::{Node, NodeGroup, Qty, ServiceLevel, Source};
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{AtpPolicy, Effects, Index, MAX_QUANTITY};
 use crate::mutation::{Mutation, Record};
-use crate::network::{Network, NodeIdx};
+use crate::network::{Network, NodeIdx, SeqState};
 use crate::rejections::RejectionLog;
 use crate::reservation::Book;
 
@@ -332,14 +332,7 @@ impl Engine {
 
     /// Sets a source's applied sequence to at least `seq`, as recovered from durable state.
     pub fn restore_seq(&self, source_id: &str, seq: u64) {
-        if let Some(source) = self.network().source(source_id) {
-            let mut state = source
-                .feed
-                .seq
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            state.last_seq = state.last_seq.max(seq);
-        }
+        self.with_seq_state(source_id, |state| state.last_seq = state.last_seq.max(seq));
     }
 
     /// The highest durable sequence of a source, if it exists.
@@ -349,13 +342,21 @@ impl Engine {
 
     /// Records that a source's batch `seq` is durable.
     pub fn mark_durable(&self, source_id: &str, seq: u64) {
-        if let Some(source) = self.network().source(source_id) {
-            let mut state = source
-                .feed
-                .seq
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+        self.with_seq_state(source_id, |state| {
             state.pending.remove(&seq);
+        });
+    }
+
+    /// Changes a known source's sequence state under its lock; an unknown source is ignored.
+    fn with_seq_state(&self, source_id: &str, change: impl FnOnce(&mut SeqState)) {
+        if let Some(source) = self.network().source(source_id) {
+            change(
+                &mut source
+                    .feed
+                    .seq
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
         }
     }
 

@@ -537,7 +537,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::domain::{Node, NodeKind, Source, SourceKind};
+    use crate::domain::{Source, SourceKind};
     use crate::engine::EngineConfig;
     use crate::index::Index;
 
@@ -548,19 +548,7 @@ mod tests {
             Network::default(),
             Index::new(4),
         );
-        let node = Node {
-            id: "DC".into(),
-            kind: NodeKind::Dc,
-            lat: 0.0,
-            lon: 0.0,
-            postal_code: String::new(),
-            country: "US".into(),
-            time_zone: chrono_tz::UTC,
-            priority: 0,
-            group_ids: Vec::new(),
-            safety_stock: 0,
-            fulfilment: Default::default(),
-        };
+        let node = crate::test_support::node("DC");
         let _ = engine.upsert_nodes(vec![node]).expect("node");
         let source = Source {
             id: "WMS".into(),

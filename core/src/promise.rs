@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::clock::UnixMillis;
-use crate::delivery::{locate, ship_and_deliver, Destination, Shipment};
-use crate::domain::{distance_km, id_problem, Day, Qty, ServiceLevel};
+use crate::delivery::{check_order_line, locate, ship_and_deliver, Destination, Shipment};
+use crate::domain::{distance_km, Day, Qty, ServiceLevel};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
@@ -245,15 +245,7 @@ fn cart(request: &PromiseRequest, max_len: usize) -> Result<Vec<(String, Qty)>> 
     }
     let mut by_sku: BTreeMap<&str, Qty> = BTreeMap::new();
     for (i, (sku, quantity)) in request.lines.iter().enumerate() {
-        if let Some(problem) = id_problem(sku, max_len) {
-            violations.push(FieldViolation::new(format!("lines[{i}].sku"), problem));
-        }
-        if !(1..=crate::index::MAX_QUANTITY).contains(quantity) {
-            violations.push(FieldViolation::new(
-                format!("lines[{i}].quantity"),
-                "must be positive",
-            ));
-        }
+        check_order_line(i, sku, *quantity, max_len, &mut violations);
         *by_sku.entry(sku).or_default() += quantity;
     }
     if !violations.is_empty() {

@@ -27,7 +27,8 @@ pub(crate) fn engine(node_ids: &[&str]) -> Engine {
     engine
 }
 
-fn node(id: &str) -> Node {
+/// A DC at (0, 0) in UTC with default fulfilment.
+pub(crate) fn node(id: &str) -> Node {
     Node {
         id: id.into(),
         kind: NodeKind::Dc,

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::clock::UnixMillis;
-use crate::delivery::{locate, ship_and_deliver, Destination, Shipment};
-use crate::domain::{distance_km, echo, id_problem, Day, Node, NodeKind, Qty, ServiceLevel};
+use crate::delivery::{check_order_line, locate, ship_and_deliver, Destination, Shipment};
+use crate::domain::{distance_km, echo, Day, Node, NodeKind, Qty, ServiceLevel};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
@@ -143,15 +143,7 @@ const MAX_WEIGHT: f64 = 1_000_000.0;
 fn check_request(request: &RouteRequest, max_len: usize) -> Result<()> {
     let mut violations = Vec::new();
     for (i, (sku, quantity)) in request.lines.iter().enumerate() {
-        if let Some(problem) = id_problem(sku, max_len) {
-            violations.push(FieldViolation::new(format!("lines[{i}].sku"), problem));
-        }
-        if !(1..=crate::index::MAX_QUANTITY).contains(quantity) {
-            violations.push(FieldViolation::new(
-                format!("lines[{i}].quantity"),
-                "must be positive",
-            ));
-        }
+        check_order_line(i, sku, *quantity, max_len, &mut violations);
     }
     let weights = &request.weights;
     let terms = [
