@@ -130,6 +130,7 @@ impl Application {
             feed_streams: Arc::new(Semaphore::new(self.config.max_feed_streams)),
             shutdown: stop.clone(),
             feed_idle: self.config.connections.feed_idle,
+            feed_owners: Arc::default(),
         }
     }
 }

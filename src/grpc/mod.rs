@@ -36,7 +36,7 @@ pub use promising::PromisingService;
 pub use reservations::ReservationService;
 pub use routing::RoutingService;
 pub use serve::{caller_statuses, report_store_health, routes, stop_serving};
-pub use supply::SupplyService;
+pub use supply::{FeedOwners, SupplyService};
 
 /// What every service adapter shares.
 #[derive(Debug, Clone)]
@@ -50,4 +50,6 @@ pub struct Handlers {
     pub shutdown: CancellationToken,
     /// A feed stream silent this long is ended.
     pub feed_idle: Duration,
+    /// Which open stream feeds each source.
+    pub feed_owners: Arc<FeedOwners>,
 }

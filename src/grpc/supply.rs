@@ -1,7 +1,12 @@
 //! `promised.v1.Supply`: feed streams, single batches and the rejection log.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{ack, rejections};
@@ -32,45 +37,110 @@ impl SupplyService {
 
     /// Reads batches one at a time, answering each before reading the next; ends at the first
     /// batch-level error, when the feed closes, when it sends nothing (not even a heartbeat)
-    /// for the idle limit, which frees its place for a live feed, or at shutdown.
+    /// for the idle limit, which frees its place for a live feed, when a newer stream of the
+    /// same source takes over (a feed that reconnects must not be locked out by its own
+    /// half-dead stream), or at shutdown.
     async fn pump(
         self,
         mut batches: Streaming<pb::SupplyBatch>,
         acks: mpsc::Sender<Result<pb::SupplyAck, Status>>,
     ) {
+        let stream = self.0.feed_owners.open(&self.0.shutdown);
         loop {
-            let next = tokio::select! {
-                _ = self.0.shutdown.cancelled() => {
-                    let _ = acks.send(Err(Status::unavailable("server is shutting down"))).await;
-                    return;
-                }
-                next = tokio::time::timeout(self.0.feed_idle, batches.message()) => match next {
-                    Ok(next) => next,
-                    Err(_) => {
-                        let idle = format!("no batch for {:?}; send heartbeats or reopen", self.0.feed_idle);
-                        let _ = acks.send(Err(Status::deadline_exceeded(idle))).await;
-                        return;
-                    }
-                },
-            };
-            let batch = match next {
+            let batch = match self.next_batch(&mut batches, &stream).await {
                 Ok(Some(batch)) => batch,
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(status) => {
-                    // A frame that does not decode ends the stream with the reason, not OK.
-                    tracing::debug!(%status, "feed stream ended with an error");
-                    let refused =
-                        Status::invalid_argument(format!("unreadable batch: {}", status.message()));
-                    let _ = acks.send(Err(refused)).await;
-                    return;
+                    let _ = acks.send(Err(status)).await;
+                    break;
                 }
             };
+            let source_id = batch.source_id.clone();
             let reply = self.apply(batch, Rpc::StreamUpdates).await;
             let failed = reply.is_err();
+            if !failed {
+                self.0.feed_owners.claim(&source_id, &stream);
+            }
             if acks.send(reply).await.is_err() || failed {
-                return;
+                break;
             }
         }
+        self.0.feed_owners.close(&stream);
+    }
+
+    /// The next batch, `None` when the feed closed, or the status that ends the stream.
+    async fn next_batch(
+        &self,
+        batches: &mut Streaming<pb::SupplyBatch>,
+        stream: &FeedStream,
+    ) -> Result<Option<pb::SupplyBatch>, Status> {
+        let idle = self.0.feed_idle;
+        tokio::select! {
+            _ = stream.ended.cancelled() => Err(if self.0.shutdown.is_cancelled() {
+                Status::unavailable("server is shutting down")
+            } else {
+                Status::aborted("a newer stream of this source took over")
+            }),
+            next = tokio::time::timeout(idle, batches.message()) => match next {
+                Ok(Ok(batch)) => Ok(batch),
+                // A frame that does not decode ends the stream with the reason, not OK.
+                Ok(Err(status)) => {
+                    tracing::debug!(%status, "feed stream ended with an error");
+                    let unreadable = format!("unreadable batch: {}", status.message());
+                    Err(Status::invalid_argument(unreadable))
+                }
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "no batch for {idle:?}; send heartbeats or reopen"
+                ))),
+            },
+        }
+    }
+}
+
+/// One open feed stream: ended when a newer stream of a source it feeds takes over, or at
+/// shutdown.
+#[derive(Debug)]
+pub struct FeedStream {
+    id: u64,
+    ended: CancellationToken,
+}
+
+/// Which open stream feeds each source, so that a source's newest stream ends its older one.
+/// Holds at most one entry per known source: a stream claims a source only once a batch of
+/// it was applied.
+#[derive(Debug, Default)]
+pub struct FeedOwners {
+    next_id: AtomicU64,
+    owners: Mutex<HashMap<String, (u64, CancellationToken)>>,
+}
+
+impl FeedOwners {
+    fn open(&self, shutdown: &CancellationToken) -> FeedStream {
+        FeedStream {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            ended: shutdown.child_token(),
+        }
+    }
+
+    /// Makes `stream` the one feeding `source_id`, ending the stream that fed it before.
+    fn claim(&self, source_id: &str, stream: &FeedStream) {
+        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        if owners
+            .get(source_id)
+            .is_some_and(|(id, _)| *id == stream.id)
+        {
+            return;
+        }
+        let mine = (stream.id, stream.ended.clone());
+        if let Some((_, older)) = owners.insert(source_id.to_owned(), mine) {
+            older.cancel();
+        }
+    }
+
+    /// Forgets a stream that ended.
+    fn close(&self, stream: &FeedStream) {
+        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        owners.retain(|_, (id, _)| *id != stream.id);
     }
 }
 

@@ -110,3 +110,65 @@ async fn an_idle_feed_stream_is_ended_and_frees_its_place() {
     let ack = acks.message().await.expect("acked").expect("an ack");
     assert_eq!(ack.applied, 1);
 }
+
+/// Opens a feed stream: where to send its batches, and its acks.
+async fn open_feed(
+    app: &TestApp,
+) -> (
+    tokio::sync::mpsc::Sender<pb::SupplyBatch>,
+    tonic::Streaming<pb::SupplyAck>,
+) {
+    let (batches, outbound) = tokio::sync::mpsc::channel::<pb::SupplyBatch>(4);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(outbound);
+    let mut supply = app.supply.clone();
+    let acks = supply.stream_updates(stream).await.expect("opens");
+    (batches, acks.into_inner())
+}
+
+#[tokio::test]
+async fn a_sources_new_stream_ends_its_old_one() {
+    let args = ServeArgs {
+        max_feed_streams: Some("2".into()),
+        ..ServeArgs::default()
+    };
+    let app = spawn_app_with(args).await;
+    let on_hand = |seq, quantity| {
+        let update = set_on_hand("SKU-1", "DC-EAST", quantity, START_MS + seq as i64);
+        batch("WMS-EAST", seq, vec![update])
+    };
+    let (old_batches, mut old_acks) = open_feed(&app).await;
+    old_batches.send(on_hand(1, 4)).await.expect("sent");
+    assert_eq!(
+        old_acks
+            .message()
+            .await
+            .expect("ack")
+            .expect("an ack")
+            .applied,
+        1
+    );
+    // The feed reconnects: its new stream takes over, the old one is ended.
+    let (new_batches, mut new_acks) = open_feed(&app).await;
+    new_batches.send(on_hand(2, 6)).await.expect("sent");
+    assert_eq!(
+        new_acks
+            .message()
+            .await
+            .expect("ack")
+            .expect("an ack")
+            .applied,
+        1
+    );
+    let ended = old_acks.message().await.expect_err("the old stream ended");
+    assert_eq!(ended.code(), Code::Aborted, "{ended:?}");
+    // Its place is free: a third stream opens under the limit of two.
+    let (third_batches, mut third_acks) = open_feed(&app).await;
+    third_batches
+        .send(batch("POS", 0, Vec::new()))
+        .await
+        .expect("sent");
+    assert!(
+        third_acks.message().await.expect("ack").is_some(),
+        "a heartbeat is acked"
+    );
+}
