@@ -59,4 +59,7 @@ pub mod spec;
 pub mod view;
 
 #[cfg(test)]
+mod decode_tests;
+
+#[cfg(test)]
 mod test_support;

@@ -506,6 +506,23 @@ mod tests {
         assert!(error.to_string().contains("version 0 is not supported"));
     }
 
+    proptest::proptest! {
+        /// A manifest with bytes changed or cut short is refused, never a panic.
+        #[test]
+        fn damaged_manifests_never_panic(
+            changes in proptest::collection::vec((0usize..4096, proptest::num::u8::ANY), 0..6),
+            cut in 0usize..4096,
+        ) {
+            let mut bytes = manifest().encode();
+            for (at, value) in changes {
+                let at = at % bytes.len();
+                bytes[at] = value;
+            }
+            bytes.truncate(cut % (bytes.len() + 1));
+            let _ = Manifest::decode(&bytes);
+        }
+    }
+
     #[test]
     fn journal_trim_starts_after_the_mark() {
         assert_eq!(after("17-2"), Some("17-3".into()));
