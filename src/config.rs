@@ -30,6 +30,7 @@ pub const ENV_MAX_SEQ_GAP: &str = "PROMISED_MAX_SEQ_GAP";
 pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
 pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
 pub const ENV_MAX_CONNECTIONS: &str = "PROMISED_MAX_CONNECTIONS";
+pub const ENV_MAX_IN_FLIGHT: &str = "PROMISED_MAX_IN_FLIGHT";
 pub const ENV_HANDSHAKE_TIMEOUT_MS: &str = "PROMISED_HANDSHAKE_TIMEOUT_MS";
 pub const ENV_MAX_STREAMS_PER_CONNECTION: &str = "PROMISED_MAX_STREAMS_PER_CONNECTION";
 pub const ENV_FEED_IDLE_SECS: &str = "PROMISED_FEED_IDLE_SECS";
@@ -125,6 +126,10 @@ pub struct ServeArgs {
     /// Open gRPC connections [env PROMISED_MAX_CONNECTIONS] [default 1000]
     #[arg(long)]
     pub max_connections: Option<String>,
+    /// Calls in flight over all connections; one more is shed [env PROMISED_MAX_IN_FLIGHT]
+    /// [default 4096]
+    #[arg(long)]
+    pub max_in_flight: Option<String>,
     /// Milliseconds a new connection may stay silent [env PROMISED_HANDSHAKE_TIMEOUT_MS]
     /// [default 10000]
     #[arg(long)]
@@ -219,6 +224,9 @@ pub struct Config {
 pub struct ConnectionLimits {
     /// Open connections; one more is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// Calls in flight over all connections (a feed stream counts while it is open); one more
+    /// is shed at once with RESOURCE_EXHAUSTED rather than queued.
+    pub max_in_flight: usize,
     /// A connection that sends nothing this long after it opens is closed.
     pub handshake_timeout: Duration,
     /// Concurrent calls on one connection, advertised as HTTP/2 `max_concurrent_streams`.
@@ -306,6 +314,7 @@ fn connection_limits(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Connec
     let secs = |flag, name, default| s.pick(flag, name, default).map(Duration::from_secs);
     Ok(ConnectionLimits {
         max_connections: s.pick(&args.max_connections, ENV_MAX_CONNECTIONS, 1_000)?,
+        max_in_flight: s.pick(&args.max_in_flight, ENV_MAX_IN_FLIGHT, 4_096)?,
         handshake_timeout: Duration::from_millis(s.pick(
             &args.handshake_timeout_ms,
             ENV_HANDSHAKE_TIMEOUT_MS,

@@ -16,6 +16,8 @@ use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
 use tower::util::MapResponseLayer;
 
 use crate::app::App;
@@ -175,6 +177,9 @@ fn spawn_grpc(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_connection_age(limits.max_connection_age)
         .layer(MapResponseLayer::new(grpc::caller_statuses))
+        // Shed, not queue: a call over the in-flight limit is answered RESOURCE_EXHAUSTED at once.
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
         .add_routes(routes);
     let incoming = connections::admit(listener, limits.max_connections, limits.handshake_timeout);
     tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))

@@ -172,3 +172,48 @@ async fn a_sources_new_stream_ends_its_old_one() {
         "a heartbeat is acked"
     );
 }
+
+#[tokio::test]
+async fn a_call_over_the_in_flight_limit_is_shed_at_once() {
+    use crate::redis::RedisServer;
+    use crate::reservations::{line, reserve_request};
+    use promised::grpc::pb::reservations_client::ReservationsClient;
+    let redis = RedisServer::start();
+    let args = ServeArgs {
+        redis_url: Some(redis.url()),
+        redis_prefix: Some("shed".into()),
+        redis_timeout_ms: Some("3000".into()),
+        max_in_flight: Some("1".into()),
+        ..ServeArgs::default()
+    };
+    let mut app = spawn_app_with(args).await;
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 5, START_MS)],
+    )
+    .await;
+    // A hung Redis keeps a reservation waiting for its journal write: it holds the one place.
+    redis.signal("STOP");
+    let mut reservations = ReservationsClient::new(app.channel.clone());
+    let waiting = tokio::spawn(async move {
+        let cart = reserve_request("cart", vec![line("SKU-1", "DC-EAST", 1)]);
+        reservations.reserve(cart).await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let shed = loop {
+        let request = pb::AvailabilityRequest {
+            skus: vec!["SKU-1".into()],
+            ..Default::default()
+        };
+        match app.availability.get_availability(request).await {
+            Err(status) => break status,
+            Ok(_) => assert!(tokio::time::Instant::now() < deadline, "never shed"),
+        }
+    };
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    redis.signal("CONT");
+    let _ = waiting.await.expect("the reservation call ends");
+    // The place is free again: reads are served.
+    app.item("SKU-1").await;
+}

@@ -83,6 +83,17 @@ impl RedisServer {
         }
     }
 
+    /// Stops (`STOP`) or continues (`CONT`) the server process: a Redis that hangs, not one
+    /// that is gone.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
     pub fn client(&self) -> redis::Client {
         redis::Client::open(self.url()).expect("valid url")
     }
