@@ -396,3 +396,70 @@ fn promises_are_sound_and_never_worse_than_one_node() {
     );
     outcome.expect("sound promises");
 }
+
+/// Under the default stale-feed policy a node whose feed has gone quiet beyond its limit
+/// promises and routes nothing, and both answers say so.
+#[tokio::test]
+async fn a_node_with_a_stale_feed_is_skipped_by_promises_and_routes() {
+    let mut app = stocked(&[("A", "NYC", 5), ("A", "LAX", 5)]).await;
+    let counts = source(
+        "NYC-COUNTS",
+        pb::SourceKind::Wms,
+        &["NYC"],
+        &[pb::SupplyType::OnHand],
+        60,
+    );
+    app.admin
+        .upsert_sources(pb::UpsertSourcesRequest {
+            sources: vec![counts],
+        })
+        .await
+        .expect("source");
+    app.clock.advance_ms(61_000);
+    let now = START_MS + 61_000;
+    let answer = promise(&app, ask(&[("A", 1)], "10001", now)).await;
+    let skipped: Vec<&str> = answer.skipped.iter().map(|s| s.node_id.as_str()).collect();
+    assert_eq!(skipped, ["NYC"], "{answer:?}");
+    let ground = answer
+        .options
+        .iter()
+        .find(|o| o.service_level == "GROUND")
+        .expect("GROUND answered");
+    let from: Vec<&str> = ground
+        .shipments
+        .iter()
+        .map(|s| s.node_id.as_str())
+        .collect();
+    assert_eq!(from, ["LAX"], "the fresh node ships: {ground:?}");
+    let mut routing = promised::grpc::pb::routing_client::RoutingClient::new(app.channel.clone());
+    let order = pb::RouteRequest {
+        order_id: "ORDER-1".into(),
+        lines: vec![pb::PromiseLine {
+            sku: "A".into(),
+            quantity: 1,
+        }],
+        destination: Some(pb::Destination {
+            postal_code: "10001".into(),
+            ..Default::default()
+        }),
+        service_level: "GROUND".into(),
+        now: as_of(now),
+        ..Default::default()
+    };
+    let routed = routing
+        .route_order(order)
+        .await
+        .expect("routed")
+        .into_inner();
+    let nyc = routed
+        .excluded
+        .iter()
+        .find(|e| e.node_id == "NYC")
+        .expect("NYC ruled out");
+    assert_eq!(nyc.reason, "feed is stale beyond its limit");
+    let plan = routed.plan.expect("a plan from LAX");
+    assert!(
+        plan.shipments.iter().all(|s| s.node_id == "LAX"),
+        "{plan:?}"
+    );
+}
