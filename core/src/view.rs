@@ -282,6 +282,61 @@ mod tests {
         assert_eq!(view.node_headroom(&positions, &[], 1, today), 5);
     }
 
+    /// Network holds due on two different days: 9 + 6 pooled.
+    fn holds_on_two_days() -> Vec<PoolHold> {
+        let mut pools = network_hold(9);
+        add_pool_hold(&mut pools, Pool::Network, Day(40_000), 6);
+        pools
+    }
+
+    #[test]
+    fn pooled_holds_of_one_pool_count_together_whatever_their_day() {
+        let (engine, positions) = stocked();
+        let network = engine.network();
+        let view = AtpView::new(&engine, &network, None);
+        let today = view.first_day();
+        let pools = holds_on_two_days();
+        assert!(view.coverable(&positions, &pools), "15 pooled fit in 15");
+        let mut more = pools.clone();
+        add_pool_hold(&mut more, Pool::Network, Day(40_001), 1);
+        assert!(!view.coverable(&positions, &more), "16 pooled do not");
+        assert_eq!(view.pool_headroom(&positions, &pools, Pool::Network), 0);
+        assert_eq!(view.node_headroom(&positions, &pools, 0, today), 0);
+    }
+
+    #[test]
+    fn holds_of_a_group_and_of_the_network_are_covered_apart() {
+        // A (5 on hand) is in group G; B (10) is not.
+        let engine = engine(&["A", "B"]);
+        let group = crate::domain::NodeGroup {
+            id: "G".into(),
+            description: String::new(),
+        };
+        let _ = engine.upsert_groups(vec![group]).expect("group");
+        let mut a = crate::test_support::node("A");
+        a.group_ids = vec!["G".into()];
+        let _ = engine.upsert_nodes(vec![a]).expect("A joins G");
+        stock(&engine, 1, "SKU", &[("A", 5), ("B", 10)]);
+        let positions = engine
+            .index()
+            .read("SKU", |entry| entry.map(|e| e.positions().to_vec()))
+            .unwrap_or_default();
+        let network = engine.network();
+        let view = AtpView::new(&engine, &network, None);
+        let mut pools = Vec::new();
+        add_pool_hold(&mut pools, Pool::Group(0), Day(0), 5);
+        add_pool_hold(&mut pools, Pool::Network, Day(0), 10);
+        assert!(
+            view.coverable(&positions, &pools),
+            "A covers G, B the network"
+        );
+        add_pool_hold(&mut pools, Pool::Group(0), Day(0), 1);
+        assert!(
+            !view.coverable(&positions, &pools),
+            "G cannot take a sixth unit"
+        );
+    }
+
     #[test]
     fn pooled_holds_are_coverable_only_up_to_total_atp() {
         let (engine, positions) = stocked();
