@@ -246,3 +246,37 @@ fn a_shipment_never_takes_on_hand_below_zero() {
     assert_eq!(position.ship(&[(Day(0), 2)], 2), super::Applied::Applied);
     assert_eq!(position.totals().on_hand, 0);
 }
+
+#[test]
+fn a_safety_override_of_one_is_an_override() {
+    let mut position = Position::new(0);
+    assert_eq!(position.safety(5), 5, "the node default");
+    position.set_safety_override(1);
+    assert_eq!(position.safety(5), 1);
+    position.set_safety_override(0);
+    assert_eq!(position.safety(5), 0, "zero is an override too");
+}
+
+#[test]
+fn an_adjustment_beyond_the_quantity_limit_is_refused() {
+    let mut position = Position::new(0);
+    on_hand(&mut position, super::MAX_QUANTITY - 1);
+    let adjust = |quantity| Change {
+        supply_type: SupplyType::OnHand,
+        kind: ChangeKind::Adjust,
+        quantity,
+        reference: "",
+        eta: None,
+    };
+    assert_eq!(position.apply(&adjust(2)), super::Applied::TooLarge);
+    assert_eq!(
+        position.totals().on_hand,
+        super::MAX_QUANTITY - 1,
+        "unchanged"
+    );
+    assert_eq!(
+        position.apply(&adjust(1)),
+        super::Applied::Applied,
+        "up to the limit"
+    );
+}

@@ -248,6 +248,7 @@ impl Index {
 mod tests {
     use super::*;
     use crate::codec::Reader;
+    use crate::index::{Pool, PoolHold};
 
     /// Sets `quantity` of demand on (`sku`, node 0), recording the image in `effects`.
     fn change(index: &Index, sku: &str, quantity: i64, effects: &mut Effects) {
@@ -312,5 +313,102 @@ mod tests {
         }
         assert_eq!(replay.applied, 1, "only the newest image lands");
         assert_eq!(reserved(&recovered, "SKU-1"), 10);
+    }
+
+    fn pooled(index: &Index, sku: &str) -> Vec<PoolHold> {
+        index.read(sku, |p| p.map(|p| p.pools().to_vec()).unwrap_or_default())
+    }
+
+    /// Group and network holds of one SKU, recorded in `effects`.
+    fn hold_pools(index: &Index, effects: &mut Effects) -> Vec<PoolHold> {
+        let pools = vec![
+            PoolHold {
+                pool: Pool::Network,
+                day: Day(3),
+                quantity: 4,
+            },
+            PoolHold {
+                pool: Pool::Group(2),
+                day: Day(5),
+                quantity: 7,
+            },
+        ];
+        index.with_locked(["SKU-1"], |locked| {
+            locked.set_pools("SKU-1", pools.clone(), Some(effects));
+        });
+        pools
+    }
+
+    #[test]
+    fn pooled_holds_survive_a_snapshot_and_the_journal() {
+        let index = Index::new(1);
+        let mut journal = Effects::default();
+        let pools = hold_pools(&index, &mut journal);
+        assert_eq!(journal.count(), 1, "the change is recorded");
+        assert_eq!(
+            pooled(&restored(&index), "SKU-1"),
+            pools,
+            "through a snapshot"
+        );
+        let replayed = Index::new(1);
+        let mut replay = replayed.begin_replay();
+        replayed
+            .replay(&mut Reader::new(journal.as_bytes()), &mut replay)
+            .expect("effects decode");
+        assert_eq!(pooled(&replayed, "SKU-1"), pools, "through the journal");
+    }
+
+    #[test]
+    fn a_shard_counts_the_positions_it_writes() {
+        let index = Index::new(1);
+        let mut effects = Effects::default();
+        for node in 0..3 {
+            index.update("SKU-1", node, Some(&mut effects), |p| {
+                p.add_demand(Day(0), 1, 0);
+                ((), true)
+            });
+        }
+        index.update("SKU-2", 0, Some(&mut effects), |p| {
+            p.add_demand(Day(0), 1, 0);
+            ((), true)
+        });
+        assert_eq!(effects.count(), 4);
+        assert_eq!(index.encode_shard(0, &mut Writer::default()), 4);
+    }
+
+    #[test]
+    fn an_effect_filed_under_another_shard_is_refused() {
+        let index = Index::new(4);
+        let mut effects = Effects::default();
+        change(&index, "SKU-1", 2, &mut effects);
+        let right = index.shard_of("SKU-1");
+        let mut bytes = effects.as_bytes().to_vec();
+        // The first byte is the shard number (a one-byte varint for 4 shards).
+        bytes[0] = ((right + 1) % 4) as u8;
+        let target = Index::new(4);
+        let mut replay = target.begin_replay();
+        let refused = target.replay(&mut Reader::new(&bytes), &mut replay);
+        assert!(refused.is_err(), "wrong shard accepted");
+    }
+
+    #[test]
+    fn dropping_nodes_removes_exactly_those_at_and_above_the_index() {
+        let index = Index::new(2);
+        for (sku, nodes) in [("SKU-1", 0..3), ("SKU-2", 1..2)] {
+            for node in nodes {
+                index.update(sku, node, None, |p| {
+                    p.add_demand(Day(0), 1, 0);
+                    ((), true)
+                });
+            }
+        }
+        assert_eq!(
+            index.drop_nodes_from(1),
+            3,
+            "nodes 1 and 2 of SKU-1, node 1 of SKU-2"
+        );
+        assert_eq!(index.position_count(), 1);
+        assert_eq!(index.sku_count(), 1, "SKU-2 had nothing left");
+        assert_eq!(reserved(&index, "SKU-1"), 1, "node 0 stays");
     }
 }
