@@ -23,6 +23,14 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     }
 }
 
+/// Bytes of the server's first answer on a new connection (its HTTP/2 settings), or 0 when it
+/// closes the connection without a word.
+async fn first_answer(stream: &mut TcpStream) -> usize {
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    read.expect("the server answers or closes").unwrap_or(0)
+}
+
 #[tokio::test]
 async fn a_connection_beyond_the_limit_is_closed_at_once_and_the_others_serve() {
     let args = ServeArgs {
