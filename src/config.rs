@@ -76,11 +76,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the service.
     Serve(ServeArgs),
-    /// Run the service in memory with a synthetic network, catalogue and live feed.
-    Demo(DemoArgs),
 }
 
-/// Flags of `serve` (and `demo`); each also reads the environment variable named in its help.
+/// Flags of `serve` (and of the demo example); each also reads the environment variable named in its help.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// gRPC listen address [env PROMISED_GRPC_ADDR] [default 0.0.0.0:50051]
@@ -189,18 +187,6 @@ pub struct ServeArgs {
     /// Journaled position changes that trigger a snapshot early [env PROMISED_SNAPSHOT_AFTER_EFFECTS] [default 5000000]
     #[arg(long)]
     pub snapshot_after_effects: Option<String>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    #[command(flatten)]
-    pub serve: ServeArgs,
-    /// SKUs in the synthetic catalogue.
-    #[arg(long, default_value_t = 100_000)]
-    pub skus: usize,
-    /// Updates per second the synthetic feed keeps sending after the initial load.
-    #[arg(long, default_value_t = 1_000)]
-    pub feed_rate: u32,
 }
 
 /// The service's configuration.

@@ -20,8 +20,8 @@
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
 //! - **Process** [`server`]: listeners ([`connections`] bounds the gRPC one), background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
-//!   [`metrics`] names every metric and serves `/metrics`. The demo (`promised demo`) is part
-//!   of the binary: a client of this library and of the gRPC API like any other.
+//!   [`metrics`] names every metric and serves `/metrics`. The demo is an example
+//!   (`examples/demo`): a client of this library and of the gRPC API like any other.
 //!
 //! ## Where a request goes
 //!

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-mod demo;
-
 use clap::Parser;
 use promised::clock::SystemClock;
 use promised::config::{process_env, Cli, Command, Config};
@@ -27,11 +25,6 @@ async fn main() -> anyhow::Result<()> {
                 "promised serving"
             );
             app.run_until_stopped(shutdown_signal()).await
-        }
-        Command::Demo(args) => {
-            let config = Config::resolve(&args.serve, &env)?;
-            init_logging(&config.log_filter);
-            demo::run(config, args.skus, args.feed_rate, shutdown_signal()).await
         }
     }
 }

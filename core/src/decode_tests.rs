@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use crate::clock::ManualClock;
 use crate::codec::Reader;
-use crate::domain::{Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
+use crate::domain::{SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
 use crate::engine::{Engine, EngineConfig};
 use crate::index::{Index, Position};
 use crate::mutation::StoredRecord;
@@ -33,13 +33,7 @@ fn real_records() -> Vec<Vec<u8>> {
         .upsert_nodes(vec![crate::test_support::node("DC")])
         .expect("node");
     keep(nodes.record());
-    let source = Source {
-        id: "WMS".into(),
-        kind: SourceKind::Wms,
-        owned_node_ids: Vec::new(),
-        owned_supply_types: vec![SupplyType::OnHand],
-        stale_after_ms: None,
-    };
+    let source = crate::test_support::wms();
     keep(
         engine
             .upsert_sources(vec![source])

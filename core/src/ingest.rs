@@ -537,7 +537,6 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::domain::{Source, SourceKind};
     use crate::engine::EngineConfig;
     use crate::index::Index;
 
@@ -550,14 +549,9 @@ mod tests {
         );
         let node = crate::test_support::node("DC");
         let _ = engine.upsert_nodes(vec![node]).expect("node");
-        let source = Source {
-            id: "WMS".into(),
-            kind: SourceKind::Wms,
-            owned_node_ids: Vec::new(),
-            owned_supply_types: vec![SupplyType::OnHand],
-            stale_after_ms: None,
-        };
-        let _ = engine.upsert_sources(vec![source]).expect("source");
+        let _ = engine
+            .upsert_sources(vec![crate::test_support::wms()])
+            .expect("source");
         engine
     }
 

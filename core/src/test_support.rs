@@ -16,15 +16,19 @@ pub(crate) fn engine(node_ids: &[&str]) -> Engine {
     let nodes = node_ids.iter().map(|id| node(id)).collect();
     // Tests keep no journal: the records are not needed.
     let _ = engine.upsert_nodes(nodes).expect("nodes");
-    let source = Source {
+    let _ = engine.upsert_sources(vec![wms()]).expect("source");
+    engine
+}
+
+/// Source WMS, owning on-hand at every node.
+pub(crate) fn wms() -> Source {
+    Source {
         id: "WMS".into(),
         kind: SourceKind::Wms,
         owned_node_ids: Vec::new(),
         owned_supply_types: vec![SupplyType::OnHand],
         stale_after_ms: None,
-    };
-    let _ = engine.upsert_sources(vec![source]).expect("source");
-    engine
+    }
 }
 
 /// A DC at (0, 0) in UTC with default fulfilment.

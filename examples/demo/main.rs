@@ -1,7 +1,7 @@
-//! `promised demo`: the service in memory with a 50-node US network, a synthetic catalogue and
-//! a feed that keeps streaming supply through the real gRPC ingest API, as a WMS, store POS
-//! systems and an ERP would. Part of the binary, not the library: it uses the service the way
-//! any client does, through the generated gRPC client.
+//! The demo (`cargo run --release --example demo`): the service in memory with a 50-node US
+//! network, a synthetic catalogue and a feed that keeps streaming supply through the real gRPC
+//! ingest API, as a WMS, store POS systems and an ERP would. It uses the service the way any
+//! client does: the library to start it, the generated gRPC client to feed it.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -15,13 +15,15 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use clap::Parser;
 use promised::clock::{Clock, SystemClock};
-use promised::config::Config;
+use promised::config::{process_env, Config, ServeArgs};
 use promised::domain::{Day, NodeKind};
 use promised::grpc::pb::{self, supply_client::SupplyClient};
 use promised::network::Network;
 use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
-use promised::server::Application;
+use promised::server::{shutdown_signal, Application};
+use tracing_subscriber::EnvFilter;
 
 /// Updates per batch during the initial load.
 const LOAD_BATCH: usize = 1_000;
@@ -29,8 +31,30 @@ const LOAD_BATCH: usize = 1_000;
 /// The feed sends one round of batches per tick.
 const TICK: Duration = Duration::from_millis(100);
 
+/// Flags: the service's own, and the synthetic load's.
+#[derive(Debug, Parser)]
+struct DemoArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// SKUs in the synthetic catalogue.
+    #[arg(long, default_value_t = 100_000)]
+    skus: usize,
+    /// Updates per second the synthetic feed keeps sending after the initial load.
+    #[arg(long, default_value_t = 1_000)]
+    feed_rate: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = DemoArgs::parse();
+    let config = Config::resolve(&args.serve, &process_env())?;
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    run(config, args.skus, args.feed_rate, shutdown_signal()).await
+}
+
 /// Runs the demo until `shutdown` resolves.
-pub async fn run(
+async fn run(
     config: Config,
     skus: usize,
     feed_rate: u32,
