@@ -319,9 +319,11 @@ async fn trim_superseded(
     // the previous generation's mark on.
     if let Some(retired) = superseded.retired {
         if retired.generation != generation {
-            let keys_to_drop: Vec<String> = (0..retired.chunks.len())
-                .map(|c| keys.chunk(retired.generation, c))
-                .collect();
+            // Both kinds of chunk: position chunks and reservation chunks.
+            let positions = (0..retired.chunks.len()).map(|c| keys.chunk(retired.generation, c));
+            let holds = (0..retired.reservation_chunks.len())
+                .map(|c| keys.reservation_chunk(retired.generation, c));
+            let keys_to_drop: Vec<String> = positions.chain(holds).collect();
             if !keys_to_drop.is_empty() {
                 let () = conn.del(keys_to_drop).await?;
             }

@@ -798,3 +798,36 @@ fn refused<T: std::fmt::Debug>(answer: Result<tonic::Response<T>, tonic::Status>
         Err(status) => status.code(),
     }
 }
+
+/// Redis keeps two generations: a retired one leaves neither its position chunks nor its
+/// reservation chunks behind.
+#[tokio::test]
+async fn a_retired_generation_leaves_no_chunks_behind() {
+    use crate::reservations::{line, reserve_request};
+    use promised::grpc::pb::reservations_client::ReservationsClient;
+    let redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "retired")).await;
+    let store = store_of(&app);
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 10, START_MS)],
+    )
+    .await;
+    let mut reservations = ReservationsClient::new(app.channel.clone());
+    let cart = reserve_request("cart", vec![line("SKU-1", "DC-EAST", 2)]);
+    reservations.reserve(cart).await.expect("held");
+    let first = store.snapshot_once().await.expect("snapshot").generation;
+    store.snapshot_once().await.expect("snapshot");
+    store.snapshot_once().await.expect("snapshot");
+    let keys = Keys::new("retired");
+    let mut conn = redis.client().get_connection().expect("redis");
+    let left: Vec<String> = [keys.chunk(first, 0), keys.reservation_chunk(first, 0)]
+        .into_iter()
+        .filter(|key| conn.exists::<_, bool>(key).expect("EXISTS"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "chunks of retired generation {first}: {left:?}"
+    );
+}
