@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -214,6 +215,51 @@ fn receipt(
     }
 }
 
+/// How one kind of dated receipt is drawn: its supply type, days until it arrives, its size.
+struct Receipts {
+    supply_type: pb::SupplyType,
+    days: Range<i32>,
+    quantities: Range<i64>,
+}
+
+/// Inbound ASN lines: due within the week.
+const ASNS: Receipts = Receipts {
+    supply_type: pb::SupplyType::InTransit,
+    days: 1..8,
+    quantities: 10..200,
+};
+
+/// Open purchase-order lines: due in one to six weeks.
+const PO_LINES: Receipts = Receipts {
+    supply_type: pb::SupplyType::OnOrder,
+    days: 7..46,
+    quantities: 100..1000,
+};
+
+/// A receipt of `kind` under `reference` at one of `nodes`, arriving on a random day.
+fn draw_receipt(
+    rng: &mut SmallRng,
+    nodes: &[String],
+    sku: String,
+    reference: String,
+    kind: &Receipts,
+    now_ms: i64,
+) -> pb::SupplyUpdate {
+    let today = Day::in_zone(chrono_tz::UTC, now_ms);
+    let node = pick(rng, nodes);
+    let eta = today.plus(rng.random_range(kind.days.clone()));
+    let quantity = rng.random_range(kind.quantities.clone());
+    receipt(
+        sku,
+        node,
+        kind.supply_type,
+        reference,
+        eta,
+        quantity,
+        now_ms,
+    )
+}
+
 fn pick<'a>(rng: &mut SmallRng, nodes: &'a [String]) -> &'a str {
     &nodes[rng.random_range(0..nodes.len())]
 }
@@ -265,7 +311,6 @@ impl Feeds {
 
     /// A SKU's on-hand at a few DCs and stores, and perhaps an ASN and an open PO.
     fn starting_supply(&mut self, i: usize, now_ms: i64, round: &mut Round) {
-        let today = Day::in_zone(chrono_tz::UTC, now_ms);
         let (rng, catalogue) = (&mut self.rng, &self.catalogue);
         for _ in 0..rng.random_range(2..6) {
             let node = pick(rng, &catalogue.fulfilment);
@@ -275,22 +320,11 @@ impl Feeds {
                 .push(set(sku(i), node, pb::SupplyType::OnHand, quantity, now_ms));
         }
         if rng.random_bool(0.2) {
-            let node = pick(rng, &catalogue.fulfilment);
-            let (eta, quantity) = (
-                today.plus(rng.random_range(1..8)),
-                rng.random_range(10..200),
-            );
             let asn = format!("ASN-{i}");
-            let update = receipt(
-                sku(i),
-                node,
-                pb::SupplyType::InTransit,
-                asn,
-                eta,
-                quantity,
-                now_ms,
-            );
-            round.wms.push(update);
+            let nodes = &catalogue.fulfilment;
+            round
+                .wms
+                .push(draw_receipt(rng, nodes, sku(i), asn, &ASNS, now_ms));
         }
         for _ in 0..rng.random_range(0..4) {
             let node = pick(rng, &catalogue.stores);
@@ -300,28 +334,17 @@ impl Feeds {
                 .push(set(sku(i), node, pb::SupplyType::OnHand, quantity, now_ms));
         }
         if rng.random_bool(0.3) {
-            let node = pick(rng, &catalogue.fulfilment);
-            let (eta, quantity) = (
-                today.plus(rng.random_range(7..46)),
-                rng.random_range(100..1000),
-            );
             let po = format!("PO-{i}");
-            round.erp.push(receipt(
-                sku(i),
-                node,
-                pb::SupplyType::OnOrder,
-                po,
-                eta,
-                quantity,
-                now_ms,
-            ));
+            let nodes = &catalogue.fulfilment;
+            round
+                .erp
+                .push(draw_receipt(rng, nodes, sku(i), po, &PO_LINES, now_ms));
         }
     }
 
     /// One live change: a store count (60 %), a warehouse pick or receipt (30 %; a pick from
     /// an empty position is rejected, as it should be), or a new PO line (10 %).
     fn live_update(&mut self, now_ms: i64, round: &mut Round) {
-        let today = Day::in_zone(chrono_tz::UTC, now_ms);
         let (rng, catalogue) = (&mut self.rng, &self.catalogue);
         let item = sku(rng.random_range(0..catalogue.skus.max(1)));
         match rng.random_range(0..10) {
@@ -346,21 +369,11 @@ impl Feeds {
             }
             _ => {
                 self.live_pos += 1;
-                let node = pick(rng, &catalogue.fulfilment);
-                let (eta, quantity) = (
-                    today.plus(rng.random_range(7..46)),
-                    rng.random_range(100..1000),
-                );
                 let po = format!("PO-LIVE-{}", self.live_pos);
-                round.erp.push(receipt(
-                    item,
-                    node,
-                    pb::SupplyType::OnOrder,
-                    po,
-                    eta,
-                    quantity,
-                    now_ms,
-                ));
+                let nodes = &catalogue.fulfilment;
+                round
+                    .erp
+                    .push(draw_receipt(rng, nodes, item, po, &PO_LINES, now_ms));
             }
         }
     }

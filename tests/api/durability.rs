@@ -534,22 +534,9 @@ async fn an_extended_hold_keeps_its_new_expiry_through_a_crash() {
     app.shutdown().await;
 }
 
-/// What a client can see: availability of SKU-1 everywhere, the reservations, the counts.
-async fn fingerprint(app: &mut TestApp) -> String {
-    use promised::grpc::pb::reservations_client::ReservationsClient;
-    let item = app.item("SKU-1").await;
-    let mut reservations = ReservationsClient::new(app.channel.clone());
-    let mut held = Vec::new();
-    for id in ["held", "ordered"] {
-        let get = pb::GetReservationRequest {
-            reservation_id: id.into(),
-        };
-        held.push(reservations.get(get).await.expect("known").into_inner());
-    }
-    let mut stats = app.stats().await;
-    // Whether Redis is up is what changed, not the state.
-    stats.redis_up = false;
-    format!("{item:?}\n{held:?}\n{stats:?}")
+/// What a client can see; whether Redis is up is what changes during an outage, not state.
+async fn outage_fingerprint(app: &mut TestApp) -> String {
+    fingerprint(app, &["held", "ordered"], |stats| stats.redis_up = false).await
 }
 
 /// Once the store is known to be down, every mutating RPC is refused with UNAVAILABLE before
@@ -577,7 +564,7 @@ async fn every_mutating_rpc_is_refused_while_redis_is_down_and_changes_nothing()
     // The first write after the kill is the one that finds Redis gone.
     let first = batch("WMS-EAST", 2, vec![adjust_on_hand("SKU-1", "DC-WEST", 0)]);
     let _ = app.supply.apply_batch(first).await;
-    let before = fingerprint(&mut app).await;
+    let before = outage_fingerprint(&mut app).await;
 
     let (mut admin, mut supply) = (app.admin.clone(), app.supply.clone());
     let mut promising = PromisingClient::new(app.channel.clone());
@@ -789,7 +776,11 @@ async fn every_mutating_rpc_is_refused_while_redis_is_down_and_changes_nothing()
         .into_inner();
     let streamed = acks.message().await.expect_err("the batch is refused");
     assert_eq!(streamed.code(), Code::Unavailable, "StreamUpdates");
-    assert_eq!(fingerprint(&mut app).await, before, "nothing changed");
+    assert_eq!(
+        outage_fingerprint(&mut app).await,
+        before,
+        "nothing changed"
+    );
 }
 
 fn refused<T: std::fmt::Debug>(answer: Result<tonic::Response<T>, tonic::Status>) -> Code {

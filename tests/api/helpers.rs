@@ -360,3 +360,25 @@ pub async fn wms_for(app: &mut TestApp, id: &str, nodes: &[&str]) {
         .await
         .expect("source");
 }
+
+/// What a client can see of SKU-1, of the reservations `ids` and of the stats, as text to
+/// compare before and after; `mask` first clears the stats fields a test expects to change.
+pub async fn fingerprint(
+    app: &mut TestApp,
+    ids: &[&str],
+    mask: impl FnOnce(&mut pb::Stats),
+) -> String {
+    use promised::grpc::pb::reservations_client::ReservationsClient;
+    let item = app.item("SKU-1").await;
+    let mut reservations = ReservationsClient::new(app.channel.clone());
+    let mut held = Vec::new();
+    for id in ids {
+        let get = pb::GetReservationRequest {
+            reservation_id: (*id).into(),
+        };
+        held.push(reservations.get(get).await.expect("known").into_inner());
+    }
+    let mut stats = app.stats().await;
+    mask(&mut stats);
+    format!("{item:?}\n{held:?}\n{stats:?}")
+}
