@@ -17,12 +17,22 @@ pub fn id_problem(id: &str, max_len: usize) -> Option<String> {
         Some("must not be empty".into())
     } else if id.len() > max_len {
         Some(format!("longer than {max_len} bytes"))
-    } else if id.chars().any(char::is_control) {
+    } else if has_control(id) {
         Some("must not contain control characters".into())
-    } else if id.trim() != id {
+    } else if id.starts_with(char::is_whitespace) || id.ends_with(char::is_whitespace) {
         Some("must not start or end with white space".into())
     } else {
         None
+    }
+}
+
+/// Whether `id` has a control character. Ids are checked on every feed update, so the
+/// usual all-ASCII id takes a byte scan; others are checked character by character.
+fn has_control(id: &str) -> bool {
+    if id.is_ascii() {
+        id.bytes().any(|b| b.is_ascii_control())
+    } else {
+        id.chars().any(char::is_control)
     }
 }
 
