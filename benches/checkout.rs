@@ -150,6 +150,7 @@ fn main() {
                 })
                 .collect(),
             ttl_secs: 600,
+            owner: String::new(),
         };
         let mut n = 0u64;
         group.bench_function(format!("{lines}_lines_in_memory"), |b| {

@@ -46,6 +46,7 @@ fn cart(id: u64, lines: usize, hot: bool) -> ReserveRequest {
             })
             .collect(),
         ttl_secs: 3_600,
+        owner: String::new(),
     }
 }
 

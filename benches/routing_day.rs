@@ -20,7 +20,7 @@ use promised::delivery::Destination;
 use promised::domain::{distance_km, Qty};
 use promised::engine::Engine;
 use promised::query::AvailabilityQuery;
-use promised::reservation::{LineRequest, ReserveRequest};
+use promised::reservation::{Hold, LineRequest, ReserveRequest};
 use promised::route::{RouteRequest, Weights};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -206,6 +206,7 @@ fn hold(engine: &Engine, id: &str, plan: &[(String, Lines)]) -> bool {
             reservation_id: id.into(),
             lines,
             ttl_secs: 3_600,
+            owner: String::new(),
         })
         .is_ok()
 }
@@ -224,7 +225,12 @@ fn main() {
     let (mut ours, mut theirs) = (Totals::default(), Totals::default());
     let started = std::time::Instant::now();
     for order in &day {
-        if let Ok(routed) = optimised.route_and_reserve(order, &order.order_id, 3_600) {
+        let as_order = Hold {
+            reservation_id: order.order_id.clone(),
+            ttl_secs: 3_600,
+            owner: String::new(),
+        };
+        if let Ok(routed) = optimised.route_and_reserve(order, &as_order) {
             // In memory: nothing to make durable.
             let routed = routed.into_result();
             let plan = routed.routing.plan.expect("a held plan");

@@ -19,7 +19,7 @@ use crate::mutation::Mutation;
 use crate::promise::{Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery};
 use crate::rejections::LoggedRejection;
-use crate::reservation::ReserveRequest;
+use crate::reservation::{Hold, ReserveRequest};
 use crate::reserve::Held;
 use crate::route::{BatchRouting, RouteRequest, Routed};
 
@@ -142,19 +142,15 @@ impl App {
         self.commit(mutation).await
     }
 
-    /// Routes an order; with `reserve` (reservation id, TTL), the chosen plan is held too.
-    pub async fn route(
-        &self,
-        request: &RouteRequest,
-        reserve: Option<(&str, u64)>,
-    ) -> Result<Routed> {
+    /// Routes an order; with `reserve`, the chosen plan is held too.
+    pub async fn route(&self, request: &RouteRequest, reserve: Option<&Hold>) -> Result<Routed> {
         match reserve {
             None => Ok(Routed {
                 routing: self.engine.route(request)?,
                 reservation: None,
             }),
-            Some((id, ttl_secs)) => {
-                self.write(|engine| engine.route_and_reserve(request, id, ttl_secs))
+            Some(hold) => {
+                self.write(|engine| engine.route_and_reserve(request, hold))
                     .await
             }
         }

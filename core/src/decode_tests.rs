@@ -13,7 +13,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::index::{Index, Position};
 use crate::mutation::StoredRecord;
 use crate::network::Network;
-use crate::reservation::{LineRequest, Reservation, ReserveRequest};
+use crate::reservation::{Layout, LineRequest, Reservation, ReserveRequest};
 
 /// Journal records a journaling engine really writes: a network change, a supply batch and a
 /// reservation.
@@ -68,6 +68,7 @@ fn real_records() -> Vec<Vec<u8>> {
         reservation_id: "cart".into(),
         lines: vec![line],
         ttl_secs: 60,
+        owner: "checkout".into(),
     };
     keep(engine.reserve(&hold).expect("held").record());
     records
@@ -87,6 +88,7 @@ fn decode_everything(bytes: &[u8]) {
     let _ = Network::decode(bytes, 0);
     let _ = Position::decode(&mut Reader::new(bytes));
     let _ = Reservation::decode(&mut Reader::new(bytes));
+    let _ = Reservation::decode_layout(&mut Reader::new(bytes), Layout::Ownerless);
     let _ = Index::new(4).restore_shard(&mut Reader::new(bytes));
 }
 
@@ -121,6 +123,29 @@ fn real_records_decode_whole() {
             .replay(&mut effects, &mut replay)
             .expect("its effects replay");
     }
+}
+
+#[test]
+fn a_reservation_keeps_its_owner_and_older_records_read_without_one() {
+    let records = real_records();
+    let held = records.last().expect("the reservation's record");
+    let record = StoredRecord::decode(held).expect("decodes");
+    let reservation = &record.reservations[0];
+    assert_eq!(reservation.owner, "checkout");
+    // The same record as version 2 wrote it: no owner after the lines.
+    let mut old = crate::codec::Writer::default();
+    old.u8(2);
+    old.u8(0);
+    old.len(1);
+    reservation.encode(&mut old);
+    old.buf
+        .truncate(old.buf.len() - 1 - reservation.owner.len());
+    let read = StoredRecord::decode(&old.buf).expect("a version 2 record decodes");
+    let expected = Reservation {
+        owner: String::new(),
+        ..reservation.clone()
+    };
+    assert_eq!(read.reservations, vec![expected]);
 }
 
 proptest! {

@@ -4,10 +4,11 @@
 
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::index::Effects;
-use crate::reservation::Reservation;
+use crate::reservation::{Layout, Reservation};
 
-/// Encoding version of a record; bumped on any incompatible change.
-const RECORD_VERSION: u8 = 2;
+/// Encoding version of a record; bumped on any incompatible change. Version 3 added the
+/// reservations' owner; version 2 records are still read.
+const RECORD_VERSION: u8 = 3;
 
 const HAS_SOURCE: u8 = 1;
 const HAS_NETWORK: u8 = 2;
@@ -77,9 +78,11 @@ pub struct StoredRecord<'a> {
 impl<'a> StoredRecord<'a> {
     pub fn decode(bytes: &'a [u8]) -> Decoded<StoredRecord<'a>> {
         let mut r = Reader::new(bytes);
-        if r.u8()? != RECORD_VERSION {
-            return Err(CodecError("unsupported journal record version"));
-        }
+        let layout = match r.u8()? {
+            2 => Layout::Ownerless,
+            RECORD_VERSION => Layout::Owned,
+            _ => return Err(CodecError("unsupported journal record version")),
+        };
         let flags = r.u8()?;
         let source_seq = if flags & HAS_SOURCE != 0 {
             Some((r.str()?, r.var()?))
@@ -92,7 +95,7 @@ impl<'a> StoredRecord<'a> {
             None
         };
         let reservations = (0..r.len()?)
-            .map(|_| Reservation::decode(&mut r))
+            .map(|_| Reservation::decode_layout(&mut r, layout))
             .collect::<Decoded<_>>()?;
         Ok(StoredRecord {
             source_seq,

@@ -14,7 +14,7 @@ use crate::domain::{distance_km, Day, Qty, ServiceLevel};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
-use crate::reservation::{LineRequest, ReserveRequest};
+use crate::reservation::{Hold, LineRequest, ReserveRequest};
 use crate::reserve::Held;
 use crate::route::Taken;
 use crate::view::AtpView;
@@ -33,7 +33,7 @@ pub struct PromiseRequest {
     /// The instant to promise at (what-if); `None` is now.
     pub now_ms: Option<UnixMillis>,
     /// Hold exactly the promised plan (of the single service level asked for).
-    pub reserve: Option<(String, u64)>,
+    pub reserve: Option<Hold>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +129,7 @@ impl Engine {
                 result: promise,
                 record: None,
             }),
-            Some((id, ttl_secs)) => self.hold_promise(promise, id, *ttl_secs),
+            Some(hold) => self.hold_promise(promise, hold),
         }
     }
 
@@ -137,8 +137,7 @@ impl Engine {
     fn hold_promise(
         &self,
         mut promise: Promise,
-        id: &str,
-        ttl_secs: u64,
+        hold: &Hold,
     ) -> Result<crate::mutation::Mutation<Promise>> {
         let option = &promise.options[0];
         if option.delivery_date.is_none() {
@@ -165,9 +164,10 @@ impl Engine {
             })
             .collect();
         let request = ReserveRequest {
-            reservation_id: id.to_owned(),
+            reservation_id: hold.reservation_id.clone(),
             lines,
-            ttl_secs,
+            ttl_secs: hold.ttl_secs,
+            owner: hold.owner.clone(),
         };
         let held = self.reserve(&request)?;
         promise.reservation = Some(held.result);

@@ -29,6 +29,9 @@ pub struct ReserveRequest {
     pub lines: Vec<LineRequest>,
     /// 0 takes the default.
     pub ttl_secs: u64,
+    /// The credential asking; a new reservation records it as its owner. Not part of the
+    /// fingerprint: who may act on a reservation is the edge's question, not the request's.
+    pub owner: String,
 }
 
 impl ReserveRequest {
@@ -41,6 +44,16 @@ impl ReserveRequest {
         self.ttl_secs.hash(&mut hasher);
         hasher.finish()
     }
+}
+
+/// A promise's or a route's plan held as a reservation: under this id, for this long, owned
+/// by this credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub reservation_id: String,
+    /// 0 takes the default.
+    pub ttl_secs: u64,
+    pub owner: String,
 }
 
 /// Where a line holds stock.
@@ -108,6 +121,17 @@ pub struct Reservation {
     pub fingerprint: u64,
     /// When it ended; the id is remembered until this plus the retention.
     pub ended_at_ms: Option<UnixMillis>,
+    /// The credential that made it: only it (or an operator) may change it. Empty when it was
+    /// made without authentication, or before owners were recorded.
+    pub owner: String,
+}
+
+/// How a stored reservation is laid out: journal records before version 3 and snapshots
+/// before format 2 hold no owner. Every build writes [`Layout::Owned`] and reads both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Ownerless,
+    Owned,
 }
 
 impl Reservation {
@@ -169,9 +193,16 @@ impl Reservation {
                 w.ivar(allocation.shipped);
             }
         }
+        w.str(&self.owner);
     }
 
+    /// Decodes what [`Reservation::encode`] writes.
     pub fn decode(r: &mut Reader<'_>) -> Decoded<Reservation> {
+        Self::decode_layout(r, Layout::Owned)
+    }
+
+    /// Decodes a reservation stored in `layout`.
+    pub fn decode_layout(r: &mut Reader<'_>, layout: Layout) -> Decoded<Reservation> {
         let index = |value: u64| u32::try_from(value).map_err(|_| CodecError("index"));
         let id = r.str()?.to_owned();
         let version = r.var()?;
@@ -210,6 +241,10 @@ impl Reservation {
                 allocations,
             });
         }
+        let owner = match layout {
+            Layout::Ownerless => String::new(),
+            Layout::Owned => r.str()?.to_owned(),
+        };
         Ok(Reservation {
             id,
             version,
@@ -219,6 +254,7 @@ impl Reservation {
             order_id,
             fingerprint,
             ended_at_ms,
+            owner,
         })
     }
 }

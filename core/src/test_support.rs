@@ -87,6 +87,7 @@ pub(crate) fn hold(id: &str, lines: &[(&str, &str, Qty)]) -> ReserveRequest {
             })
             .collect(),
         ttl_secs: 0,
+        owner: String::new(),
     }
 }
 

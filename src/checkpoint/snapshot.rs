@@ -16,11 +16,14 @@ use super::Keys;
 use crate::codec::{Reader, Writer};
 use crate::engine::Engine;
 use crate::index::Index;
-use crate::reservation::Reservation;
+use crate::reservation::{Layout, Reservation};
 
 const MAGIC: &[u8; 4] = b"PRMS";
-/// The snapshot format this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The snapshot format this build writes. Version 2 added the reservations' owner; this
+/// build reads version 1 too.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format this build reads.
+const OLDEST_READ: u16 = 1;
 /// Target size of one chunk value.
 const CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// How often a snapshot checks whether the batches it counts are durable yet.
@@ -33,7 +36,7 @@ pub enum LoadError {
     #[error("snapshot generation is unusable: {0}")]
     Corrupt(String),
     /// Written by a format this build does not read: refuse to start rather than lose it.
-    #[error("snapshot format version {found} is not supported (this build reads version {FORMAT_VERSION}); start a build that reads it, or move the data aside")]
+    #[error("snapshot format version {found} is not supported (this build reads versions {OLDEST_READ} to {FORMAT_VERSION}); start a build that reads it, or move the data aside")]
     Unsupported { found: u16 },
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -95,9 +98,15 @@ impl Manifest {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Manifest, LoadError> {
-        let body = checked_body(bytes)?;
-        read_manifest(&mut Reader::new(body))
-            .map_err(|e| LoadError::Corrupt(format!("manifest: {e}")))
+        Self::decode_versioned(bytes).map(|(_, manifest)| manifest)
+    }
+
+    /// The manifest and the format version it was written in.
+    fn decode_versioned(bytes: &[u8]) -> Result<(u16, Manifest), LoadError> {
+        let (version, body) = checked_body(bytes)?;
+        let manifest = read_manifest(&mut Reader::new(body))
+            .map_err(|e| LoadError::Corrupt(format!("manifest: {e}")))?;
+        Ok((version, manifest))
     }
 }
 
@@ -115,8 +124,9 @@ fn read_sums(r: &mut Reader<'_>) -> crate::codec::Decoded<Vec<(u32, u32)>> {
     (0..r.len()?).map(|_| Ok((r.u32()?, r.u32()?))).collect()
 }
 
-/// Checks header, checksum and version before any field is trusted; returns the fields' bytes.
-fn checked_body(bytes: &[u8]) -> Result<&[u8], LoadError> {
+/// Checks header, checksum and version before any field is trusted; returns the version and
+/// the fields' bytes.
+fn checked_body(bytes: &[u8]) -> Result<(u16, &[u8]), LoadError> {
     let corrupt = |what: &str| LoadError::Corrupt(format!("manifest {what}"));
     if bytes.len() < 10 || &bytes[..4] != MAGIC {
         return Err(corrupt("has no PRMS header"));
@@ -128,10 +138,10 @@ fn checked_body(bytes: &[u8]) -> Result<&[u8], LoadError> {
         return Err(corrupt("fails its checksum"));
     }
     let found = u16::from_le_bytes([body[4], body[5]]);
-    if found != FORMAT_VERSION {
+    if !(OLDEST_READ..=FORMAT_VERSION).contains(&found) {
         return Err(LoadError::Unsupported { found });
     }
-    Ok(&body[6..])
+    Ok((found, &body[6..]))
 }
 
 /// The fields of a checked manifest, in the order [`Manifest::encode_with_version`] writes them.
@@ -412,7 +422,11 @@ pub async fn load(
     let Some(bytes): Option<Vec<u8>> = conn.get(manifest_key).await? else {
         return Ok(None);
     };
-    let manifest = Manifest::decode(&bytes)?;
+    let (version, manifest) = Manifest::decode_versioned(&bytes)?;
+    let layout = match version {
+        OLDEST_READ => Layout::Ownerless,
+        _ => Layout::Owned,
+    };
     let index = Index::new(manifest.shard_count as usize);
     if index.shard_count() != manifest.shard_count as usize {
         return Err(LoadError::Corrupt(
@@ -420,7 +434,7 @@ pub async fn load(
         ));
     }
     restore_positions(conn, keys, &manifest, &index).await?;
-    let reservations = read_reservations(conn, keys, &manifest).await?;
+    let reservations = read_reservations(conn, keys, &manifest, layout).await?;
     Ok(Some(Loaded {
         manifest,
         index,
@@ -452,6 +466,7 @@ async fn read_reservations(
     conn: &mut ConnectionManager,
     keys: &Keys,
     manifest: &Manifest,
+    layout: Layout,
 ) -> Result<Vec<Reservation>, LoadError> {
     let mut reservations = Vec::new();
     for (i, &sum) in manifest.reservation_chunks.iter().enumerate() {
@@ -461,7 +476,7 @@ async fn read_reservations(
             |e: crate::codec::CodecError| LoadError::Corrupt(format!("reservation chunk {i}: {e}"));
         while !r.is_empty() {
             for _ in 0..r.len().map_err(corrupt)? {
-                reservations.push(Reservation::decode(&mut r).map_err(corrupt)?);
+                reservations.push(Reservation::decode_layout(&mut r, layout).map_err(corrupt)?);
             }
         }
     }
@@ -506,6 +521,20 @@ mod tests {
         let error = Manifest::decode(&old).expect_err("version 0 is not read");
         assert!(matches!(error, LoadError::Unsupported { found: 0 }));
         assert!(error.to_string().contains("version 0 is not supported"));
+        let newer = manifest().encode_with_version(FORMAT_VERSION + 1);
+        assert!(
+            Manifest::decode(&newer).is_err(),
+            "a newer format is not guessed at"
+        );
+    }
+
+    #[test]
+    fn a_manifest_of_the_format_before_owners_is_still_read() {
+        let before = manifest().encode_with_version(1);
+        assert_eq!(
+            Manifest::decode_versioned(&before).expect("version 1 is read"),
+            (1, manifest())
+        );
     }
 
     proptest::proptest! {

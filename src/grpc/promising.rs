@@ -20,7 +20,7 @@ impl Promising for PromisingService {
     ) -> Result<Response<pb::PromiseResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::PromiseOrder);
         answer(async {
-            let request = promise_request(request.into_inner())?;
+            let request = promise_request(request.into_inner(), "")?;
             Ok(promise_response(self.0.app.promise(&request).await?))
         })
         .await

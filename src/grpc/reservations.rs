@@ -20,7 +20,7 @@ impl Reservations for ReservationService {
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Reserve);
         answer(async {
-            let request = reserve_request(request.into_inner())?;
+            let request = reserve_request(request.into_inner(), "")?;
             Ok(reservation(self.0.app.reserve(&request).await?))
         })
         .await
@@ -33,7 +33,7 @@ impl Reservations for ReservationService {
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpdateReservation);
         answer(async {
-            let request = reserve_request(request.into_inner())?;
+            let request = reserve_request(request.into_inner(), "")?;
             Ok(reservation(self.0.app.update_reservation(&request).await?))
         })
         .await

@@ -25,9 +25,8 @@ impl Routing for RoutingService {
     ) -> Result<Response<pb::RouteResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::RouteOrder);
         answer(async {
-            let (request, reserve) = route_request(request.into_inner(), "")?;
-            let reserve = reserve.as_ref().map(|(id, ttl)| (id.as_str(), *ttl));
-            let routed = self.0.app.route(&request, reserve).await?;
+            let (request, reserve) = route_request(request.into_inner(), "", "")?;
+            let routed = self.0.app.route(&request, reserve.as_ref()).await?;
             Ok(route_response(
                 &request.order_id,
                 routed.routing,
@@ -69,7 +68,7 @@ fn wave(orders: Vec<pb::RouteRequest>) -> Result<Vec<RouteRequest>, Error> {
     }
     let mut requests = Vec::with_capacity(orders.len());
     for (i, order) in orders.into_iter().enumerate() {
-        let (request, reserve) = route_request(order, &format!("orders[{i}]."))?;
+        let (request, reserve) = route_request(order, &format!("orders[{i}]."), "")?;
         if reserve.is_some() {
             return Err(Error::invalid(
                 format!("orders[{i}].reserve"),

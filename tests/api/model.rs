@@ -230,6 +230,7 @@ fn request(id: usize, lines: &[(usize, Option<usize>, i64)]) -> ReserveRequest {
             })
             .collect(),
         ttl_secs: (TTL_MS / 1000) as u64,
+        owner: String::new(),
     }
 }
 

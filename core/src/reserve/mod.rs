@@ -65,6 +65,7 @@ impl Engine {
             order_id: String::new(),
             fingerprint,
             ended_at_ms: None,
+            owner: request.owner.clone(),
         };
         shard.put(reservation.clone());
         Ok(self.with_record(ticket, reservation, effects, network))

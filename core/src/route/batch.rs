@@ -26,8 +26,7 @@ impl Engine {
     pub fn route_and_reserve(
         &self,
         request: &RouteRequest,
-        reservation_id: &str,
-        ttl_secs: u64,
+        hold: &crate::reservation::Hold,
     ) -> Result<crate::mutation::Mutation<Routed>> {
         let mut routing = self.route(&RouteRequest {
             alternatives: request.alternatives.max(3),
@@ -59,9 +58,10 @@ impl Engine {
                 })
                 .collect();
             let reserve = crate::reservation::ReserveRequest {
-                reservation_id: reservation_id.to_owned(),
+                reservation_id: hold.reservation_id.clone(),
                 lines,
-                ttl_secs,
+                ttl_secs: hold.ttl_secs,
+                owner: hold.owner.clone(),
             };
             match self.reserve(&reserve) {
                 Ok(held) => {

@@ -8,7 +8,7 @@ use crate::grpc::pb;
 use crate::index::Pool;
 use crate::network::{Network, NodeIdx};
 use crate::promise::{Promise, PromiseRequest};
-use crate::reservation::{Line, LineRequest, ReserveRequest, Scope, State};
+use crate::reservation::{Hold, Line, LineRequest, ReserveRequest, Scope, State};
 use crate::reserve::Held;
 use crate::route::{Constraints, Plan, RouteRequest, Routing, Weights};
 
@@ -21,7 +21,8 @@ fn date(text: &str, field: String) -> Result<Option<Day>, FieldViolation> {
     }
 }
 
-pub fn reserve_request(request: pb::ReserveRequest) -> Result<ReserveRequest> {
+/// A reservation request from `owner` (the caller's credential id).
+pub fn reserve_request(request: pb::ReserveRequest, owner: &str) -> Result<ReserveRequest> {
     let mut violations = Vec::new();
     let lines = request
         .lines
@@ -49,6 +50,7 @@ pub fn reserve_request(request: pb::ReserveRequest) -> Result<ReserveRequest> {
         reservation_id: request.reservation_id,
         lines,
         ttl_secs: u64::from(request.ttl_seconds),
+        owner: owner.to_owned(),
     })
 }
 
@@ -122,7 +124,8 @@ fn destination(destination: Option<pb::Destination>) -> Destination {
     }
 }
 
-pub fn promise_request(request: pb::PromiseRequest) -> Result<PromiseRequest> {
+/// A promise request; a plan it reserves is owned by `owner` (the caller's credential id).
+pub fn promise_request(request: pb::PromiseRequest, owner: &str) -> Result<PromiseRequest> {
     let reserve = if request.reserve {
         if request.reservation_id.is_empty() {
             return Err(Error::invalid(
@@ -130,7 +133,11 @@ pub fn promise_request(request: pb::PromiseRequest) -> Result<PromiseRequest> {
                 "reserving a promise needs a reservation id",
             ));
         }
-        Some((request.reservation_id, u64::from(request.ttl_seconds)))
+        Some(Hold {
+            reservation_id: request.reservation_id,
+            ttl_secs: u64::from(request.ttl_seconds),
+            owner: owner.to_owned(),
+        })
     } else {
         None
     };
@@ -188,11 +195,12 @@ pub fn promise_response(promise: Promise) -> pb::PromiseResponse {
     }
 }
 
-/// A route request, and the reservation (id, TTL) to hold its plan under, if asked.
+/// A route request, and the reservation to hold its plan under for `owner`, if asked.
 pub fn route_request(
     request: pb::RouteRequest,
     prefix: &str,
-) -> Result<(RouteRequest, Option<(String, u64)>)> {
+    owner: &str,
+) -> Result<(RouteRequest, Option<Hold>)> {
     let mut violations = Vec::new();
     let constraints = constraints(
         request.constraints.unwrap_or_default(),
@@ -208,11 +216,10 @@ pub fn route_request(
     if !violations.is_empty() {
         return Err(Error::InvalidArgument(violations));
     }
-    let reserve = request.reserve.then(|| {
-        (
-            request.reservation_id.clone(),
-            u64::from(request.ttl_seconds),
-        )
+    let reserve = request.reserve.then(|| Hold {
+        reservation_id: request.reservation_id.clone(),
+        ttl_secs: u64::from(request.ttl_seconds),
+        owner: owner.to_owned(),
     });
     let route = RouteRequest {
         order_id: request.order_id,
