@@ -662,6 +662,7 @@ async fn query_during_snapshot(
         redis_timeout_ms: Some("60000".into()),
         snapshot_interval_secs: Some("3600".into()),
         snapshot_after_effects: Some(u64::MAX.to_string()),
+        insecure_no_auth: true,
         ..ServeArgs::default()
     };
     let config = Config::resolve(&args, &HashMap::new())?;

@@ -89,6 +89,7 @@ impl Server {
             let args = ServeArgs {
                 grpc_addr: Some("127.0.0.1:0".into()),
                 metrics_addr: Some("127.0.0.1:0".into()),
+                insecure_no_auth: true,
                 ..ServeArgs::default()
             };
             let config = Config::resolve(&args, &HashMap::new()).expect("a valid configuration");

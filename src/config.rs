@@ -12,9 +12,10 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 
-use crate::checkpoint::RedisConfig;
+use crate::checkpoint::{RedisAccess, RedisConfig, Secret};
 use crate::engine::{EngineConfig, Limits, ReservationLimits};
 use crate::index::AtpPolicy;
+use crate::tls::TlsFiles;
 
 pub const ENV_GRPC_ADDR: &str = "PROMISED_GRPC_ADDR";
 pub const ENV_METRICS_ADDR: &str = "PROMISED_METRICS_ADDR";
@@ -49,6 +50,15 @@ pub const ENV_REDIS_PREFIX: &str = "PROMISED_REDIS_PREFIX";
 pub const ENV_REDIS_TIMEOUT_MS: &str = "PROMISED_REDIS_TIMEOUT_MS";
 pub const ENV_SNAPSHOT_INTERVAL_SECS: &str = "PROMISED_SNAPSHOT_INTERVAL_SECS";
 pub const ENV_SNAPSHOT_AFTER_EFFECTS: &str = "PROMISED_SNAPSHOT_AFTER_EFFECTS";
+pub const ENV_TLS_CERT: &str = "PROMISED_TLS_CERT";
+pub const ENV_TLS_KEY: &str = "PROMISED_TLS_KEY";
+pub const ENV_TLS_CLIENT_CA: &str = "PROMISED_TLS_CLIENT_CA";
+pub const ENV_CREDENTIALS: &str = "PROMISED_CREDENTIALS";
+pub const ENV_INSECURE_NO_AUTH: &str = "PROMISED_INSECURE_NO_AUTH";
+pub const ENV_REDIS_USERNAME: &str = "PROMISED_REDIS_USERNAME";
+pub const ENV_REDIS_PASSWORD: &str = "PROMISED_REDIS_PASSWORD";
+pub const ENV_REDIS_PASSWORD_FILE: &str = "PROMISED_REDIS_PASSWORD_FILE";
+pub const ENV_REDIS_CA: &str = "PROMISED_REDIS_CA";
 
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
@@ -187,6 +197,36 @@ pub struct ServeArgs {
     /// Journaled position changes that trigger a snapshot early [env PROMISED_SNAPSHOT_AFTER_EFFECTS] [default 5000000]
     #[arg(long)]
     pub snapshot_after_effects: Option<String>,
+    /// Redis ACL user [env PROMISED_REDIS_USERNAME]
+    #[arg(long)]
+    pub redis_username: Option<String>,
+    /// File holding the Redis password [env PROMISED_REDIS_PASSWORD_FILE]; or the password itself
+    /// in PROMISED_REDIS_PASSWORD. Never on the command line, never in the URL
+    #[arg(long)]
+    pub redis_password_file: Option<String>,
+    /// CA certificate (PEM) a rediss:// server must chain to, instead of the system's roots
+    /// [env PROMISED_REDIS_CA]
+    #[arg(long)]
+    pub redis_ca: Option<String>,
+    /// TLS certificate chain (PEM) of the gRPC and metrics listeners; reloaded when it changes
+    /// [env PROMISED_TLS_CERT]
+    #[arg(long)]
+    pub tls_cert: Option<String>,
+    /// Private key (PEM) of --tls-cert [env PROMISED_TLS_KEY]
+    #[arg(long)]
+    pub tls_key: Option<String>,
+    /// CA (PEM) for client certificates: mutual TLS, the certificate naming the caller
+    /// [env PROMISED_TLS_CLIENT_CA]
+    #[arg(long)]
+    pub tls_client_ca: Option<String>,
+    /// Credentials file (TOML): API keys, JWT keys, client certificates, and their scopes
+    /// [env PROMISED_CREDENTIALS]
+    #[arg(long)]
+    pub credentials: Option<String>,
+    /// Serve without authentication: every caller may do everything. Only for local
+    /// experiments [env PROMISED_INSECURE_NO_AUTH=true]
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 /// The service's configuration.
@@ -203,6 +243,18 @@ pub struct Config {
     pub log_filter: String,
     /// `None` runs in memory only.
     pub redis: Option<RedisConfig>,
+    /// TLS on the gRPC and metrics listeners; `None` is plaintext.
+    pub tls: Option<TlsFiles>,
+    pub auth: AuthConfig,
+}
+
+/// How callers authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    /// Every caller may do everything (`--insecure-no-auth`).
+    Insecure,
+    /// The credentials file.
+    Credentials(PathBuf),
 }
 
 /// What one client can hold open on the gRPC listener.
@@ -292,8 +344,84 @@ impl Config {
             engine,
             log_filter: s.pick(&args.log, ENV_LOG, DEFAULT_LOG.to_owned())?,
             redis: redis_config(args, &s)?,
+            tls: tls_files(args, &s)?,
+            auth: auth_config(args, &s)?,
         })
     }
+}
+
+/// Certificate and key go together; a client CA needs them.
+fn tls_files(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Option<TlsFiles>> {
+    let cert = s.optional(&args.tls_cert, ENV_TLS_CERT);
+    let key = s.optional(&args.tls_key, ENV_TLS_KEY);
+    let client_ca = s.optional(&args.tls_client_ca, ENV_TLS_CLIENT_CA);
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: client_ca.map(PathBuf::from),
+        })),
+        (None, None) if client_ca.is_none() => Ok(None),
+        _ => Err(anyhow!(
+            "TLS needs both {ENV_TLS_CERT} and {ENV_TLS_KEY} (--tls-cert, --tls-key); {ENV_TLS_CLIENT_CA} needs them too"
+        )),
+    }
+}
+
+/// A credentials file, or the explicit choice of none; never neither, never both.
+fn auth_config(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<AuthConfig> {
+    let insecure = args.insecure_no_auth || s.pick(&None, ENV_INSECURE_NO_AUTH, false)?;
+    match (s.optional(&args.credentials, ENV_CREDENTIALS), insecure) {
+        (Some(path), false) => Ok(AuthConfig::Credentials(path.into())),
+        (None, true) => Ok(AuthConfig::Insecure),
+        (Some(_), true) => Err(anyhow!(
+            "{ENV_CREDENTIALS} and {ENV_INSECURE_NO_AUTH} exclude each other"
+        )),
+        (None, false) => Err(anyhow!(
+            "no credentials file: give --credentials FILE ({ENV_CREDENTIALS}), or --insecure-no-auth ({ENV_INSECURE_NO_AUTH}=true) to serve without authentication"
+        )),
+    }
+}
+
+/// The Redis password, from its file or the environment; a URL that carries one is refused,
+/// since URLs end up on command lines and in logs.
+fn redis_access(args: &ServeArgs, s: &Sources<'_>, url: &str) -> anyhow::Result<RedisAccess> {
+    let authority = url.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or_default();
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
+    {
+        return Err(anyhow!(
+            "the Redis URL carries a password: put it in --redis-password-file or {ENV_REDIS_PASSWORD} instead"
+        ));
+    }
+    let password = match (
+        s.optional(&args.redis_password_file, ENV_REDIS_PASSWORD_FILE),
+        s.env.get(ENV_REDIS_PASSWORD),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(anyhow!(
+                "{ENV_REDIS_PASSWORD_FILE} and {ENV_REDIS_PASSWORD} exclude each other"
+            ))
+        }
+        (Some(file), None) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read the Redis password file {file}"))?;
+            Some(Secret(text.trim_end_matches(['\r', '\n']).to_owned()))
+        }
+        (None, Some(password)) => Some(Secret(password.clone())),
+        (None, None) => None,
+    };
+    let ca_file = s.optional(&args.redis_ca, ENV_REDIS_CA).map(PathBuf::from);
+    if ca_file.is_some() && !url.starts_with("rediss://") {
+        return Err(anyhow!("{ENV_REDIS_CA} needs a rediss:// URL"));
+    }
+    Ok(RedisAccess {
+        username: s.optional(&args.redis_username, ENV_REDIS_USERNAME),
+        password,
+        ca_file,
+    })
 }
 
 fn connection_limits(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<ConnectionLimits> {
@@ -415,6 +543,7 @@ fn redis_config(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Option<Redi
         DEFAULT_SNAPSHOT_INTERVAL_SECS,
     )?;
     Ok(Some(RedisConfig {
+        access: redis_access(args, s, &url)?,
         url,
         prefix: s.pick(
             &args.redis_prefix,
@@ -436,11 +565,72 @@ mod tests {
     use super::*;
     use crate::engine::StalePolicy;
 
+    /// The variables, and authentication explicitly off unless they say otherwise.
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
+        let mut vars: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+            .collect();
+        if !vars.contains_key(ENV_CREDENTIALS) {
+            vars.entry(ENV_INSECURE_NO_AUTH.into())
+                .or_insert_with(|| "true".into());
+        }
+        vars
+    }
+
+    #[test]
+    fn authentication_is_a_credentials_file_or_explicitly_off() {
+        let none = HashMap::new();
+        let error = Config::resolve(&ServeArgs::default(), &none).expect_err("neither");
+        assert!(error.to_string().contains("--insecure-no-auth"), "{error}");
+        let insecure = ServeArgs {
+            insecure_no_auth: true,
+            ..ServeArgs::default()
+        };
+        let config = Config::resolve(&insecure, &none).expect("explicitly off");
+        assert_eq!(config.auth, AuthConfig::Insecure);
+        let vars = env(&[(ENV_CREDENTIALS, "/etc/promised/credentials.toml")]);
+        let config = Config::resolve(&ServeArgs::default(), &vars).expect("a file");
+        let file = PathBuf::from("/etc/promised/credentials.toml");
+        assert_eq!(config.auth, AuthConfig::Credentials(file));
+        let both = Config::resolve(&insecure, &vars).expect_err("both");
+        assert!(both.to_string().contains("exclude each other"), "{both}");
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let vars = env(&[(ENV_TLS_CERT, "cert.pem"), (ENV_TLS_KEY, "key.pem")]);
+        let tls = Config::resolve(&ServeArgs::default(), &vars)
+            .expect("valid")
+            .tls
+            .expect("TLS on");
+        assert_eq!((tls.cert.to_str(), tls.client_ca), (Some("cert.pem"), None));
+        for partial in [
+            &[(ENV_TLS_CERT, "cert.pem")][..],
+            &[(ENV_TLS_CLIENT_CA, "ca.pem")],
+        ] {
+            assert!(Config::resolve(&ServeArgs::default(), &env(partial)).is_err());
+        }
+    }
+
+    #[test]
+    fn a_redis_password_comes_from_the_environment_never_the_url() {
+        let vars = env(&[
+            (ENV_REDIS_URL, "rediss://cache.internal:6380/0"),
+            (ENV_REDIS_USERNAME, "promised"),
+            (ENV_REDIS_PASSWORD, "hunter2"),
+        ]);
+        let redis = Config::resolve(&ServeArgs::default(), &vars)
+            .expect("valid")
+            .redis
+            .expect("durable");
+        assert_eq!(redis.access.username.as_deref(), Some("promised"));
+        assert_eq!(redis.access.password, Some(Secret("hunter2".into())));
+        assert!(!format!("{redis:?}").contains("hunter2"), "never printed");
+        let in_url = env(&[(ENV_REDIS_URL, "redis://promised:hunter2@cache:6379/0")]);
+        let error = Config::resolve(&ServeArgs::default(), &in_url).expect_err("refused");
+        assert!(error.to_string().contains("password"), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 
     #[test]

@@ -1,10 +1,13 @@
-//! The gRPC listener's connections, bounded: at most so many open at once (one more is closed
-//! as soon as it is accepted, so the accept loop never spins on a full descriptor table), and
-//! each must send its first bytes within the handshake timeout, so connections that never
-//! speak do not hold a place.
+//! A listener's connections, bounded: at most so many open at once (one more is closed as soon
+//! as it is accepted, so the accept loop never spins on a full descriptor table), and each must
+//! finish its TLS handshake, or in plaintext send its first bytes, within the handshake
+//! timeout, so connections that never speak do not hold a place. TLS handshakes run on tasks
+//! of their own: a slow one never holds up the next accept. A verified client certificate's
+//! names travel with the connection, for authentication.
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,43 +15,151 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::{Stream, StreamExt};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+
+use crate::auth::PeerCertificate;
+use crate::tls::Tls;
+
+/// Connections admitted but not yet taken by the server.
+const ADMITTED_QUEUE: usize = 64;
 
 /// An accepted connection holding one of the listener's places until it closes.
 pub struct Admitted {
-    stream: TcpStream,
+    stream: Transport,
     _place: OwnedSemaphorePermit,
-    /// Until the first byte arrives: when the connection is closed if none has.
+    /// In plaintext, until the first byte arrives: when the connection is closed if none has.
     handshake: Option<Pin<Box<Sleep>>>,
+    peer: Peer,
 }
 
-/// The listener's connections, at most `max_connections` open; each must send a byte within
-/// `handshake_timeout`. Small request/response pairs must not wait for Nagle's algorithm
-/// (40 ms with delayed ACKs), so every connection has TCP_NODELAY.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Who is at the other end: its address and, over mutual TLS, its verified certificate.
+/// tonic puts it into every request's extensions.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: Option<SocketAddr>,
+    pub certificate: Option<PeerCertificate>,
+}
+
+/// The listener's connections, at most `max_connections` open; each must finish its TLS
+/// handshake (with `tls`) or send a byte (without) within `handshake_timeout`. Small
+/// request/response pairs must not wait for Nagle's algorithm (40 ms with delayed ACKs), so
+/// every connection has TCP_NODELAY. The listener closes when the stream is dropped.
 pub fn admit(
     listener: TcpListener,
     max_connections: usize,
     handshake_timeout: Duration,
-) -> impl Stream<Item = io::Result<Admitted>> {
+    tls: Option<Arc<Tls>>,
+) -> ReceiverStream<io::Result<Admitted>> {
+    let (admitted, incoming) = mpsc::channel(ADMITTED_QUEUE);
     let places = Arc::new(Semaphore::new(max_connections));
-    TcpListenerStream::new(listener).filter_map(move |accepted| {
-        let stream = match accepted {
-            Ok(stream) => stream,
-            Err(error) => return Some(Err(error)),
+    tokio::spawn(accept_loop(
+        listener,
+        places,
+        handshake_timeout,
+        tls,
+        admitted,
+    ));
+    ReceiverStream::new(incoming)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    places: Arc<Semaphore>,
+    handshake_timeout: Duration,
+    tls: Option<Arc<Tls>>,
+    admitted: mpsc::Sender<io::Result<Admitted>>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = admitted.closed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, addr) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                if admitted.send(Err(error)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
         // Dropping the stream closes it: the client sees the connection refused at once.
-        let place = places.clone().try_acquire_owned().ok()?;
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        Some(Ok(Admitted {
-            stream,
+        let peer = Peer {
+            addr: Some(addr),
+            certificate: None,
+        };
+        match &tls {
+            None => {
+                let plain = Admitted {
+                    stream: Transport::Plain(stream),
+                    _place: place,
+                    handshake: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
+                    peer,
+                };
+                if admitted.send(Ok(plain)).await.is_err() {
+                    return;
+                }
+            }
+            Some(tls) => {
+                let handshake = handshake(tls, stream, place, peer, handshake_timeout);
+                let admitted = admitted.clone();
+                tokio::spawn(async move {
+                    if let Some(connection) = handshake.await {
+                        let _ = admitted.send(Ok(connection)).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The TLS handshake under its deadline; a failed one is logged and the connection closed.
+fn handshake(
+    tls: &Tls,
+    stream: TcpStream,
+    place: OwnedSemaphorePermit,
+    mut peer: Peer,
+    timeout: Duration,
+) -> impl Future<Output = Option<Admitted>> + Send + 'static {
+    let acceptor = tls.acceptor();
+    async move {
+        let addr = peer.addr;
+        let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::info!(target: "promised::security", event = "tls_handshake_failed", peer = ?addr, %error);
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(peer = ?addr, "TLS handshake timed out");
+                return None;
+            }
+        };
+        let (_, connection) = stream.get_ref();
+        peer.certificate = connection
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| PeerCertificate::from_der(leaf));
+        Some(Admitted {
+            stream: Transport::Tls(Box::new(stream)),
             _place: place,
-            handshake: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
-        }))
-    })
+            handshake: None,
+            peer,
+        })
+    }
 }
 
 impl AsyncRead for Admitted {
@@ -59,7 +170,10 @@ impl AsyncRead for Admitted {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
-        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let read = match &mut this.stream {
+            Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        };
         let Some(deadline) = &mut this.handshake else {
             return read;
         };
@@ -79,22 +193,31 @@ impl AsyncWrite for Admitted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        match &mut self.stream {
+            Transport::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        match &mut self.stream {
+            Transport::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        match &mut self.stream {
+            Transport::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
 impl Connected for Admitted {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = Peer;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+    fn connect_info(&self) -> Peer {
+        self.peer.clone()
     }
 }

@@ -6,10 +6,11 @@
 //!
 //! ## Layers, in the order a request passes them
 //!
-//! - **Edges** convert, check and bound a request, then call one [`app::App`] method:
-//!   [`grpc`] (generated types in [`grpc::pb`], conversions, the status table, one adapter per
-//!   service, the router with health and reflection), and [`network_file`] (a network loaded
-//!   from TOML or YAML at start).
+//! - **Edges** authenticate, authorise, convert, check and bound a request, then call one
+//!   [`app::App`] method: [`grpc`] (generated types in [`grpc::pb`], the auth layer that admits
+//!   every call by scope, conversions, the status table, one adapter per service, the router
+//!   with health and reflection), and [`network_file`] (a network loaded from TOML or YAML at
+//!   start). [`auth`] verifies credentials (API keys, JWTs, client certificates) for any edge.
 //! - **Application** [`app`]: the one writer. Each mutating method checks that the store can
 //!   take a write, runs the core operation, makes its record durable through [`checkpoint`],
 //!   and only then answers.
@@ -18,7 +19,8 @@
 //!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`], [`view`], [`flow`],
 //!   [`audit`], over the [`engine`] handle; [`mutation`] records and their [`codec`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
-//! - **Process** [`server`]: listeners ([`connections`] bounds the gRPC one), background loops (expiry, audit, gauges, snapshots)
+//! - **Process** [`server`]: listeners ([`connections`] bounds them, [`tls`] encrypts them and
+//!   reloads their certificates), background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
 //!   [`metrics`] names every metric and serves `/metrics`. The demo is an example
 //!   (`examples/demo`): a client of this library and of the gRPC API like any other.
@@ -40,7 +42,9 @@
 //! - Index lock guards never leave [`index`] and are never held across `.await`.
 //! - Every limit (pairs per call, batch size, field length, log length, message size, feed
 //!   streams) is configurable; a request over a limit is refused, never queued without bound.
-//! - Time comes from a [`clock::Clock`], so tests control it.
+//! - Time comes from a [`clock::Clock`], so tests control it (token expiry included).
+//! - Default deny: a call reaches a handler only with a [`auth::Caller`] holding its method's
+//!   scope (health and reflection excepted); refusals change nothing.
 
 pub use promised_core::{
     audit, calendar, clock, codec, delivery, domain, engine, error, flow, index, ingest, mutation,
@@ -48,6 +52,7 @@ pub use promised_core::{
 };
 
 pub mod app;
+pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod connections;
@@ -55,3 +60,4 @@ pub mod grpc;
 pub mod metrics;
 pub mod network_file;
 pub mod server;
+pub mod tls;

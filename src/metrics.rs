@@ -9,7 +9,9 @@ use metrics::{counter, gauge, histogram};
 use metrics::{Counter, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::{Stream, StreamExt};
+
+use crate::connections::Admitted;
 
 use crate::domain::{BatchOutcome, RejectReason};
 use crate::engine::Stats;
@@ -427,23 +429,26 @@ pub fn resident_memory_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Serves the text exposition at `GET /metrics` (any path, in fact) until `shutdown` resolves.
-/// A minimal HTTP/1.1 responder: one request per connection, then close.
+/// Serves the text exposition at `GET /metrics` (any path, in fact) on the admitted
+/// connections (plaintext or TLS) until `shutdown` resolves. A minimal HTTP/1.1 responder:
+/// one request per connection, then close.
 pub async fn serve(
-    listener: TcpListener,
+    connections: impl Stream<Item = std::io::Result<Admitted>>,
     handle: PrometheusHandle,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    tokio::pin!(connections);
     loop {
-        let (stream, _) = tokio::select! {
+        let stream = tokio::select! {
             _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
+            admitted = connections.next() => match admitted {
+                Some(Ok(stream)) => stream,
+                Some(Err(error)) => {
                     tracing::warn!(%error, "metrics listener accept failed");
                     continue;
                 }
+                None => return,
             },
         };
         tokio::spawn(respond(stream, handle.clone()));
@@ -451,7 +456,7 @@ pub async fn serve(
 }
 
 /// Answers one scrape on its own task, so a slow scraper never holds up the next one.
-async fn respond(mut stream: TcpStream, handle: PrometheusHandle) {
+async fn respond(mut stream: Admitted, handle: PrometheusHandle) {
     // The request itself is not needed; read what has arrived so the peer sees a reply
     // to a complete request.
     let mut request = [0u8; 1024];

@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
@@ -21,14 +22,16 @@ use tower::load_shed::LoadShedLayer;
 use tower::util::MapResponseLayer;
 
 use crate::app::App;
+use crate::auth::Authenticator;
 use crate::checkpoint::{Durability, Store};
 use crate::clock::Clock;
-use crate::config::{Config, ConnectionLimits};
-use crate::connections;
+use crate::config::{AuthConfig, Config, ConnectionLimits};
+use crate::connections::{self, Admitted};
 use crate::engine::Engine;
-use crate::grpc::{self, Handlers};
+use crate::grpc::{self, AuthLayer, Authentication, Handlers};
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file::NetworkFile;
+use crate::tls::{Tls, ALPN_GRPC, ALPN_HTTP1};
 
 /// How often an idle connection is pinged, and how long its answer may take: a peer that
 /// has gone away is noticed and its connection closed.
@@ -52,6 +55,10 @@ pub struct Application {
     grpc: TcpListener,
     metrics: TcpListener,
     prometheus: PrometheusHandle,
+    /// TLS of each listener (`None`: plaintext); each reloads its files when they change.
+    grpc_tls: Option<Arc<Tls>>,
+    metrics_tls: Option<Arc<Tls>>,
+    authentication: Authentication,
 }
 
 impl Application {
@@ -59,6 +66,18 @@ impl Application {
     /// file if any, and binds the listeners (port 0 picks a free port).
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let prometheus = metrics::install()?;
+        let authentication = authentication(&config, clock.clone())?;
+        let tls = |alpn: &[&[u8]]| {
+            config
+                .tls
+                .clone()
+                .map(|files| Tls::load(files, alpn).map(Arc::new))
+                .transpose()
+        };
+        let (grpc_tls, metrics_tls) = (tls(&[ALPN_GRPC])?, tls(&[ALPN_HTTP1])?);
+        if grpc_tls.is_none() && matches!(authentication, Authentication::Verify(_)) {
+            tracing::warn!("no --tls-cert: credentials cross the network in plaintext");
+        }
         let (engine, durability) = start_engine(&config, clock).await?;
         let app = App::new(engine, durability);
         if let Some(path) = &config.network_file {
@@ -72,6 +91,9 @@ impl Application {
             grpc,
             metrics,
             prometheus,
+            grpc_tls,
+            metrics_tls,
+            authentication,
         })
     }
 
@@ -109,8 +131,22 @@ impl Application {
         let stop = CancellationToken::new();
         let handlers = self.handlers(&stop);
         let (routes, health) = grpc::routes(handlers, self.config.max_message_bytes).await?;
-        let serving = spawn_grpc(routes, self.grpc, &self.config.connections, &stop);
-        let tasks = spawn_background(&self.app, self.metrics, self.prometheus, &health, &stop);
+        let limits = &self.config.connections;
+        let incoming = connections::admit(
+            self.grpc,
+            limits.max_connections,
+            limits.handshake_timeout,
+            self.grpc_tls,
+        );
+        let auth = AuthLayer::new(self.authentication);
+        let serving = spawn_grpc(routes, incoming, auth, limits, &stop);
+        let scrapes = connections::admit(
+            self.metrics,
+            limits.max_connections,
+            limits.handshake_timeout,
+            self.metrics_tls,
+        );
+        let tasks = spawn_background(&self.app, scrapes, self.prometheus, &health, &stop);
 
         shutdown.await;
         tracing::info!("shutting down");
@@ -135,6 +171,21 @@ impl Application {
             feed_owners: Arc::default(),
         }
     }
+}
+
+/// Reads the credentials file, or says loudly that there is none.
+fn authentication(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Authentication> {
+    Ok(match &config.auth {
+        AuthConfig::Credentials(path) => {
+            Authentication::Verify(Arc::new(Authenticator::load(path, clock)?))
+        }
+        AuthConfig::Insecure => {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can connect may read and change everything"
+            );
+            Authentication::Insecure
+        }
+    })
 }
 
 /// The engine, recovered from Redis and journaled when configured, else in memory only.
@@ -167,7 +218,8 @@ async fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// Serves gRPC on a task of its own until `stop`, so shutdown can await it under the grace period.
 fn spawn_grpc(
     routes: Routes,
-    listener: TcpListener,
+    incoming: ReceiverStream<std::io::Result<Admitted>>,
+    auth: AuthLayer,
     limits: &ConnectionLimits,
     stop: &CancellationToken,
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
@@ -180,22 +232,24 @@ fn spawn_grpc(
         // Shed, not queue: a call over the in-flight limit is answered RESOURCE_EXHAUSTED at once.
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
+        // Innermost: a shed call costs no verification; an admitted one reaches its handler
+        // with its caller.
+        .layer(auth)
         .add_routes(routes);
-    let incoming = connections::admit(listener, limits.max_connections, limits.handshake_timeout);
     tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))
 }
 
 /// Starts everything that runs beside the gRPC server, tracked so shutdown can wait for it.
 fn spawn_background(
     app: &App,
-    metrics: TcpListener,
+    scrapes: ReceiverStream<std::io::Result<Admitted>>,
     prometheus: PrometheusHandle,
     health: &HealthReporter,
     stop: &CancellationToken,
 ) -> TaskTracker {
     let tasks = TaskTracker::new();
     tasks.spawn(metrics::serve(
-        metrics,
+        scrapes,
         prometheus,
         stop.clone().cancelled_owned(),
     ));

@@ -192,6 +192,7 @@ pub fn redis_config(url: &str, prefix: &str) -> RedisConfig {
         timeout: Duration::from_secs(60),
         snapshot_interval: Duration::from_secs(24 * 3600),
         snapshot_after_effects: u64::MAX,
+        access: Default::default(),
     }
 }
 

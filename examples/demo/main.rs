@@ -48,7 +48,13 @@ struct DemoArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = DemoArgs::parse();
-    let config = Config::resolve(&args.serve, &process_env())?;
+    // The demo's own feed is an anonymous client on loopback, so the demo serves without
+    // authentication (and says so loudly at start).
+    let serve = ServeArgs {
+        insecure_no_auth: true,
+        ..args.serve
+    };
+    let config = Config::resolve(&serve, &process_env())?;
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     run(config, args.skus, args.feed_rate, shutdown_signal()).await

@@ -41,6 +41,8 @@ pub async fn serve(redis_url: String) -> anyhow::Result<()> {
         metrics_addr: Some("127.0.0.1:0".into()),
         redis_url: Some(redis_url),
         shutdown_grace_secs: Some("5".into()),
+        // A local load test of a loopback service: no credentials to issue.
+        insecure_no_auth: true,
         ..ServeArgs::default()
     };
     // Only flags: a run does not depend on PROMISED_* variables of the shell it starts in.

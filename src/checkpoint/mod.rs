@@ -7,6 +7,7 @@
 //! (`recovery`). Keys share one hash tag, `{prefix}`, so an instance's keys live in one Redis
 //! Cluster slot.
 
+mod access;
 mod journal;
 mod recovery;
 pub mod snapshot;
@@ -25,6 +26,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::mutation::Mutation;
+pub use access::{RedisAccess, Secret};
 pub use recovery::RecoveryReport;
 pub use snapshot::SnapshotReport;
 
@@ -44,6 +46,8 @@ pub struct RedisConfig {
     pub snapshot_interval: Duration,
     /// ...and as soon as this many position images were journaled since the last one.
     pub snapshot_after_effects: u64,
+    /// ACL credentials and the TLS CA.
+    pub access: RedisAccess,
 }
 
 /// The keys of one instance.
@@ -299,8 +303,7 @@ impl Durability {
 
 /// Connects and learns what a Redis crash could lose, which bounds what an acknowledgement means.
 async fn connect(config: &RedisConfig) -> anyhow::Result<(ConnectionManager, String)> {
-    let client = redis::Client::open(config.url.as_str())
-        .with_context(|| format!("invalid Redis URL {}", config.url))?;
+    let client = access::client(&config.url, &config.access)?;
     let manager = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.timeout))
         .set_response_timeout(Some(config.timeout.max(Duration::from_secs(30))))

@@ -2,6 +2,7 @@
 //! adapters. Nothing outside this module names a protobuf type.
 
 mod admin;
+mod auth;
 mod availability;
 mod convert;
 mod promising;
@@ -31,6 +32,7 @@ pub mod pb {
 }
 
 pub use admin::AdminService;
+pub use auth::{need, AuthLayer, Authentication};
 pub use availability::AvailabilityService;
 pub use promising::PromisingService;
 pub use reservations::ReservationService;

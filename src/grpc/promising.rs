@@ -2,9 +2,10 @@
 
 use tonic::{Request, Response, Status};
 
+use super::auth::{caller, check_owner};
 use super::convert::{promise_request, promise_response};
 use super::pb::{self, promising_server::Promising};
-use super::status::answer;
+use super::status::{answer, status};
 use super::Handlers;
 use crate::metrics::Rpc;
 
@@ -19,10 +20,11 @@ impl Promising for PromisingService {
         request: Request<pb::PromiseRequest>,
     ) -> Result<Response<pb::PromiseResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::PromiseOrder);
-        answer(async {
-            let request = promise_request(request.into_inner(), "")?;
-            Ok(promise_response(self.0.app.promise(&request).await?))
-        })
-        .await
+        let caller = caller(&request)?;
+        let request = promise_request(request.into_inner(), caller.id()).map_err(status)?;
+        if let Some(hold) = &request.reserve {
+            check_owner(&self.0.app, &caller, &hold.reservation_id)?;
+        }
+        answer(async { Ok(promise_response(self.0.app.promise(&request).await?)) }).await
     }
 }

@@ -1,7 +1,9 @@
-//! `promised.v1.Reservations`.
+//! `promised.v1.Reservations`: every call needs `reserve`, and only a reservation's owner (or
+//! an operator) may read or change it.
 
 use tonic::{Request, Response, Status};
 
+use super::auth::{caller, check_owner};
 use super::convert::{reservation, reserve_request};
 use super::pb::{self, reservations_server::Reservations};
 use super::status::answer;
@@ -11,6 +13,20 @@ use crate::metrics::Rpc;
 #[derive(Debug, Clone)]
 pub struct ReservationService(pub Handlers);
 
+impl ReservationService {
+    /// The request's message, once its caller may act on the reservation `id_of` names.
+    fn owned<T>(
+        &self,
+        request: Request<T>,
+        id_of: impl Fn(&T) -> &str,
+    ) -> Result<(T, String), Status> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        check_owner(&self.0.app, &caller, id_of(&message))?;
+        Ok((message, caller.id().to_owned()))
+    }
+}
+
 #[tonic::async_trait]
 impl Reservations for ReservationService {
     #[tracing::instrument(skip_all)]
@@ -19,8 +35,9 @@ impl Reservations for ReservationService {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Reserve);
+        let (request, owner) = self.owned(request, |r| &r.reservation_id)?;
         answer(async {
-            let request = reserve_request(request.into_inner(), "")?;
+            let request = reserve_request(request, &owner)?;
             Ok(reservation(self.0.app.reserve(&request).await?))
         })
         .await
@@ -32,8 +49,9 @@ impl Reservations for ReservationService {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpdateReservation);
+        let (request, owner) = self.owned(request, |r| &r.reservation_id)?;
         answer(async {
-            let request = reserve_request(request.into_inner(), "")?;
+            let request = reserve_request(request, &owner)?;
             Ok(reservation(self.0.app.update_reservation(&request).await?))
         })
         .await
@@ -45,7 +63,7 @@ impl Reservations for ReservationService {
         request: Request<pb::ExtendRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Extend);
-        let request = request.into_inner();
+        let (request, _) = self.owned(request, |r| &r.reservation_id)?;
         let ttl_secs = u64::from(request.ttl_seconds);
         answer(async {
             let held = self.0.app.extend(&request.reservation_id, ttl_secs).await?;
@@ -60,7 +78,8 @@ impl Reservations for ReservationService {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Release);
-        let id = request.into_inner().reservation_id;
+        let (request, _) = self.owned(request, |r| &r.reservation_id)?;
+        let id = request.reservation_id;
         answer(async { Ok(reservation(self.0.app.release(&id).await?)) }).await
     }
 
@@ -70,7 +89,8 @@ impl Reservations for ReservationService {
         request: Request<pb::GetReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::GetReservation);
-        let id = request.into_inner().reservation_id;
+        let (request, _) = self.owned(request, |r| &r.reservation_id)?;
+        let id = request.reservation_id;
         answer(async { Ok(reservation(self.0.app.get_reservation(&id)?)) }).await
     }
 
@@ -80,7 +100,7 @@ impl Reservations for ReservationService {
         request: Request<pb::CommitRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Commit);
-        let request = request.into_inner();
+        let (request, _) = self.owned(request, |r| &r.reservation_id)?;
         answer(async {
             let held = self
                 .0

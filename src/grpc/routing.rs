@@ -2,9 +2,10 @@
 
 use tonic::{Request, Response, Status};
 
+use super::auth::{caller, check_owner};
 use super::convert::{route_request, route_response};
 use super::pb::{self, routing_server::Routing};
-use super::status::answer;
+use super::status::{answer, status};
 use super::Handlers;
 use crate::error::Error;
 use crate::metrics::Rpc;
@@ -24,8 +25,13 @@ impl Routing for RoutingService {
         request: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::RouteOrder);
+        let caller = caller(&request)?;
+        let (request, reserve) =
+            route_request(request.into_inner(), "", caller.id()).map_err(status)?;
+        if let Some(hold) = &reserve {
+            check_owner(&self.0.app, &caller, &hold.reservation_id)?;
+        }
         answer(async {
-            let (request, reserve) = route_request(request.into_inner(), "", "")?;
             let routed = self.0.app.route(&request, reserve.as_ref()).await?;
             Ok(route_response(
                 &request.order_id,

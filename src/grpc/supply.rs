@@ -9,10 +9,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::{caller, check_feed};
 use super::convert::{ack, rejections};
 use super::pb::{self, supply_server::Supply};
 use super::status::status;
 use super::Handlers;
+use crate::auth::Caller;
 use crate::domain::SupplyBatch;
 use crate::metrics::Rpc;
 
@@ -36,18 +38,25 @@ impl SupplyService {
     }
 
     /// Reads batches one at a time, answering each before reading the next; ends at the first
-    /// batch-level error, when the feed closes, when it sends nothing (not even a heartbeat)
+    /// batch-level error (a batch for a source `caller` may not feed is one), when the feed closes, when it sends nothing (not even a heartbeat)
     /// for the idle limit, which frees its place for a live feed, when a newer stream of the
     /// same source takes over (a feed that reconnects must not be locked out by its own
     /// half-dead stream), or at shutdown.
     async fn pump(
         self,
+        caller: Caller,
         mut batches: Streaming<pb::SupplyBatch>,
         acks: mpsc::Sender<Result<pb::SupplyAck, Status>>,
     ) {
         let stream = self.0.feed_owners.open(&self.0.shutdown);
         loop {
-            let batch = match self.next_batch(&mut batches, &stream).await {
+            let next = self.next_batch(&mut batches, &stream).await;
+            let next = next.and_then(|batch| {
+                batch
+                    .map(|batch| check_feed(&caller, &batch.source_id).map(|()| batch))
+                    .transpose()
+            });
+            let batch = match next {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(status) => {
@@ -158,11 +167,12 @@ impl Supply for SupplyService {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Status::resource_exhausted("too many concurrent feed streams"))?;
+        let caller = caller(&request)?;
         let (acks, replies) = mpsc::channel(ACK_BUFFER);
         let service = self.clone();
         let batches = request.into_inner();
         tokio::spawn(async move {
-            service.pump(batches, acks).await;
+            service.pump(caller, batches, acks).await;
             drop(permit);
         });
         Ok(Response::new(ReceiverStream::new(replies)))
@@ -173,9 +183,10 @@ impl Supply for SupplyService {
         &self,
         request: Request<pb::SupplyBatch>,
     ) -> Result<Response<pb::SupplyAck>, Status> {
-        self.apply(request.into_inner(), Rpc::ApplyBatch)
-            .await
-            .map(Response::new)
+        let caller = caller(&request)?;
+        let batch = request.into_inner();
+        check_feed(&caller, &batch.source_id)?;
+        self.apply(batch, Rpc::ApplyBatch).await.map(Response::new)
     }
 
     #[tracing::instrument(skip_all)]

@@ -50,7 +50,8 @@ impl Service {
         let port = free_port();
         let network = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo_network.toml");
         let process = Command::new(env!("CARGO_BIN_EXE_promised"))
-            .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--insecure-no-auth"])
+            .args(["--grpc-addr", &format!("127.0.0.1:{port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
             .args([
                 "--redis-url",

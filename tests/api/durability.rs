@@ -54,6 +54,7 @@ async fn recover_at(
         timeout: Duration::from_millis(500),
         snapshot_interval: Duration::from_secs(3600),
         snapshot_after_effects: u64::MAX,
+        access: Default::default(),
     };
     Store::open(config, &EngineConfig::default(), Arc::new(clock)).await
 }

@@ -67,12 +67,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(ServeArgs::default()).await
 }
 
-/// The service with the test network and the given flags (addresses are always loopback:0).
+/// The service with the test network and the given flags (addresses are always loopback:0;
+/// authentication off).
 pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
     let args = ServeArgs {
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
         shutdown_grace_secs: Some("5".into()),
+        insecure_no_auth: true,
         ..args
     };
     let config = Config::resolve(&args, &HashMap::new()).expect("test config is valid");

@@ -247,6 +247,7 @@ async fn open(redis: &RedisServer, prefix: &str, clock: &ManualClock) -> System 
         timeout: Duration::from_secs(2),
         snapshot_interval: Duration::from_secs(3600),
         snapshot_after_effects: u64::MAX,
+        access: Default::default(),
     };
     let store = Store::open(config, &EngineConfig::default(), Arc::new(clock.clone()))
         .await

@@ -1,0 +1,230 @@
+//! Authentication and authorisation of every call, default deny: a tower layer in front of the
+//! services authenticates the caller (`auth`), checks the one scope its method needs (health
+//! checking and reflection need none; a method missing from the table is refused to everyone)
+//! and puts the [`Caller`] into the request's extensions. Handlers then check what depends on
+//! the message: a feed batch's source, a reservation's owner. Unauthenticated is
+//! UNAUTHENTICATED, unauthorised PERMISSION_DENIED, and neither reaches a handler's write.
+//! Each refusal is logged (target `promised::security`) without the credential itself.
+
+use std::future::{ready, Ready};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio_util::either::Either;
+use tonic::codegen::http;
+use tonic::{Request, Status};
+use tower::{Layer, Service};
+
+use crate::app::App;
+use crate::auth::{Authenticator, Caller, Need, Scope};
+use crate::connections::Peer;
+
+/// How callers are admitted.
+#[derive(Debug)]
+pub enum Authentication {
+    /// `--insecure-no-auth`: every caller may do everything, as one anonymous credential.
+    Insecure,
+    Verify(Arc<Authenticator>),
+}
+
+/// What a method needs; `None` for a method not in the table, which nobody may call.
+pub fn need(path: &str) -> Option<Need> {
+    use Scope::*;
+    if path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
+    {
+        return Some(Need::Nothing);
+    }
+    let (service, method) = path.strip_prefix("/promised.v1.")?.split_once('/')?;
+    Some(match (service, method) {
+        ("Availability", "GetAvailability") => Need::Scope(AvailabilityRead),
+        ("Promising", "PromiseOrder") => Need::Scope(Promise),
+        ("Reservations", "Reserve" | "Update" | "Extend" | "Release" | "Get" | "Commit") => {
+            Need::Scope(Reserve)
+        }
+        ("Routing", "RouteOrder" | "RouteOrders") => Need::Scope(Route),
+        ("Supply", "StreamUpdates" | "ApplyBatch") => Need::AnyFeed,
+        ("Supply", "ListRejections") | ("Admin", "GetStats") => Need::Scope(InsightsRead),
+        ("Admin", "CheckInvariants") => Need::Scope(AdminRepair),
+        (
+            "Admin",
+            "UpsertNodes"
+            | "UpsertGroups"
+            | "UpsertSources"
+            | "UpsertServiceLevels"
+            | "UpsertPostalCodes"
+            | "SetSafetyStock",
+        ) => Need::Scope(AdminNetwork),
+        _ => return None,
+    })
+}
+
+fn describe(need: &Need) -> String {
+    match need {
+        Need::Nothing => "nothing".into(),
+        Need::Scope(scope) => format!("scope {scope}"),
+        Need::AnyFeed => "scope supply:write:<source>".into(),
+    }
+}
+
+impl Authentication {
+    /// Admits a request, putting its caller into its extensions, or answers why not.
+    fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), Status> {
+        let path = request.uri().path();
+        let need = need(path);
+        if need == Some(Need::Nothing) {
+            return Ok(());
+        }
+        let peer = request.extensions().get::<Peer>();
+        let addr = peer.and_then(|p| p.addr);
+        let caller = match self {
+            Self::Insecure => Caller::anonymous(),
+            Self::Verify(auth) => {
+                let header = request
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .map(|value| value.as_bytes());
+                let certificate = peer.and_then(|p| p.certificate.as_ref());
+                auth.authenticate(header, certificate).map_err(|refusal| {
+                    tracing::warn!(target: "promised::security", event = "unauthenticated",
+                        reason = refusal.reason(), method = path, peer = ?addr);
+                    Status::unauthenticated(refusal.to_string())
+                })?
+            }
+        };
+        let Some(need) = need else {
+            tracing::warn!(target: "promised::security", event = "permission_denied",
+                credential = caller.id(), method = path, peer = ?addr, "method not in the scope table");
+            return Err(Status::permission_denied(format!(
+                "{path} is not open to any credential"
+            )));
+        };
+        if !caller.may(&need) {
+            tracing::warn!(target: "promised::security", event = "permission_denied",
+                credential = caller.id(), method = path, needs = %describe(&need), peer = ?addr);
+            return Err(Status::permission_denied(format!(
+                "{path} needs {}",
+                describe(&need)
+            )));
+        }
+        request.extensions_mut().insert(caller);
+        Ok(())
+    }
+}
+
+/// The caller the layer admitted. Its absence means the layer is not installed: refused.
+pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
+}
+
+/// A feed batch may only come from the source its credential is bound to.
+pub fn check_feed(caller: &Caller, source_id: &str) -> Result<(), Status> {
+    if caller.may_feed(source_id) {
+        return Ok(());
+    }
+    tracing::warn!(target: "promised::security", event = "permission_denied",
+        credential = caller.id(), source = source_id, "batch for a source the credential is not bound to");
+    Err(Status::permission_denied(format!(
+        "this credential may not send batches as source {source_id:?} (needs scope supply:write:{source_id})"
+    )))
+}
+
+/// Only a reservation's owner (or an operator) may act on it; an id nobody holds is free, and
+/// the operation itself answers NOT_FOUND where it must. Owners never change while an id is
+/// remembered, so checking before the operation is checking it.
+pub fn check_owner(app: &App, caller: &Caller, reservation_id: &str) -> Result<(), Status> {
+    let Ok(held) = app.get_reservation(reservation_id) else {
+        return Ok(());
+    };
+    if caller.may_act_for(&held.reservation.owner) {
+        return Ok(());
+    }
+    tracing::warn!(target: "promised::security", event = "permission_denied",
+        credential = caller.id(), reservation = reservation_id, "reservation of another caller");
+    Err(Status::permission_denied(format!(
+        "reservation {reservation_id:?} belongs to another caller"
+    )))
+}
+
+/// The layer, for `Server::builder().layer(..)`.
+#[derive(Debug, Clone)]
+pub struct AuthLayer(Arc<Authentication>);
+
+impl AuthLayer {
+    pub fn new(authentication: Authentication) -> Self {
+        Self(Arc::new(authentication))
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Authorize<S> {
+        Authorize {
+            inner,
+            authentication: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Authorize<S> {
+    inner: S,
+    authentication: Arc<Authentication>,
+}
+
+impl<S, B, R> Service<http::Request<B>> for Authorize<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    R: Default,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<http::Response<R>, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        match self.authentication.admit(&mut request) {
+            Ok(()) => Either::Right(self.inner.call(request)),
+            Err(status) => Either::Left(ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// Every method of every `promised.v1` service has its entry, so a new RPC is refused
+    /// until someone decides its scope.
+    #[test]
+    fn every_method_of_the_api_needs_a_scope() {
+        let set = prost_types::FileDescriptorSet::decode(super::super::pb::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set decodes");
+        let mut methods = 0;
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                    let need = need(&path);
+                    assert!(
+                        matches!(need, Some(Need::Scope(_) | Need::AnyFeed)),
+                        "{path}: {need:?}"
+                    );
+                    methods += 1;
+                }
+            }
+        }
+        assert_eq!(methods, 21);
+        assert_eq!(need("/promised.v1.Admin/DropEverything"), None);
+        assert_eq!(need("/grpc.health.v1.Health/Check"), Some(Need::Nothing));
+    }
+}
