@@ -16,7 +16,7 @@ use promised::grpc::pb::supply_client::SupplyClient;
 use promised::server::Application;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -68,13 +68,25 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// The service with the test network and the given flags (addresses are always loopback:0;
-/// authentication off).
+/// without a credentials file, authentication is off), reached in plaintext.
 pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
+    spawn_app_via(args, |addr| {
+        Endpoint::from_shared(format!("http://{addr}")).expect("valid uri")
+    })
+    .await
+}
+
+/// The service with the test network and the given flags, its clients connected through
+/// `endpoint` (TLS, a client certificate) so that they can set the network up.
+pub async fn spawn_app_via(
+    args: ServeArgs,
+    endpoint: impl FnOnce(SocketAddr) -> Endpoint,
+) -> TestApp {
     let args = ServeArgs {
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
         shutdown_grace_secs: Some("5".into()),
-        insecure_no_auth: true,
+        insecure_no_auth: args.credentials.is_none(),
         ..args
     };
     let config = Config::resolve(&args, &HashMap::new()).expect("test config is valid");
@@ -91,8 +103,7 @@ pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
     let serving = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
-        .expect("valid uri")
+    let channel = endpoint(grpc_addr)
         .connect()
         .await
         .expect("service accepts connections");

@@ -6,6 +6,7 @@
     reason = "a test's helpers fail the test with the reason"
 )]
 
+mod authorization;
 mod availability;
 mod bad_input;
 mod connections;
@@ -19,4 +20,6 @@ mod promising;
 mod redis;
 mod reservations;
 mod routing;
+mod security;
+mod transport;
 mod validation;

@@ -1,16 +1,23 @@
 //! A real `redis-server` for one test, on a free loopback port, persisting to a private
 //! directory with an fsync'd append-only file so that it can be stopped and started again
-//! without losing what it had.
+//! without losing what it had; in plaintext, or over TLS with an ACL user.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::security::Ca;
+
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// How it listens and who may log in: `--port`, or `--tls-port` with its files and users.
+    listen: Vec<String>,
+    url: String,
+    /// A client that reaches it (with the CA and the user when it speaks TLS).
+    client: redis::Client,
 }
 
 /// A port nothing listens on right now.
@@ -22,33 +29,88 @@ pub fn free_port() -> u16 {
 impl RedisServer {
     pub fn start() -> Self {
         let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("promised-test-redis-{}-{port}", std::process::id()));
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let client = redis::Client::open(url.as_str()).expect("valid url");
+        Self::launch(port, vec!["--port".into(), port.to_string()], url, client)
+    }
+
+    /// Over TLS only (a certificate for 127.0.0.1 from `ca`), where the default user is off
+    /// and only `user` with `password` may log in.
+    pub fn start_tls(ca: &Ca, user: &str, password: &str) -> Self {
+        let port = free_port();
+        let dir = data_dir(port);
+        std::fs::create_dir_all(&dir).expect("redis data directory");
+        let issued = ca.issue("127.0.0.1", &["127.0.0.1"]);
+        let file = |name: &str, contents: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, contents).expect("write");
+            path.display().to_string()
+        };
+        let listen = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            file("redis.pem", &issued.cert),
+            "--tls-key-file".into(),
+            file("redis.key", &issued.key),
+            "--tls-ca-cert-file".into(),
+            file("ca.pem", &ca.pem()),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--user".into(),
+            "default".into(),
+            "off".into(),
+            "--user".into(),
+            user.into(),
+            "on".into(),
+            format!(">{password}"),
+            "~*".into(),
+            "&*".into(),
+            "+@all".into(),
+        ];
+        let url = format!("rediss://127.0.0.1:{port}/0");
+        let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).expect("url");
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_username(user)
+            .set_password(password);
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca.pem().into_bytes()),
+        };
+        promised::tls::provider();
+        let client = redis::Client::build_with_tls(info.set_redis_settings(settings), certificates)
+            .expect("TLS client");
+        Self::launch(port, listen, url, client)
+    }
+
+    fn launch(port: u16, listen: Vec<String>, url: String, client: redis::Client) -> Self {
+        let dir = data_dir(port);
         std::fs::create_dir_all(&dir).expect("redis data directory");
         let mut server = Self {
             port,
             dir,
             child: None,
+            listen,
+            url,
+            client,
         };
         server.resume();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        self.url.clone()
     }
 
     /// Starts the server process (again) and waits until it answers.
     pub fn resume(&mut self) {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
+            .args(&self.listen)
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir)
@@ -69,8 +131,8 @@ impl RedisServer {
     }
 
     fn answers(&self) -> bool {
-        redis::Client::open(self.url())
-            .and_then(|client| client.get_connection())
+        self.client
+            .get_connection()
             .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn))
             .is_ok()
     }
@@ -95,8 +157,12 @@ impl RedisServer {
     }
 
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).expect("valid url")
+        self.client.clone()
     }
+}
+
+fn data_dir(port: u16) -> PathBuf {
+    std::env::temp_dir().join(format!("promised-test-redis-{}-{port}", std::process::id()))
 }
 
 impl Drop for RedisServer {

@@ -1,0 +1,499 @@
+//! Authorisation over TLS: every RPC against every scope and every kind of bad credential,
+//! feeds bound to their source, reservations to their owner. A refusal has its exact code and
+//! changes nothing.
+
+use promised::grpc::pb;
+use promised::grpc::pb::admin_client::AdminClient;
+use promised::grpc::pb::availability_client::AvailabilityClient;
+use promised::grpc::pb::promising_client::PromisingClient;
+use promised::grpc::pb::reservations_client::ReservationsClient;
+use promised::grpc::pb::routing_client::RoutingClient;
+use promised::grpc::pb::supply_client::SupplyClient;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::helpers::{batch, fingerprint, ground, node, set_on_hand, source, TestApp, START_MS};
+use crate::security::{token_channel, with_token, Security, TokenIssuer, AUDIENCE, LEEWAY_SECS};
+
+/// Every RPC of `promised.v1`, with the scope this test expects it to need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rpc {
+    UpsertNodes,
+    UpsertGroups,
+    UpsertSources,
+    UpsertServiceLevels,
+    UpsertPostalCodes,
+    SetSafetyStock,
+    GetStats,
+    CheckInvariants,
+    GetAvailability,
+    PromiseOrder,
+    Reserve,
+    Update,
+    Extend,
+    Get,
+    Commit,
+    Release,
+    RouteOrder,
+    RouteOrders,
+    StreamUpdates,
+    ApplyBatch,
+    ListRejections,
+}
+
+/// In an order in which each call succeeds when allowed (the reservation calls follow one
+/// reservation from its retry to its release).
+const RPCS: [Rpc; 21] = [
+    Rpc::UpsertNodes,
+    Rpc::UpsertGroups,
+    Rpc::UpsertSources,
+    Rpc::UpsertServiceLevels,
+    Rpc::UpsertPostalCodes,
+    Rpc::SetSafetyStock,
+    Rpc::GetStats,
+    Rpc::CheckInvariants,
+    Rpc::GetAvailability,
+    Rpc::PromiseOrder,
+    Rpc::Reserve,
+    Rpc::Update,
+    Rpc::Extend,
+    Rpc::Get,
+    Rpc::Commit,
+    Rpc::Release,
+    Rpc::RouteOrder,
+    Rpc::RouteOrders,
+    Rpc::StreamUpdates,
+    Rpc::ApplyBatch,
+    Rpc::ListRejections,
+];
+
+/// Every scope a credential can hold (the feed scope for the source the calls feed).
+const SCOPES: [&str; 8] = [
+    "availability:read",
+    "promise",
+    "reserve",
+    "route",
+    "supply:write:WMS-EAST",
+    "admin:network",
+    "admin:repair",
+    "insights:read",
+];
+
+impl Rpc {
+    fn scope(self) -> &'static str {
+        use Rpc::*;
+        match self {
+            UpsertNodes | UpsertGroups | UpsertSources | UpsertServiceLevels
+            | UpsertPostalCodes | SetSafetyStock => "admin:network",
+            GetStats | ListRejections => "insights:read",
+            CheckInvariants => "admin:repair",
+            GetAvailability => "availability:read",
+            PromiseOrder => "promise",
+            Reserve | Update | Extend | Get | Commit | Release => "reserve",
+            RouteOrder | RouteOrders => "route",
+            StreamUpdates | ApplyBatch => "supply:write:WMS-EAST",
+        }
+    }
+}
+
+/// The reservation the reservation calls act on, held by `checkout` before the matrix runs.
+const CART: &str = "cart-1";
+
+fn cart() -> pb::ReserveRequest {
+    pb::ReserveRequest {
+        reservation_id: CART.into(),
+        lines: vec![pb::ReservationLine {
+            sku: "SKU-1".into(),
+            node_id: "DC-EAST".into(),
+            quantity: 1,
+            ..Default::default()
+        }],
+        ttl_seconds: 900,
+    }
+}
+
+fn route_order() -> pb::RouteRequest {
+    pb::RouteRequest {
+        order_id: "order-r".into(),
+        lines: vec![pb::PromiseLine {
+            sku: "SKU-1".into(),
+            quantity: 1,
+        }],
+        destination: Some(pb::Destination {
+            lat: 40.75,
+            lon: -73.99,
+            ..Default::default()
+        }),
+        service_level: "GROUND".into(),
+        ..Default::default()
+    }
+}
+
+/// A feed batch of WMS-EAST that would change SKU-1 if it were applied.
+fn feed_batch(source_id: &str, seq: u64) -> pb::SupplyBatch {
+    batch(
+        source_id,
+        seq,
+        vec![set_on_hand("SKU-1", "DC-EAST", 7, START_MS)],
+    )
+}
+
+/// Calls `rpc` with a valid request as the holder of `token` (none: no credential); a feed
+/// call sends `feed` (source and sequence). Answers the call's status.
+async fn call(
+    rpc: Rpc,
+    channel: &Channel,
+    token: Option<&str>,
+    feed: (&str, u64),
+) -> Result<(), Status> {
+    let channel = channel.clone();
+    // Each call takes its own message type.
+    macro_rules! ask {
+        ($message:expr) => {
+            with_token($message, token)
+        };
+    }
+    let mut admin = AdminClient::new(channel.clone());
+    let mut reservations = ReservationsClient::new(channel.clone());
+    let mut supply = SupplyClient::new(channel.clone());
+    let mut routing = RoutingClient::new(channel.clone());
+    let east = node(
+        "DC-EAST",
+        pb::NodeKind::Dc,
+        "America/New_York",
+        &["EAST", "ALL-DCS"],
+    );
+    match rpc {
+        Rpc::UpsertNodes => drop(
+            admin
+                .upsert_nodes(ask!(pb::UpsertNodesRequest { nodes: vec![east] }))
+                .await?,
+        ),
+        Rpc::UpsertGroups => {
+            let group = pb::NodeGroup {
+                id: "EAST".into(),
+                description: String::new(),
+            };
+            drop(
+                admin
+                    .upsert_groups(ask!(pb::UpsertGroupsRequest {
+                        groups: vec![group],
+                    }))
+                    .await?,
+            )
+        }
+        Rpc::UpsertSources => {
+            use pb::SupplyType::{InTransit, OnHand};
+            let wms = source(
+                "WMS-EAST",
+                pb::SourceKind::Wms,
+                &["DC-EAST"],
+                &[OnHand, InTransit],
+                300,
+            );
+            drop(
+                admin
+                    .upsert_sources(ask!(pb::UpsertSourcesRequest { sources: vec![wms] }))
+                    .await?,
+            )
+        }
+        Rpc::UpsertServiceLevels => {
+            let levels = pb::UpsertServiceLevelsRequest {
+                service_levels: vec![ground(0.01)],
+            };
+            drop(admin.upsert_service_levels(ask!(levels)).await?)
+        }
+        Rpc::UpsertPostalCodes => {
+            let code = pb::PostalCode {
+                postal_code: "10001".into(),
+                country: "US".into(),
+                lat: 40.75,
+                lon: -73.99,
+            };
+            drop(
+                admin
+                    .upsert_postal_codes(ask!(pb::UpsertPostalCodesRequest {
+                        postal_codes: vec![code],
+                    }))
+                    .await?,
+            )
+        }
+        Rpc::SetSafetyStock => {
+            let entry = pb::SafetyStockEntry {
+                sku: "SKU-1".into(),
+                node_id: "DC-EAST".into(),
+                quantity: 0,
+            };
+            drop(
+                admin
+                    .set_safety_stock(ask!(pb::SetSafetyStockRequest {
+                        entries: vec![entry],
+                    }))
+                    .await?,
+            )
+        }
+        Rpc::GetStats => drop(admin.get_stats(ask!(pb::GetStatsRequest {})).await?),
+        Rpc::CheckInvariants => drop(
+            admin
+                .check_invariants(ask!(pb::CheckInvariantsRequest { repair: false }))
+                .await?,
+        ),
+        Rpc::GetAvailability => {
+            let request = pb::AvailabilityRequest {
+                skus: vec!["SKU-1".into()],
+                ..Default::default()
+            };
+            drop(
+                AvailabilityClient::new(channel)
+                    .get_availability(ask!(request))
+                    .await?,
+            )
+        }
+        Rpc::PromiseOrder => {
+            let order = route_order();
+            let request = pb::PromiseRequest {
+                lines: order.lines,
+                destination: order.destination,
+                ..Default::default()
+            };
+            drop(
+                PromisingClient::new(channel)
+                    .promise_order(ask!(request))
+                    .await?,
+            )
+        }
+        Rpc::Reserve => drop(reservations.reserve(ask!(cart())).await?),
+        Rpc::Update => drop(reservations.update(ask!(cart())).await?),
+        Rpc::Extend => {
+            let extend = pb::ExtendRequest {
+                reservation_id: CART.into(),
+                ttl_seconds: 600,
+            };
+            drop(reservations.extend(ask!(extend)).await?)
+        }
+        Rpc::Get => drop(
+            reservations
+                .get(ask!(pb::GetReservationRequest {
+                    reservation_id: CART.into(),
+                }))
+                .await?,
+        ),
+        Rpc::Commit => {
+            let commit = pb::CommitRequest {
+                reservation_id: CART.into(),
+                order_id: "order-1".into(),
+            };
+            drop(reservations.commit(ask!(commit)).await?)
+        }
+        Rpc::Release => drop(
+            reservations
+                .release(ask!(pb::ReleaseRequest {
+                    reservation_id: CART.into(),
+                }))
+                .await?,
+        ),
+        Rpc::RouteOrder => drop(routing.route_order(ask!(route_order())).await?),
+        Rpc::RouteOrders => {
+            let wave = pb::RouteOrdersRequest {
+                orders: vec![route_order()],
+            };
+            drop(routing.route_orders(ask!(wave)).await?)
+        }
+        Rpc::StreamUpdates => {
+            let batches = tokio_stream::iter(vec![feed_batch(feed.0, feed.1)]);
+            let mut acks = supply.stream_updates(ask!(batches)).await?.into_inner();
+            acks.message()
+                .await?
+                .ok_or_else(|| Status::internal("no ack"))?;
+        }
+        Rpc::ApplyBatch => drop(supply.apply_batch(ask!(feed_batch(feed.0, feed.1))).await?),
+        Rpc::ListRejections => drop(
+            supply
+                .list_rejections(ask!(pb::ListRejectionsRequest::default()))
+                .await?,
+        ),
+    }
+    Ok(())
+}
+
+/// The service over TLS with GROUND, SKU-1 on hand at DC-EAST, and `checkout`'s hold `CART`.
+async fn secure_app(security: &Security) -> TestApp {
+    let mut app = security.spawn().await;
+    let levels = pb::UpsertServiceLevelsRequest {
+        service_levels: vec![ground(0.01)],
+    };
+    app.admin
+        .upsert_service_levels(levels)
+        .await
+        .expect("levels");
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 10, START_MS)],
+    )
+    .await;
+    let channel = token_channel(&app, security).await;
+    let checkout = security.issuer.token("checkout", &["reserve"]);
+    ReservationsClient::new(channel)
+        .reserve(with_token(cart(), Some(&checkout)))
+        .await
+        .expect("checkout holds the cart");
+    app
+}
+
+fn assert_code(result: Result<(), Status>, code: Code, what: &str) {
+    match result {
+        Err(status) if status.code() == code => {}
+        other => panic!("{what}: expected {code:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_rpc_refuses_every_bad_credential_and_every_other_scope_and_changes_nothing() {
+    let security = Security::new();
+    let mut app = secure_app(&security).await;
+    let channel = token_channel(&app, &security).await;
+    let before = fingerprint(&mut app, &[CART], |_| {}).await;
+    let issuer = &security.issuer;
+    let expired_ms = START_MS - (LEEWAY_SECS + 1) * 1000;
+    let forger = TokenIssuer::new();
+    let bad: [(&str, Option<String>); 5] = [
+        ("no credential", None),
+        (
+            "expired JWT",
+            Some(issuer.token_for("checkout", &SCOPES, expired_ms, AUDIENCE)),
+        ),
+        ("forged signature", Some(forger.token("checkout", &SCOPES))),
+        (
+            "wrong audience",
+            Some(issuer.token_for("checkout", &SCOPES, START_MS + 60_000, "someone-else")),
+        ),
+        ("unknown API key", Some("not-a-key".into())),
+    ];
+    for rpc in RPCS {
+        for (what, token) in &bad {
+            let result = call(rpc, &channel, token.as_deref(), ("WMS-EAST", 500)).await;
+            assert_code(
+                result,
+                Code::Unauthenticated,
+                &format!("{rpc:?} with {what}"),
+            );
+        }
+        for scope in SCOPES.iter().filter(|s| **s != rpc.scope()) {
+            let token = issuer.token("checkout", &[scope]);
+            let result = call(rpc, &channel, Some(&token), ("WMS-EAST", 500)).await;
+            assert_code(
+                result,
+                Code::PermissionDenied,
+                &format!("{rpc:?} with only {scope}"),
+            );
+        }
+    }
+    // A feed credential of another source.
+    let west = issuer.token("wms-west", &["supply:write:WMS-WEST"]);
+    for rpc in [Rpc::StreamUpdates, Rpc::ApplyBatch] {
+        let result = call(rpc, &channel, Some(&west), ("WMS-EAST", 500)).await;
+        assert_code(
+            result,
+            Code::PermissionDenied,
+            &format!("{rpc:?} as WMS-EAST with WMS-WEST's scope"),
+        );
+    }
+    let after = fingerprint(&mut app, &[CART], |_| {}).await;
+    assert_eq!(before, after, "a refused call changed state");
+}
+
+#[tokio::test]
+async fn every_rpc_answers_a_valid_token_holding_its_scope() {
+    let security = Security::new();
+    let app = secure_app(&security).await;
+    let channel = token_channel(&app, &security).await;
+    for (rpc, seq) in RPCS.into_iter().zip(100..) {
+        let token = security.issuer.token("checkout", &[rpc.scope()]);
+        let result = call(rpc, &channel, Some(&token), ("WMS-EAST", seq)).await;
+        assert!(result.is_ok(), "{rpc:?} with {}: {result:?}", rpc.scope());
+    }
+}
+
+#[tokio::test]
+async fn health_and_reflection_stay_open_without_a_credential() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let security = Security::new();
+    let app = security.spawn().await;
+    let channel = token_channel(&app, &security).await;
+    let health = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health needs no credential");
+    assert_eq!(health.into_inner().status, 1, "SERVING");
+}
+
+#[tokio::test]
+async fn only_a_reservations_owner_or_an_operator_may_act_on_it() {
+    let security = Security::new();
+    let mut app = secure_app(&security).await;
+    let held = app.engine.get_reservation(CART).expect("held");
+    assert_eq!(
+        held.reservation.owner, "checkout",
+        "the reservation records its creator"
+    );
+    let channel = token_channel(&app, &security).await;
+    let before = fingerprint(&mut app, &[CART], |_| {}).await;
+    let oms = security.issuer.token("oms", &["reserve"]);
+    for rpc in [
+        Rpc::Reserve,
+        Rpc::Update,
+        Rpc::Extend,
+        Rpc::Get,
+        Rpc::Commit,
+        Rpc::Release,
+    ] {
+        let result = call(rpc, &channel, Some(&oms), ("WMS-EAST", 0)).await;
+        assert_code(
+            result,
+            Code::PermissionDenied,
+            &format!("{rpc:?} by another caller"),
+        );
+    }
+    assert_eq!(
+        before,
+        fingerprint(&mut app, &[CART], |_| {}).await,
+        "nothing changed"
+    );
+    let checkout = security.issuer.token("checkout", &["reserve"]);
+    call(Rpc::Extend, &channel, Some(&checkout), ("WMS-EAST", 0))
+        .await
+        .expect("the owner extends");
+    let operator = security.issuer.token("ops", &["reserve", "admin:repair"]);
+    call(Rpc::Release, &channel, Some(&operator), ("WMS-EAST", 0))
+        .await
+        .expect("an operator releases");
+}
+
+#[tokio::test]
+async fn a_token_is_refused_once_the_server_clock_passes_its_expiry_and_leeway() {
+    let security = Security::new();
+    let app = security.spawn().await;
+    let channel = token_channel(&app, &security).await;
+    let exp_ms = START_MS + 60_000;
+    let token = security
+        .issuer
+        .token_for("reader", &["availability:read"], exp_ms, AUDIENCE);
+    call(Rpc::GetAvailability, &channel, Some(&token), ("", 0))
+        .await
+        .expect("valid now");
+    app.clock.set_ms(exp_ms + LEEWAY_SECS * 1000);
+    call(Rpc::GetAvailability, &channel, Some(&token), ("", 0))
+        .await
+        .expect("within the leeway");
+    app.clock.set_ms(exp_ms + LEEWAY_SECS * 1000 + 1_000);
+    let result = call(Rpc::GetAvailability, &channel, Some(&token), ("", 0)).await;
+    assert_code(
+        result,
+        Code::Unauthenticated,
+        "a cached token past its expiry",
+    );
+}
