@@ -213,3 +213,113 @@ fn jwks(bytes: &[u8]) -> anyhow::Result<Vec<(Option<String>, Algorithm, Decoding
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    const K1: &[u8] = b"k1-secret-of-at-least-thirty-two-bytes!";
+    const K2: &[u8] = b"k2-another-secret-thirty-two-bytes-long";
+    const JWKS: &str = r#"{"keys": [
+        {"kty": "oct", "kid": "k1", "alg": "HS256", "k": "azEtc2VjcmV0LW9mLWF0LWxlYXN0LXRoaXJ0eS10d28tYnl0ZXMh"},
+        {"kty": "oct", "kid": "k2", "k": "azItYW5vdGhlci1zZWNyZXQtdGhpcnR5LXR3by1ieXRlcy1sb25n"}
+    ]}"#;
+
+    /// The verifier of [`JWKS`], read from a directory of the test `tag`'s own.
+    fn verifier(tag: &str) -> JwtVerifier {
+        let dir = std::env::temp_dir().join(format!("promised-jwks-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("jwks.json"), JWKS).expect("write");
+        let section: JwtSection = toml::from_str(
+            "issuer = \"iss\"\naudience = \"aud\"\nleeway_secs = 10\njwks_file = \"jwks.json\"\n",
+        )
+        .expect("section");
+        let verifier = JwtVerifier::load(&section, &dir).expect("loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        verifier
+    }
+
+    fn token(kid: Option<&str>, secret: &[u8], claims: serde_json::Value) -> String {
+        let header = Header {
+            kid: kid.map(str::to_owned),
+            ..Header::new(Algorithm::HS256)
+        };
+        let key = EncodingKey::from_secret(secret).expect("key");
+        jsonwebtoken::encode(&header, &claims, &key).expect("signed")
+    }
+
+    fn claims() -> serde_json::Value {
+        serde_json::json!({"iss": "iss", "aud": "aud", "sub": "oms", "exp": 100,
+            "nbf": 50, "scope": "route reserve other:scope", "scp": ["promise"]})
+    }
+
+    #[test]
+    fn a_jwks_key_is_picked_by_kid_and_the_token_keeps_its_scopes_and_validity() {
+        let verifier = verifier("valid");
+        let verified = verifier
+            .verify(&token(Some("k2"), K2, claims()), 60_000)
+            .expect("valid");
+        assert_eq!(verified.caller.id(), "oms");
+        for scope in [Scope::Route, Scope::Reserve, Scope::Promise] {
+            assert!(verified.caller.has(&scope), "{scope}");
+        }
+        assert_eq!(
+            (verified.valid_from_ms, verified.valid_until_ms),
+            (40_000, 110_000),
+            "nbf and exp, each widened by the leeway"
+        );
+    }
+
+    #[test]
+    fn a_token_is_refused_for_each_thing_wrong_with_it() {
+        let verifier = verifier("refused");
+        let mut wrong_issuer = claims();
+        wrong_issuer["iss"] = "someone".into();
+        let mut no_audience = claims();
+        no_audience.as_object_mut().expect("object").remove("aud");
+        let mut text_expiry = claims();
+        text_expiry["exp"] = "100".into();
+        for (token, now_ms, refusal) in [
+            (
+                token(Some("k1"), K2, claims()),
+                60_000,
+                Refusal::BadSignature,
+            ),
+            (
+                token(Some("k3"), K1, claims()),
+                60_000,
+                Refusal::UnknownSigningKey,
+            ),
+            (
+                token(None, K1, claims()),
+                60_000,
+                Refusal::UnknownSigningKey,
+            ),
+            (
+                token(Some("k1"), K1, wrong_issuer),
+                60_000,
+                Refusal::WrongIssuer,
+            ),
+            (
+                token(Some("k1"), K1, no_audience),
+                60_000,
+                Refusal::MissingClaim("aud".into()),
+            ),
+            (
+                token(Some("k1"), K1, text_expiry),
+                60_000,
+                Refusal::Malformed,
+            ),
+            (token(Some("k1"), K1, claims()), 110_001, Refusal::Expired),
+            (
+                token(Some("k1"), K1, claims()),
+                39_999,
+                Refusal::NotYetValid,
+            ),
+            ("a.b.c".into(), 60_000, Refusal::Malformed),
+        ] {
+            assert_eq!(verifier.verify(&token, now_ms).map(|_| ()), Err(refusal));
+        }
+    }
+}

@@ -24,7 +24,7 @@ pub use certificate::PeerCertificate;
 pub use jwt::JwtVerifier;
 pub use scope::{Scope, UnknownScope, FIXED as FIXED_SCOPES};
 
-/// Verified tokens remembered at most; beyond that the oldest-lapsing make room.
+/// Verified tokens remembered at most; beyond that the soonest to lapse make room.
 pub const TOKEN_CACHE_ENTRIES: usize = 100_000;
 
 /// Why a request's credential was not accepted. The text is what the caller is told: it names
@@ -138,7 +138,7 @@ impl Authenticator {
         }
         let verified = jwt.verify(token, now_ms)?;
         let caller = verified.caller.clone();
-        self.cache.insert(digest, verified, now_ms);
+        self.cache.insert(digest, verified);
         Ok(caller)
     }
 
