@@ -38,10 +38,10 @@ impl SupplyService {
     }
 
     /// Reads batches one at a time, answering each before reading the next; ends at the first
-    /// batch-level error (a batch for a source `caller` may not feed is one), when the feed closes, when it sends nothing (not even a heartbeat)
-    /// for the idle limit, which frees its place for a live feed, when a newer stream of the
-    /// same source takes over (a feed that reconnects must not be locked out by its own
-    /// half-dead stream), or at shutdown.
+    /// batch-level error (a batch of a source `caller` may not feed is one), when the feed
+    /// closes, when it sends nothing (not even a heartbeat) for the idle limit, which frees its
+    /// place for a live feed, when a newer stream of the same source takes over (a feed that
+    /// reconnects must not be locked out by its own half-dead stream), or at shutdown.
     async fn pump(
         self,
         caller: Caller,
@@ -161,13 +161,13 @@ impl Supply for SupplyService {
         &self,
         request: Request<Streaming<pb::SupplyBatch>>,
     ) -> Result<Response<Self::StreamUpdatesStream>, Status> {
+        let caller = caller(&request)?;
         let permit = self
             .0
             .feed_streams
             .clone()
             .try_acquire_owned()
             .map_err(|_| Status::resource_exhausted("too many concurrent feed streams"))?;
-        let caller = caller(&request)?;
         let (acks, replies) = mpsc::channel(ACK_BUFFER);
         let service = self.clone();
         let batches = request.into_inner();
