@@ -4,8 +4,9 @@
 //! thread.
 //!
 //! Latency of GetAvailability is compared with the empty call (the standard health check)
-//! measured in the same run; stream ingest is measured as updates per second including the
-//! acks, with several batches in flight.
+//! measured in the same run, and over TLS with a JWT (a second service with authentication
+//! on) with plaintext without authentication; stream ingest is measured as updates per second
+//! including the acks, with several batches in flight.
 //!
 //! `cargo bench --bench grpc` (add a filter after `--` to run part of it, e.g. `-- stream`).
 
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use promised::clock::SystemClock;
+use promised::clock::{Clock, SystemClock};
 use promised::config::{Config, ServeArgs};
 use promised::domain::{SupplyBatch, SupplyType};
 use promised::engine::Engine;
@@ -38,13 +39,16 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
-use tonic::Streaming;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Request, Streaming};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use common::{load_demo_network, on_hand_owner, on_hand_set, owned_nodes, Feed, BATCH};
+use common::{
+    load_demo_network, on_hand_owner, on_hand_set, owned_nodes, BenchSecurity, Feed, BATCH,
+};
 
 /// SKUs with on-hand at every node, for the availability calls.
 const QUERY_SKUS: usize = 20;
@@ -77,9 +81,10 @@ struct Server {
 }
 
 impl Server {
-    /// Builds and starts the service on free loopback ports with the demo network and on-hand
-    /// for [`QUERY_SKUS`] SKUs at all 50 nodes, and connects a client channel.
-    fn start() -> Self {
+    /// Builds and starts the service with `args` on free loopback ports with the demo network
+    /// and on-hand for [`QUERY_SKUS`] SKUs at all 50 nodes, and connects a client channel
+    /// through `endpoint`.
+    fn start(args: ServeArgs, endpoint: impl FnOnce(SocketAddr) -> Endpoint) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -89,8 +94,7 @@ impl Server {
             let args = ServeArgs {
                 grpc_addr: Some("127.0.0.1:0".into()),
                 metrics_addr: Some("127.0.0.1:0".into()),
-                insecure_no_auth: true,
-                ..ServeArgs::default()
+                ..args
             };
             let config = Config::resolve(&args, &HashMap::new()).expect("a valid configuration");
             let app = Application::build(config, Arc::new(SystemClock))
@@ -110,7 +114,7 @@ impl Server {
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let channel = client.block_on(connect(addr));
+        let channel = client.block_on(connect(endpoint(addr)));
         Self {
             runtime,
             client,
@@ -146,10 +150,34 @@ impl Server {
     }
 }
 
+/// The plaintext service without authentication.
+fn plaintext() -> Server {
+    let args = ServeArgs {
+        insecure_no_auth: true,
+        ..ServeArgs::default()
+    };
+    Server::start(args, |addr| {
+        Endpoint::from_shared(format!("http://{addr}")).expect("a valid URI")
+    })
+}
+
+/// The service over TLS with authentication on, its credentials from `security`.
+fn secure(security: &BenchSecurity) -> Server {
+    let ca = security.cert_pem.clone();
+    Server::start(security.args(), move |addr| {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name("localhost");
+        Endpoint::from_shared(format!("https://{addr}"))
+            .expect("a valid URI")
+            .tls_config(tls)
+            .expect("a TLS configuration")
+    })
+}
+
 /// A channel to the service, once it answers its health check with SERVING.
-async fn connect(addr: SocketAddr) -> Channel {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("a valid URI")
+async fn connect(endpoint: Endpoint) -> Channel {
+    let channel = endpoint
         .connect()
         .await
         .expect("the service accepts connections");
@@ -252,16 +280,30 @@ struct Caller {
     health: HealthClient<Channel>,
     availability: AvailabilityClient<Channel>,
     requests: Vec<Option<pb::AvailabilityRequest>>,
+    /// `authorization` of every availability call, when the service authenticates.
+    bearer: Option<MetadataValue<Ascii>>,
 }
 
 impl Caller {
-    fn new(server: &Server) -> Self {
+    fn new(server: &Server, token: Option<&str>) -> Self {
         let one_node = server.engine.network().nodes()[0].id.clone();
         Self {
             health: HealthClient::new(server.channel.clone()),
             availability: AvailabilityClient::new(server.channel.clone()),
             requests: Call::ALL.iter().map(|c| c.request(&one_node)).collect(),
+            bearer: token.map(|t| format!("Bearer {t}").parse().expect("an ASCII token")),
         }
+    }
+
+    /// The request, with the caller's credential if it has one.
+    fn ask(&self, request: &pb::AvailabilityRequest) -> Request<pb::AvailabilityRequest> {
+        let mut request = Request::new(request.clone());
+        if let Some(bearer) = &self.bearer {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+        }
+        request
     }
 
     /// Times `iters` sequential calls of `call`.
@@ -274,7 +316,7 @@ impl Caller {
                     .expect("the health check answers")
             }),
             Some(request) => server.time_calls(iters, &self.availability, |mut client| {
-                let request = request.clone();
+                let request = self.ask(request);
                 async move {
                     client
                         .get_availability(request)
@@ -293,11 +335,11 @@ impl Caller {
             (Call::OneSkuAllNodes, 1, nodes),
             (Call::TwentySkusAllNodes, QUERY_SKUS, nodes),
         ] {
-            let request = self.requests[call as usize].clone().expect("a request");
+            let request = self.requests[call as usize].as_ref().expect("a request");
             let mut client = self.availability.clone();
             let answer = server
                 .client
-                .block_on(client.get_availability(request))
+                .block_on(client.get_availability(self.ask(request)))
                 .expect("GetAvailability answers")
                 .into_inner();
             assert_eq!(answer.items.len(), items, "{}", call.name());
@@ -323,24 +365,26 @@ fn latency(c: &mut Criterion, server: &Server, caller: &Caller) {
     group.finish();
 }
 
-/// Per-call latency of each call, measured in alternating rounds (each call for about
-/// `round` per round) so that a change in machine load affects all calls alike; prints the
-/// median round of each and its ratio to the empty call.
-fn interleaved_ratios(server: &Server, caller: &Caller, rounds: usize, round: Duration) {
-    let mut per_call: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); Call::ALL.len()];
+/// Something timed: a name, and `iters` sequential calls of it.
+type Timed<'a> = (String, Box<dyn Fn(u64) -> Duration + 'a>);
+
+/// Per-call latency of each of `timed`, measured in alternating rounds (each for about
+/// `round` per round) so that a change in machine load affects all alike; prints the median
+/// round of each and its ratio to the first, the baseline.
+fn interleaved_ratios(timed: &[Timed<'_>], rounds: usize, round: Duration) {
+    let mut per_call: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); timed.len()];
     // Calls per round, from one timed call each (at least one call per round).
-    let calls: Vec<u64> = Call::ALL
+    let calls: Vec<u64> = timed
         .iter()
-        .map(|&call| {
-            let once = caller.time(server, call, 1).max(Duration::from_micros(1));
+        .map(|(_, time)| {
+            let once = time(1).max(Duration::from_micros(1));
             (round.as_nanos() / once.as_nanos()).max(1) as u64
         })
         .collect();
     for _ in 0..rounds {
-        for call in Call::ALL {
-            let count = calls[call as usize];
-            let took = caller.time(server, call, count);
-            per_call[call as usize].push(took.as_secs_f64() * 1e6 / count as f64);
+        for (i, (_, time)) in timed.iter().enumerate() {
+            let took = time(calls[i]);
+            per_call[i].push(took.as_secs_f64() * 1e6 / calls[i] as f64);
         }
     }
     let medians: Vec<f64> = per_call
@@ -353,16 +397,58 @@ fn interleaved_ratios(server: &Server, caller: &Caller, rounds: usize, round: Du
     println!(
         "\ninterleaved: median of {rounds} rounds of about {round:?} of sequential calls each"
     );
-    for call in Call::ALL {
-        let micros = medians[call as usize];
+    for (i, (name, _)) in timed.iter().enumerate() {
         println!(
-            "  {:<36} {:>9.1} µs/call  {:>6.2}x the empty call  ({} calls/round)",
-            call.name(),
-            micros,
-            micros / medians[Call::Health as usize],
-            calls[call as usize],
+            "  {:<50} {:>9.1} µs/call  {:>6.2}x {}  ({} calls/round)",
+            name,
+            medians[i],
+            medians[i] / medians[0],
+            timed[0].0,
+            calls[i],
         );
     }
+}
+
+/// Each call of [`Call::ALL`] on `server`, the empty call first.
+fn every_call<'a>(server: &'a Server, caller: &'a Caller) -> Vec<Timed<'a>> {
+    Call::ALL
+        .iter()
+        .map(|&call| {
+            let time: Box<dyn Fn(u64) -> Duration + 'a> =
+                Box::new(move |iters| caller.time(server, call, iters));
+            (call.name().to_owned(), time)
+        })
+        .collect()
+}
+
+/// `GetAvailability` of 1 SKU at 1 node, and at 50, plaintext without authentication first,
+/// then over TLS with a JWT.
+fn tls_and_jwt<'a>(
+    plain: (&'a Server, &'a Caller),
+    secure: (&'a Server, &'a Caller),
+) -> Vec<Timed<'a>> {
+    let mut timed: Vec<Timed<'a>> = Vec::new();
+    for call in [Call::OneSkuOneNode, Call::OneSkuAllNodes] {
+        for (label, (server, caller)) in [("plaintext_no_auth", plain), ("tls_jwt", secure)] {
+            let time: Box<dyn Fn(u64) -> Duration + 'a> =
+                Box::new(move |iters| caller.time(server, call, iters));
+            timed.push((format!("{label}/{}", call.name()), time));
+        }
+    }
+    timed
+}
+
+/// Criterion's figures of [`tls_and_jwt`].
+fn security_latency(c: &mut Criterion, timed: &[Timed<'_>]) {
+    let mut group = c.benchmark_group("grpc_security");
+    group
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(6))
+        .sample_size(50);
+    for (name, time) in timed {
+        group.bench_function(name, |b| b.iter_custom(time));
+    }
+    group.finish();
 }
 
 /// One feed's open `StreamUpdates` stream, replaying prepared batches under fresh sequence
@@ -498,17 +584,40 @@ fn stream_ingest(c: &mut Criterion, server: &Server) {
     group.finish();
 }
 
+/// The TLS + JWT comparison, on a second service that runs only meanwhile: a client
+/// connection left idle would miss the server's keepalive pings (the client's runtime runs
+/// only inside its calls) and be closed.
+fn security_comparison(criterion: &mut Criterion, server: &Server, caller: &Caller) {
+    let security = BenchSecurity::new("grpc");
+    let protected = secure(&security);
+    let token = security.token(
+        "bench",
+        "availability:read",
+        SystemClock.now_ms() + 86_400_000,
+    );
+    let authenticated = Caller::new(&protected, Some(&token));
+    authenticated.check_answers(&protected);
+    let compared = tls_and_jwt((server, caller), (&protected, &authenticated));
+    security_latency(criterion, &compared);
+    if common::benchmarking() {
+        interleaved_ratios(&compared, 30, Duration::from_millis(50));
+    }
+    drop(compared);
+    protected.stop();
+}
+
 fn main() {
-    let server = Server::start();
-    let caller = Caller::new(&server);
+    let server = plaintext();
+    let caller = Caller::new(&server, None);
     caller.check_answers(&server);
     let mut criterion = Criterion::default().configure_from_args();
     latency(&mut criterion, &server, &caller);
+    security_comparison(&mut criterion, &server, &caller);
     stream_ingest(&mut criterion, &server);
     criterion.final_summary();
     // Only when benchmarking: `cargo test --benches` runs each bench once as a smoke test.
     if common::benchmarking() {
-        interleaved_ratios(&server, &caller, 30, Duration::from_millis(50));
+        interleaved_ratios(&every_call(&server, &caller), 30, Duration::from_millis(50));
     }
     server.stop();
 }

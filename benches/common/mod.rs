@@ -199,3 +199,86 @@ pub fn assert_fully_applied(batch: &SupplyBatch, outcome: &BatchOutcome) {
         outcome.rejections.first(),
     );
 }
+
+/// What the security benches need on disk: a self-signed certificate for `localhost`, an
+/// HS256 secret, and a credentials file trusting tokens signed with it. Removed when dropped.
+pub struct BenchSecurity {
+    pub dir: std::path::PathBuf,
+    /// The certificate, which clients trust as their CA.
+    pub cert_pem: String,
+    secret: Vec<u8>,
+}
+
+pub const BENCH_ISSUER: &str = "https://login.bench/";
+pub const BENCH_AUDIENCE: &str = "promised";
+/// The static API key of the bench credentials file.
+pub const BENCH_API_KEY: &str = "bench-api-key-0123456789abcdef";
+
+impl BenchSecurity {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("promised-bench-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("bench directory");
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("a self-signed certificate");
+        let cert_pem = certified.cert.pem();
+        std::fs::write(dir.join("cert.pem"), &cert_pem).expect("write");
+        std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).expect("write");
+        let secret = b"a bench secret of at least thirty-two bytes".to_vec();
+        std::fs::write(dir.join("hs256.secret"), &secret).expect("write");
+        let key_sha256: String = promised::auth::digest(BENCH_API_KEY.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let credentials = format!(
+            "[jwt]\nissuer = \"{BENCH_ISSUER}\"\naudience = \"{BENCH_AUDIENCE}\"\nhs256_secret_file = \"hs256.secret\"\n\n[[api_key]]\nid = \"bench\"\nsha256 = \"{key_sha256}\"\nscopes = [\"availability:read\"]\n"
+        );
+        std::fs::write(dir.join("credentials.toml"), credentials).expect("write");
+        Self {
+            dir,
+            cert_pem,
+            secret,
+        }
+    }
+
+    /// The service's flags for TLS with this certificate and these credentials.
+    pub fn args(&self) -> promised::config::ServeArgs {
+        let path = |name: &str| Some(self.dir.join(name).display().to_string());
+        promised::config::ServeArgs {
+            tls_cert: path("cert.pem"),
+            tls_key: path("key.pem"),
+            credentials: path("credentials.toml"),
+            ..promised::config::ServeArgs::default()
+        }
+    }
+
+    pub fn credentials_file(&self) -> std::path::PathBuf {
+        self.dir.join("credentials.toml")
+    }
+
+    /// A token of `sub` with `scopes`, good until `exp_ms`.
+    pub fn token(&self, sub: &str, scopes: &str, exp_ms: UnixMillis) -> String {
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            iss: &'a str,
+            aud: &'a str,
+            sub: &'a str,
+            exp: i64,
+            scope: &'a str,
+        }
+        let claims = Claims {
+            iss: BENCH_ISSUER,
+            aud: BENCH_AUDIENCE,
+            sub,
+            exp: exp_ms / 1000,
+            scope: scopes,
+        };
+        let key = jsonwebtoken::EncodingKey::from_secret(&self.secret).expect("an HS256 key");
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("signed")
+    }
+}
+
+impl Drop for BenchSecurity {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
