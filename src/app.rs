@@ -3,14 +3,15 @@
 //! An edge (gRPC today; HTTP, brokers and file imports next) converts and checks a request,
 //! then calls one method here. Every mutating method runs the same protocol: refuse while the
 //! durable store cannot take a write, run the core operation, make its record durable, and
-//! only then answer. [`App::commit`] is the only code that hands a mutation to the journal, so
-//! a new edge needs no durability code of its own, and an edge cannot acknowledge a change
-//! before it is durable. Reads go straight to the core.
+//! only then answer; a change the journal does not take is undone before the error is
+//! answered. `App::write` is the only code that hands a mutation to the journal, so a new edge
+//! needs no durability code of its own, and an edge cannot acknowledge a change before it is
+//! durable. Reads go straight to the core.
 
 use std::sync::Arc;
 
 use crate::audit::AuditReport;
-use crate::checkpoint::{Durability, DurabilityStatus};
+use crate::checkpoint::{Durability, DurabilityStatus, Queued};
 use crate::domain::{BatchOutcome, Node, NodeGroup, ServiceLevel, Source, SupplyBatch};
 use crate::engine::{Engine, SafetyStockEntry, Stats};
 use crate::error::Result;
@@ -52,19 +53,25 @@ impl App {
         &self.durability
     }
 
-    /// Makes a mutation durable and returns its answer: the only call into the journal. An
-    /// error means the change was not acknowledged. Public for callers that ran a core
-    /// operation themselves (tests that hold a mutation back on purpose); edges call the
-    /// operations below.
-    pub async fn commit<T>(&self, mutation: Mutation<T>) -> Result<T> {
-        self.durability.commit(mutation).await
+    /// The write protocol: refuse while the store cannot take a write, run `operation`, make
+    /// its record durable, answer; an error means nothing changed. The only call into the
+    /// journal.
+    async fn write<T>(&self, operation: impl FnOnce(&Engine) -> Result<Mutation<T>>) -> Result<T> {
+        self.submit(operation).await?.durable().await
     }
 
-    /// The write protocol: refuse while the store is down, run `operation`, commit.
-    async fn write<T>(&self, operation: impl FnOnce(&Engine) -> Result<Mutation<T>>) -> Result<T> {
-        self.durability.ensure_writable()?;
-        let mutation = operation(&self.engine)?;
-        self.commit(mutation).await
+    /// [`App::write`] up to the journal queue: applied and queued in order now, answered by
+    /// [`Queued::durable`].
+    async fn submit<T>(
+        &self,
+        operation: impl FnOnce(&Engine) -> Result<Mutation<T>>,
+    ) -> Result<Queued<T>> {
+        self.durability
+            .submit(|| {
+                let (answer, record) = operation(&self.engine)?.into_parts();
+                Ok((answer, record.into_iter().collect()))
+            })
+            .await
     }
 
     pub async fn upsert_nodes(&self, nodes: Vec<Node>) -> Result<()> {
@@ -95,11 +102,11 @@ impl App {
     /// Applies a feed's batch and answers once it is durable, with the source's durable
     /// sequence as of the answer; a heartbeat (no updates) needs no durable store.
     pub async fn apply_batch(&self, batch: &SupplyBatch) -> Result<BatchOutcome> {
-        if !batch.updates.is_empty() {
-            self.durability.ensure_writable()?;
-        }
-        let mutation = self.engine.apply_batch(batch)?;
-        let mut outcome = self.commit(mutation).await?;
+        let mut outcome = if batch.updates.is_empty() {
+            self.engine.apply_batch(batch)?.into_result()
+        } else {
+            self.write(|engine| engine.apply_batch(batch)).await?
+        };
         self.ingest.batch(batch.updates.is_empty(), &outcome);
         // The commit may have confirmed later batches of the source too.
         outcome.durable_seq = self
@@ -107,6 +114,13 @@ impl App {
             .durable_seq(&batch.source_id)
             .unwrap_or(outcome.durable_seq);
         Ok(outcome)
+    }
+
+    /// Applies a feed's batch with updates now and answers once it is durable, through
+    /// [`Queued::durable`]: a feed may send its next batch before the answer and keep its
+    /// order (pipelining one source's batches).
+    pub async fn submit_batch(&self, batch: &SupplyBatch) -> Result<Queued<BatchOutcome>> {
+        self.submit(|engine| engine.apply_batch(batch)).await
     }
 
     pub async fn reserve(&self, request: &ReserveRequest) -> Result<Held> {
@@ -136,10 +150,10 @@ impl App {
     /// A delivery promise; with `reserve`, the promised plan is held and durable first.
     pub async fn promise(&self, request: &PromiseRequest) -> Result<Promise> {
         if request.reserve.is_some() {
-            self.durability.ensure_writable()?;
+            self.write(|engine| engine.promise(request)).await
+        } else {
+            Ok(self.engine.promise(request)?.into_result())
         }
-        let mutation = self.engine.promise(request)?;
-        self.commit(mutation).await
     }
 
     /// Routes an order; with `reserve` (reservation id, TTL), the chosen plan is held too.
@@ -167,10 +181,11 @@ impl App {
 
     /// Checks every position against the live holds; with `repair`, fixes and journals drift.
     pub async fn check_invariants(&self, repair: bool) -> Result<AuditReport> {
-        if repair {
-            self.durability.ensure_writable()?;
-        }
-        let report = self.commit(self.engine.audit(repair)).await?;
+        let report = if repair {
+            self.write(|engine| Ok(engine.audit(true))).await?
+        } else {
+            self.engine.audit(false).into_result()
+        };
         metrics::audited(report.drift, report.oversold);
         Ok(report)
     }
@@ -184,14 +199,18 @@ impl App {
     }
 
     /// One sweep of reservation expiry: expired holds are released and journaled. Expiry is
-    /// not a caller's request, so a journal failure is retried by the writer, not reported.
+    /// not a caller's request: what the journal does not take is undone and expires again at
+    /// a later sweep.
     pub async fn expire_once(&self) {
-        for expired in self.engine.expire_due() {
-            if let Err(error) = self.commit(expired).await {
-                // Expiry already happened in memory; the journal writer keeps the record and
-                // retries it.
-                tracing::debug!(%error, "expiry not yet durable");
-            }
+        let swept = self
+            .durability
+            .apply(|| {
+                let expired = self.engine.expire_due().into_iter();
+                Ok(((), expired.filter_map(|m| m.into_parts().1).collect()))
+            })
+            .await;
+        if let Err(error) = swept {
+            tracing::debug!(%error, "expiry not durable; it is retried at the next sweep");
         }
     }
 

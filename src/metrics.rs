@@ -31,6 +31,7 @@ pub const OVERSOLD_POSITIONS: &str = "promised_oversold_positions";
 pub const JOURNAL_COMMIT: &str = "promised_journal_commit_seconds";
 pub const JOURNAL_GROUP: &str = "promised_journal_group_records";
 pub const JOURNAL_RECORDS: &str = "promised_journal_records_total";
+pub const JOURNAL_TAKEN_BACK: &str = "promised_journal_taken_back_total";
 pub const REDIS_UP: &str = "promised_redis_up";
 pub const SNAPSHOT_SECONDS: &str = "promised_snapshot_duration_seconds";
 pub const SNAPSHOT_BYTES: &str = "promised_snapshot_bytes";
@@ -349,6 +350,7 @@ pub struct JournalMetrics {
     commit: Histogram,
     group: Histogram,
     records: Counter,
+    taken_back: Counter,
     up: metrics::Gauge,
 }
 
@@ -358,6 +360,7 @@ impl JournalMetrics {
             commit: histogram!(JOURNAL_COMMIT),
             group: histogram!(JOURNAL_GROUP),
             records: counter!(JOURNAL_RECORDS),
+            taken_back: counter!(JOURNAL_TAKEN_BACK),
             up: gauge!(REDIS_UP),
         }
     }
@@ -366,6 +369,11 @@ impl JournalMetrics {
         self.commit.record(took.as_secs_f64());
         self.group.record(records as f64);
         self.records.increment(records as u64);
+    }
+
+    /// Mutations undone because the journal did not take them.
+    pub fn taken_back(&self, records: usize) {
+        self.taken_back.increment(records as u64);
     }
 
     pub fn redis_up(&self, up: bool) {

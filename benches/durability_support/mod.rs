@@ -231,7 +231,7 @@ pub async fn add_bench_feeds(
         })
         .collect();
     let ids: Vec<String> = sources.iter().map(|s| s.id.clone()).collect();
-    app.commit(engine.upsert_sources(sources)?).await?;
+    app.upsert_sources(sources).await?;
     Ok(ids.into_iter().map(|id| Feed::resume(engine, id)).collect())
 }
 
@@ -274,15 +274,13 @@ impl Feed {
     /// was applied (a bench must measure real work, not duplicates, stale SETs or rejections).
     pub async fn apply_durably(
         &mut self,
-        engine: &Engine,
         app: &App,
         batch: &mut SupplyBatch,
     ) -> anyhow::Result<()> {
         self.seq += 1;
         batch.seq = self.seq;
-        let mutation = engine.apply_batch(batch)?;
-        check_applied(batch, mutation.peek().applied, mutation.peek().duplicate)?;
-        app.commit(mutation).await?;
+        let outcome = app.apply_batch(batch).await?;
+        check_applied(batch, outcome.applied, outcome.duplicate)?;
         Ok(())
     }
 }
@@ -404,10 +402,11 @@ async fn load_feed(
         updates += next.len() as u64;
         batches += 1;
         let next = feed.batch(next);
-        let mutation = engine.apply_batch(&next)?;
-        check_applied(&next, mutation.peek().applied, mutation.peek().duplicate)?;
-        let app = app.clone();
-        pending.spawn(async move { app.commit(mutation).await.map(|_| ()) });
+        let queued = app.submit_batch(&next).await?;
+        pending.spawn(async move {
+            let outcome = queued.durable().await?;
+            check_applied(&next, outcome.applied, outcome.duplicate)
+        });
         while pending.len() >= in_flight {
             if let Some(done) = pending.join_next().await {
                 done.context("a commit task failed")??;

@@ -11,7 +11,7 @@ use crate::clock::{Clock, UnixMillis};
 use crate::domain::{Node, NodeGroup, Qty, ServiceLevel, Source};
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{AtpPolicy, Effects, Index, MAX_QUANTITY};
-use crate::mutation::{Mutation, Record};
+use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx, SeqState};
 use crate::rejections::RejectionLog;
 use crate::reservation::Book;
@@ -287,6 +287,55 @@ impl Engine {
         }
     }
 
+    fn replace_network(&self, network: Arc<Network>) -> Arc<Network> {
+        let mut current = self
+            .shared
+            .network
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *current, network)
+    }
+
+    /// Takes back mutations whose records the journal never took, newest first, so that
+    /// memory holds only what is durable again. `records` are in the order their mutations
+    /// were applied, and no mutation applied after them may remain: each is undone by putting
+    /// back what it replaced. The durability layer calls this with every record not yet
+    /// durable while it holds off new mutations.
+    pub fn undo(&self, records: Vec<Record>) {
+        for record in records.into_iter().rev() {
+            let Record {
+                source_seq,
+                effects,
+                reservations,
+                ticket,
+                undo,
+                network: _,
+            } = record;
+            self.shared.index.undo(effects);
+            for (after, before) in reservations.iter().zip(undo.reservations).rev() {
+                let mut shard = self.shared.book.shard(&after.id);
+                match before {
+                    Some(before) => {
+                        shard.put(before);
+                    }
+                    None => shard.forget(&after.id),
+                }
+            }
+            if let (Some((source, seq)), Some(last_seq)) = (source_seq, undo.last_seq) {
+                self.with_seq_state(&source, |state| {
+                    state.pending.remove(&seq);
+                    state.last_seq = last_seq;
+                });
+            }
+            if let Some(network) = undo.network {
+                self.replace_network(network);
+            }
+            if let Some(ticket) = ticket {
+                self.settle(ticket);
+            }
+        }
+    }
+
     /// Marks a journaled mutation durable (its record is in the journal).
     pub fn settle(&self, ticket: u64) {
         lock(&self.shared.unsettled).remove(&ticket);
@@ -389,13 +438,13 @@ impl Engine {
             .unwrap_or_else(PoisonError::into_inner);
         let next = Arc::new(change(&self.network())?);
         let ticket = self.begin();
-        *self
-            .shared
-            .network
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = next.clone();
+        let before = self.replace_network(next.clone());
         Ok(self.mutation(ticket, (), || Record {
             network: Some(next.encode()),
+            undo: Undo {
+                network: Some(before),
+                ..Undo::default()
+            },
             ..Record::default()
         }))
     }

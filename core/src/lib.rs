@@ -60,6 +60,8 @@ pub mod view;
 
 #[cfg(test)]
 mod decode_tests;
+#[cfg(test)]
+mod undo_tests;
 
 #[cfg(test)]
 mod test_support;

@@ -2,8 +2,11 @@
 //! memory and returns a [`Record`] of it; the durability layer appends the record before the
 //! caller is acknowledged. Encoding is plain bytes: only the checkpoint layer knows where they go.
 
+use std::sync::Arc;
+
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::index::Effects;
+use crate::network::Network;
 use crate::reservation::Reservation;
 
 /// Encoding version of a record; bumped on any incompatible change.
@@ -25,6 +28,22 @@ pub struct Record {
     pub reservations: Vec<Reservation>,
     /// The engine's number for the mutation, settled once the record is durable.
     pub ticket: Option<u64>,
+    /// What the mutation replaced outside the index; never journaled.
+    pub(crate) undo: Undo,
+}
+
+/// What a mutation replaced outside the index (the index keeps its own in [`Effects`]), held in
+/// memory with its record so that a mutation the journal never took can be taken back
+/// ([`crate::engine::Engine::undo`]).
+#[derive(Debug, Default)]
+pub(crate) struct Undo {
+    /// Each of the record's reservations as it was before, `None` where the mutation created
+    /// it; in the same order as the record's.
+    pub reservations: Vec<Option<Reservation>>,
+    /// The network the mutation replaced.
+    pub network: Option<Arc<Network>>,
+    /// The batch's source's last applied sequence before the batch.
+    pub last_seq: Option<u64>,
 }
 
 impl Record {
@@ -123,6 +142,11 @@ impl<T> Mutation<T> {
     /// The answer as it will be acknowledged, to inspect before it is durable.
     pub fn peek(&self) -> &T {
         &self.result
+    }
+
+    /// The answer and the record to make durable before it is given.
+    pub fn into_parts(self) -> (T, Option<Record>) {
+        (self.result, self.record)
     }
 
     /// The answer. For a journaled mutation, only once its record is durable; an engine that

@@ -319,8 +319,9 @@ impl BookShard<'_> {
         self.map.values()
     }
 
-    /// Stores a new version, keeping the deadline and order indexes in step.
-    pub fn put(&mut self, reservation: Reservation) {
+    /// Stores a new version, keeping the deadline, order and capacity indexes in step; returns
+    /// the version it replaced.
+    pub fn put(&mut self, reservation: Reservation) -> Option<Reservation> {
         let retention = self.book.retention_ms;
         let old = self
             .map
@@ -335,6 +336,14 @@ impl BookShard<'_> {
             if let Some(new) = new {
                 deadlines.insert((new, reservation.id.clone()));
             }
+        }
+        let old_order = self
+            .map
+            .get(&reservation.id)
+            .map(|r| r.order_id.as_str())
+            .filter(|order| !order.is_empty() && *order != reservation.order_id);
+        if let Some(old_order) = old_order {
+            lock(&self.book.orders).remove(old_order);
         }
         if !reservation.order_id.is_empty() {
             lock(&self.book.orders).insert(reservation.order_id.clone(), reservation.id.clone());
@@ -356,10 +365,11 @@ impl BookShard<'_> {
                 *capacity.entry(slot).or_default() += 1;
             }
         }
-        self.map.insert(reservation.id.clone(), reservation);
+        self.map.insert(reservation.id.clone(), reservation)
     }
 
-    /// Forgets an ended reservation whose retention has passed.
+    /// Forgets a reservation: an ended one whose retention has passed, or a new hold whose
+    /// creation is taken back (a hold counts no orders per day).
     pub fn forget(&mut self, id: &str) {
         if let Some(reservation) = self.map.remove(id) {
             if let Some(deadline) = reservation.deadline(self.book.retention_ms) {

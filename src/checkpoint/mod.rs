@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::mutation::Mutation;
+use crate::mutation::Record;
 pub use recovery::RecoveryReport;
 pub use snapshot::SnapshotReport;
 
@@ -156,23 +156,85 @@ impl Store {
         self.journal.up.clone()
     }
 
-    /// Appends a record and waits until Redis has it, at most the configured timeout.
-    async fn append(&self, record: &crate::mutation::Record) -> Result<()> {
-        let (pending, told) = journal::Pending::new(record);
-        let unavailable = |why: &str| Error::Unavailable(format!("not durable: {why}; retry"));
-        let waited = tokio::time::timeout(self.config.timeout, async {
-            self.journal
-                .queue
-                .send(pending)
-                .await
-                .map_err(|_| unavailable("the journal is closed"))?;
-            match told.await {
-                Ok(true) => Ok(()),
-                _ => Err(unavailable("Redis did not take the journal write")),
+    /// Refuses a mutation before it is applied while Redis is unreachable, or while mutations
+    /// that were taken back are not yet superseded by a snapshot.
+    fn ensure_writable(&self) -> Result<()> {
+        if !self.is_up() {
+            return Err(Error::Unavailable(
+                "the durable store (Redis) is unreachable; mutations are refused until it is back"
+                    .into(),
+            ));
+        }
+        if self.journal.fenced.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable(
+                "the durable store is recovering from an outage; mutations are refused until \
+                 it has a snapshot"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies mutations and queues their records: `operation` runs and its records are
+    /// queued in the journal's order; the answer is given by [`Queued::durable`] once Redis
+    /// has them. If Redis does not take them, they are undone before the error is answered.
+    async fn submit<R>(
+        &self,
+        operation: impl FnOnce() -> Result<(R, Vec<Record>)>,
+    ) -> Result<Queued<R>> {
+        // Room for one record is taken first, so a full queue slows callers down without
+        // anyone waiting while holding the order.
+        let first = self
+            .journal
+            .queue
+            .reserve()
+            .await
+            .map_err(|_| not_applied("the journal is closed"))?;
+        let _order = self.journal.order();
+        self.ensure_writable()?;
+        let (answer, records) = operation()?;
+        let mut permits = vec![first];
+        while permits.len() < records.len() {
+            match self.journal.queue.try_reserve() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => {
+                    // Still the newest changes, under the order: undone as if never made.
+                    self.engine.undo(records);
+                    return Err(not_applied("the journal queue is full"));
+                }
             }
-        })
-        .await;
-        waited.unwrap_or_else(|_| Err(unavailable("Redis did not confirm in time")))
+        }
+        let waits = records
+            .into_iter()
+            .zip(permits)
+            .map(|(record, permit)| {
+                let (pending, told) = journal::Pending::new(record);
+                permit.send(pending);
+                told
+            })
+            .collect();
+        Ok(Queued { answer, waits })
+    }
+
+    /// Lifts the fence after mutations were taken back, once Redis is reachable: a snapshot
+    /// of the state after the undo supersedes every journal entry before it, including a
+    /// taken-back write that reached Redis after its round trip timed out.
+    async fn heal(&self) {
+        if !self.journal.fenced.load(Ordering::SeqCst) || !self.is_up() {
+            return;
+        }
+        match self.snapshot_once().await {
+            Ok(_) => {
+                self.journal.fenced.store(false, Ordering::SeqCst);
+                tracing::info!("snapshot after the outage written; mutations accepted again");
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "snapshot after the outage failed; will retry"
+                );
+            }
+        }
     }
 
     /// Writes a snapshot now (one at a time) and trims what it supersedes.
@@ -217,14 +279,18 @@ impl Store {
                 >= self.config.snapshot_after_effects
     }
 
-    /// Takes snapshots when due until `stop`.
+    /// Takes snapshots when due until `stop`, and the one that ends a fence as soon as Redis
+    /// is back.
     pub async fn snapshot_loop(self: Arc<Self>, stop: CancellationToken) {
         let mut ticks = tokio::time::interval(SNAPSHOT_CHECK);
+        let mut up = self.watch_up();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = ticks.tick() => {}
+                _ = up.changed() => {}
             }
+            self.heal().await;
             if self.snapshot_due() && self.is_up() {
                 if let Err(error) = self.snapshot_once().await {
                     tracing::warn!(error = format!("{error:#}"), "snapshot failed; will retry");
@@ -241,6 +307,34 @@ impl Store {
             snapshot_generation: self.snapshot_generation.load(Ordering::Relaxed),
             recovery: self.recovery.clone(),
         }
+    }
+}
+
+fn not_applied(why: &str) -> Error {
+    Error::Unavailable(format!("not applied: {why}; retry"))
+}
+
+/// A change applied in memory whose records are queued for the journal; its answer is given
+/// once they are durable.
+#[derive(Debug)]
+pub struct Queued<R> {
+    answer: R,
+    waits: Vec<oneshot::Receiver<bool>>,
+}
+
+impl<R> Queued<R> {
+    /// The answer, once every record is in Redis; an error if one was not taken, in which
+    /// case the change was undone (for several independent mutations, such as an expiry sweep,
+    /// those after a failed one are undone too).
+    pub async fn durable(self) -> Result<R> {
+        for told in self.waits {
+            if !matches!(told.await, Ok(true)) {
+                return Err(not_applied(
+                    "Redis did not take the journal write, and the change was undone",
+                ));
+            }
+        }
+        Ok(self.answer)
     }
 }
 
@@ -262,27 +356,30 @@ impl std::fmt::Debug for Durability {
 }
 
 impl Durability {
-    /// Refuses a mutation before it is applied while the store cannot take it.
-    pub fn ensure_writable(&self) -> Result<()> {
-        match self {
-            Durability::Redis(store) if !store.is_up() => Err(Error::Unavailable(
-                "the durable store (Redis) is unreachable; mutations are refused until it is back"
-                    .into(),
-            )),
-            _ => Ok(()),
-        }
+    /// Runs `operation`, which answers and returns the records of its changes, and makes them
+    /// durable before the answer is given; an error means nothing changed. Called by the application service only (`app::App`), the
+    /// one place that commits.
+    pub(crate) async fn apply<R>(
+        &self,
+        operation: impl FnOnce() -> Result<(R, Vec<Record>)>,
+    ) -> Result<R> {
+        self.submit(operation).await?.durable().await
     }
 
-    /// Makes a mutation durable and returns its result; an error means it was not acknowledged.
-    /// Called by the application service only (`app::App`), the one place that commits.
-    pub(crate) async fn commit<T>(&self, mutation: Mutation<T>) -> Result<T> {
-        match (self, mutation.record()) {
-            (Durability::Redis(store), Some(record)) if !record.is_empty() => {
-                store.append(record).await?
-            }
-            _ => {}
+    /// [`Durability::apply`] in two steps: applied and queued now, in order with everything
+    /// applied before, and answered by [`Queued::durable`]; lets one caller pipeline changes
+    /// that must keep their order (one feed's batches).
+    pub(crate) async fn submit<R>(
+        &self,
+        operation: impl FnOnce() -> Result<(R, Vec<Record>)>,
+    ) -> Result<Queued<R>> {
+        match self {
+            Durability::Memory => Ok(Queued {
+                answer: operation()?.0,
+                waits: Vec::new(),
+            }),
+            Durability::Redis(store) => store.submit(operation).await,
         }
-        Ok(mutation.into_result())
     }
 
     pub fn status(&self) -> DurabilityStatus {

@@ -137,23 +137,24 @@ impl Shard {
         effects: Option<&mut Effects>,
         update: impl FnOnce(&mut Position) -> (R, bool),
     ) -> R {
-        let (result, changed) = match self.skus.get_mut(sku) {
-            Some(positions) => update_position(counts, positions, node, update),
+        let keep_before = effects.is_some();
+        let (result, changed, before) = match self.skus.get_mut(sku) {
+            Some(positions) => update_position(counts, positions, node, keep_before, update),
             None => {
                 let mut positions = SkuPositions::default();
-                let (result, changed) = update_position(counts, &mut positions, node, update);
-                if changed {
+                let updated = update_position(counts, &mut positions, node, keep_before, update);
+                if updated.1 {
                     self.skus.insert(sku.into(), positions);
                     counts.skus.fetch_add(1, Ordering::Relaxed);
                 }
-                (result, changed)
+                updated
             }
         };
         if changed {
             self.lsn += 1;
             if let Some(effects) = effects {
                 if let Some(position) = self.skus.get(sku).and_then(|p| p.get(node)) {
-                    effects.record_position(at, self.lsn, sku, position);
+                    effects.record_position(at, self.lsn, sku, position, before);
                 }
             }
         }
@@ -182,10 +183,10 @@ impl Shard {
         if entry.pools == pools {
             return;
         }
-        entry.pools = pools;
+        let before = std::mem::replace(&mut entry.pools, pools);
         self.lsn += 1;
         if let Some(effects) = effects {
-            effects.record_pools(at, self.lsn, sku, &entry.pools);
+            effects.record_pools(at, self.lsn, sku, &entry.pools, before);
         }
         if entry.is_empty() {
             self.skus.remove(sku);
@@ -194,24 +195,27 @@ impl Shard {
     }
 }
 
-/// Applies `update` at `node` of one SKU; the flag tells whether it changed anything. A
+/// Applies `update` at `node` of one SKU; the flag tells whether it changed anything, and with
+/// `keep_before`, the position before the change comes back too (`None`: it did not exist). A
 /// position created for a change that changed nothing is removed again.
 fn update_position<R>(
     counts: &Counts,
     positions: &mut SkuPositions,
     node: NodeIdx,
+    keep_before: bool,
     update: impl FnOnce(&mut Position) -> (R, bool),
-) -> (R, bool) {
+) -> (R, bool, Option<Position>) {
     let (position, created) = positions.get_or_create(node);
+    let before = (keep_before && !created).then(|| position.clone());
     let (result, changed) = update(position);
     if created {
         if !changed {
             positions.remove(node);
-            return (result, false);
+            return (result, false, None);
         }
         counts.positions.fetch_add(1, Ordering::Relaxed);
     }
-    (result, changed)
+    (result, changed, before)
 }
 
 /// The sharded position index.
@@ -381,16 +385,17 @@ impl Index {
                         continue;
                     };
                     for position in &mut entry.positions {
+                        let before = position.clone();
                         position.set_demand(demand(&sku, position.node()));
                         shard.lsn += 1;
                         if let Some(effects) = effects.as_deref_mut() {
-                            effects.record_position(at, shard.lsn, &sku, position);
+                            effects.record_position(at, shard.lsn, &sku, position, Some(before));
                         }
                     }
-                    entry.pools = pools(&sku);
+                    let before = std::mem::replace(&mut entry.pools, pools(&sku));
                     shard.lsn += 1;
                     if let Some(effects) = effects.as_deref_mut() {
-                        effects.record_pools(at, shard.lsn, &sku, &entry.pools);
+                        effects.record_pools(at, shard.lsn, &sku, &entry.pools, before);
                     }
                 }
             }

@@ -15,11 +15,29 @@ const POOLS: u8 = 1;
 /// The key replay uses for a SKU's pooled holds, beside its positions' node indices.
 const POOLS_KEY: NodeIdx = NodeIdx::MAX;
 
-/// Images written by one mutation, in the order they were made, for the journal.
+/// Images written by one mutation, in the order they were made, for the journal; and what
+/// each replaced, kept in memory only, so that a mutation the journal never took can be taken
+/// back ([`Index::undo`]).
 #[derive(Debug, Default)]
 pub struct Effects {
     writer: Writer,
     count: u32,
+    before: Vec<Before>,
+}
+
+/// What one effect replaced.
+#[derive(Debug)]
+struct Before {
+    shard: usize,
+    sku: Box<str>,
+    image: BeforeImage,
+}
+
+#[derive(Debug)]
+enum BeforeImage {
+    /// The position at a node, `None` where the mutation created it.
+    Position(NodeIdx, Option<Position>),
+    Pools(Vec<PoolHold>),
 }
 
 impl Effects {
@@ -40,20 +58,40 @@ impl Effects {
         self.writer.u8(kind);
     }
 
+    /// Records `position` as it is now, and `before`, what it replaced.
     pub(super) fn record_position(
         &mut self,
         shard: usize,
         lsn: u64,
         sku: &str,
         position: &Position,
+        before: Option<Position>,
     ) {
         self.header(shard, lsn, sku, POSITION);
         position.encode(&mut self.writer);
+        self.remember(shard, sku, BeforeImage::Position(position.node(), before));
     }
 
-    pub(super) fn record_pools(&mut self, shard: usize, lsn: u64, sku: &str, pools: &[PoolHold]) {
+    /// Records a SKU's pooled holds as they are now, and `before`, what they replaced.
+    pub(super) fn record_pools(
+        &mut self,
+        shard: usize,
+        lsn: u64,
+        sku: &str,
+        pools: &[PoolHold],
+        before: Vec<PoolHold>,
+    ) {
         self.header(shard, lsn, sku, POOLS);
         encode_pools(&mut self.writer, pools);
+        self.remember(shard, sku, BeforeImage::Pools(before));
+    }
+
+    fn remember(&mut self, shard: usize, sku: &str, image: BeforeImage) {
+        self.before.push(Before {
+            shard,
+            sku: sku.into(),
+            image,
+        });
     }
 }
 
@@ -203,6 +241,11 @@ impl Index {
     fn install(&self, at: usize, lsn: u64, sku: &str, image: Image) {
         let mut shard = self.write_shard(at);
         shard.lsn = shard.lsn.max(lsn);
+        self.install_in(&mut shard, sku, image);
+    }
+
+    /// Puts an image in place in a locked shard, counting what it creates.
+    fn install_in(&self, shard: &mut Shard, sku: &str, image: Image) {
         if !shard.skus.contains_key(sku) {
             shard.skus.insert(sku.into(), SkuPositions::default());
             self.counts.skus.fetch_add(1, Ordering::Relaxed);
@@ -219,6 +262,36 @@ impl Index {
                 *slot = position;
             }
             Image::Pools(pools) => entry.pools = pools,
+        }
+    }
+
+    /// Puts back what `effects` replaced, newest first: the mutation that recorded them is
+    /// taken back. Only correct while nothing has changed those positions since, which the
+    /// durability layer ensures by applying mutations in journal order and taking back only
+    /// the newest ones. Each restore is numbered in its shard like any change.
+    pub fn undo(&self, effects: Effects) {
+        for before in effects.before.into_iter().rev() {
+            let mut shard = self.write_shard(before.shard);
+            shard.lsn += 1;
+            let sku = &*before.sku;
+            match before.image {
+                BeforeImage::Position(_, Some(image)) => {
+                    self.install_in(&mut shard, sku, Image::Position(image));
+                }
+                BeforeImage::Position(node, None) => {
+                    if let Some(entry) = shard.skus.get_mut(sku) {
+                        if entry.get(node).is_some() {
+                            entry.remove(node);
+                            self.counts.positions.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                BeforeImage::Pools(pools) => self.install_in(&mut shard, sku, Image::Pools(pools)),
+            }
+            if shard.skus.get(sku).is_some_and(SkuPositions::is_empty) {
+                shard.skus.remove(sku);
+                self.counts.skus.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use crate::domain::{echo, id_problem, Day, Qty};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{Effects, Pool};
-use crate::mutation::{Mutation, Record};
+use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx};
 use crate::reservation::{Line, LineRequest, Reservation, ReserveRequest, Scope, State};
 use crate::view::AtpView;
@@ -66,8 +66,8 @@ impl Engine {
             fingerprint,
             ended_at_ms: None,
         };
-        shard.put(reservation.clone());
-        Ok(self.with_record(ticket, reservation, effects, network))
+        let before = shard.put(reservation.clone());
+        Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
     /// Sets the given lines to their new quantities (0 removes a line) all at once, or changes
@@ -94,8 +94,8 @@ impl Engine {
         })?;
         reservation.lines = new;
         reservation.version += 1;
-        shard.put(reservation.clone());
-        Ok(self.with_record(ticket, reservation, effects, network))
+        let before = shard.put(reservation.clone());
+        Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
     /// Moves a hold's expiry to `ttl_secs` from now.
@@ -107,8 +107,8 @@ impl Engine {
         let ticket = self.begin();
         reservation.expires_at_ms = self.now_ms().saturating_add(ttl_ms);
         reservation.version += 1;
-        shard.put(reservation.clone());
-        Ok(self.with_record(ticket, reservation, None, network))
+        let before = shard.put(reservation.clone());
+        Ok(self.with_record(ticket, before, reservation, None, network))
     }
 
     /// Releases a hold, or the unshipped allocations of a committed reservation. Releasing an
@@ -180,9 +180,10 @@ impl Engine {
         reservation.state = state;
         reservation.ended_at_ms = Some(self.now_ms());
         reservation.version += 1;
-        shard.put(reservation.clone());
+        let before = shard.put(reservation.clone());
         Ok(Some(self.with_record(
             ticket,
+            before,
             reservation,
             effects,
             network,
@@ -228,8 +229,8 @@ impl Engine {
         reservation.state = State::Committed;
         reservation.order_id = order_id.to_owned();
         reservation.version += 1;
-        shard.put(reservation.clone());
-        Ok(self.with_record(ticket, reservation, effects, network))
+        let before = shard.put(reservation.clone());
+        Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
     /// Ships `quantity` of `sku` at `node` for an order: the allocation and on-hand go down
@@ -241,7 +242,7 @@ impl Engine {
         node: NodeIdx,
         quantity: Qty,
         effects: Option<&mut Effects>,
-        shipped: &mut Vec<Reservation>,
+        shipped: &mut Vec<(Reservation, Option<Reservation>)>,
     ) -> std::result::Result<(), crate::domain::RejectReason> {
         use crate::domain::RejectReason;
         let id = self
@@ -268,14 +269,17 @@ impl Engine {
             reservation.ended_at_ms = Some(self.now_ms());
         }
         reservation.version += 1;
-        shard.put(reservation.clone());
-        shipped.push(reservation);
+        let before = shard.put(reservation.clone());
+        shipped.push((reservation, before));
         Ok(())
     }
 
+    /// Wraps a changed reservation as the answer, with the record of the change: its new
+    /// version, and `before`, the version it replaced (`None`: it is new).
     fn with_record(
         &self,
         ticket: crate::engine::Ticket<'_>,
+        before: Option<Reservation>,
         reservation: Reservation,
         effects: Option<Effects>,
         network: Arc<Network>,
@@ -290,6 +294,10 @@ impl Engine {
             || Record {
                 effects: effects.unwrap_or_default(),
                 reservations: vec![image],
+                undo: Undo {
+                    reservations: vec![before],
+                    ..Undo::default()
+                },
                 ..Record::default()
             },
         )
