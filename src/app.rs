@@ -11,18 +11,47 @@
 use std::sync::Arc;
 
 use crate::audit::AuditReport;
+use crate::checkpoint::trail::{AuditPage, AuditQuery, PositionChange};
 use crate::checkpoint::{Durability, DurabilityStatus, Queued};
 use crate::domain::{BatchOutcome, Node, NodeGroup, ServiceLevel, Source, SupplyBatch};
 use crate::engine::{Engine, SafetyStockEntry, Stats};
 use crate::error::Result;
 use crate::metrics::{self, IngestMetrics};
-use crate::mutation::Mutation;
+use crate::mutation::{Cause, Mutation};
 use crate::promise::{Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery};
 use crate::rejections::LoggedRejection;
 use crate::reservation::ReserveRequest;
 use crate::reserve::Held;
 use crate::route::{BatchRouting, RouteRequest, Routed};
+
+/// Who asks for a change: recorded with it for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The credential's id, or `system:<loop>` for the service's own changes.
+    pub actor: String,
+    /// The request's id, as the caller sent it (`x-request-id`) or as generated for it.
+    pub request_id: String,
+}
+
+impl Caller {
+    /// The service itself, for a change its own loop makes (`expiry`).
+    pub fn system(loop_name: &str) -> Self {
+        Self {
+            actor: format!("system:{loop_name}"),
+            request_id: String::new(),
+        }
+    }
+
+    fn cause(&self, action: &str, at_ms: i64) -> Cause {
+        Cause {
+            actor: self.actor.clone(),
+            request_id: self.request_id.clone(),
+            action: action.to_owned(),
+            at_ms,
+        }
+    }
+}
 
 /// A postal code's (country, code) and its coordinates.
 pub type PostalCode = ((String, String), (f64, f64));
@@ -55,57 +84,95 @@ impl App {
 
     /// The write protocol: refuse while the store cannot take a write, run `operation`, make
     /// its record durable, answer; an error means nothing changed. The only call into the
-    /// journal.
-    async fn write<T>(&self, operation: impl FnOnce(&Engine) -> Result<Mutation<T>>) -> Result<T> {
-        self.submit(operation).await?.durable().await
+    /// journal. The record carries `caller` and `action` for the audit trail.
+    async fn write<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        operation: impl FnOnce(&Engine) -> Result<Mutation<T>>,
+    ) -> Result<T> {
+        self.submit(caller, action, operation)
+            .await?
+            .durable()
+            .await
     }
 
     /// [`App::write`] up to the journal queue: applied and queued in order now, answered by
     /// [`Queued::durable`].
     async fn submit<T>(
         &self,
+        caller: &Caller,
+        action: &str,
         operation: impl FnOnce(&Engine) -> Result<Mutation<T>>,
     ) -> Result<Queued<T>> {
         self.durability
             .submit(|| {
                 let (answer, record) = operation(&self.engine)?.into_parts();
-                Ok((answer, record.into_iter().collect()))
+                let records = record.map(|mut record| {
+                    record.cause = Some(caller.cause(action, self.engine.now_ms()));
+                    record
+                });
+                Ok((answer, records.into_iter().collect()))
             })
             .await
     }
 
-    pub async fn upsert_nodes(&self, nodes: Vec<Node>) -> Result<()> {
-        self.write(|engine| engine.upsert_nodes(nodes)).await
-    }
-
-    pub async fn upsert_groups(&self, groups: Vec<NodeGroup>) -> Result<()> {
-        self.write(|engine| engine.upsert_groups(groups)).await
-    }
-
-    pub async fn upsert_sources(&self, sources: Vec<Source>) -> Result<()> {
-        self.write(|engine| engine.upsert_sources(sources)).await
-    }
-
-    pub async fn upsert_service_levels(&self, levels: Vec<ServiceLevel>) -> Result<()> {
-        self.write(|engine| engine.upsert_service_levels(levels))
+    pub async fn upsert_nodes(&self, caller: &Caller, nodes: Vec<Node>) -> Result<()> {
+        self.write(caller, "upsert_nodes", |engine| engine.upsert_nodes(nodes))
             .await
     }
 
-    pub async fn upsert_postal_codes(&self, codes: Vec<PostalCode>) -> Result<()> {
-        self.write(|engine| engine.upsert_postal_codes(codes)).await
+    pub async fn upsert_groups(&self, caller: &Caller, groups: Vec<NodeGroup>) -> Result<()> {
+        self.write(caller, "upsert_groups", |engine| {
+            engine.upsert_groups(groups)
+        })
+        .await
     }
 
-    pub async fn set_safety_stock(&self, entries: &[SafetyStockEntry]) -> Result<()> {
-        self.write(|engine| engine.set_safety_stock(entries)).await
+    pub async fn upsert_sources(&self, caller: &Caller, sources: Vec<Source>) -> Result<()> {
+        self.write(caller, "upsert_sources", |engine| {
+            engine.upsert_sources(sources)
+        })
+        .await
+    }
+
+    pub async fn upsert_service_levels(
+        &self,
+        caller: &Caller,
+        levels: Vec<ServiceLevel>,
+    ) -> Result<()> {
+        self.write(caller, "upsert_service_levels", |engine| {
+            engine.upsert_service_levels(levels)
+        })
+        .await
+    }
+
+    pub async fn upsert_postal_codes(&self, caller: &Caller, codes: Vec<PostalCode>) -> Result<()> {
+        self.write(caller, "upsert_postal_codes", |engine| {
+            engine.upsert_postal_codes(codes)
+        })
+        .await
+    }
+
+    pub async fn set_safety_stock(
+        &self,
+        caller: &Caller,
+        entries: &[SafetyStockEntry],
+    ) -> Result<()> {
+        self.write(caller, "set_safety_stock", |engine| {
+            engine.set_safety_stock(entries)
+        })
+        .await
     }
 
     /// Applies a feed's batch and answers once it is durable, with the source's durable
     /// sequence as of the answer; a heartbeat (no updates) needs no durable store.
-    pub async fn apply_batch(&self, batch: &SupplyBatch) -> Result<BatchOutcome> {
+    pub async fn apply_batch(&self, caller: &Caller, batch: &SupplyBatch) -> Result<BatchOutcome> {
         let mut outcome = if batch.updates.is_empty() {
             self.engine.apply_batch(batch)?.into_result()
         } else {
-            self.write(|engine| engine.apply_batch(batch)).await?
+            self.write(caller, "apply_batch", |engine| engine.apply_batch(batch))
+                .await?
         };
         self.ingest.batch(batch.updates.is_empty(), &outcome);
         // The commit may have confirmed later batches of the source too.
@@ -119,38 +186,66 @@ impl App {
     /// Applies a feed's batch with updates now and answers once it is durable, through
     /// [`Queued::durable`]: a feed may send its next batch before the answer and keep its
     /// order (pipelining one source's batches).
-    pub async fn submit_batch(&self, batch: &SupplyBatch) -> Result<Queued<BatchOutcome>> {
-        self.submit(|engine| engine.apply_batch(batch)).await
-    }
-
-    pub async fn reserve(&self, request: &ReserveRequest) -> Result<Held> {
-        self.write(|engine| engine.reserve(request)).await
-    }
-
-    pub async fn update_reservation(&self, request: &ReserveRequest) -> Result<Held> {
-        self.write(|engine| engine.update_reservation(request))
+    pub async fn submit_batch(
+        &self,
+        caller: &Caller,
+        batch: &SupplyBatch,
+    ) -> Result<Queued<BatchOutcome>> {
+        self.submit(caller, "apply_batch", |engine| engine.apply_batch(batch))
             .await
     }
 
-    pub async fn extend(&self, reservation_id: &str, ttl_secs: u64) -> Result<Held> {
-        self.write(|engine| engine.extend(reservation_id, ttl_secs))
+    pub async fn reserve(&self, caller: &Caller, request: &ReserveRequest) -> Result<Held> {
+        self.write(caller, "reserve", |engine| engine.reserve(request))
             .await
     }
 
-    pub async fn release(&self, reservation_id: &str) -> Result<Held> {
-        self.write(|engine| engine.release(reservation_id)).await
+    pub async fn update_reservation(
+        &self,
+        caller: &Caller,
+        request: &ReserveRequest,
+    ) -> Result<Held> {
+        self.write(caller, "update_reservation", |engine| {
+            engine.update_reservation(request)
+        })
+        .await
+    }
+
+    pub async fn extend(
+        &self,
+        caller: &Caller,
+        reservation_id: &str,
+        ttl_secs: u64,
+    ) -> Result<Held> {
+        self.write(caller, "extend", |engine| {
+            engine.extend(reservation_id, ttl_secs)
+        })
+        .await
+    }
+
+    pub async fn release(&self, caller: &Caller, reservation_id: &str) -> Result<Held> {
+        self.write(caller, "release", |engine| engine.release(reservation_id))
+            .await
     }
 
     /// Turns a hold into an allocation for `order_id`.
-    pub async fn commit_reservation(&self, reservation_id: &str, order_id: &str) -> Result<Held> {
-        self.write(|engine| engine.commit(reservation_id, order_id))
-            .await
+    pub async fn commit_reservation(
+        &self,
+        caller: &Caller,
+        reservation_id: &str,
+        order_id: &str,
+    ) -> Result<Held> {
+        self.write(caller, "commit", |engine| {
+            engine.commit(reservation_id, order_id)
+        })
+        .await
     }
 
     /// A delivery promise; with `reserve`, the promised plan is held and durable first.
-    pub async fn promise(&self, request: &PromiseRequest) -> Result<Promise> {
+    pub async fn promise(&self, caller: &Caller, request: &PromiseRequest) -> Result<Promise> {
         if request.reserve.is_some() {
-            self.write(|engine| engine.promise(request)).await
+            self.write(caller, "promise", |engine| engine.promise(request))
+                .await
         } else {
             Ok(self.engine.promise(request)?.into_result())
         }
@@ -159,6 +254,7 @@ impl App {
     /// Routes an order; with `reserve` (reservation id, TTL), the chosen plan is held too.
     pub async fn route(
         &self,
+        caller: &Caller,
         request: &RouteRequest,
         reserve: Option<(&str, u64)>,
     ) -> Result<Routed> {
@@ -168,8 +264,10 @@ impl App {
                 reservation: None,
             }),
             Some((id, ttl_secs)) => {
-                self.write(|engine| engine.route_and_reserve(request, id, ttl_secs))
-                    .await
+                self.write(caller, "route_and_reserve", |engine| {
+                    engine.route_and_reserve(request, id, ttl_secs)
+                })
+                .await
             }
         }
     }
@@ -180,9 +278,10 @@ impl App {
     }
 
     /// Checks every position against the live holds; with `repair`, fixes and journals drift.
-    pub async fn check_invariants(&self, repair: bool) -> Result<AuditReport> {
+    pub async fn check_invariants(&self, caller: &Caller, repair: bool) -> Result<AuditReport> {
         let report = if repair {
-            self.write(|engine| Ok(engine.audit(true))).await?
+            self.write(caller, "repair", |engine| Ok(engine.audit(true)))
+                .await?
         } else {
             self.engine.audit(false).into_result()
         };
@@ -205,8 +304,13 @@ impl App {
         let swept = self
             .durability
             .apply(|| {
-                let expired = self.engine.expire_due().into_iter();
-                Ok(((), expired.filter_map(|m| m.into_parts().1).collect()))
+                let cause = Caller::system("expiry").cause("expire", self.engine.now_ms());
+                let records = self.engine.expire_due().into_iter();
+                let records = records.filter_map(|m| m.into_parts().1).map(|mut record| {
+                    record.cause = Some(cause.clone());
+                    record
+                });
+                Ok(((), records.collect()))
             })
             .await;
         if let Err(error) = swept {
@@ -225,6 +329,25 @@ impl App {
     /// Up to `limit` logged rejections, newest first, and how many were ever logged.
     pub fn rejections(&self, source_id: Option<&str>, limit: usize) -> (Vec<LoggedRejection>, u64) {
         self.engine.rejections(source_id, limit)
+    }
+
+    /// A page of the audit trail.
+    pub async fn audit_trail(&self, query: &AuditQuery) -> Result<AuditPage> {
+        self.durability.audit(query).await
+    }
+
+    /// The last `limit` changes of the position at (`sku`, `node_id`), newest first, and the
+    /// journal entries read for them.
+    pub async fn position_history(
+        &self,
+        sku: &str,
+        node_id: &str,
+        limit: usize,
+    ) -> Result<(Vec<PositionChange>, usize)> {
+        let node = self.engine.network().node_idx(node_id).ok_or_else(|| {
+            crate::error::Error::NotFound(format!("node {}", crate::domain::echo(node_id)))
+        })?;
+        self.durability.position_history(sku, node, limit).await
     }
 
     pub fn stats(&self) -> (Stats, DurabilityStatus) {

@@ -49,6 +49,7 @@ pub const ENV_REDIS_PREFIX: &str = "PROMISED_REDIS_PREFIX";
 pub const ENV_REDIS_TIMEOUT_MS: &str = "PROMISED_REDIS_TIMEOUT_MS";
 pub const ENV_SNAPSHOT_INTERVAL_SECS: &str = "PROMISED_SNAPSHOT_INTERVAL_SECS";
 pub const ENV_SNAPSHOT_AFTER_EFFECTS: &str = "PROMISED_SNAPSHOT_AFTER_EFFECTS";
+pub const ENV_AUDIT_RETENTION_SECS: &str = "PROMISED_AUDIT_RETENTION_SECS";
 
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
@@ -60,6 +61,8 @@ pub const DEFAULT_REDIS_PREFIX: &str = "promised";
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 1_000;
 pub const DEFAULT_SNAPSHOT_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_SNAPSHOT_AFTER_EFFECTS: u64 = 5_000_000;
+/// A week of journal kept for the audit trail.
+pub const DEFAULT_AUDIT_RETENTION_SECS: u64 = 7 * 86_400;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -187,6 +190,9 @@ pub struct ServeArgs {
     /// Journaled position changes that trigger a snapshot early [env PROMISED_SNAPSHOT_AFTER_EFFECTS] [default 5000000]
     #[arg(long)]
     pub snapshot_after_effects: Option<String>,
+    /// Seconds the journal keeps changes for the audit trail after a snapshot covers them [env PROMISED_AUDIT_RETENTION_SECS] [default 604800]
+    #[arg(long)]
+    pub audit_retention_secs: Option<String>,
 }
 
 /// The service's configuration.
@@ -428,6 +434,11 @@ fn redis_config(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Option<Redi
             ENV_SNAPSHOT_AFTER_EFFECTS,
             DEFAULT_SNAPSHOT_AFTER_EFFECTS,
         )?,
+        audit_retention: Duration::from_secs(s.pick(
+            &args.audit_retention_secs,
+            ENV_AUDIT_RETENTION_SECS,
+            DEFAULT_AUDIT_RETENTION_SECS,
+        )?),
     }))
 }
 

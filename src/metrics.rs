@@ -188,13 +188,15 @@ pub enum Rpc {
     GetReservation,
     Commit,
     CheckInvariants,
+    ListAudit,
+    GetPositionHistory,
     PromiseOrder,
     RouteOrder,
     RouteOrders,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 21] = [
+    const ALL: [Rpc; 23] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
@@ -213,6 +215,8 @@ impl Rpc {
         Self::GetReservation,
         Self::Commit,
         Self::CheckInvariants,
+        Self::ListAudit,
+        Self::GetPositionHistory,
         Self::PromiseOrder,
         Self::RouteOrder,
         Self::RouteOrders,
@@ -238,6 +242,8 @@ impl Rpc {
             Self::GetReservation => "GetReservation",
             Self::Commit => "Commit",
             Self::CheckInvariants => "CheckInvariants",
+            Self::ListAudit => "ListAudit",
+            Self::GetPositionHistory => "GetPositionHistory",
             Self::PromiseOrder => "PromiseOrder",
             Self::RouteOrder => "RouteOrder",
             Self::RouteOrders => "RouteOrders",

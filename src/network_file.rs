@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use serde::Deserialize;
 
-use crate::app::App;
+use crate::app::{App, Caller};
 use crate::domain::{parse_time_zone, Node, NodeGroup, NodeKind, Source, SourceKind, SupplyType};
 use crate::error::Error;
 use crate::spec::{FulfilmentSpec, ServiceLevelSpec};
@@ -108,7 +108,8 @@ impl NetworkFile {
     /// Upserts the file's groups, then nodes, then sources (each refers to the ones before),
     /// then service levels and postal codes, each made durable before the next.
     pub async fn apply(self, app: &App) -> anyhow::Result<()> {
-        let groups = self
+        let caller = Caller::system("network-file");
+        let groups: Vec<NodeGroup> = self
             .groups
             .into_iter()
             .map(|g| NodeGroup {
@@ -116,12 +117,14 @@ impl NetworkFile {
                 description: g.description,
             })
             .collect();
-        app.upsert_groups(groups).await.context("groups")?;
-        app.upsert_nodes(nodes(self.nodes)?)
+        app.upsert_groups(&caller, groups).await.context("groups")?;
+        app.upsert_nodes(&caller, nodes(self.nodes)?)
             .await
             .context("nodes")?;
         let sources = self.sources.into_iter().map(source).collect();
-        app.upsert_sources(sources).await.context("sources")?;
+        app.upsert_sources(&caller, sources)
+            .await
+            .context("sources")?;
         let levels = self
             .service_levels
             .into_iter()
@@ -131,15 +134,15 @@ impl NetworkFile {
                     .map_err(|v| anyhow!("service level {name}: {}", Error::InvalidArgument(v)))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        app.upsert_service_levels(levels)
+        app.upsert_service_levels(&caller, levels)
             .await
             .context("service levels")?;
-        let codes = self
+        let codes: Vec<_> = self
             .postal_codes
             .into_iter()
             .map(|p| ((p.country, p.postal_code), (p.lat, p.lon)))
             .collect();
-        app.upsert_postal_codes(codes)
+        app.upsert_postal_codes(&caller, codes)
             .await
             .context("postal codes")?;
         Ok(())

@@ -177,6 +177,7 @@ fn spawn_grpc(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_connection_age(limits.max_connection_age)
         .layer(MapResponseLayer::new(grpc::caller_statuses))
+        .layer(grpc::RequestIdLayer)
         // Shed, not queue: a call over the in-flight limit is answered RESOURCE_EXHAUSTED at once.
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use promised::app::App;
+use promised::app::{App, Caller};
 use promised::checkpoint::{RedisConfig, Store};
 use promised::clock::SystemClock;
 use promised::domain::{Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate};
@@ -192,6 +192,7 @@ pub fn redis_config(url: &str, prefix: &str) -> RedisConfig {
         timeout: Duration::from_secs(60),
         snapshot_interval: Duration::from_secs(24 * 3600),
         snapshot_after_effects: u64::MAX,
+        audit_retention: Duration::from_secs(3600),
     }
 }
 
@@ -231,7 +232,8 @@ pub async fn add_bench_feeds(
         })
         .collect();
     let ids: Vec<String> = sources.iter().map(|s| s.id.clone()).collect();
-    app.upsert_sources(sources).await?;
+    app.upsert_sources(&Caller::system("bench"), sources)
+        .await?;
     Ok(ids.into_iter().map(|id| Feed::resume(engine, id)).collect())
 }
 
@@ -279,7 +281,7 @@ impl Feed {
     ) -> anyhow::Result<()> {
         self.seq += 1;
         batch.seq = self.seq;
-        let outcome = app.apply_batch(batch).await?;
+        let outcome = app.apply_batch(&Caller::system("bench"), batch).await?;
         check_applied(batch, outcome.applied, outcome.duplicate)?;
         Ok(())
     }
@@ -402,7 +404,7 @@ async fn load_feed(
         updates += next.len() as u64;
         batches += 1;
         let next = feed.batch(next);
-        let queued = app.submit_batch(&next).await?;
+        let queued = app.submit_batch(&Caller::system("bench"), &next).await?;
         pending.spawn(async move {
             let outcome = queued.durable().await?;
             check_applied(&next, outcome.applied, outcome.duplicate)

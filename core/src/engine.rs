@@ -310,6 +310,7 @@ impl Engine {
                 ticket,
                 undo,
                 network: _,
+                cause: _,
             } = record;
             self.shared.index.undo(effects);
             for (after, before) in reservations.iter().zip(undo.reservations).rev() {

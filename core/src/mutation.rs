@@ -9,11 +9,45 @@ use crate::index::Effects;
 use crate::network::Network;
 use crate::reservation::Reservation;
 
-/// Encoding version of a record; bumped on any incompatible change.
-const RECORD_VERSION: u8 = 2;
+/// Encoding version of a record; bumped on any incompatible change. Version 3 added the
+/// cause; version 2 records (without one) are still read.
+const RECORD_VERSION: u8 = 3;
+const OLDEST_READ_VERSION: u8 = 2;
 
 const HAS_SOURCE: u8 = 1;
 const HAS_NETWORK: u8 = 2;
+const HAS_CAUSE: u8 = 4;
+
+/// Who made a change and why, for the audit trail: journaled with the change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cause {
+    /// The credential that asked for it, or the service's own loop (`system:expiry`).
+    pub actor: String,
+    /// The request's id (`x-request-id`), as the caller sent it or as generated for it.
+    pub request_id: String,
+    /// The operation (`reserve`, `apply_batch`, ...).
+    pub action: String,
+    /// Server time of the change.
+    pub at_ms: i64,
+}
+
+impl Cause {
+    fn encode(&self, w: &mut Writer) {
+        w.str(&self.actor);
+        w.str(&self.request_id);
+        w.str(&self.action);
+        w.ivar(self.at_ms);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Decoded<Self> {
+        Ok(Cause {
+            actor: r.str()?.to_owned(),
+            request_id: r.str()?.to_owned(),
+            action: r.str()?.to_owned(),
+            at_ms: r.ivar()?,
+        })
+    }
+}
 
 /// The durable trace of one mutation.
 #[derive(Debug, Default)]
@@ -28,6 +62,8 @@ pub struct Record {
     pub reservations: Vec<Reservation>,
     /// The engine's number for the mutation, settled once the record is durable.
     pub ticket: Option<u64>,
+    /// Who asked for the change, set by the application service before the record is queued.
+    pub cause: Option<Cause>,
     /// What the mutation replaced outside the index; never journaled.
     pub(crate) undo: Undo,
 }
@@ -58,22 +94,19 @@ impl Record {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(RECORD_VERSION);
-        let flags = if self.source_seq.is_some() {
-            HAS_SOURCE
-        } else {
-            0
-        } | if self.network.is_some() {
-            HAS_NETWORK
-        } else {
-            0
-        };
-        w.u8(flags);
+        let flag = |present: bool, flag: u8| if present { flag } else { 0 };
+        w.u8(flag(self.source_seq.is_some(), HAS_SOURCE)
+            | flag(self.network.is_some(), HAS_NETWORK)
+            | flag(self.cause.is_some(), HAS_CAUSE));
         if let Some((source, seq)) = &self.source_seq {
             w.str(source);
             w.var(*seq);
         }
         if let Some(network) = &self.network {
             w.bytes(network);
+        }
+        if let Some(cause) = &self.cause {
+            cause.encode(&mut w);
         }
         w.len(self.reservations.len());
         for reservation in &self.reservations {
@@ -89,6 +122,7 @@ impl Record {
 pub struct StoredRecord<'a> {
     pub source_seq: Option<(&'a str, u64)>,
     pub network: Option<&'a [u8]>,
+    pub cause: Option<Cause>,
     pub reservations: Vec<Reservation>,
     pub effects: Reader<'a>,
 }
@@ -96,7 +130,7 @@ pub struct StoredRecord<'a> {
 impl<'a> StoredRecord<'a> {
     pub fn decode(bytes: &'a [u8]) -> Decoded<StoredRecord<'a>> {
         let mut r = Reader::new(bytes);
-        if r.u8()? != RECORD_VERSION {
+        if !(OLDEST_READ_VERSION..=RECORD_VERSION).contains(&r.u8()?) {
             return Err(CodecError("unsupported journal record version"));
         }
         let flags = r.u8()?;
@@ -110,12 +144,18 @@ impl<'a> StoredRecord<'a> {
         } else {
             None
         };
+        let cause = if flags & HAS_CAUSE != 0 {
+            Some(Cause::decode(&mut r)?)
+        } else {
+            None
+        };
         let reservations = (0..r.len()?)
             .map(|_| Reservation::decode(&mut r))
             .collect::<Decoded<_>>()?;
         Ok(StoredRecord {
             source_seq,
             network,
+            cause,
             reservations,
             effects: r,
         })

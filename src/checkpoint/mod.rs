@@ -10,6 +10,7 @@
 mod journal;
 mod recovery;
 pub mod snapshot;
+pub mod trail;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -44,6 +45,8 @@ pub struct RedisConfig {
     pub snapshot_interval: Duration,
     /// ...and as soon as this many position images were journaled since the last one.
     pub snapshot_after_effects: u64,
+    /// How long the journal keeps entries for the audit trail after a snapshot covers them.
+    pub audit_retention: Duration,
 }
 
 /// The keys of one instance.
@@ -246,8 +249,16 @@ impl Store {
         let now_ms = self.engine.now_ms();
         // Long enough for the journal to catch up with batches applied during the copy.
         let durable_within = self.config.timeout * 4;
-        let report =
-            snapshot::write(&mut conn, &self.keys, &self.engine, now_ms, durable_within).await?;
+        let retention = self.config.audit_retention;
+        let report = snapshot::write(
+            &mut conn,
+            &self.keys,
+            &self.engine,
+            now_ms,
+            durable_within,
+            retention,
+        )
+        .await?;
         self.journal
             .since_snapshot
             .fetch_sub(journaled_before, Ordering::Relaxed);
@@ -299,6 +310,25 @@ impl Store {
         }
     }
 
+    /// A page of the audit trail.
+    pub async fn audit(&self, query: &trail::AuditQuery) -> Result<trail::AuditPage> {
+        trail::page(&mut self.conn.clone(), &self.keys, query)
+            .await
+            .map_err(|error| journal_unreadable(&error))
+    }
+
+    /// The last `limit` changes of a position.
+    pub async fn position_history(
+        &self,
+        sku: &str,
+        node: crate::network::NodeIdx,
+        limit: usize,
+    ) -> Result<(Vec<trail::PositionChange>, usize)> {
+        trail::position_history(&mut self.conn.clone(), &self.keys, sku, node, limit)
+            .await
+            .map_err(|error| journal_unreadable(&error))
+    }
+
     pub fn status(&self) -> DurabilityStatus {
         DurabilityStatus {
             mode: "redis",
@@ -308,6 +338,16 @@ impl Store {
             recovery: self.recovery.clone(),
         }
     }
+}
+
+/// A journal read that failed: Redis is unreachable (or the entry is damaged, which is
+/// logged).
+fn journal_unreadable(error: &anyhow::Error) -> Error {
+    tracing::warn!(
+        error = format!("{error:#}"),
+        "reading the audit trail failed"
+    );
+    Error::Unavailable("the journal could not be read; retry".into())
 }
 
 fn not_applied(why: &str) -> Error {
@@ -382,6 +422,27 @@ impl Durability {
         }
     }
 
+    /// A page of the audit trail, which lives in the journal.
+    pub async fn audit(&self, query: &trail::AuditQuery) -> Result<trail::AuditPage> {
+        match self {
+            Durability::Memory => Err(no_trail()),
+            Durability::Redis(store) => store.audit(query).await,
+        }
+    }
+
+    /// The last `limit` changes of a position, from the journal.
+    pub async fn position_history(
+        &self,
+        sku: &str,
+        node: crate::network::NodeIdx,
+        limit: usize,
+    ) -> Result<(Vec<trail::PositionChange>, usize)> {
+        match self {
+            Durability::Memory => Err(no_trail()),
+            Durability::Redis(store) => store.position_history(sku, node, limit).await,
+        }
+    }
+
     pub fn status(&self) -> DurabilityStatus {
         match self {
             Durability::Memory => DurabilityStatus {
@@ -392,6 +453,14 @@ impl Durability {
             Durability::Redis(store) => store.status(),
         }
     }
+}
+
+fn no_trail() -> Error {
+    Error::FailedPrecondition(
+        "the audit trail is kept in the journal; this service runs in memory only (start it \
+         with --redis-url)"
+            .into(),
+    )
 }
 
 /// Connects and learns what a Redis crash could lose, which bounds what an acknowledgement means.

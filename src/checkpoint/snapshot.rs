@@ -173,6 +173,7 @@ pub async fn write(
     engine: &Engine,
     now_ms: i64,
     durable_within: Duration,
+    audit_retention: Duration,
 ) -> anyhow::Result<SnapshotReport> {
     let generation: u64 = conn.incr(&keys.generation, 1u64).await?;
     // The mark is read before any shard is copied: every entry already in the journal was
@@ -194,7 +195,8 @@ pub async fn write(
         reservation_chunks: reservation_chunks.sums,
     };
     let superseded = switch_to(conn, keys, &manifest).await?;
-    trim_superseded(conn, keys, generation, superseded).await?;
+    let keep_from = retention_start(&manifest.journal_mark, audit_retention);
+    trim_superseded(conn, keys, generation, superseded, keep_from).await?;
     Ok(manifest.report(chunks.bytes + reservation_chunks.bytes))
 }
 
@@ -308,15 +310,25 @@ async fn switch_to(
     })
 }
 
-/// Frees what the switch left unreachable, so Redis holds two generations and one journal span.
+/// The oldest journal entry id the audit trail keeps: `retention` before the mark (both on
+/// Redis's clock), or `None` for an empty journal.
+fn retention_start(mark: &str, retention: Duration) -> Option<(u64, u64)> {
+    let (ms, _) = parse_id(mark)?;
+    let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+    Some((ms.saturating_sub(retention_ms), 0))
+}
+
+/// Frees what the switch left unreachable, so Redis holds two generations and the journal
+/// from the older of the previous generation's mark and the audit retention (`keep_from`).
 async fn trim_superseded(
     conn: &mut ConnectionManager,
     keys: &Keys,
     generation: u64,
     superseded: Superseded,
+    keep_from: Option<(u64, u64)>,
 ) -> anyhow::Result<()> {
-    // The generation before the previous one is no longer a fallback; the journal is kept from
-    // the previous generation's mark on.
+    // The generation before the previous one is no longer a fallback; recovery needs the
+    // journal from the previous generation's mark on, the audit trail its retention.
     if let Some(retired) = superseded.retired {
         if retired.generation != generation {
             // Both kinds of chunk: position chunks and reservation chunks.
@@ -329,11 +341,15 @@ async fn trim_superseded(
             }
         }
     }
-    if let Some(min_id) = superseded.previous.and_then(|p| after(&p.journal_mark)) {
+    let recovery_from = superseded
+        .previous
+        .and_then(|p| after(&p.journal_mark))
+        .and_then(|id| parse_id(&id));
+    if let Some((ms, seq)) = recovery_from.zip(keep_from).map(|(a, b)| a.min(b)) {
         let _: u64 = redis::cmd("XTRIM")
             .arg(&keys.journal)
             .arg("MINID")
-            .arg(min_id)
+            .arg(format!("{ms}-{seq}"))
             .query_async(conn)
             .await?;
     }
@@ -375,9 +391,14 @@ async fn durable_seqs(engine: &Engine, within: Duration) -> anyhow::Result<Vec<(
 
 /// The stream id right after `id` ("ms-seq"), or `None` for the empty mark.
 fn after(id: &str) -> Option<String> {
-    let (ms, seq) = id.split_once('-')?;
-    let (ms, seq): (u64, u64) = (ms.parse().ok()?, seq.parse().ok()?);
+    let (ms, seq) = parse_id(id)?;
     (ms, seq).ne(&(0, 0)).then(|| format!("{ms}-{}", seq + 1))
+}
+
+/// A stream id's (milliseconds, sequence).
+fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// A generation read back: its manifest, an index holding its positions, its reservations.

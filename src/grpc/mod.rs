@@ -5,6 +5,7 @@ mod admin;
 mod availability;
 mod convert;
 mod promising;
+mod request_id;
 mod reservations;
 mod routing;
 mod serve;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use crate::app::{App, Caller};
 use crate::metrics::RpcMetrics;
 
 /// Generated messages, clients and servers of `promised.v1`.
@@ -33,6 +34,7 @@ pub mod pb {
 pub use admin::AdminService;
 pub use availability::AvailabilityService;
 pub use promising::PromisingService;
+pub use request_id::RequestIdLayer;
 pub use reservations::ReservationService;
 pub use routing::RoutingService;
 pub use serve::{caller_statuses, report_store_health, routes, stop_serving};
@@ -52,4 +54,12 @@ pub struct Handlers {
     pub feed_idle: Duration,
     /// Which open stream feeds each source.
     pub feed_owners: Arc<FeedOwners>,
+}
+
+/// Who makes a call, for the audit trail of what it changes.
+fn caller<T>(request: &tonic::Request<T>) -> Caller {
+    Caller {
+        actor: "anonymous".into(),
+        request_id: request_id::of(request),
+    }
 }

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{promise_request, promise_response};
 use super::pb::{self, promising_server::Promising};
 use super::status::answer;
-use super::Handlers;
+use super::{caller, Handlers};
 use crate::metrics::Rpc;
 
 #[derive(Debug, Clone)]
@@ -19,9 +19,12 @@ impl Promising for PromisingService {
         request: Request<pb::PromiseRequest>,
     ) -> Result<Response<pb::PromiseResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::PromiseOrder);
+        let caller = caller(&request);
         answer(async {
             let request = promise_request(request.into_inner())?;
-            Ok(promise_response(self.0.app.promise(&request).await?))
+            Ok(promise_response(
+                self.0.app.promise(&caller, &request).await?,
+            ))
         })
         .await
     }

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{reservation, reserve_request};
 use super::pb::{self, reservations_server::Reservations};
 use super::status::answer;
-use super::Handlers;
+use super::{caller, Handlers};
 use crate::metrics::Rpc;
 
 #[derive(Debug, Clone)]
@@ -19,9 +19,10 @@ impl Reservations for ReservationService {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Reserve);
+        let caller = caller(&request);
         answer(async {
             let request = reserve_request(request.into_inner())?;
-            Ok(reservation(self.0.app.reserve(&request).await?))
+            Ok(reservation(self.0.app.reserve(&caller, &request).await?))
         })
         .await
     }
@@ -32,9 +33,12 @@ impl Reservations for ReservationService {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpdateReservation);
+        let caller = caller(&request);
         answer(async {
             let request = reserve_request(request.into_inner())?;
-            Ok(reservation(self.0.app.update_reservation(&request).await?))
+            Ok(reservation(
+                self.0.app.update_reservation(&caller, &request).await?,
+            ))
         })
         .await
     }
@@ -45,10 +49,15 @@ impl Reservations for ReservationService {
         request: Request<pb::ExtendRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Extend);
+        let caller = caller(&request);
         let request = request.into_inner();
         let ttl_secs = u64::from(request.ttl_seconds);
         answer(async {
-            let held = self.0.app.extend(&request.reservation_id, ttl_secs).await?;
+            let held = self
+                .0
+                .app
+                .extend(&caller, &request.reservation_id, ttl_secs)
+                .await?;
             Ok(reservation(held))
         })
         .await
@@ -60,8 +69,9 @@ impl Reservations for ReservationService {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Release);
+        let caller = caller(&request);
         let id = request.into_inner().reservation_id;
-        answer(async { Ok(reservation(self.0.app.release(&id).await?)) }).await
+        answer(async { Ok(reservation(self.0.app.release(&caller, &id).await?)) }).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -80,12 +90,13 @@ impl Reservations for ReservationService {
         request: Request<pb::CommitRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Commit);
+        let caller = caller(&request);
         let request = request.into_inner();
         answer(async {
             let held = self
                 .0
                 .app
-                .commit_reservation(&request.reservation_id, &request.order_id)
+                .commit_reservation(&caller, &request.reservation_id, &request.order_id)
                 .await?;
             Ok(reservation(held))
         })

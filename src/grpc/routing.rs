@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{route_request, route_response};
 use super::pb::{self, routing_server::Routing};
 use super::status::answer;
-use super::Handlers;
+use super::{caller, Handlers};
 use crate::error::Error;
 use crate::metrics::Rpc;
 use crate::route::RouteRequest;
@@ -24,10 +24,11 @@ impl Routing for RoutingService {
         request: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::RouteOrder);
+        let caller = caller(&request);
         answer(async {
             let (request, reserve) = route_request(request.into_inner(), "")?;
             let reserve = reserve.as_ref().map(|(id, ttl)| (id.as_str(), *ttl));
-            let routed = self.0.app.route(&request, reserve).await?;
+            let routed = self.0.app.route(&caller, &request, reserve).await?;
             Ok(route_response(
                 &request.order_id,
                 routed.routing,

@@ -12,7 +12,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::{ack, rejections};
 use super::pb::{self, supply_server::Supply};
 use super::status::status;
-use super::Handlers;
+use super::{caller, Handlers};
+use crate::app::Caller;
 use crate::domain::SupplyBatch;
 use crate::metrics::Rpc;
 
@@ -28,10 +29,20 @@ pub struct SupplyService(pub Handlers);
 
 impl SupplyService {
     /// Applies a batch and answers once it is durable.
-    async fn apply(&self, batch: pb::SupplyBatch, rpc: Rpc) -> Result<pb::SupplyAck, Status> {
+    async fn apply(
+        &self,
+        caller: &Caller,
+        batch: pb::SupplyBatch,
+        rpc: Rpc,
+    ) -> Result<pb::SupplyAck, Status> {
         let _timer = self.0.rpc.time(rpc);
         let batch = SupplyBatch::from(batch);
-        let outcome = self.0.app.apply_batch(&batch).await.map_err(status)?;
+        let outcome = self
+            .0
+            .app
+            .apply_batch(caller, &batch)
+            .await
+            .map_err(status)?;
         Ok(ack(outcome))
     }
 
@@ -42,6 +53,7 @@ impl SupplyService {
     /// half-dead stream), or at shutdown.
     async fn pump(
         self,
+        caller: Caller,
         mut batches: Streaming<pb::SupplyBatch>,
         acks: mpsc::Sender<Result<pb::SupplyAck, Status>>,
     ) {
@@ -56,7 +68,7 @@ impl SupplyService {
                 }
             };
             let source_id = batch.source_id.clone();
-            let reply = self.apply(batch, Rpc::StreamUpdates).await;
+            let reply = self.apply(&caller, batch, Rpc::StreamUpdates).await;
             let failed = reply.is_err();
             if !failed {
                 self.0.feed_owners.claim(&source_id, &stream);
@@ -160,9 +172,10 @@ impl Supply for SupplyService {
             .map_err(|_| Status::resource_exhausted("too many concurrent feed streams"))?;
         let (acks, replies) = mpsc::channel(ACK_BUFFER);
         let service = self.clone();
+        let caller = caller(&request);
         let batches = request.into_inner();
         tokio::spawn(async move {
-            service.pump(batches, acks).await;
+            service.pump(caller, batches, acks).await;
             drop(permit);
         });
         Ok(Response::new(ReceiverStream::new(replies)))
@@ -173,7 +186,8 @@ impl Supply for SupplyService {
         &self,
         request: Request<pb::SupplyBatch>,
     ) -> Result<Response<pb::SupplyAck>, Status> {
-        self.apply(request.into_inner(), Rpc::ApplyBatch)
+        let caller = caller(&request);
+        self.apply(&caller, request.into_inner(), Rpc::ApplyBatch)
             .await
             .map(Response::new)
     }

@@ -20,7 +20,7 @@ use tonic_health::pb::HealthCheckRequest;
 use crate::helpers::*;
 use crate::redis::RedisServer;
 
-fn durable(redis: &RedisServer, prefix: &str) -> ServeArgs {
+pub fn durable(redis: &RedisServer, prefix: &str) -> ServeArgs {
     ServeArgs {
         redis_url: Some(redis.url()),
         redis_prefix: Some(prefix.into()),
@@ -54,6 +54,7 @@ async fn recover_at(
         timeout: Duration::from_millis(500),
         snapshot_interval: Duration::from_secs(3600),
         snapshot_after_effects: u64::MAX,
+        audit_retention: Duration::from_secs(3600),
     };
     Store::open(config, &EngineConfig::default(), Arc::new(clock)).await
 }

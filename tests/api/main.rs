@@ -6,6 +6,7 @@
     reason = "a test's helpers fail the test with the reason"
 )]
 
+mod audit;
 mod availability;
 mod bad_input;
 mod connections;

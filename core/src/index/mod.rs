@@ -15,7 +15,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use persist::{Effects, Replay};
+pub use persist::{position_images, Effects, Replay};
 pub use position::{
     Applied, AtpPolicy, Change, ChangeKind, DatedDemand, Position, Totals, MAX_QUANTITY,
 };

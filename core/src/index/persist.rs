@@ -141,6 +141,31 @@ enum Image {
     Pools(Vec<PoolHold>),
 }
 
+/// Decodes the next effect: shard, shard sequence, SKU and image.
+fn next_effect<'a>(r: &mut Reader<'a>) -> Decoded<(usize, u64, &'a str, Image)> {
+    let at = usize::try_from(r.var()?).map_err(|_| CodecError("shard"))?;
+    let lsn = r.var()?;
+    let sku = r.str()?;
+    let image = match r.u8()? {
+        POSITION => Image::Position(Position::decode(r)?),
+        POOLS => Image::Pools(decode_pools(r)?),
+        _ => return Err(CodecError("effect kind")),
+    };
+    Ok((at, lsn, sku, image))
+}
+
+/// The position images among encoded effects (pooled holds left out), in their order: what
+/// a journal record did to each (SKU, node), for the audit trail.
+pub fn position_images<'a>(effects: &mut Reader<'a>) -> Decoded<Vec<(&'a str, Position)>> {
+    let mut images = Vec::new();
+    while !effects.is_empty() {
+        if let (_, _, sku, Image::Position(position)) = next_effect(effects)? {
+            images.push((sku, position));
+        }
+    }
+    Ok(images)
+}
+
 impl Index {
     /// Encodes one shard (its sequence number, every position and pooled hold) under its read
     /// lock, which blocks writers of that shard only for the copy; returns the positions written.
@@ -210,14 +235,7 @@ impl Index {
     /// position (or the same SKU's pools) already replayed.
     pub fn replay(&self, effects: &mut Reader<'_>, replay: &mut Replay) -> Decoded<()> {
         while !effects.is_empty() {
-            let at = usize::try_from(effects.var()?).map_err(|_| CodecError("shard"))?;
-            let lsn = effects.var()?;
-            let sku = effects.str()?;
-            let image = match effects.u8()? {
-                POSITION => Image::Position(Position::decode(effects)?),
-                POOLS => Image::Pools(decode_pools(effects)?),
-                _ => return Err(CodecError("effect kind")),
-            };
+            let (at, lsn, sku, image) = next_effect(effects)?;
             if at >= self.shards.len() || self.shard_of(sku) != at {
                 return Err(CodecError("effect in the wrong shard"));
             }

@@ -16,8 +16,10 @@ use crate::query::{Availability, AvailabilityQuery, ItemAvailability};
 use crate::rejections::LoggedRejection;
 use crate::spec::{CalendarSpec, FulfilmentSpec, ServiceLevelSpec};
 
+mod audit;
 mod orders;
 
+pub use audit::{audit_page, audit_query, history_limit, position_history};
 pub use orders::{
     promise_request, promise_response, reservation, reserve_request, route_request, route_response,
 };
