@@ -1,5 +1,5 @@
 //! The decoders of durable state (journal records, network images, positions, reservations,
-//! snapshot shards, replayed effects) answer an error for any damaged input, never a panic or
+//! snapshot manifests and shards, replayed effects) answer an error for any damaged input, never a panic or
 //! an unbounded allocation: arbitrary bytes, and real records with bytes changed or cut off.
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use crate::codec::Reader;
 use crate::domain::{SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
 use crate::engine::{Engine, EngineConfig};
 use crate::index::{Index, Position};
+use crate::manifest::Manifest;
 use crate::mutation::StoredRecord;
 use crate::network::Network;
 use crate::reservation::{LineRequest, Reservation, ReserveRequest};
@@ -85,6 +86,7 @@ fn decode_everything(bytes: &[u8]) {
         let _ = index.replay(&mut effects, &mut replay);
     }
     let _ = Network::decode(bytes, 0);
+    let _ = Manifest::decode(bytes);
     let _ = Position::decode(&mut Reader::new(bytes));
     let _ = Reservation::decode(&mut Reader::new(bytes));
     let _ = Index::new(4).restore_shard(&mut Reader::new(bytes));

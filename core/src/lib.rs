@@ -13,7 +13,8 @@
 //! - [`network`]: nodes, groups, sources, service levels, postal codes, swapped whole on change.
 //! - [`index`]: positions sharded by SKU, and time-phased ATP of one position.
 //! - [`rejections`]: the bounded log of rejected updates.
-//! - [`mutation`]: the record a change leaves for the journal.
+//! - [`mutation`]: the record a change leaves for the journal; [`manifest`]: the table of
+//!   contents of a snapshot generation.
 //! - [`reservation`]: the reservation book; [`flow`]: the max-flow coverage check.
 //! - [`engine`]: the shared core handle every operation below works on.
 //! - [`view`]: ATP at one instant (days per node, stale-feed policy, safety stock).
@@ -47,6 +48,7 @@ pub mod error;
 pub mod flow;
 pub mod index;
 pub mod ingest;
+pub mod manifest;
 pub mod mutation;
 pub mod network;
 pub mod promise;
