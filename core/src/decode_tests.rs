@@ -7,10 +7,10 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use crate::clock::ManualClock;
-use crate::codec::Reader;
+use crate::codec::{Reader, Writer};
 use crate::domain::{SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
 use crate::engine::{Engine, EngineConfig};
-use crate::index::{Index, Position};
+use crate::index::{Index, Position, MAX_QUANTITY};
 use crate::manifest::Manifest;
 use crate::mutation::StoredRecord;
 use crate::network::Network;
@@ -123,6 +123,101 @@ fn real_records_decode_whole() {
             .replay(&mut effects, &mut replay)
             .expect("its effects replay");
     }
+}
+
+/// A position without dated supply, as `Position::encode` writes it: node, on hand, the
+/// on-hand SET's source time, no safety override.
+fn plain_position(w: &mut Writer, node: u64, on_hand: i64) {
+    w.var(node);
+    w.ivar(on_hand);
+    w.ivar(0);
+    w.ivar(-1);
+    w.u8(0);
+}
+
+/// A position at node 0 with dated receipts (ETA day, quantity) and demand (day, reserved),
+/// in the order given, as `Position::encode` writes them.
+fn dated_position(receipts: &[(i32, i64)], demand: &[(i32, i64)]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.var(0);
+    w.ivar(5);
+    w.ivar(0);
+    w.ivar(-1);
+    w.u8(1);
+    w.len(receipts.len());
+    for &(eta, quantity) in receipts {
+        w.str("ASN-1");
+        w.u8(1);
+        w.ivar(eta.into());
+        w.ivar(quantity);
+        w.ivar(0);
+    }
+    w.ivar(0);
+    w.len(demand.len());
+    for &(day, reserved) in demand {
+        w.ivar(day.into());
+        w.ivar(reserved);
+        w.ivar(0);
+    }
+    w.buf
+}
+
+fn position_decodes(bytes: &[u8]) -> bool {
+    Position::decode(&mut Reader::new(bytes)).is_ok()
+}
+
+/// Found by fuzzing (`journal_effects`): a replayed position with an on-hand near `i64::MIN`
+/// decoded, and computing its ATP overflowed.
+#[test]
+fn a_position_with_a_quantity_beyond_the_limit_is_refused() {
+    let at_the_limit = dated_position(&[(3, MAX_QUANTITY)], &[(3, -MAX_QUANTITY)]);
+    assert!(position_decodes(&at_the_limit));
+    assert!(!position_decodes(&dated_position(
+        &[(3, MAX_QUANTITY + 1)],
+        &[]
+    )));
+    assert!(!position_decodes(&dated_position(
+        &[],
+        &[(3, -MAX_QUANTITY - 1)]
+    )));
+    let mut w = Writer::default();
+    plain_position(&mut w, 0, i64::MIN);
+    assert!(!position_decodes(&w.buf));
+}
+
+/// ATP walks receipts by ETA and demand by day, and demand is found by binary search.
+#[test]
+fn a_position_with_receipts_or_demand_out_of_order_is_refused() {
+    let in_order = dated_position(&[(3, 1), (3, 1), (5, 1)], &[(3, 1), (4, 1)]);
+    assert!(position_decodes(&in_order));
+    assert!(!position_decodes(&dated_position(&[(5, 1), (3, 1)], &[])));
+    assert!(!position_decodes(&dated_position(&[], &[(4, 1), (3, 1)])));
+    assert!(!position_decodes(&dated_position(&[], &[(4, 1), (4, 1)])));
+}
+
+fn shard_restores(bytes: &[u8]) -> bool {
+    Index::new(1).restore_shard(&mut Reader::new(bytes)).is_ok()
+}
+
+/// Pooled holds are added up like demand.
+#[test]
+fn pooled_holds_beyond_the_quantity_limit_are_refused() {
+    let pooled = |quantity: i64| {
+        let mut w = Writer::default();
+        w.var(0);
+        w.var(7);
+        w.len(1);
+        w.str("SKU-1");
+        w.len(0);
+        w.len(1);
+        w.var(0);
+        w.ivar(3);
+        w.ivar(quantity);
+        w.buf
+    };
+    assert!(shard_restores(&pooled(MAX_QUANTITY)));
+    assert!(!shard_restores(&pooled(MAX_QUANTITY + 1)));
+    assert!(!shard_restores(&pooled(i64::MIN)));
 }
 
 proptest! {

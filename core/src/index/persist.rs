@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use super::{Index, MapHasher, Pool, PoolHold, Position, Shard, SkuPositions};
+use super::{Index, MapHasher, Pool, PoolHold, Position, Shard, SkuPositions, MAX_QUANTITY};
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::domain::Day;
 use crate::network::NodeIdx;
@@ -69,6 +69,8 @@ fn encode_pools(w: &mut Writer, pools: &[PoolHold]) {
     }
 }
 
+/// Reads pooled holds [`encode_pools`] wrote; a quantity beyond [`MAX_QUANTITY`] either way
+/// is refused, as for positions.
 fn decode_pools(r: &mut Reader<'_>) -> Decoded<Vec<PoolHold>> {
     (0..r.len()?)
         .map(|_| {
@@ -77,10 +79,14 @@ fn decode_pools(r: &mut Reader<'_>) -> Decoded<Vec<PoolHold>> {
                 g => Pool::Group(u32::try_from(g - 1).map_err(|_| CodecError("group index"))?),
             };
             let day = i32::try_from(r.ivar()?).map_err(|_| CodecError("day"))?;
+            let quantity = r.ivar()?;
+            if quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
+                return Err(CodecError("quantity beyond the limit"));
+            }
             Ok(PoolHold {
                 pool,
                 day: Day(day),
-                quantity: r.ivar()?,
+                quantity,
             })
         })
         .collect()
