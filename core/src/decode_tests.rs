@@ -220,6 +220,55 @@ fn pooled_holds_beyond_the_quantity_limit_are_refused() {
     assert!(!shard_restores(&pooled(i64::MIN)));
 }
 
+/// Shard 0 of a one-shard index as `Index::encode_shard` writes it: each SKU with positions
+/// at the nodes given, in that order, and no pooled holds.
+fn one_shard(skus: &[(&str, &[u64])]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.var(0);
+    w.var(7);
+    w.len(skus.len());
+    for (sku, nodes) in skus {
+        w.str(sku);
+        w.len(nodes.len());
+        for &node in *nodes {
+            plain_position(&mut w, node, 1);
+        }
+        w.len(0);
+    }
+    w.buf
+}
+
+/// Found by fuzzing (`snapshot_chunk`): positions at nodes [0, 326, 2] restored, and
+/// lookups by node, which are binary searches, missed the last.
+#[test]
+fn a_shard_with_positions_out_of_node_order_is_refused() {
+    assert!(shard_restores(&one_shard(&[("SKU-1", &[0, 2, 326])])));
+    assert!(!shard_restores(&one_shard(&[("SKU-1", &[0, 326, 2])])));
+    assert!(!shard_restores(&one_shard(&[("SKU-1", &[2, 2])])));
+}
+
+/// The second copy replaced the first while both were counted.
+#[test]
+fn a_shard_naming_a_sku_twice_is_refused() {
+    assert!(!shard_restores(&one_shard(&[
+        ("SKU-1", &[0]),
+        ("SKU-1", &[1])
+    ])));
+}
+
+#[test]
+fn a_shard_restored_again_is_counted_once() {
+    let index = Index::new(1);
+    let bytes = one_shard(&[("SKU-1", &[0, 1]), ("SKU-2", &[0])]);
+    for _ in 0..2 {
+        index
+            .restore_shard(&mut Reader::new(&bytes))
+            .expect("a well-formed shard restores");
+    }
+    assert_eq!(index.sku_count(), 2);
+    assert_eq!(index.position_count(), 3);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 

@@ -149,11 +149,26 @@ impl Index {
             let positions = (0..count)
                 .map(|_| Position::decode(r))
                 .collect::<Decoded<Vec<_>>>()?;
+            // Lookups are binary searches by node.
+            if !positions.windows(2).all(|w| w[0].node() < w[1].node()) {
+                return Err(CodecError("positions out of node order"));
+            }
             let pools = decode_pools(r)?;
             positions_total += count as u64;
-            skus.insert(sku, SkuPositions { positions, pools });
+            if skus
+                .insert(sku, SkuPositions { positions, pools })
+                .is_some()
+            {
+                return Err(CodecError("a SKU twice in one shard"));
+            }
         }
         let mut shard = self.write_shard(at);
+        // What the shard held leaves the counts, so a shard restored twice counts once.
+        let held: u64 = shard.skus.values().map(|e| e.positions.len() as u64).sum();
+        self.counts
+            .skus
+            .fetch_sub(shard.skus.len() as u64, Ordering::Relaxed);
+        self.counts.positions.fetch_sub(held, Ordering::Relaxed);
         self.counts
             .skus
             .fetch_add(skus.len() as u64, Ordering::Relaxed);
