@@ -10,7 +10,7 @@ use crate::clock::ManualClock;
 use crate::codec::{Reader, Writer};
 use crate::domain::{SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
 use crate::engine::{Engine, EngineConfig};
-use crate::index::{Index, Position, MAX_QUANTITY};
+use crate::index::{Index, Position, MAX_QUANTITY, MAX_SHARDS};
 use crate::manifest::Manifest;
 use crate::mutation::StoredRecord;
 use crate::network::Network;
@@ -267,6 +267,37 @@ fn a_shard_restored_again_is_counted_once() {
     }
     assert_eq!(index.sku_count(), 2);
     assert_eq!(index.position_count(), 3);
+}
+
+/// Found by fuzzing (`manifest`): a manifest stating about 2^32 shards decoded, and recovery
+/// allocated an index of that many shards (256 GiB) before any check.
+#[test]
+fn a_manifest_with_a_shard_count_no_index_has_is_refused() {
+    let max = MAX_SHARDS as u32;
+    for (shards, usable) in [
+        (1, true),
+        (256, true),
+        (max, true),
+        (0, false),
+        (3, false),
+        (max * 2, false),
+        (u32::MAX, false),
+    ] {
+        let manifest = Manifest {
+            generation: 1,
+            created_ms: 0,
+            shard_count: shards,
+            journal_mark: "0-0".into(),
+            network: Vec::new(),
+            source_seqs: Vec::new(),
+            chunks: Vec::new(),
+            positions: 0,
+            reservation_chunks: Vec::new(),
+        };
+        let decoded = Manifest::decode(&manifest.encode());
+        assert_eq!(decoded.is_ok(), usable, "{shards} shards");
+    }
+    assert_eq!(Index::new(usize::MAX).shard_count(), MAX_SHARDS);
 }
 
 proptest! {

@@ -4,6 +4,7 @@
 //! without a store.
 
 use crate::codec::{Decoded, Reader, Writer};
+use crate::index::MAX_SHARDS;
 
 const MAGIC: &[u8; 4] = b"PRMS";
 /// The snapshot format this build writes and reads.
@@ -65,10 +66,19 @@ impl Manifest {
         self.encode_with_version(FORMAT_VERSION)
     }
 
+    /// Reads a manifest [`Manifest::encode`] wrote; its shard count is one an index can have
+    /// (a power of two up to [`MAX_SHARDS`]), as recovery makes an index of that many shards.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let body = checked_body(bytes)?;
-        read_manifest(&mut Reader::new(body))
-            .map_err(|e| ManifestError::Corrupt(format!("fields: {e}")))
+        let manifest = read_manifest(&mut Reader::new(body))
+            .map_err(|e| ManifestError::Corrupt(format!("fields: {e}")))?;
+        let shards = manifest.shard_count as usize;
+        if !(shards.is_power_of_two() && shards <= MAX_SHARDS) {
+            return Err(ManifestError::Corrupt(format!(
+                "shard count {shards} is not a power of two up to {MAX_SHARDS}"
+            )));
+        }
+        Ok(manifest)
     }
 }
 
