@@ -300,6 +300,46 @@ fn a_manifest_with_a_shard_count_no_index_has_is_refused() {
     assert_eq!(Index::new(usize::MAX).shard_count(), MAX_SHARDS);
 }
 
+/// A committed reservation as `Reservation::encode` writes it: one line at node 0 holding
+/// `quantity`, allocated there as `allocated`, of which `shipped` has shipped.
+fn committed(quantity: i64, allocated: i64, shipped: i64) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.str("cart");
+    w.var(2);
+    w.u8(1);
+    w.ivar(0);
+    w.str("ORDER-1");
+    w.var(0);
+    w.ivar(i64::MIN);
+    w.len(1);
+    w.str("SKU-1");
+    w.u8(0);
+    w.var(0);
+    w.ivar(quantity);
+    w.ivar(0);
+    w.len(1);
+    w.var(0);
+    w.ivar(allocated);
+    w.ivar(shipped);
+    w.buf
+}
+
+/// Found by fuzzing (`reservation`): an allocation with extreme quantities decoded, and the
+/// audit's open quantity of it (allocated less shipped) overflowed.
+#[test]
+fn a_reservation_with_quantities_no_request_makes_is_refused() {
+    let decodes = |bytes: &[u8]| Reservation::decode(&mut Reader::new(bytes)).is_ok();
+    assert!(decodes(&committed(
+        MAX_QUANTITY,
+        MAX_QUANTITY,
+        MAX_QUANTITY
+    )));
+    assert!(!decodes(&committed(MAX_QUANTITY + 1, 0, 0)));
+    assert!(!decodes(&committed(2, -1, 0)));
+    assert!(!decodes(&committed(2, 2, i64::MIN)));
+    assert!(!decodes(&committed(2, 1, 2)));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 
