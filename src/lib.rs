@@ -16,7 +16,8 @@
 //! - **Core** (the `promised-core` crate, re-exported here under the same module names):
 //!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
 //!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`], [`view`], [`flow`],
-//!   [`audit`], over the [`engine`] handle; [`mutation`] records and their [`codec`].
+//!   [`audit`], over the [`engine`] handle; [`mutation`] records, snapshot
+//!   [`manifest`]s and their [`codec`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
 //! - **Process** [`server`]: listeners ([`connections`] bounds the gRPC one), background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
@@ -43,8 +44,8 @@
 //! - Time comes from a [`clock::Clock`], so tests control it.
 
 pub use promised_core::{
-    audit, calendar, clock, codec, delivery, domain, engine, error, flow, index, ingest, mutation,
-    network, promise, query, rejections, reservation, reserve, route, spec, view,
+    audit, calendar, clock, codec, delivery, domain, engine, error, flow, index, ingest, manifest,
+    mutation, network, promise, query, rejections, reservation, reserve, route, spec, view,
 };
 
 pub mod app;

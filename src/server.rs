@@ -28,7 +28,7 @@ use crate::connections;
 use crate::engine::Engine;
 use crate::grpc::{self, Handlers};
 use crate::metrics::{self, RpcMetrics};
-use crate::network_file::NetworkFile;
+use crate::network_file;
 
 /// How often an idle connection is pinged, and how long its answer may take: a peer that
 /// has gone away is noticed and its connection closed.
@@ -62,7 +62,7 @@ impl Application {
         let (engine, durability) = start_engine(&config, clock).await?;
         let app = App::new(engine, durability);
         if let Some(path) = &config.network_file {
-            NetworkFile::read(path)?.apply(&app).await?;
+            network_file::apply(network_file::read(path)?, &app).await?;
         }
         let grpc = listen(config.grpc_addr, "gRPC").await?;
         let metrics = listen(config.metrics_addr, "metrics").await?;

@@ -17,7 +17,7 @@ use promised::checkpoint::{RedisConfig, Store};
 use promised::clock::SystemClock;
 use promised::domain::{Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate};
 use promised::engine::{Engine, EngineConfig};
-use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
+use promised::network_file::{self, NetworkFile, DEMO_NETWORK_TOML};
 use tokio::task::JoinSet;
 
 /// The Redis binary the bench starts.
@@ -210,9 +210,7 @@ pub async fn open_store(url: &str, prefix: &str) -> anyhow::Result<(Arc<Store>, 
 
 /// Loads the demo network (50 nodes, sources WMS, POS and ERP), durably.
 pub async fn load_demo_network(app: &App) -> anyhow::Result<()> {
-    NetworkFile::parse(DEMO_NETWORK_TOML, false)?
-        .apply(app)
-        .await
+    network_file::apply(NetworkFile::parse(DEMO_NETWORK_TOML, false)?, app).await
 }
 
 /// Adds `count` sources `BENCH-nn` that own on-hand at every node, so that each concurrent

@@ -10,10 +10,12 @@
 //! - [`clock`], [`codec`], [`error`]: time, the byte codec of records, the error enum.
 //! - [`calendar`], [`domain`]: days and operating calendars; nodes, sources, supply updates,
 //!   service levels; [`spec`]: their text forms, checked.
-//! - [`network`]: nodes, groups, sources, service levels, postal codes, swapped whole on change.
+//! - [`network`]: nodes, groups, sources, service levels, postal codes, swapped whole on change;
+//!   [`network_file`]: all of them as a TOML or YAML file states them.
 //! - [`index`]: positions sharded by SKU, and time-phased ATP of one position.
 //! - [`rejections`]: the bounded log of rejected updates.
-//! - [`mutation`]: the record a change leaves for the journal.
+//! - [`mutation`]: the record a change leaves for the journal; [`manifest`]: the table of
+//!   contents of a snapshot generation.
 //! - [`reservation`]: the reservation book; [`flow`]: the max-flow coverage check.
 //! - [`engine`]: the shared core handle every operation below works on.
 //! - [`view`]: ATP at one instant (days per node, stale-feed policy, safety stock).
@@ -47,8 +49,10 @@ pub mod error;
 pub mod flow;
 pub mod index;
 pub mod ingest;
+pub mod manifest;
 pub mod mutation;
 pub mod network;
+pub mod network_file;
 pub mod promise;
 pub mod query;
 pub mod rejections;

@@ -64,22 +64,22 @@ pub struct Record {
     pub ticket: Option<u64>,
     /// Who asked for the change, set by the application service before the record is queued.
     pub cause: Option<Cause>,
-    /// What the mutation replaced outside the index; never journaled.
-    pub(crate) undo: Undo,
+    /// What the mutation replaced outside the index, set by the core; never journaled.
+    pub undo: Undo,
 }
 
 /// What a mutation replaced outside the index (the index keeps its own in [`Effects`]), held in
 /// memory with its record so that a mutation the journal never took can be taken back
 /// ([`crate::engine::Engine::undo`]).
 #[derive(Debug, Default)]
-pub(crate) struct Undo {
+pub struct Undo {
     /// Each of the record's reservations as it was before, `None` where the mutation created
     /// it; in the same order as the record's.
-    pub reservations: Vec<Option<Reservation>>,
+    pub(crate) reservations: Vec<Option<Reservation>>,
     /// The network the mutation replaced.
-    pub network: Option<Arc<Network>>,
+    pub(crate) network: Option<Arc<Network>>,
     /// The batch's source's last applied sequence before the batch.
-    pub last_seq: Option<u64>,
+    pub(crate) last_seq: Option<u64>,
 }
 
 impl Record {

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::clock::UnixMillis;
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::domain::{Day, Qty};
-use crate::index::Pool;
+use crate::index::{Pool, MAX_QUANTITY};
 use crate::network::NodeIdx;
 
 /// A line as a caller asks for it: at a node, in a group, or (both empty) anywhere in the network.
@@ -171,8 +171,18 @@ impl Reservation {
         }
     }
 
+    /// Reads a reservation [`Reservation::encode`] wrote. Quantities no request can make are
+    /// refused: a line's or an allocation's beyond `0..=MAX_QUANTITY`, or more shipped than
+    /// allocated (the audit adds them up, and sums of such values overflow).
     pub fn decode(r: &mut Reader<'_>) -> Decoded<Reservation> {
         let index = |value: u64| u32::try_from(value).map_err(|_| CodecError("index"));
+        let quantity = |r: &mut Reader<'_>| {
+            let quantity = r.ivar()?;
+            if !(0..=MAX_QUANTITY).contains(&quantity) {
+                return Err(CodecError("quantity beyond the limit"));
+            }
+            Ok(quantity)
+        };
         let id = r.str()?.to_owned();
         let version = r.var()?;
         let state = *State::ALL
@@ -191,21 +201,25 @@ impl Reservation {
                 2 => Scope::Pool(Pool::Network),
                 _ => return Err(CodecError("scope")),
             };
-            let quantity = r.ivar()?;
+            let line_quantity = quantity(r)?;
             let need = Day(i32::try_from(r.ivar()?).map_err(|_| CodecError("day"))?);
             let allocations = (0..r.len()?)
                 .map(|_| {
-                    Ok(Allocation {
+                    let allocation = Allocation {
                         node: index(r.var()?)?,
-                        quantity: r.ivar()?,
-                        shipped: r.ivar()?,
-                    })
+                        quantity: quantity(r)?,
+                        shipped: quantity(r)?,
+                    };
+                    if allocation.shipped > allocation.quantity {
+                        return Err(CodecError("more shipped than allocated"));
+                    }
+                    Ok(allocation)
                 })
                 .collect::<Decoded<_>>()?;
             lines.push(Line {
                 sku,
                 scope,
-                quantity,
+                quantity: line_quantity,
                 need,
                 allocations,
             });

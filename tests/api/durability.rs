@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use promised::checkpoint::snapshot::Manifest;
 use promised::checkpoint::{Durability, Keys, RedisConfig, Store};
 use promised::clock::ManualClock;
 use promised::config::ServeArgs;
 use promised::engine::{Engine, EngineConfig};
 use promised::grpc::pb;
+use promised::manifest::Manifest;
 use promised::query::AvailabilityQuery;
 use redis::Commands;
 use tonic::Code;

@@ -30,6 +30,10 @@ type MapHasher = foldhash::fast::RandomState;
 /// and journaled shard sequence numbers stay meaningful across restarts.
 const SHARD_SEED: u64 = 0x7072_6f6d_6973_6564;
 
+/// Most shards an index has. Each is a lock and a map, so more only cost memory; and a
+/// snapshot states its shard count, which recovery allocates before reading any shard.
+pub const MAX_SHARDS: usize = 1 << 16;
+
 /// Where a pooled hold may be served from: a node group, or the whole network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Pool {
@@ -279,9 +283,10 @@ impl Locked<'_> {
 }
 
 impl Index {
-    /// An empty index with `shards` shards (rounded up to a power of two, at least one).
+    /// An empty index with `shards` shards (rounded up to a power of two, at least one, at
+    /// most [`MAX_SHARDS`]).
     pub fn new(shards: usize) -> Self {
-        let count = shards.max(1).next_power_of_two();
+        let count = shards.clamp(1, MAX_SHARDS).next_power_of_two();
         Self {
             shards: (0..count).map(|_| RwLock::default()).collect(),
             hasher: foldhash::fast::FixedState::with_seed(SHARD_SEED),

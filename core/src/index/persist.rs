@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use super::{Index, MapHasher, Pool, PoolHold, Position, Shard, SkuPositions};
+use super::{Index, MapHasher, Pool, PoolHold, Position, Shard, SkuPositions, MAX_QUANTITY};
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::domain::Day;
 use crate::network::NodeIdx;
@@ -107,6 +107,8 @@ fn encode_pools(w: &mut Writer, pools: &[PoolHold]) {
     }
 }
 
+/// Reads pooled holds [`encode_pools`] wrote; a quantity beyond [`MAX_QUANTITY`] either way
+/// is refused, as for positions.
 fn decode_pools(r: &mut Reader<'_>) -> Decoded<Vec<PoolHold>> {
     (0..r.len()?)
         .map(|_| {
@@ -115,10 +117,14 @@ fn decode_pools(r: &mut Reader<'_>) -> Decoded<Vec<PoolHold>> {
                 g => Pool::Group(u32::try_from(g - 1).map_err(|_| CodecError("group index"))?),
             };
             let day = i32::try_from(r.ivar()?).map_err(|_| CodecError("day"))?;
+            let quantity = r.ivar()?;
+            if quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
+                return Err(CodecError("quantity beyond the limit"));
+            }
             Ok(PoolHold {
                 pool,
                 day: Day(day),
-                quantity: r.ivar()?,
+                quantity,
             })
         })
         .collect()
@@ -206,11 +212,26 @@ impl Index {
             let positions = (0..count)
                 .map(|_| Position::decode(r))
                 .collect::<Decoded<Vec<_>>>()?;
+            // Lookups are binary searches by node.
+            if !positions.windows(2).all(|w| w[0].node() < w[1].node()) {
+                return Err(CodecError("positions out of node order"));
+            }
             let pools = decode_pools(r)?;
             positions_total += count as u64;
-            skus.insert(sku, SkuPositions { positions, pools });
+            if skus
+                .insert(sku, SkuPositions { positions, pools })
+                .is_some()
+            {
+                return Err(CodecError("a SKU twice in one shard"));
+            }
         }
         let mut shard = self.write_shard(at);
+        // What the shard held leaves the counts, so a shard restored twice counts once.
+        let held: u64 = shard.skus.values().map(|e| e.positions.len() as u64).sum();
+        self.counts
+            .skus
+            .fetch_sub(shard.skus.len() as u64, Ordering::Relaxed);
+        self.counts.positions.fetch_sub(held, Ordering::Relaxed);
         self.counts
             .skus
             .fetch_add(skus.len() as u64, Ordering::Relaxed);

@@ -9,8 +9,9 @@ use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::domain::{Day, Qty, SupplyType};
 use crate::network::NodeIdx;
 
-/// The largest quantity a position stores in any field; updates that would exceed it are
-/// rejected, which keeps every sum of a position far from `i64` overflow.
+/// The largest quantity a position, a pooled hold or a reservation stores in any field;
+/// updates and requests that would exceed it are rejected and decoders refuse it, which
+/// keeps every sum of them far from `i64` overflow.
 pub const MAX_QUANTITY: Qty = 1_000_000_000_000;
 
 /// Marks "no per-position override" in [`Position::safety_override`].
@@ -393,13 +394,16 @@ impl Position {
         }
     }
 
+    /// Reads a position [`Position::encode`] wrote. What a position never holds is refused:
+    /// a quantity beyond [`MAX_QUANTITY`] either way (sums of them would overflow), receipts
+    /// out of ETA order or demand out of day order (ATP walks both in order).
     pub fn decode(r: &mut Reader<'_>) -> Decoded<Position> {
         let node = NodeIdx::try_from(r.var()?).map_err(|_| CodecError("node index"))?;
         let mut position = Position {
             node,
-            on_hand: r.ivar()?,
+            on_hand: quantity(r)?,
             on_hand_as_of_ms: r.ivar()?,
-            safety_override: r.ivar()?,
+            safety_override: quantity(r)?,
             dated: None,
         };
         if r.u8()? == 0 {
@@ -420,21 +424,36 @@ impl Position {
                 reference,
                 supply_type,
                 eta: day(r)?,
-                quantity: r.ivar()?,
+                quantity: quantity(r)?,
                 as_of_ms: r.ivar()?,
             });
+        }
+        if !dated.receipts.windows(2).all(|w| w[0].eta <= w[1].eta) {
+            return Err(CodecError("receipts out of ETA order"));
         }
         dated.removed_as_of_ms = r.ivar()?;
         for _ in 0..r.len()? {
             dated.demand.push(DatedDemand {
                 day: day(r)?,
-                reserved: r.ivar()?,
-                allocated: r.ivar()?,
+                reserved: quantity(r)?,
+                allocated: quantity(r)?,
             });
+        }
+        if !dated.demand.windows(2).all(|w| w[0].day < w[1].day) {
+            return Err(CodecError("demand out of day order"));
         }
         position.dated = Some(Box::new(dated));
         Ok(position)
     }
+}
+
+/// A stored quantity, within [`MAX_QUANTITY`] either way.
+fn quantity(r: &mut Reader<'_>) -> Decoded<Qty> {
+    let quantity = r.ivar()?;
+    if quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
+        return Err(CodecError("quantity beyond the limit"));
+    }
+    Ok(quantity)
 }
 
 fn insert_receipt(dated: &mut Dated, change: &Change<'_>, as_of_ms: i64) -> Applied {

@@ -63,8 +63,11 @@ impl Network {
             w.f64(level.base_cost);
             w.f64(level.cost_per_km);
         }
-        w.len(self.postal_codes.len());
-        for ((country, code), (lat, lon)) in &self.postal_codes {
+        // In key order, so one configuration always encodes to the same bytes.
+        let mut postal_codes: Vec<_> = self.postal_codes.iter().collect();
+        postal_codes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        w.len(postal_codes.len());
+        for ((country, code), (lat, lon)) in postal_codes {
             w.str(country);
             w.str(code);
             w.f64(*lat);
@@ -210,4 +213,28 @@ fn decode_service_level(r: &mut Reader<'_>) -> Decoded<ServiceLevel> {
         base_cost: r.f64()?,
         cost_per_km: r.f64()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A network of postal codes only, added in the order of `numbers`.
+    fn with_postal_codes(numbers: impl Iterator<Item = u32>) -> Network {
+        let codes = numbers
+            .map(|n| (("US".to_owned(), format!("{n:05}")), (40.0, -74.0)))
+            .collect();
+        Network::default()
+            .with_postal_codes(codes)
+            .expect("valid postal codes")
+    }
+
+    #[test]
+    fn one_configuration_encodes_to_the_same_bytes() {
+        let forward = with_postal_codes(0..50).encode();
+        let backward = with_postal_codes((0..50).rev()).encode();
+        assert_eq!(forward, backward, "added in another order");
+        let decoded = Network::decode(&forward, 0).expect("decodes");
+        assert_eq!(decoded.encode(), forward, "decoded and encoded again");
+    }
 }
