@@ -68,6 +68,24 @@ pub struct Line {
     pub allocations: Vec<Allocation>,
 }
 
+impl Line {
+    /// What the line of a reservation in `state` takes from stock on its need day, by place:
+    /// held, its whole quantity where it holds; committed, what is not yet shipped at each
+    /// node it is allocated at; ended, nothing.
+    pub fn demand(&self, state: State) -> Vec<(Scope, Qty)> {
+        match state {
+            State::Held => vec![(self.scope, self.quantity)],
+            State::Committed => self
+                .allocations
+                .iter()
+                .map(|a| (Scope::Node(a.node), a.quantity - a.shipped))
+                .filter(|&(_, open)| open != 0)
+                .collect(),
+            State::Released | State::Expired | State::Shipped => Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// Holding stock until it expires, is released, or is committed.
@@ -237,10 +255,53 @@ impl Reservation {
     }
 }
 
-type Shard = HashMap<String, Reservation>;
+/// One shard of the book.
+#[derive(Debug, Default)]
+struct Shard {
+    by_id: HashMap<String, Reservation>,
+    /// Per SKU, the ids of this shard's live (held or committed) reservations with a line of
+    /// it, so that the holds on one SKU are found without reading the whole book.
+    live_by_sku: HashMap<Box<str>, BTreeSet<String>>,
+}
+
+impl Shard {
+    /// Moves `id` in the per-SKU index from the SKUs its stored version holds to those
+    /// `after` holds (none: it is being forgotten).
+    fn relink(&mut self, id: &str, after: Option<&Reservation>) {
+        let old = self.by_id.get(id).map(live_skus).unwrap_or_default();
+        let new = after.map(live_skus).unwrap_or_default();
+        for sku in old.iter().filter(|sku| !new.contains(sku)) {
+            if let Some(ids) = self.live_by_sku.get_mut(*sku) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.live_by_sku.remove(*sku);
+                }
+            }
+        }
+        for sku in new.iter().filter(|sku| !old.contains(sku)) {
+            self.live_by_sku
+                .entry((*sku).into())
+                .or_default()
+                .insert(id.to_owned());
+        }
+    }
+}
+
+/// The SKUs a reservation holds or has allocated; none once it has ended.
+fn live_skus(reservation: &Reservation) -> Vec<&str> {
+    if reservation.state.is_ended() {
+        return Vec::new();
+    }
+    let mut skus: Vec<&str> = reservation.lines.iter().map(|l| l.sku.as_str()).collect();
+    skus.sort_unstable();
+    skus.dedup();
+    skus
+}
 
 /// All reservations, sharded by id. Lock order: one book shard, then index shards (through
-/// `Index::with_locked`), then the deadline and order indexes, which are leaves.
+/// `Index::with_locked`), then the deadline and order indexes, which are leaves. A reader of
+/// one SKU's reservations ([`Book::visit_live`]) takes one book shard at a time and nothing
+/// else.
 #[derive(Debug)]
 pub struct Book {
     shards: Box<[Mutex<Shard>]>,
@@ -307,6 +368,21 @@ impl Book {
         lock(&self.capacity).get(&(node, day)).copied().unwrap_or(0)
     }
 
+    /// Calls `visit` on each live reservation with a line of `sku`, one book shard at a time,
+    /// until it returns `false`. What one shard holds is seen as of one instant; the shards
+    /// are not locked together, so a change made meanwhile may or may not be seen.
+    pub fn visit_live(&self, sku: &str, mut visit: impl FnMut(&Reservation) -> bool) {
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            let ids = shard.live_by_sku.get(sku).into_iter().flatten();
+            for reservation in ids.filter_map(|id| shard.by_id.get(id)) {
+                if !visit(reservation) {
+                    return;
+                }
+            }
+        }
+    }
+
     /// Ids whose deadline is at or before `now_ms`, earliest first.
     pub fn due(&self, now_ms: UnixMillis, limit: usize) -> Vec<String> {
         lock(&self.deadlines)
@@ -326,19 +402,21 @@ pub struct BookShard<'a> {
 
 impl BookShard<'_> {
     pub fn get(&self, id: &str) -> Option<&Reservation> {
-        self.map.get(id)
+        self.map.by_id.get(id)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Reservation> {
-        self.map.values()
+        self.map.by_id.values()
     }
 
-    /// Stores a new version, keeping the deadline, order and capacity indexes in step; returns
-    /// the version it replaced.
+    /// Stores a new version, keeping the SKU, deadline, order and capacity indexes in step;
+    /// returns the version it replaced.
     pub fn put(&mut self, reservation: Reservation) -> Option<Reservation> {
         let retention = self.book.retention_ms;
+        self.map.relink(&reservation.id, Some(&reservation));
         let old = self
             .map
+            .by_id
             .get(&reservation.id)
             .and_then(|r| r.deadline(retention));
         let new = reservation.deadline(retention);
@@ -353,6 +431,7 @@ impl BookShard<'_> {
         }
         let old_order = self
             .map
+            .by_id
             .get(&reservation.id)
             .map(|r| r.order_id.as_str())
             .filter(|order| !order.is_empty() && *order != reservation.order_id);
@@ -364,6 +443,7 @@ impl BookShard<'_> {
         }
         let before = self
             .map
+            .by_id
             .get(&reservation.id)
             .map(Reservation::shipping_days)
             .unwrap_or_default();
@@ -379,13 +459,14 @@ impl BookShard<'_> {
                 *capacity.entry(slot).or_default() += 1;
             }
         }
-        self.map.insert(reservation.id.clone(), reservation)
+        self.map.by_id.insert(reservation.id.clone(), reservation)
     }
 
     /// Forgets a reservation: an ended one whose retention has passed, or a new hold whose
     /// creation is taken back (a hold counts no orders per day).
     pub fn forget(&mut self, id: &str) {
-        if let Some(reservation) = self.map.remove(id) {
+        self.map.relink(id, None);
+        if let Some(reservation) = self.map.by_id.remove(id) {
             if let Some(deadline) = reservation.deadline(self.book.retention_ms) {
                 lock(&self.book.deadlines).remove(&(deadline, reservation.id.clone()));
             }

@@ -579,6 +579,43 @@ mod tests {
     }
 
     #[test]
+    fn the_book_finds_a_skus_live_reservations_until_they_end() {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10), ("B", 5)]);
+        stock(&engine, 2, "OTHER", &[("A", 10)]);
+        reserve(&engine, &hold("R1", &[("SKU", "A", 2), ("OTHER", "A", 1)]));
+        reserve(&engine, &hold("R2", &[("SKU", "", 3)]));
+        reserve(&engine, &hold("R3", &[("OTHER", "A", 1)]));
+        let live = |sku: &str| {
+            let mut ids = Vec::new();
+            engine.shared.book.visit_live(sku, |r| {
+                ids.push(r.id.clone());
+                true
+            });
+            ids.sort();
+            ids
+        };
+        assert_eq!(live("SKU"), ["R1", "R2"]);
+        assert_eq!(live("OTHER"), ["R1", "R3"]);
+        let _ = engine.commit("R2", "ORDER-2").expect("committed");
+        assert_eq!(live("SKU"), ["R1", "R2"], "an allocation is live");
+        let _ = engine.release("R1").expect("released");
+        assert_eq!(
+            (live("SKU"), live("OTHER")),
+            (vec!["R2".to_owned()], vec!["R3".to_owned()])
+        );
+        // A hold whose creation is taken back is forgotten outright.
+        engine.shared.book.shard("R3").forget("R3");
+        assert!(live("OTHER").is_empty());
+        let mut visited = 0;
+        engine.shared.book.visit_live("SKU", |_| {
+            visited += 1;
+            false
+        });
+        assert_eq!(visited, 1, "visiting stops when told");
+    }
+
+    #[test]
     fn mark_shipped_fails_when_open_allocations_fall_short() {
         let engine = engine(&["A"]);
         stock(&engine, 1, "SKU", &[("A", 10)]);
