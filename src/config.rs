@@ -27,6 +27,7 @@ pub const ENV_REJECTION_LOG_LEN: &str = "PROMISED_REJECTION_LOG_LEN";
 pub const ENV_MAX_ORDER_LINES: &str = "PROMISED_MAX_ORDER_LINES";
 pub const ENV_MAX_CLOCK_SKEW_SECS: &str = "PROMISED_MAX_CLOCK_SKEW_SECS";
 pub const ENV_MAX_SEQ_GAP: &str = "PROMISED_MAX_SEQ_GAP";
+pub const ENV_MAX_EXPLAINED_COMMITMENTS: &str = "PROMISED_MAX_EXPLAINED_COMMITMENTS";
 pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
 pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
 pub const ENV_MAX_CONNECTIONS: &str = "PROMISED_MAX_CONNECTIONS";
@@ -118,6 +119,10 @@ pub struct ServeArgs {
     /// Largest jump of a feed's batch sequence [env PROMISED_MAX_SEQ_GAP] [default 1000000]
     #[arg(long)]
     pub max_seq_gap: Option<String>,
+    /// Holds and allocations one Explain answer lists [env PROMISED_MAX_EXPLAINED_COMMITMENTS]
+    /// [default 1000]
+    #[arg(long)]
+    pub max_explained_commitments: Option<String>,
     /// Largest gRPC message accepted [env PROMISED_MAX_MESSAGE_BYTES] [default 16 MiB]
     #[arg(long)]
     pub max_message_bytes: Option<String>,
@@ -369,6 +374,11 @@ fn limits(args: &ServeArgs, s: &Sources<'_>, d: Limits) -> anyhow::Result<Limits
             d.max_clock_skew_secs,
         )?,
         max_seq_gap: s.pick(&args.max_seq_gap, ENV_MAX_SEQ_GAP, d.max_seq_gap)?,
+        max_explained_commitments: s.pick(
+            &args.max_explained_commitments,
+            ENV_MAX_EXPLAINED_COMMITMENTS,
+            d.max_explained_commitments,
+        )?,
     })
 }
 

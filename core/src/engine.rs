@@ -47,6 +47,9 @@ pub struct Limits {
     /// How far one batch's sequence may jump past the source's last: beyond it, one bad
     /// batch would make every later real batch a duplicate.
     pub max_seq_gap: u64,
+    /// Holds and allocations one explanation lists by reservation; the day totals they make
+    /// up are always complete.
+    pub max_explained_commitments: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +62,7 @@ impl Default for Limits {
             max_order_lines: 1_000,
             max_clock_skew_secs: 300,
             max_seq_gap: 1_000_000,
+            max_explained_commitments: 1_000,
         }
     }
 }

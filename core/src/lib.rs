@@ -21,7 +21,8 @@
 //! - [`view`]: ATP at one instant (days per node, stale-feed policy, safety stock).
 //! - [`ingest`]: supply batches: sequence checks, per-update validation; a `SHIP` update is
 //!   handed to [`reserve`], which owns allocations.
-//! - [`query`]: availability: per-node, group and network ATP, earliest dates.
+//! - [`query`]: availability: per-node, group and network ATP, earliest dates; [`explain`]:
+//!   how one of those figures is made, part by part.
 //! - [`reserve`]: holds, updates, expiry, commits into allocations; [`audit`] checks them.
 //! - [`delivery`]: ship and delivery dates of one node for one service level.
 //! - [`promise`]: delivery promises per service level for a cart.
@@ -46,6 +47,7 @@ pub mod delivery;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod explain;
 pub mod flow;
 pub mod index;
 pub mod ingest;
@@ -64,6 +66,8 @@ pub mod view;
 
 #[cfg(test)]
 mod decode_tests;
+#[cfg(test)]
+mod explain_tests;
 #[cfg(test)]
 mod undo_tests;
 

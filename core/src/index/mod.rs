@@ -17,7 +17,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use persist::{position_images, Effects, Replay};
 pub use position::{
-    Applied, AtpPolicy, Change, ChangeKind, DatedDemand, Position, Totals, MAX_QUANTITY,
+    Applied, AtpPolicy, Change, ChangeKind, DatedDemand, Position, Receipt, Totals, MAX_QUANTITY,
 };
 
 use crate::domain::{Day, Qty};

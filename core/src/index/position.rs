@@ -33,7 +33,8 @@ impl Default for AtpPolicy {
 }
 
 impl AtpPolicy {
-    fn promisable(&self, supply_type: SupplyType, quantity: Qty) -> Qty {
+    /// The part of `quantity` of `supply_type` that counts towards ATP (rounded down).
+    pub fn promisable(&self, supply_type: SupplyType, quantity: Qty) -> Qty {
         quantity * Qty::from(self.promisable_permille[supply_type.index()]) / 1000
     }
 }
@@ -72,13 +73,14 @@ pub enum Applied {
 
 /// A dated receipt (in-transit ASN line or open PO line).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Receipt {
-    reference: Box<str>,
-    supply_type: SupplyType,
-    eta: Day,
-    quantity: Qty,
+pub struct Receipt {
+    /// The PO or ASN line.
+    pub reference: Box<str>,
+    pub supply_type: SupplyType,
+    pub eta: Day,
+    pub quantity: Qty,
     /// Source time of the last SET of this receipt (stale-SET watermark).
-    as_of_ms: i64,
+    pub as_of_ms: i64,
 }
 
 /// Demand due on one day, by kind.
@@ -143,11 +145,17 @@ impl Position {
 
     /// Safety stock in force: the override, else the node default.
     pub fn safety(&self, node_default: Qty) -> Qty {
-        if self.safety_override == NO_OVERRIDE {
-            node_default
-        } else {
-            self.safety_override
-        }
+        self.safety_override().unwrap_or(node_default)
+    }
+
+    /// The per-position safety stock, if one was set.
+    pub fn safety_override(&self) -> Option<Qty> {
+        (self.safety_override != NO_OVERRIDE).then_some(self.safety_override)
+    }
+
+    /// Source time of the last on-hand SET; `None` if on-hand was only ever adjusted.
+    pub fn on_hand_as_of_ms(&self) -> Option<i64> {
+        (self.on_hand_as_of_ms != i64::MIN).then_some(self.on_hand_as_of_ms)
     }
 
     pub fn set_safety_override(&mut self, quantity: Qty) {
@@ -322,10 +330,20 @@ impl Position {
     /// The lowest net position from `day` on; below zero, commitments exceed supply (oversold,
     /// as when a feed lowers on-hand under existing holds).
     pub fn lowest_net(&self, day: Day, safety: Qty, policy: &AtpPolicy) -> Qty {
+        self.lowest(day, safety, policy).1
+    }
+
+    /// The lowest net position from `day` on, and the first day it is reached: the day whose
+    /// receipts and demand due by then set ATP on `day`.
+    pub fn lowest(&self, day: Day, safety: Qty, policy: &AtpPolicy) -> (Day, Qty) {
         self.net_steps(day, safety, policy)
-            .map(|(_, net)| net)
-            .min()
-            .unwrap_or(0)
+            .reduce(|low, step| if step.1 < low.1 { step } else { low })
+            .unwrap_or((day, 0))
+    }
+
+    /// Dated receipts, ascending by ETA.
+    pub fn receipts(&self) -> &[Receipt] {
+        self.dated.as_ref().map_or(&[], |dated| &dated.receipts)
     }
 
     /// Demand by day, ascending.

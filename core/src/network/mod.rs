@@ -213,6 +213,12 @@ impl Network {
         self.source_by_id.get(id).map(|&s| &self.sources[s])
     }
 
+    /// The sources owning any supply at `node`: the feeds whose staleness degrades it.
+    pub fn owners(&self, node: NodeIdx) -> impl Iterator<Item = &SourceEntry> {
+        let owners = self.node_sources.get(node as usize).into_iter().flatten();
+        owners.map(|&s| &self.sources[s])
+    }
+
     /// Today at every node, in its own time zone.
     pub fn today_per_node(&self, now_ms: UnixMillis) -> Vec<Day> {
         let zone_today: Vec<Day> = self
