@@ -16,6 +16,7 @@ use crate::checkpoint::{Durability, DurabilityStatus, Queued};
 use crate::domain::{BatchOutcome, Node, NodeGroup, ServiceLevel, Source, SupplyBatch};
 use crate::engine::{Engine, SafetyStockEntry, Stats};
 use crate::error::Result;
+use crate::explain::{ExplainQuery, Explanation};
 use crate::metrics::{self, IngestMetrics};
 use crate::mutation::{Cause, Mutation};
 use crate::promise::{Promise, PromiseRequest};
@@ -320,6 +321,11 @@ impl App {
 
     pub fn availability(&self, query: &AvailabilityQuery) -> Result<Availability> {
         self.engine.availability(query)
+    }
+
+    /// How one availability figure is made; reads only.
+    pub fn explain(&self, query: &ExplainQuery) -> Result<Explanation> {
+        self.engine.explain(query)
     }
 
     pub fn get_reservation(&self, reservation_id: &str) -> Result<Held> {

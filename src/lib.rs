@@ -15,8 +15,8 @@
 //!   and only then answers.
 //! - **Core** (the `promised-core` crate, re-exported here under the same module names):
 //!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
-//!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`], [`view`], [`flow`],
-//!   [`audit`], over the [`engine`] handle; [`mutation`] records, snapshot
+//!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`] and [`explain`], [`view`],
+//!   [`flow`], [`audit`], over the [`engine`] handle; [`mutation`] records, snapshot
 //!   [`manifest`]s and their [`codec`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
 //! - **Process** [`server`]: listeners ([`connections`] bounds the gRPC one), background loops (expiry, audit, gauges, snapshots)
@@ -27,7 +27,7 @@
 //! ## Where a request goes
 //!
 //! `Availability/GetAvailability` -> [`grpc`] adapter -> [`app::App::availability`] ->
-//! [`query`]. `Reservations/Reserve` -> [`grpc`] -> [`app::App::reserve`] -> [`reserve`] ->
+//! [`query`]; `Availability/Explain` likewise to [`explain`]. `Reservations/Reserve` -> [`grpc`] -> [`app::App::reserve`] -> [`reserve`] ->
 //! [`checkpoint`] -> answer. Every other RPC is the same shape: one adapter, one `App` method.
 //!
 //! ## Invariants
@@ -44,8 +44,9 @@
 //! - Time comes from a [`clock::Clock`], so tests control it.
 
 pub use promised_core::{
-    audit, calendar, clock, codec, delivery, domain, engine, error, flow, index, ingest, manifest,
-    mutation, network, promise, query, rejections, reservation, reserve, route, spec, view,
+    audit, calendar, clock, codec, delivery, domain, engine, error, explain, flow, index, ingest,
+    manifest, mutation, network, promise, query, rejections, reservation, reserve, route, spec,
+    view,
 };
 
 pub mod app;

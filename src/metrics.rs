@@ -181,6 +181,7 @@ pub enum Rpc {
     ApplyBatch,
     ListRejections,
     GetAvailability,
+    Explain,
     Reserve,
     UpdateReservation,
     Extend,
@@ -196,7 +197,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    const ALL: [Rpc; 23] = [
+    const ALL: [Rpc; 24] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
@@ -208,6 +209,7 @@ impl Rpc {
         Self::ApplyBatch,
         Self::ListRejections,
         Self::GetAvailability,
+        Self::Explain,
         Self::Reserve,
         Self::UpdateReservation,
         Self::Extend,
@@ -235,6 +237,7 @@ impl Rpc {
             Self::ApplyBatch => "ApplyBatch",
             Self::ListRejections => "ListRejections",
             Self::GetAvailability => "GetAvailability",
+            Self::Explain => "Explain",
             Self::Reserve => "Reserve",
             Self::UpdateReservation => "UpdateReservation",
             Self::Extend => "Extend",
