@@ -31,6 +31,7 @@ pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
 pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
 pub const ENV_MAX_CONNECTIONS: &str = "PROMISED_MAX_CONNECTIONS";
 pub const ENV_MAX_IN_FLIGHT: &str = "PROMISED_MAX_IN_FLIGHT";
+pub const ENV_MAX_WORK_MS: &str = "PROMISED_MAX_WORK_MS";
 pub const ENV_HANDSHAKE_TIMEOUT_MS: &str = "PROMISED_HANDSHAKE_TIMEOUT_MS";
 pub const ENV_MAX_STREAMS_PER_CONNECTION: &str = "PROMISED_MAX_STREAMS_PER_CONNECTION";
 pub const ENV_FEED_IDLE_SECS: &str = "PROMISED_FEED_IDLE_SECS";
@@ -55,6 +56,7 @@ pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_FEED_STREAMS: usize = 64;
+pub const DEFAULT_MAX_WORK_MS: u64 = 2_000;
 pub const DEFAULT_LOG: &str = "info";
 pub const DEFAULT_REDIS_PREFIX: &str = "promised";
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 1_000;
@@ -128,6 +130,10 @@ pub struct ServeArgs {
     /// [default 4096]
     #[arg(long)]
     pub max_in_flight: Option<String>,
+    /// Milliseconds a promise or route may work; a caller's shorter grpc-timeout wins
+    /// [env PROMISED_MAX_WORK_MS] [default 2000]
+    #[arg(long)]
+    pub max_work_ms: Option<String>,
     /// Milliseconds a new connection may stay silent [env PROMISED_HANDSHAKE_TIMEOUT_MS]
     /// [default 10000]
     #[arg(long)]
@@ -198,6 +204,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub max_message_bytes: usize,
     pub max_feed_streams: usize,
+    /// Longest a promise or route works; past it (or its caller's shorter timeout) it stops.
+    pub max_work: Duration,
     pub connections: ConnectionLimits,
     pub engine: EngineConfig,
     pub log_filter: String,
@@ -288,6 +296,11 @@ impl Config {
                 ENV_MAX_FEED_STREAMS,
                 DEFAULT_MAX_FEED_STREAMS,
             )?,
+            max_work: Duration::from_millis(s.pick(
+                &args.max_work_ms,
+                ENV_MAX_WORK_MS,
+                DEFAULT_MAX_WORK_MS,
+            )?),
             connections: connection_limits(args, &s)?,
             engine,
             log_filter: s.pick(&args.log, ENV_LOG, DEFAULT_LOG.to_owned())?,
@@ -452,6 +465,7 @@ mod tests {
         assert_eq!(config.engine.stale, StalePolicy::Exclude);
         assert_eq!(config.network_file, None);
         assert_eq!(config.redis, None, "in memory unless a Redis URL is given");
+        assert_eq!(config.max_work, Duration::from_millis(DEFAULT_MAX_WORK_MS));
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! - **Core** (the `promised-core` crate, re-exported here under the same module names):
 //!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
 //!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`], [`view`], [`flow`],
-//!   [`audit`], over the [`engine`] handle; [`mutation`] records and their [`codec`].
+//!   [`audit`], over the [`engine`] handle; [`mutation`] records and their [`codec`]; a
+//!   promise or route stops at its [`deadline`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
 //! - **Process** [`server`]: listeners ([`connections`] bounds the gRPC one), background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
@@ -39,12 +40,13 @@
 //!   journaled effect at most once, by shard sequence number.
 //! - Index lock guards never leave [`index`] and are never held across `.await`.
 //! - Every limit (pairs per call, batch size, field length, log length, message size, feed
-//!   streams) is configurable; a request over a limit is refused, never queued without bound.
+//!   streams, calls in flight, work time per promise or route) is
+//!   configurable; a request over a limit is refused, never queued without bound.
 //! - Time comes from a [`clock::Clock`], so tests control it.
 
 pub use promised_core::{
-    audit, calendar, clock, codec, delivery, domain, engine, error, flow, index, ingest, mutation,
-    network, promise, query, rejections, reservation, reserve, route, spec, view,
+    audit, calendar, clock, codec, deadline, delivery, domain, engine, error, flow, index, ingest,
+    mutation, network, promise, query, rejections, reservation, reserve, route, spec, view,
 };
 
 pub mod app;

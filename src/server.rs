@@ -22,7 +22,7 @@ use tower::util::MapResponseLayer;
 
 use crate::app::App;
 use crate::checkpoint::{Durability, Store};
-use crate::clock::Clock;
+use crate::clock::{Clock, MonotonicClock};
 use crate::config::{Config, ConnectionLimits};
 use crate::connections;
 use crate::engine::Engine;
@@ -133,6 +133,8 @@ impl Application {
             shutdown: stop.clone(),
             feed_idle: self.config.connections.feed_idle,
             feed_owners: Arc::default(),
+            max_work: self.config.max_work,
+            work_clock: MonotonicClock::new(),
         }
     }
 }

@@ -20,8 +20,11 @@ impl Promising for PromisingService {
     ) -> Result<Response<pb::PromiseResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::PromiseOrder);
         answer(async {
+            let deadline = self.0.deadline(request.metadata());
             let request = promise_request(request.into_inner())?;
-            Ok(promise_response(self.0.app.promise(&request).await?))
+            Ok(promise_response(
+                self.0.app.promise(&request, &deadline).await?,
+            ))
         })
         .await
     }
