@@ -29,6 +29,7 @@ use crate::engine::Engine;
 use crate::grpc::{self, Handlers};
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file::NetworkFile;
+use crate::request_bytes::RequestBytesLayer;
 
 /// How often an idle connection is pinged, and how long its answer may take: a peer that
 /// has gone away is noticed and its connection closed.
@@ -182,6 +183,7 @@ fn spawn_grpc(
         // Shed, not queue: a call over the in-flight limit is answered RESOURCE_EXHAUSTED at once.
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
+        .layer(RequestBytesLayer::new(limits.max_in_flight_bytes))
         .add_routes(routes);
     let incoming = connections::admit(listener, limits.max_connections, limits.handshake_timeout);
     tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))
