@@ -254,7 +254,7 @@ async fn a_message_over_the_in_flight_bytes_is_refused_at_its_length_and_bytes_c
     let ack = acks.message().await.expect("ack").expect("an ack");
     assert!(ack.applied > 4_000, "{ack:?}");
     // 500 kB more would exceed the limit: refused on the length alone, no body sent.
-    let mut connection = RawConnection::open(app.grpc_addr).await;
+    let connection = RawConnection::open(app.grpc_addr).await;
     let mut call = connection
         .call("/promised.v1.Availability/GetAvailability", &[])
         .await;

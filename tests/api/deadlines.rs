@@ -127,7 +127,7 @@ fn promise() -> pb::PromiseRequest {
 
 /// Calls `method` with `message` and a deadline 50 ms away; the status the server answers.
 async fn call_with_deadline(app: &TestApp, method: &str, message: &impl prost::Message) -> Code {
-    let mut connection = RawConnection::open(app.grpc_addr).await;
+    let connection = RawConnection::open(app.grpc_addr).await;
     let mut call = connection.call(method, &[("grpc-timeout", "50m")]).await;
     call.send(framed(message), true);
     tokio::time::timeout(HANGING, call.code())

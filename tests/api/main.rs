@@ -8,10 +8,12 @@
 
 mod availability;
 mod bad_input;
+mod binary;
 mod connections;
 mod crash;
 mod deadlines;
 mod durability;
+mod flood;
 mod helpers;
 mod ingest;
 mod model;

@@ -29,7 +29,7 @@ impl RawConnection {
     }
 
     /// Starts a call of `method` (`/package.Service/Method`) with extra `headers`.
-    pub async fn call(&mut self, method: &str, headers: &[(&str, &str)]) -> RawCall {
+    pub async fn call(&self, method: &str, headers: &[(&str, &str)]) -> RawCall {
         let mut request = Request::post(format!("http://{}{method}", self.addr))
             .header("content-type", "application/grpc")
             .header("te", "trailers");
