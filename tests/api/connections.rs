@@ -8,9 +8,10 @@ use promised::grpc::pb;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 
 use crate::helpers::*;
-use crate::raw::{prefix, RawConnection};
+use crate::raw::{framed, prefix, RawConnection};
 
 /// Whether the server closed `stream`: end of stream within `wait`, whatever it sent before.
 async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
@@ -75,6 +76,24 @@ async fn a_connection_that_never_speaks_is_closed_and_frees_its_place() {
         app.stats().await.nodes,
         3,
         "a connection that speaks is kept"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_left_idle_is_closed_at_its_maximum_age() {
+    let args = ServeArgs {
+        max_connection_age_secs: Some("1".into()),
+        ..ServeArgs::default()
+    };
+    let app = spawn_app_with(args).await;
+    let mut idle = RawConnection::open(app.grpc_addr).await;
+    let mut call = idle.call("/grpc.health.v1.Health/Check", &[]).await;
+    call.send(framed(&HealthCheckRequest::default()), true);
+    assert_eq!(call.code().await, Code::Ok, "it spoke");
+    // Nothing more is sent: the server asks it to go at its age (GOAWAY) and closes it.
+    assert!(
+        idle.closed_within(Duration::from_secs(10)).await,
+        "closed at its age"
     );
 }
 

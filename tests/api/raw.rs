@@ -2,8 +2,10 @@
 //! without giving up at it itself, or stop part way through a message.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tonic::codegen::http::{HeaderMap, Request};
 use tonic::codegen::Bytes;
 use tonic::Code;
@@ -12,6 +14,8 @@ use tonic::Code;
 pub struct RawConnection {
     addr: SocketAddr,
     requests: h2::client::SendRequest<Bytes>,
+    /// Ends when the connection does.
+    connection: JoinHandle<Result<(), h2::Error>>,
 }
 
 /// A call under way: its request body is sent piece by piece.
@@ -24,8 +28,19 @@ impl RawConnection {
     pub async fn open(addr: SocketAddr) -> RawConnection {
         let tcp = TcpStream::connect(addr).await.expect("connects");
         let (requests, connection) = h2::client::handshake(tcp).await.expect("HTTP/2");
-        tokio::spawn(connection);
-        RawConnection { addr, requests }
+        let connection = tokio::spawn(connection);
+        RawConnection {
+            addr,
+            requests,
+            connection,
+        }
+    }
+
+    /// Whether the server closes the connection within `wait`.
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, &mut self.connection)
+            .await
+            .is_ok()
     }
 
     /// Starts a call of `method` (`/package.Service/Method`) with extra `headers`.
