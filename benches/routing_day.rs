@@ -16,6 +16,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use promised::deadline::Deadline;
 use promised::delivery::Destination;
 use promised::domain::{distance_km, Qty};
 use promised::engine::Engine;
@@ -224,7 +225,9 @@ fn main() {
     let (mut ours, mut theirs) = (Totals::default(), Totals::default());
     let started = std::time::Instant::now();
     for order in &day {
-        if let Ok(routed) = optimised.route_and_reserve(order, &order.order_id, 3_600) {
+        if let Ok(routed) =
+            optimised.route_and_reserve(order, &order.order_id, 3_600, &Deadline::never())
+        {
             // In memory: nothing to make durable.
             let routed = routed.into_result();
             let plan = routed.routing.plan.expect("a held plan");
@@ -271,7 +274,9 @@ fn main() {
 
     let wave_engine = stocked(5);
     let wave: Vec<RouteRequest> = day.iter().take(200).cloned().collect();
-    let batch = wave_engine.route_batch(&wave).expect("valid wave");
+    let batch = wave_engine
+        .route_batch(&wave, &Deadline::never())
+        .expect("valid wave");
     println!(
         "wave of {} orders: routed together {:.2}, one at a time in arrival order {:.2} ({:.1}% lower)",
         wave.len(),

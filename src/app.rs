@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::audit::AuditReport;
 use crate::checkpoint::trail::{AuditPage, AuditQuery, PositionChange};
 use crate::checkpoint::{Durability, DurabilityStatus, Queued};
+use crate::deadline::Deadline;
 use crate::domain::{BatchOutcome, Node, NodeGroup, ServiceLevel, Source, SupplyBatch};
 use crate::engine::{Engine, SafetyStockEntry, Stats};
 use crate::error::Result;
@@ -242,40 +243,54 @@ impl App {
         .await
     }
 
-    /// A delivery promise; with `reserve`, the promised plan is held and durable first.
-    pub async fn promise(&self, caller: &Caller, request: &PromiseRequest) -> Result<Promise> {
+    /// A delivery promise; with `reserve`, the promised plan is held and durable first. Past
+    /// `deadline` the work stops and nothing is held.
+    pub async fn promise(
+        &self,
+        caller: &Caller,
+        request: &PromiseRequest,
+        deadline: &Deadline<'_>,
+    ) -> Result<Promise> {
         if request.reserve.is_some() {
-            self.write(caller, "promise", |engine| engine.promise(request))
-                .await
+            self.write(caller, "promise", |engine| {
+                engine.promise(request, deadline)
+            })
+            .await
         } else {
-            Ok(self.engine.promise(request)?.into_result())
+            Ok(self.engine.promise(request, deadline)?.into_result())
         }
     }
 
     /// Routes an order; with `reserve` (reservation id, TTL), the chosen plan is held too.
+    /// Past `deadline` the work stops and nothing is held.
     pub async fn route(
         &self,
         caller: &Caller,
         request: &RouteRequest,
         reserve: Option<(&str, u64)>,
+        deadline: &Deadline<'_>,
     ) -> Result<Routed> {
         match reserve {
             None => Ok(Routed {
-                routing: self.engine.route(request)?,
+                routing: self.engine.route(request, deadline)?,
                 reservation: None,
             }),
             Some((id, ttl_secs)) => {
                 self.write(caller, "route_and_reserve", |engine| {
-                    engine.route_and_reserve(request, id, ttl_secs)
+                    engine.route_and_reserve(request, id, ttl_secs, deadline)
                 })
                 .await
             }
         }
     }
 
-    /// Routes a wave of orders together over shared stock; holds nothing.
-    pub fn route_batch(&self, requests: &[RouteRequest]) -> Result<BatchRouting> {
-        self.engine.route_batch(requests)
+    /// Routes a wave of orders together over shared stock, until `deadline`; holds nothing.
+    pub fn route_batch(
+        &self,
+        requests: &[RouteRequest],
+        deadline: &Deadline<'_>,
+    ) -> Result<BatchRouting> {
+        self.engine.route_batch(requests, deadline)
     }
 
     /// Checks every position against the live holds; with `repair`, fixes and journals drift.

@@ -32,6 +32,8 @@ pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
 pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
 pub const ENV_MAX_CONNECTIONS: &str = "PROMISED_MAX_CONNECTIONS";
 pub const ENV_MAX_IN_FLIGHT: &str = "PROMISED_MAX_IN_FLIGHT";
+pub const ENV_MAX_IN_FLIGHT_BYTES: &str = "PROMISED_MAX_IN_FLIGHT_BYTES";
+pub const ENV_MAX_WORK_MS: &str = "PROMISED_MAX_WORK_MS";
 pub const ENV_HANDSHAKE_TIMEOUT_MS: &str = "PROMISED_HANDSHAKE_TIMEOUT_MS";
 pub const ENV_MAX_STREAMS_PER_CONNECTION: &str = "PROMISED_MAX_STREAMS_PER_CONNECTION";
 pub const ENV_FEED_IDLE_SECS: &str = "PROMISED_FEED_IDLE_SECS";
@@ -57,6 +59,8 @@ pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_FEED_STREAMS: usize = 64;
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 256 * 1024 * 1024;
+pub const DEFAULT_MAX_WORK_MS: u64 = 2_000;
 pub const DEFAULT_LOG: &str = "info";
 pub const DEFAULT_REDIS_PREFIX: &str = "promised";
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 1_000;
@@ -136,6 +140,14 @@ pub struct ServeArgs {
     /// [default 4096]
     #[arg(long)]
     pub max_in_flight: Option<String>,
+    /// Bytes of request messages in flight over all connections; a message that would take
+    /// the total over is refused [env PROMISED_MAX_IN_FLIGHT_BYTES] [default 256 MiB]
+    #[arg(long)]
+    pub max_in_flight_bytes: Option<String>,
+    /// Milliseconds a promise or route may work; a caller's shorter grpc-timeout wins
+    /// [env PROMISED_MAX_WORK_MS] [default 2000]
+    #[arg(long)]
+    pub max_work_ms: Option<String>,
     /// Milliseconds a new connection may stay silent [env PROMISED_HANDSHAKE_TIMEOUT_MS]
     /// [default 10000]
     #[arg(long)]
@@ -209,6 +221,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub max_message_bytes: usize,
     pub max_feed_streams: usize,
+    /// Longest a promise or route works; past it (or its caller's shorter timeout) it stops.
+    pub max_work: Duration,
     pub connections: ConnectionLimits,
     pub engine: EngineConfig,
     pub log_filter: String,
@@ -224,6 +238,10 @@ pub struct ConnectionLimits {
     /// Calls in flight over all connections (a feed stream counts while it is open); one more
     /// is shed at once with RESOURCE_EXHAUSTED rather than queued.
     pub max_in_flight: usize,
+    /// Bytes of request messages in flight over all connections, counted from each message's
+    /// length prefix before its body is read; a message that would take the total over is
+    /// refused with RESOURCE_EXHAUSTED.
+    pub max_in_flight_bytes: usize,
     /// A connection that sends nothing this long after it opens is closed.
     pub handshake_timeout: Duration,
     /// Concurrent calls on one connection, advertised as HTTP/2 `max_concurrent_streams`.
@@ -280,7 +298,7 @@ impl Config {
         let network_file = s.optional(&args.network, ENV_NETWORK).map(PathBuf::from);
         let default_grpc = default_addr(DEFAULT_GRPC_ADDR, "default gRPC address")?;
         let default_metrics = default_addr(DEFAULT_METRICS_ADDR, "default metrics address")?;
-        Ok(Config {
+        let config = Config {
             grpc_addr: s.pick(&args.grpc_addr, ENV_GRPC_ADDR, default_grpc)?,
             metrics_addr: s.pick(&args.metrics_addr, ENV_METRICS_ADDR, default_metrics)?,
             network_file,
@@ -299,11 +317,30 @@ impl Config {
                 ENV_MAX_FEED_STREAMS,
                 DEFAULT_MAX_FEED_STREAMS,
             )?,
+            max_work: Duration::from_millis(s.pick(
+                &args.max_work_ms,
+                ENV_MAX_WORK_MS,
+                DEFAULT_MAX_WORK_MS,
+            )?),
             connections: connection_limits(args, &s)?,
             engine,
             log_filter: s.pick(&args.log, ENV_LOG, DEFAULT_LOG.to_owned())?,
             redis: redis_config(args, &s)?,
-        })
+        };
+        config.check_in_flight_bytes()?;
+        Ok(config)
+    }
+
+    /// The in-flight byte limit must take the largest message, or that message would be
+    /// refused however idle the server.
+    fn check_in_flight_bytes(&self) -> anyhow::Result<()> {
+        let (in_flight, message) = (self.connections.max_in_flight_bytes, self.max_message_bytes);
+        if in_flight < message {
+            return Err(anyhow!(
+                "{ENV_MAX_IN_FLIGHT_BYTES} ({in_flight}) must be at least {ENV_MAX_MESSAGE_BYTES} ({message})"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -312,6 +349,11 @@ fn connection_limits(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Connec
     Ok(ConnectionLimits {
         max_connections: s.pick(&args.max_connections, ENV_MAX_CONNECTIONS, 1_000)?,
         max_in_flight: s.pick(&args.max_in_flight, ENV_MAX_IN_FLIGHT, 4_096)?,
+        max_in_flight_bytes: s.pick(
+            &args.max_in_flight_bytes,
+            ENV_MAX_IN_FLIGHT_BYTES,
+            DEFAULT_MAX_IN_FLIGHT_BYTES,
+        )?,
         handshake_timeout: Duration::from_millis(s.pick(
             &args.handshake_timeout_ms,
             ENV_HANDSHAKE_TIMEOUT_MS,
@@ -473,6 +515,7 @@ mod tests {
         assert_eq!(config.engine.stale, StalePolicy::Exclude);
         assert_eq!(config.network_file, None);
         assert_eq!(config.redis, None, "in memory unless a Redis URL is given");
+        assert_eq!(config.max_work, Duration::from_millis(DEFAULT_MAX_WORK_MS));
     }
 
     #[test]
@@ -512,6 +555,24 @@ mod tests {
         assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:7000");
         assert_eq!(config.engine.stale, StalePolicy::Buffer { percent: 15 });
         assert_eq!(config.engine.atp.promisable_permille, [1000, 1000, 400]);
+    }
+
+    #[test]
+    fn the_in_flight_bytes_must_hold_the_largest_message() {
+        let vars = env(&[
+            (ENV_MAX_MESSAGE_BYTES, "2000000"),
+            (ENV_MAX_IN_FLIGHT_BYTES, "1000000"),
+        ]);
+        let error = Config::resolve(&ServeArgs::default(), &vars).expect_err("refused");
+        assert!(
+            error.to_string().contains(ENV_MAX_IN_FLIGHT_BYTES),
+            "{error}"
+        );
+        let defaults = Config::resolve(&ServeArgs::default(), &env(&[])).expect("defaults");
+        assert_eq!(
+            defaults.connections.max_in_flight_bytes,
+            DEFAULT_MAX_IN_FLIGHT_BYTES
+        );
     }
 
     #[test]

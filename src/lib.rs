@@ -17,9 +17,10 @@
 //!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
 //!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`] and [`explain`], [`view`],
 //!   [`flow`], [`audit`], over the [`engine`] handle; [`mutation`] records, snapshot
-//!   [`manifest`]s and their [`codec`].
+//!   [`manifest`]s and their [`codec`]; a promise or route stops at its [`deadline`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
-//! - **Process** [`server`]: listeners ([`connections`] bounds the gRPC one), background loops (expiry, audit, gauges, snapshots)
+//! - **Process** [`server`]: listeners ([`connections`] bounds the gRPC one, [`request_bytes`]
+//!   the request bytes in flight over it), background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
 //!   [`metrics`] names every metric and serves `/metrics`. The demo is an example
 //!   (`examples/demo`): a client of this library and of the gRPC API like any other.
@@ -40,13 +41,14 @@
 //!   journaled effect at most once, by shard sequence number.
 //! - Index lock guards never leave [`index`] and are never held across `.await`.
 //! - Every limit (pairs per call, batch size, field length, log length, message size, feed
-//!   streams) is configurable; a request over a limit is refused, never queued without bound.
+//!   streams, calls and request bytes in flight, work time per promise or route) is
+//!   configurable; a request over a limit is refused, never queued without bound.
 //! - Time comes from a [`clock::Clock`], so tests control it.
 
 pub use promised_core::{
-    audit, calendar, clock, codec, delivery, domain, engine, error, explain, flow, index, ingest,
-    manifest, mutation, network, promise, query, rejections, reservation, reserve, route, spec,
-    view,
+    audit, calendar, clock, codec, deadline, delivery, domain, engine, error, explain, flow, index,
+    ingest, manifest, mutation, network, promise, query, rejections, reservation, reserve, route,
+    spec, view,
 };
 
 pub mod app;
@@ -56,4 +58,5 @@ pub mod connections;
 pub mod grpc;
 pub mod metrics;
 pub mod network_file;
+pub mod request_bytes;
 pub mod server;

@@ -22,13 +22,14 @@ use tower::util::MapResponseLayer;
 
 use crate::app::App;
 use crate::checkpoint::{Durability, Store};
-use crate::clock::Clock;
+use crate::clock::{Clock, MonotonicClock};
 use crate::config::{Config, ConnectionLimits};
 use crate::connections;
 use crate::engine::Engine;
 use crate::grpc::{self, Handlers};
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file;
+use crate::request_bytes::RequestBytesLayer;
 
 /// How often an idle connection is pinged, and how long its answer may take: a peer that
 /// has gone away is noticed and its connection closed.
@@ -133,6 +134,8 @@ impl Application {
             shutdown: stop.clone(),
             feed_idle: self.config.connections.feed_idle,
             feed_owners: Arc::default(),
+            max_work: self.config.max_work,
+            work_clock: MonotonicClock::new(),
         }
     }
 }
@@ -181,6 +184,7 @@ fn spawn_grpc(
         // Shed, not queue: a call over the in-flight limit is answered RESOURCE_EXHAUSTED at once.
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
+        .layer(RequestBytesLayer::new(limits.max_in_flight_bytes))
         .add_routes(routes);
     let incoming = connections::admit(listener, limits.max_connections, limits.handshake_timeout);
     tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))

@@ -7,7 +7,8 @@
 //!
 //! ## Modules, from vocabulary up to the operations
 //!
-//! - [`clock`], [`codec`], [`error`]: time, the byte codec of records, the error enum.
+//! - [`clock`], [`codec`], [`error`]: time, the byte codec of records, the error enum;
+//!   [`deadline`]: when a request's work must stop.
 //! - [`calendar`], [`domain`]: days and operating calendars; nodes, sources, supply updates,
 //!   service levels; [`spec`]: their text forms, checked.
 //! - [`network`]: nodes, groups, sources, service levels, postal codes, swapped whole on change;
@@ -43,6 +44,7 @@ pub mod audit;
 pub mod calendar;
 pub mod clock;
 pub mod codec;
+pub mod deadline;
 pub mod delivery;
 pub mod domain;
 pub mod engine;
@@ -63,6 +65,9 @@ pub mod reserve;
 pub mod route;
 pub mod spec;
 pub mod view;
+
+#[cfg(test)]
+mod deadline_tests;
 
 #[cfg(test)]
 mod decode_tests;

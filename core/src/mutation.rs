@@ -70,7 +70,7 @@ pub struct Record {
 
 /// What a mutation replaced outside the index (the index keeps its own in [`Effects`]), held in
 /// memory with its record so that a mutation the journal never took can be taken back
-/// ([`crate::engine::Engine::undo`]).
+/// (the engine's `undo`).
 #[derive(Debug, Default)]
 pub struct Undo {
     /// Each of the record's reservations as it was before, `None` where the mutation created

@@ -11,14 +11,18 @@ mod routing;
 mod serve;
 mod status;
 mod supply;
+mod timeout;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataMap;
 
 use crate::app::{App, Caller};
+use crate::clock::MonotonicClock;
+use crate::deadline::Deadline;
 use crate::metrics::RpcMetrics;
 
 /// Generated messages, clients and servers of `promised.v1`.
@@ -54,6 +58,18 @@ pub struct Handlers {
     pub feed_idle: Duration,
     /// Which open stream feeds each source.
     pub feed_owners: Arc<FeedOwners>,
+    /// Longest a promise or route may work, whatever its caller's timeout.
+    pub max_work: Duration,
+    /// Measures how long calls work.
+    pub work_clock: MonotonicClock,
+}
+
+impl Handlers {
+    /// When a call's work must stop: its caller's timeout from now, at most `max_work`.
+    fn deadline(&self, metadata: &MetadataMap) -> Deadline<'_> {
+        let budget = timeout::work_budget(metadata, self.max_work);
+        Deadline::after(&self.work_clock, budget)
+    }
 }
 
 /// Who makes a call, for the audit trail of what it changes.

@@ -21,9 +21,10 @@ impl Promising for PromisingService {
         let _timer = self.0.rpc.time(Rpc::PromiseOrder);
         let caller = caller(&request);
         answer(async {
+            let deadline = self.0.deadline(request.metadata());
             let request = promise_request(request.into_inner())?;
             Ok(promise_response(
-                self.0.app.promise(&caller, &request).await?,
+                self.0.app.promise(&caller, &request, &deadline).await?,
             ))
         })
         .await

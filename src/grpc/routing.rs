@@ -26,9 +26,14 @@ impl Routing for RoutingService {
         let _timer = self.0.rpc.time(Rpc::RouteOrder);
         let caller = caller(&request);
         answer(async {
+            let deadline = self.0.deadline(request.metadata());
             let (request, reserve) = route_request(request.into_inner(), "")?;
             let reserve = reserve.as_ref().map(|(id, ttl)| (id.as_str(), *ttl));
-            let routed = self.0.app.route(&caller, &request, reserve).await?;
+            let routed = self
+                .0
+                .app
+                .route(&caller, &request, reserve, &deadline)
+                .await?;
             Ok(route_response(
                 &request.order_id,
                 routed.routing,
@@ -45,8 +50,9 @@ impl Routing for RoutingService {
     ) -> Result<Response<pb::RouteOrdersResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::RouteOrders);
         answer(async {
+            let deadline = self.0.deadline(request.metadata());
             let requests = wave(request.into_inner().orders)?;
-            let batch = self.0.app.route_batch(&requests)?;
+            let batch = self.0.app.route_batch(&requests, &deadline)?;
             let orders = requests
                 .iter()
                 .zip(batch.routings)
