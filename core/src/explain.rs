@@ -21,7 +21,7 @@ use crate::domain::{Day, Qty, SupplyType};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{Pool, PoolHold, Position, SkuPositions};
-use crate::network::{Network, NodeIdx};
+use crate::network::{Network, NodeIdx, SourceEntry};
 use crate::query::{known_group, known_node, pairs_problem, sku_problem};
 use crate::reservation::{Book, Scope};
 use crate::view::{AtpView, StaleShare};
@@ -75,7 +75,7 @@ pub struct NodeExplanation {
     /// Source time of the last on-hand SET; `None` if on-hand was only ever adjusted.
     pub on_hand_as_of_ms: Option<UnixMillis>,
     /// The sources owning on-hand at the node.
-    pub on_hand_sources: Vec<Feed>,
+    pub on_hand_sources: Vec<FeedFreshness>,
     /// Safety stock before any stale-feed buffer.
     pub safety_stock: Qty,
     /// Whether `safety_stock` is the position's own rather than the node's default.
@@ -93,7 +93,7 @@ pub struct NodeExplanation {
 
 /// A source and its freshness.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Feed {
+pub struct FeedFreshness {
     pub source_id: String,
     pub last_heard_ms: UnixMillis,
     pub stale: bool,
@@ -273,7 +273,7 @@ fn explain_node(
         counted: counted(d.day),
     });
     let owners = || view.network.owners(node);
-    let feed = |source: &crate::network::SourceEntry| Feed {
+    let feed = |source: &SourceEntry| FeedFreshness {
         source_id: source.def.id.clone(),
         last_heard_ms: source.feed.last_heard_ms(),
         stale: source.is_stale(view.now_ms),

@@ -48,9 +48,9 @@ pub fn explain_response(explanation: Explanation) -> pb::ExplainResponse {
 }
 
 fn node_explanation(network: &Network, node: &NodeExplanation) -> pb::NodeExplanation {
-    let (stale_buffer_percent, stale_buffer) = match node.stale {
-        StaleShare::Buffer { percent, quantity } => (percent, quantity),
-        StaleShare::Fresh | StaleShare::Excluded => (0, 0),
+    let stale_buffer_percent = match node.stale {
+        StaleShare::Buffer { percent, .. } => percent,
+        StaleShare::Fresh | StaleShare::Excluded => 0,
     };
     pb::NodeExplanation {
         node_id: network.node(node.node).id.clone(),
@@ -74,7 +74,7 @@ fn node_explanation(network: &Network, node: &NodeExplanation) -> pb::NodeExplan
         stale_source_ids: node.stale_sources.clone(),
         excluded: node.stale == StaleShare::Excluded,
         stale_buffer_percent,
-        stale_buffer,
+        stale_buffer: node.stale_buffer(),
         receipts: node
             .receipts
             .iter()
