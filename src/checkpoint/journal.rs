@@ -13,11 +13,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use super::Keys;
 use crate::engine::Engine;
@@ -57,7 +57,9 @@ impl Pending {
 pub(super) struct Handle {
     pub queue: mpsc::Sender<Pending>,
     /// Held while a mutation is applied and its record queued, so the queue's order is the
-    /// order of the changes in memory; the writer holds it while it takes records back.
+    /// order of the changes in memory; the writer holds it while it takes records back. An
+    /// async mutex: a writer waiting for it yields its thread instead of blocking it, which
+    /// matters when the holder is preempted on a busy machine.
     pub order: Arc<Mutex<()>>,
     /// Whether Redis was reachable at the last round trip (or probe).
     pub up: watch::Receiver<bool>,
@@ -68,15 +70,6 @@ pub(super) struct Handle {
     pub since_snapshot: Arc<AtomicU64>,
 }
 
-impl Handle {
-    pub fn order(&self) -> MutexGuard<'_, ()> {
-        lock_order(&self.order)
-    }
-}
-
-fn lock_order(order: &Mutex<()>) -> MutexGuard<'_, ()> {
-    order.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Starts the writer on its own task, so callers only ever queue records and wait.
 pub(super) fn start(
@@ -142,7 +135,7 @@ impl Committer {
             if self.append(&group).await {
                 self.stored(group);
             } else {
-                self.take_back(group, &mut backlog);
+                self.take_back(group, &mut backlog).await;
             }
         }
     }
@@ -150,9 +143,10 @@ impl Committer {
     /// Undoes a group Redis did not take and everything queued after it, newest first, with
     /// the store fenced and the order held, so that no mutation is applied meanwhile and none
     /// remains that was built on an undone one; tells each caller it failed.
-    fn take_back(&mut self, group: Vec<Pending>, backlog: &mut VecDeque<Pending>) {
+    async fn take_back(&mut self, group: Vec<Pending>, backlog: &mut VecDeque<Pending>) {
         self.fenced.store(true, Ordering::SeqCst);
-        let _order = lock_order(&self.order);
+        let order = self.order.clone();
+        let _order = order.lock().await;
         while let Ok(pending) = self.queue.try_recv() {
             backlog.push_back(pending);
         }

@@ -193,7 +193,7 @@ impl Store {
             .reserve()
             .await
             .map_err(|_| not_applied("the journal is closed"))?;
-        let _order = self.journal.order();
+        let _order = self.journal.order.lock().await;
         self.ensure_writable()?;
         let (answer, records) = operation()?;
         let mut permits = vec![first];
