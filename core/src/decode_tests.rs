@@ -14,6 +14,7 @@ use crate::index::{Index, Position, MAX_QUANTITY, MAX_SHARDS};
 use crate::manifest::Manifest;
 use crate::mutation::StoredRecord;
 use crate::network::Network;
+use crate::network_file::NetworkFile;
 use crate::reservation::{LineRequest, Reservation, ReserveRequest};
 
 /// Journal records a journaling engine really writes: a network change, a supply batch and a
@@ -338,6 +339,24 @@ fn a_reservation_with_quantities_no_request_makes_is_refused() {
     assert!(!decodes(&committed(2, -1, 0)));
     assert!(!decodes(&committed(2, 2, i64::MIN)));
     assert!(!decodes(&committed(2, 1, 2)));
+}
+
+/// Found by fuzzing (`network_file`): a network file's postal code at latitude 431.64 was
+/// taken; the Admin RPC refused it, but that check was the gRPC edge's alone.
+#[test]
+fn a_network_file_postal_code_off_the_globe_or_unnamed_is_refused() {
+    let file = |code: &str, lat: &str| {
+        let text = format!(
+            "[[postal_codes]]\npostal_code = {code:?}\ncountry = \"CA\"\nlat = {lat}\nlon = -79.39\n"
+        );
+        let changes = NetworkFile::parse(&text, false).and_then(NetworkFile::changes);
+        let changes = changes.expect("a well-formed file");
+        Network::default().with_postal_codes(changes.postal_codes)
+    };
+    assert!(file("M5V", "43.64").is_ok());
+    assert!(file("M5V", "431.64").is_err());
+    assert!(file("M5V", "nan").is_err());
+    assert!(file("", "43.64").is_err());
 }
 
 proptest! {

@@ -188,7 +188,8 @@ fn manifest_decoded(data: &[u8]) {
 }
 
 /// A network file (`NetworkFile::parse`, then `changes`), as TOML and as YAML. A file that
-/// parses and applies gives a network that survives the journal's encoding.
+/// parses and applies gives a network that survives the journal's encoding, and holds only
+/// postal codes an Admin RPC would take: named, on the globe.
 pub fn network_file(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -197,9 +198,18 @@ pub fn network_file(data: &[u8]) {
         let Ok(changes) = NetworkFile::parse(text, yaml).and_then(NetworkFile::changes) else {
             continue;
         };
+        let codes = changes.postal_codes.clone();
         let Ok(network) = applied(changes) else {
             continue;
         };
+        for ((country, code), (lat, lon)) in codes {
+            assert!(!code.is_empty(), "a postal code is named");
+            let on_globe = (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon);
+            assert!(
+                on_globe,
+                "{country} {code} at ({lat}, {lon}) is on the globe"
+            );
+        }
         let encoded = network.encode();
         let decoded = Network::decode(&encoded, NOW_MS).expect("a network a file built decodes");
         assert_eq!(decoded.encode(), encoded);

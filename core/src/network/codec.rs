@@ -112,7 +112,7 @@ impl Network {
             .and_then(|n| n.with_nodes(nodes))
             .and_then(|n| n.with_sources(sources, now_ms))
             .and_then(|n| n.with_service_levels(levels))
-            .and_then(|n| n.with_postal_codes(postal))
+            .and_then(|n| n.with_postal_codes_as_stored(postal))
             .map_err(invalid)?;
         Ok(Network { version, ..network })
     }
@@ -236,5 +236,18 @@ mod tests {
         assert_eq!(forward, backward, "added in another order");
         let decoded = Network::decode(&forward, 0).expect("decodes");
         assert_eq!(decoded.encode(), forward, "decoded and encoded again");
+    }
+
+    #[test]
+    fn a_stored_postal_code_off_the_globe_still_decodes() {
+        let code = ("CA".to_owned(), "M5V".to_owned());
+        let stored = Network::default()
+            .with_postal_codes_as_stored(vec![(code.clone(), (431.64, -79.39))])
+            .expect("taken as stored");
+        assert!(Network::default()
+            .with_postal_codes(vec![(code, (431.64, -79.39))])
+            .is_err());
+        let decoded = Network::decode(&stored.encode(), 0).expect("written before the check");
+        assert_eq!(decoded.locate("CA", "M5V"), Some((431.64, -79.39)));
     }
 }
