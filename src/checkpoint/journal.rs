@@ -70,7 +70,6 @@ pub(super) struct Handle {
     pub since_snapshot: Arc<AtomicU64>,
 }
 
-
 /// Starts the writer on its own task, so callers only ever queue records and wait.
 pub(super) fn start(
     conn: ConnectionManager,
