@@ -1,5 +1,5 @@
 //! In-process benchmarks of the engine: availability (ATP) of one SKU across the 50-node demo
-//! network, and applying supply batches on one and on two threads.
+//! network, explanations of it, and applying supply batches on one and on two threads.
 //!
 //! `cargo bench --bench atp` (add a filter after `--` to run part of it, e.g. `-- availability`).
 
@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use promised::domain::{SupplyBatch, SupplyType, SupplyUpdate};
 use promised::engine::Engine;
+use promised::explain::ExplainQuery;
 use promised::query::AvailabilityQuery;
+use promised::reservation::{LineRequest, ReserveRequest};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -208,6 +210,59 @@ fn availability(c: &mut Criterion) {
     group.bench_function("part_today_per_node", |b| {
         b.iter(|| network.today_per_node(black_box(NOW_MS)))
     });
+    group.finish();
+    explain(c, &engine);
+}
+
+/// Holds on the dated SKU at the first node.
+const EXPLAINED_HOLDS: usize = 20;
+
+/// Explanations of the dated SKU once its first node carries [`EXPLAINED_HOLDS`] holds (due
+/// in a month, when its receipts have come in): at that node, and across the network (50
+/// nodes, each with its receipts). Runs after the availability group, whose answers the holds
+/// would change.
+fn explain(c: &mut Criterion, engine: &Engine) {
+    let node = engine.network().nodes()[0].id.clone();
+    let need = today(engine).plus(30);
+    for i in 0..EXPLAINED_HOLDS {
+        let line = LineRequest {
+            sku: DATED_SKU.into(),
+            node_id: node.clone(),
+            group_id: String::new(),
+            quantity: 1,
+            need_date: Some(need),
+        };
+        let hold = ReserveRequest {
+            reservation_id: format!("bench-hold-{i}"),
+            lines: vec![line],
+            ttl_secs: 0,
+            owner: String::new(),
+        };
+        black_box(engine.reserve(&hold).expect("stock").into_result());
+    }
+    let query = |node_id: &str| ExplainQuery {
+        sku: DATED_SKU.into(),
+        node_id: node_id.into(),
+        ..ExplainQuery::default()
+    };
+    let cases = [
+        ("dated_sku_1_node_20_holds", query(&node)),
+        ("dated_sku_network_50_nodes", query("")),
+    ];
+    let at_node = engine.explain(&cases[0].1).expect("valid query");
+    assert_eq!(at_node.nodes[0].commitments.len(), EXPLAINED_HOLDS);
+    let network = engine.explain(&cases[1].1).expect("valid query");
+    assert_eq!(network.nodes.len(), engine.network().nodes().len());
+    let mut group = c.benchmark_group("explain");
+    group
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(5))
+        .sample_size(50);
+    for (name, query) in &cases {
+        group.bench_function(*name, |b| {
+            b.iter(|| engine.explain(black_box(query)).expect("valid query"))
+        });
+    }
     group.finish();
 }
 

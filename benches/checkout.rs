@@ -13,8 +13,11 @@
 mod common;
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::Criterion;
+use promised::clock::MonotonicClock;
+use promised::deadline::Deadline;
 use promised::delivery::Destination;
 use promised::domain::SupplyType;
 use promised::engine::Engine;
@@ -30,6 +33,9 @@ use common::{
 
 /// Catalogue size: each SKU is stocked at 10 to 30 of the 50 nodes.
 const SKUS: usize = 2_000;
+
+/// The deadline of every call: far off, but checked as the server checks it.
+const WORK_BUDGET: Duration = Duration::from_secs(3_600);
 
 /// Manhattan, 10001.
 const DESTINATION: (f64, f64) = (40.75, -73.99);
@@ -106,24 +112,30 @@ fn route(lines: usize) -> RouteRequest {
 
 fn main() {
     let engine = stocked_engine();
+    let clock = MonotonicClock::new();
+    let deadline = || Deadline::after(&clock, WORK_BUDGET);
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("promise");
     for lines in [1, 10] {
         let request = promise(lines);
-        let answer = engine.promise(&request).expect("valid").into_result();
+        let answer = engine.promise(&request, &deadline()).expect("valid");
+        let answer = answer.into_result();
         assert!(
             answer.options.iter().any(|o| o.delivery_date.is_some()),
             "{answer:?}"
         );
         group.bench_function(format!("{lines}_lines_all_levels"), |b| {
-            b.iter(|| black_box(engine.promise(black_box(&request)).expect("valid")))
+            b.iter(|| {
+                let answer = engine.promise(black_box(&request), &deadline());
+                black_box(answer.expect("valid"))
+            })
         });
     }
     group.finish();
     let mut group = c.benchmark_group("route");
     for lines in [1, 5, 10, 20] {
         let request = route(lines);
-        let routing = engine.route(&request).expect("valid");
+        let routing = engine.route(&request, &deadline()).expect("valid");
         let plan = routing.plan.as_ref().expect("a plan");
         eprintln!(
             "route {lines} lines: optimal {}, cost {:.2}, {} packages",
@@ -132,7 +144,10 @@ fn main() {
             plan.shipments.len()
         );
         group.bench_function(format!("{lines}_lines_50_nodes"), |b| {
-            b.iter(|| black_box(engine.route(black_box(&request)).expect("valid")))
+            b.iter(|| {
+                let routing = engine.route(black_box(&request), &deadline());
+                black_box(routing.expect("valid"))
+            })
         });
     }
     group.finish();

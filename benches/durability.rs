@@ -564,7 +564,7 @@ async fn writers_phase(
         tasks.spawn(async move {
             let mut ring = prepared_batches(&engine, &feed, &nodes, batch, i as u64);
             tokio::time::sleep_until(start.into()).await;
-            writer(&engine, &durability, feed, &mut ring, measure_from, end).await
+            writer(&durability, feed, &mut ring, measure_from, end).await
         });
     }
     let mut latencies = Vec::new();
@@ -623,7 +623,6 @@ fn prepared_batches(
 /// One writer: apply, await durability, repeat until `end`; the ack latencies of mutations
 /// started within [`measure_from`, `end`).
 async fn writer(
-    engine: &Engine,
     durability: &App,
     mut feed: Feed,
     ring: &mut [SupplyBatch],
@@ -636,8 +635,7 @@ async fn writer(
         if started >= end {
             break;
         }
-        feed.apply_durably(engine, durability, &mut ring[next])
-            .await?;
+        feed.apply_durably(durability, &mut ring[next]).await?;
         if started >= measure_from {
             sample.push(started.elapsed());
         }

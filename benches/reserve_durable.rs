@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durability_support::{fmt_count, fmt_duration, open_store, Latency, Persistence, RedisServer};
-use promised::app::App;
+use promised::app::{App, Caller};
 use promised::checkpoint::Durability;
 use promised::reservation::{LineRequest, ReserveRequest};
 
@@ -74,7 +74,7 @@ async fn scenario(
                 while Instant::now() < deadline {
                     let id = next.fetch_add(1, Ordering::Relaxed);
                     let began = Instant::now();
-                    app.reserve(&cart(id, lines, hot))
+                    app.reserve(&Caller::system("bench"), &cart(id, lines, hot))
                         .await
                         .expect("stock is plentiful, Redis up");
                     sample.push(began.elapsed());
@@ -127,7 +127,7 @@ fn main() {
             ));
             let app = App::new(engine.clone(), durability.clone());
             for chunk in stock.chunks(common::BATCH) {
-                app.apply_batch(&feed.batch(chunk.to_vec()))
+                app.apply_batch(&Caller::system("bench"), &feed.batch(chunk.to_vec()))
                     .await
                     .expect("valid, durable");
             }

@@ -16,6 +16,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use promised::deadline::Deadline;
 use promised::delivery::Destination;
 use promised::domain::{distance_km, Qty};
 use promised::engine::Engine;
@@ -230,7 +231,7 @@ fn main() {
             ttl_secs: 3_600,
             owner: String::new(),
         };
-        if let Ok(routed) = optimised.route_and_reserve(order, &as_order) {
+        if let Ok(routed) = optimised.route_and_reserve(order, &as_order, &Deadline::never()) {
             // In memory: nothing to make durable.
             let routed = routed.into_result();
             let plan = routed.routing.plan.expect("a held plan");
@@ -277,7 +278,9 @@ fn main() {
 
     let wave_engine = stocked(5);
     let wave: Vec<RouteRequest> = day.iter().take(200).cloned().collect();
-    let batch = wave_engine.route_batch(&wave).expect("valid wave");
+    let batch = wave_engine
+        .route_batch(&wave, &Deadline::never())
+        .expect("valid wave");
     println!(
         "wave of {} orders: routed together {:.2}, one at a time in arrival order {:.2} ({:.1}% lower)",
         wave.len(),

@@ -3,25 +3,76 @@
 //! An edge (gRPC today; HTTP, brokers and file imports next) converts and checks a request,
 //! then calls one method here. Every mutating method runs the same protocol: refuse while the
 //! durable store cannot take a write, run the core operation, make its record durable, and
-//! only then answer. [`App::commit`] is the only code that hands a mutation to the journal, so
-//! a new edge needs no durability code of its own, and an edge cannot acknowledge a change
-//! before it is durable. Reads go straight to the core.
+//! only then answer; a change the journal does not take is undone before the error is
+//! answered. `App::write` is the only code that hands a mutation to the journal, so a new edge
+//! needs no durability code of its own, and an edge cannot acknowledge a change before it is
+//! durable. Reads go straight to the core.
 
 use std::sync::Arc;
 
 use crate::audit::AuditReport;
-use crate::checkpoint::{Durability, DurabilityStatus};
+use crate::auth::Identity;
+use crate::checkpoint::trail::{AuditPage, AuditQuery, PositionChange};
+use crate::checkpoint::{Durability, DurabilityStatus, Queued};
+use crate::deadline::Deadline;
 use crate::domain::{BatchOutcome, Node, NodeGroup, ServiceLevel, Source, SupplyBatch};
 use crate::engine::{Engine, SafetyStockEntry, Stats};
 use crate::error::Result;
+use crate::explain::{ExplainQuery, Explanation};
 use crate::metrics::{self, IngestMetrics};
-use crate::mutation::Mutation;
+use crate::mutation::{Cause, Mutation};
 use crate::promise::{Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery};
 use crate::rejections::LoggedRejection;
 use crate::reservation::{Hold, ReserveRequest};
 use crate::reserve::Held;
 use crate::route::{BatchRouting, RouteRequest, Routed};
+
+/// Who asks for a change, in one request: the identity an edge authenticated (whose id a
+/// reservation records as its owner, and whose scopes decide who may act on one) and the
+/// request's id. Recorded with every change for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub identity: Identity,
+    /// The request's id, as the caller sent it (`x-request-id`) or as generated for it.
+    pub request_id: String,
+}
+
+impl Caller {
+    /// `identity` asking, in the request `request_id`.
+    pub fn new(identity: Identity, request_id: impl Into<String>) -> Self {
+        Self {
+            identity,
+            request_id: request_id.into(),
+        }
+    }
+
+    /// The service itself, for a change its own loop makes (`expiry`).
+    pub fn system(loop_name: &str) -> Self {
+        Self::new(Identity::system(loop_name), "")
+    }
+
+    /// Who the audit trail names: the credential id, `anonymous` when authentication is off,
+    /// `system:<loop>` for the service's own changes.
+    pub fn actor(&self) -> &str {
+        self.identity.actor()
+    }
+
+    /// The owner a reservation this caller makes records: its credential id (empty when
+    /// authentication is off: such a reservation is an operator's).
+    pub fn owner(&self) -> &str {
+        self.identity.id()
+    }
+
+    fn cause(&self, action: &str, at_ms: i64) -> Cause {
+        Cause {
+            actor: self.actor().to_owned(),
+            request_id: self.request_id.clone(),
+            action: action.to_owned(),
+            at_ms,
+        }
+    }
+}
 
 /// A postal code's (country, code) and its coordinates.
 pub type PostalCode = ((String, String), (f64, f64));
@@ -52,54 +103,98 @@ impl App {
         &self.durability
     }
 
-    /// Makes a mutation durable and returns its answer: the only call into the journal. An
-    /// error means the change was not acknowledged. Public for callers that ran a core
-    /// operation themselves (tests that hold a mutation back on purpose); edges call the
-    /// operations below.
-    pub async fn commit<T>(&self, mutation: Mutation<T>) -> Result<T> {
-        self.durability.commit(mutation).await
-    }
-
-    /// The write protocol: refuse while the store is down, run `operation`, commit.
-    async fn write<T>(&self, operation: impl FnOnce(&Engine) -> Result<Mutation<T>>) -> Result<T> {
-        self.durability.ensure_writable()?;
-        let mutation = operation(&self.engine)?;
-        self.commit(mutation).await
-    }
-
-    pub async fn upsert_nodes(&self, nodes: Vec<Node>) -> Result<()> {
-        self.write(|engine| engine.upsert_nodes(nodes)).await
-    }
-
-    pub async fn upsert_groups(&self, groups: Vec<NodeGroup>) -> Result<()> {
-        self.write(|engine| engine.upsert_groups(groups)).await
-    }
-
-    pub async fn upsert_sources(&self, sources: Vec<Source>) -> Result<()> {
-        self.write(|engine| engine.upsert_sources(sources)).await
-    }
-
-    pub async fn upsert_service_levels(&self, levels: Vec<ServiceLevel>) -> Result<()> {
-        self.write(|engine| engine.upsert_service_levels(levels))
+    /// The write protocol: refuse while the store cannot take a write, run `operation`, make
+    /// its record durable, answer; an error means nothing changed. The only call into the
+    /// journal. The record carries `caller` and `action` for the audit trail.
+    async fn write<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        operation: impl FnOnce(&Engine) -> Result<Mutation<T>>,
+    ) -> Result<T> {
+        self.submit(caller, action, operation)
+            .await?
+            .durable()
             .await
     }
 
-    pub async fn upsert_postal_codes(&self, codes: Vec<PostalCode>) -> Result<()> {
-        self.write(|engine| engine.upsert_postal_codes(codes)).await
+    /// [`App::write`] up to the journal queue: applied and queued in order now, answered by
+    /// [`Queued::durable`].
+    async fn submit<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        operation: impl FnOnce(&Engine) -> Result<Mutation<T>>,
+    ) -> Result<Queued<T>> {
+        self.durability
+            .submit(|| {
+                let (answer, record) = operation(&self.engine)?.into_parts();
+                let records = record.map(|mut record| {
+                    record.cause = Some(caller.cause(action, self.engine.now_ms()));
+                    record
+                });
+                Ok((answer, records.into_iter().collect()))
+            })
+            .await
     }
 
-    pub async fn set_safety_stock(&self, entries: &[SafetyStockEntry]) -> Result<()> {
-        self.write(|engine| engine.set_safety_stock(entries)).await
+    pub async fn upsert_nodes(&self, caller: &Caller, nodes: Vec<Node>) -> Result<()> {
+        self.write(caller, "upsert_nodes", |engine| engine.upsert_nodes(nodes))
+            .await
+    }
+
+    pub async fn upsert_groups(&self, caller: &Caller, groups: Vec<NodeGroup>) -> Result<()> {
+        self.write(caller, "upsert_groups", |engine| {
+            engine.upsert_groups(groups)
+        })
+        .await
+    }
+
+    pub async fn upsert_sources(&self, caller: &Caller, sources: Vec<Source>) -> Result<()> {
+        self.write(caller, "upsert_sources", |engine| {
+            engine.upsert_sources(sources)
+        })
+        .await
+    }
+
+    pub async fn upsert_service_levels(
+        &self,
+        caller: &Caller,
+        levels: Vec<ServiceLevel>,
+    ) -> Result<()> {
+        self.write(caller, "upsert_service_levels", |engine| {
+            engine.upsert_service_levels(levels)
+        })
+        .await
+    }
+
+    pub async fn upsert_postal_codes(&self, caller: &Caller, codes: Vec<PostalCode>) -> Result<()> {
+        self.write(caller, "upsert_postal_codes", |engine| {
+            engine.upsert_postal_codes(codes)
+        })
+        .await
+    }
+
+    pub async fn set_safety_stock(
+        &self,
+        caller: &Caller,
+        entries: &[SafetyStockEntry],
+    ) -> Result<()> {
+        self.write(caller, "set_safety_stock", |engine| {
+            engine.set_safety_stock(entries)
+        })
+        .await
     }
 
     /// Applies a feed's batch and answers once it is durable, with the source's durable
     /// sequence as of the answer; a heartbeat (no updates) needs no durable store.
-    pub async fn apply_batch(&self, batch: &SupplyBatch) -> Result<BatchOutcome> {
-        if !batch.updates.is_empty() {
-            self.durability.ensure_writable()?;
-        }
-        let mutation = self.engine.apply_batch(batch)?;
-        let mut outcome = self.commit(mutation).await?;
+    pub async fn apply_batch(&self, caller: &Caller, batch: &SupplyBatch) -> Result<BatchOutcome> {
+        let mut outcome = if batch.updates.is_empty() {
+            self.engine.apply_batch(batch)?.into_result()
+        } else {
+            self.write(caller, "apply_batch", |engine| engine.apply_batch(batch))
+                .await?
+        };
         self.ingest.batch(batch.updates.is_empty(), &outcome);
         // The commit may have confirmed later batches of the source too.
         outcome.durable_seq = self
@@ -109,64 +204,122 @@ impl App {
         Ok(outcome)
     }
 
-    pub async fn reserve(&self, request: &ReserveRequest) -> Result<Held> {
-        self.write(|engine| engine.reserve(request)).await
-    }
-
-    pub async fn update_reservation(&self, request: &ReserveRequest) -> Result<Held> {
-        self.write(|engine| engine.update_reservation(request))
+    /// Applies a feed's batch with updates now and answers once it is durable, through
+    /// [`Queued::durable`]: a feed may send its next batch before the answer and keep its
+    /// order (pipelining one source's batches).
+    pub async fn submit_batch(
+        &self,
+        caller: &Caller,
+        batch: &SupplyBatch,
+    ) -> Result<Queued<BatchOutcome>> {
+        self.submit(caller, "apply_batch", |engine| engine.apply_batch(batch))
             .await
     }
 
-    pub async fn extend(&self, reservation_id: &str, ttl_secs: u64) -> Result<Held> {
-        self.write(|engine| engine.extend(reservation_id, ttl_secs))
+    pub async fn reserve(&self, caller: &Caller, request: &ReserveRequest) -> Result<Held> {
+        self.write(caller, "reserve", |engine| engine.reserve(request))
             .await
     }
 
-    pub async fn release(&self, reservation_id: &str) -> Result<Held> {
-        self.write(|engine| engine.release(reservation_id)).await
+    pub async fn update_reservation(
+        &self,
+        caller: &Caller,
+        request: &ReserveRequest,
+    ) -> Result<Held> {
+        self.write(caller, "update_reservation", |engine| {
+            engine.update_reservation(request)
+        })
+        .await
+    }
+
+    pub async fn extend(
+        &self,
+        caller: &Caller,
+        reservation_id: &str,
+        ttl_secs: u64,
+    ) -> Result<Held> {
+        self.write(caller, "extend", |engine| {
+            engine.extend(reservation_id, ttl_secs)
+        })
+        .await
+    }
+
+    pub async fn release(&self, caller: &Caller, reservation_id: &str) -> Result<Held> {
+        self.write(caller, "release", |engine| engine.release(reservation_id))
+            .await
     }
 
     /// Turns a hold into an allocation for `order_id`.
-    pub async fn commit_reservation(&self, reservation_id: &str, order_id: &str) -> Result<Held> {
-        self.write(|engine| engine.commit(reservation_id, order_id))
-            .await
+    pub async fn commit_reservation(
+        &self,
+        caller: &Caller,
+        reservation_id: &str,
+        order_id: &str,
+    ) -> Result<Held> {
+        self.write(caller, "commit", |engine| {
+            engine.commit(reservation_id, order_id)
+        })
+        .await
     }
 
-    /// A delivery promise; with `reserve`, the promised plan is held and durable first.
-    pub async fn promise(&self, request: &PromiseRequest) -> Result<Promise> {
+    /// A delivery promise; with `reserve`, the promised plan is held and durable first. Past
+    /// `deadline` the work stops and nothing is held.
+    pub async fn promise(
+        &self,
+        caller: &Caller,
+        request: &PromiseRequest,
+        deadline: &Deadline<'_>,
+    ) -> Result<Promise> {
         if request.reserve.is_some() {
-            self.durability.ensure_writable()?;
+            self.write(caller, "promise", |engine| {
+                engine.promise(request, deadline)
+            })
+            .await
+        } else {
+            Ok(self.engine.promise(request, deadline)?.into_result())
         }
-        let mutation = self.engine.promise(request)?;
-        self.commit(mutation).await
     }
 
-    /// Routes an order; with `reserve`, the chosen plan is held too.
-    pub async fn route(&self, request: &RouteRequest, reserve: Option<&Hold>) -> Result<Routed> {
+    /// Routes an order; with `reserve`, the chosen plan is held too. Past `deadline` the work
+    /// stops and nothing is held.
+    pub async fn route(
+        &self,
+        caller: &Caller,
+        request: &RouteRequest,
+        reserve: Option<&Hold>,
+        deadline: &Deadline<'_>,
+    ) -> Result<Routed> {
         match reserve {
             None => Ok(Routed {
-                routing: self.engine.route(request)?,
+                routing: self.engine.route(request, deadline)?,
                 reservation: None,
             }),
             Some(hold) => {
-                self.write(|engine| engine.route_and_reserve(request, hold))
-                    .await
+                self.write(caller, "route_and_reserve", |engine| {
+                    engine.route_and_reserve(request, hold, deadline)
+                })
+                .await
             }
         }
     }
 
-    /// Routes a wave of orders together over shared stock; holds nothing.
-    pub fn route_batch(&self, requests: &[RouteRequest]) -> Result<BatchRouting> {
-        self.engine.route_batch(requests)
+    /// Routes a wave of orders together over shared stock, until `deadline`; holds nothing.
+    pub fn route_batch(
+        &self,
+        requests: &[RouteRequest],
+        deadline: &Deadline<'_>,
+    ) -> Result<BatchRouting> {
+        self.engine.route_batch(requests, deadline)
     }
 
     /// Checks every position against the live holds; with `repair`, fixes and journals drift.
-    pub async fn check_invariants(&self, repair: bool) -> Result<AuditReport> {
-        if repair {
-            self.durability.ensure_writable()?;
-        }
-        let report = self.commit(self.engine.audit(repair)).await?;
+    pub async fn check_invariants(&self, caller: &Caller, repair: bool) -> Result<AuditReport> {
+        let report = if repair {
+            self.write(caller, "repair", |engine| Ok(engine.audit(true)))
+                .await?
+        } else {
+            self.engine.audit(false).into_result()
+        };
         metrics::audited(report.drift, report.oversold);
         Ok(report)
     }
@@ -180,19 +333,33 @@ impl App {
     }
 
     /// One sweep of reservation expiry: expired holds are released and journaled. Expiry is
-    /// not a caller's request, so a journal failure is retried by the writer, not reported.
+    /// not a caller's request: what the journal does not take is undone and expires again at
+    /// a later sweep.
     pub async fn expire_once(&self) {
-        for expired in self.engine.expire_due() {
-            if let Err(error) = self.commit(expired).await {
-                // Expiry already happened in memory; the journal writer keeps the record and
-                // retries it.
-                tracing::debug!(%error, "expiry not yet durable");
-            }
+        let swept = self
+            .durability
+            .apply(|| {
+                let cause = Caller::system("expiry").cause("expire", self.engine.now_ms());
+                let records = self.engine.expire_due().into_iter();
+                let records = records.filter_map(|m| m.into_parts().1).map(|mut record| {
+                    record.cause = Some(cause.clone());
+                    record
+                });
+                Ok(((), records.collect()))
+            })
+            .await;
+        if let Err(error) = swept {
+            tracing::debug!(%error, "expiry not durable; it is retried at the next sweep");
         }
     }
 
     pub fn availability(&self, query: &AvailabilityQuery) -> Result<Availability> {
         self.engine.availability(query)
+    }
+
+    /// How one availability figure is made; reads only.
+    pub fn explain(&self, query: &ExplainQuery) -> Result<Explanation> {
+        self.engine.explain(query)
     }
 
     pub fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
@@ -202,6 +369,25 @@ impl App {
     /// Up to `limit` logged rejections, newest first, and how many were ever logged.
     pub fn rejections(&self, source_id: Option<&str>, limit: usize) -> (Vec<LoggedRejection>, u64) {
         self.engine.rejections(source_id, limit)
+    }
+
+    /// A page of the audit trail.
+    pub async fn audit_trail(&self, query: &AuditQuery) -> Result<AuditPage> {
+        self.durability.audit(query).await
+    }
+
+    /// The last `limit` changes of the position at (`sku`, `node_id`), newest first, and the
+    /// journal entries read for them.
+    pub async fn position_history(
+        &self,
+        sku: &str,
+        node_id: &str,
+        limit: usize,
+    ) -> Result<(Vec<PositionChange>, usize)> {
+        let node = self.engine.network().node_idx(node_id).ok_or_else(|| {
+            crate::error::Error::NotFound(format!("node {}", crate::domain::echo(node_id)))
+        })?;
+        self.durability.position_history(sku, node, limit).await
     }
 
     pub fn stats(&self) -> (Stats, DurabilityStatus) {

@@ -28,10 +28,13 @@ pub const ENV_REJECTION_LOG_LEN: &str = "PROMISED_REJECTION_LOG_LEN";
 pub const ENV_MAX_ORDER_LINES: &str = "PROMISED_MAX_ORDER_LINES";
 pub const ENV_MAX_CLOCK_SKEW_SECS: &str = "PROMISED_MAX_CLOCK_SKEW_SECS";
 pub const ENV_MAX_SEQ_GAP: &str = "PROMISED_MAX_SEQ_GAP";
+pub const ENV_MAX_EXPLAINED_COMMITMENTS: &str = "PROMISED_MAX_EXPLAINED_COMMITMENTS";
 pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
 pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
 pub const ENV_MAX_CONNECTIONS: &str = "PROMISED_MAX_CONNECTIONS";
 pub const ENV_MAX_IN_FLIGHT: &str = "PROMISED_MAX_IN_FLIGHT";
+pub const ENV_MAX_IN_FLIGHT_BYTES: &str = "PROMISED_MAX_IN_FLIGHT_BYTES";
+pub const ENV_MAX_WORK_MS: &str = "PROMISED_MAX_WORK_MS";
 pub const ENV_HANDSHAKE_TIMEOUT_MS: &str = "PROMISED_HANDSHAKE_TIMEOUT_MS";
 pub const ENV_MAX_STREAMS_PER_CONNECTION: &str = "PROMISED_MAX_STREAMS_PER_CONNECTION";
 pub const ENV_FEED_IDLE_SECS: &str = "PROMISED_FEED_IDLE_SECS";
@@ -50,6 +53,7 @@ pub const ENV_REDIS_PREFIX: &str = "PROMISED_REDIS_PREFIX";
 pub const ENV_REDIS_TIMEOUT_MS: &str = "PROMISED_REDIS_TIMEOUT_MS";
 pub const ENV_SNAPSHOT_INTERVAL_SECS: &str = "PROMISED_SNAPSHOT_INTERVAL_SECS";
 pub const ENV_SNAPSHOT_AFTER_EFFECTS: &str = "PROMISED_SNAPSHOT_AFTER_EFFECTS";
+pub const ENV_AUDIT_RETENTION_SECS: &str = "PROMISED_AUDIT_RETENTION_SECS";
 pub const ENV_TLS_CERT: &str = "PROMISED_TLS_CERT";
 pub const ENV_TLS_KEY: &str = "PROMISED_TLS_KEY";
 pub const ENV_TLS_CLIENT_CA: &str = "PROMISED_TLS_CLIENT_CA";
@@ -65,11 +69,15 @@ pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_FEED_STREAMS: usize = 64;
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 256 * 1024 * 1024;
+pub const DEFAULT_MAX_WORK_MS: u64 = 2_000;
 pub const DEFAULT_LOG: &str = "info";
 pub const DEFAULT_REDIS_PREFIX: &str = "promised";
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 1_000;
 pub const DEFAULT_SNAPSHOT_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_SNAPSHOT_AFTER_EFFECTS: u64 = 5_000_000;
+/// A week of journal kept for the audit trail.
+pub const DEFAULT_AUDIT_RETENTION_SECS: u64 = 7 * 86_400;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,6 +133,10 @@ pub struct ServeArgs {
     /// Largest jump of a feed's batch sequence [env PROMISED_MAX_SEQ_GAP] [default 1000000]
     #[arg(long)]
     pub max_seq_gap: Option<String>,
+    /// Holds and allocations one Explain answer lists [env PROMISED_MAX_EXPLAINED_COMMITMENTS]
+    /// [default 1000]
+    #[arg(long)]
+    pub max_explained_commitments: Option<String>,
     /// Largest gRPC message accepted [env PROMISED_MAX_MESSAGE_BYTES] [default 16 MiB]
     #[arg(long)]
     pub max_message_bytes: Option<String>,
@@ -138,6 +150,14 @@ pub struct ServeArgs {
     /// [default 4096]
     #[arg(long)]
     pub max_in_flight: Option<String>,
+    /// Bytes of request messages in flight over all connections; a message that would take
+    /// the total over is refused [env PROMISED_MAX_IN_FLIGHT_BYTES] [default 256 MiB]
+    #[arg(long)]
+    pub max_in_flight_bytes: Option<String>,
+    /// Milliseconds a promise or route may work; a caller's shorter grpc-timeout wins
+    /// [env PROMISED_MAX_WORK_MS] [default 2000]
+    #[arg(long)]
+    pub max_work_ms: Option<String>,
     /// Milliseconds a new connection may stay silent [env PROMISED_HANDSHAKE_TIMEOUT_MS]
     /// [default 10000]
     #[arg(long)]
@@ -197,6 +217,9 @@ pub struct ServeArgs {
     /// Journaled position changes that trigger a snapshot early [env PROMISED_SNAPSHOT_AFTER_EFFECTS] [default 5000000]
     #[arg(long)]
     pub snapshot_after_effects: Option<String>,
+    /// Seconds the journal keeps changes for the audit trail after a snapshot covers them [env PROMISED_AUDIT_RETENTION_SECS] [default 604800]
+    #[arg(long)]
+    pub audit_retention_secs: Option<String>,
     /// Redis ACL user [env PROMISED_REDIS_USERNAME]
     #[arg(long)]
     pub redis_username: Option<String>,
@@ -238,6 +261,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub max_message_bytes: usize,
     pub max_feed_streams: usize,
+    /// Longest a promise or route works; past it (or its caller's shorter timeout) it stops.
+    pub max_work: Duration,
     pub connections: ConnectionLimits,
     pub engine: EngineConfig,
     pub log_filter: String,
@@ -265,6 +290,10 @@ pub struct ConnectionLimits {
     /// Calls in flight over all connections (a feed stream counts while it is open); one more
     /// is shed at once with RESOURCE_EXHAUSTED rather than queued.
     pub max_in_flight: usize,
+    /// Bytes of request messages in flight over all connections, counted from each message's
+    /// length prefix before its body is read; a message that would take the total over is
+    /// refused with RESOURCE_EXHAUSTED.
+    pub max_in_flight_bytes: usize,
     /// A connection that sends nothing this long after it opens is closed.
     pub handshake_timeout: Duration,
     /// Concurrent calls on one connection, advertised as HTTP/2 `max_concurrent_streams`.
@@ -321,7 +350,7 @@ impl Config {
         let network_file = s.optional(&args.network, ENV_NETWORK).map(PathBuf::from);
         let default_grpc = default_addr(DEFAULT_GRPC_ADDR, "default gRPC address")?;
         let default_metrics = default_addr(DEFAULT_METRICS_ADDR, "default metrics address")?;
-        Ok(Config {
+        let config = Config {
             grpc_addr: s.pick(&args.grpc_addr, ENV_GRPC_ADDR, default_grpc)?,
             metrics_addr: s.pick(&args.metrics_addr, ENV_METRICS_ADDR, default_metrics)?,
             network_file,
@@ -340,13 +369,32 @@ impl Config {
                 ENV_MAX_FEED_STREAMS,
                 DEFAULT_MAX_FEED_STREAMS,
             )?,
+            max_work: Duration::from_millis(s.pick(
+                &args.max_work_ms,
+                ENV_MAX_WORK_MS,
+                DEFAULT_MAX_WORK_MS,
+            )?),
             connections: connection_limits(args, &s)?,
             engine,
             log_filter: s.pick(&args.log, ENV_LOG, DEFAULT_LOG.to_owned())?,
             redis: redis_config(args, &s)?,
             tls: tls_files(args, &s)?,
             auth: auth_config(args, &s)?,
-        })
+        };
+        config.check_in_flight_bytes()?;
+        Ok(config)
+    }
+
+    /// The in-flight byte limit must take the largest message, or that message would be
+    /// refused however idle the server.
+    fn check_in_flight_bytes(&self) -> anyhow::Result<()> {
+        let (in_flight, message) = (self.connections.max_in_flight_bytes, self.max_message_bytes);
+        if in_flight < message {
+            return Err(anyhow!(
+                "{ENV_MAX_IN_FLIGHT_BYTES} ({in_flight}) must be at least {ENV_MAX_MESSAGE_BYTES} ({message})"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -429,6 +477,11 @@ fn connection_limits(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Connec
     Ok(ConnectionLimits {
         max_connections: s.pick(&args.max_connections, ENV_MAX_CONNECTIONS, 1_000)?,
         max_in_flight: s.pick(&args.max_in_flight, ENV_MAX_IN_FLIGHT, 4_096)?,
+        max_in_flight_bytes: s.pick(
+            &args.max_in_flight_bytes,
+            ENV_MAX_IN_FLIGHT_BYTES,
+            DEFAULT_MAX_IN_FLIGHT_BYTES,
+        )?,
         handshake_timeout: Duration::from_millis(s.pick(
             &args.handshake_timeout_ms,
             ENV_HANDSHAKE_TIMEOUT_MS,
@@ -491,6 +544,11 @@ fn limits(args: &ServeArgs, s: &Sources<'_>, d: Limits) -> anyhow::Result<Limits
             d.max_clock_skew_secs,
         )?,
         max_seq_gap: s.pick(&args.max_seq_gap, ENV_MAX_SEQ_GAP, d.max_seq_gap)?,
+        max_explained_commitments: s.pick(
+            &args.max_explained_commitments,
+            ENV_MAX_EXPLAINED_COMMITMENTS,
+            d.max_explained_commitments,
+        )?,
     })
 }
 
@@ -557,6 +615,11 @@ fn redis_config(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Option<Redi
             ENV_SNAPSHOT_AFTER_EFFECTS,
             DEFAULT_SNAPSHOT_AFTER_EFFECTS,
         )?,
+        audit_retention: Duration::from_secs(s.pick(
+            &args.audit_retention_secs,
+            ENV_AUDIT_RETENTION_SECS,
+            DEFAULT_AUDIT_RETENTION_SECS,
+        )?),
     }))
 }
 
@@ -642,6 +705,7 @@ mod tests {
         assert_eq!(config.engine.stale, StalePolicy::Exclude);
         assert_eq!(config.network_file, None);
         assert_eq!(config.redis, None, "in memory unless a Redis URL is given");
+        assert_eq!(config.max_work, Duration::from_millis(DEFAULT_MAX_WORK_MS));
     }
 
     #[test]
@@ -681,6 +745,24 @@ mod tests {
         assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:7000");
         assert_eq!(config.engine.stale, StalePolicy::Buffer { percent: 15 });
         assert_eq!(config.engine.atp.promisable_permille, [1000, 1000, 400]);
+    }
+
+    #[test]
+    fn the_in_flight_bytes_must_hold_the_largest_message() {
+        let vars = env(&[
+            (ENV_MAX_MESSAGE_BYTES, "2000000"),
+            (ENV_MAX_IN_FLIGHT_BYTES, "1000000"),
+        ]);
+        let error = Config::resolve(&ServeArgs::default(), &vars).expect_err("refused");
+        assert!(
+            error.to_string().contains(ENV_MAX_IN_FLIGHT_BYTES),
+            "{error}"
+        );
+        let defaults = Config::resolve(&ServeArgs::default(), &env(&[])).expect("defaults");
+        assert_eq!(
+            defaults.connections.max_in_flight_bytes,
+            DEFAULT_MAX_IN_FLIGHT_BYTES
+        );
     }
 
     #[test]

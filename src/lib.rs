@@ -16,11 +16,13 @@
 //!   and only then answers.
 //! - **Core** (the `promised-core` crate, re-exported here under the same module names):
 //!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
-//!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`], [`view`], [`flow`],
-//!   [`audit`], over the [`engine`] handle; [`mutation`] records and their [`codec`].
+//!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`] and [`explain`], [`view`],
+//!   [`flow`], [`audit`], over the [`engine`] handle; [`mutation`] records, snapshot
+//!   [`manifest`]s and their [`codec`]; a promise or route stops at its [`deadline`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
-//! - **Process** [`server`]: listeners ([`connections`] bounds them, [`tls`] encrypts them and
-//!   reloads their certificates), background loops (expiry, audit, gauges, snapshots)
+//! - **Process** [`server`]: listeners ([`connections`] bounds them, [`request_bytes`] the
+//!   request bytes in flight over the gRPC one, [`tls`] encrypts them and reloads their
+//!   certificates), background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
 //!   [`metrics`] names every metric and serves `/metrics`. The demo is an example
 //!   (`examples/demo`): a client of this library and of the gRPC API like any other.
@@ -28,7 +30,7 @@
 //! ## Where a request goes
 //!
 //! `Availability/GetAvailability` -> [`grpc`] adapter -> [`app::App::availability`] ->
-//! [`query`]. `Reservations/Reserve` -> [`grpc`] -> [`app::App::reserve`] -> [`reserve`] ->
+//! [`query`]; `Availability/Explain` likewise to [`explain`]. `Reservations/Reserve` -> [`grpc`] -> [`app::App::reserve`] -> [`reserve`] ->
 //! [`checkpoint`] -> answer. Every other RPC is the same shape: one adapter, one `App` method.
 //!
 //! ## Invariants
@@ -41,14 +43,17 @@
 //!   journaled effect at most once, by shard sequence number.
 //! - Index lock guards never leave [`index`] and are never held across `.await`.
 //! - Every limit (pairs per call, batch size, field length, log length, message size, feed
-//!   streams) is configurable; a request over a limit is refused, never queued without bound.
+//!   streams, calls and request bytes in flight, work time per promise or route) is
+//!   configurable; a request over a limit is refused, never queued without bound.
 //! - Time comes from a [`clock::Clock`], so tests control it (token expiry included).
-//! - Default deny: a call reaches a handler only with a [`auth::Caller`] holding its method's
-//!   scope (health and reflection excepted); refusals change nothing.
+//! - Default deny: a call reaches a handler only with an [`auth::Identity`] holding its
+//!   method's scope (health and reflection excepted); refusals change nothing. That identity,
+//!   with the request's id, is the [`app::Caller`] every write records in the audit trail.
 
 pub use promised_core::{
-    audit, calendar, clock, codec, delivery, domain, engine, error, flow, index, ingest, mutation,
-    network, promise, query, rejections, reservation, reserve, route, spec, view,
+    audit, calendar, clock, codec, deadline, delivery, domain, engine, error, explain, flow, index,
+    ingest, manifest, mutation, network, promise, query, rejections, reservation, reserve, route,
+    spec, view,
 };
 
 pub mod app;
@@ -59,5 +64,6 @@ pub mod connections;
 pub mod grpc;
 pub mod metrics;
 pub mod network_file;
+pub mod request_bytes;
 pub mod server;
 pub mod tls;

@@ -33,6 +33,7 @@ pub const OVERSOLD_POSITIONS: &str = "promised_oversold_positions";
 pub const JOURNAL_COMMIT: &str = "promised_journal_commit_seconds";
 pub const JOURNAL_GROUP: &str = "promised_journal_group_records";
 pub const JOURNAL_RECORDS: &str = "promised_journal_records_total";
+pub const JOURNAL_TAKEN_BACK: &str = "promised_journal_taken_back_total";
 pub const REDIS_UP: &str = "promised_redis_up";
 pub const SNAPSHOT_SECONDS: &str = "promised_snapshot_duration_seconds";
 pub const SNAPSHOT_BYTES: &str = "promised_snapshot_bytes";
@@ -182,6 +183,7 @@ pub enum Rpc {
     ApplyBatch,
     ListRejections,
     GetAvailability,
+    Explain,
     Reserve,
     UpdateReservation,
     Extend,
@@ -189,13 +191,15 @@ pub enum Rpc {
     GetReservation,
     Commit,
     CheckInvariants,
+    ListAudit,
+    GetPositionHistory,
     PromiseOrder,
     RouteOrder,
     RouteOrders,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 21] = [
+    const ALL: [Rpc; 24] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
@@ -207,6 +211,7 @@ impl Rpc {
         Self::ApplyBatch,
         Self::ListRejections,
         Self::GetAvailability,
+        Self::Explain,
         Self::Reserve,
         Self::UpdateReservation,
         Self::Extend,
@@ -214,6 +219,8 @@ impl Rpc {
         Self::GetReservation,
         Self::Commit,
         Self::CheckInvariants,
+        Self::ListAudit,
+        Self::GetPositionHistory,
         Self::PromiseOrder,
         Self::RouteOrder,
         Self::RouteOrders,
@@ -232,6 +239,7 @@ impl Rpc {
             Self::ApplyBatch => "ApplyBatch",
             Self::ListRejections => "ListRejections",
             Self::GetAvailability => "GetAvailability",
+            Self::Explain => "Explain",
             Self::Reserve => "Reserve",
             Self::UpdateReservation => "UpdateReservation",
             Self::Extend => "Extend",
@@ -239,6 +247,8 @@ impl Rpc {
             Self::GetReservation => "GetReservation",
             Self::Commit => "Commit",
             Self::CheckInvariants => "CheckInvariants",
+            Self::ListAudit => "ListAudit",
+            Self::GetPositionHistory => "GetPositionHistory",
             Self::PromiseOrder => "PromiseOrder",
             Self::RouteOrder => "RouteOrder",
             Self::RouteOrders => "RouteOrders",
@@ -351,6 +361,7 @@ pub struct JournalMetrics {
     commit: Histogram,
     group: Histogram,
     records: Counter,
+    taken_back: Counter,
     up: metrics::Gauge,
 }
 
@@ -360,6 +371,7 @@ impl JournalMetrics {
             commit: histogram!(JOURNAL_COMMIT),
             group: histogram!(JOURNAL_GROUP),
             records: counter!(JOURNAL_RECORDS),
+            taken_back: counter!(JOURNAL_TAKEN_BACK),
             up: gauge!(REDIS_UP),
         }
     }
@@ -368,6 +380,11 @@ impl JournalMetrics {
         self.commit.record(took.as_secs_f64());
         self.group.record(records as f64);
         self.records.increment(records as u64);
+    }
+
+    /// Mutations undone because the journal did not take them.
+    pub fn taken_back(&self, records: usize) {
+        self.taken_back.increment(records as u64);
     }
 
     pub fn redis_up(&self, up: bool) {

@@ -24,13 +24,14 @@ use tower::util::MapResponseLayer;
 use crate::app::App;
 use crate::auth::Authenticator;
 use crate::checkpoint::{Durability, Store};
-use crate::clock::Clock;
+use crate::clock::{Clock, MonotonicClock};
 use crate::config::{AuthConfig, Config, ConnectionLimits};
 use crate::connections::{self, Admitted};
 use crate::engine::Engine;
 use crate::grpc::{self, AuthLayer, Authentication, Handlers};
 use crate::metrics::{self, RpcMetrics};
-use crate::network_file::NetworkFile;
+use crate::network_file;
+use crate::request_bytes::RequestBytesLayer;
 use crate::tls::{Tls, ALPN_GRPC, ALPN_HTTP1};
 
 /// How often an idle connection is pinged, and how long its answer may take: a peer that
@@ -81,7 +82,7 @@ impl Application {
         let (engine, durability) = start_engine(&config, clock).await?;
         let app = App::new(engine, durability);
         if let Some(path) = &config.network_file {
-            NetworkFile::read(path)?.apply(&app).await?;
+            network_file::apply(network_file::read(path)?, &app).await?;
         }
         let grpc = listen(config.grpc_addr, "gRPC").await?;
         let metrics = listen(config.metrics_addr, "metrics").await?;
@@ -169,6 +170,8 @@ impl Application {
             shutdown: stop.clone(),
             feed_idle: self.config.connections.feed_idle,
             feed_owners: Arc::default(),
+            max_work: self.config.max_work,
+            work_clock: MonotonicClock::new(),
         }
     }
 }
@@ -229,11 +232,13 @@ fn spawn_grpc(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_connection_age(limits.max_connection_age)
         .layer(MapResponseLayer::new(grpc::caller_statuses))
+        .layer(grpc::RequestIdLayer)
         // Shed, not queue: a call over the in-flight limit is answered RESOURCE_EXHAUSTED at once.
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
+        .layer(RequestBytesLayer::new(limits.max_in_flight_bytes))
         // Innermost: a shed call costs no verification; an admitted one reaches its handler
-        // with its caller.
+        // with its caller. Outside it, the request id is on refusals too.
         .layer(auth)
         .add_routes(routes);
     tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))

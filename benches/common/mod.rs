@@ -11,7 +11,7 @@ use promised::checkpoint::Durability;
 use promised::clock::{ManualClock, UnixMillis};
 use promised::domain::{BatchOutcome, Day, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
 use promised::engine::{Engine, EngineConfig};
-use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
+use promised::network_file::{self, NetworkFile, DEMO_NETWORK_TOML};
 
 /// 2026-03-02T15:00:00Z: the fixed "now" of in-process benches (a manual clock never moves,
 /// so no feed goes stale mid-run).
@@ -34,9 +34,8 @@ pub fn demo_engine() -> Engine {
 /// Loads the demo network (5 groups, 50 nodes, sources WMS, POS and ERP) into `engine`.
 pub async fn load_demo_network(engine: &Engine, durability: &Durability) {
     let app = App::new(engine.clone(), durability.clone());
-    NetworkFile::parse(DEMO_NETWORK_TOML, false)
-        .expect("the demo network parses")
-        .apply(&app)
+    let demo = NetworkFile::parse(DEMO_NETWORK_TOML, false).expect("the demo network parses");
+    network_file::apply(demo, &app)
         .await
         .expect("the demo network is valid");
 }

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use promised::app::App;
+use promised::app::{App, Caller};
 use promised::checkpoint::{RedisConfig, Store};
 use promised::clock::SystemClock;
 use promised::domain::{Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate};
 use promised::engine::{Engine, EngineConfig};
-use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
+use promised::network_file::{self, NetworkFile, DEMO_NETWORK_TOML};
 use tokio::task::JoinSet;
 
 /// The Redis binary the bench starts.
@@ -192,6 +192,7 @@ pub fn redis_config(url: &str, prefix: &str) -> RedisConfig {
         timeout: Duration::from_secs(60),
         snapshot_interval: Duration::from_secs(24 * 3600),
         snapshot_after_effects: u64::MAX,
+        audit_retention: Duration::from_secs(3600),
         access: Default::default(),
     }
 }
@@ -210,9 +211,7 @@ pub async fn open_store(url: &str, prefix: &str) -> anyhow::Result<(Arc<Store>, 
 
 /// Loads the demo network (50 nodes, sources WMS, POS and ERP), durably.
 pub async fn load_demo_network(app: &App) -> anyhow::Result<()> {
-    NetworkFile::parse(DEMO_NETWORK_TOML, false)?
-        .apply(app)
-        .await
+    network_file::apply(NetworkFile::parse(DEMO_NETWORK_TOML, false)?, app).await
 }
 
 /// Adds `count` sources `BENCH-nn` that own on-hand at every node, so that each concurrent
@@ -232,7 +231,8 @@ pub async fn add_bench_feeds(
         })
         .collect();
     let ids: Vec<String> = sources.iter().map(|s| s.id.clone()).collect();
-    app.commit(engine.upsert_sources(sources)?).await?;
+    app.upsert_sources(&Caller::system("bench"), sources)
+        .await?;
     Ok(ids.into_iter().map(|id| Feed::resume(engine, id)).collect())
 }
 
@@ -275,15 +275,13 @@ impl Feed {
     /// was applied (a bench must measure real work, not duplicates, stale SETs or rejections).
     pub async fn apply_durably(
         &mut self,
-        engine: &Engine,
         app: &App,
         batch: &mut SupplyBatch,
     ) -> anyhow::Result<()> {
         self.seq += 1;
         batch.seq = self.seq;
-        let mutation = engine.apply_batch(batch)?;
-        check_applied(batch, mutation.peek().applied, mutation.peek().duplicate)?;
-        app.commit(mutation).await?;
+        let outcome = app.apply_batch(&Caller::system("bench"), batch).await?;
+        check_applied(batch, outcome.applied, outcome.duplicate)?;
         Ok(())
     }
 }
@@ -405,10 +403,11 @@ async fn load_feed(
         updates += next.len() as u64;
         batches += 1;
         let next = feed.batch(next);
-        let mutation = engine.apply_batch(&next)?;
-        check_applied(&next, mutation.peek().applied, mutation.peek().duplicate)?;
-        let app = app.clone();
-        pending.spawn(async move { app.commit(mutation).await.map(|_| ()) });
+        let queued = app.submit_batch(&Caller::system("bench"), &next).await?;
+        pending.spawn(async move {
+            let outcome = queued.durable().await?;
+            check_applied(&next, outcome.applied, outcome.duplicate)
+        });
         while pending.len() >= in_flight {
             if let Some(done) = pending.join_next().await {
                 done.context("a commit task failed")??;

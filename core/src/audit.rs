@@ -49,23 +49,23 @@ impl BookDemand {
 
     /// Adds one line of a reservation in `state`; ended reservations carry nothing.
     fn add(&mut self, state: State, line: &Line) {
-        match (state, line.scope) {
-            (State::Held, Scope::Node(node)) => {
-                self.day(&line.sku, node, line.need).0 += line.quantity;
-            }
-            (State::Held, Scope::Pool(pool)) => add_pool_hold(
-                self.pools.entry(line.sku.clone()).or_default(),
-                pool,
-                line.need,
-                line.quantity,
-            ),
-            (State::Committed, _) => {
-                for allocation in &line.allocations {
-                    self.day(&line.sku, allocation.node, line.need).1 +=
-                        allocation.quantity - allocation.shipped;
+        for (scope, quantity) in line.demand(state) {
+            match scope {
+                Scope::Node(node) => {
+                    let day = self.day(&line.sku, node, line.need);
+                    if state == State::Held {
+                        day.0 += quantity;
+                    } else {
+                        day.1 += quantity;
+                    }
                 }
+                Scope::Pool(pool) => add_pool_hold(
+                    self.pools.entry(line.sku.clone()).or_default(),
+                    pool,
+                    line.need,
+                    quantity,
+                ),
             }
-            _ => {}
         }
     }
 

@@ -24,6 +24,36 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock as read once, then advanced by the monotonic timer: it never steps back or
+/// jumps when the system time is set, so it measures how long work takes (deadlines).
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock {
+    origin: std::time::Instant,
+    origin_ms: UnixMillis,
+}
+
+impl MonotonicClock {
+    pub fn new() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            origin_ms: SystemClock.now_ms(),
+        }
+    }
+}
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now_ms(&self) -> UnixMillis {
+        let elapsed_ms = i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.origin_ms.saturating_add(elapsed_ms)
+    }
+}
+
 /// A clock that only moves when told to; cloning shares the same time.
 #[derive(Debug, Clone)]
 pub struct ManualClock {

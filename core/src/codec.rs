@@ -71,6 +71,12 @@ impl<'a> Reader<'a> {
         self.buf.is_empty()
     }
 
+    /// The bytes not read yet: what a decoder leaves for a later stage (a journal record's
+    /// effects), to re-encode or compare it whole.
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
     fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
         if self.buf.len() < n {
             return Err(CodecError("truncated"));
@@ -154,6 +160,18 @@ mod tests {
         assert_eq!(r.f64(), Ok(-74.5));
         assert_eq!(r.u32(), Ok(7));
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn rest_is_what_is_not_read_yet() {
+        let mut w = Writer::default();
+        w.var(300);
+        w.str("left");
+        let mut r = Reader::new(&w.buf);
+        assert_eq!(r.var(), Ok(300));
+        assert_eq!(r.rest(), &w.buf[2..]);
+        assert_eq!(r.str(), Ok("left"));
+        assert_eq!(r.rest(), b"");
     }
 
     #[test]

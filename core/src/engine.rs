@@ -11,7 +11,7 @@ use crate::clock::{Clock, UnixMillis};
 use crate::domain::{Node, NodeGroup, Qty, ServiceLevel, Source};
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{AtpPolicy, Effects, Index, MAX_QUANTITY};
-use crate::mutation::{Mutation, Record};
+use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx, SeqState};
 use crate::rejections::RejectionLog;
 use crate::reservation::Book;
@@ -47,6 +47,9 @@ pub struct Limits {
     /// How far one batch's sequence may jump past the source's last: beyond it, one bad
     /// batch would make every later real batch a duplicate.
     pub max_seq_gap: u64,
+    /// Holds and allocations one explanation lists by reservation; the day totals they make
+    /// up are always complete.
+    pub max_explained_commitments: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +62,7 @@ impl Default for Limits {
             max_order_lines: 1_000,
             max_clock_skew_secs: 300,
             max_seq_gap: 1_000_000,
+            max_explained_commitments: 1_000,
         }
     }
 }
@@ -287,6 +291,56 @@ impl Engine {
         }
     }
 
+    fn replace_network(&self, network: Arc<Network>) -> Arc<Network> {
+        let mut current = self
+            .shared
+            .network
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *current, network)
+    }
+
+    /// Takes back mutations whose records the journal never took, newest first, so that
+    /// memory holds only what is durable again. `records` are in the order their mutations
+    /// were applied, and no mutation applied after them may remain: each is undone by putting
+    /// back what it replaced. The durability layer calls this with every record not yet
+    /// durable while it holds off new mutations.
+    pub fn undo(&self, records: Vec<Record>) {
+        for record in records.into_iter().rev() {
+            let Record {
+                source_seq,
+                effects,
+                reservations,
+                ticket,
+                undo,
+                network: _,
+                cause: _,
+            } = record;
+            self.shared.index.undo(effects);
+            for (after, before) in reservations.iter().zip(undo.reservations).rev() {
+                let mut shard = self.shared.book.shard(&after.id);
+                match before {
+                    Some(before) => {
+                        shard.put(before);
+                    }
+                    None => shard.forget(&after.id),
+                }
+            }
+            if let (Some((source, seq)), Some(last_seq)) = (source_seq, undo.last_seq) {
+                self.with_seq_state(&source, |state| {
+                    state.pending.remove(&seq);
+                    state.last_seq = last_seq;
+                });
+            }
+            if let Some(network) = undo.network {
+                self.replace_network(network);
+            }
+            if let Some(ticket) = ticket {
+                self.settle(ticket);
+            }
+        }
+    }
+
     /// Marks a journaled mutation durable (its record is in the journal).
     pub fn settle(&self, ticket: u64) {
         lock(&self.shared.unsettled).remove(&ticket);
@@ -389,13 +443,13 @@ impl Engine {
             .unwrap_or_else(PoisonError::into_inner);
         let next = Arc::new(change(&self.network())?);
         let ticket = self.begin();
-        *self
-            .shared
-            .network
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = next.clone();
+        let before = self.replace_network(next.clone());
         Ok(self.mutation(ticket, (), || Record {
             network: Some(next.encode()),
+            undo: Undo {
+                network: Some(before),
+                ..Undo::default()
+            },
             ..Record::default()
         }))
     }

@@ -40,6 +40,9 @@ pub enum Error {
     /// The durable store cannot take the mutation now; nothing was acknowledged. Retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The request's deadline passed before its work was done; nothing was changed.
+    #[error("the deadline passed before the work was done; nothing was changed")]
+    DeadlineExceeded,
 }
 
 impl Error {

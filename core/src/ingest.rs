@@ -13,7 +13,7 @@ use crate::domain::{
 use crate::engine::{Engine, Ticket};
 use crate::error::{Error, Result};
 use crate::index::{Applied, Change, ChangeKind, Effects, MAX_QUANTITY};
-use crate::mutation::{Mutation, Record};
+use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx, SeqState, SourceEntry};
 use crate::rejections::LoggedRejection;
 use crate::reservation::Reservation;
@@ -55,9 +55,10 @@ impl Engine {
         for (i, update) in batch.updates.iter().enumerate() {
             self.apply_update(&network, source, i, update, &mut work);
         }
+        let last_seq = seq.last_seq;
         work.outcome.durable_seq = self.advance(&mut seq, batch.seq);
         drop(seq);
-        Ok(self.finish_batch(batch, ticket, now_ms, work))
+        Ok(self.finish_batch(batch, ticket, now_ms, work, last_seq))
     }
 
     /// Records `applied` as the source's last sequence, pending until durable when journaling;
@@ -176,13 +177,15 @@ impl Engine {
         }
     }
 
-    /// Logs the batch's rejections and wraps its outcome with the record to journal.
+    /// Logs the batch's rejections and wraps its outcome with the record to journal;
+    /// `last_seq` is the source's sequence before the batch.
     fn finish_batch(
         &self,
         batch: &SupplyBatch,
         ticket: Ticket<'_>,
         now_ms: UnixMillis,
         work: BatchWork,
+        last_seq: u64,
     ) -> Mutation<BatchOutcome> {
         let BatchWork {
             mut outcome,
@@ -195,10 +198,16 @@ impl Engine {
             .rejections
             .record(&batch.source_id, batch.seq, now_ms, &outcome.rejections);
         outcome.lag_ms = newest_as_of_ms.map(|as_of| now_ms - as_of);
+        let (reservations, replaced) = shipped.into_iter().unzip();
         self.mutation(ticket, outcome, || Record {
             source_seq: Some((batch.source_id.clone(), batch.seq)),
             effects: effects.unwrap_or_default(),
-            reservations: shipped,
+            reservations,
+            undo: Undo {
+                reservations: replaced,
+                last_seq: Some(last_seq),
+                ..Undo::default()
+            },
             ..Record::default()
         })
     }
@@ -258,8 +267,9 @@ impl Engine {
 struct BatchWork {
     outcome: BatchOutcome,
     effects: Option<Effects>,
-    /// Reservations changed by `SHIP` updates, journaled with the batch.
-    shipped: Vec<Reservation>,
+    /// Reservations changed by `SHIP` updates, journaled with the batch, each with the version
+    /// it replaced.
+    shipped: Vec<(Reservation, Option<Reservation>)>,
     newest_as_of_ms: Option<UnixMillis>,
     /// The latest `as_of` a SET of this batch may carry: the server clock plus the skew.
     latest_as_of_ms: UnixMillis,

@@ -7,19 +7,23 @@
 //!
 //! ## Modules, from vocabulary up to the operations
 //!
-//! - [`clock`], [`codec`], [`error`]: time, the byte codec of records, the error enum.
+//! - [`clock`], [`codec`], [`error`]: time, the byte codec of records, the error enum;
+//!   [`deadline`]: when a request's work must stop.
 //! - [`calendar`], [`domain`]: days and operating calendars; nodes, sources, supply updates,
 //!   service levels; [`spec`]: their text forms, checked.
-//! - [`network`]: nodes, groups, sources, service levels, postal codes, swapped whole on change.
+//! - [`network`]: nodes, groups, sources, service levels, postal codes, swapped whole on change;
+//!   [`network_file`]: all of them as a TOML or YAML file states them.
 //! - [`index`]: positions sharded by SKU, and time-phased ATP of one position.
 //! - [`rejections`]: the bounded log of rejected updates.
-//! - [`mutation`]: the record a change leaves for the journal.
+//! - [`mutation`]: the record a change leaves for the journal; [`manifest`]: the table of
+//!   contents of a snapshot generation.
 //! - [`reservation`]: the reservation book; [`flow`]: the max-flow coverage check.
 //! - [`engine`]: the shared core handle every operation below works on.
 //! - [`view`]: ATP at one instant (days per node, stale-feed policy, safety stock).
 //! - [`ingest`]: supply batches: sequence checks, per-update validation; a `SHIP` update is
 //!   handed to [`reserve`], which owns allocations.
-//! - [`query`]: availability: per-node, group and network ATP, earliest dates.
+//! - [`query`]: availability: per-node, group and network ATP, earliest dates; [`explain`]:
+//!   how one of those figures is made, part by part.
 //! - [`reserve`]: holds, updates, expiry, commits into allocations; [`audit`] checks them.
 //! - [`delivery`]: ship and delivery dates of one node for one service level.
 //! - [`promise`]: delivery promises per service level for a cart.
@@ -40,15 +44,19 @@ pub mod audit;
 pub mod calendar;
 pub mod clock;
 pub mod codec;
+pub mod deadline;
 pub mod delivery;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod explain;
 pub mod flow;
 pub mod index;
 pub mod ingest;
+pub mod manifest;
 pub mod mutation;
 pub mod network;
+pub mod network_file;
 pub mod promise;
 pub mod query;
 pub mod rejections;
@@ -59,7 +67,14 @@ pub mod spec;
 pub mod view;
 
 #[cfg(test)]
+mod deadline_tests;
+
+#[cfg(test)]
 mod decode_tests;
+#[cfg(test)]
+mod explain_tests;
+#[cfg(test)]
+mod undo_tests;
 
 #[cfg(test)]
 mod test_support;

@@ -2,16 +2,53 @@
 //! memory and returns a [`Record`] of it; the durability layer appends the record before the
 //! caller is acknowledged. Encoding is plain bytes: only the checkpoint layer knows where they go.
 
+use std::sync::Arc;
+
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::index::Effects;
+use crate::network::Network;
 use crate::reservation::{Layout, Reservation};
 
 /// Encoding version of a record; bumped on any incompatible change. Version 3 added the
-/// reservations' owner; version 2 records are still read.
+/// cause and the reservations' owner; version 2 records (with neither) are still read.
 const RECORD_VERSION: u8 = 3;
+/// The oldest version read: its reservations have no owner.
+const OLDEST_READ_VERSION: u8 = 2;
 
 const HAS_SOURCE: u8 = 1;
 const HAS_NETWORK: u8 = 2;
+const HAS_CAUSE: u8 = 4;
+
+/// Who made a change and why, for the audit trail: journaled with the change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cause {
+    /// The credential that asked for it, or the service's own loop (`system:expiry`).
+    pub actor: String,
+    /// The request's id (`x-request-id`), as the caller sent it or as generated for it.
+    pub request_id: String,
+    /// The operation (`reserve`, `apply_batch`, ...).
+    pub action: String,
+    /// Server time of the change.
+    pub at_ms: i64,
+}
+
+impl Cause {
+    fn encode(&self, w: &mut Writer) {
+        w.str(&self.actor);
+        w.str(&self.request_id);
+        w.str(&self.action);
+        w.ivar(self.at_ms);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Decoded<Self> {
+        Ok(Cause {
+            actor: r.str()?.to_owned(),
+            request_id: r.str()?.to_owned(),
+            action: r.str()?.to_owned(),
+            at_ms: r.ivar()?,
+        })
+    }
+}
 
 /// The durable trace of one mutation.
 #[derive(Debug, Default)]
@@ -26,6 +63,24 @@ pub struct Record {
     pub reservations: Vec<Reservation>,
     /// The engine's number for the mutation, settled once the record is durable.
     pub ticket: Option<u64>,
+    /// Who asked for the change, set by the application service before the record is queued.
+    pub cause: Option<Cause>,
+    /// What the mutation replaced outside the index, set by the core; never journaled.
+    pub undo: Undo,
+}
+
+/// What a mutation replaced outside the index (the index keeps its own in [`Effects`]), held in
+/// memory with its record so that a mutation the journal never took can be taken back
+/// (the engine's `undo`).
+#[derive(Debug, Default)]
+pub struct Undo {
+    /// Each of the record's reservations as it was before, `None` where the mutation created
+    /// it; in the same order as the record's.
+    pub(crate) reservations: Vec<Option<Reservation>>,
+    /// The network the mutation replaced.
+    pub(crate) network: Option<Arc<Network>>,
+    /// The batch's source's last applied sequence before the batch.
+    pub(crate) last_seq: Option<u64>,
 }
 
 impl Record {
@@ -40,22 +95,19 @@ impl Record {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(RECORD_VERSION);
-        let flags = if self.source_seq.is_some() {
-            HAS_SOURCE
-        } else {
-            0
-        } | if self.network.is_some() {
-            HAS_NETWORK
-        } else {
-            0
-        };
-        w.u8(flags);
+        let flag = |present: bool, flag: u8| if present { flag } else { 0 };
+        w.u8(flag(self.source_seq.is_some(), HAS_SOURCE)
+            | flag(self.network.is_some(), HAS_NETWORK)
+            | flag(self.cause.is_some(), HAS_CAUSE));
         if let Some((source, seq)) = &self.source_seq {
             w.str(source);
             w.var(*seq);
         }
         if let Some(network) = &self.network {
             w.bytes(network);
+        }
+        if let Some(cause) = &self.cause {
+            cause.encode(&mut w);
         }
         w.len(self.reservations.len());
         for reservation in &self.reservations {
@@ -71,6 +123,7 @@ impl Record {
 pub struct StoredRecord<'a> {
     pub source_seq: Option<(&'a str, u64)>,
     pub network: Option<&'a [u8]>,
+    pub cause: Option<Cause>,
     pub reservations: Vec<Reservation>,
     pub effects: Reader<'a>,
 }
@@ -79,7 +132,7 @@ impl<'a> StoredRecord<'a> {
     pub fn decode(bytes: &'a [u8]) -> Decoded<StoredRecord<'a>> {
         let mut r = Reader::new(bytes);
         let layout = match r.u8()? {
-            2 => Layout::Ownerless,
+            OLDEST_READ_VERSION => Layout::Ownerless,
             RECORD_VERSION => Layout::Owned,
             _ => return Err(CodecError("unsupported journal record version")),
         };
@@ -94,12 +147,18 @@ impl<'a> StoredRecord<'a> {
         } else {
             None
         };
+        let cause = if flags & HAS_CAUSE != 0 {
+            Some(Cause::decode(&mut r)?)
+        } else {
+            None
+        };
         let reservations = (0..r.len()?)
             .map(|_| Reservation::decode_layout(&mut r, layout))
             .collect::<Decoded<_>>()?;
         Ok(StoredRecord {
             source_seq,
             network,
+            cause,
             reservations,
             effects: r,
         })
@@ -126,6 +185,11 @@ impl<T> Mutation<T> {
     /// The answer as it will be acknowledged, to inspect before it is durable.
     pub fn peek(&self) -> &T {
         &self.result
+    }
+
+    /// The answer and the record to make durable before it is given.
+    pub fn into_parts(self) -> (T, Option<Record>) {
+        (self.result, self.record)
     }
 
     /// The answer. For a journaled mutation, only once its record is durable; an engine that

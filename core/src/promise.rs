@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::clock::UnixMillis;
+use crate::deadline::Deadline;
 use crate::delivery::{check_order_line, locate, ship_and_deliver, Destination, Shipment};
 use crate::domain::{distance_km, Day, Qty, ServiceLevel};
 use crate::engine::Engine;
@@ -77,8 +78,77 @@ impl Leg {
     }
 }
 
+/// The packages of a plan: each one's leg, and the lines (by index) it ships.
+type Packages = Vec<(Leg, Vec<usize>)>;
+
+/// What every service level's plan for a cart is made from.
+struct Cart<'a> {
+    network: &'a Network,
+    lines: &'a [(String, Qty)],
+    /// Per line, per node: the first day the node has the line's quantity.
+    ready: &'a [Vec<Option<Day>>],
+    destination: (f64, f64),
+    now_ms: UnixMillis,
+    request: &'a PromiseRequest,
+    deadline: &'a Deadline<'a>,
+}
+
+impl Cart<'_> {
+    /// What each node could do for each line under `level`: a leg, or nothing.
+    fn legs(&self, level: &ServiceLevel) -> Result<Vec<Vec<Option<Leg>>>> {
+        let nodes = self.network.nodes().len();
+        self.ready
+            .iter()
+            .map(|per_node| {
+                self.deadline.spend(nodes as u64)?;
+                let legs = per_node.iter().enumerate().map(|(n, ready)| {
+                    let ready = (*ready)?;
+                    leg(
+                        self.network,
+                        level,
+                        n as NodeIdx,
+                        ready,
+                        self.destination,
+                        self.now_ms,
+                    )
+                });
+                Ok(legs.collect())
+            })
+            .collect()
+    }
+
+    /// The best leg of a node that can ship the whole cart, ready when its last line is.
+    fn whole(&self, level: &ServiceLevel) -> Result<Option<Leg>> {
+        let network = self.network;
+        self.deadline
+            .spend((network.nodes().len() * self.lines.len()) as u64)?;
+        let complete = (0..network.nodes().len()).filter_map(|n| {
+            let all_ready = self
+                .ready
+                .iter()
+                .map(|per_node| per_node[n])
+                .collect::<Option<Vec<Day>>>()?;
+            let last = all_ready.into_iter().max()?;
+            leg(
+                network,
+                level,
+                n as NodeIdx,
+                last,
+                self.destination,
+                self.now_ms,
+            )
+        });
+        Ok(complete.min_by_key(|leg| leg.key(network)))
+    }
+}
+
 impl Engine {
-    pub fn promise(&self, request: &PromiseRequest) -> Result<crate::mutation::Mutation<Promise>> {
+    /// Promises the cart; past `deadline` it stops, holding nothing.
+    pub fn promise(
+        &self,
+        request: &PromiseRequest,
+        deadline: &Deadline<'_>,
+    ) -> Result<crate::mutation::Mutation<Promise>> {
         self.check_order_lines(request.lines.len())?;
         let now_ms = self.request_now(request.now_ms)?;
         let network = self.network();
@@ -101,21 +171,20 @@ impl Engine {
                 self.promise_one(&view, sku, *quantity, &levels, destination, now_ms)
             }
             _ => {
-                let ready = self.ready_days(&view, &lines, &Taken::new());
+                let ready = self.ready_days(&view, &lines, &Taken::new(), deadline)?;
+                let cart = Cart {
+                    network: &network,
+                    lines: &lines,
+                    ready: &ready,
+                    destination,
+                    now_ms,
+                    request,
+                    deadline,
+                };
                 levels
                     .iter()
-                    .map(|level| {
-                        plan(
-                            &network,
-                            level,
-                            &lines,
-                            &ready,
-                            destination,
-                            now_ms,
-                            request,
-                        )
-                    })
-                    .collect()
+                    .map(|level| plan(&cart, level))
+                    .collect::<Result<_>>()?
             }
         };
         let promise = Promise {
@@ -129,7 +198,10 @@ impl Engine {
                 result: promise,
                 record: None,
             }),
-            Some(hold) => self.hold_promise(promise, hold),
+            Some(hold) => {
+                deadline.check()?;
+                self.hold_promise(promise, hold)
+            }
         }
     }
 
@@ -280,35 +352,16 @@ fn levels<'n>(network: &'n Network, names: &[String]) -> Result<Vec<&'n ServiceL
 }
 
 /// The best plan for one service level.
-fn plan(
-    network: &Network,
-    level: &ServiceLevel,
-    lines: &[(String, Qty)],
-    ready: &[Vec<Option<Day>>],
-    destination: (f64, f64),
-    now_ms: UnixMillis,
-    request: &PromiseRequest,
-) -> PromiseOption {
-    // What each node could do for each line: a leg, or nothing.
-    let legs: Vec<Vec<Option<Leg>>> = ready
-        .iter()
-        .map(|per_node| {
-            per_node
-                .iter()
-                .enumerate()
-                .map(|(n, ready)| leg(network, level, n as NodeIdx, (*ready)?, destination, now_ms))
-                .collect()
-        })
-        .collect();
-    let whole = complete_legs(network, level, ready, destination, now_ms)
-        .into_iter()
-        .min_by_key(|leg| leg.key(network));
+fn plan(cart: &Cart<'_>, level: &ServiceLevel) -> Result<PromiseOption> {
+    let (lines, request) = (cart.lines, cart.request);
+    let legs = cart.legs(level)?;
+    let whole = cart.whole(level)?;
     let split = if request.allow_split && lines.len() > 1 {
-        split_plan(network, &legs, request.max_packages)
+        split_plan(cart.network, &legs, request.max_packages, cart.deadline)?
     } else {
         None
     };
-    let shipments: Option<Vec<(Leg, Vec<usize>)>> = match (whole, split) {
+    let shipments: Option<Packages> = match (whole, split) {
         (Some(whole), Some(split)) => {
             let split_delivery = split.iter().map(|(l, _)| l.delivery).max();
             if split_delivery < Some(whole.delivery) {
@@ -321,7 +374,10 @@ fn plan(
         (None, split) => split,
     };
     let Some(shipments) = shipments else {
-        return infeasible(level, reason(level, lines, &legs, request.allow_split));
+        return Ok(infeasible(
+            level,
+            reason(level, lines, &legs, request.allow_split),
+        ));
     };
     let shipments: Vec<Shipment> = shipments
         .into_iter()
@@ -333,13 +389,13 @@ fn plan(
             cost: leg.cost,
         })
         .collect();
-    PromiseOption {
+    Ok(PromiseOption {
         service_level: level.name.clone(),
         delivery_date: shipments.iter().map(|s| s.delivery_date).max(),
         cost: shipments.iter().map(|s| s.cost).sum(),
         shipments,
         reason: String::new(),
-    }
+    })
 }
 
 fn leg(
@@ -361,56 +417,40 @@ fn leg(
     })
 }
 
-/// Legs of nodes that can ship the whole cart, ready when the last line is.
-fn complete_legs(
-    network: &Network,
-    level: &ServiceLevel,
-    ready: &[Vec<Option<Day>>],
-    destination: (f64, f64),
-    now_ms: UnixMillis,
-) -> Vec<Leg> {
-    (0..network.nodes().len())
-        .filter_map(|n| {
-            let all_ready = ready
-                .iter()
-                .map(|per_node| per_node[n])
-                .collect::<Option<Vec<Day>>>()?;
-            let last = all_ready.into_iter().max()?;
-            leg(network, level, n as NodeIdx, last, destination, now_ms)
-        })
-        .collect()
-}
-
-/// Lines split over nodes: for the earliest deadline at which at most `max_packages` nodes can
-/// cover every line (each line from one node), greedily picking the node covering most lines.
+/// Lines split over nodes: for the earliest delivery day by which at most `max_packages`
+/// nodes can cover every line (each line from one node), greedily picking the node covering
+/// most lines.
 fn split_plan(
     network: &Network,
     legs: &[Vec<Option<Leg>>],
     max_packages: u32,
-) -> Option<Vec<(Leg, Vec<usize>)>> {
-    let mut deadlines: Vec<Day> = legs
+    deadline: &Deadline<'_>,
+) -> Result<Option<Packages>> {
+    let mut days: Vec<Day> = legs
         .iter()
         .flatten()
         .flatten()
         .map(|l| l.delivery)
         .collect();
-    deadlines.sort_unstable();
-    deadlines.dedup();
+    days.sort_unstable();
+    days.dedup();
     let limit = if max_packages == 0 {
         usize::MAX
     } else {
         max_packages as usize
     };
-    deadlines.into_iter().find_map(|deadline| {
+    let nodes = network.nodes().len();
+    for by in days {
         let mut open: Vec<usize> = (0..legs.len()).collect();
-        let mut chosen: Vec<(Leg, Vec<usize>)> = Vec::new();
+        let mut chosen: Packages = Vec::new();
         while !open.is_empty() && chosen.len() < limit {
-            let best = (0..network.nodes().len())
+            deadline.spend((nodes * open.len()) as u64)?;
+            let best = (0..nodes)
                 .filter_map(|n| {
                     let covers: Vec<usize> = open
                         .iter()
                         .copied()
-                        .filter(|&i| legs[i][n].is_some_and(|l| l.delivery <= deadline))
+                        .filter(|&i| legs[i][n].is_some_and(|l| l.delivery <= by))
                         .collect();
                     let leg = covers
                         .iter()
@@ -423,12 +463,17 @@ fn split_plan(
                         covers,
                     ))
                 })
-                .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))?;
+                .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            // No node ships any open line by this day: try a later one.
+            let Some(best) = best else { break };
             open.retain(|i| !best.3.contains(i));
             chosen.push((best.2, best.3));
         }
-        open.is_empty().then_some(chosen)
-    })
+        if open.is_empty() {
+            return Ok(Some(chosen));
+        }
+    }
+    Ok(None)
 }
 
 fn infeasible(level: &ServiceLevel, reason: String) -> PromiseOption {

@@ -102,11 +102,7 @@ impl<'a> Scope<'a> {
             ));
         }
         let pairs = query.skus.len().saturating_mul(nodes.len());
-        if pairs > config.limits.max_pairs {
-            let problem = format!(
-                "{pairs} item-node pairs exceed the limit of {} per call",
-                config.limits.max_pairs
-            );
+        if let Some(problem) = pairs_problem(pairs, config.limits.max_pairs) {
             violations.push(FieldViolation::new("skus", problem));
         }
         if !violations.is_empty() {
@@ -126,7 +122,7 @@ impl<'a> Scope<'a> {
         let atp: Vec<Qty> = positions.iter().map(|p| self.view.atp(p)).collect();
         let nodes = self.nodes_of(positions, &atp);
         let profiles = self.quantity.map(|_| self.profiles(positions));
-        let total = |pool: Pool| self.pool_total(positions, pools, &atp, pool);
+        let total = |pool: Pool| self.view.pool_atp(positions, pools, &atp, pool);
         let earliest = |pool: Pool| self.pool_earliest(profiles.as_deref(), pools, pool);
         let groups = self
             .groups
@@ -155,26 +151,6 @@ impl<'a> Scope<'a> {
                 self.node_availability(node, at.map(|i| (&positions[i], atp[i])))
             })
             .collect()
-    }
-
-    /// ATP of a pool: its members' ATP, less the pooled holds it serves jointly with the
-    /// others (see `AtpView`).
-    fn pool_total(
-        &self,
-        positions: &[Position],
-        pools: &[PoolHold],
-        atp: &[Qty],
-        pool: Pool,
-    ) -> Qty {
-        if !pools.is_empty() {
-            return self.view.pool_headroom(positions, pools, pool);
-        }
-        positions
-            .iter()
-            .zip(atp)
-            .filter(|(p, _)| self.view.in_pool(pool, p.node()))
-            .map(|(_, atp)| atp)
-            .sum()
     }
 
     /// First day the pool's members have the queried quantity on top of the pool's own holds;
@@ -264,12 +240,45 @@ fn check_skus(skus: &[String], max_len: usize) -> Vec<FieldViolation> {
         violations.push(FieldViolation::new("skus", "ask for at least one SKU"));
     }
     for (i, sku) in skus.iter().enumerate() {
-        if sku.is_empty() || sku.len() > max_len {
-            let problem = format!("must be 1 to {max_len} bytes");
+        if let Some(problem) = sku_problem(sku, max_len) {
             violations.push(FieldViolation::new(format!("skus[{i}]"), problem));
         }
     }
     violations
+}
+
+/// What is wrong with a SKU asked about, if anything: it must be 1 to `max_len` bytes. Any
+/// other SKU is answered, with nothing available if the index does not know it.
+pub(crate) fn sku_problem(sku: &str, max_len: usize) -> Option<String> {
+    (sku.is_empty() || sku.len() > max_len).then(|| format!("must be 1 to {max_len} bytes"))
+}
+
+/// Why `pairs` item-node pairs are too many for one call, if they are.
+pub(crate) fn pairs_problem(pairs: usize, max_pairs: usize) -> Option<String> {
+    (pairs > max_pairs)
+        .then(|| format!("{pairs} item-node pairs exceed the limit of {max_pairs} per call"))
+}
+
+/// The node `id` names, or a violation of `field`.
+pub(crate) fn known_node(
+    network: &Network,
+    field: String,
+    id: &str,
+) -> Result<NodeIdx, FieldViolation> {
+    network
+        .node_idx(id)
+        .ok_or_else(|| FieldViolation::new(field, format!("unknown node {}", echo(id))))
+}
+
+/// The group `id` names, or a violation of `field`.
+pub(crate) fn known_group(
+    network: &Network,
+    field: String,
+    id: &str,
+) -> Result<u32, FieldViolation> {
+    network
+        .group_idx(id)
+        .ok_or_else(|| FieldViolation::new(field, format!("unknown group {}", echo(id))))
 }
 
 /// The nodes asked for, or every node when none is named; unknown ids become violations.
@@ -281,14 +290,7 @@ fn resolve_nodes(
     if node_ids.is_empty() {
         return (0..network.nodes().len() as NodeIdx).collect();
     }
-    let lookup = |(i, id): (usize, &String)| {
-        network.node_idx(id).ok_or_else(|| {
-            FieldViolation::new(
-                format!("node_ids[{i}]"),
-                format!("unknown node {}", echo(id)),
-            )
-        })
-    };
+    let lookup = |(i, id): (usize, &String)| known_node(network, format!("node_ids[{i}]"), id);
     collect_valid(node_ids.iter().enumerate().map(lookup), violations)
 }
 
@@ -299,15 +301,7 @@ fn resolve_groups<'a>(
     violations: &mut Vec<FieldViolation>,
 ) -> Vec<(&'a str, u32)> {
     let lookup = |(i, id): (usize, &'a String)| {
-        network
-            .group_idx(id)
-            .map(|group| (id.as_str(), group))
-            .ok_or_else(|| {
-                FieldViolation::new(
-                    format!("group_ids[{i}]"),
-                    format!("unknown group {}", echo(id)),
-                )
-            })
+        known_group(network, format!("group_ids[{i}]"), id).map(|group| (id.as_str(), group))
     };
     collect_valid(group_ids.iter().enumerate().map(lookup), violations)
 }

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::clock::UnixMillis;
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::domain::{Day, Qty};
-use crate::index::Pool;
+use crate::index::{Pool, MAX_QUANTITY};
 use crate::network::NodeIdx;
 
 /// A line as a caller asks for it: at a node, in a group, or (both empty) anywhere in the network.
@@ -79,6 +79,24 @@ pub struct Line {
     pub need: Day,
     /// Empty until committed.
     pub allocations: Vec<Allocation>,
+}
+
+impl Line {
+    /// What the line of a reservation in `state` takes from stock on its need day, by place:
+    /// held, its whole quantity where it holds; committed, what is not yet shipped at each
+    /// node it is allocated at; ended, nothing.
+    pub fn demand(&self, state: State) -> Vec<(Scope, Qty)> {
+        match state {
+            State::Held => vec![(self.scope, self.quantity)],
+            State::Committed => self
+                .allocations
+                .iter()
+                .map(|a| (Scope::Node(a.node), a.quantity - a.shipped))
+                .filter(|&(_, open)| open != 0)
+                .collect(),
+            State::Released | State::Expired | State::Shipped => Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,14 +214,23 @@ impl Reservation {
         w.str(&self.owner);
     }
 
-    /// Decodes what [`Reservation::encode`] writes.
+    /// Reads a reservation [`Reservation::encode`] wrote.
     pub fn decode(r: &mut Reader<'_>) -> Decoded<Reservation> {
         Self::decode_layout(r, Layout::Owned)
     }
 
-    /// Decodes a reservation stored in `layout`.
+    /// Reads a reservation stored in `layout`. Quantities no request can make are refused: a
+    /// line's or an allocation's beyond `0..=MAX_QUANTITY`, or more shipped than allocated
+    /// (the audit adds them up, and sums of such values overflow).
     pub fn decode_layout(r: &mut Reader<'_>, layout: Layout) -> Decoded<Reservation> {
         let index = |value: u64| u32::try_from(value).map_err(|_| CodecError("index"));
+        let quantity = |r: &mut Reader<'_>| {
+            let quantity = r.ivar()?;
+            if !(0..=MAX_QUANTITY).contains(&quantity) {
+                return Err(CodecError("quantity beyond the limit"));
+            }
+            Ok(quantity)
+        };
         let id = r.str()?.to_owned();
         let version = r.var()?;
         let state = *State::ALL
@@ -222,21 +249,25 @@ impl Reservation {
                 2 => Scope::Pool(Pool::Network),
                 _ => return Err(CodecError("scope")),
             };
-            let quantity = r.ivar()?;
+            let line_quantity = quantity(r)?;
             let need = Day(i32::try_from(r.ivar()?).map_err(|_| CodecError("day"))?);
             let allocations = (0..r.len()?)
                 .map(|_| {
-                    Ok(Allocation {
+                    let allocation = Allocation {
                         node: index(r.var()?)?,
-                        quantity: r.ivar()?,
-                        shipped: r.ivar()?,
-                    })
+                        quantity: quantity(r)?,
+                        shipped: quantity(r)?,
+                    };
+                    if allocation.shipped > allocation.quantity {
+                        return Err(CodecError("more shipped than allocated"));
+                    }
+                    Ok(allocation)
                 })
                 .collect::<Decoded<_>>()?;
             lines.push(Line {
                 sku,
                 scope,
-                quantity,
+                quantity: line_quantity,
                 need,
                 allocations,
             });
@@ -259,10 +290,53 @@ impl Reservation {
     }
 }
 
-type Shard = HashMap<String, Reservation>;
+/// One shard of the book.
+#[derive(Debug, Default)]
+struct Shard {
+    by_id: HashMap<String, Reservation>,
+    /// Per SKU, the ids of this shard's live (held or committed) reservations with a line of
+    /// it, so that the holds on one SKU are found without reading the whole book.
+    live_by_sku: HashMap<Box<str>, BTreeSet<String>>,
+}
+
+impl Shard {
+    /// Moves `id` in the per-SKU index from the SKUs its stored version holds to those
+    /// `after` holds (none: it is being forgotten).
+    fn relink(&mut self, id: &str, after: Option<&Reservation>) {
+        let old = self.by_id.get(id).map(live_skus).unwrap_or_default();
+        let new = after.map(live_skus).unwrap_or_default();
+        for sku in old.iter().filter(|sku| !new.contains(sku)) {
+            if let Some(ids) = self.live_by_sku.get_mut(*sku) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.live_by_sku.remove(*sku);
+                }
+            }
+        }
+        for sku in new.iter().filter(|sku| !old.contains(sku)) {
+            self.live_by_sku
+                .entry((*sku).into())
+                .or_default()
+                .insert(id.to_owned());
+        }
+    }
+}
+
+/// The SKUs a reservation holds or has allocated; none once it has ended.
+fn live_skus(reservation: &Reservation) -> Vec<&str> {
+    if reservation.state.is_ended() {
+        return Vec::new();
+    }
+    let mut skus: Vec<&str> = reservation.lines.iter().map(|l| l.sku.as_str()).collect();
+    skus.sort_unstable();
+    skus.dedup();
+    skus
+}
 
 /// All reservations, sharded by id. Lock order: one book shard, then index shards (through
-/// `Index::with_locked`), then the deadline and order indexes, which are leaves.
+/// `Index::with_locked`), then the deadline and order indexes, which are leaves. A reader of
+/// one SKU's reservations ([`Book::visit_live`]) takes one book shard at a time and nothing
+/// else.
 #[derive(Debug)]
 pub struct Book {
     shards: Box<[Mutex<Shard>]>,
@@ -329,6 +403,21 @@ impl Book {
         lock(&self.capacity).get(&(node, day)).copied().unwrap_or(0)
     }
 
+    /// Calls `visit` on each live reservation with a line of `sku`, one book shard at a time,
+    /// until it returns `false`. What one shard holds is seen as of one instant; the shards
+    /// are not locked together, so a change made meanwhile may or may not be seen.
+    pub fn visit_live(&self, sku: &str, mut visit: impl FnMut(&Reservation) -> bool) {
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            let ids = shard.live_by_sku.get(sku).into_iter().flatten();
+            for reservation in ids.filter_map(|id| shard.by_id.get(id)) {
+                if !visit(reservation) {
+                    return;
+                }
+            }
+        }
+    }
+
     /// Ids whose deadline is at or before `now_ms`, earliest first.
     pub fn due(&self, now_ms: UnixMillis, limit: usize) -> Vec<String> {
         lock(&self.deadlines)
@@ -348,18 +437,21 @@ pub struct BookShard<'a> {
 
 impl BookShard<'_> {
     pub fn get(&self, id: &str) -> Option<&Reservation> {
-        self.map.get(id)
+        self.map.by_id.get(id)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Reservation> {
-        self.map.values()
+        self.map.by_id.values()
     }
 
-    /// Stores a new version, keeping the deadline and order indexes in step.
-    pub fn put(&mut self, reservation: Reservation) {
+    /// Stores a new version, keeping the SKU, deadline, order and capacity indexes in step;
+    /// returns the version it replaced.
+    pub fn put(&mut self, reservation: Reservation) -> Option<Reservation> {
         let retention = self.book.retention_ms;
+        self.map.relink(&reservation.id, Some(&reservation));
         let old = self
             .map
+            .by_id
             .get(&reservation.id)
             .and_then(|r| r.deadline(retention));
         let new = reservation.deadline(retention);
@@ -372,11 +464,21 @@ impl BookShard<'_> {
                 deadlines.insert((new, reservation.id.clone()));
             }
         }
+        let old_order = self
+            .map
+            .by_id
+            .get(&reservation.id)
+            .map(|r| r.order_id.as_str())
+            .filter(|order| !order.is_empty() && *order != reservation.order_id);
+        if let Some(old_order) = old_order {
+            lock(&self.book.orders).remove(old_order);
+        }
         if !reservation.order_id.is_empty() {
             lock(&self.book.orders).insert(reservation.order_id.clone(), reservation.id.clone());
         }
         let before = self
             .map
+            .by_id
             .get(&reservation.id)
             .map(Reservation::shipping_days)
             .unwrap_or_default();
@@ -392,12 +494,14 @@ impl BookShard<'_> {
                 *capacity.entry(slot).or_default() += 1;
             }
         }
-        self.map.insert(reservation.id.clone(), reservation);
+        self.map.by_id.insert(reservation.id.clone(), reservation)
     }
 
-    /// Forgets an ended reservation whose retention has passed.
+    /// Forgets a reservation: an ended one whose retention has passed, or a new hold whose
+    /// creation is taken back (a hold counts no orders per day).
     pub fn forget(&mut self, id: &str) {
-        if let Some(reservation) = self.map.remove(id) {
+        self.map.relink(id, None);
+        if let Some(reservation) = self.map.by_id.remove(id) {
             if let Some(deadline) = reservation.deadline(self.book.retention_ms) {
                 lock(&self.book.deadlines).remove(&(deadline, reservation.id.clone()));
             }

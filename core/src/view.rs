@@ -2,6 +2,7 @@
 //! safety stock, and whether a SKU's pooled holds (group or network reservations not yet bound
 //! to a node) can still be served by its nodes.
 
+use crate::clock::UnixMillis;
 use crate::domain::{Day, Qty};
 use crate::engine::{Engine, StalePolicy};
 use crate::flow::{max_flow, Demand};
@@ -10,11 +11,25 @@ use crate::network::{Degraded, Network, NodeIdx};
 
 pub struct AtpView<'a> {
     pub network: &'a Network,
+    /// The instant the view is of: which feeds are stale, and each node's today.
+    pub now_ms: UnixMillis,
     /// The day ATP is answered for, per node: today there, or a later date asked for.
     pub day: Vec<Day>,
     degraded: Degraded,
     policy: AtpPolicy,
     stale: StalePolicy,
+}
+
+/// What the stale-feed policy does to a position's ATP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleShare {
+    /// The node's feeds are fresh: nothing.
+    Fresh,
+    /// The node is degraded and, by policy, promises nothing.
+    Excluded,
+    /// The node is degraded and holds back `quantity`, `percent` of its on-hand rounded up,
+    /// on top of its safety stock.
+    Buffer { percent: u32, quantity: Qty },
 }
 
 impl<'a> AtpView<'a> {
@@ -33,6 +48,7 @@ impl<'a> AtpView<'a> {
     pub fn at(engine: &Engine, network: &'a Network, now_ms: i64) -> Self {
         Self {
             network,
+            now_ms,
             day: network.today_per_node(now_ms),
             degraded: network.degraded(now_ms),
             policy: engine.config().atp,
@@ -63,16 +79,31 @@ impl<'a> AtpView<'a> {
     /// Safety stock in force at a position, or `None` if the node is excluded as degraded.
     pub fn safety(&self, node: NodeIdx, position: Option<&Position>) -> Option<Qty> {
         let safety = self.base_safety(node, position);
+        match self.stale_share(node, position) {
+            StaleShare::Fresh => Some(safety),
+            StaleShare::Excluded => None,
+            StaleShare::Buffer { quantity, .. } => Some(safety + quantity),
+        }
+    }
+
+    /// What the stale-feed policy does at a position.
+    pub fn stale_share(&self, node: NodeIdx, position: Option<&Position>) -> StaleShare {
         if !self.degraded.contains(node) {
-            return Some(safety);
+            return StaleShare::Fresh;
         }
         match self.stale {
-            StalePolicy::Exclude => None,
+            StalePolicy::Exclude => StaleShare::Excluded,
             StalePolicy::Buffer { percent } => {
                 let on_hand = position.map_or(0, |p| p.totals().on_hand);
-                Some(safety + (on_hand.max(0) * Qty::from(percent) + 99) / 100)
+                let quantity = (on_hand.max(0) * Qty::from(percent) + 99) / 100;
+                StaleShare::Buffer { percent, quantity }
             }
         }
+    }
+
+    /// How much of each supply type counts.
+    pub fn policy(&self) -> &AtpPolicy {
+        &self.policy
     }
 
     /// ATP of a position on its node's day.
@@ -82,10 +113,17 @@ impl<'a> AtpView<'a> {
 
     /// ATP of a position on `day`, or on its node's day if that is later.
     pub fn atp_on(&self, position: &Position, day: Day) -> Qty {
+        self.lowest_on(position, day)
+            .map_or(0, |(_, net)| net.max(0))
+    }
+
+    /// The lowest net position from `day` (or the node's day, if later) on and the first day
+    /// it is reached, as [`Position::lowest`]; `None` if the node is excluded.
+    pub fn lowest_on(&self, position: &Position, day: Day) -> Option<(Day, Qty)> {
         let node = position.node();
         let day = day.max(self.day[node as usize]);
-        self.safety(node, Some(position))
-            .map_or(0, |safety| position.atp(day, safety, &self.policy))
+        let safety = self.safety(node, Some(position))?;
+        Some(position.lowest(day, safety, &self.policy))
     }
 
     /// ATP step function from the node's day; `None` if the node is excluded.
@@ -109,10 +147,36 @@ impl<'a> AtpView<'a> {
         }
     }
 
-    /// Node capacities for pooled holds: ATP on the earliest day any hold is due.
+    /// The day node capacities for pooled holds are taken on: the earliest day any hold is
+    /// due (each node answers for its own day if that is later).
+    pub fn pool_day(&self, pools: &[PoolHold]) -> Day {
+        pools.iter().map(|h| h.day).min().unwrap_or(Day(i32::MIN))
+    }
+
+    /// Node capacities for pooled holds: ATP on [`AtpView::pool_day`].
     fn capacities(&self, positions: &[Position], pools: &[PoolHold]) -> Vec<Qty> {
-        let day = pools.iter().map(|h| h.day).min().unwrap_or(Day(i32::MIN));
+        let day = self.pool_day(pools);
         positions.iter().map(|p| self.atp_on(p, day)).collect()
+    }
+
+    /// ATP of a pool: its members' ATP (`atp`, per position), less the pooled holds it serves
+    /// jointly with the others.
+    pub fn pool_atp(
+        &self,
+        positions: &[Position],
+        pools: &[PoolHold],
+        atp: &[Qty],
+        pool: Pool,
+    ) -> Qty {
+        if !pools.is_empty() {
+            return self.pool_headroom(positions, pools, pool);
+        }
+        positions
+            .iter()
+            .zip(atp)
+            .filter(|(p, _)| self.in_pool(pool, p.node()))
+            .map(|(_, atp)| atp)
+            .sum()
     }
 
     /// The maximum flow of `wanted` (pool, quantity) demands into `capacity`, and what each

@@ -22,7 +22,7 @@ use promised::config::{process_env, Config, ServeArgs};
 use promised::domain::{Day, NodeKind};
 use promised::grpc::pb::{self, supply_client::SupplyClient};
 use promised::network::Network;
-use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
+use promised::network_file::{self, NetworkFile, DEMO_NETWORK_TOML};
 use promised::server::{shutdown_signal, Application};
 use tracing_subscriber::EnvFilter;
 
@@ -68,9 +68,7 @@ async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let app = Application::build(config, Arc::new(SystemClock)).await?;
-    NetworkFile::parse(DEMO_NETWORK_TOML, false)?
-        .apply(app.app())
-        .await?;
+    network_file::apply(NetworkFile::parse(DEMO_NETWORK_TOML, false)?, app.app()).await?;
     let catalogue = Catalogue::of(&app.engine().network(), skus);
     let target = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), app.grpc_addr().port());
     print_instructions(target, app.metrics_addr());

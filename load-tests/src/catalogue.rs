@@ -8,7 +8,7 @@ use promised::checkpoint::Durability;
 use promised::clock::SystemClock;
 use promised::domain::NodeKind;
 use promised::engine::{Engine, EngineConfig};
-use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
+use promised::network_file::{self, NetworkFile, DEMO_NETWORK_TOML};
 use rand::Rng;
 
 /// The name of SKU number `i` (rank `i` in popularity).
@@ -32,9 +32,7 @@ impl Network {
     pub async fn demo() -> anyhow::Result<Self> {
         let engine = Engine::new(EngineConfig::default(), Arc::new(SystemClock));
         let app = App::new(engine, Durability::Memory);
-        NetworkFile::parse(DEMO_NETWORK_TOML, false)?
-            .apply(&app)
-            .await?;
+        network_file::apply(NetworkFile::parse(DEMO_NETWORK_TOML, false)?, &app).await?;
         let network = app.engine().network();
         let nodes = network.nodes();
         let ids = |store: bool| {

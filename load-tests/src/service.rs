@@ -15,7 +15,7 @@ use promised::domain::{parse_time_zone, Day};
 use promised::grpc::pb;
 use promised::grpc::pb::availability_client::AvailabilityClient;
 use promised::grpc::pb::supply_client::SupplyClient;
-use promised::network_file::{NetworkFile, DEMO_NETWORK_TOML};
+use promised::network_file::{self, NetworkFile, DEMO_NETWORK_TOML};
 use promised::server::Application;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -48,9 +48,7 @@ pub async fn serve(redis_url: String) -> anyhow::Result<()> {
     // Only flags: a run does not depend on PROMISED_* variables of the shell it starts in.
     let config = Config::resolve(&args, &HashMap::new())?;
     let app = Application::build(config, Arc::new(SystemClock)).await?;
-    NetworkFile::parse(DEMO_NETWORK_TOML, false)?
-        .apply(app.app())
-        .await?;
+    network_file::apply(NetworkFile::parse(DEMO_NETWORK_TOML, false)?, app.app()).await?;
     announce(app.grpc_addr());
     app.run_until_stopped(parent_gone()).await
 }

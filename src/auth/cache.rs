@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::clock::UnixMillis;
 
-use super::Caller;
+use super::Identity;
 
 /// The SHA-256 of a presented secret.
 pub type Digest = [u8; 32];
@@ -17,7 +17,7 @@ pub type Digest = [u8; 32];
 /// which it is accepted.
 #[derive(Debug, Clone)]
 pub struct Verified {
-    pub caller: Caller,
+    pub identity: Identity,
     pub valid_from_ms: UnixMillis,
     pub valid_until_ms: UnixMillis,
 }
@@ -63,11 +63,11 @@ impl TokenCache {
 
     /// The token's entry if it is valid at `now_ms`; an entry past its token's validity is
     /// dropped, and the token is verified again (and refused) by the caller.
-    pub fn get(&self, digest: &Digest, now_ms: UnixMillis) -> Option<Caller> {
+    pub fn get(&self, digest: &Digest, now_ms: UnixMillis) -> Option<Identity> {
         let mut entries = self.lock();
         let entry = entries.by_digest.get(digest)?;
         if entry.is_valid_at(now_ms) {
-            return Some(entry.caller.clone());
+            return Some(entry.identity.clone());
         }
         entries.remove(digest);
         None
@@ -102,7 +102,7 @@ mod tests {
 
     fn verified(until_ms: UnixMillis) -> Verified {
         Verified {
-            caller: Caller::new("c", Vec::new()),
+            identity: Identity::new("c", Vec::new()),
             valid_from_ms: 0,
             valid_until_ms: until_ms,
         }

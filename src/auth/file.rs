@@ -28,7 +28,7 @@ use serde::Deserialize;
 use crate::clock::Clock;
 
 use super::jwt::{JwtSection, JwtVerifier};
-use super::{Authenticator, Caller, Digest, Scope, TokenCache, TOKEN_CACHE_ENTRIES};
+use super::{Authenticator, Digest, Identity, Scope, TokenCache, TOKEN_CACHE_ENTRIES};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,7 +69,7 @@ fn parse(text: &str, base: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Authe
     let file: CredentialsFile = toml::from_str(text)?;
     let mut api_keys = HashMap::new();
     for key in file.api_key {
-        let caller = Caller::new(&key.id, scopes(&key.id, &key.scopes)?);
+        let caller = Identity::new(&key.id, scopes(&key.id, &key.scopes)?);
         let digest = hex_digest(&key.sha256).with_context(|| format!("api_key {:?}", key.id))?;
         if api_keys.insert(digest, caller).is_some() {
             bail!("api_key {:?}: the same key is listed twice", key.id);
@@ -77,7 +77,7 @@ fn parse(text: &str, base: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Authe
     }
     let mut clients = HashMap::new();
     for client in file.client {
-        let caller = Caller::new(&client.id, scopes(&client.id, &client.scopes)?);
+        let caller = Identity::new(&client.id, scopes(&client.id, &client.scopes)?);
         if clients.insert(client.subject.clone(), caller).is_some() {
             bail!("client subject {:?} is listed twice", client.subject);
         }

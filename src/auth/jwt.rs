@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::clock::UnixMillis;
 
 use super::cache::Verified;
-use super::{Caller, Refusal, Scope};
+use super::{Identity, Refusal, Scope};
 
 /// The `[jwt]` table of the credentials file. Key file paths are relative to that file.
 #[derive(Debug, Deserialize)]
@@ -135,7 +135,7 @@ impl JwtVerifier {
                 seconds_ms(nbf).saturating_sub(self.leeway_ms)
             }),
             valid_until_ms: seconds_ms(claims.exp).saturating_add(self.leeway_ms),
-            caller: Caller::new(claims.sub, scopes(&claims.scope, &claims.scp)),
+            identity: Identity::new(claims.sub, scopes(&claims.scope, &claims.scp)),
         };
         if now_ms > verified.valid_until_ms {
             return Err(Refusal::Expired);
@@ -260,9 +260,9 @@ mod tests {
         let verified = verifier
             .verify(&token(Some("k2"), K2, claims()), 60_000)
             .expect("valid");
-        assert_eq!(verified.caller.id(), "oms");
+        assert_eq!(verified.identity.id(), "oms");
         for scope in [Scope::Route, Scope::Reserve, Scope::Promise] {
-            assert!(verified.caller.has(&scope), "{scope}");
+            assert!(verified.identity.has(&scope), "{scope}");
         }
         assert_eq!(
             (verified.valid_from_ms, verified.valid_until_ms),

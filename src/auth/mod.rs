@@ -4,9 +4,9 @@
 //! (`grpc::auth`) asks this module, any other edge can too.
 
 mod cache;
-mod caller;
 mod certificate;
 mod file;
+mod identity;
 mod jwt;
 mod scope;
 
@@ -19,8 +19,8 @@ use sha2::{Digest as _, Sha256};
 use crate::clock::Clock;
 
 pub use cache::{Digest, TokenCache, Verified};
-pub use caller::{Caller, Need};
 pub use certificate::PeerCertificate;
+pub use identity::{Identity, Need, ANONYMOUS_ACTOR};
 pub use jwt::JwtVerifier;
 pub use scope::{Scope, UnknownScope, FIXED as FIXED_SCOPES};
 
@@ -89,9 +89,9 @@ pub fn digest(secret: &[u8]) -> Digest {
 #[derive(Debug)]
 pub struct Authenticator {
     /// API keys by the SHA-256 of the key.
-    api_keys: HashMap<Digest, Caller>,
+    api_keys: HashMap<Digest, Identity>,
     /// Client certificates by the subject name (CN or SAN) they are registered under.
-    clients: HashMap<String, Caller>,
+    clients: HashMap<String, Identity>,
     jwt: Option<JwtVerifier>,
     cache: TokenCache,
     clock: Arc<dyn Clock>,
@@ -109,7 +109,7 @@ impl Authenticator {
         &self,
         authorization: Option<&[u8]>,
         peer: Option<&PeerCertificate>,
-    ) -> Result<Caller, Refusal> {
+    ) -> Result<Identity, Refusal> {
         match (authorization, peer) {
             (Some(header), _) => self.bearer(bearer_token(header)?),
             (None, Some(peer)) => peer
@@ -123,7 +123,7 @@ impl Authenticator {
     }
 
     /// An API key, a token verified before and still valid, or a token verified now.
-    pub fn bearer(&self, token: &str) -> Result<Caller, Refusal> {
+    pub fn bearer(&self, token: &str) -> Result<Identity, Refusal> {
         let digest = digest(token.as_bytes());
         if let Some(caller) = self.api_keys.get(&digest) {
             return Ok(caller.clone());
@@ -137,7 +137,7 @@ impl Authenticator {
             return Err(Refusal::Unknown);
         }
         let verified = jwt.verify(token, now_ms)?;
-        let caller = verified.caller.clone();
+        let caller = verified.identity.clone();
         self.cache.insert(digest, verified);
         Ok(caller)
     }

@@ -22,7 +22,8 @@ pub enum Scope {
     AdminNetwork,
     /// `admin:repair`: `Admin/CheckInvariants`, and acting on any caller's reservation.
     AdminRepair,
-    /// `insights:read`: `Admin/GetStats` and `Supply/ListRejections`.
+    /// `insights:read`: `Availability/Explain`, `Admin/GetStats`, `ListAudit` and
+    /// `GetPositionHistory` (the audit trail), and `Supply/ListRejections`.
     InsightsRead,
 }
 

@@ -1,20 +1,23 @@
-//! The group-committed journal. Mutations queue their records; one writer takes everything
-//! queued (up to a group limit), appends it to a Redis stream in one pipelined round trip, and
-//! only then tells the waiting callers. Concurrent writers therefore share round trips instead
-//! of paying one each.
+//! The group-committed journal. Mutations are applied and their records queued in one order,
+//! under [`Handle::order`]; one writer takes everything queued (up to a group limit), appends
+//! it to a Redis stream in one pipelined round trip, and only then tells the waiting callers.
+//! Concurrent writers therefore share round trips instead of paying one each, and the journal
+//! holds mutations in the order memory saw them.
 //!
-//! A group that fails stays queued, in order, and is retried until Redis takes it; its waiters
-//! are told at once that it failed (they answer UNAVAILABLE), and while Redis is down new
-//! mutations are refused before they are applied. A retried group may land twice in the stream,
-//! which replay tolerates: records carry whole position images numbered per shard.
+//! A group that Redis does not take is taken back: the writer fences the store (new mutations
+//! are refused before they are applied), and, holding the order so that nothing is applied
+//! meanwhile, undoes that group and every record queued after it, newest first, and tells
+//! their callers (who answer UNAVAILABLE). Memory then holds only what the journal holds. A
+//! timed-out group may still reach Redis later; the fence stays until a snapshot of the undone
+//! state is written (`Store::heal`), which supersedes it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use super::Keys;
 use crate::engine::Engine;
@@ -27,44 +30,42 @@ const QUEUE_DEPTH: usize = 16_384;
 const MAX_GROUP_RECORDS: usize = 1_024;
 /// Most record bytes per round trip, so one group cannot take long on the wire.
 const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
-/// Pause between attempts while Redis is unreachable.
+/// Pause between probes while Redis is unreachable.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
-/// A record waiting for its round trip.
+/// A record waiting for its round trip, kept whole so that it can be taken back.
 pub(super) struct Pending {
     bytes: Vec<u8>,
-    source_seq: Option<(String, u64)>,
-    ticket: Option<u64>,
-    effects: u64,
-    /// Told whether the record is in Redis; `None` once told (a retried record has no waiter).
-    done: Option<oneshot::Sender<bool>>,
+    record: Record,
+    /// Told whether the record is in Redis.
+    done: oneshot::Sender<bool>,
 }
 
 impl Pending {
-    pub(super) fn new(record: &Record) -> (Self, oneshot::Receiver<bool>) {
+    pub(super) fn new(record: Record) -> (Self, oneshot::Receiver<bool>) {
         let (done, told) = oneshot::channel();
         let pending = Pending {
             bytes: record.encode(),
-            source_seq: record.source_seq.clone(),
-            ticket: record.ticket,
-            effects: u64::from(record.effects.count()),
-            done: Some(done),
+            record,
+            done,
         };
         (pending, told)
-    }
-
-    fn tell(&mut self, stored: bool) {
-        if let Some(done) = self.done.take() {
-            let _ = done.send(stored);
-        }
     }
 }
 
 /// The store's ends of a running writer: where records are queued and what it reports.
 pub(super) struct Handle {
     pub queue: mpsc::Sender<Pending>,
+    /// Held while a mutation is applied and its record queued, so the queue's order is the
+    /// order of the changes in memory; the writer holds it while it takes records back. An
+    /// async mutex: a writer waiting for it yields its thread instead of blocking it, which
+    /// matters when the holder is preempted on a busy machine.
+    pub order: Arc<Mutex<()>>,
     /// Whether Redis was reachable at the last round trip (or probe).
     pub up: watch::Receiver<bool>,
+    /// Set when records were taken back; mutations are refused until a snapshot of the state
+    /// after the undo is written.
+    pub fenced: Arc<AtomicBool>,
     /// Effects appended since the last snapshot, a trigger for the next one.
     pub since_snapshot: Arc<AtomicU64>,
 }
@@ -78,23 +79,27 @@ pub(super) fn start(
 ) -> Handle {
     let (queue, pending) = mpsc::channel(QUEUE_DEPTH);
     let (up_tx, up) = watch::channel(true);
-    let since_snapshot = Arc::new(AtomicU64::new(0));
+    let handle = Handle {
+        queue,
+        order: Arc::default(),
+        up,
+        fenced: Arc::default(),
+        since_snapshot: Arc::default(),
+    };
     let committer = Committer {
         conn,
         keys,
         engine,
         queue: pending,
+        order: handle.order.clone(),
         up: up_tx,
+        fenced: handle.fenced.clone(),
         timeout,
         metrics: JournalMetrics::new(),
-        since_snapshot: since_snapshot.clone(),
+        since_snapshot: handle.since_snapshot.clone(),
     };
     tokio::spawn(committer.run());
-    Handle {
-        queue,
-        up,
-        since_snapshot,
-    }
+    handle
 }
 
 /// The writer's state.
@@ -103,8 +108,10 @@ struct Committer {
     keys: Keys,
     engine: Engine,
     queue: mpsc::Receiver<Pending>,
+    order: Arc<Mutex<()>>,
     /// Whether the last round trip (or probe) reached Redis.
     up: watch::Sender<bool>,
+    fenced: Arc<AtomicBool>,
     timeout: Duration,
     metrics: JournalMetrics,
     /// Effects appended since the last snapshot, a trigger for the next one.
@@ -112,8 +119,7 @@ struct Committer {
 }
 
 impl Committer {
-    /// Runs until the queue is closed and everything queued has been written (or Redis stays
-    /// unreachable, in which case the remaining records were never acknowledged).
+    /// Runs until the queue is closed and everything queued has been written or taken back.
     async fn run(mut self) {
         let mut backlog: VecDeque<Pending> = VecDeque::new();
         loop {
@@ -124,20 +130,40 @@ impl Committer {
                 backlog.push_back(pending);
             }
             self.take_queued(&mut backlog);
-            let mut group = take_group(&mut backlog);
+            let group = take_group(&mut backlog);
             if self.append(&group).await {
-                self.stored(&mut group);
+                self.stored(group);
             } else {
-                put_back(group, &mut backlog);
-                if self.queue.is_closed() && self.queue.is_empty() {
-                    tracing::warn!(
-                        records = backlog.len(),
-                        "journal closed with unwritten records; they were never acknowledged"
-                    );
-                    return;
-                }
-                tokio::time::sleep(RETRY_PAUSE).await;
+                self.take_back(group, &mut backlog).await;
             }
+        }
+    }
+
+    /// Undoes a group Redis did not take and everything queued after it, newest first, with
+    /// the store fenced and the order held, so that no mutation is applied meanwhile and none
+    /// remains that was built on an undone one; tells each caller it failed.
+    async fn take_back(&mut self, group: Vec<Pending>, backlog: &mut VecDeque<Pending>) {
+        self.fenced.store(true, Ordering::SeqCst);
+        let order = self.order.clone();
+        let _order = order.lock().await;
+        while let Ok(pending) = self.queue.try_recv() {
+            backlog.push_back(pending);
+        }
+        let taken: Vec<Pending> = group.into_iter().chain(backlog.drain(..)).collect();
+        let mut records = Vec::with_capacity(taken.len());
+        let mut callers = Vec::with_capacity(taken.len());
+        for pending in taken {
+            records.push(pending.record);
+            callers.push(pending.done);
+        }
+        tracing::warn!(
+            records = records.len(),
+            "the journal did not take these mutations; they are undone and refused"
+        );
+        self.metrics.taken_back(records.len());
+        self.engine.undo(records);
+        for caller in callers {
+            let _ = caller.send(false);
         }
     }
 
@@ -190,17 +216,21 @@ impl Committer {
         ok
     }
 
-    fn stored(&self, group: &mut [Pending]) {
-        let effects: u64 = group.iter().map(|p| p.effects).sum();
+    fn stored(&self, group: Vec<Pending>) {
+        let effects: u64 = group
+            .iter()
+            .map(|p| u64::from(p.record.effects.count()))
+            .sum();
         self.since_snapshot.fetch_add(effects, Ordering::Relaxed);
         for pending in group {
-            if let Some((source, seq)) = &pending.source_seq {
+            let record = &pending.record;
+            if let Some((source, seq)) = &record.source_seq {
                 self.engine.mark_durable(source, *seq);
             }
-            if let Some(ticket) = pending.ticket {
+            if let Some(ticket) = record.ticket {
                 self.engine.settle(ticket);
             }
-            pending.tell(true);
+            let _ = pending.done.send(true);
         }
     }
 
@@ -235,12 +265,4 @@ fn take_group(backlog: &mut VecDeque<Pending>) -> Vec<Pending> {
         count += 1;
     }
     backlog.drain(..count).collect()
-}
-
-/// A failed group is retried first and in order, but its waiters are told of the failure now.
-fn put_back(mut group: Vec<Pending>, backlog: &mut VecDeque<Pending>) {
-    group.iter_mut().for_each(|p| p.tell(false));
-    for pending in group.into_iter().rev() {
-        backlog.push_front(pending);
-    }
 }

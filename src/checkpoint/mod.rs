@@ -11,6 +11,7 @@ mod access;
 mod journal;
 mod recovery;
 pub mod snapshot;
+pub mod trail;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,14 +19,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::mutation::Mutation;
+use crate::mutation::Record;
 pub use access::{RedisAccess, Secret};
 pub use recovery::RecoveryReport;
 pub use snapshot::SnapshotReport;
@@ -46,6 +47,8 @@ pub struct RedisConfig {
     pub snapshot_interval: Duration,
     /// ...and as soon as this many position images were journaled since the last one.
     pub snapshot_after_effects: u64,
+    /// How long the journal keeps entries for the audit trail after a snapshot covers them.
+    pub audit_retention: Duration,
     /// ACL credentials and the TLS CA.
     pub access: RedisAccess,
 }
@@ -160,23 +163,85 @@ impl Store {
         self.journal.up.clone()
     }
 
-    /// Appends a record and waits until Redis has it, at most the configured timeout.
-    async fn append(&self, record: &crate::mutation::Record) -> Result<()> {
-        let (pending, told) = journal::Pending::new(record);
-        let unavailable = |why: &str| Error::Unavailable(format!("not durable: {why}; retry"));
-        let waited = tokio::time::timeout(self.config.timeout, async {
-            self.journal
-                .queue
-                .send(pending)
-                .await
-                .map_err(|_| unavailable("the journal is closed"))?;
-            match told.await {
-                Ok(true) => Ok(()),
-                _ => Err(unavailable("Redis did not take the journal write")),
+    /// Refuses a mutation before it is applied while Redis is unreachable, or while mutations
+    /// that were taken back are not yet superseded by a snapshot.
+    fn ensure_writable(&self) -> Result<()> {
+        if !self.is_up() {
+            return Err(Error::Unavailable(
+                "the durable store (Redis) is unreachable; mutations are refused until it is back"
+                    .into(),
+            ));
+        }
+        if self.journal.fenced.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable(
+                "the durable store is recovering from an outage; mutations are refused until \
+                 it has a snapshot"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies mutations and queues their records: `operation` runs and its records are
+    /// queued in the journal's order; the answer is given by [`Queued::durable`] once Redis
+    /// has them. If Redis does not take them, they are undone before the error is answered.
+    async fn submit<R>(
+        &self,
+        operation: impl FnOnce() -> Result<(R, Vec<Record>)>,
+    ) -> Result<Queued<R>> {
+        // Room for one record is taken first, so a full queue slows callers down without
+        // anyone waiting while holding the order.
+        let first = self
+            .journal
+            .queue
+            .reserve()
+            .await
+            .map_err(|_| not_applied("the journal is closed"))?;
+        let _order = self.journal.order.lock().await;
+        self.ensure_writable()?;
+        let (answer, records) = operation()?;
+        let mut permits = vec![first];
+        while permits.len() < records.len() {
+            match self.journal.queue.try_reserve() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => {
+                    // Still the newest changes, under the order: undone as if never made.
+                    self.engine.undo(records);
+                    return Err(not_applied("the journal queue is full"));
+                }
             }
-        })
-        .await;
-        waited.unwrap_or_else(|_| Err(unavailable("Redis did not confirm in time")))
+        }
+        let waits = records
+            .into_iter()
+            .zip(permits)
+            .map(|(record, permit)| {
+                let (pending, told) = journal::Pending::new(record);
+                permit.send(pending);
+                told
+            })
+            .collect();
+        Ok(Queued { answer, waits })
+    }
+
+    /// Lifts the fence after mutations were taken back, once Redis is reachable: a snapshot
+    /// of the state after the undo supersedes every journal entry before it, including a
+    /// taken-back write that reached Redis after its round trip timed out.
+    async fn heal(&self) {
+        if !self.journal.fenced.load(Ordering::SeqCst) || !self.is_up() {
+            return;
+        }
+        match self.snapshot_once().await {
+            Ok(_) => {
+                self.journal.fenced.store(false, Ordering::SeqCst);
+                tracing::info!("snapshot after the outage written; mutations accepted again");
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "snapshot after the outage failed; will retry"
+                );
+            }
+        }
     }
 
     /// Writes a snapshot now (one at a time) and trims what it supersedes.
@@ -188,8 +253,16 @@ impl Store {
         let now_ms = self.engine.now_ms();
         // Long enough for the journal to catch up with batches applied during the copy.
         let durable_within = self.config.timeout * 4;
-        let report =
-            snapshot::write(&mut conn, &self.keys, &self.engine, now_ms, durable_within).await?;
+        let retention = self.config.audit_retention;
+        let report = snapshot::write(
+            &mut conn,
+            &self.keys,
+            &self.engine,
+            now_ms,
+            durable_within,
+            retention,
+        )
+        .await?;
         self.journal
             .since_snapshot
             .fetch_sub(journaled_before, Ordering::Relaxed);
@@ -221,20 +294,43 @@ impl Store {
                 >= self.config.snapshot_after_effects
     }
 
-    /// Takes snapshots when due until `stop`.
+    /// Takes snapshots when due until `stop`, and the one that ends a fence as soon as Redis
+    /// is back.
     pub async fn snapshot_loop(self: Arc<Self>, stop: CancellationToken) {
         let mut ticks = tokio::time::interval(SNAPSHOT_CHECK);
+        let mut up = self.watch_up();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = ticks.tick() => {}
+                _ = up.changed() => {}
             }
+            self.heal().await;
             if self.snapshot_due() && self.is_up() {
                 if let Err(error) = self.snapshot_once().await {
                     tracing::warn!(error = format!("{error:#}"), "snapshot failed; will retry");
                 }
             }
         }
+    }
+
+    /// A page of the audit trail.
+    pub async fn audit(&self, query: &trail::AuditQuery) -> Result<trail::AuditPage> {
+        trail::page(&mut self.conn.clone(), &self.keys, query)
+            .await
+            .map_err(|error| journal_unreadable(&error))
+    }
+
+    /// The last `limit` changes of a position.
+    pub async fn position_history(
+        &self,
+        sku: &str,
+        node: crate::network::NodeIdx,
+        limit: usize,
+    ) -> Result<(Vec<trail::PositionChange>, usize)> {
+        trail::position_history(&mut self.conn.clone(), &self.keys, sku, node, limit)
+            .await
+            .map_err(|error| journal_unreadable(&error))
     }
 
     pub fn status(&self) -> DurabilityStatus {
@@ -245,6 +341,44 @@ impl Store {
             snapshot_generation: self.snapshot_generation.load(Ordering::Relaxed),
             recovery: self.recovery.clone(),
         }
+    }
+}
+
+/// A journal read that failed: Redis is unreachable (or the entry is damaged, which is
+/// logged).
+fn journal_unreadable(error: &anyhow::Error) -> Error {
+    tracing::warn!(
+        error = format!("{error:#}"),
+        "reading the audit trail failed"
+    );
+    Error::Unavailable("the journal could not be read; retry".into())
+}
+
+fn not_applied(why: &str) -> Error {
+    Error::Unavailable(format!("not applied: {why}; retry"))
+}
+
+/// A change applied in memory whose records are queued for the journal; its answer is given
+/// once they are durable.
+#[derive(Debug)]
+pub struct Queued<R> {
+    answer: R,
+    waits: Vec<oneshot::Receiver<bool>>,
+}
+
+impl<R> Queued<R> {
+    /// The answer, once every record is in Redis; an error if one was not taken, in which
+    /// case the change was undone (for several independent mutations, such as an expiry sweep,
+    /// those after a failed one are undone too).
+    pub async fn durable(self) -> Result<R> {
+        for told in self.waits {
+            if !matches!(told.await, Ok(true)) {
+                return Err(not_applied(
+                    "Redis did not take the journal write, and the change was undone",
+                ));
+            }
+        }
+        Ok(self.answer)
     }
 }
 
@@ -266,27 +400,51 @@ impl std::fmt::Debug for Durability {
 }
 
 impl Durability {
-    /// Refuses a mutation before it is applied while the store cannot take it.
-    pub fn ensure_writable(&self) -> Result<()> {
+    /// Runs `operation`, which answers and returns the records of its changes, and makes them
+    /// durable before the answer is given; an error means nothing changed. Called by the application service only (`app::App`), the
+    /// one place that commits.
+    pub(crate) async fn apply<R>(
+        &self,
+        operation: impl FnOnce() -> Result<(R, Vec<Record>)>,
+    ) -> Result<R> {
+        self.submit(operation).await?.durable().await
+    }
+
+    /// [`Durability::apply`] in two steps: applied and queued now, in order with everything
+    /// applied before, and answered by [`Queued::durable`]; lets one caller pipeline changes
+    /// that must keep their order (one feed's batches).
+    pub(crate) async fn submit<R>(
+        &self,
+        operation: impl FnOnce() -> Result<(R, Vec<Record>)>,
+    ) -> Result<Queued<R>> {
         match self {
-            Durability::Redis(store) if !store.is_up() => Err(Error::Unavailable(
-                "the durable store (Redis) is unreachable; mutations are refused until it is back"
-                    .into(),
-            )),
-            _ => Ok(()),
+            Durability::Memory => Ok(Queued {
+                answer: operation()?.0,
+                waits: Vec::new(),
+            }),
+            Durability::Redis(store) => store.submit(operation).await,
         }
     }
 
-    /// Makes a mutation durable and returns its result; an error means it was not acknowledged.
-    /// Called by the application service only (`app::App`), the one place that commits.
-    pub(crate) async fn commit<T>(&self, mutation: Mutation<T>) -> Result<T> {
-        match (self, mutation.record()) {
-            (Durability::Redis(store), Some(record)) if !record.is_empty() => {
-                store.append(record).await?
-            }
-            _ => {}
+    /// A page of the audit trail, which lives in the journal.
+    pub async fn audit(&self, query: &trail::AuditQuery) -> Result<trail::AuditPage> {
+        match self {
+            Durability::Memory => Err(no_trail()),
+            Durability::Redis(store) => store.audit(query).await,
         }
-        Ok(mutation.into_result())
+    }
+
+    /// The last `limit` changes of a position, from the journal.
+    pub async fn position_history(
+        &self,
+        sku: &str,
+        node: crate::network::NodeIdx,
+        limit: usize,
+    ) -> Result<(Vec<trail::PositionChange>, usize)> {
+        match self {
+            Durability::Memory => Err(no_trail()),
+            Durability::Redis(store) => store.position_history(sku, node, limit).await,
+        }
     }
 
     pub fn status(&self) -> DurabilityStatus {
@@ -299,6 +457,14 @@ impl Durability {
             Durability::Redis(store) => store.status(),
         }
     }
+}
+
+fn no_trail() -> Error {
+    Error::FailedPrecondition(
+        "the audit trail is kept in the journal; this service runs in memory only (start it \
+         with --redis-url)"
+            .into(),
+    )
 }
 
 /// Connects and learns what a Redis crash could lose, which bounds what an acknowledgement means.

@@ -81,12 +81,16 @@ pub async fn recover(
     let started = Instant::now();
     let now_ms = clock.now_ms();
     let mut report = RecoveryReport::default();
-    let mut state = match newest_snapshot(conn, keys).await? {
+    // The journal is read after the generation's mark: every entry up to it is in the
+    // snapshot, and an entry there that the snapshot does not hold was taken back in memory
+    // (a write Redis took after its round trip timed out), so replaying it would be wrong.
+    let (mut state, replay_from) = match newest_snapshot(conn, keys).await? {
         Some(loaded) => {
             report.generation = Some(loaded.manifest.generation);
-            Recovered::from_snapshot(loaded, now_ms)?
+            let from = format!("({}", loaded.manifest.journal_mark);
+            (Recovered::from_snapshot(loaded, now_ms)?, from)
         }
-        None => Recovered::empty(config.shards),
+        None => (Recovered::empty(config.shards), "-".to_owned()),
     };
     if state.index.shard_count() != Index::new(config.shards).shard_count() {
         tracing::info!(
@@ -94,23 +98,24 @@ pub async fn recover(
             "using the shard count the stored state was written with"
         );
     }
-    replay_journal(conn, keys, &mut state, now_ms, &mut report).await?;
+    replay_journal(conn, keys, &mut state, replay_from, now_ms, &mut report).await?;
     let engine = state.into_engine(config, clock);
     report.positions = engine.index().position_count();
     report.took = started.elapsed();
     Ok((engine, report))
 }
 
-/// Replays the journal on top of `state` a page at a time, so memory stays bounded.
+/// Replays the journal from `start` (a stream range start) on top of `state`, a page at a
+/// time, so memory stays bounded.
 async fn replay_journal(
     conn: &mut ConnectionManager,
     keys: &Keys,
     state: &mut Recovered,
+    mut start: String,
     now_ms: i64,
     report: &mut RecoveryReport,
 ) -> anyhow::Result<()> {
     let mut replay = state.index.begin_replay();
-    let mut start = "-".to_owned();
     loop {
         let page: redis::streams::StreamRangeReply = conn
             .xrange_count(&keys.journal, &start, "+", REPLAY_PAGE)

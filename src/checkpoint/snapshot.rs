@@ -2,7 +2,7 @@
 //! current by replacing one manifest key; the previous generation is kept as a fallback, the
 //! one before it and the journal it covered are trimmed.
 //!
-//! Format: a manifest (`PRMS`, format version, body, CRC-32 of all before it) lists the
+//! Format: a manifest ([`crate::manifest`]: `PRMS`, format version, body, CRC-32 of all before it) lists the
 //! generation's chunks with their lengths and CRC-32s; chunks hold encoded shards. Shards are
 //! copied one at a time under their read lock, so queries never wait and a writer waits only
 //! for one shard's copy.
@@ -16,14 +16,9 @@ use super::Keys;
 use crate::codec::{Reader, Writer};
 use crate::engine::Engine;
 use crate::index::Index;
+use crate::manifest::{Manifest, ManifestError, FORMAT_VERSION, OLDEST_READ_VERSION};
 use crate::reservation::{Layout, Reservation};
 
-const MAGIC: &[u8; 4] = b"PRMS";
-/// The snapshot format this build writes. Version 2 added the reservations' owner; this
-/// build reads version 1 too.
-pub const FORMAT_VERSION: u16 = 2;
-/// The oldest format this build reads.
-const OLDEST_READ: u16 = 1;
 /// Target size of one chunk value.
 const CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// How often a snapshot checks whether the batches it counts are durable yet.
@@ -36,129 +31,29 @@ pub enum LoadError {
     #[error("snapshot generation is unusable: {0}")]
     Corrupt(String),
     /// Written by a format this build does not read: refuse to start rather than lose it.
-    #[error("snapshot format version {found} is not supported (this build reads versions {OLDEST_READ} to {FORMAT_VERSION}); start a build that reads it, or move the data aside")]
+    #[error("snapshot format version {found} is not supported (this build reads versions {OLDEST_READ_VERSION} to {FORMAT_VERSION}); start a build that reads it, or move the data aside")]
     Unsupported { found: u16 },
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 }
 
-/// What a generation holds, besides its chunks.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
-    pub generation: u64,
-    pub created_ms: i64,
-    pub shard_count: u32,
-    /// Id of the last journal entry appended before the snapshot started; every entry up to it
-    /// is contained in the snapshot.
-    pub journal_mark: String,
-    pub network: Vec<u8>,
-    pub source_seqs: Vec<(String, u64)>,
-    /// Length and CRC-32 of each chunk of positions.
-    pub chunks: Vec<(u32, u32)>,
-    pub positions: u64,
-    /// Length and CRC-32 of each chunk of reservations.
-    pub reservation_chunks: Vec<(u32, u32)>,
-}
-
-impl Manifest {
-    pub fn encode_with_version(&self, version: u16) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.buf.extend_from_slice(MAGIC);
-        w.buf.extend_from_slice(&version.to_le_bytes());
-        w.var(self.generation);
-        w.ivar(self.created_ms);
-        w.u32(self.shard_count);
-        w.str(&self.journal_mark);
-        w.bytes(&self.network);
-        w.len(self.source_seqs.len());
-        for (source, seq) in &self.source_seqs {
-            w.str(source);
-            w.var(*seq);
-        }
-        write_sums(&mut w, &self.chunks);
-        w.var(self.positions);
-        write_sums(&mut w, &self.reservation_chunks);
-        let crc = crc32fast::hash(&w.buf);
-        w.u32(crc);
-        w.buf
-    }
-
-    /// What writing this generation did, for logs and metrics; the manifest keeps no total size.
-    fn report(&self, bytes: u64) -> SnapshotReport {
-        SnapshotReport {
-            generation: self.generation,
-            positions: self.positions,
-            bytes,
-            chunks: self.chunks.len(),
+impl From<ManifestError> for LoadError {
+    fn from(error: ManifestError) -> Self {
+        match error {
+            ManifestError::Corrupt(why) => LoadError::Corrupt(format!("manifest {why}")),
+            ManifestError::Unsupported { found } => LoadError::Unsupported { found },
         }
     }
-
-    pub fn encode(&self) -> Vec<u8> {
-        self.encode_with_version(FORMAT_VERSION)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Manifest, LoadError> {
-        Self::decode_versioned(bytes).map(|(_, manifest)| manifest)
-    }
-
-    /// The manifest and the format version it was written in.
-    fn decode_versioned(bytes: &[u8]) -> Result<(u16, Manifest), LoadError> {
-        let (version, body) = checked_body(bytes)?;
-        let manifest = read_manifest(&mut Reader::new(body))
-            .map_err(|e| LoadError::Corrupt(format!("manifest: {e}")))?;
-        Ok((version, manifest))
-    }
 }
 
-/// Both chunk lists are stored alike: a count, then each chunk's length and CRC-32.
-fn write_sums(w: &mut Writer, sums: &[(u32, u32)]) {
-    w.len(sums.len());
-    for (len, crc) in sums {
-        w.u32(*len);
-        w.u32(*crc);
+/// What writing a generation did, for logs and metrics; the manifest keeps no total size.
+fn report(manifest: &Manifest, bytes: u64) -> SnapshotReport {
+    SnapshotReport {
+        generation: manifest.generation,
+        positions: manifest.positions,
+        bytes,
+        chunks: manifest.chunks.len(),
     }
-}
-
-/// Reads a chunk list written by [`write_sums`].
-fn read_sums(r: &mut Reader<'_>) -> crate::codec::Decoded<Vec<(u32, u32)>> {
-    (0..r.len()?).map(|_| Ok((r.u32()?, r.u32()?))).collect()
-}
-
-/// Checks header, checksum and version before any field is trusted; returns the version and
-/// the fields' bytes.
-fn checked_body(bytes: &[u8]) -> Result<(u16, &[u8]), LoadError> {
-    let corrupt = |what: &str| LoadError::Corrupt(format!("manifest {what}"));
-    if bytes.len() < 10 || &bytes[..4] != MAGIC {
-        return Err(corrupt("has no PRMS header"));
-    }
-    let (body, tail) = bytes.split_at(bytes.len() - 4);
-    let mut stored = [0u8; 4];
-    stored.copy_from_slice(tail);
-    if crc32fast::hash(body) != u32::from_le_bytes(stored) {
-        return Err(corrupt("fails its checksum"));
-    }
-    let found = u16::from_le_bytes([body[4], body[5]]);
-    if !(OLDEST_READ..=FORMAT_VERSION).contains(&found) {
-        return Err(LoadError::Unsupported { found });
-    }
-    Ok((found, &body[6..]))
-}
-
-/// The fields of a checked manifest, in the order [`Manifest::encode_with_version`] writes them.
-fn read_manifest(r: &mut Reader<'_>) -> crate::codec::Decoded<Manifest> {
-    Ok(Manifest {
-        generation: r.var()?,
-        created_ms: r.ivar()?,
-        shard_count: r.u32()?,
-        journal_mark: r.str()?.to_owned(),
-        network: r.bytes()?.to_vec(),
-        source_seqs: (0..r.len()?)
-            .map(|_| Ok((r.str()?.to_owned(), r.var()?)))
-            .collect::<crate::codec::Decoded<_>>()?,
-        chunks: read_sums(r)?,
-        positions: r.var()?,
-        reservation_chunks: read_sums(r)?,
-    })
 }
 
 /// What a finished snapshot wrote.
@@ -183,6 +78,7 @@ pub async fn write(
     engine: &Engine,
     now_ms: i64,
     durable_within: Duration,
+    audit_retention: Duration,
 ) -> anyhow::Result<SnapshotReport> {
     let generation: u64 = conn.incr(&keys.generation, 1u64).await?;
     // The mark is read before any shard is copied: every entry already in the journal was
@@ -204,8 +100,9 @@ pub async fn write(
         reservation_chunks: reservation_chunks.sums,
     };
     let superseded = switch_to(conn, keys, &manifest).await?;
-    trim_superseded(conn, keys, generation, superseded).await?;
-    Ok(manifest.report(chunks.bytes + reservation_chunks.bytes))
+    let keep_from = retention_start(&manifest.journal_mark, audit_retention);
+    trim_superseded(conn, keys, generation, superseded, keep_from).await?;
+    Ok(report(&manifest, chunks.bytes + reservation_chunks.bytes))
 }
 
 /// The id of the newest journal entry ("0-0" for an empty journal), which the snapshot covers.
@@ -318,15 +215,25 @@ async fn switch_to(
     })
 }
 
-/// Frees what the switch left unreachable, so Redis holds two generations and one journal span.
+/// The oldest journal entry id the audit trail keeps: `retention` before the mark (both on
+/// Redis's clock), or `None` for an empty journal.
+fn retention_start(mark: &str, retention: Duration) -> Option<(u64, u64)> {
+    let (ms, _) = parse_id(mark)?;
+    let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+    Some((ms.saturating_sub(retention_ms), 0))
+}
+
+/// Frees what the switch left unreachable, so Redis holds two generations and the journal
+/// from the older of the previous generation's mark and the audit retention (`keep_from`).
 async fn trim_superseded(
     conn: &mut ConnectionManager,
     keys: &Keys,
     generation: u64,
     superseded: Superseded,
+    keep_from: Option<(u64, u64)>,
 ) -> anyhow::Result<()> {
-    // The generation before the previous one is no longer a fallback; the journal is kept from
-    // the previous generation's mark on.
+    // The generation before the previous one is no longer a fallback; recovery needs the
+    // journal from the previous generation's mark on, the audit trail its retention.
     if let Some(retired) = superseded.retired {
         if retired.generation != generation {
             // Both kinds of chunk: position chunks and reservation chunks.
@@ -339,11 +246,15 @@ async fn trim_superseded(
             }
         }
     }
-    if let Some(min_id) = superseded.previous.and_then(|p| after(&p.journal_mark)) {
+    let recovery_from = superseded
+        .previous
+        .and_then(|p| after(&p.journal_mark))
+        .and_then(|id| parse_id(&id));
+    if let Some((ms, seq)) = recovery_from.zip(keep_from).map(|(a, b)| a.min(b)) {
         let _: u64 = redis::cmd("XTRIM")
             .arg(&keys.journal)
             .arg("MINID")
-            .arg(min_id)
+            .arg(format!("{ms}-{seq}"))
             .query_async(conn)
             .await?;
     }
@@ -385,9 +296,14 @@ async fn durable_seqs(engine: &Engine, within: Duration) -> anyhow::Result<Vec<(
 
 /// The stream id right after `id` ("ms-seq"), or `None` for the empty mark.
 fn after(id: &str) -> Option<String> {
-    let (ms, seq) = id.split_once('-')?;
-    let (ms, seq): (u64, u64) = (ms.parse().ok()?, seq.parse().ok()?);
+    let (ms, seq) = parse_id(id)?;
     (ms, seq).ne(&(0, 0)).then(|| format!("{ms}-{}", seq + 1))
+}
+
+/// A stream id's (milliseconds, sequence).
+fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// A generation read back: its manifest, an index holding its positions, its reservations.
@@ -423,10 +339,7 @@ pub async fn load(
         return Ok(None);
     };
     let (version, manifest) = Manifest::decode_versioned(&bytes)?;
-    let layout = match version {
-        OLDEST_READ => Layout::Ownerless,
-        _ => Layout::Owned,
-    };
+    let layout = crate::manifest::reservation_layout(version);
     let index = Index::new(manifest.shard_count as usize);
     if index.shard_count() != manifest.shard_count as usize {
         return Err(LoadError::Corrupt(
@@ -487,71 +400,12 @@ async fn read_reservations(
 mod tests {
     use super::*;
 
-    fn manifest() -> Manifest {
-        Manifest {
-            generation: 3,
-            created_ms: 1_000,
-            shard_count: 4,
-            journal_mark: "17-2".into(),
-            network: vec![1, 2, 3],
-            source_seqs: vec![("WMS".into(), 9)],
-            chunks: vec![(10, 0xabcd)],
-            positions: 12,
-            reservation_chunks: vec![(4, 0x1234)],
-        }
-    }
-
     #[test]
-    fn manifest_round_trips() {
-        assert_eq!(
-            Manifest::decode(&manifest().encode()).expect("decodes"),
-            manifest()
-        );
-    }
-
-    #[test]
-    fn damaged_manifest_is_corrupt_and_other_versions_are_refused() {
-        let mut bytes = manifest().encode();
-        bytes[8] ^= 0xff;
-        assert!(matches!(
-            Manifest::decode(&bytes),
-            Err(LoadError::Corrupt(_))
-        ));
-        let old = manifest().encode_with_version(0);
-        let error = Manifest::decode(&old).expect_err("version 0 is not read");
+    fn another_format_version_is_refused_with_what_to_do() {
+        let error = LoadError::from(ManifestError::Unsupported { found: 0 });
         assert!(matches!(error, LoadError::Unsupported { found: 0 }));
         assert!(error.to_string().contains("version 0 is not supported"));
-        let newer = manifest().encode_with_version(FORMAT_VERSION + 1);
-        assert!(
-            Manifest::decode(&newer).is_err(),
-            "a newer format is not guessed at"
-        );
-    }
-
-    #[test]
-    fn a_manifest_of_the_format_before_owners_is_still_read() {
-        let before = manifest().encode_with_version(1);
-        assert_eq!(
-            Manifest::decode_versioned(&before).expect("version 1 is read"),
-            (1, manifest())
-        );
-    }
-
-    proptest::proptest! {
-        /// A manifest with bytes changed or cut short is refused, never a panic.
-        #[test]
-        fn damaged_manifests_never_panic(
-            changes in proptest::collection::vec((0usize..4096, proptest::num::u8::ANY), 0..6),
-            cut in 0usize..4096,
-        ) {
-            let mut bytes = manifest().encode();
-            for (at, value) in changes {
-                let at = at % bytes.len();
-                bytes[at] = value;
-            }
-            bytes.truncate(cut % (bytes.len() + 1));
-            let _ = Manifest::decode(&bytes);
-        }
+        assert!(error.to_string().contains("reads versions 1 to 2"));
     }
 
     #[test]

@@ -2,10 +2,12 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{convert_list, safety_entries, stats};
+use super::convert::{
+    audit_page, audit_query, convert_list, history_limit, position_history, safety_entries, stats,
+};
 use super::pb::{self, admin_server::Admin};
 use super::status::answer;
-use super::Handlers;
+use super::{caller, Handlers};
 use crate::metrics::Rpc;
 
 #[derive(Debug, Clone)]
@@ -23,10 +25,11 @@ impl Admin for AdminService {
         request: Request<pb::UpsertNodesRequest>,
     ) -> Result<Response<pb::UpsertNodesResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpsertNodes);
+        let caller = caller(&request)?;
         answer(async {
             let nodes = convert_list(request.into_inner().nodes, "nodes")?;
             let upserted = count(nodes.len());
-            self.0.app.upsert_nodes(nodes).await?;
+            self.0.app.upsert_nodes(&caller, nodes).await?;
             Ok(pb::UpsertNodesResponse { upserted })
         })
         .await
@@ -38,10 +41,11 @@ impl Admin for AdminService {
         request: Request<pb::UpsertGroupsRequest>,
     ) -> Result<Response<pb::UpsertGroupsResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpsertGroups);
+        let caller = caller(&request)?;
         answer(async {
             let groups = convert_list(request.into_inner().groups, "groups")?;
             let upserted = count(groups.len());
-            self.0.app.upsert_groups(groups).await?;
+            self.0.app.upsert_groups(&caller, groups).await?;
             Ok(pb::UpsertGroupsResponse { upserted })
         })
         .await
@@ -53,10 +57,11 @@ impl Admin for AdminService {
         request: Request<pb::UpsertSourcesRequest>,
     ) -> Result<Response<pb::UpsertSourcesResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpsertSources);
+        let caller = caller(&request)?;
         answer(async {
             let sources = convert_list(request.into_inner().sources, "sources")?;
             let upserted = count(sources.len());
-            self.0.app.upsert_sources(sources).await?;
+            self.0.app.upsert_sources(&caller, sources).await?;
             Ok(pb::UpsertSourcesResponse { upserted })
         })
         .await
@@ -68,10 +73,11 @@ impl Admin for AdminService {
         request: Request<pb::UpsertServiceLevelsRequest>,
     ) -> Result<Response<pb::UpsertServiceLevelsResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpsertServiceLevels);
+        let caller = caller(&request)?;
         answer(async {
             let levels = convert_list(request.into_inner().service_levels, "service_levels")?;
             let upserted = count(levels.len());
-            self.0.app.upsert_service_levels(levels).await?;
+            self.0.app.upsert_service_levels(&caller, levels).await?;
             Ok(pb::UpsertServiceLevelsResponse { upserted })
         })
         .await
@@ -83,10 +89,11 @@ impl Admin for AdminService {
         request: Request<pb::UpsertPostalCodesRequest>,
     ) -> Result<Response<pb::UpsertPostalCodesResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpsertPostalCodes);
+        let caller = caller(&request)?;
         answer(async {
             let codes = convert_list(request.into_inner().postal_codes, "postal_codes")?;
             let upserted = count(codes.len());
-            self.0.app.upsert_postal_codes(codes).await?;
+            self.0.app.upsert_postal_codes(&caller, codes).await?;
             Ok(pb::UpsertPostalCodesResponse { upserted })
         })
         .await
@@ -98,9 +105,10 @@ impl Admin for AdminService {
         request: Request<pb::SetSafetyStockRequest>,
     ) -> Result<Response<pb::SetSafetyStockResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::SetSafetyStock);
+        let caller = caller(&request)?;
         answer(async {
             let entries = safety_entries(request.into_inner());
-            self.0.app.set_safety_stock(&entries).await?;
+            self.0.app.set_safety_stock(&caller, &entries).await?;
             Ok(pb::SetSafetyStockResponse {
                 updated: count(entries.len()),
             })
@@ -124,11 +132,12 @@ impl Admin for AdminService {
         request: Request<pb::CheckInvariantsRequest>,
     ) -> Result<Response<pb::InvariantReport>, Status> {
         let _timer = self.0.rpc.time(Rpc::CheckInvariants);
+        let caller = caller(&request)?;
         answer(async {
             let report = self
                 .0
                 .app
-                .check_invariants(request.into_inner().repair)
+                .check_invariants(&caller, request.into_inner().repair)
                 .await?;
             Ok(pb::InvariantReport {
                 positions: report.positions,
@@ -136,6 +145,38 @@ impl Admin for AdminService {
                 oversold: report.oversold,
                 repaired: report.repaired,
             })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let _timer = self.0.rpc.time(Rpc::ListAudit);
+        answer(async {
+            let query = audit_query(request.into_inner())?;
+            Ok(audit_page(self.0.app.audit_trail(&query).await?))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_position_history(
+        &self,
+        request: Request<pb::GetPositionHistoryRequest>,
+    ) -> Result<Response<pb::PositionHistory>, Status> {
+        let _timer = self.0.rpc.time(Rpc::GetPositionHistory);
+        answer(async {
+            let request = request.into_inner();
+            let limit = history_limit(&request)?;
+            let (changes, scanned) = self
+                .0
+                .app
+                .position_history(&request.sku, &request.node_id, limit)
+                .await?;
+            Ok(position_history(changes, scanned))
         })
         .await
     }

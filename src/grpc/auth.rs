@@ -1,8 +1,9 @@
 //! Authentication and authorisation of every call, default deny: a tower layer in front of the
 //! services authenticates the caller (`auth`), checks the one scope its method needs (health
 //! checking and reflection need none; a method missing from the table is refused to everyone)
-//! and puts the [`Caller`] into the request's extensions. Handlers then check what depends on
-//! the message: a feed batch's source, a reservation's owner. Unauthenticated is
+//! and puts the [`Identity`] into the request's extensions, where a handler finds it as its
+//! [`Caller`] (`grpc::caller`). Handlers then check what depends on the message: a feed
+//! batch's source, a reservation's owner. Unauthenticated is
 //! UNAUTHENTICATED, unauthorised PERMISSION_DENIED, and neither reaches a handler's write.
 //! Each refusal is logged (target `promised::security`) without the credential itself.
 
@@ -15,8 +16,8 @@ use tonic::codegen::http;
 use tonic::{Request, Status};
 use tower::{Layer, Service};
 
-use crate::app::App;
-use crate::auth::{Authenticator, Caller, Need, Scope};
+use crate::app::{App, Caller};
+use crate::auth::{Authenticator, Identity, Need, Scope};
 use crate::connections::Peer;
 
 /// How callers are admitted.
@@ -38,13 +39,15 @@ pub fn need(path: &str) -> Option<Need> {
     let (service, method) = path.strip_prefix("/promised.v1.")?.split_once('/')?;
     Some(match (service, method) {
         ("Availability", "GetAvailability") => Need::Scope(AvailabilityRead),
+        ("Availability", "Explain") => Need::Scope(InsightsRead),
         ("Promising", "PromiseOrder") => Need::Scope(Promise),
         ("Reservations", "Reserve" | "Update" | "Extend" | "Release" | "Get" | "Commit") => {
             Need::Scope(Reserve)
         }
         ("Routing", "RouteOrder" | "RouteOrders") => Need::Scope(Route),
         ("Supply", "StreamUpdates" | "ApplyBatch") => Need::AnyFeed,
-        ("Supply", "ListRejections") | ("Admin", "GetStats") => Need::Scope(InsightsRead),
+        ("Supply", "ListRejections")
+        | ("Admin", "GetStats" | "ListAudit" | "GetPositionHistory") => Need::Scope(InsightsRead),
         ("Admin", "CheckInvariants") => Need::Scope(AdminRepair),
         (
             "Admin",
@@ -78,7 +81,7 @@ impl Authentication {
         let peer = request.extensions().get::<Peer>();
         let addr = peer.and_then(|p| p.addr);
         let caller = match self {
-            Self::Insecure => Caller::anonymous(),
+            Self::Insecure => Identity::anonymous(),
             Self::Verify(auth) => {
                 let header = request
                     .headers()
@@ -112,22 +115,22 @@ impl Authentication {
     }
 }
 
-/// The caller the layer admitted. Its absence means the layer is not installed: refused.
-pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+/// The identity the layer admitted. Its absence means the layer is not installed: refused.
+pub fn identity<T>(request: &Request<T>) -> Result<Identity, Status> {
     request
         .extensions()
-        .get::<Caller>()
+        .get::<Identity>()
         .cloned()
         .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
 }
 
 /// A feed batch may only come from the source its credential is bound to.
 pub fn check_feed(caller: &Caller, source_id: &str) -> Result<(), Status> {
-    if caller.may_feed(source_id) {
+    if caller.identity.may_feed(source_id) {
         return Ok(());
     }
     tracing::warn!(target: "promised::security", event = "permission_denied",
-        credential = caller.id(), source = source_id, "batch for a source the credential is not bound to");
+        credential = caller.identity.id(), source = source_id, "batch for a source the credential is not bound to");
     Err(Status::permission_denied(format!(
         "this credential may not send batches as source {source_id:?} (needs scope supply:write:{source_id})"
     )))
@@ -140,11 +143,11 @@ pub fn check_owner(app: &App, caller: &Caller, reservation_id: &str) -> Result<(
     let Ok(held) = app.get_reservation(reservation_id) else {
         return Ok(());
     };
-    if caller.may_act_for(&held.reservation.owner) {
+    if caller.identity.may_act_for(&held.reservation.owner) {
         return Ok(());
     }
     tracing::warn!(target: "promised::security", event = "permission_denied",
-        credential = caller.id(), reservation = reservation_id, "reservation of another caller");
+        credential = caller.identity.id(), reservation = reservation_id, "reservation of another caller");
     Err(Status::permission_denied(format!(
         "reservation {reservation_id:?} belongs to another caller"
     )))
@@ -223,7 +226,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(methods, 21);
+        assert_eq!(methods, 24);
         assert_eq!(need("/promised.v1.Admin/DropEverything"), None);
         assert_eq!(need("/grpc.health.v1.Health/Check"), Some(Need::Nothing));
     }

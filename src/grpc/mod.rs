@@ -6,19 +6,24 @@ mod auth;
 mod availability;
 mod convert;
 mod promising;
+mod request_id;
 mod reservations;
 mod routing;
 mod serve;
 mod status;
 mod supply;
+mod timeout;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataMap;
 
-use crate::app::App;
+use crate::app::{App, Caller};
+use crate::clock::MonotonicClock;
+use crate::deadline::Deadline;
 use crate::metrics::RpcMetrics;
 
 /// Generated messages, clients and servers of `promised.v1`.
@@ -35,6 +40,7 @@ pub use admin::AdminService;
 pub use auth::{need, AuthLayer, Authentication};
 pub use availability::AvailabilityService;
 pub use promising::PromisingService;
+pub use request_id::RequestIdLayer;
 pub use reservations::ReservationService;
 pub use routing::RoutingService;
 pub use serve::{caller_statuses, report_store_health, routes, stop_serving};
@@ -54,4 +60,25 @@ pub struct Handlers {
     pub feed_idle: Duration,
     /// Which open stream feeds each source.
     pub feed_owners: Arc<FeedOwners>,
+    /// Longest a promise or route may work, whatever its caller's timeout.
+    pub max_work: Duration,
+    /// Measures how long calls work.
+    pub work_clock: MonotonicClock,
+}
+
+impl Handlers {
+    /// When a call's work must stop: its caller's timeout from now, at most `max_work`.
+    fn deadline(&self, metadata: &MetadataMap) -> Deadline<'_> {
+        let budget = timeout::work_budget(metadata, self.max_work);
+        Deadline::after(&self.work_clock, budget)
+    }
+}
+
+/// Who makes a call: the identity the auth layer admitted and the call's request id. Owner and
+/// feed checks ask it; every change it makes records it for the audit trail.
+fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
+    Ok(Caller::new(
+        auth::identity(request)?,
+        request_id::of(request),
+    ))
 }

@@ -2,11 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth::{caller, check_owner};
+use super::auth::check_owner;
 use super::convert::{promise_request, promise_response};
 use super::pb::{self, promising_server::Promising};
 use super::status::{answer, status};
-use super::Handlers;
+use super::{caller, Handlers};
 use crate::metrics::Rpc;
 
 #[derive(Debug, Clone)]
@@ -21,10 +21,16 @@ impl Promising for PromisingService {
     ) -> Result<Response<pb::PromiseResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::PromiseOrder);
         let caller = caller(&request)?;
-        let request = promise_request(request.into_inner(), caller.id()).map_err(status)?;
+        let deadline = self.0.deadline(request.metadata());
+        let request = promise_request(request.into_inner(), caller.owner()).map_err(status)?;
         if let Some(hold) = &request.reserve {
             check_owner(&self.0.app, &caller, &hold.reservation_id)?;
         }
-        answer(async { Ok(promise_response(self.0.app.promise(&request).await?)) }).await
+        answer(async {
+            Ok(promise_response(
+                self.0.app.promise(&caller, &request, &deadline).await?,
+            ))
+        })
+        .await
     }
 }

@@ -3,27 +3,29 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth::{caller, check_owner};
+use super::auth::check_owner;
 use super::convert::{reservation, reserve_request};
 use super::pb::{self, reservations_server::Reservations};
 use super::status::answer;
-use super::Handlers;
+use super::{caller, Handlers};
+use crate::app::Caller;
 use crate::metrics::Rpc;
 
 #[derive(Debug, Clone)]
 pub struct ReservationService(pub Handlers);
 
 impl ReservationService {
-    /// The request's message, once its caller may act on the reservation `id_of` names.
+    /// The request's message and caller, once the caller may act on the reservation `id_of`
+    /// names.
     fn owned<T>(
         &self,
         request: Request<T>,
         id_of: impl Fn(&T) -> &str,
-    ) -> Result<(T, String), Status> {
+    ) -> Result<(T, Caller), Status> {
         let caller = caller(&request)?;
         let message = request.into_inner();
         check_owner(&self.0.app, &caller, id_of(&message))?;
-        Ok((message, caller.id().to_owned()))
+        Ok((message, caller))
     }
 }
 
@@ -35,10 +37,10 @@ impl Reservations for ReservationService {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Reserve);
-        let (request, owner) = self.owned(request, |r| &r.reservation_id)?;
+        let (request, caller) = self.owned(request, |r| &r.reservation_id)?;
         answer(async {
-            let request = reserve_request(request, &owner)?;
-            Ok(reservation(self.0.app.reserve(&request).await?))
+            let request = reserve_request(request, caller.owner())?;
+            Ok(reservation(self.0.app.reserve(&caller, &request).await?))
         })
         .await
     }
@@ -49,10 +51,12 @@ impl Reservations for ReservationService {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::UpdateReservation);
-        let (request, owner) = self.owned(request, |r| &r.reservation_id)?;
+        let (request, caller) = self.owned(request, |r| &r.reservation_id)?;
         answer(async {
-            let request = reserve_request(request, &owner)?;
-            Ok(reservation(self.0.app.update_reservation(&request).await?))
+            let request = reserve_request(request, caller.owner())?;
+            Ok(reservation(
+                self.0.app.update_reservation(&caller, &request).await?,
+            ))
         })
         .await
     }
@@ -63,10 +67,14 @@ impl Reservations for ReservationService {
         request: Request<pb::ExtendRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Extend);
-        let (request, _) = self.owned(request, |r| &r.reservation_id)?;
+        let (request, caller) = self.owned(request, |r| &r.reservation_id)?;
         let ttl_secs = u64::from(request.ttl_seconds);
         answer(async {
-            let held = self.0.app.extend(&request.reservation_id, ttl_secs).await?;
+            let held = self
+                .0
+                .app
+                .extend(&caller, &request.reservation_id, ttl_secs)
+                .await?;
             Ok(reservation(held))
         })
         .await
@@ -78,9 +86,9 @@ impl Reservations for ReservationService {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Release);
-        let (request, _) = self.owned(request, |r| &r.reservation_id)?;
+        let (request, caller) = self.owned(request, |r| &r.reservation_id)?;
         let id = request.reservation_id;
-        answer(async { Ok(reservation(self.0.app.release(&id).await?)) }).await
+        answer(async { Ok(reservation(self.0.app.release(&caller, &id).await?)) }).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -100,12 +108,12 @@ impl Reservations for ReservationService {
         request: Request<pb::CommitRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let _timer = self.0.rpc.time(Rpc::Commit);
-        let (request, _) = self.owned(request, |r| &r.reservation_id)?;
+        let (request, caller) = self.owned(request, |r| &r.reservation_id)?;
         answer(async {
             let held = self
                 .0
                 .app
-                .commit_reservation(&request.reservation_id, &request.order_id)
+                .commit_reservation(&caller, &request.reservation_id, &request.order_id)
                 .await?;
             Ok(reservation(held))
         })

@@ -2,11 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth::{caller, check_owner};
+use super::auth::check_owner;
 use super::convert::{route_request, route_response};
 use super::pb::{self, routing_server::Routing};
 use super::status::{answer, status};
-use super::Handlers;
+use super::{caller, Handlers};
 use crate::error::Error;
 use crate::metrics::Rpc;
 use crate::route::RouteRequest;
@@ -26,13 +26,18 @@ impl Routing for RoutingService {
     ) -> Result<Response<pb::RouteResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::RouteOrder);
         let caller = caller(&request)?;
+        let deadline = self.0.deadline(request.metadata());
         let (request, reserve) =
-            route_request(request.into_inner(), "", caller.id()).map_err(status)?;
+            route_request(request.into_inner(), "", caller.owner()).map_err(status)?;
         if let Some(hold) = &reserve {
             check_owner(&self.0.app, &caller, &hold.reservation_id)?;
         }
         answer(async {
-            let routed = self.0.app.route(&request, reserve.as_ref()).await?;
+            let routed = self
+                .0
+                .app
+                .route(&caller, &request, reserve.as_ref(), &deadline)
+                .await?;
             Ok(route_response(
                 &request.order_id,
                 routed.routing,
@@ -49,8 +54,9 @@ impl Routing for RoutingService {
     ) -> Result<Response<pb::RouteOrdersResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::RouteOrders);
         answer(async {
+            let deadline = self.0.deadline(request.metadata());
             let requests = wave(request.into_inner().orders)?;
-            let batch = self.0.app.route_batch(&requests)?;
+            let batch = self.0.app.route_batch(&requests, &deadline)?;
             let orders = requests
                 .iter()
                 .zip(batch.routings)

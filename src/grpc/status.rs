@@ -44,5 +44,6 @@ pub fn status(error: Error) -> Status {
         Error::AlreadyExists(_) => Status::already_exists(error.to_string()),
         Error::ResourceExhausted(_) => Status::resource_exhausted(error.to_string()),
         Error::Unavailable(_) => Status::unavailable(error.to_string()),
+        Error::DeadlineExceeded => Status::deadline_exceeded(error.to_string()),
     }
 }

@@ -9,12 +9,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::{caller, check_feed};
+use super::auth::check_feed;
 use super::convert::{ack, rejections};
 use super::pb::{self, supply_server::Supply};
 use super::status::status;
-use super::Handlers;
-use crate::auth::Caller;
+use super::{caller, Handlers};
+use crate::app::Caller;
 use crate::domain::SupplyBatch;
 use crate::metrics::Rpc;
 
@@ -30,10 +30,20 @@ pub struct SupplyService(pub Handlers);
 
 impl SupplyService {
     /// Applies a batch and answers once it is durable.
-    async fn apply(&self, batch: pb::SupplyBatch, rpc: Rpc) -> Result<pb::SupplyAck, Status> {
+    async fn apply(
+        &self,
+        caller: &Caller,
+        batch: pb::SupplyBatch,
+        rpc: Rpc,
+    ) -> Result<pb::SupplyAck, Status> {
         let _timer = self.0.rpc.time(rpc);
         let batch = SupplyBatch::from(batch);
-        let outcome = self.0.app.apply_batch(&batch).await.map_err(status)?;
+        let outcome = self
+            .0
+            .app
+            .apply_batch(caller, &batch)
+            .await
+            .map_err(status)?;
         Ok(ack(outcome))
     }
 
@@ -65,7 +75,7 @@ impl SupplyService {
                 }
             };
             let source_id = batch.source_id.clone();
-            let reply = self.apply(batch, Rpc::StreamUpdates).await;
+            let reply = self.apply(&caller, batch, Rpc::StreamUpdates).await;
             let failed = reply.is_err();
             if !failed {
                 self.0.feed_owners.claim(&source_id, &stream);
@@ -186,7 +196,9 @@ impl Supply for SupplyService {
         let caller = caller(&request)?;
         let batch = request.into_inner();
         check_feed(&caller, &batch.source_id)?;
-        self.apply(batch, Rpc::ApplyBatch).await.map(Response::new)
+        self.apply(&caller, batch, Rpc::ApplyBatch)
+            .await
+            .map(Response::new)
     }
 
     #[tracing::instrument(skip_all)]

@@ -1,7 +1,8 @@
 //! Authorisation over TLS: every RPC against every scope and every kind of bad credential,
 //! feeds bound to their source, reservations to their owner. A refusal has its exact code and
-//! changes nothing.
+//! changes nothing. The audit trail names the credential that made each change.
 
+use promised::config::ServeArgs;
 use promised::grpc::pb;
 use promised::grpc::pb::admin_client::AdminClient;
 use promised::grpc::pb::availability_client::AvailabilityClient;
@@ -9,10 +10,13 @@ use promised::grpc::pb::promising_client::PromisingClient;
 use promised::grpc::pb::reservations_client::ReservationsClient;
 use promised::grpc::pb::routing_client::RoutingClient;
 use promised::grpc::pb::supply_client::SupplyClient;
+use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::durability::durable;
 use crate::helpers::{batch, fingerprint, ground, node, set_on_hand, source, TestApp, START_MS};
+use crate::redis::RedisServer;
 use crate::security::{token_channel, with_token, Security, TokenIssuer, AUDIENCE, LEEWAY_SECS};
 
 /// Every RPC of `promised.v1`, with the scope this test expects it to need.
@@ -26,7 +30,10 @@ enum Rpc {
     SetSafetyStock,
     GetStats,
     CheckInvariants,
+    ListAudit,
+    GetPositionHistory,
     GetAvailability,
+    Explain,
     PromiseOrder,
     Reserve,
     Update,
@@ -43,7 +50,7 @@ enum Rpc {
 
 /// In an order in which each call succeeds when allowed (the reservation calls follow one
 /// reservation from its retry to its release).
-const RPCS: [Rpc; 21] = [
+const RPCS: [Rpc; 24] = [
     Rpc::UpsertNodes,
     Rpc::UpsertGroups,
     Rpc::UpsertSources,
@@ -52,7 +59,10 @@ const RPCS: [Rpc; 21] = [
     Rpc::SetSafetyStock,
     Rpc::GetStats,
     Rpc::CheckInvariants,
+    Rpc::ListAudit,
+    Rpc::GetPositionHistory,
     Rpc::GetAvailability,
+    Rpc::Explain,
     Rpc::PromiseOrder,
     Rpc::Reserve,
     Rpc::Update,
@@ -85,7 +95,7 @@ impl Rpc {
         match self {
             UpsertNodes | UpsertGroups | UpsertSources | UpsertServiceLevels
             | UpsertPostalCodes | SetSafetyStock => "admin:network",
-            GetStats | ListRejections => "insights:read",
+            GetStats | ListAudit | GetPositionHistory | Explain | ListRejections => "insights:read",
             CheckInvariants => "admin:repair",
             GetAvailability => "availability:read",
             PromiseOrder => "promise",
@@ -238,6 +248,31 @@ async fn call(
                 .check_invariants(ask!(pb::CheckInvariantsRequest { repair: false }))
                 .await?,
         ),
+        Rpc::ListAudit => drop(
+            admin
+                .list_audit(ask!(pb::ListAuditRequest::default()))
+                .await?,
+        ),
+        Rpc::GetPositionHistory => {
+            let request = pb::GetPositionHistoryRequest {
+                sku: "SKU-1".into(),
+                node_id: "DC-EAST".into(),
+                limit: 10,
+            };
+            drop(admin.get_position_history(ask!(request)).await?)
+        }
+        Rpc::Explain => {
+            let request = pb::ExplainRequest {
+                sku: "SKU-1".into(),
+                node_id: "DC-EAST".into(),
+                ..Default::default()
+            };
+            drop(
+                AvailabilityClient::new(channel)
+                    .explain(ask!(request))
+                    .await?,
+            )
+        }
         Rpc::GetAvailability => {
             let request = pb::AvailabilityRequest {
                 skus: vec!["SKU-1".into()],
@@ -316,9 +351,19 @@ async fn call(
     Ok(())
 }
 
-/// The service over TLS with GROUND, SKU-1 on hand at DC-EAST, and `checkout`'s hold `CART`.
-async fn secure_app(security: &Security) -> TestApp {
-    let mut app = security.spawn().await;
+/// The service over TLS, journaling to `redis` (the audit trail lives in the journal), with
+/// GROUND, SKU-1 on hand at DC-EAST, and `checkout`'s hold `CART`.
+async fn secure_app(security: &Security, redis: &RedisServer, prefix: &str) -> TestApp {
+    let journaled = durable(redis, prefix);
+    let mut app = security
+        .spawn_with(ServeArgs {
+            redis_url: journaled.redis_url,
+            redis_prefix: journaled.redis_prefix,
+            redis_timeout_ms: journaled.redis_timeout_ms,
+            snapshot_interval_secs: journaled.snapshot_interval_secs,
+            ..security.args()
+        })
+        .await;
     let levels = pb::UpsertServiceLevelsRequest {
         service_levels: vec![ground(0.01)],
     };
@@ -351,7 +396,8 @@ fn assert_code(result: Result<(), Status>, code: Code, what: &str) {
 #[tokio::test]
 async fn every_rpc_refuses_every_bad_credential_and_every_other_scope_and_changes_nothing() {
     let security = Security::new();
-    let mut app = secure_app(&security).await;
+    let redis = RedisServer::start();
+    let mut app = secure_app(&security, &redis, "authz-refused").await;
     let channel = token_channel(&app, &security).await;
     let before = fingerprint(&mut app, &[CART], |_| {}).await;
     let issuer = &security.issuer;
@@ -406,7 +452,8 @@ async fn every_rpc_refuses_every_bad_credential_and_every_other_scope_and_change
 #[tokio::test]
 async fn every_rpc_answers_a_valid_token_holding_its_scope() {
     let security = Security::new();
-    let app = secure_app(&security).await;
+    let redis = RedisServer::start();
+    let app = secure_app(&security, &redis, "authz-allowed").await;
     let channel = token_channel(&app, &security).await;
     for (rpc, seq) in RPCS.into_iter().zip(100..) {
         let token = security.issuer.token("checkout", &[rpc.scope()]);
@@ -434,7 +481,8 @@ async fn health_and_reflection_stay_open_without_a_credential() {
 #[tokio::test]
 async fn only_a_reservations_owner_or_an_operator_may_act_on_it() {
     let security = Security::new();
-    let mut app = secure_app(&security).await;
+    let redis = RedisServer::start();
+    let mut app = secure_app(&security, &redis, "authz-owner").await;
     let held = app.engine.get_reservation(CART).expect("held");
     assert_eq!(
         held.reservation.owner, "checkout",
@@ -495,5 +543,114 @@ async fn a_token_is_refused_once_the_server_clock_passes_its_expiry_and_leeway()
         result,
         Code::Unauthenticated,
         "a cached token past its expiry",
+    );
+}
+
+/// `message` as the holder of `token`, under request id `id`.
+fn as_request<T>(message: T, token: &str, id: &'static str) -> tonic::Request<T> {
+    let mut request = with_token(message, Some(token));
+    request
+        .metadata_mut()
+        .insert("x-request-id", MetadataValue::from_static(id));
+    request
+}
+
+#[tokio::test]
+async fn the_audit_trail_names_the_credential_and_refusals_carry_their_request_id() {
+    let security = Security::new();
+    let redis = RedisServer::start();
+    let app = secure_app(&security, &redis, "authz-audit").await;
+    let channel = token_channel(&app, &security).await;
+    let checkout = security.issuer.token("checkout", &["reserve"]);
+    let mut reservations = ReservationsClient::new(channel.clone());
+    let extend = pb::ExtendRequest {
+        reservation_id: CART.into(),
+        ttl_seconds: 600,
+    };
+    reservations
+        .extend(as_request(extend, &checkout, "extend-1"))
+        .await
+        .expect("the owner extends");
+    // Refused at the door (no scope) and by the owner check: neither reaches the journal,
+    // both answer with the caller's request id.
+    let reader = security.issuer.token("reader", &["availability:read"]);
+    let refused = reservations
+        .get(as_request(
+            pb::GetReservationRequest {
+                reservation_id: CART.into(),
+            },
+            &reader,
+            "no-scope-1",
+        ))
+        .await
+        .expect_err("no scope");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(
+        refused
+            .metadata()
+            .get("x-request-id")
+            .map(|v| v.to_str().ok()),
+        Some(Some("no-scope-1")),
+        "a refusal carries the request id"
+    );
+    let oms = security.issuer.token("oms", &["reserve"]);
+    let release = pb::ReleaseRequest {
+        reservation_id: CART.into(),
+    };
+    let refused = reservations
+        .release(as_request(release, &oms, "not-yours-1"))
+        .await
+        .expect_err("another caller's reservation");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(
+        refused
+            .metadata()
+            .get("x-request-id")
+            .map(|v| v.to_str().ok()),
+        Some(Some("not-yours-1"))
+    );
+    let unauthenticated = reservations
+        .get(tonic::Request::new(pb::GetReservationRequest {
+            reservation_id: CART.into(),
+        }))
+        .await
+        .expect_err("no credential");
+    assert_eq!(unauthenticated.code(), Code::Unauthenticated);
+    assert!(
+        unauthenticated.metadata().get("x-request-id").is_some(),
+        "an id is generated for an unauthenticated call too"
+    );
+
+    let auditor = security.issuer.token("auditor", &["insights:read"]);
+    let page = AdminClient::new(channel)
+        .list_audit(with_token(pb::ListAuditRequest::default(), Some(&auditor)))
+        .await
+        .expect("the auditor reads the trail")
+        .into_inner();
+    // The setup (network, service levels, stock) came over the operator's client
+    // certificate, the hold and its extension with checkout's token; nothing else is there.
+    let by = |actor: &str| -> Vec<&str> {
+        let entries = page.entries.iter().filter(|e| e.actor == actor);
+        entries.map(|e| e.action.as_str()).collect()
+    };
+    let operator = by("operator");
+    assert!(
+        operator.contains(&"upsert_nodes") && operator.contains(&"apply_batch"),
+        "{operator:?}"
+    );
+    assert_eq!(by("checkout"), ["reserve", "extend"]);
+    assert_eq!(
+        page.entries.len(),
+        operator.len() + 2,
+        "refused calls leave no trace: {:?}",
+        page.entries
+    );
+    let extended = page.entries.last().expect("the extension");
+    assert_eq!(
+        (
+            extended.request_id.as_str(),
+            extended.reservation_ids.as_slice()
+        ),
+        ("extend-1", [CART.to_owned()].as_slice())
     );
 }

@@ -1,8 +1,10 @@
 use pb::SupplyType::{InTransit, OnOrder};
 use promised::config::ServeArgs;
 use promised::grpc::pb;
+use promised::grpc::pb::reservations_client::ReservationsClient;
 
 use crate::helpers::*;
+use crate::reservations::{line, reserve_request};
 
 fn ask(skus: &[&str], quantity: i64) -> pb::AvailabilityRequest {
     pb::AvailabilityRequest {
@@ -314,4 +316,232 @@ async fn today_is_taken_in_each_nodes_time_zone() {
         (node_atp(&item, "DC-EAST"), node_atp(&item, "DC-WEST")),
         (10, 0)
     );
+}
+
+pub fn explain_request(sku: &str, node_id: &str, group_id: &str, date: &str) -> pb::ExplainRequest {
+    pb::ExplainRequest {
+        sku: sku.into(),
+        node_id: node_id.into(),
+        group_id: group_id.into(),
+        as_of_date: date.into(),
+    }
+}
+
+async fn explain(app: &mut TestApp, request: pb::ExplainRequest) -> pb::ExplainResponse {
+    app.availability
+        .explain(request)
+        .await
+        .expect("explained")
+        .into_inner()
+}
+
+/// A node's parts, as the proto states them: `max(0, on_hand - safety_stock - stale_buffer +
+/// counted_receipts - counted_demand)`, each count recomputed from the listed parts.
+fn node_parts(node: &pb::NodeExplanation) -> i64 {
+    let receipts: i64 = node
+        .receipts
+        .iter()
+        .filter(|r| r.counted)
+        .map(|r| r.promisable)
+        .sum();
+    let demand: i64 = node
+        .demand
+        .iter()
+        .filter(|d| d.counted)
+        .map(|d| d.reserved + d.allocated)
+        .sum();
+    assert_eq!(
+        (receipts, demand),
+        (node.counted_receipts, node.counted_demand)
+    );
+    let net = node.on_hand - node.safety_stock - node.stale_buffer + receipts - demand;
+    assert_eq!(net, node.lowest_net, "{node:?}");
+    net.max(0)
+}
+
+/// DC-EAST: 40 on hand, safety stock 2 of its own, 10 in transit for the 5th, 20 on order for
+/// the 10th; 5 held today, 30 committed to ORDER-2 for the 6th; 4 held in EAST. DC-WEST: 15.
+///
+/// | DC-EAST | 2nd | 5th | 6th | 10th |
+/// |---------|-----|-----|-----|------|
+/// | net     | 33  | 43  | 13  | 33   |
+async fn explained_stock(app: &mut TestApp) {
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![
+            set_on_hand("SKU-1", "DC-EAST", 40, START_MS),
+            set_receipt("SKU-1", "DC-EAST", InTransit, "ASN-1", "2026-03-05", 10),
+        ],
+    )
+    .await;
+    let po = set_receipt("SKU-1", "DC-EAST", OnOrder, "PO-1", "2026-03-10", 20);
+    app.apply("ERP", 1, vec![po]).await;
+    let west = set_on_hand("SKU-1", "DC-WEST", 15, START_MS);
+    app.apply("WMS-WEST", 1, vec![west]).await;
+    let entry = pb::SafetyStockEntry {
+        sku: "SKU-1".into(),
+        node_id: "DC-EAST".into(),
+        quantity: 2,
+    };
+    app.admin
+        .set_safety_stock(pb::SetSafetyStockRequest {
+            entries: vec![entry],
+        })
+        .await
+        .expect("safety stock");
+    let mut reservations = ReservationsClient::new(app.channel.clone());
+    let mut later = line("SKU-1", "DC-EAST", 30);
+    later.need_date = "2026-03-06".into();
+    let pooled = pb::ReservationLine {
+        sku: "SKU-1".into(),
+        group_id: "EAST".into(),
+        quantity: 4,
+        ..Default::default()
+    };
+    for (id, held) in [
+        ("cart-1", line("SKU-1", "DC-EAST", 5)),
+        ("cart-2", later),
+        ("cart-3", pooled),
+    ] {
+        let request = reserve_request(id, vec![held]);
+        reservations.reserve(request).await.expect("held");
+    }
+    let commit = pb::CommitRequest {
+        reservation_id: "cart-2".into(),
+        order_id: "ORDER-2".into(),
+    };
+    reservations.commit(commit).await.expect("committed");
+}
+
+#[tokio::test]
+async fn explain_adds_up_to_the_atp_get_availability_answers() {
+    let mut app = spawn_app().await;
+    explained_stock(&mut app).await;
+    let item = app.availability(ask(&["SKU-1"], 0)).await.items.remove(0);
+
+    let node = explain(&mut app, explain_request("SKU-1", "DC-EAST", "", "")).await;
+    assert_eq!((node.atp, node_atp(&item, "DC-EAST")), (13, 13));
+    let east = &node.nodes[0];
+    assert_eq!(node_parts(east), 13);
+    assert_eq!(
+        (east.date.as_str(), east.lowest_net_date.as_str()),
+        ("2026-03-02", "2026-03-06"),
+        "the commitment on the 6th sets today's figure"
+    );
+    assert_eq!(east.on_hand_as_of, as_of(START_MS));
+    let sources: Vec<&str> = east
+        .on_hand_sources
+        .iter()
+        .map(|s| s.source_id.as_str())
+        .collect();
+    assert_eq!(sources, ["WMS-EAST"]);
+    assert_eq!((east.safety_stock, east.safety_stock_override), (2, true));
+    let receipts: Vec<(&str, bool)> = east
+        .receipts
+        .iter()
+        .map(|r| (r.reference.as_str(), r.counted))
+        .collect();
+    assert_eq!(receipts, [("ASN-1", true), ("PO-1", false)]);
+    let commitments: Vec<(&str, &str, &str, i64)> = east
+        .commitments
+        .iter()
+        .map(|c| {
+            let (id, order) = (c.reservation_id.as_str(), c.order_id.as_str());
+            (id, order, c.need_date.as_str(), c.quantity)
+        })
+        .collect();
+    assert_eq!(
+        commitments,
+        [
+            ("cart-1", "", "2026-03-02", 5),
+            ("cart-2", "ORDER-2", "2026-03-06", 30)
+        ]
+    );
+
+    let group = explain(&mut app, explain_request("SKU-1", "", "EAST", "")).await;
+    assert_eq!((group.atp, item.groups[0].atp), (9, 9));
+    let members: i64 = group.nodes.iter().map(node_parts).sum();
+    assert_eq!(members - group.pooled_reduction, group.atp);
+    let pooled: Vec<(&str, i64)> = group
+        .pooled_holds
+        .iter()
+        .map(|h| (h.group_id.as_str(), h.quantity))
+        .collect();
+    assert_eq!(pooled, [("EAST", 4)]);
+    assert_eq!(group.pooled_commitments[0].reservation_id, "cart-3");
+
+    let network = explain(&mut app, explain_request("SKU-1", "", "", "")).await;
+    assert_eq!((network.atp, item.network_atp), (24, 24));
+    let members: i64 = network.nodes.iter().map(node_parts).sum();
+    assert_eq!((members, network.pooled_reduction), (28, 4));
+
+    let later = explain(
+        &mut app,
+        explain_request("SKU-1", "DC-EAST", "", "2026-03-10"),
+    )
+    .await;
+    let east = &later.nodes[0];
+    assert_eq!((later.atp, node_parts(east)), (33, 33));
+    assert!(east.receipts.iter().all(|r| r.counted));
+}
+
+#[tokio::test]
+async fn explain_shows_a_stale_feed_excluding_its_node() {
+    let mut app = spawn_app().await;
+    explained_stock(&mut app).await;
+    app.clock.advance_ms(301_000);
+    app.apply("WMS-WEST", 0, vec![]).await;
+    let node = explain(&mut app, explain_request("SKU-1", "DC-EAST", "", "")).await;
+    let east = &node.nodes[0];
+    assert!(east.excluded);
+    assert_eq!(east.stale_source_ids, ["WMS-EAST"]);
+    assert_eq!((node.atp, east.lowest_net_date.as_str()), (0, ""));
+    let item = app.item("SKU-1").await;
+    assert_eq!(node_atp(&item, "DC-EAST"), 0);
+    assert!(node_view(&item, "DC-EAST").degraded);
+}
+
+#[tokio::test]
+async fn explain_answers_an_unknown_sku_as_nothing_available() {
+    let mut app = spawn_app().await;
+    let node = explain(&mut app, explain_request("NEVER-SEEN", "DC-EAST", "", "")).await;
+    assert_eq!((node.atp, node.nodes[0].on_hand), (0, 0));
+    let network = explain(&mut app, explain_request("NEVER-SEEN", "", "", "")).await;
+    assert_eq!((network.atp, network.nodes.len()), (0, 0));
+}
+
+#[tokio::test]
+async fn explain_refuses_bad_input_with_the_field_at_fault() {
+    let mut app = spawn_app().await;
+    let long = "X".repeat(200);
+    for (request, field) in [
+        (explain_request("", "DC-EAST", "", ""), "sku"),
+        (explain_request(&long, "DC-EAST", "", ""), "sku"),
+        (explain_request("SKU-1", "DC-NOPE", "", ""), "node_id"),
+        (explain_request("SKU-1", &long, "", ""), "node_id"),
+        (explain_request("SKU-1", "", "NOPE", ""), "group_id"),
+        (explain_request("SKU-1", "DC-EAST", "EAST", ""), "group_id"),
+        (explain_request("SKU-1", "", "", "tomorrow"), "as_of_date"),
+    ] {
+        let status = app
+            .availability
+            .explain(request)
+            .await
+            .expect_err("refused");
+        assert_bad_field(&status, field);
+        assert!(status.message().len() < 300, "{status:?}");
+    }
+    // The same unknown node as GetAvailability reports it.
+    let unknown = pb::AvailabilityRequest {
+        skus: vec!["SKU-1".into()],
+        node_ids: vec!["DC-NOPE".into()],
+        ..Default::default()
+    };
+    let status = app
+        .availability
+        .get_availability(unknown)
+        .await
+        .expect_err("refused");
+    assert_bad_field(&status, "node_ids[0]");
 }

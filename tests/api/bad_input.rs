@@ -9,6 +9,7 @@ use promised::grpc::pb::routing_client::RoutingClient;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
+use crate::availability::explain_request;
 use crate::helpers::*;
 use crate::reservations::{line, reserve_request};
 
@@ -24,6 +25,7 @@ enum Call {
     Safety(Vec<pb::SafetyStockEntry>),
     Batch(pb::SupplyBatch),
     Availability(pb::AvailabilityRequest),
+    Explain(pb::ExplainRequest),
     Reserve(pb::ReserveRequest),
     Update(pb::ReserveRequest),
     Extend(pb::ExtendRequest),
@@ -838,6 +840,46 @@ fn feed_cases() -> Vec<Case> {
         Call::Availability(unknown),
         "node_ids[0]",
     ));
+    let long = "X".repeat(200);
+    for (name, request, field) in [
+        (
+            "explain of no sku",
+            explain_request("", "DC-EAST", "", ""),
+            "sku",
+        ),
+        (
+            "explain of a 200-byte sku",
+            explain_request(&long, "", "", ""),
+            "sku",
+        ),
+        (
+            "explain at an unknown node",
+            explain_request("SKU-1", "DC-NOPE", "", ""),
+            "node_id",
+        ),
+        (
+            "explain at a 200-byte node",
+            explain_request("SKU-1", &long, "", ""),
+            "node_id",
+        ),
+        (
+            "explain in an unknown group",
+            explain_request("SKU-1", "", "NOPE", ""),
+            "group_id",
+        ),
+        (
+            "explain at a node and a group",
+            explain_request("SKU-1", "DC-EAST", "EAST", ""),
+            "group_id",
+        ),
+        (
+            "explain on a bad date",
+            explain_request("SKU-1", "", "", "2026-02-30"),
+            "as_of_date",
+        ),
+    ] {
+        cases.push(bad(name, Call::Explain(request), field));
+    }
     cases
 }
 
@@ -883,6 +925,7 @@ async fn send(app: &TestApp, call: Call) -> Result<Vec<pb::RejectReason>, Status
                 .collect()
         }),
         Call::Availability(request) => availability.get_availability(request).await.map(done),
+        Call::Explain(request) => availability.explain(request).await.map(done),
         Call::Reserve(request) => reservations.reserve(request).await.map(done),
         Call::Update(request) => reservations.update(request).await.map(done),
         Call::Extend(request) => reservations.extend(request).await.map(done),

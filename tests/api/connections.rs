@@ -1,4 +1,5 @@
-//! What a client can hold open is bounded: connections, silent connections, idle feed streams.
+//! What a client can hold open is bounded: connections, silent connections, idle feed streams,
+//! calls and request bytes in flight.
 
 use std::time::Duration;
 
@@ -7,8 +8,10 @@ use promised::grpc::pb;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 
 use crate::helpers::*;
+use crate::raw::{framed, prefix, RawConnection};
 
 /// Whether the server closed `stream`: end of stream within `wait`, whatever it sent before.
 async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
@@ -73,6 +76,24 @@ async fn a_connection_that_never_speaks_is_closed_and_frees_its_place() {
         app.stats().await.nodes,
         3,
         "a connection that speaks is kept"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_left_idle_is_closed_at_its_maximum_age() {
+    let args = ServeArgs {
+        max_connection_age_secs: Some("1".into()),
+        ..ServeArgs::default()
+    };
+    let app = spawn_app_with(args).await;
+    let mut idle = RawConnection::open(app.grpc_addr).await;
+    let mut call = idle.call("/grpc.health.v1.Health/Check", &[]).await;
+    call.send(framed(&HealthCheckRequest::default()), true);
+    assert_eq!(call.code().await, Code::Ok, "it spoke");
+    // Nothing more is sent: the server asks it to go at its age (GOAWAY) and closes it.
+    assert!(
+        idle.closed_within(Duration::from_secs(10)).await,
+        "closed at its age"
     );
 }
 
@@ -215,4 +236,65 @@ async fn a_call_over_the_in_flight_limit_is_shed_at_once() {
     let _ = waiting.await.expect("the reservation call ends");
     // The place is free again: reads are served.
     app.item("SKU-1").await;
+}
+
+/// A feed batch of about `bytes` bytes: SETs of SKUs with long ids at DC-EAST.
+fn large_batch(seq: u64, bytes: usize) -> pb::SupplyBatch {
+    let updates = (0..bytes / 150)
+        .map(|i| set_on_hand(&format!("SKU-{i:0>120}"), "DC-EAST", 1, START_MS))
+        .collect();
+    batch("WMS-EAST", seq, updates)
+}
+
+/// An availability request of about `bytes` bytes: SKUs with long ids at one node.
+fn large_query(bytes: usize) -> pb::AvailabilityRequest {
+    pb::AvailabilityRequest {
+        skus: (0..bytes / 124).map(|i| format!("SKU-{i:0>120}")).collect(),
+        node_ids: vec!["DC-EAST".into()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_message_over_the_in_flight_bytes_is_refused_at_its_length_and_bytes_come_back() {
+    use prost::Message;
+    const LIMIT: usize = 1 << 20;
+    let args = ServeArgs {
+        max_message_bytes: Some(LIMIT.to_string()),
+        max_in_flight_bytes: Some(LIMIT.to_string()),
+        ..ServeArgs::default()
+    };
+    let mut app = spawn_app_with(args).await;
+    // A feed stream holds its last message's share until the next message begins.
+    let (batches, mut acks) = open_feed(&app).await;
+    let held = large_batch(1, 700_000);
+    assert!(held.encoded_len() > 650_000, "{}", held.encoded_len());
+    batches.send(held).await.expect("sent");
+    let ack = acks.message().await.expect("ack").expect("an ack");
+    assert!(ack.applied > 4_000, "{ack:?}");
+    // 500 kB more would exceed the limit: refused on the length alone, no body sent.
+    let connection = RawConnection::open(app.grpc_addr).await;
+    let mut call = connection
+        .call("/promised.v1.Availability/GetAvailability", &[])
+        .await;
+    call.send(prefix(500_000).to_vec(), false);
+    let refused = tokio::time::timeout(Duration::from_secs(5), call.code()).await;
+    assert_eq!(refused.expect("answered at once"), Code::ResourceExhausted);
+    assert_eq!(
+        app.item("SKU-1").await.sku,
+        "SKU-1",
+        "small calls still fit"
+    );
+    // The next batch begins: the first one's share comes back, and large calls fit again,
+    // one after another (each gives its share back when answered).
+    batches
+        .send(batch("WMS-EAST", 1, Vec::new()))
+        .await
+        .expect("sent");
+    acks.message().await.expect("ack").expect("a heartbeat ack");
+    for _ in 0..2 {
+        let query = large_query(600_000);
+        let answer = app.availability.get_availability(query).await;
+        assert!(answer.is_ok(), "{answer:?}");
+    }
 }

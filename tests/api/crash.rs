@@ -3,7 +3,6 @@
 //! missing and nothing is applied twice.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,89 +17,35 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
+use crate::binary::Binary;
 use crate::helpers::{adjust_on_hand, batch, set_on_hand};
-use crate::redis::{free_port, RedisServer};
+use crate::redis::RedisServer;
 
 const SKUS: usize = 24;
 const DCS: [&str; 3] = ["DC-EDISON-NJ", "DC-ATLANTA-GA", "DC-DALLAS-TX"];
 const STORES: [&str; 3] = ["STORE-BOSTON-MA", "STORE-MIAMI-FL", "STORE-SEATTLE-WA"];
 
-/// A child process that is killed and reaped when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The service binary running against Redis.
-struct Service {
-    process: Process,
-    channel: Channel,
-}
-
-impl Service {
-    async fn start(redis: &RedisServer, prefix: &str) -> Service {
-        let port = free_port();
-        let network = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo_network.toml");
-        let process = Command::new(env!("CARGO_BIN_EXE_promised"))
-            .args(["serve", "--insecure-no-auth"])
-            .args(["--grpc-addr", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-            .args([
-                "--redis-url",
-                &redis.url(),
-                "--redis-prefix",
-                prefix,
-                "--network",
-                network,
-            ])
-            // Frequent snapshots, so kills land before, during and after them.
-            .args([
-                "--snapshot-after-effects",
-                "150",
-                "--snapshot-interval-secs",
-                "1",
-                "--log",
-                "error",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(Process)
-            .expect("service binary starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                .expect("uri")
-                .connect()
-                .await
-            {
-                let mut health = HealthClient::new(channel.clone());
-                let request = HealthCheckRequest {
-                    service: "promised.v1.Supply".into(),
-                };
-                if let Ok(reply) = health.check(request).await {
-                    if reply.into_inner().status() == ServingStatus::Serving {
-                        return Service { process, channel };
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "service did not become ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL: no shutdown, no final snapshot.
-    fn kill(self) {
-        drop(self.process);
-    }
+/// The service binary running against Redis, with the demo network.
+async fn start_service(redis: &RedisServer, prefix: &str) -> Binary {
+    let network = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo_network.toml");
+    let redis_url = redis.url();
+    Binary::start(&[
+        "--redis-url",
+        &redis_url,
+        "--redis-prefix",
+        prefix,
+        "--network",
+        network,
+        // Frequent snapshots, so kills land before, during and after them.
+        "--snapshot-after-effects",
+        "150",
+        "--snapshot-interval-secs",
+        "1",
+        "--log",
+        "error",
+    ])
+    .await
 }
 
 /// One source's planned batches, and how far they were acknowledged.
@@ -332,7 +277,7 @@ async fn killed_service_recovers_exactly_the_acknowledged_state() {
         let acked = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let checkouts: Arc<Checkouts> = Arc::default();
         let prefix = format!("crash-{seed}");
-        let service = Service::start(&redis, &prefix).await;
+        let service = start_service(&redis, &prefix).await;
         let running = tokio::spawn({
             let (channel, feeds, acked) = (service.channel.clone(), feeds.clone(), acked.clone());
             let checkouts = checkouts.clone();
@@ -362,7 +307,7 @@ async fn killed_service_recovers_exactly_the_acknowledged_state() {
             acked.1.load(Ordering::SeqCst),
         );
 
-        let service = Service::start(&redis, &prefix).await;
+        let service = start_service(&redis, &prefix).await;
         let seqs = recovered_seqs(service.channel.clone()).await;
         let (wms_seq, pos_seq) = (seqs["WMS"], seqs["POS"]);
         assert!(wms_seq >= wms_acked && pos_seq >= pos_acked, "seed {seed}: lost acknowledged batches: WMS {wms_seq} < {wms_acked} or POS {pos_seq} < {pos_acked}");

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use promised::checkpoint::snapshot::Manifest;
 use promised::checkpoint::{Durability, Keys, RedisConfig, Store};
 use promised::clock::ManualClock;
 use promised::config::ServeArgs;
 use promised::engine::{Engine, EngineConfig};
 use promised::grpc::pb;
+use promised::manifest::Manifest;
 use promised::query::AvailabilityQuery;
 use redis::Commands;
 use tonic::Code;
@@ -20,7 +20,7 @@ use tonic_health::pb::HealthCheckRequest;
 use crate::helpers::*;
 use crate::redis::RedisServer;
 
-fn durable(redis: &RedisServer, prefix: &str) -> ServeArgs {
+pub fn durable(redis: &RedisServer, prefix: &str) -> ServeArgs {
     ServeArgs {
         redis_url: Some(redis.url()),
         redis_prefix: Some(prefix.into()),
@@ -54,6 +54,7 @@ async fn recover_at(
         timeout: Duration::from_millis(500),
         snapshot_interval: Duration::from_secs(3600),
         snapshot_after_effects: u64::MAX,
+        audit_retention: Duration::from_secs(3600),
         access: Default::default(),
     };
     Store::open(config, &EngineConfig::default(), Arc::new(clock)).await
@@ -246,8 +247,8 @@ async fn redis_outage_refuses_mutations_keeps_reads_and_heals_without_restart() 
     );
     assert_eq!(
         node_view(&app.item("SKU-1").await, "DC-EAST").on_hand,
-        15,
-        "reads are served from memory"
+        10,
+        "reads are served from memory, and the refused batch left no trace"
     );
     let mut health = HealthClient::new(app.channel.clone());
     let supply_health = HealthCheckRequest {
@@ -272,8 +273,8 @@ async fn redis_outage_refuses_mutations_keeps_reads_and_heals_without_restart() 
     assert_eq!(status, ServingStatus::Serving);
 
     redis.resume();
-    // The unacknowledged batch 2 is retried by its feed until it is durable; it is never
-    // applied twice.
+    // The refused batch 2 is retried by its feed until it is durable, and applied then: it was
+    // undone, not kept.
     let deadline = Instant::now() + Duration::from_secs(15);
     let ack = loop {
         let retry = batch("WMS-EAST", 2, vec![adjust_on_hand("SKU-1", "DC-EAST", 5)]);
@@ -284,7 +285,11 @@ async fn redis_outage_refuses_mutations_keeps_reads_and_heals_without_restart() 
         assert!(Instant::now() < deadline, "the service did not heal");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(ack.duplicate && ack.durable_seq >= 2, "{ack:?}");
+    assert!(
+        !ack.duplicate && ack.applied == 1 && ack.durable_seq == 2,
+        "{ack:?}"
+    );
+    assert_eq!(node_view(&app.item("SKU-1").await, "DC-EAST").on_hand, 15);
     let status = health
         .check(supply_health)
         .await
@@ -391,7 +396,11 @@ async fn a_snapshot_never_counts_a_batch_that_is_not_durable() {
             eta: String::new(),
         }],
     };
-    let unjournaled = app.engine.apply_batch(&update).expect("applies in memory");
+    let (_, unjournaled) = app
+        .engine
+        .apply_batch(&update)
+        .expect("applies in memory")
+        .into_parts();
     let refused = store
         .snapshot_once()
         .await
@@ -400,17 +409,20 @@ async fn a_snapshot_never_counts_a_batch_that_is_not_durable() {
         format!("{refused:#}").contains("did not become durable"),
         "{refused:#}"
     );
-    app.service
-        .commit(unjournaled)
-        .await
-        .expect("journaled now");
+    // Taken back, as the journal writer does with a record Redis did not take.
+    app.engine.undo(unjournaled.into_iter().collect());
     store
         .snapshot_once()
         .await
-        .expect("everything counted is durable");
+        .expect("nothing pending is left to count");
     let recovered = recover(&redis, "counted").await.expect("recovers");
     assert_same_state(&app.engine, recovered.engine(), &["SKU-1".into()]);
-    assert_eq!(recovered.engine().durable_seq("WMS-EAST"), Some(2));
+    assert_eq!(recovered.engine().durable_seq("WMS-EAST"), Some(1));
+    assert_eq!(
+        app.item("SKU-1").await.network_atp,
+        5,
+        "the batch left no trace"
+    );
 }
 
 #[tokio::test]
@@ -561,11 +573,17 @@ async fn every_mutating_rpc_is_refused_while_redis_is_down_and_changes_nothing()
     reservations.reserve(held).await.expect("held");
     let ordered = reserve_request("ordered", vec![line("SKU-1", "DC-EAST", 3)]);
     reservations.reserve(ordered).await.expect("held");
-    redis.kill();
-    // The first write after the kill is the one that finds Redis gone.
-    let first = batch("WMS-EAST", 2, vec![adjust_on_hand("SKU-1", "DC-WEST", 0)]);
-    let _ = app.supply.apply_batch(first).await;
     let before = outage_fingerprint(&mut app).await;
+    redis.kill();
+    // The first write after the kill is the one that finds Redis gone: applied, then undone
+    // when the journal does not take it.
+    let first = batch("WMS-EAST", 2, vec![adjust_on_hand("SKU-1", "DC-EAST", 4)]);
+    let undone = app
+        .supply
+        .apply_batch(first)
+        .await
+        .expect_err("not durable");
+    assert_eq!(undone.code(), Code::Unavailable, "{undone:?}");
 
     let (mut admin, mut supply) = (app.admin.clone(), app.supply.clone());
     let mut promising = PromisingClient::new(app.channel.clone());
@@ -822,4 +840,115 @@ async fn a_retired_generation_leaves_no_chunks_behind() {
         left.is_empty(),
         "chunks of retired generation {first}: {left:?}"
     );
+}
+
+/// Waits until the service takes writes again after an outage, proving it with `batch`.
+async fn until_healed(app: &mut TestApp, batch: pb::SupplyBatch) -> pb::SupplyAck {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match app.supply.apply_batch(batch.clone()).await {
+            Ok(ack) => return ack.into_inner(),
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        }
+        assert!(Instant::now() < deadline, "the service did not heal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_write_redis_takes_after_its_timeout_stays_undone_through_a_restart() {
+    use crate::reservations::{line, reserve_request};
+    use promised::grpc::pb::reservations_client::ReservationsClient;
+    let redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "late")).await;
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 10, START_MS)],
+    )
+    .await;
+    let journal = Keys::new("late").journal;
+    let mut conn = redis.client().get_connection().expect("redis");
+    let entries_before: u64 = conn.xlen(&journal).expect("xlen");
+    let generation_before = store_of(&app).status().snapshot_generation;
+
+    // A Redis that hangs: the write reaches its socket and times out unanswered.
+    redis.signal("STOP");
+    let mut reservations = ReservationsClient::new(app.channel.clone());
+    let hold = reserve_request("cart", vec![line("SKU-1", "DC-EAST", 3)]);
+    let refused = reservations.reserve(hold).await.expect_err("timed out");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let adjust = batch("WMS-EAST", 2, vec![adjust_on_hand("SKU-1", "DC-EAST", 1)]);
+    let refused = app.supply.apply_batch(adjust).await.expect_err("refused");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(node_view(&app.item("SKU-1").await, "DC-EAST").on_hand, 10);
+    assert_eq!(node_view(&app.item("SKU-1").await, "DC-EAST").reserved, 0);
+
+    // Redis wakes and executes the write it was sent; the service fences writes until a
+    // snapshot of the undone state supersedes it.
+    redis.signal("CONT");
+    let ack = until_healed(
+        &mut app,
+        batch("WMS-EAST", 2, vec![adjust_on_hand("SKU-2", "DC-EAST", 4)]),
+    )
+    .await;
+    assert_eq!((ack.applied, ack.durable_seq), (1, 2), "{ack:?}");
+    let entries_after: u64 = conn.xlen(&journal).expect("xlen");
+    assert_eq!(
+        entries_after,
+        entries_before + 2,
+        "the timed-out write reached the journal after all, beside the new batch"
+    );
+    assert!(store_of(&app).status().snapshot_generation > generation_before);
+    assert_eq!(node_view(&app.item("SKU-1").await, "DC-EAST").on_hand, 10);
+
+    let recovered = recover(&redis, "late").await.expect("recovers");
+    assert_same_state(
+        &app.engine,
+        recovered.engine(),
+        &["SKU-1".into(), "SKU-2".into()],
+    );
+    assert!(recovered.engine().get_reservation("cart").is_err());
+}
+
+#[tokio::test]
+async fn a_restart_while_redis_is_down_brings_back_what_readers_saw() {
+    use crate::reservations::{line, reserve_request};
+    use promised::grpc::pb::reservations_client::ReservationsClient;
+    let mut redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "readers")).await;
+    app.apply(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 10, START_MS)],
+    )
+    .await;
+    redis.kill();
+    let mut reservations = ReservationsClient::new(app.channel.clone());
+    let hold = reserve_request("cart", vec![line("SKU-1", "DC-EAST", 3)]);
+    let refused = reservations.reserve(hold).await.expect_err("not durable");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let adjust = batch("WMS-EAST", 2, vec![adjust_on_hand("SKU-1", "DC-EAST", 5)]);
+    let refused = app.supply.apply_batch(adjust).await.expect_err("refused");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let seen = app.item("SKU-1").await;
+    assert_eq!(node_view(&seen, "DC-EAST").on_hand, 10);
+    assert_eq!(node_view(&seen, "DC-EAST").reserved, 0);
+    app.shutdown().await;
+
+    redis.resume();
+    let mut app = spawn_app_with(durable(&redis, "readers")).await;
+    assert_eq!(
+        app.item("SKU-1").await,
+        seen,
+        "what readers saw is what survived"
+    );
+    let mut reservations = ReservationsClient::new(app.channel.clone());
+    let missing = reservations
+        .get(pb::GetReservationRequest {
+            reservation_id: "cart".into(),
+        })
+        .await
+        .expect_err("never held");
+    assert_eq!(missing.code(), Code::NotFound);
 }

@@ -6,17 +6,22 @@
     reason = "a test's helpers fail the test with the reason"
 )]
 
+mod audit;
 mod authorization;
 mod availability;
 mod bad_input;
+mod binary;
 mod connections;
 mod crash;
+mod deadlines;
 mod durability;
+mod flood;
 mod helpers;
 mod ingest;
 mod model;
 mod operations;
 mod promising;
+mod raw;
 mod redis;
 mod reservations;
 mod routing;

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use promised::app::App;
+use promised::app::{App, Caller};
+use promised::auth::Identity;
+use promised::checkpoint::trail::AuditQuery;
 use promised::checkpoint::{Durability, RedisConfig, Store};
 use promised::clock::ManualClock;
 use promised::domain::{
@@ -247,6 +249,7 @@ async fn open(redis: &RedisServer, prefix: &str, clock: &ManualClock) -> System 
         timeout: Duration::from_secs(2),
         snapshot_interval: Duration::from_secs(3600),
         snapshot_after_effects: u64::MAX,
+        audit_retention: Duration::from_secs(3600),
         access: Default::default(),
     };
     let store = Store::open(config, &EngineConfig::default(), Arc::new(clock.clone()))
@@ -282,7 +285,11 @@ async fn network(system: &System) {
             fulfilment: Default::default(),
         })
         .collect();
-    system.app.upsert_nodes(nodes).await.expect("nodes");
+    system
+        .app
+        .upsert_nodes(&caller(), nodes)
+        .await
+        .expect("nodes");
     let source = Source {
         id: "WMS".into(),
         kind: SourceKind::Wms,
@@ -292,7 +299,7 @@ async fn network(system: &System) {
     };
     system
         .app
-        .upsert_sources(vec![source])
+        .upsert_sources(&caller(), vec![source])
         .await
         .expect("sources");
 }
@@ -315,7 +322,7 @@ impl System {
             updates: vec![update],
         };
         self.app
-            .apply_batch(&batch)
+            .apply_batch(&caller(), &batch)
             .await
             .expect("a valid batch, durable")
             .applied
@@ -374,7 +381,34 @@ async fn run(redis: &RedisServer, prefix: String, ops: Vec<Op>) {
         step(&mut system, &mut model, op, redis, &prefix, &clock).await;
         system.check(&model, op);
     }
+    assert_every_change_has_its_cause(&system.store).await;
     drop(system.store);
+}
+
+/// Every journaled change names who made it: the model's caller, or expiry.
+async fn assert_every_change_has_its_cause(store: &Store) {
+    let mut query = AuditQuery {
+        limit: 1_000,
+        ..AuditQuery::default()
+    };
+    let mut entries = 0;
+    loop {
+        let page = store.audit(&query).await.expect("the trail reads");
+        entries += page.entries.len();
+        for entry in &page.entries {
+            let expected = if entry.action == "expire" {
+                "system:expiry"
+            } else {
+                "model"
+            };
+            assert_eq!(entry.actor, expected, "{entry:?}");
+        }
+        match page.next_after {
+            Some(after) => query.after = Some(after),
+            None => break,
+        }
+    }
+    assert!(entries > 0, "the run journaled changes");
 }
 
 async fn step(
@@ -416,7 +450,7 @@ async fn step(
             }
         }
         Op::Reserve { id, lines } => {
-            let answer = system.app.reserve(&request(id, &lines)).await;
+            let answer = system.app.reserve(&caller(), &request(id, &lines)).await;
             match model.reservations.get(&id) {
                 Some(existing) if existing.requested == lines => {
                     assert!(answer.is_ok(), "a retry answers the same: {answer:?}");
@@ -446,7 +480,10 @@ async fn step(
             quantity,
         } => {
             let change = [(sku, node, quantity)];
-            let answer = system.app.update_reservation(&request(id, &change)).await;
+            let answer = system
+                .app
+                .update_reservation(&caller(), &request(id, &change))
+                .await;
             let Some(res) = model
                 .reservations
                 .get(&id)
@@ -480,7 +517,7 @@ async fn step(
         Op::Extend { id } => {
             let answer = system
                 .app
-                .extend(&format!("R{id}"), (TTL_MS / 1000) as u64)
+                .extend(&caller(), &format!("R{id}"), (TTL_MS / 1000) as u64)
                 .await;
             match model
                 .reservations
@@ -495,7 +532,7 @@ async fn step(
             }
         }
         Op::Release { id } => {
-            let answer = system.app.release(&format!("R{id}")).await;
+            let answer = system.app.release(&caller(), &format!("R{id}")).await;
             match model.reservations.get_mut(&id) {
                 Some(res) => {
                     answer.expect("known");
@@ -510,7 +547,7 @@ async fn step(
         Op::Commit { id } => {
             let answer = system
                 .app
-                .commit_reservation(&format!("R{id}"), &format!("O{id}"))
+                .commit_reservation(&caller(), &format!("R{id}"), &format!("O{id}"))
                 .await;
             let skus: Vec<usize> = model
                 .reservations
@@ -707,4 +744,9 @@ fn reservations_follow_the_reference_model_on_the_regression_seeds() {
     for seed in REGRESSION_SEEDS {
         run_model(seed);
     }
+}
+
+/// The model's calls, as one named caller.
+fn caller() -> Caller {
+    Caller::new(Identity::new("model", Vec::new()), "")
 }

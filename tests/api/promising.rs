@@ -1,6 +1,7 @@
 //! Delivery promises, with dates computed by hand: cutoffs, weekends, node and carrier
 //! holidays, processing days, time zones, the DST change, future receipts, split shipments.
 
+use promised::deadline::Deadline;
 use promised::grpc::pb;
 use promised::grpc::pb::promising_client::PromisingClient;
 use promised::grpc::pb::SupplyType::InTransit;
@@ -360,11 +361,18 @@ fn promises_are_sound_and_never_worse_than_one_node() {
                 now_ms: Some(utc(2, 12 + hour * 3, 0)),
                 ..Default::default()
             };
-            let promise = engine.promise(&request).expect("valid").into_result();
-            let whole = engine.promise(&promised::promise::PromiseRequest {
-                allow_split: false,
-                ..request.clone()
-            });
+            let never = Deadline::never();
+            let promise = engine
+                .promise(&request, &never)
+                .expect("valid")
+                .into_result();
+            let whole = engine.promise(
+                &promised::promise::PromiseRequest {
+                    allow_split: false,
+                    ..request.clone()
+                },
+                &never,
+            );
             let whole = whole.expect("valid").into_result();
             for (option, complete) in promise.options.iter().zip(&whole.options) {
                 if let Some(complete) = complete.delivery_date {

@@ -60,6 +60,9 @@ fn worked_example_of_cumulative_atp_with_look_ahead() {
     }
     let atp: Vec<Qty> = (0..=7).map(|d| position.atp(Day(d), 0, &policy)).collect();
     assert_eq!(atp, [10, 10, 10, 10, 10, 10, 20, 20]);
+    // The first day the lowest net is reached sets the figure: day 2 (also reached on 4 and 5).
+    assert_eq!(position.lowest(Day(0), 0, &policy), (Day(2), 10));
+    assert_eq!(position.lowest(Day(6), 0, &policy), (Day(7), 20));
     assert_eq!(position.earliest(Day(0), 10, 0, &policy), Some(Day(0)));
     assert_eq!(position.earliest(Day(0), 15, 0, &policy), Some(Day(6)));
     assert_eq!(position.earliest(Day(0), 21, 0, &policy), None);

@@ -15,9 +15,9 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use persist::{Effects, Replay};
+pub use persist::{position_images, Effects, Replay};
 pub use position::{
-    Applied, AtpPolicy, Change, ChangeKind, DatedDemand, Position, Totals, MAX_QUANTITY,
+    Applied, AtpPolicy, Change, ChangeKind, DatedDemand, Position, Receipt, Totals, MAX_QUANTITY,
 };
 
 use crate::domain::{Day, Qty};
@@ -29,6 +29,10 @@ type MapHasher = foldhash::fast::RandomState;
 /// Seed of the SKU-to-shard hash. Fixed, so a SKU lands in the same shard in every process
 /// and journaled shard sequence numbers stay meaningful across restarts.
 const SHARD_SEED: u64 = 0x7072_6f6d_6973_6564;
+
+/// Most shards an index has. Each is a lock and a map, so more only cost memory; and a
+/// snapshot states its shard count, which recovery allocates before reading any shard.
+pub const MAX_SHARDS: usize = 1 << 16;
 
 /// Where a pooled hold may be served from: a node group, or the whole network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -137,23 +141,24 @@ impl Shard {
         effects: Option<&mut Effects>,
         update: impl FnOnce(&mut Position) -> (R, bool),
     ) -> R {
-        let (result, changed) = match self.skus.get_mut(sku) {
-            Some(positions) => update_position(counts, positions, node, update),
+        let keep_before = effects.is_some();
+        let (result, changed, before) = match self.skus.get_mut(sku) {
+            Some(positions) => update_position(counts, positions, node, keep_before, update),
             None => {
                 let mut positions = SkuPositions::default();
-                let (result, changed) = update_position(counts, &mut positions, node, update);
-                if changed {
+                let updated = update_position(counts, &mut positions, node, keep_before, update);
+                if updated.1 {
                     self.skus.insert(sku.into(), positions);
                     counts.skus.fetch_add(1, Ordering::Relaxed);
                 }
-                (result, changed)
+                updated
             }
         };
         if changed {
             self.lsn += 1;
             if let Some(effects) = effects {
                 if let Some(position) = self.skus.get(sku).and_then(|p| p.get(node)) {
-                    effects.record_position(at, self.lsn, sku, position);
+                    effects.record_position(at, self.lsn, sku, position, before);
                 }
             }
         }
@@ -182,10 +187,10 @@ impl Shard {
         if entry.pools == pools {
             return;
         }
-        entry.pools = pools;
+        let before = std::mem::replace(&mut entry.pools, pools);
         self.lsn += 1;
         if let Some(effects) = effects {
-            effects.record_pools(at, self.lsn, sku, &entry.pools);
+            effects.record_pools(at, self.lsn, sku, &entry.pools, before);
         }
         if entry.is_empty() {
             self.skus.remove(sku);
@@ -194,24 +199,27 @@ impl Shard {
     }
 }
 
-/// Applies `update` at `node` of one SKU; the flag tells whether it changed anything. A
+/// Applies `update` at `node` of one SKU; the flag tells whether it changed anything, and with
+/// `keep_before`, the position before the change comes back too (`None`: it did not exist). A
 /// position created for a change that changed nothing is removed again.
 fn update_position<R>(
     counts: &Counts,
     positions: &mut SkuPositions,
     node: NodeIdx,
+    keep_before: bool,
     update: impl FnOnce(&mut Position) -> (R, bool),
-) -> (R, bool) {
+) -> (R, bool, Option<Position>) {
     let (position, created) = positions.get_or_create(node);
+    let before = (keep_before && !created).then(|| position.clone());
     let (result, changed) = update(position);
     if created {
         if !changed {
             positions.remove(node);
-            return (result, false);
+            return (result, false, None);
         }
         counts.positions.fetch_add(1, Ordering::Relaxed);
     }
-    (result, changed)
+    (result, changed, before)
 }
 
 /// The sharded position index.
@@ -275,9 +283,10 @@ impl Locked<'_> {
 }
 
 impl Index {
-    /// An empty index with `shards` shards (rounded up to a power of two, at least one).
+    /// An empty index with `shards` shards (rounded up to a power of two, at least one, at
+    /// most [`MAX_SHARDS`]).
     pub fn new(shards: usize) -> Self {
-        let count = shards.max(1).next_power_of_two();
+        let count = shards.clamp(1, MAX_SHARDS).next_power_of_two();
         Self {
             shards: (0..count).map(|_| RwLock::default()).collect(),
             hasher: foldhash::fast::FixedState::with_seed(SHARD_SEED),
@@ -381,16 +390,17 @@ impl Index {
                         continue;
                     };
                     for position in &mut entry.positions {
+                        let before = position.clone();
                         position.set_demand(demand(&sku, position.node()));
                         shard.lsn += 1;
                         if let Some(effects) = effects.as_deref_mut() {
-                            effects.record_position(at, shard.lsn, &sku, position);
+                            effects.record_position(at, shard.lsn, &sku, position, Some(before));
                         }
                     }
-                    entry.pools = pools(&sku);
+                    let before = std::mem::replace(&mut entry.pools, pools(&sku));
                     shard.lsn += 1;
                     if let Some(effects) = effects.as_deref_mut() {
-                        effects.record_pools(at, shard.lsn, &sku, &entry.pools);
+                        effects.record_pools(at, shard.lsn, &sku, &entry.pools, before);
                     }
                 }
             }

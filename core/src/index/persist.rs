@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use super::{Index, MapHasher, Pool, PoolHold, Position, Shard, SkuPositions};
+use super::{Index, MapHasher, Pool, PoolHold, Position, Shard, SkuPositions, MAX_QUANTITY};
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::domain::Day;
 use crate::network::NodeIdx;
@@ -15,11 +15,29 @@ const POOLS: u8 = 1;
 /// The key replay uses for a SKU's pooled holds, beside its positions' node indices.
 const POOLS_KEY: NodeIdx = NodeIdx::MAX;
 
-/// Images written by one mutation, in the order they were made, for the journal.
+/// Images written by one mutation, in the order they were made, for the journal; and what
+/// each replaced, kept in memory only, so that a mutation the journal never took can be taken
+/// back ([`Index::undo`]).
 #[derive(Debug, Default)]
 pub struct Effects {
     writer: Writer,
     count: u32,
+    before: Vec<Before>,
+}
+
+/// What one effect replaced.
+#[derive(Debug)]
+struct Before {
+    shard: usize,
+    sku: Box<str>,
+    image: BeforeImage,
+}
+
+#[derive(Debug)]
+enum BeforeImage {
+    /// The position at a node, `None` where the mutation created it.
+    Position(NodeIdx, Option<Position>),
+    Pools(Vec<PoolHold>),
 }
 
 impl Effects {
@@ -40,20 +58,40 @@ impl Effects {
         self.writer.u8(kind);
     }
 
+    /// Records `position` as it is now, and `before`, what it replaced.
     pub(super) fn record_position(
         &mut self,
         shard: usize,
         lsn: u64,
         sku: &str,
         position: &Position,
+        before: Option<Position>,
     ) {
         self.header(shard, lsn, sku, POSITION);
         position.encode(&mut self.writer);
+        self.remember(shard, sku, BeforeImage::Position(position.node(), before));
     }
 
-    pub(super) fn record_pools(&mut self, shard: usize, lsn: u64, sku: &str, pools: &[PoolHold]) {
+    /// Records a SKU's pooled holds as they are now, and `before`, what they replaced.
+    pub(super) fn record_pools(
+        &mut self,
+        shard: usize,
+        lsn: u64,
+        sku: &str,
+        pools: &[PoolHold],
+        before: Vec<PoolHold>,
+    ) {
         self.header(shard, lsn, sku, POOLS);
         encode_pools(&mut self.writer, pools);
+        self.remember(shard, sku, BeforeImage::Pools(before));
+    }
+
+    fn remember(&mut self, shard: usize, sku: &str, image: BeforeImage) {
+        self.before.push(Before {
+            shard,
+            sku: sku.into(),
+            image,
+        });
     }
 }
 
@@ -69,6 +107,8 @@ fn encode_pools(w: &mut Writer, pools: &[PoolHold]) {
     }
 }
 
+/// Reads pooled holds [`encode_pools`] wrote; a quantity beyond [`MAX_QUANTITY`] either way
+/// is refused, as for positions.
 fn decode_pools(r: &mut Reader<'_>) -> Decoded<Vec<PoolHold>> {
     (0..r.len()?)
         .map(|_| {
@@ -77,10 +117,14 @@ fn decode_pools(r: &mut Reader<'_>) -> Decoded<Vec<PoolHold>> {
                 g => Pool::Group(u32::try_from(g - 1).map_err(|_| CodecError("group index"))?),
             };
             let day = i32::try_from(r.ivar()?).map_err(|_| CodecError("day"))?;
+            let quantity = r.ivar()?;
+            if quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
+                return Err(CodecError("quantity beyond the limit"));
+            }
             Ok(PoolHold {
                 pool,
                 day: Day(day),
-                quantity: r.ivar()?,
+                quantity,
             })
         })
         .collect()
@@ -101,6 +145,31 @@ pub struct Replay {
 enum Image {
     Position(Position),
     Pools(Vec<PoolHold>),
+}
+
+/// Decodes the next effect: shard, shard sequence, SKU and image.
+fn next_effect<'a>(r: &mut Reader<'a>) -> Decoded<(usize, u64, &'a str, Image)> {
+    let at = usize::try_from(r.var()?).map_err(|_| CodecError("shard"))?;
+    let lsn = r.var()?;
+    let sku = r.str()?;
+    let image = match r.u8()? {
+        POSITION => Image::Position(Position::decode(r)?),
+        POOLS => Image::Pools(decode_pools(r)?),
+        _ => return Err(CodecError("effect kind")),
+    };
+    Ok((at, lsn, sku, image))
+}
+
+/// The position images among encoded effects (pooled holds left out), in their order: what
+/// a journal record did to each (SKU, node), for the audit trail.
+pub fn position_images<'a>(effects: &mut Reader<'a>) -> Decoded<Vec<(&'a str, Position)>> {
+    let mut images = Vec::new();
+    while !effects.is_empty() {
+        if let (_, _, sku, Image::Position(position)) = next_effect(effects)? {
+            images.push((sku, position));
+        }
+    }
+    Ok(images)
 }
 
 impl Index {
@@ -143,11 +212,26 @@ impl Index {
             let positions = (0..count)
                 .map(|_| Position::decode(r))
                 .collect::<Decoded<Vec<_>>>()?;
+            // Lookups are binary searches by node.
+            if !positions.windows(2).all(|w| w[0].node() < w[1].node()) {
+                return Err(CodecError("positions out of node order"));
+            }
             let pools = decode_pools(r)?;
             positions_total += count as u64;
-            skus.insert(sku, SkuPositions { positions, pools });
+            if skus
+                .insert(sku, SkuPositions { positions, pools })
+                .is_some()
+            {
+                return Err(CodecError("a SKU twice in one shard"));
+            }
         }
         let mut shard = self.write_shard(at);
+        // What the shard held leaves the counts, so a shard restored twice counts once.
+        let held: u64 = shard.skus.values().map(|e| e.positions.len() as u64).sum();
+        self.counts
+            .skus
+            .fetch_sub(shard.skus.len() as u64, Ordering::Relaxed);
+        self.counts.positions.fetch_sub(held, Ordering::Relaxed);
         self.counts
             .skus
             .fetch_add(skus.len() as u64, Ordering::Relaxed);
@@ -172,14 +256,7 @@ impl Index {
     /// position (or the same SKU's pools) already replayed.
     pub fn replay(&self, effects: &mut Reader<'_>, replay: &mut Replay) -> Decoded<()> {
         while !effects.is_empty() {
-            let at = usize::try_from(effects.var()?).map_err(|_| CodecError("shard"))?;
-            let lsn = effects.var()?;
-            let sku = effects.str()?;
-            let image = match effects.u8()? {
-                POSITION => Image::Position(Position::decode(effects)?),
-                POOLS => Image::Pools(decode_pools(effects)?),
-                _ => return Err(CodecError("effect kind")),
-            };
+            let (at, lsn, sku, image) = next_effect(effects)?;
             if at >= self.shards.len() || self.shard_of(sku) != at {
                 return Err(CodecError("effect in the wrong shard"));
             }
@@ -203,6 +280,11 @@ impl Index {
     fn install(&self, at: usize, lsn: u64, sku: &str, image: Image) {
         let mut shard = self.write_shard(at);
         shard.lsn = shard.lsn.max(lsn);
+        self.install_in(&mut shard, sku, image);
+    }
+
+    /// Puts an image in place in a locked shard, counting what it creates.
+    fn install_in(&self, shard: &mut Shard, sku: &str, image: Image) {
         if !shard.skus.contains_key(sku) {
             shard.skus.insert(sku.into(), SkuPositions::default());
             self.counts.skus.fetch_add(1, Ordering::Relaxed);
@@ -219,6 +301,36 @@ impl Index {
                 *slot = position;
             }
             Image::Pools(pools) => entry.pools = pools,
+        }
+    }
+
+    /// Puts back what `effects` replaced, newest first: the mutation that recorded them is
+    /// taken back. Only correct while nothing has changed those positions since, which the
+    /// durability layer ensures by applying mutations in journal order and taking back only
+    /// the newest ones. Each restore is numbered in its shard like any change.
+    pub fn undo(&self, effects: Effects) {
+        for before in effects.before.into_iter().rev() {
+            let mut shard = self.write_shard(before.shard);
+            shard.lsn += 1;
+            let sku = &*before.sku;
+            match before.image {
+                BeforeImage::Position(_, Some(image)) => {
+                    self.install_in(&mut shard, sku, Image::Position(image));
+                }
+                BeforeImage::Position(node, None) => {
+                    if let Some(entry) = shard.skus.get_mut(sku) {
+                        if entry.get(node).is_some() {
+                            entry.remove(node);
+                            self.counts.positions.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                BeforeImage::Pools(pools) => self.install_in(&mut shard, sku, Image::Pools(pools)),
+            }
+            if shard.skus.get(sku).is_some_and(SkuPositions::is_empty) {
+                shard.skus.remove(sku);
+                self.counts.skus.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 

@@ -9,8 +9,9 @@ use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::domain::{Day, Qty, SupplyType};
 use crate::network::NodeIdx;
 
-/// The largest quantity a position stores in any field; updates that would exceed it are
-/// rejected, which keeps every sum of a position far from `i64` overflow.
+/// The largest quantity a position, a pooled hold or a reservation stores in any field;
+/// updates and requests that would exceed it are rejected and decoders refuse it, which
+/// keeps every sum of them far from `i64` overflow.
 pub const MAX_QUANTITY: Qty = 1_000_000_000_000;
 
 /// Marks "no per-position override" in [`Position::safety_override`].
@@ -32,7 +33,8 @@ impl Default for AtpPolicy {
 }
 
 impl AtpPolicy {
-    fn promisable(&self, supply_type: SupplyType, quantity: Qty) -> Qty {
+    /// The part of `quantity` of `supply_type` that counts towards ATP (rounded down).
+    pub fn promisable(&self, supply_type: SupplyType, quantity: Qty) -> Qty {
         quantity * Qty::from(self.promisable_permille[supply_type.index()]) / 1000
     }
 }
@@ -71,13 +73,14 @@ pub enum Applied {
 
 /// A dated receipt (in-transit ASN line or open PO line).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Receipt {
-    reference: Box<str>,
-    supply_type: SupplyType,
-    eta: Day,
-    quantity: Qty,
+pub struct Receipt {
+    /// The PO or ASN line.
+    pub reference: Box<str>,
+    pub supply_type: SupplyType,
+    pub eta: Day,
+    pub quantity: Qty,
     /// Source time of the last SET of this receipt (stale-SET watermark).
-    as_of_ms: i64,
+    pub as_of_ms: i64,
 }
 
 /// Demand due on one day, by kind.
@@ -142,11 +145,17 @@ impl Position {
 
     /// Safety stock in force: the override, else the node default.
     pub fn safety(&self, node_default: Qty) -> Qty {
-        if self.safety_override == NO_OVERRIDE {
-            node_default
-        } else {
-            self.safety_override
-        }
+        self.safety_override().unwrap_or(node_default)
+    }
+
+    /// The per-position safety stock, if one was set.
+    pub fn safety_override(&self) -> Option<Qty> {
+        (self.safety_override != NO_OVERRIDE).then_some(self.safety_override)
+    }
+
+    /// Source time of the last on-hand SET; `None` if on-hand was only ever adjusted.
+    pub fn on_hand_as_of_ms(&self) -> Option<i64> {
+        (self.on_hand_as_of_ms != i64::MIN).then_some(self.on_hand_as_of_ms)
     }
 
     pub fn set_safety_override(&mut self, quantity: Qty) {
@@ -321,10 +330,20 @@ impl Position {
     /// The lowest net position from `day` on; below zero, commitments exceed supply (oversold,
     /// as when a feed lowers on-hand under existing holds).
     pub fn lowest_net(&self, day: Day, safety: Qty, policy: &AtpPolicy) -> Qty {
+        self.lowest(day, safety, policy).1
+    }
+
+    /// The lowest net position from `day` on, and the first day it is reached: the day whose
+    /// receipts and demand due by then set ATP on `day`.
+    pub fn lowest(&self, day: Day, safety: Qty, policy: &AtpPolicy) -> (Day, Qty) {
         self.net_steps(day, safety, policy)
-            .map(|(_, net)| net)
-            .min()
-            .unwrap_or(0)
+            .reduce(|low, step| if step.1 < low.1 { step } else { low })
+            .unwrap_or((day, 0))
+    }
+
+    /// Dated receipts, ascending by ETA.
+    pub fn receipts(&self) -> &[Receipt] {
+        self.dated.as_ref().map_or(&[], |dated| &dated.receipts)
     }
 
     /// Demand by day, ascending.
@@ -393,13 +412,16 @@ impl Position {
         }
     }
 
+    /// Reads a position [`Position::encode`] wrote. What a position never holds is refused:
+    /// a quantity beyond [`MAX_QUANTITY`] either way (sums of them would overflow), receipts
+    /// out of ETA order or demand out of day order (ATP walks both in order).
     pub fn decode(r: &mut Reader<'_>) -> Decoded<Position> {
         let node = NodeIdx::try_from(r.var()?).map_err(|_| CodecError("node index"))?;
         let mut position = Position {
             node,
-            on_hand: r.ivar()?,
+            on_hand: quantity(r)?,
             on_hand_as_of_ms: r.ivar()?,
-            safety_override: r.ivar()?,
+            safety_override: quantity(r)?,
             dated: None,
         };
         if r.u8()? == 0 {
@@ -420,21 +442,36 @@ impl Position {
                 reference,
                 supply_type,
                 eta: day(r)?,
-                quantity: r.ivar()?,
+                quantity: quantity(r)?,
                 as_of_ms: r.ivar()?,
             });
+        }
+        if !dated.receipts.windows(2).all(|w| w[0].eta <= w[1].eta) {
+            return Err(CodecError("receipts out of ETA order"));
         }
         dated.removed_as_of_ms = r.ivar()?;
         for _ in 0..r.len()? {
             dated.demand.push(DatedDemand {
                 day: day(r)?,
-                reserved: r.ivar()?,
-                allocated: r.ivar()?,
+                reserved: quantity(r)?,
+                allocated: quantity(r)?,
             });
+        }
+        if !dated.demand.windows(2).all(|w| w[0].day < w[1].day) {
+            return Err(CodecError("demand out of day order"));
         }
         position.dated = Some(Box::new(dated));
         Ok(position)
     }
+}
+
+/// A stored quantity, within [`MAX_QUANTITY`] either way.
+fn quantity(r: &mut Reader<'_>) -> Decoded<Qty> {
+    let quantity = r.ivar()?;
+    if quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
+        return Err(CodecError("quantity beyond the limit"));
+    }
+    Ok(quantity)
 }
 
 fn insert_receipt(dated: &mut Dated, change: &Change<'_>, as_of_ms: i64) -> Applied {

@@ -63,8 +63,11 @@ impl Network {
             w.f64(level.base_cost);
             w.f64(level.cost_per_km);
         }
-        w.len(self.postal_codes.len());
-        for ((country, code), (lat, lon)) in &self.postal_codes {
+        // In key order, so one configuration always encodes to the same bytes.
+        let mut postal_codes: Vec<_> = self.postal_codes.iter().collect();
+        postal_codes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        w.len(postal_codes.len());
+        for ((country, code), (lat, lon)) in postal_codes {
             w.str(country);
             w.str(code);
             w.f64(*lat);
@@ -109,7 +112,7 @@ impl Network {
             .and_then(|n| n.with_nodes(nodes))
             .and_then(|n| n.with_sources(sources, now_ms))
             .and_then(|n| n.with_service_levels(levels))
-            .and_then(|n| n.with_postal_codes(postal))
+            .and_then(|n| n.with_postal_codes_as_stored(postal))
             .map_err(invalid)?;
         Ok(Network { version, ..network })
     }
@@ -210,4 +213,41 @@ fn decode_service_level(r: &mut Reader<'_>) -> Decoded<ServiceLevel> {
         base_cost: r.f64()?,
         cost_per_km: r.f64()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A network of postal codes only, added in the order of `numbers`.
+    fn with_postal_codes(numbers: impl Iterator<Item = u32>) -> Network {
+        let codes = numbers
+            .map(|n| (("US".to_owned(), format!("{n:05}")), (40.0, -74.0)))
+            .collect();
+        Network::default()
+            .with_postal_codes(codes)
+            .expect("valid postal codes")
+    }
+
+    #[test]
+    fn one_configuration_encodes_to_the_same_bytes() {
+        let forward = with_postal_codes(0..50).encode();
+        let backward = with_postal_codes((0..50).rev()).encode();
+        assert_eq!(forward, backward, "added in another order");
+        let decoded = Network::decode(&forward, 0).expect("decodes");
+        assert_eq!(decoded.encode(), forward, "decoded and encoded again");
+    }
+
+    #[test]
+    fn a_stored_postal_code_off_the_globe_still_decodes() {
+        let code = ("CA".to_owned(), "M5V".to_owned());
+        let stored = Network::default()
+            .with_postal_codes_as_stored(vec![(code.clone(), (431.64, -79.39))])
+            .expect("taken as stored");
+        assert!(Network::default()
+            .with_postal_codes(vec![(code, (431.64, -79.39))])
+            .is_err());
+        let decoded = Network::decode(&stored.encode(), 0).expect("written before the check");
+        assert_eq!(decoded.locate("CA", "M5V"), Some((431.64, -79.39)));
+    }
 }

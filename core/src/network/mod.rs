@@ -213,6 +213,12 @@ impl Network {
         self.source_by_id.get(id).map(|&s| &self.sources[s])
     }
 
+    /// The sources owning any supply at `node`: the feeds whose staleness degrades it.
+    pub fn owners(&self, node: NodeIdx) -> impl Iterator<Item = &SourceEntry> {
+        let owners = self.node_sources.get(node as usize).into_iter().flatten();
+        owners.map(|&s| &self.sources[s])
+    }
+
     /// Today at every node, in its own time zone.
     pub fn today_per_node(&self, now_ms: UnixMillis) -> Vec<Day> {
         let zone_today: Vec<Day> = self
@@ -366,8 +372,35 @@ impl Network {
         Ok(next)
     }
 
-    /// A new network with postal code locations added or replaced.
+    /// A new network with postal code locations added or replaced; each code must be named and
+    /// its coordinates on the globe, whichever edge sends it.
     pub fn with_postal_codes(&self, codes: Vec<((String, String), (f64, f64))>) -> Result<Network> {
+        let mut violations = Vec::new();
+        for (i, ((_, code), (lat, lon))) in codes.iter().enumerate() {
+            if code.is_empty() {
+                let field = format!("postal_codes[{i}].postal_code");
+                violations.push(FieldViolation::new(field, "must not be empty"));
+            }
+            if !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lon) {
+                let problem = "coordinates must be within [-90, 90] and [-180, 180]";
+                violations.push(FieldViolation::new(
+                    format!("postal_codes[{i}].lat"),
+                    problem,
+                ));
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        self.with_postal_codes_as_stored(codes)
+    }
+
+    /// Adds postal codes without checking them: a stored network is read back as it was
+    /// written, and versions before the check above took any coordinates from a network file.
+    fn with_postal_codes_as_stored(
+        &self,
+        codes: Vec<((String, String), (f64, f64))>,
+    ) -> Result<Network> {
         let mut next = self.rebuilt()?;
         next.postal_codes.extend(codes);
         Ok(next)

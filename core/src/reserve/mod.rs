@@ -15,7 +15,7 @@ use crate::domain::{echo, id_problem, Day, Qty};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{Effects, Pool};
-use crate::mutation::{Mutation, Record};
+use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx};
 use crate::reservation::{Line, LineRequest, Reservation, ReserveRequest, Scope, State};
 use crate::view::AtpView;
@@ -67,8 +67,8 @@ impl Engine {
             ended_at_ms: None,
             owner: request.owner.clone(),
         };
-        shard.put(reservation.clone());
-        Ok(self.with_record(ticket, reservation, effects, network))
+        let before = shard.put(reservation.clone());
+        Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
     /// Sets the given lines to their new quantities (0 removes a line) all at once, or changes
@@ -95,8 +95,8 @@ impl Engine {
         })?;
         reservation.lines = new;
         reservation.version += 1;
-        shard.put(reservation.clone());
-        Ok(self.with_record(ticket, reservation, effects, network))
+        let before = shard.put(reservation.clone());
+        Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
     /// Moves a hold's expiry to `ttl_secs` from now.
@@ -108,8 +108,8 @@ impl Engine {
         let ticket = self.begin();
         reservation.expires_at_ms = self.now_ms().saturating_add(ttl_ms);
         reservation.version += 1;
-        shard.put(reservation.clone());
-        Ok(self.with_record(ticket, reservation, None, network))
+        let before = shard.put(reservation.clone());
+        Ok(self.with_record(ticket, before, reservation, None, network))
     }
 
     /// Releases a hold, or the unshipped allocations of a committed reservation. Releasing an
@@ -181,9 +181,10 @@ impl Engine {
         reservation.state = state;
         reservation.ended_at_ms = Some(self.now_ms());
         reservation.version += 1;
-        shard.put(reservation.clone());
+        let before = shard.put(reservation.clone());
         Ok(Some(self.with_record(
             ticket,
+            before,
             reservation,
             effects,
             network,
@@ -229,8 +230,8 @@ impl Engine {
         reservation.state = State::Committed;
         reservation.order_id = order_id.to_owned();
         reservation.version += 1;
-        shard.put(reservation.clone());
-        Ok(self.with_record(ticket, reservation, effects, network))
+        let before = shard.put(reservation.clone());
+        Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
     /// Ships `quantity` of `sku` at `node` for an order: the allocation and on-hand go down
@@ -242,7 +243,7 @@ impl Engine {
         node: NodeIdx,
         quantity: Qty,
         effects: Option<&mut Effects>,
-        shipped: &mut Vec<Reservation>,
+        shipped: &mut Vec<(Reservation, Option<Reservation>)>,
     ) -> std::result::Result<(), crate::domain::RejectReason> {
         use crate::domain::RejectReason;
         let id = self
@@ -269,14 +270,17 @@ impl Engine {
             reservation.ended_at_ms = Some(self.now_ms());
         }
         reservation.version += 1;
-        shard.put(reservation.clone());
-        shipped.push(reservation);
+        let before = shard.put(reservation.clone());
+        shipped.push((reservation, before));
         Ok(())
     }
 
+    /// Wraps a changed reservation as the answer, with the record of the change: its new
+    /// version, and `before`, the version it replaced (`None`: it is new).
     fn with_record(
         &self,
         ticket: crate::engine::Ticket<'_>,
+        before: Option<Reservation>,
         reservation: Reservation,
         effects: Option<Effects>,
         network: Arc<Network>,
@@ -291,6 +295,10 @@ impl Engine {
             || Record {
                 effects: effects.unwrap_or_default(),
                 reservations: vec![image],
+                undo: Undo {
+                    reservations: vec![before],
+                    ..Undo::default()
+                },
                 ..Record::default()
             },
         )
@@ -569,6 +577,43 @@ mod tests {
         assert_eq!(atp(&engine, "SKU", 0) + atp(&engine, "SKU", 1), 3);
         let again = engine.commit("R", "ORDER-1").expect("same order");
         assert!(again.record.is_none());
+    }
+
+    #[test]
+    fn the_book_finds_a_skus_live_reservations_until_they_end() {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10), ("B", 5)]);
+        stock(&engine, 2, "OTHER", &[("A", 10)]);
+        reserve(&engine, &hold("R1", &[("SKU", "A", 2), ("OTHER", "A", 1)]));
+        reserve(&engine, &hold("R2", &[("SKU", "", 3)]));
+        reserve(&engine, &hold("R3", &[("OTHER", "A", 1)]));
+        let live = |sku: &str| {
+            let mut ids = Vec::new();
+            engine.shared.book.visit_live(sku, |r| {
+                ids.push(r.id.clone());
+                true
+            });
+            ids.sort();
+            ids
+        };
+        assert_eq!(live("SKU"), ["R1", "R2"]);
+        assert_eq!(live("OTHER"), ["R1", "R3"]);
+        let _ = engine.commit("R2", "ORDER-2").expect("committed");
+        assert_eq!(live("SKU"), ["R1", "R2"], "an allocation is live");
+        let _ = engine.release("R1").expect("released");
+        assert_eq!(
+            (live("SKU"), live("OTHER")),
+            (vec!["R2".to_owned()], vec!["R3".to_owned()])
+        );
+        // A hold whose creation is taken back is forgotten outright.
+        engine.shared.book.shard("R3").forget("R3");
+        assert!(live("OTHER").is_empty());
+        let mut visited = 0;
+        engine.shared.book.visit_live("SKU", |_| {
+            visited += 1;
+            false
+        });
+        assert_eq!(visited, 1, "visiting stops when told");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Routing with a hold, and routing a wave of orders together.
 
 use super::{Plan, RouteRequest, Routing, Taken};
+use crate::deadline::Deadline;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
@@ -22,16 +23,18 @@ pub struct BatchRouting {
 
 impl Engine {
     /// Routes the order and reserves the chosen plan atomically; if stock moved under it, the
-    /// next-best plan is tried. Never a partial hold.
+    /// next-best plan is tried. Never a partial hold; past `deadline`, no hold at all.
     pub fn route_and_reserve(
         &self,
         request: &RouteRequest,
         hold: &crate::reservation::Hold,
+        deadline: &Deadline<'_>,
     ) -> Result<crate::mutation::Mutation<Routed>> {
-        let mut routing = self.route(&RouteRequest {
+        let wider = RouteRequest {
             alternatives: request.alternatives.max(3),
             ..request.clone()
-        })?;
+        };
+        let mut routing = self.route(&wider, deadline)?;
         let plans: Vec<Plan> = routing
             .plan
             .iter()
@@ -63,6 +66,7 @@ impl Engine {
                 ttl_secs: hold.ttl_secs,
                 owner: hold.owner.clone(),
             };
+            deadline.check()?;
             match self.reserve(&reserve) {
                 Ok(held) => {
                     routing.plan = Some(plan.clone());
@@ -90,9 +94,13 @@ impl Engine {
 
     /// Routes orders together over shared stock: most constrained orders first (they have the
     /// fewest places to go), and also one at a time in arrival order; answers the cheaper.
-    pub fn route_batch(&self, requests: &[RouteRequest]) -> Result<BatchRouting> {
+    pub fn route_batch(
+        &self,
+        requests: &[RouteRequest],
+        deadline: &Deadline<'_>,
+    ) -> Result<BatchRouting> {
         let mut arrival: Vec<usize> = (0..requests.len()).collect();
-        let one_by_one = self.route_in_order(requests, &arrival)?;
+        let one_by_one = self.route_in_order(requests, &arrival, deadline)?;
         let choice: Vec<usize> = {
             let breadth: Vec<usize> = one_by_one
                 .iter()
@@ -105,7 +113,7 @@ impl Engine {
             arrival.sort_by_key(|&i| (breadth[i], std::cmp::Reverse(requests[i].lines.len()), i));
             arrival
         };
-        let constrained = self.route_in_order(requests, &choice)?;
+        let constrained = self.route_in_order(requests, &choice, deadline)?;
         let total = |routings: &[Routing]| -> f64 {
             routings
                 .iter()
@@ -126,11 +134,16 @@ impl Engine {
     }
 
     /// Routes `requests` in `order`, each taking stock from what the ones before it left.
-    fn route_in_order(&self, requests: &[RouteRequest], order: &[usize]) -> Result<Vec<Routing>> {
+    fn route_in_order(
+        &self,
+        requests: &[RouteRequest],
+        order: &[usize],
+        deadline: &Deadline<'_>,
+    ) -> Result<Vec<Routing>> {
         let mut taken = Taken::new();
         let mut routings: Vec<Option<Routing>> = vec![None; requests.len()];
         for &i in order {
-            let routing = self.route_with_taken(&requests[i], &taken)?;
+            let routing = self.route_with_taken(&requests[i], &taken, deadline)?;
             if let Some(plan) = &routing.plan {
                 for shipment in &plan.shipments {
                     for (sku, quantity) in &shipment.lines {

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::clock::UnixMillis;
+use crate::deadline::Deadline;
 use crate::delivery::{check_order_line, locate, ship_and_deliver, Destination, Shipment};
 use crate::domain::{distance_km, echo, Day, Node, NodeKind, Qty, ServiceLevel};
 use crate::engine::Engine;
@@ -165,18 +166,24 @@ fn check_request(request: &RouteRequest, max_len: usize) -> Result<()> {
 }
 
 impl Engine {
-    pub fn route(&self, request: &RouteRequest) -> Result<Routing> {
-        self.route_with_taken(request, &Taken::new())
+    /// Routes the order; past `deadline` it stops.
+    pub fn route(&self, request: &RouteRequest, deadline: &Deadline<'_>) -> Result<Routing> {
+        self.route_with_taken(request, &Taken::new(), deadline)
     }
 
     /// Routes as if `taken` were already gone.
-    fn route_with_taken(&self, request: &RouteRequest, taken: &Taken) -> Result<Routing> {
+    fn route_with_taken(
+        &self,
+        request: &RouteRequest,
+        taken: &Taken,
+        deadline: &Deadline<'_>,
+    ) -> Result<Routing> {
         self.check_order_lines(request.lines.len())?;
         check_request(request, self.config().limits.max_field_len)?;
         let now_ms = self.request_now(request.now_ms)?;
         let network = self.network();
         let view = AtpView::at(self, &network, now_ms);
-        let (candidates, excluded) = self.candidates(&view, request, now_ms, taken)?;
+        let (candidates, excluded) = self.candidates(&view, request, now_ms, taken, deadline)?;
         let lines = aggregate(&request.lines);
         let search = Search::run(
             &candidates,
@@ -184,11 +191,15 @@ impl Engine {
             package_limit(&request.constraints),
             request.alternatives + 1,
             search_budget(request.search_budget),
-        );
-        let mut plans = search.solutions.iter().map(|(_, nodes)| {
-            let proof = (search.optimal, search.bound);
-            plan(&candidates, &lines, nodes, &request.weights, proof)
-        });
+            deadline,
+        )?;
+        let proof = (search.optimal, search.bound);
+        let mut plans = Vec::with_capacity(search.solutions.len());
+        for (_, nodes) in &search.solutions {
+            deadline.spend((nodes.len() * lines.len()) as u64)?;
+            plans.push(plan(&candidates, &lines, nodes, &request.weights, proof));
+        }
+        let mut plans = plans.into_iter();
         Ok(Routing {
             plan: plans.next(),
             alternatives: plans.collect(),
@@ -205,6 +216,7 @@ impl Engine {
         request: &RouteRequest,
         now_ms: UnixMillis,
         taken: &Taken,
+        deadline: &Deadline<'_>,
     ) -> Result<(Vec<Candidate>, Vec<Excluded>)> {
         let network = view.network;
         let destination = locate(network, &request.destination)?;
@@ -220,22 +232,27 @@ impl Engine {
             level,
             destination,
             now_ms,
-            ready: self.ready_days(view, &lines, taken),
+            ready: self.ready_days(view, &lines, taken, deadline)?,
         };
-        Ok(self.judge_all(&order))
+        self.judge_all(&order, deadline)
     }
 
     /// Every node judged for the order: the candidates, and the others with their reasons.
-    fn judge_all(&self, order: &Order<'_>) -> (Vec<Candidate>, Vec<Excluded>) {
+    fn judge_all(
+        &self,
+        order: &Order<'_>,
+        deadline: &Deadline<'_>,
+    ) -> Result<(Vec<Candidate>, Vec<Excluded>)> {
         let mut candidates = Vec::new();
         let mut excluded = Vec::new();
         for (n, node) in order.view.network.nodes().iter().enumerate() {
+            deadline.spend(order.ready.len() as u64)?;
             match self.judge(order, n, node) {
                 Ok(candidate) => candidates.push(candidate),
                 Err(reason) => excluded.push((n as NodeIdx, reason)),
             }
         }
-        (candidates, excluded)
+        Ok((candidates, excluded))
     }
 
     /// Per line, per node: the first day the node has the line's quantity on top of what is
@@ -245,18 +262,21 @@ impl Engine {
         view: &AtpView<'_>,
         lines: &[(String, Qty)],
         taken: &Taken,
-    ) -> Vec<Vec<Option<Day>>> {
+        deadline: &Deadline<'_>,
+    ) -> Result<Vec<Vec<Option<Day>>>> {
+        let nodes = view.network.nodes().len();
         lines
             .iter()
             .map(|(sku, quantity)| {
-                let mut ready = vec![None; view.network.nodes().len()];
+                deadline.spend(nodes as u64)?;
+                let mut ready = vec![None; nodes];
                 self.shared.index.read(sku, |entry| {
                     for position in entry.map_or(&[][..], |e| e.positions()) {
                         let gone = taken_at(taken, sku, position.node());
                         ready[position.node() as usize] = view.earliest(position, *quantity + gone);
                     }
                 });
-                ready
+                Ok(ready)
             })
             .collect()
     }

@@ -1,6 +1,8 @@
 //! The branch and bound over which nodes ship an order.
 
 use super::Candidate;
+use crate::deadline::Deadline;
+use crate::error::Result;
 
 /// The branch and bound over which nodes ship.
 pub(super) struct Search<'a> {
@@ -13,6 +15,8 @@ pub(super) struct Search<'a> {
     keep: usize,
     budget: u64,
     expanded: u64,
+    /// When the search must stop, whatever its budget.
+    deadline: &'a Deadline<'a>,
     /// Best plans found: (cost, candidate indices), ascending.
     pub(super) solutions: Vec<(f64, Vec<usize>)>,
     pub(super) optimal: bool,
@@ -26,7 +30,8 @@ impl<'a> Search<'a> {
         limit: usize,
         keep: usize,
         budget: u64,
-    ) -> Search<'a> {
+        deadline: &'a Deadline<'a>,
+    ) -> Result<Search<'a>> {
         let options: Vec<Vec<usize>> = (0..lines)
             .map(|i| {
                 let mut options: Vec<usize> = (0..candidates.len())
@@ -51,29 +56,32 @@ impl<'a> Search<'a> {
             keep,
             budget,
             expanded: 0,
+            deadline,
             solutions: Vec::new(),
             optimal: true,
             bound: 0.0,
         };
         search.bound = search.lower_bound(0, &[]);
         if search.options.iter().all(|o| !o.is_empty()) {
-            search.greedy();
-            search.descend(0, &mut Vec::new(), 0.0);
+            search.greedy()?;
+            search.descend(0, &mut Vec::new(), 0.0)?;
         }
         search.optimal = search.expanded <= search.budget;
         if search.optimal {
             search.bound = search.solutions.first().map_or(search.bound, |s| s.0);
         }
-        search
+        Ok(search)
     }
 
     /// A first plan, so that a search cut short still answers: repeatedly the node shipping
     /// most of the lines left, cheaper first.
-    fn greedy(&mut self) {
+    fn greedy(&mut self) -> Result<()> {
         let lines = self.options.len();
         let mut left: Vec<usize> = (0..lines).collect();
         let mut used: Vec<usize> = Vec::new();
         while !left.is_empty() && used.len() < self.limit {
+            let work = self.candidates.len() * left.len();
+            self.deadline.spend(work as u64)?;
             let serves = |c: usize| {
                 left.iter()
                     .filter(|&&i| self.candidates[c].legs[i].is_some())
@@ -86,7 +94,7 @@ impl<'a> Search<'a> {
                         .cmp(&serves(b))
                         .then(self.candidates[b].cost.total_cmp(&self.candidates[a].cost))
                 });
-            let Some(best) = best else { return };
+            let Some(best) = best else { return Ok(()) };
             left.retain(|&i| self.candidates[best].legs[i].is_none());
             used.push(best);
         }
@@ -94,6 +102,7 @@ impl<'a> Search<'a> {
             let cost = used.iter().map(|&c| self.candidates[c].cost).sum();
             self.record(cost, &used);
         }
+        Ok(())
     }
 
     /// The dearest of the cheapest new nodes the lines from `depth` on still need.
@@ -118,32 +127,34 @@ impl<'a> Search<'a> {
         }
     }
 
-    fn descend(&mut self, depth: usize, used: &mut Vec<usize>, cost: f64) {
+    fn descend(&mut self, depth: usize, used: &mut Vec<usize>, cost: f64) -> Result<()> {
         self.expanded += 1;
         if self.expanded > self.budget {
-            return;
+            return Ok(());
         }
         let Some(&line) = self.order.get(depth) else {
             self.record(cost, used);
-            return;
+            return Ok(());
         };
         // A node already shipping costs nothing more for this line.
         if self.options[line].iter().any(|c| used.contains(c)) {
-            self.descend(depth + 1, used, cost);
-            return;
+            return self.descend(depth + 1, used, cost);
         }
         if used.len() == self.limit {
-            return;
+            return Ok(());
         }
         for k in 0..self.options[line].len() {
+            // Each option's bound looks at every line left.
+            self.deadline.spend((self.order.len() - depth) as u64)?;
             let c = self.options[line][k];
             let next = cost + self.candidates[c].cost;
             used.push(c);
             if next + self.lower_bound(depth + 1, used) < self.cutoff() {
-                self.descend(depth + 1, used, next);
+                self.descend(depth + 1, used, next)?;
             }
             used.pop();
         }
+        Ok(())
     }
 
     fn record(&mut self, cost: f64, used: &[usize]) {
@@ -213,7 +224,9 @@ mod tests {
                 .map(|i| (0..nodes).map(|n| (seed >> ((i * nodes + n) % 64)) & 1 == 1 || (i + n) % 5 == 0).collect())
                 .collect();
             let candidates = candidates(&costs, &serves);
-            let search = Search::run(&candidates, lines, limit, 1, DEFAULT_SEARCH_BUDGET);
+            let never = Deadline::never();
+            let search = Search::run(&candidates, lines, limit, 1, DEFAULT_SEARCH_BUDGET, &never)
+                .expect("no deadline");
             let found = search.solutions.first().map(|s| s.0);
             let expected = brute_force(&costs, &serves, limit);
             prop_assert!(search.optimal);

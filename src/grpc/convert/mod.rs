@@ -7,7 +7,7 @@ use super::pb;
 use crate::checkpoint::DurabilityStatus;
 use crate::clock::UnixMillis;
 use crate::domain::{
-    parse_time_zone, BatchOutcome, Day, Fulfilment, Node, NodeGroup, NodeKind, RejectReason,
+    echo, parse_time_zone, BatchOutcome, Day, Fulfilment, Node, NodeGroup, NodeKind, RejectReason,
     Rejection, ServiceLevel, Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
 };
 use crate::engine::{SafetyStockEntry, Stats};
@@ -16,8 +16,12 @@ use crate::query::{Availability, AvailabilityQuery, ItemAvailability};
 use crate::rejections::LoggedRejection;
 use crate::spec::{CalendarSpec, FulfilmentSpec, ServiceLevelSpec};
 
+mod audit;
+mod explain;
 mod orders;
 
+pub use audit::{audit_page, audit_query, history_limit, position_history};
+pub use explain::explain_response;
 pub use orders::{
     promise_request, promise_response, reservation, reserve_request, route_request, route_response,
 };
@@ -210,6 +214,14 @@ fn source_kind(raw: i32) -> Option<SourceKind> {
     }
 }
 
+fn supply_type_pb(supply_type: SupplyType) -> pb::SupplyType {
+    match supply_type {
+        SupplyType::OnHand => pb::SupplyType::OnHand,
+        SupplyType::InTransit => pb::SupplyType::InTransit,
+        SupplyType::OnOrder => pb::SupplyType::OnOrder,
+    }
+}
+
 fn supply_type(raw: i32) -> Option<SupplyType> {
     match pb::SupplyType::try_from(raw) {
         Ok(pb::SupplyType::OnHand) => Some(SupplyType::OnHand),
@@ -282,19 +294,26 @@ impl TryFrom<pb::AvailabilityRequest> for AvailabilityQuery {
     type Error = Error;
 
     fn try_from(request: pb::AvailabilityRequest) -> Result<Self> {
-        let date = match request.as_of_date.as_str() {
-            "" => None,
-            text => Some(Day::parse(text).ok_or_else(|| {
-                Error::invalid("as_of_date", format!("{text:?} is not a YYYY-MM-DD date"))
-            })?),
-        };
         Ok(AvailabilityQuery {
+            date: as_of_date(&request.as_of_date)?,
             skus: request.skus,
             node_ids: request.node_ids,
             group_ids: request.group_ids,
-            date,
             quantity: (request.quantity != 0).then_some(request.quantity),
         })
+    }
+}
+
+/// The day an `as_of_date` field asks for; empty asks for today.
+fn as_of_date(text: &str) -> Result<Option<Day>> {
+    match text {
+        "" => Ok(None),
+        text => Day::parse(text).map(Some).ok_or_else(|| {
+            Error::invalid(
+                "as_of_date",
+                format!("{} is not a YYYY-MM-DD date", echo(text)),
+            )
+        }),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The caller of one request: the credential that authenticated it and what it may do.
+//! Who a request comes from: the credential that authenticated it and what it may do.
 
 use std::sync::Arc;
 
@@ -15,9 +15,13 @@ pub enum Need {
     AnyFeed,
 }
 
-/// An authenticated caller; cheap to clone (one per request goes into its extensions).
+/// The actor the audit trail names when authentication is off.
+pub const ANONYMOUS_ACTOR: &str = "anonymous";
+
+/// An authenticated credential; cheap to clone (one per request goes into its extensions, and
+/// from there into the request's `app::Caller`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller(Arc<Credential>);
+pub struct Identity(Arc<Credential>);
 
 #[derive(Debug, PartialEq, Eq)]
 struct Credential {
@@ -28,7 +32,7 @@ struct Credential {
     unrestricted: bool,
 }
 
-impl Caller {
+impl Identity {
     pub fn new(id: impl Into<String>, scopes: Vec<Scope>) -> Self {
         Self(Arc::new(Credential {
             id: id.into(),
@@ -46,8 +50,26 @@ impl Caller {
         }))
     }
 
+    /// The service itself, for a change one of its own loops makes (`system:expiry`): no
+    /// credential and no scopes.
+    pub fn system(loop_name: &str) -> Self {
+        Self::new(format!("system:{loop_name}"), Vec::new())
+    }
+
+    /// The credential id; empty for [`Identity::anonymous`]. A reservation records it as its
+    /// owner.
     pub fn id(&self) -> &str {
         &self.0.id
+    }
+
+    /// Who the audit trail says made a change: the credential id, or [`ANONYMOUS_ACTOR`] when
+    /// authentication is off.
+    pub fn actor(&self) -> &str {
+        if self.0.unrestricted {
+            ANONYMOUS_ACTOR
+        } else {
+            &self.0.id
+        }
     }
 
     pub fn has(&self, scope: &Scope) -> bool {
@@ -88,7 +110,7 @@ mod tests {
 
     #[test]
     fn a_feed_credential_feeds_its_own_source_only() {
-        let feed = Caller::new("wms-a", vec![Scope::SupplyWrite("WMS-A".into())]);
+        let feed = Identity::new("wms-a", vec![Scope::SupplyWrite("WMS-A".into())]);
         assert!(feed.may(&Need::AnyFeed));
         assert!(feed.may_feed("WMS-A"));
         assert!(!feed.may_feed("WMS-B"));
@@ -97,12 +119,22 @@ mod tests {
 
     #[test]
     fn a_reservation_is_its_owners_or_an_operators() {
-        let checkout = Caller::new("checkout", vec![Scope::Reserve]);
-        let operator = Caller::new("ops", vec![Scope::AdminRepair]);
+        let checkout = Identity::new("checkout", vec![Scope::Reserve]);
+        let operator = Identity::new("ops", vec![Scope::AdminRepair]);
         assert!(checkout.may_act_for("checkout"));
         assert!(!checkout.may_act_for("oms"));
         assert!(!checkout.may_act_for(""));
         assert!(operator.may_act_for("checkout") && operator.may_act_for(""));
-        assert!(Caller::anonymous().may_act_for("checkout"));
+        assert!(Identity::anonymous().may_act_for("checkout"));
+    }
+
+    #[test]
+    fn the_audit_trail_names_the_credential_or_anonymous() {
+        assert_eq!(Identity::new("checkout", Vec::new()).actor(), "checkout");
+        assert_eq!(Identity::anonymous().actor(), ANONYMOUS_ACTOR);
+        assert_eq!(Identity::anonymous().id(), "", "owns nothing");
+        let expiry = Identity::system("expiry");
+        assert_eq!(expiry.actor(), "system:expiry");
+        assert!(!expiry.may(&Need::Scope(Scope::Reserve)));
     }
 }
