@@ -39,6 +39,7 @@ struct ServiceTarget {
     heartbeats: JoinHandle<()>,
     process: Process,
     redis: RedisServer,
+    addr: SocketAddr,
     channels: Vec<Channel>,
     feeds: Arc<Feeds>,
 }
@@ -85,7 +86,8 @@ pub struct Lab {
     postgres_peer: Option<PeerTarget>,
 }
 
-async fn connect(addr: SocketAddr, connections: usize) -> anyhow::Result<Vec<Channel>> {
+/// `connections` HTTP/2 connections to `addr`.
+pub async fn connect(addr: SocketAddr, connections: usize) -> anyhow::Result<Vec<Channel>> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5));
@@ -134,6 +136,7 @@ impl Lab {
             heartbeats: service::heartbeats(channels[0].clone(), feeds.clone()),
             process,
             redis,
+            addr,
             channels,
             feeds,
         };
@@ -269,6 +272,16 @@ impl Lab {
             );
         }
         Ok(())
+    }
+
+    /// The promised server's gRPC address, for callers that open connections of their own.
+    pub fn service_addr(&self) -> SocketAddr {
+        self.service.addr
+    }
+
+    /// The promised server's process id.
+    pub fn service_pid(&self) -> u32 {
+        self.service.process.pid()
     }
 
     /// One client per connection to `target`.

@@ -14,6 +14,7 @@
 //! - [`datastores`]: private `redis-server` and PostgreSQL instances on free ports.
 //! - [`process`]: child processes, CPU pinning, CPU time.
 //! - [`catalogue`]: SKUs, supply, Zipf popularity.
+//! - [`flood`]: a well-behaved client beside a flood of large requests.
 //! - [`workload`]: scenarios, operations, clients; [`feed`]: the streaming supply feed.
 //! - [`generator`]: open- and closed-loop drivers; [`stats`]: recording and percentiles.
 //! - [`report`]: Markdown and JSON; [`svg`]: the latency-percentile chart.
@@ -22,6 +23,7 @@ pub mod catalogue;
 pub mod compare;
 pub mod datastores;
 pub mod feed;
+pub mod flood;
 pub mod generator;
 pub mod lab;
 pub mod peer;

@@ -1,5 +1,6 @@
-//! `promised-load`: `compare` runs the whole comparison; `run` one phase; `serve-promised` and
-//! `serve-peer` are the targets, started by the first two as child processes.
+//! `promised-load`: `compare` runs the whole comparison; `run` one phase; `flood` a
+//! well-behaved client beside a flood of large requests; `serve-promised` and `serve-peer`
+//! are the targets, started by the others as child processes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use promised_load::compare::{self, Plan};
+use promised_load::flood::{self, FloodPlan};
 use promised_load::generator::Mode;
 use promised_load::peer::{self, postgres::PostgresStore, redis::RedisStore};
 use promised_load::process::Placement;
@@ -29,6 +31,8 @@ enum Command {
     Compare(CompareArgs),
     /// Measure one scenario against one target.
     Run(RunArgs),
+    /// A well-behaved client's latency, idle and beside a flood of large requests.
+    Flood(FloodArgs),
     /// (Child process) the promised server, journaling to the given Redis.
     #[command(hide = true)]
     ServePromised {
@@ -120,6 +124,33 @@ struct RunArgs {
     plan: PlanArgs,
 }
 
+#[derive(Debug, Args)]
+struct FloodArgs {
+    /// SKUs in the catalogue.
+    #[arg(long, default_value_t = 1_000)]
+    skus: usize,
+    /// Seconds of the idle window and of the flood window.
+    #[arg(long, default_value_t = 10.0)]
+    duration_secs: f64,
+    /// Flooding callers.
+    #[arg(long, default_value_t = 150)]
+    callers: usize,
+    /// Connections the flood is spread over.
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
+    /// Smallest and largest flood request, in MiB.
+    #[arg(long, default_value_t = 4)]
+    min_mib: usize,
+    #[arg(long, default_value_t = 11)]
+    max_mib: usize,
+    /// The well-behaved client's calls in flight.
+    #[arg(long, default_value_t = 4)]
+    probes: usize,
+    /// Leave every process unpinned (by default the server and the generator get separate CPUs).
+    #[arg(long)]
+    no_pin: bool,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ModeArg {
     Open,
@@ -192,6 +223,23 @@ fn main() -> anyhow::Result<()> {
             placement.pin_generator()?;
             let exe = std::env::current_exe().context("locating this binary")?;
             runtime()?.block_on(compare::compare(&plan, &exe, &placement))?;
+            Ok(())
+        }
+        Command::Flood(args) => {
+            let plan = FloodPlan {
+                skus: args.skus.max(1),
+                window: Duration::from_secs_f64(args.duration_secs.max(0.1)),
+                callers: args.callers,
+                connections: args.connections.max(1),
+                min_mib: args.min_mib,
+                max_mib: args.max_mib,
+                probes: args.probes.max(1),
+            };
+            let placement = Placement::split(!args.no_pin);
+            placement.pin_generator()?;
+            let exe = std::env::current_exe().context("locating this binary")?;
+            let report = runtime()?.block_on(flood::flood(&plan, &exe, &placement))?;
+            println!("{}", report.markdown(&plan, &placement));
             Ok(())
         }
         Command::Run(args) => {

@@ -1,0 +1,397 @@
+//! `promised-load flood`: a well-behaved client's latency while other clients flood the server
+//! with large requests, against the same client's latency on the idle server, and how fast
+//! the flood's excess is shed (`RESOURCE_EXHAUSTED` from the in-flight byte limit).
+//!
+//! The flood's requests are availability requests of one SKU id of 4 to 11 MiB: each is
+//! either shed before it is read, or let in, decoded whole and refused as `INVALID_ARGUMENT`
+//! (the id is far too long). They are encoded once and sent as they are, so the generator
+//! spends its CPU on sending rather than on encoding.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use promised::grpc::pb;
+use promised::grpc::pb::availability_client::AvailabilityClient;
+use prost::bytes::{Buf, BufMut};
+use prost::Message;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::task::JoinSet;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::codegen::Bytes;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::catalogue::sku;
+use crate::lab::{connect, Lab};
+use crate::process::{own_cpu_seconds, CpuMeter, Placement};
+use crate::stats::{summarize, CallSummary};
+use crate::workload::TargetKind;
+
+const MIB: usize = 1 << 20;
+
+/// The generator's idea of a call that hangs: far beyond any answer the server should give.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a flood run does.
+#[derive(Debug, Clone)]
+pub struct FloodPlan {
+    /// SKUs loaded before the run; the well-behaved client reads them at random.
+    pub skus: usize,
+    /// Length of the idle window and of the flood window.
+    pub window: Duration,
+    /// Flooding callers, each sending its next request as soon as the last is answered.
+    pub callers: usize,
+    /// Connections the flood is spread over.
+    pub connections: usize,
+    /// Size range of a flood request, in MiB.
+    pub min_mib: usize,
+    pub max_mib: usize,
+    /// The well-behaved client's calls in flight (closed loop, on a connection of its own).
+    pub probes: usize,
+}
+
+/// The figures of a run.
+#[derive(Debug)]
+pub struct FloodReport {
+    pub idle: CallSummary,
+    pub during_flood: CallSummary,
+    /// The flood's own calls, as its saturated senders saw them.
+    pub flood: Outcomes,
+    /// One large request at a time from the well-behaved client's thread during the flood:
+    /// how long a refusal takes for a sender that is not itself saturated.
+    pub shed_probe: Outcomes,
+    /// CPU seconds per second of the flood window: the server, and this generator.
+    pub server_cores: f64,
+    pub generator_cores: f64,
+    /// The server's peak resident memory (VmHWM) after the run, in MiB.
+    pub server_peak_mib: f64,
+}
+
+/// Large calls by how they ended, latencies in nanoseconds.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    /// Refused before they were read (`RESOURCE_EXHAUSTED`).
+    pub shed: Vec<u64>,
+    /// Let in, decoded and refused (`INVALID_ARGUMENT`).
+    pub admitted: Vec<u64>,
+    /// Any other end, by code.
+    pub other: Vec<(Code, u64)>,
+}
+
+impl Outcomes {
+    fn add(&mut self, code: Code, nanos: u64) {
+        match code {
+            Code::ResourceExhausted => self.shed.push(nanos),
+            Code::InvalidArgument => self.admitted.push(nanos),
+            code => match self.other.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, n)) => *n += 1,
+                None => self.other.push((code, 1)),
+            },
+        }
+    }
+}
+
+/// Starts promised, loads a catalogue, measures the idle window, then the flood window.
+pub async fn flood(
+    plan: &FloodPlan,
+    exe: &std::path::Path,
+    placement: &Placement,
+) -> anyhow::Result<FloodReport> {
+    let lab = Lab::start(exe, placement, &[TargetKind::Promised], 1, 1).await?;
+    lab.load(plan.skus, 7).await?;
+    let requests = Arc::new(flood_requests(plan));
+    let (idle, _) = probes(plan, lab.service_addr(), "idle", None).await?;
+
+    let flooders = connect(lab.service_addr(), plan.connections).await?;
+    let meter = CpuMeter::start(lab.processes(TargetKind::Promised));
+    let generator_cpu = own_cpu_seconds();
+    let started = Instant::now();
+    let until = started + plan.window;
+    let mut callers = JoinSet::new();
+    for caller in 0..plan.callers {
+        let channel = flooders[caller % flooders.len()].clone();
+        callers.spawn(flood_caller(channel, requests.clone(), caller, until));
+    }
+    let smallest = requests[0].clone();
+    let (during_flood, shed_probe) =
+        probes(plan, lab.service_addr(), "during flood", Some(smallest)).await?;
+    let mut flood = Outcomes::default();
+    while let Some(calls) = callers.join_next().await {
+        for (code, nanos) in calls.context("a flood caller panicked")? {
+            flood.add(code, nanos);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu: f64 = meter.stop().get("promised").copied().unwrap_or(0.0);
+    Ok(FloodReport {
+        idle,
+        during_flood,
+        flood,
+        shed_probe,
+        server_cores: server_cpu / elapsed,
+        generator_cores: (own_cpu_seconds() - generator_cpu) / elapsed,
+        server_peak_mib: peak_resident_bytes(lab.service_pid())? as f64 / MIB as f64,
+    })
+}
+
+/// The well-behaved client for one window: `plan.probes` callers in closed loop, each asking
+/// the network availability of one random SKU, and with `large`, one caller sending that
+/// request over and over. Each runs on a thread, runtime and connection of its own, so that
+/// neither the flood's sending nor the large body queues the small calls inside the
+/// generator. Any failure of a small call ends the run: a well-behaved client must never be
+/// refused.
+async fn probes(
+    plan: &FloodPlan,
+    addr: SocketAddr,
+    label: &str,
+    large: Option<Bytes>,
+) -> anyhow::Result<(CallSummary, Outcomes)> {
+    let (probes, skus, window) = (plan.probes, plan.skus, plan.window);
+    let until = Instant::now() + window;
+    let large = large.map(|body| {
+        on_own_thread(async move {
+            let channel = connect(addr, 1).await?.remove(0);
+            Ok(large_caller(channel, body, until).await)
+        })
+    });
+    let small = on_own_thread(async move {
+        let channel = connect(addr, 1).await?.remove(0);
+        probe_window(channel, probes, skus, until).await
+    });
+    let latencies = small.await?;
+    let mut outcomes = Outcomes::default();
+    if let Some(large) = large {
+        for (code, nanos) in large.await? {
+            outcomes.add(code, nanos);
+        }
+    }
+    Ok((summarize(label, latencies, window), outcomes))
+}
+
+/// Starts `work` at once on a new thread with a runtime of its own (connections it opens are
+/// driven there too); the answer is its result.
+fn on_own_thread<T: Send + 'static>(
+    work: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> impl std::future::Future<Output = anyhow::Result<T>> {
+    let thread = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(work)
+    });
+    async move {
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))?
+    }
+}
+
+async fn probe_window(
+    channel: Channel,
+    probes: usize,
+    skus: usize,
+    until: Instant,
+) -> anyhow::Result<Vec<u64>> {
+    let mut callers = JoinSet::new();
+    for caller in 0..probes {
+        let mut client = AvailabilityClient::new(channel.clone());
+        callers.spawn(async move {
+            let mut rng = SmallRng::seed_from_u64(caller as u64);
+            let mut latencies = Vec::new();
+            while Instant::now() < until {
+                let request = pb::AvailabilityRequest {
+                    skus: vec![sku(rng.random_range(0..skus))],
+                    ..Default::default()
+                };
+                let start = Instant::now();
+                client.get_availability(request).await?;
+                latencies.push(start.elapsed().as_nanos() as u64);
+            }
+            Ok::<_, Status>(latencies)
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(caller) = callers.join_next().await {
+        latencies.extend(
+            caller
+                .context("a probe panicked")?
+                .context("a well-behaved call")?,
+        );
+    }
+    Ok(latencies)
+}
+
+/// Eight encoded flood requests of sizes spread over the plan's range.
+fn flood_requests(plan: &FloodPlan) -> Vec<Bytes> {
+    let (min, max) = (plan.min_mib * MIB, plan.max_mib.max(plan.min_mib) * MIB);
+    (0..8)
+        .map(|k| {
+            let bytes = min + (max - min) * k / 7;
+            pb::AvailabilityRequest {
+                skus: vec!["S".repeat(bytes)],
+                ..Default::default()
+            }
+            .encode_to_vec()
+            .into()
+        })
+        .collect()
+}
+
+/// One flooding caller until `until`, cycling through `requests` from its own offset: each
+/// call's final code and latency in nanoseconds.
+async fn flood_caller(
+    channel: Channel,
+    requests: Arc<Vec<Bytes>>,
+    caller: usize,
+    until: Instant,
+) -> Vec<(Code, u64)> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut calls = Vec::new();
+    let mut next = caller;
+    while Instant::now() < until {
+        let body = requests[next % requests.len()].clone();
+        next += 1;
+        calls.push(large_call(&mut grpc, body).await);
+    }
+    calls
+}
+
+/// Sends `body` over and over until `until`, one call at a time.
+async fn large_caller(channel: Channel, body: Bytes, until: Instant) -> Vec<(Code, u64)> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut calls = Vec::new();
+    while Instant::now() < until {
+        calls.push(large_call(&mut grpc, body.clone()).await);
+    }
+    calls
+}
+
+/// One encoded availability request: how it ended and how long it took, in nanoseconds.
+async fn large_call(grpc: &mut tonic::client::Grpc<Channel>, body: Bytes) -> (Code, u64) {
+    let path = PathAndQuery::from_static("/promised.v1.Availability/GetAvailability");
+    let start = Instant::now();
+    let call = async {
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        grpc.unary(tonic::Request::new(body), path, Encoded).await
+    };
+    let code = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(_)) => Code::Ok,
+        Ok(Err(status)) => status.code(),
+        Err(_) => Code::DeadlineExceeded,
+    };
+    (code, start.elapsed().as_nanos() as u64)
+}
+
+/// Sends already encoded messages and ignores the answers' bodies (a flood call is never
+/// answered OK; its code is what counts).
+#[derive(Debug, Clone, Copy)]
+struct Encoded;
+
+impl Codec for Encoded {
+    type Encode = Bytes;
+    type Decode = ();
+    type Encoder = Encoded;
+    type Decoder = Encoded;
+
+    fn encoder(&mut self) -> Encoded {
+        Encoded
+    }
+
+    fn decoder(&mut self) -> Encoded {
+        Encoded
+    }
+}
+
+impl Encoder for Encoded {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Encoded {
+    type Item = ();
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Status> {
+        src.advance(src.remaining());
+        Ok(Some(()))
+    }
+}
+
+/// A process's peak resident set size (`VmHWM`), in bytes.
+fn peak_resident_bytes(pid: u32) -> anyhow::Result<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .context("no VmHWM in the server's status")?;
+    Ok(kib * 1024)
+}
+
+impl FloodReport {
+    /// The report as Markdown: the two windows of the well-behaved client and the large
+    /// calls' outcomes.
+    pub fn markdown(&self, plan: &FloodPlan, placement: &Placement) -> String {
+        let row = |name: &str, s: &CallSummary| {
+            format!(
+                "| {name} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+                s.count, s.per_sec, s.p50_us, s.p99_us, s.p999_us, s.max_us
+            )
+        };
+        let window = plan.window;
+        let mut out = format!(
+            "flood: {} callers over {} connections, requests of {}-{} MiB, {} s windows; \
+             well-behaved client: {} in flight, and one {} MiB request at a time, \
+             each on a connection and thread of its own; {}\n\n",
+            plan.callers,
+            plan.connections,
+            plan.min_mib,
+            plan.max_mib,
+            window.as_secs_f64(),
+            plan.probes,
+            plan.min_mib,
+            placement.describe(),
+        );
+        out.push_str("| calls | count | per s | p50 µs | p99 µs | p99.9 µs | max µs |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str(&row("well-behaved, idle", &self.idle));
+        out.push_str(&row("well-behaved, during the flood", &self.during_flood));
+        for (who, outcomes) in [("flood", &self.flood), ("probe", &self.shed_probe)] {
+            let shed = summarize("shed", outcomes.shed.clone(), window);
+            let admitted = summarize("admitted", outcomes.admitted.clone(), window);
+            out.push_str(&row(&format!("{who}: shed (RESOURCE_EXHAUSTED)"), &shed));
+            out.push_str(&row(
+                &format!("{who}: admitted (INVALID_ARGUMENT)"),
+                &admitted,
+            ));
+            for (code, count) in &outcomes.other {
+                out.push_str(&format!("| {who}: ended {code:?} | {count} | | | | | |\n"));
+            }
+        }
+        let ratio = self.during_flood.p99_us / self.idle.p99_us.max(1e-9);
+        out.push_str(&format!(
+            "\nwell-behaved p99 during the flood / idle: {ratio:.2}x; CPU during the flood: \
+             server {:.2} cores, generator {:.2} cores; server peak RSS {:.0} MiB\n",
+            self.server_cores, self.generator_cores, self.server_peak_mib
+        ));
+        out
+    }
+}
