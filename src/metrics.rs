@@ -38,6 +38,7 @@ pub const REDIS_UP: &str = "promised_redis_up";
 pub const SNAPSHOT_SECONDS: &str = "promised_snapshot_duration_seconds";
 pub const SNAPSHOT_BYTES: &str = "promised_snapshot_bytes";
 pub const SNAPSHOT_GENERATION: &str = "promised_snapshot_generation";
+pub const SNAPSHOT_TIMESTAMP: &str = "promised_snapshot_timestamp_seconds";
 pub const RECOVERY_SECONDS: &str = "promised_recovery_duration_seconds";
 pub const RECOVERY_POSITIONS: &str = "promised_recovery_positions";
 pub const RECOVERY_REPLAYED: &str = "promised_recovery_journal_entries";
@@ -152,6 +153,12 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         DURABLE,
         None,
         "1 when acknowledged mutations are persisted, 0 when in memory only.",
+    ),
+    (
+        Kind::Gauge,
+        SNAPSHOT_TIMESTAMP,
+        Some(Unit::Seconds),
+        "Unix time at which the last snapshot was written.",
     ),
 ];
 
@@ -398,8 +405,10 @@ impl Default for JournalMetrics {
     }
 }
 
-/// Records a finished snapshot.
-pub fn snapshot_written(generation: u64, bytes: u64, took: std::time::Duration) {
+/// Records a finished snapshot, written at `now_ms` (Unix milliseconds): the timestamp lets an
+/// alert on `time() - promised_snapshot_timestamp_seconds` see snapshots that stopped.
+pub fn snapshot_written(generation: u64, bytes: u64, took: std::time::Duration, now_ms: i64) {
+    gauge!(SNAPSHOT_TIMESTAMP).set(now_ms as f64 / 1000.0);
     gauge!(SNAPSHOT_SECONDS).set(took.as_secs_f64());
     gauge!(SNAPSHOT_BYTES).set(bytes as f64);
     gauge!(SNAPSHOT_GENERATION).set(generation as f64);
@@ -486,4 +495,29 @@ async fn respond(mut stream: Admitted, handle: PrometheusHandle) {
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_exports_when_it_was_written() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            snapshot_written(
+                7,
+                4096,
+                std::time::Duration::from_millis(250),
+                1_772_463_600_500,
+            );
+        });
+        let body = handle.render();
+        assert!(
+            body.contains("promised_snapshot_timestamp_seconds 1772463600.5"),
+            "{body}"
+        );
+        assert!(body.contains("promised_snapshot_generation 7"), "{body}");
+    }
 }
