@@ -3,6 +3,7 @@
 //! label values come from small fixed sets (RPC methods, outcomes, reasons) or from the
 //! operator-configured list of sources.
 
+use std::sync::PoisonError;
 use std::time::Instant;
 
 use metrics::{counter, gauge, histogram};
@@ -20,6 +21,8 @@ pub const RPC_DURATION: &str = "promised_rpc_duration_seconds";
 pub const INGEST_UPDATES: &str = "promised_ingest_updates_total";
 pub const INGEST_BATCHES: &str = "promised_ingest_batches_total";
 pub const INGEST_APPLY_LAG: &str = "promised_ingest_apply_lag_seconds";
+pub const SOURCE_UPDATES: &str = "promised_source_updates_applied_total";
+pub const SOURCE_LAG: &str = "promised_source_apply_lag_seconds";
 pub const SOURCE_AGE: &str = "promised_source_age_seconds";
 pub const SOURCE_STALE: &str = "promised_source_stale";
 pub const DEGRADED_NODES: &str = "promised_degraded_nodes";
@@ -38,6 +41,7 @@ pub const REDIS_UP: &str = "promised_redis_up";
 pub const SNAPSHOT_SECONDS: &str = "promised_snapshot_duration_seconds";
 pub const SNAPSHOT_BYTES: &str = "promised_snapshot_bytes";
 pub const SNAPSHOT_GENERATION: &str = "promised_snapshot_generation";
+pub const SNAPSHOT_TIMESTAMP: &str = "promised_snapshot_timestamp_seconds";
 pub const RECOVERY_SECONDS: &str = "promised_recovery_duration_seconds";
 pub const RECOVERY_POSITIONS: &str = "promised_recovery_positions";
 pub const RECOVERY_REPLAYED: &str = "promised_recovery_journal_entries";
@@ -152,6 +156,24 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         DURABLE,
         None,
         "1 when acknowledged mutations are persisted, 0 when in memory only.",
+    ),
+    (
+        Kind::Gauge,
+        SNAPSHOT_TIMESTAMP,
+        Some(Unit::Seconds),
+        "Unix time at which the last snapshot was written.",
+    ),
+    (
+        Kind::Counter,
+        SOURCE_UPDATES,
+        None,
+        "Supply updates applied, by source.",
+    ),
+    (
+        Kind::Gauge,
+        SOURCE_LAG,
+        Some(Unit::Seconds),
+        "Apply lag of each source's latest batch with SETs.",
     ),
 ];
 
@@ -304,6 +326,16 @@ pub struct IngestMetrics {
     batches_duplicate: Counter,
     heartbeats: Counter,
     apply_lag: Histogram,
+    /// Per-source handles, made when a source's first batch is answered (sources are the
+    /// operator's small configured set), then only read.
+    sources: std::sync::RwLock<std::collections::HashMap<String, SourceIngest>>,
+}
+
+/// One source's applied updates and the apply lag of its latest batch with SETs.
+#[derive(Debug, Clone)]
+struct SourceIngest {
+    applied: Counter,
+    lag: metrics::Gauge,
 }
 
 impl IngestMetrics {
@@ -320,7 +352,23 @@ impl IngestMetrics {
             batches_duplicate: counter!(INGEST_BATCHES, "outcome" => "duplicate"),
             heartbeats: counter!(INGEST_BATCHES, "outcome" => "heartbeat"),
             apply_lag: histogram!(INGEST_APPLY_LAG),
+            sources: Default::default(),
         }
+    }
+
+    fn source(&self, source_id: &str) -> SourceIngest {
+        let known = self.sources.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handles) = known.get(source_id) {
+            return handles.clone();
+        }
+        drop(known);
+        let mut known = self.sources.write().unwrap_or_else(PoisonError::into_inner);
+        let id = source_id.to_owned();
+        let handles = known.entry(id.clone()).or_insert_with(|| SourceIngest {
+            applied: counter!(SOURCE_UPDATES, "source" => id.clone()),
+            lag: gauge!(SOURCE_LAG, "source" => id),
+        });
+        handles.clone()
     }
 
     /// Counts an answered batch: a heartbeat (no updates), a duplicate, or an applied one.
@@ -335,6 +383,8 @@ impl IngestMetrics {
         }
         self.batches_applied.increment(1);
         self.applied.increment(u64::from(outcome.applied));
+        let source = self.source(&outcome.source_id);
+        source.applied.increment(u64::from(outcome.applied));
         self.stale.increment(u64::from(outcome.stale));
         for rejection in &outcome.rejections {
             let at = RejectReason::ALL
@@ -344,7 +394,9 @@ impl IngestMetrics {
             self.rejected[at].increment(1);
         }
         if let Some(lag_ms) = outcome.lag_ms {
-            self.apply_lag.record(lag_ms.max(0) as f64 / 1000.0);
+            let lag = lag_ms.max(0) as f64 / 1000.0;
+            self.apply_lag.record(lag);
+            source.lag.set(lag);
         }
     }
 }
@@ -398,8 +450,10 @@ impl Default for JournalMetrics {
     }
 }
 
-/// Records a finished snapshot.
-pub fn snapshot_written(generation: u64, bytes: u64, took: std::time::Duration) {
+/// Records a finished snapshot, written at `now_ms` (Unix milliseconds): the timestamp lets an
+/// alert on `time() - promised_snapshot_timestamp_seconds` see snapshots that stopped.
+pub fn snapshot_written(generation: u64, bytes: u64, took: std::time::Duration, now_ms: i64) {
+    gauge!(SNAPSHOT_TIMESTAMP).set(now_ms as f64 / 1000.0);
     gauge!(SNAPSHOT_SECONDS).set(took.as_secs_f64());
     gauge!(SNAPSHOT_BYTES).set(bytes as f64);
     gauge!(SNAPSHOT_GENERATION).set(generation as f64);
@@ -486,4 +540,57 @@ async fn respond(mut stream: Admitted, handle: PrometheusHandle) {
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_exports_when_it_was_written() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            snapshot_written(
+                7,
+                4096,
+                std::time::Duration::from_millis(250),
+                1_772_463_600_500,
+            );
+        });
+        let body = handle.render();
+        assert!(
+            body.contains("promised_snapshot_timestamp_seconds 1772463600.5"),
+            "{body}"
+        );
+        assert!(body.contains("promised_snapshot_generation 7"), "{body}");
+    }
+
+    #[test]
+    fn ingest_is_counted_per_source_too() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let ingest = IngestMetrics::new();
+            for (source_id, applied, lag_ms) in [("WMS", 3, 1500), ("POS", 2, 250), ("WMS", 4, 500)]
+            {
+                let outcome = BatchOutcome {
+                    source_id: source_id.into(),
+                    applied,
+                    lag_ms: Some(lag_ms),
+                    ..BatchOutcome::default()
+                };
+                ingest.batch(false, &outcome);
+            }
+        });
+        let body = handle.render();
+        for expected in [
+            "promised_source_updates_applied_total{source=\"WMS\"} 7",
+            "promised_source_updates_applied_total{source=\"POS\"} 2",
+            "promised_source_apply_lag_seconds{source=\"WMS\"} 0.5",
+            "promised_source_apply_lag_seconds{source=\"POS\"} 0.25",
+        ] {
+            assert!(body.contains(expected), "{expected} missing from\n{body}");
+        }
+    }
 }

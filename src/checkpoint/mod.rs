@@ -272,7 +272,7 @@ impl Store {
             .last_snapshot_at
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Instant::now();
-        metrics::snapshot_written(report.generation, report.bytes, started.elapsed());
+        metrics::snapshot_written(report.generation, report.bytes, started.elapsed(), now_ms);
         tracing::info!(
             generation = report.generation,
             positions = report.positions,

@@ -33,6 +33,7 @@ pub fn need(path: &str) -> Option<Need> {
     use Scope::*;
     if path.starts_with("/grpc.health.v1.Health/")
         || path.starts_with("/grpc.reflection.v1.ServerReflection/")
+        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
     {
         return Some(Need::Nothing);
     }

@@ -45,13 +45,14 @@ pub async fn routes(
 ) -> anyhow::Result<(Routes, HealthReporter)> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_all(&health, ServingStatus::Serving).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: many deployed tools (grpcurl before 1.9, older IDE plugins and
+    // gateways) only speak v1alpha.
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let max = max_message_bytes;
     let routes = Routes::new(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             AdminServer::new(AdminService(handlers.clone())).max_decoding_message_size(max),
         )
@@ -71,6 +72,13 @@ pub async fn routes(
         )
         .add_service(RoutingServer::new(RoutingService(handlers)).max_decoding_message_size(max));
     Ok((routes, health))
+}
+
+/// Reflection over the API and health checking.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// tonic answers a message that does not decode with INTERNAL, and one over the size limit

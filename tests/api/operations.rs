@@ -70,6 +70,36 @@ async fn reflection_lists_the_api() {
     }
 }
 
+/// grpcurl before 1.9 and many deployed tools only speak the v1alpha protocol.
+#[tokio::test]
+async fn reflection_answers_the_v1alpha_protocol_too() {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+    let app = spawn_app().await;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "promised.v1.Supply".into(),
+        )),
+    };
+    let reply = ServerReflectionClient::new(app.channel.clone())
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1alpha reflection is served")
+        .into_inner()
+        .message()
+        .await
+        .expect("reply")
+        .expect("one reply");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = reply.message_response else {
+        panic!("unexpected reflection reply {reply:?}");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}
+
 async fn scrape(app: &TestApp) -> String {
     let mut stream = tokio::net::TcpStream::connect(app.metrics_addr)
         .await
