@@ -85,6 +85,7 @@ pub async fn spawn_app_via(
     let args = ServeArgs {
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
+        http_addr: Some("127.0.0.1:0".into()),
         shutdown_grace_secs: Some("5".into()),
         insecure_no_auth: args.credentials.is_none(),
         ..args

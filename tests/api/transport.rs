@@ -212,6 +212,7 @@ async fn the_journal_reaches_redis_over_tls_as_an_acl_user_and_recovers_from_it(
     let args = ServeArgs {
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
+        http_addr: Some("127.0.0.1:0".into()),
         insecure_no_auth: true,
         ..durable_over_tls(&security, &redis, "wrong")
     };
