@@ -93,6 +93,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once, at start")]
 pub enum Command {
     /// Run the service.
     Serve(ServeArgs),

@@ -156,7 +156,7 @@ fn digest_of(body: &[u8]) -> [u8; 32] {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
