@@ -99,7 +99,7 @@ fn print_instructions(grpc: SocketAddr, http: SocketAddr, metrics: SocketAddr) {
          \n  curl -s {web}/v1/promises {json} \\\
          \n      -d '{{\"lines\":[{{\"sku\":\"SKU-000042\",\"quantity\":1}}],\"destination\":{{\"postalCode\":\"10001\"}}}}'\
          \n  curl -s {web}/v1/reservations {json} \\\
-         \n      -d '{{\"reservationId\":\"cart-42\",\"ttlSeconds\":900,\"lines\":[{{\"sku\":\"SKU-000042\",\"nodeId\":\"DC-EDISON-NJ\",\"quantity\":2}}]}}'\
+         \n      -d '{{\"reservationId\":\"cart-42\",\"ttlSeconds\":900,\"lines\":[{{\"sku\":\"SKU-000042\",\"quantity\":2}}]}}'\
          \n  curl -s {web}/v1/routes {json} \\\
          \n      -d '{{\"orderId\":\"order-7\",\"lines\":[{{\"sku\":\"SKU-000042\",\"quantity\":1}}],\"destination\":{{\"postalCode\":\"10001\"}},\"serviceLevel\":\"GROUND\"}}'\
          \n  curl -s {web}/v1/stats\n\
