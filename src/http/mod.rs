@@ -17,7 +17,6 @@ pub mod openapi;
 pub mod routes;
 pub mod webhook;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::Request;
@@ -163,6 +162,3 @@ async fn connection(stream: Admitted, router: Router, stop: CancellationToken) {
         tracing::debug!(%error, "HTTP connection ended with an error");
     }
 }
-
-/// The webhook secrets of the network file's sources, by source id.
-pub type Secrets = HashMap<String, Vec<u8>>;
