@@ -34,6 +34,8 @@
 //! `Availability/GetAvailability` -> [`grpc`] adapter -> [`app::App::availability`] ->
 //! [`query`]; `Availability/Explain` likewise to [`explain`]. `Reservations/Reserve` -> [`grpc`] -> [`app::App::reserve`] -> [`reserve`] ->
 //! [`checkpoint`] -> answer. Every other RPC is the same shape: one adapter, one `App` method.
+//! Over HTTP, `POST /v1/reservations` -> [`http`] route (admitted by the same scope, JSON
+//! transcoded to the generated message) -> the same `Reservations/Reserve` adapter.
 //!
 //! ## Invariants
 //!
