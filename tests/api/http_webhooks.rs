@@ -1,7 +1,7 @@
 //! Supply batches as webhook deliveries: a retry with the same `Idempotency-Key` answers the
 //! original result and applies nothing again; a source with a secret in the network file
 //! takes only deliveries signed with it; a feed credential may post only its own source's
-//! batches, over TLS like gRPC.
+//! batches, over TLS like gRPC; and every route refuses a caller without its method's scope.
 
 use promised::config::ServeArgs;
 use promised::http::sign;
@@ -186,4 +186,34 @@ async fn a_feed_credential_posts_only_its_own_source_over_tls() {
     assert_eq!((reply.status, reply.code()), (401, 16), "{reply:?}");
     assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
     assert_eq!(node_atp(&app.item("SKU-1").await, "DC-EAST"), 4);
+}
+
+/// Every route of the table admits its caller as its gRPC method does: no credential is 401,
+/// a credential without the method's scope 403, before anything is read or changed.
+#[tokio::test]
+async fn every_route_refuses_callers_without_its_scope() {
+    let security = Security::new();
+    let app = security.spawn().await;
+    let ca = security.ca.pem();
+    let scopeless = security.issuer.token("nobody", &[]);
+    for route in promised::http::routes::table() {
+        let path = route
+            .path
+            .split('/')
+            .map(|segment| match segment.split_once('}') {
+                Some((_, verb)) if segment.starts_with('{') => format!("x{verb}"),
+                _ => segment.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let json = [("content-type", "application/json")];
+        for (caller, status) in [
+            (Http::new(app.http_addr), 401),
+            (Http::new(app.http_addr).with_token(&scopeless), 403),
+        ] {
+            let request = caller.request(route.method.as_str(), &path, &json, Some(b"{}"));
+            let reply = exchange(tls_to(app.http_addr, &ca).await, &request).await;
+            assert_eq!(reply.status, status, "{route:?}: {reply:?}");
+        }
+    }
 }
