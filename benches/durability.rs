@@ -655,6 +655,7 @@ async fn query_during_snapshot(
     let args = ServeArgs {
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
+        http_addr: Some("127.0.0.1:0".into()),
         redis_url: Some(redis.url()),
         redis_prefix: Some("query".into()),
         redis_timeout_ms: Some("60000".into()),

@@ -94,6 +94,7 @@ impl Server {
             let args = ServeArgs {
                 grpc_addr: Some("127.0.0.1:0".into()),
                 metrics_addr: Some("127.0.0.1:0".into()),
+                http_addr: Some("127.0.0.1:0".into()),
                 ..args
             };
             let config = Config::resolve(&args, &HashMap::new()).expect("a valid configuration");

@@ -19,6 +19,7 @@ use crate::tls::TlsFiles;
 
 pub const ENV_GRPC_ADDR: &str = "PROMISED_GRPC_ADDR";
 pub const ENV_METRICS_ADDR: &str = "PROMISED_METRICS_ADDR";
+pub const ENV_HTTP_ADDR: &str = "PROMISED_HTTP_ADDR";
 pub const ENV_NETWORK: &str = "PROMISED_NETWORK";
 pub const ENV_SHUTDOWN_GRACE_SECS: &str = "PROMISED_SHUTDOWN_GRACE_SECS";
 pub const ENV_MAX_PAIRS: &str = "PROMISED_MAX_PAIRS";
@@ -66,6 +67,7 @@ pub const ENV_REDIS_CA: &str = "PROMISED_REDIS_CA";
 
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_FEED_STREAMS: usize = 64;
@@ -91,9 +93,12 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once, at start")]
 pub enum Command {
     /// Run the service.
     Serve(ServeArgs),
+    /// Print the OpenAPI document of the HTTP/JSON edge (the one it serves at /openapi.json).
+    Openapi,
 }
 
 /// Flags of `serve` (and of the demo example); each also reads the environment variable named in its help.
@@ -105,6 +110,9 @@ pub struct ServeArgs {
     /// Prometheus listen address [env PROMISED_METRICS_ADDR] [default 0.0.0.0:9464]
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// HTTP/JSON listen address [env PROMISED_HTTP_ADDR] [default 0.0.0.0:8080]
+    #[arg(long)]
+    pub http_addr: Option<String>,
     /// Network file (TOML, or YAML by extension) loaded at startup [env PROMISED_NETWORK]
     #[arg(long)]
     pub network: Option<String>,
@@ -257,6 +265,8 @@ pub struct ServeArgs {
 pub struct Config {
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    /// The HTTP/JSON edge's listener (src/http), beside the gRPC one.
+    pub http_addr: SocketAddr,
     pub network_file: Option<PathBuf>,
     pub shutdown_grace: Duration,
     pub max_message_bytes: usize,
@@ -350,9 +360,11 @@ impl Config {
         let network_file = s.optional(&args.network, ENV_NETWORK).map(PathBuf::from);
         let default_grpc = default_addr(DEFAULT_GRPC_ADDR, "default gRPC address")?;
         let default_metrics = default_addr(DEFAULT_METRICS_ADDR, "default metrics address")?;
+        let default_http = default_addr(DEFAULT_HTTP_ADDR, "default HTTP address")?;
         let config = Config {
             grpc_addr: s.pick(&args.grpc_addr, ENV_GRPC_ADDR, default_grpc)?,
             metrics_addr: s.pick(&args.metrics_addr, ENV_METRICS_ADDR, default_metrics)?,
+            http_addr: s.pick(&args.http_addr, ENV_HTTP_ADDR, default_http)?,
             network_file,
             shutdown_grace: Duration::from_secs(s.pick(
                 &args.shutdown_grace_secs,
@@ -701,11 +713,28 @@ mod tests {
         let config = Config::resolve(&ServeArgs::default(), &env(&[])).expect("defaults are valid");
         assert_eq!(config.grpc_addr.to_string(), DEFAULT_GRPC_ADDR);
         assert_eq!(config.metrics_addr.to_string(), DEFAULT_METRICS_ADDR);
+        assert_eq!(config.http_addr.to_string(), DEFAULT_HTTP_ADDR);
         assert_eq!(config.engine.limits, Limits::default());
         assert_eq!(config.engine.stale, StalePolicy::Exclude);
         assert_eq!(config.network_file, None);
         assert_eq!(config.redis, None, "in memory unless a Redis URL is given");
         assert_eq!(config.max_work, Duration::from_millis(DEFAULT_MAX_WORK_MS));
+    }
+
+    #[test]
+    fn the_http_address_is_a_flag_or_a_variable() {
+        let args = ServeArgs {
+            http_addr: Some("127.0.0.1:8181".into()),
+            ..ServeArgs::default()
+        };
+        let from_env = env(&[(ENV_HTTP_ADDR, "127.0.0.1:9191")]);
+        let flagged = Config::resolve(&args, &from_env).expect("valid settings");
+        assert_eq!(flagged.http_addr.to_string(), "127.0.0.1:8181");
+        let config = Config::resolve(&ServeArgs::default(), &from_env).expect("valid settings");
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:9191");
+        let bad = env(&[(ENV_HTTP_ADDR, "port 80")]);
+        let error = Config::resolve(&ServeArgs::default(), &bad).expect_err("refused");
+        assert!(error.to_string().contains(ENV_HTTP_ADDR), "{error}");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! - **Edges** authenticate, authorise, convert, check and bound a request, then call one
 //!   [`app::App`] method: [`grpc`] (generated types in [`grpc::pb`], the auth layer that admits
 //!   every call by scope, conversions, the status table, one adapter per service, the router
-//!   with health and reflection), and [`network_file`] (a network loaded from TOML or YAML at
+//!   with health and reflection), [`http`] (the same API as resource-style HTTP/JSON routes
+//!   that call the gRPC adapters, webhooks for supply batches, the OpenAPI document), and
+//!   [`network_file`] (a network loaded from TOML or YAML at
 //!   start). [`auth`] verifies credentials (API keys, JWTs, client certificates) for any edge.
 //! - **Application** [`app`]: the one writer. Each mutating method checks that the store can
 //!   take a write, runs the core operation, makes its record durable through [`checkpoint`],
@@ -32,11 +34,14 @@
 //! `Availability/GetAvailability` -> [`grpc`] adapter -> [`app::App::availability`] ->
 //! [`query`]; `Availability/Explain` likewise to [`explain`]. `Reservations/Reserve` -> [`grpc`] -> [`app::App::reserve`] -> [`reserve`] ->
 //! [`checkpoint`] -> answer. Every other RPC is the same shape: one adapter, one `App` method.
+//! Over HTTP, `POST /v1/reservations` -> [`http`] route (admitted by the same scope, JSON
+//! transcoded to the generated message) -> the same `Reservations/Reserve` adapter.
 //!
 //! ## Invariants
 //!
 //! - The core does no I/O and never awaits: its crate has no tokio, tonic, prost or redis.
-//! - Only [`grpc`] names protobuf types; only [`checkpoint`] talks to Redis; only [`config`]
+//! - Only [`grpc`] and [`http`] (through the gRPC adapters) name protobuf types; only
+//!   [`checkpoint`] talks to Redis; only [`config`]
 //!   reads the environment; only [`metrics`] names metrics.
 //! - Only [`app::App`] commits a mutation: no answer before its record is durable (when Redis
 //!   is configured), and an error means it was not acknowledged. Recovery applies each
@@ -62,6 +67,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod connections;
 pub mod grpc;
+pub mod http;
 pub mod metrics;
 pub mod network_file;
 pub mod request_bytes;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use clap::Parser;
 use promised::clock::SystemClock;
 use promised::config::{process_env, Cli, Command, Config};
+use promised::http::{openapi, routes};
 use promised::server::{shutdown_signal, Application};
 use tracing_subscriber::EnvFilter;
 
@@ -21,10 +22,16 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(
                 grpc = %app.grpc_addr(),
                 metrics = %app.metrics_addr(),
+                http = %app.http_addr(),
                 durability = app.durability().status().mode,
                 "promised serving"
             );
             app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Openapi => {
+            let document = openapi::document(&routes::table());
+            println!("{}", serde_json::to_string_pretty(&document)?);
+            Ok(())
         }
     }
 }

@@ -2,9 +2,10 @@
 //! each part made durable before the next. Its format (TOML, or YAML by the `.yaml`/`.yml`
 //! extension) and checks are the core's ([`promised_core::network_file`]).
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use crate::app::{App, Caller};
 pub use promised_core::network_file::{FileError, NetworkChanges, NetworkFile};
@@ -20,6 +21,34 @@ pub fn read(path: &Path) -> anyhow::Result<NetworkFile> {
         .extension()
         .is_some_and(|ext| ext == "yaml" || ext == "yml");
     NetworkFile::parse(&text, yaml).with_context(|| format!("in {}", path.display()))
+}
+
+/// Shortest webhook secret accepted: a guessable one would let anyone sign deliveries.
+const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
+
+/// The webhook secret of each source that has one, read from the files the network file at
+/// `path` names (relative to its directory); a trailing newline is not part of a secret.
+pub fn webhook_secrets(
+    path: &Path,
+    file: &NetworkFile,
+) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut secrets = HashMap::new();
+    for (source, secret_file) in file.webhook_secret_files() {
+        let secret_path = dir.join(secret_file);
+        let secret = std::fs::read(&secret_path).with_context(|| {
+            format!(
+                "source {source}: cannot read webhook secret {}",
+                secret_path.display()
+            )
+        })?;
+        let secret = secret.trim_ascii_end().to_vec();
+        if secret.len() < MIN_WEBHOOK_SECRET_BYTES {
+            bail!("source {source}: the webhook secret must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes");
+        }
+        secrets.insert(source, secret);
+    }
+    Ok(secrets)
 }
 
 /// Checks the whole file, then upserts its groups, nodes and sources (each refers to the ones
@@ -89,6 +118,25 @@ mod tests {
             network.source("WMS").and_then(|s| s.def.stale_after_ms),
             Some(60_000)
         );
+    }
+
+    #[test]
+    fn webhook_secrets_are_read_beside_the_file() {
+        let dir = std::env::temp_dir().join(format!("promised-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        std::fs::write(dir.join("wms.secret"), "0123456789abcdef0123\n").expect("written");
+        std::fs::write(dir.join("short.secret"), "short").expect("written");
+        let signed = TOML.replace(
+            "stale_after_seconds = 60",
+            "stale_after_seconds = 60\nwebhook_secret_file = \"wms.secret\"",
+        );
+        let file = NetworkFile::parse(&signed, false).expect("parses");
+        let secrets = webhook_secrets(&dir.join("network.toml"), &file).expect("readable");
+        assert_eq!(secrets["WMS"], b"0123456789abcdef0123");
+        let weak = signed.replace("wms.secret", "short.secret");
+        let file = NetworkFile::parse(&weak, false).expect("parses");
+        assert!(webhook_secrets(&dir.join("network.toml"), &file).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

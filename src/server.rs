@@ -1,6 +1,8 @@
 //! Startup and shutdown: binds the listeners, builds the engine, serves gRPC (with health and
-//! reflection) and Prometheus metrics, and drains on a shutdown signal under a deadline.
+//! reflection), HTTP/JSON and Prometheus metrics, and drains on a shutdown signal under a
+//! deadline.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::config::{AuthConfig, Config, ConnectionLimits};
 use crate::connections::{self, Admitted};
 use crate::engine::Engine;
 use crate::grpc::{self, AuthLayer, Authentication, Handlers};
+use crate::http::{self, Edge, Webhooks};
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file;
 use crate::request_bytes::RequestBytesLayer;
@@ -54,12 +57,16 @@ pub struct Application {
     config: Config,
     app: App,
     grpc: TcpListener,
+    http: TcpListener,
     metrics: TcpListener,
     prometheus: PrometheusHandle,
     /// TLS of each listener (`None`: plaintext); each reloads its files when they change.
     grpc_tls: Option<Arc<Tls>>,
+    http_tls: Option<Arc<Tls>>,
     metrics_tls: Option<Arc<Tls>>,
     authentication: Authentication,
+    /// The network file's webhook secrets, by source.
+    webhook_secrets: HashMap<String, Vec<u8>>,
 }
 
 impl Application {
@@ -76,31 +83,46 @@ impl Application {
                 .transpose()
         };
         let (grpc_tls, metrics_tls) = (tls(&[ALPN_GRPC])?, tls(&[ALPN_HTTP1])?);
+        let http_tls = tls(&[ALPN_HTTP1])?;
         if grpc_tls.is_none() && matches!(authentication, Authentication::Verify(_)) {
             tracing::warn!("no --tls-cert: credentials cross the network in plaintext");
         }
         let (engine, durability) = start_engine(&config, clock).await?;
         let app = App::new(engine, durability);
+        let mut webhook_secrets = HashMap::new();
         if let Some(path) = &config.network_file {
-            network_file::apply(network_file::read(path)?, &app).await?;
+            let file = network_file::read(path)?;
+            webhook_secrets = network_file::webhook_secrets(path, &file)?;
+            network_file::apply(file, &app).await?;
         }
         let grpc = listen(config.grpc_addr, "gRPC").await?;
+        let http = listen(config.http_addr, "HTTP").await?;
         let metrics = listen(config.metrics_addr, "metrics").await?;
         Ok(Self {
             config,
             app,
             grpc,
+            http,
             metrics,
             prometheus,
             grpc_tls,
+            http_tls,
             metrics_tls,
             authentication,
+            webhook_secrets,
         })
     }
 
     #[allow(clippy::expect_used, reason = "a bound listener has an address")]
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    #[allow(clippy::expect_used, reason = "a bound listener has an address")]
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
             .local_addr()
             .expect("a bound listener has an address")
     }
@@ -131,7 +153,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let handlers = self.handlers(&stop);
-        let (routes, health) = grpc::routes(handlers, self.config.max_message_bytes).await?;
+        let (routes, health) =
+            grpc::routes(handlers.clone(), self.config.max_message_bytes).await?;
         let limits = &self.config.connections;
         let incoming = connections::admit(
             self.grpc,
@@ -139,15 +162,31 @@ impl Application {
             limits.handshake_timeout,
             self.grpc_tls,
         );
-        let auth = AuthLayer::new(self.authentication);
-        let serving = spawn_grpc(routes, incoming, auth, limits, &stop);
+        let authentication = Arc::new(self.authentication);
+        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+        let edge = Edge {
+            handlers,
+            authentication: authentication.clone(),
+            in_flight: in_flight.clone(),
+            max_body_bytes: self.config.max_message_bytes,
+            webhooks: Arc::new(Webhooks::new(self.webhook_secrets)),
+        };
+        let auth = AuthLayer::new(authentication);
+        let serving = spawn_grpc(routes, incoming, auth, in_flight, limits, &stop);
+        let calls = connections::admit(
+            self.http,
+            limits.max_connections,
+            limits.handshake_timeout,
+            self.http_tls,
+        );
+        let http = http::serve(calls, http::router(edge), stop.clone());
         let scrapes = connections::admit(
             self.metrics,
             limits.max_connections,
             limits.handshake_timeout,
             self.metrics_tls,
         );
-        let tasks = spawn_background(&self.app, scrapes, self.prometheus, &health, &stop);
+        let tasks = spawn_background(&self.app, http, scrapes, self.prometheus, &health, &stop);
 
         shutdown.await;
         tracing::info!("shutting down");
@@ -223,6 +262,7 @@ fn spawn_grpc(
     routes: Routes,
     incoming: ReceiverStream<std::io::Result<Admitted>>,
     auth: AuthLayer,
+    in_flight: Arc<Semaphore>,
     limits: &ConnectionLimits,
     stop: &CancellationToken,
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
@@ -235,7 +275,7 @@ fn spawn_grpc(
         .layer(grpc::RequestIdLayer)
         // Shed, not queue: a call over the in-flight limit is answered RESOURCE_EXHAUSTED at once.
         .layer(LoadShedLayer::new())
-        .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(in_flight))
         .layer(RequestBytesLayer::new(limits.max_in_flight_bytes))
         // Innermost: a shed call costs no verification; an admitted one reaches its handler
         // with its caller. Outside it, the request id is on refusals too.
@@ -244,15 +284,18 @@ fn spawn_grpc(
     tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))
 }
 
-/// Starts everything that runs beside the gRPC server, tracked so shutdown can wait for it.
+/// Starts everything that runs beside the gRPC server (the HTTP edge among it), tracked so
+/// shutdown can wait for it.
 fn spawn_background(
     app: &App,
+    http: impl Future<Output = ()> + Send + 'static,
     scrapes: ReceiverStream<std::io::Result<Admitted>>,
     prometheus: PrometheusHandle,
     health: &HealthReporter,
     stop: &CancellationToken,
 ) -> TaskTracker {
     let tasks = TaskTracker::new();
+    tasks.spawn(http);
     tasks.spawn(metrics::serve(
         scrapes,
         prometheus,

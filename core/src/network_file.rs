@@ -81,6 +81,10 @@ struct SourceEntry {
     owned_supply_types: Vec<SupplyType>,
     #[serde(default)]
     stale_after_seconds: u32,
+    /// A file holding the shared secret its webhook deliveries are signed with (HMAC-SHA256
+    /// over HTTP); without one they are not signed. Relative to the network file.
+    #[serde(default)]
+    webhook_secret_file: Option<String>,
 }
 
 /// What a network file defines, in the order it is applied: each part may refer to the ones
@@ -118,6 +122,14 @@ impl NetworkFile {
         } else {
             Ok(toml::from_str(text)?)
         }
+    }
+
+    /// (source id, secret file) of each source whose webhook deliveries are signed.
+    pub fn webhook_secret_files(&self) -> Vec<(String, String)> {
+        self.sources
+            .iter()
+            .filter_map(|s| Some((s.id.clone(), s.webhook_secret_file.clone()?)))
+            .collect()
     }
 
     /// The file's definitions as domain values, with time zones, fulfilment settings and

@@ -71,7 +71,7 @@ async fn run(
     network_file::apply(NetworkFile::parse(DEMO_NETWORK_TOML, false)?, app.app()).await?;
     let catalogue = Catalogue::of(&app.engine().network(), skus);
     let target = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), app.grpc_addr().port());
-    print_instructions(target, app.metrics_addr());
+    print_instructions(target, app.http_addr(), app.metrics_addr());
     let stop = CancellationToken::new();
     let feed = tokio::spawn(feed(target, catalogue, feed_rate, stop.clone()));
     let result = app
@@ -88,10 +88,22 @@ async fn run(
     result
 }
 
-fn print_instructions(grpc: SocketAddr, metrics: SocketAddr) {
+fn print_instructions(grpc: SocketAddr, http: SocketAddr, metrics: SocketAddr) {
     let port = grpc.port();
+    let web = format!("localhost:{}", http.port());
+    let json = "-H 'content-type: application/json'";
     println!(
         "\npromised demo: 50 nodes, 3 sources, synthetic catalogue loading through the feed API\n\
+         \nOver HTTP/JSON (the OpenAPI document is at http://{web}/openapi.json):\n\
+         \n  curl -s '{web}/v1/skus/SKU-000042/availability?group_ids=EAST&quantity=50'\
+         \n  curl -s {web}/v1/promises {json} \\\
+         \n      -d '{{\"lines\":[{{\"sku\":\"SKU-000042\",\"quantity\":1}}],\"destination\":{{\"postalCode\":\"10001\"}}}}'\
+         \n  curl -s {web}/v1/reservations {json} \\\
+         \n      -d '{{\"reservationId\":\"cart-42\",\"ttlSeconds\":900,\"lines\":[{{\"sku\":\"SKU-000042\",\"quantity\":2}}]}}'\
+         \n  curl -s {web}/v1/routes {json} \\\
+         \n      -d '{{\"orderId\":\"order-7\",\"lines\":[{{\"sku\":\"SKU-000042\",\"quantity\":1}}],\"destination\":{{\"postalCode\":\"10001\"}},\"serviceLevel\":\"GROUND\"}}'\
+         \n  curl -s {web}/v1/stats\n\
+         \nOver gRPC:\n\
          \n  grpcurl -plaintext localhost:{port} list\
          \n  grpcurl -plaintext -d '{{\"skus\":[\"SKU-000042\"],\"node_ids\":[\"DC-EDISON-NJ\",\"STORE-BOSTON-MA\"],\"group_ids\":[\"EAST\"],\"quantity\":50}}' \\\
          \n      localhost:{port} promised.v1.Availability/GetAvailability\

@@ -39,6 +39,7 @@ pub async fn serve(redis_url: String) -> anyhow::Result<()> {
     let args = ServeArgs {
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
+        http_addr: Some("127.0.0.1:0".into()),
         redis_url: Some(redis_url),
         shutdown_grace_secs: Some("5".into()),
         // A local load test of a loopback service: no credentials to issue.

@@ -74,45 +74,59 @@ fn describe(need: &Need) -> String {
 impl Authentication {
     /// Admits a request, putting its caller into its extensions, or answers why not.
     fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), Status> {
-        let path = request.uri().path();
-        let need = need(path);
-        if need == Some(Need::Nothing) {
-            return Ok(());
-        }
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|value| value.as_bytes());
         let peer = request.extensions().get::<Peer>();
+        if let Some(caller) = self.admit_call(request.uri().path(), authorization, peer)? {
+            request.extensions_mut().insert(caller);
+        }
+        Ok(())
+    }
+
+    /// Who may call the gRPC `method` (its path, `/promised.v1.Service/Method`) with this
+    /// `Authorization` header over this connection: `None` for a method that needs nothing, or
+    /// why not. Every edge admits its calls here, by the method it ends in.
+    pub fn admit_call(
+        &self,
+        method: &str,
+        authorization: Option<&[u8]>,
+        peer: Option<&Peer>,
+    ) -> Result<Option<Identity>, Status> {
+        let need = need(method);
+        if need == Some(Need::Nothing) {
+            return Ok(None);
+        }
         let addr = peer.and_then(|p| p.addr);
         let caller = match self {
             Self::Insecure => Identity::anonymous(),
             Self::Verify(auth) => {
-                let header = request
-                    .headers()
-                    .get(http::header::AUTHORIZATION)
-                    .map(|value| value.as_bytes());
                 let certificate = peer.and_then(|p| p.certificate.as_ref());
-                auth.authenticate(header, certificate).map_err(|refusal| {
-                    tracing::warn!(target: "promised::security", event = "unauthenticated",
-                        reason = refusal.reason(), method = path, peer = ?addr);
-                    Status::unauthenticated(refusal.to_string())
-                })?
+                auth.authenticate(authorization, certificate)
+                    .map_err(|refusal| {
+                        tracing::warn!(target: "promised::security", event = "unauthenticated",
+                        reason = refusal.reason(), method, peer = ?addr);
+                        Status::unauthenticated(refusal.to_string())
+                    })?
             }
         };
         let Some(need) = need else {
             tracing::warn!(target: "promised::security", event = "permission_denied",
-                credential = caller.id(), method = path, peer = ?addr, "method not in the scope table");
+                credential = caller.id(), method, peer = ?addr, "method not in the scope table");
             return Err(Status::permission_denied(format!(
-                "{path} is not open to any credential"
+                "{method} is not open to any credential"
             )));
         };
         if !caller.may(&need) {
             tracing::warn!(target: "promised::security", event = "permission_denied",
-                credential = caller.id(), method = path, needs = %describe(&need), peer = ?addr);
+                credential = caller.id(), method, needs = %describe(&need), peer = ?addr);
             return Err(Status::permission_denied(format!(
-                "{path} needs {}",
+                "{method} needs {}",
                 describe(&need)
             )));
         }
-        request.extensions_mut().insert(caller);
-        Ok(())
+        Ok(Some(caller))
     }
 }
 
@@ -159,8 +173,9 @@ pub fn check_owner(app: &App, caller: &Caller, reservation_id: &str) -> Result<(
 pub struct AuthLayer(Arc<Authentication>);
 
 impl AuthLayer {
-    pub fn new(authentication: Authentication) -> Self {
-        Self(Arc::new(authentication))
+    /// The layer over an authentication it shares with the other edges.
+    pub fn new(authentication: Arc<Authentication>) -> Self {
+        Self(authentication)
     }
 }
 

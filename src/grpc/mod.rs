@@ -1,5 +1,6 @@
 //! The gRPC layer: generated protobuf types, conversions, status mapping and the service
-//! adapters. Nothing outside this module names a protobuf type.
+//! adapters. Nothing outside this module and the HTTP edge (which calls these adapters)
+//! names a protobuf type.
 
 mod admin;
 mod auth;

@@ -25,6 +25,8 @@ pub const START_MS: i64 = 1_772_463_600_000;
 
 pub struct TestApp {
     pub grpc_addr: SocketAddr,
+    /// The HTTP/JSON edge.
+    pub http_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub clock: ManualClock,
     /// The application service the edges call, and beneath it the core and the store.
@@ -85,6 +87,7 @@ pub async fn spawn_app_via(
     let args = ServeArgs {
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
+        http_addr: Some("127.0.0.1:0".into()),
         shutdown_grace_secs: Some("5".into()),
         insecure_no_auth: args.credentials.is_none(),
         ..args
@@ -95,6 +98,7 @@ pub async fn spawn_app_via(
         .await
         .expect("service builds");
     let grpc_addr = app.grpc_addr();
+    let http_addr = app.http_addr();
     let metrics_addr = app.metrics_addr();
     let service = app.app().clone();
     let engine = app.engine().clone();
@@ -109,6 +113,7 @@ pub async fn spawn_app_via(
         .expect("service accepts connections");
     let mut app = TestApp {
         grpc_addr,
+        http_addr,
         metrics_addr,
         clock,
         service,

@@ -1,4 +1,4 @@
-//! Integration tests: the real service over gRPC on loopback.
+//! Integration tests: the real service over gRPC and HTTP/JSON on loopback.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,6 +18,9 @@ mod deadlines;
 mod durability;
 mod flood;
 mod helpers;
+mod http;
+mod http_client;
+mod http_webhooks;
 mod ingest;
 mod model;
 mod operations;

@@ -68,8 +68,11 @@ async fn a_replacement_that_does_not_load_leaves_the_previous_certificate_in_use
     );
 }
 
-/// `GET /metrics` over TLS, trusting `ca_pem`: the response head and body.
-async fn scrape_over_tls(addr: std::net::SocketAddr, ca_pem: &str) -> String {
+/// A TLS connection to `addr`, trusting `ca_pem`.
+pub async fn tls_to(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(ca.expect("CA pem")).expect("CA");
@@ -85,7 +88,12 @@ async fn scrape_over_tls(addr: std::net::SocketAddr, ca_pem: &str) -> String {
         .await
         .expect("connects");
     let name = ServerName::try_from(SERVER_NAME).expect("name");
-    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    connector.connect(name, tcp).await.expect("TLS handshake")
+}
+
+/// `GET /metrics` over TLS, trusting `ca_pem`: the response head and body.
+async fn scrape_over_tls(addr: std::net::SocketAddr, ca_pem: &str) -> String {
+    let mut tls = tls_to(addr, ca_pem).await;
     tls.write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
         .expect("request");
@@ -212,6 +220,7 @@ async fn the_journal_reaches_redis_over_tls_as_an_acl_user_and_recovers_from_it(
     let args = ServeArgs {
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
+        http_addr: Some("127.0.0.1:0".into()),
         insecure_no_auth: true,
         ..durable_over_tls(&security, &redis, "wrong")
     };
