@@ -20,6 +20,8 @@ pub(crate) type Supply = Vec<(Day, Qty)>;
 struct Order<'a> {
     view: &'a AtpView<'a>,
     request: &'a RouteRequest,
+    /// The order's lines, one per SKU.
+    lines: &'a [(String, Qty)],
     level: &'a ServiceLevel,
     destination: (f64, f64),
     now_ms: UnixMillis,
@@ -50,6 +52,7 @@ impl Engine {
         let order = Order {
             view,
             request,
+            lines,
             level,
             destination,
             now_ms,
@@ -77,7 +80,7 @@ impl Engine {
     }
 
     /// Per line, per node: what the node has of the line on top of what is `taken`, and from
-    /// when; without `split`, only the first day it has the whole line.
+    /// when; without `split`, only the first day it has the whole line, if it ever does.
     pub(crate) fn supply(
         &self,
         view: &AtpView<'_>,
@@ -95,11 +98,12 @@ impl Engine {
                 self.shared.index.read(sku, |entry| {
                     for position in entry.map_or(&[][..], |e| e.positions()) {
                         let gone = taken_at(taken, sku, position.node());
-                        supply[position.node() as usize] = if split {
-                            partial(view.profile(position), gone, *quantity)
-                        } else {
-                            let whole = view.earliest(position, *quantity + gone);
-                            whole.map(|day| vec![(day, *quantity)]).unwrap_or_default()
+                        let whole = (!split)
+                            .then(|| view.earliest(position, *quantity + gone))
+                            .flatten();
+                        supply[position.node() as usize] = match whole {
+                            Some(day) => vec![(day, *quantity)],
+                            None => partial(view.profile(position), gone, *quantity),
                         };
                     }
                 });
@@ -127,7 +131,7 @@ impl Engine {
             .ok_or_else(|| format!("beyond {}'s reach", level.name))?;
         let stocked = order.offers(n, node, transit, None);
         if stocked.iter().all(Option::is_none) {
-            return Err("no stock for any line".to_owned());
+            return Err(order.short(n));
         }
         let capacity = self.capacity_pressure(
             idx,
@@ -182,13 +186,17 @@ fn partial(profile: Option<Vec<(Day, Qty)>>, gone: Qty, need: Qty) -> Supply {
 }
 
 impl Order<'_> {
-    /// Per line, the most node `n` can ship of it, delivered by `by` if given.
+    /// Per line, the most node `n` can ship of it (all of it unless lines split), delivered by
+    /// `by` if given.
     fn offers(&self, n: usize, node: &Node, transit: u32, by: Option<Day>) -> Vec<Option<Offer>> {
+        let split = self.request.constraints.split_lines;
         self.supply
             .iter()
-            .map(|per_node| {
+            .zip(self.lines)
+            .map(|(per_node, (_, need))| {
+                let usable = per_node[n].iter().filter(|(_, q)| split || q == need);
                 // Later steps have more and ship no earlier, so the last in time is the most.
-                let in_time = per_node[n].iter().filter_map(|&(ready, quantity)| {
+                let in_time = usable.filter_map(|&(ready, quantity)| {
                     let (ship, delivery) =
                         ship_and_deliver(node, self.level, ready, transit, self.now_ms)?;
                     let offer = Offer {
@@ -201,6 +209,22 @@ impl Order<'_> {
                 in_time.last()
             })
             .collect()
+    }
+
+    /// Why node `n`, which can ship no line, cannot: it has only part of one, or nothing.
+    fn short(&self, n: usize) -> String {
+        let split = self.request.constraints.split_lines;
+        let part = self
+            .supply
+            .iter()
+            .zip(self.lines)
+            .find_map(|(per_node, (sku, need))| {
+                let &(_, has) = per_node[n].last().filter(|_| !split)?;
+                Some(format!(
+                    "has only {has} of the {need} of {sku}, and lines do not split"
+                ))
+            });
+        part.unwrap_or_else(|| "no stock for any line".to_owned())
     }
 }
 

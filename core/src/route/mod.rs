@@ -310,3 +310,6 @@ fn plan(
         lower_bound: (bound - weights.package_penalty).max(0.0),
     }
 }
+
+#[cfg(test)]
+mod route_tests;
