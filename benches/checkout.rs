@@ -1,6 +1,7 @@
 //! In-process latency of the checkout and OMS calls on the 50-node demo network: a product-page
 //! promise (one SKU, all service levels), a 10-line cart promise, routing orders of 1, 5, 10
-//! and 20 lines, and a reserve + release pair.
+//! and 20 lines, the 10-line order with lines allowed to split (as is, and with quantities
+//! no single node has), and a reserve + release pair.
 //!
 //! `cargo bench --bench checkout`
 
@@ -110,6 +111,16 @@ fn route(lines: usize) -> RouteRequest {
     }
 }
 
+/// The 10-line order with `split_lines`, each line `quantity` units.
+fn split_route(quantity: i64) -> RouteRequest {
+    let mut request = route(10);
+    request.constraints.split_lines = true;
+    for line in &mut request.lines {
+        line.1 = quantity;
+    }
+    request
+}
+
 fn main() {
     let engine = stocked_engine();
     let clock = MonotonicClock::new();
@@ -133,17 +144,24 @@ fn main() {
     }
     group.finish();
     let mut group = c.benchmark_group("route");
-    for lines in [1, 5, 10, 20] {
-        let request = route(lines);
+    let mut orders: Vec<(String, RouteRequest)> = [1, 5, 10, 20]
+        .map(|lines| (format!("{lines}_lines_50_nodes"), route(lines)))
+        .into();
+    // 1 unit a line: splitting is allowed but not needed; 250: most nodes have less.
+    for quantity in [1, 250] {
+        let name = format!("10_lines_of_{quantity}_50_nodes_split_lines");
+        orders.push((name, split_route(quantity)));
+    }
+    for (name, request) in orders {
         let routing = engine.route(&request, &deadline()).expect("valid");
         let plan = routing.plan.as_ref().expect("a plan");
         eprintln!(
-            "route {lines} lines: optimal {}, cost {:.2}, {} packages",
+            "route {name}: optimal {}, cost {:.2}, {} packages",
             plan.optimal,
             plan.total_cost,
             plan.shipments.len()
         );
-        group.bench_function(format!("{lines}_lines_50_nodes"), |b| {
+        group.bench_function(name, |b| {
             b.iter(|| {
                 let routing = engine.route(black_box(&request), &deadline());
                 black_box(routing.expect("valid"))

@@ -10,7 +10,7 @@ use crate::delivery::Destination;
 use crate::domain::{distance_km, Qty, ServiceLevel};
 use crate::engine::Engine;
 use crate::route::{Constraints, Plan, RouteRequest, Routing, Weights};
-use crate::test_support::{engine, node, stock};
+use crate::test_support::{placed_engine, stock};
 
 const SKUS: [&str; 3] = ["X", "Y", "Z"];
 
@@ -48,25 +48,11 @@ fn case() -> impl Strategy<Value = Case> {
     })
 }
 
-fn id(n: usize) -> String {
-    format!("N{n}")
-}
-
-/// Node `n` at latitude `n / 2`, the destination at (0, 0).
+/// Node `Nn` at latitude `n / 2`, the destination at (0, 0).
 fn stocked(case: &Case) -> Engine {
-    let ids: Vec<String> = (0..case.priorities.len()).map(id).collect();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let engine = engine(&ids);
-    let nodes = ids
-        .iter()
-        .enumerate()
-        .map(|(n, id)| {
-            let mut node = node(id);
-            (node.lat, node.priority) = (n as f64 * 0.5, case.priorities[n]);
-            node
-        })
-        .collect();
-    let _ = engine.upsert_nodes(nodes).expect("nodes");
+    let (engine, ids) = placed_engine(case.priorities.len(), |n, node| {
+        (node.lat, node.priority) = (n as f64 * 0.5, case.priorities[n]);
+    });
     let ground = ServiceLevel {
         name: "GROUND".into(),
         transit: vec![(f64::MAX, 2)],
@@ -78,7 +64,7 @@ fn stocked(case: &Case) -> Engine {
     for (s, per_node) in case.stock.iter().enumerate() {
         let at: Vec<(&str, Qty)> = (0..ids.len())
             .filter(|&n| per_node[n] > 0)
-            .map(|n| (ids[n], per_node[n]))
+            .map(|n| (ids[n].as_str(), per_node[n]))
             .collect();
         if !at.is_empty() {
             stock(&engine, s as u64 + 1, SKUS[s], &at);
@@ -236,7 +222,7 @@ proptest! {
             match (planned, reasons.as_slice()) {
                 (true, []) => {}
                 (false, [reason]) => prop_assert!(!reason.is_empty()),
-                _ => prop_assert!(false, "{} planned {planned}, reasons {reasons:?}", id(n as usize)),
+                _ => prop_assert!(false, "N{n} planned {planned}, reasons {reasons:?}"),
             }
         }
     }
