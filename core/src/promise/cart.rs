@@ -141,11 +141,13 @@ impl Cart<'_> {
                     .filter(|n| chosen.iter().all(|(l, _)| l.node as usize != *n))
                     .filter_map(|n| package(legs, &left, n, by))
                     .max_by(|a, b| {
-                        a.0.cmp(&b.0)
-                            .then(b.1.key(self.network).cmp(&a.1.key(self.network)))
+                        let key = |p: &Pick| std::cmp::Reverse(p.leg.key(self.network));
+                        (a.score, key(a)).cmp(&(b.score, key(b)))
                     });
                 // No node ships any open line by this day: try a later one.
-                let Some((_, leg, on)) = best else { break };
+                let Some(Pick { leg, on, .. }) = best else {
+                    break;
+                };
                 for &(i, q) in &on {
                     left[i] -= q;
                 }
@@ -190,14 +192,17 @@ impl Cart<'_> {
     }
 }
 
-/// What node `n` would ship of the lines `left` by day `by`: ((lines completed, units), its
-/// leg, its (line, quantity) pairs); `None` if nothing.
-fn package(
-    legs: &Legs,
-    left: &[Qty],
-    n: usize,
-    by: Day,
-) -> Option<((usize, Qty), Leg, Vec<(usize, Qty)>)> {
+/// What one node would ship of the lines left.
+struct Pick {
+    /// (lines it completes, units it ships): more is better.
+    score: (usize, Qty),
+    leg: Leg,
+    /// (line index, quantity) pairs.
+    on: Vec<(usize, Qty)>,
+}
+
+/// What node `n` would ship of the lines `left` by day `by`; `None` if nothing.
+fn package(legs: &Legs, left: &[Qty], n: usize, by: Day) -> Option<Pick> {
     let mut on = Vec::new();
     let mut last: Option<Leg> = None;
     let mut completes = 0;
@@ -221,5 +226,9 @@ fn package(
         }));
     }
     let units = on.iter().map(|(_, q)| q).sum();
-    Some(((completes, units), last?, on))
+    Some(Pick {
+        score: (completes, units),
+        leg: last?,
+        on,
+    })
 }

@@ -195,8 +195,9 @@ impl Order<'_> {
             .zip(self.lines)
             .map(|(per_node, (_, need))| {
                 let usable = per_node[n].iter().filter(|(_, q)| split || q == need);
-                // Later steps have more and ship no earlier, so the last in time is the most.
-                let in_time = usable.filter_map(|&(ready, quantity)| {
+                // Later steps have more and ship no earlier, so the last in time is the most; look
+                // from the end.
+                let mut in_time = usable.filter_map(|&(ready, quantity)| {
                     let (ship, delivery) =
                         ship_and_deliver(node, self.level, ready, transit, self.now_ms)?;
                     let offer = Offer {
@@ -206,7 +207,7 @@ impl Order<'_> {
                     };
                     by.is_none_or(|by| delivery <= by).then_some(offer)
                 });
-                in_time.last()
+                in_time.next_back()
             })
             .collect()
     }
