@@ -98,12 +98,12 @@ impl Engine {
                 self.shared.index.read(sku, |entry| {
                     for position in entry.map_or(&[][..], |e| e.positions()) {
                         let gone = taken_at(taken, sku, position.node());
-                        let whole = (!split)
-                            .then(|| view.earliest(position, *quantity + gone))
-                            .flatten();
-                        supply[position.node() as usize] = match whole {
-                            Some(day) => vec![(day, *quantity)],
-                            None => partial(view.profile(position), gone, *quantity),
+                        let node = position.node() as usize;
+                        let whole = view.earliest(position, *quantity + gone);
+                        // All of it on the node's first day: no part comes any earlier.
+                        supply[node] = match whole {
+                            Some(day) if !split || day <= view.day[node] => vec![(day, *quantity)],
+                            _ => partial(view.profile(position), gone, *quantity),
                         };
                     }
                 });

@@ -15,6 +15,8 @@ pub(super) struct Search<'a> {
     order: &'a Ordered<'a>,
     /// Per line, candidate indices that have some of it, cheapest first.
     options: Vec<Vec<usize>>,
+    /// Per line, the options, largest offer first.
+    by_offer: Vec<Vec<usize>>,
     /// Per line, per option: what that option and the ones after it offer together.
     reach: Vec<Vec<Qty>>,
     /// Lines, fewest options first.
@@ -69,11 +71,21 @@ impl<'a> Search<'a> {
                 reach
             })
             .collect();
+        let by_offer = options
+            .iter()
+            .enumerate()
+            .map(|(i, options)| {
+                let mut by_offer = options.clone();
+                by_offer.sort_by_key(|&c| std::cmp::Reverse(candidates[c].offered(i)));
+                by_offer
+            })
+            .collect();
         let mut lines: Vec<usize> = (0..order.needs.len()).collect();
         lines.sort_by_key(|&i| (options[i].len(), i));
         let mut search = Search {
             order,
             options,
+            by_offer,
             reach,
             lines,
             keep,
@@ -172,16 +184,32 @@ impl<'a> Search<'a> {
         (0..self.order.needs.len()).all(|i| self.covered(i, used, Some(c)) >= self.order.needs[i])
     }
 
-    /// The dearest of the cheapest new nodes the lines from `depth` on still need.
+    /// The dearest of what the lines from `depth` on still need from new nodes: a line short
+    /// of `r` needs at least the `k` nodes whose `k` largest offers reach `r`, and those cost
+    /// at least the `k` cheapest.
     fn lower_bound(&self, depth: usize, used: &[usize]) -> f64 {
         self.lines[depth..]
             .iter()
-            .filter(|&&i| self.covered(i, used, None) < self.order.needs[i])
             .map(|&i| {
-                self.options[i]
-                    .iter()
-                    .find(|c| !used.contains(c))
-                    .map_or(f64::INFINITY, |&c| self.candidate(c).cost)
+                let short = self.order.needs[i] - self.covered(i, used, None);
+                if short <= 0 {
+                    return 0.0;
+                }
+                let mut reached = 0;
+                let nodes = unused(&self.by_offer[i], used)
+                    .take_while(|&&c| {
+                        let short_before = reached < short;
+                        reached += self.candidate(c).offered(i);
+                        short_before
+                    })
+                    .count();
+                if reached < short {
+                    return f64::INFINITY;
+                }
+                unused(&self.options[i], used)
+                    .take(nodes)
+                    .map(|&c| self.candidate(c).cost)
+                    .sum()
             })
             .fold(0.0, f64::max)
     }
@@ -255,6 +283,11 @@ impl<'a> Search<'a> {
         self.solutions.insert(at, (cost, nodes));
         self.solutions.truncate(self.keep);
     }
+}
+
+/// The candidates of `list` not in `used`.
+fn unused<'l>(list: &'l [usize], used: &'l [usize]) -> impl Iterator<Item = &'l usize> + 'l {
+    list.iter().filter(|c| !used.contains(c))
 }
 
 #[cfg(test)]
