@@ -1,7 +1,7 @@
 //! In-process latency of the checkout and OMS calls on the 50-node demo network: a product-page
 //! promise (one SKU, all service levels), a 10-line cart promise, routing orders of 1, 5, 10
-//! and 20 lines, the 10-line order with lines allowed to split (as is, and with quantities
-//! no single node has), and a reserve + release pair.
+//! and 20 lines, the 10-line order with lines allowed to split (as is, and with 1, 2 or all
+//! 10 lines of quantities no single node has), and a reserve + release pair.
 //!
 //! `cargo bench --bench checkout`
 
@@ -111,12 +111,13 @@ fn route(lines: usize) -> RouteRequest {
     }
 }
 
-/// The 10-line order with `split_lines`, each line `quantity` units.
-fn split_route(quantity: i64) -> RouteRequest {
+/// The 10-line order with `split_lines`, its first `large` lines of 250 units (more than
+/// any node holds, so each takes two nodes or more), the others of 1.
+fn split_route(large: usize) -> RouteRequest {
     let mut request = route(10);
     request.constraints.split_lines = true;
-    for line in &mut request.lines {
-        line.1 = quantity;
+    for line in &mut request.lines[..large] {
+        line.1 = 250;
     }
     request
 }
@@ -147,10 +148,9 @@ fn main() {
     let mut orders: Vec<(String, RouteRequest)> = [1, 5, 10, 20]
         .map(|lines| (format!("{lines}_lines_50_nodes"), route(lines)))
         .into();
-    // 1 unit a line: splitting is allowed but not needed; 250: most nodes have less.
-    for quantity in [1, 250] {
-        let name = format!("10_lines_of_{quantity}_50_nodes_split_lines");
-        orders.push((name, split_route(quantity)));
+    for large in [0, 1, 2, 10] {
+        let name = format!("10_lines_{large}_of_250_50_nodes_split_lines");
+        orders.push((name, split_route(large)));
     }
     for (name, request) in orders {
         let routing = engine.route(&request, &deadline()).expect("valid");

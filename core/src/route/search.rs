@@ -17,6 +17,8 @@ pub(super) struct Search<'a> {
     options: Vec<Vec<usize>>,
     /// Per line, the options, largest offer first.
     by_offer: Vec<Vec<usize>>,
+    /// Per line, per candidate: its place among the line's options (`usize::MAX`: none).
+    rank: Vec<Vec<usize>>,
     /// Per line, per option: what that option and the ones after it offer together.
     reach: Vec<Vec<Qty>>,
     /// Lines, fewest options first.
@@ -80,12 +82,23 @@ impl<'a> Search<'a> {
                 by_offer
             })
             .collect();
+        let rank = options
+            .iter()
+            .map(|options| {
+                let mut rank = vec![usize::MAX; candidates.len()];
+                for (k, &c) in options.iter().enumerate() {
+                    rank[c] = k;
+                }
+                rank
+            })
+            .collect();
         let mut lines: Vec<usize> = (0..order.needs.len()).collect();
         lines.sort_by_key(|&i| (options[i].len(), i));
         let mut search = Search {
             order,
             options,
             by_offer,
+            rank,
             reach,
             lines,
             keep,
@@ -97,7 +110,7 @@ impl<'a> Search<'a> {
         };
         let mut used: Vec<usize> = forced.into_iter().collect();
         let cost = used.iter().map(|&c| candidates[c].cost).sum();
-        search.bound = cost + search.lower_bound(0, &used);
+        search.bound = cost + search.lower_bound(0, &used, 0);
         let coverable = (0..order.needs.len()).all(|i| {
             search.reach[i]
                 .first()
@@ -186,17 +199,23 @@ impl<'a> Search<'a> {
 
     /// The dearest of what the lines from `depth` on still need from new nodes: a line short
     /// of `r` needs at least the `k` nodes whose `k` largest offers reach `r`, and those cost
-    /// at least the `k` cheapest.
-    fn lower_bound(&self, depth: usize, used: &[usize]) -> f64 {
+    /// at least the `k` cheapest. The line at `depth` takes its next nodes from its options
+    /// from `from` on (the descent adds a line's nodes in option order).
+    fn lower_bound(&self, depth: usize, used: &[usize], from: usize) -> f64 {
         self.lines[depth..]
             .iter()
-            .map(|&i| {
+            .enumerate()
+            .map(|(d, &i)| {
                 let short = self.order.needs[i] - self.covered(i, used, None);
                 if short <= 0 {
                     return 0.0;
                 }
+                let first = if d == 0 { from } else { 0 };
+                let open = |c: &&usize| !used.contains(c) && self.rank[i][**c] >= first;
                 let mut reached = 0;
-                let nodes = unused(&self.by_offer[i], used)
+                let nodes = self.by_offer[i]
+                    .iter()
+                    .filter(open)
                     .take_while(|&&c| {
                         let short_before = reached < short;
                         reached += self.candidate(c).offered(i);
@@ -206,10 +225,8 @@ impl<'a> Search<'a> {
                 if reached < short {
                     return f64::INFINITY;
                 }
-                unused(&self.options[i], used)
-                    .take(nodes)
-                    .map(|&c| self.candidate(c).cost)
-                    .sum()
+                let cheapest = self.options[i][first..].iter().filter(open);
+                cheapest.take(nodes).map(|&c| self.candidate(c).cost).sum()
             })
             .fold(0.0, f64::max)
     }
@@ -259,7 +276,7 @@ impl<'a> Search<'a> {
             }
             let next = cost + self.candidate(c).cost;
             used.push(c);
-            if next + self.lower_bound(depth, used) < self.cutoff() {
+            if next + self.lower_bound(depth, used, k + 1) < self.cutoff() {
                 self.descend(depth, used, next, k + 1)?;
             }
             used.pop();
@@ -283,11 +300,6 @@ impl<'a> Search<'a> {
         self.solutions.insert(at, (cost, nodes));
         self.solutions.truncate(self.keep);
     }
-}
-
-/// The candidates of `list` not in `used`.
-fn unused<'l>(list: &'l [usize], used: &'l [usize]) -> impl Iterator<Item = &'l usize> + 'l {
-    list.iter().filter(|c| !used.contains(c))
 }
 
 #[cfg(test)]
