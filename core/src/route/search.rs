@@ -13,6 +13,10 @@ use crate::error::Result;
 /// The branch and bound over which nodes ship.
 pub(super) struct Search<'a> {
     order: &'a Ordered<'a>,
+    /// Whether each candidate is in the descent's current set.
+    in_use: Vec<bool>,
+    /// Per line, what the descent's current set offers of it.
+    have: Vec<Qty>,
     /// Per line, candidate indices that have some of it, cheapest first.
     options: Vec<Vec<usize>>,
     /// Per line, the options, largest offer first.
@@ -96,6 +100,8 @@ impl<'a> Search<'a> {
         lines.sort_by_key(|&i| (options[i].len(), i));
         let mut search = Search {
             order,
+            in_use: vec![false; candidates.len()],
+            have: vec![0; order.needs.len()],
             options,
             by_offer,
             rank,
@@ -109,8 +115,11 @@ impl<'a> Search<'a> {
             bound: 0.0,
         };
         let mut used: Vec<usize> = forced.into_iter().collect();
+        for &c in &used {
+            search.take(c);
+        }
         let cost = used.iter().map(|&c| candidates[c].cost).sum();
-        search.bound = cost + search.lower_bound(0, &used, 0);
+        search.bound = cost + search.lower_bound(0, 0);
         let coverable = (0..order.needs.len()).all(|i| {
             search.reach[i]
                 .first()
@@ -201,17 +210,17 @@ impl<'a> Search<'a> {
     /// of `r` needs at least the `k` nodes whose `k` largest offers reach `r`, and those cost
     /// at least the `k` cheapest. The line at `depth` takes its next nodes from its options
     /// from `from` on (the descent adds a line's nodes in option order).
-    fn lower_bound(&self, depth: usize, used: &[usize], from: usize) -> f64 {
+    fn lower_bound(&self, depth: usize, from: usize) -> f64 {
         self.lines[depth..]
             .iter()
             .enumerate()
             .map(|(d, &i)| {
-                let short = self.order.needs[i] - self.covered(i, used, None);
+                let short = self.order.needs[i] - self.have[i];
                 if short <= 0 {
                     return 0.0;
                 }
                 let first = if d == 0 { from } else { 0 };
-                let open = |c: &&usize| !used.contains(c) && self.rank[i][**c] >= first;
+                let open = |c: &&usize| !self.in_use[**c] && self.rank[i][**c] >= first;
                 let mut reached = 0;
                 let nodes = self.by_offer[i]
                     .iter()
@@ -256,7 +265,7 @@ impl<'a> Search<'a> {
             self.record(cost, used);
             return Ok(());
         };
-        let covered = self.covered(line, used, None);
+        let covered = self.have[line];
         // The nodes already shipping cover this line: it costs nothing more.
         if covered >= self.order.needs[line] {
             return self.descend(depth + 1, used, cost, 0);
@@ -271,17 +280,38 @@ impl<'a> Search<'a> {
             // Each option's bound looks at every line left.
             self.deadline.spend((self.lines.len() - depth) as u64)?;
             let c = self.options[line][k];
-            if used.contains(&c) {
+            if self.in_use[c] {
                 continue;
             }
             let next = cost + self.candidate(c).cost;
             used.push(c);
-            if next + self.lower_bound(depth, used, k + 1) < self.cutoff() {
-                self.descend(depth, used, next, k + 1)?;
-            }
+            self.take(c);
+            let kept = if next + self.lower_bound(depth, k + 1) < self.cutoff() {
+                self.descend(depth, used, next, k + 1)
+            } else {
+                Ok(())
+            };
+            self.put_back(c);
             used.pop();
+            kept?;
         }
         Ok(())
+    }
+
+    /// Adds candidate `c` to the descent's current set.
+    fn take(&mut self, c: usize) {
+        self.in_use[c] = true;
+        for (i, have) in self.have.iter_mut().enumerate() {
+            *have += self.order.candidates[c].offered(i);
+        }
+    }
+
+    /// Takes candidate `c` out of the descent's current set.
+    fn put_back(&mut self, c: usize) {
+        self.in_use[c] = false;
+        for (i, have) in self.have.iter_mut().enumerate() {
+            *have -= self.order.candidates[c].offered(i);
+        }
     }
 
     /// Keeps the plan if every node of it is needed and it is among the cheapest.
