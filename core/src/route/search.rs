@@ -46,56 +46,10 @@ impl<'a> Search<'a> {
         deadline: &'a Deadline<'a>,
     ) -> Result<Search<'a>> {
         let candidates = order.candidates;
-        let options: Vec<Vec<usize>> = (0..order.needs.len())
-            .map(|i| {
-                let mut options: Vec<usize> = (0..candidates.len())
-                    .filter(|&c| candidates[c].offered(i) > 0)
-                    .collect();
-                options.sort_by(|&a, &b| {
-                    candidates[a]
-                        .cost
-                        .total_cmp(&candidates[b].cost)
-                        .then(a.cmp(&b))
-                });
-                options
-            })
-            .collect();
-        let reach = options
-            .iter()
-            .enumerate()
-            .map(|(i, options)| {
-                let mut sum = 0;
-                let mut reach: Vec<Qty> = options
-                    .iter()
-                    .rev()
-                    .map(|&c| {
-                        sum += candidates[c].offered(i);
-                        sum
-                    })
-                    .collect();
-                reach.reverse();
-                reach
-            })
-            .collect();
-        let by_offer = options
-            .iter()
-            .enumerate()
-            .map(|(i, options)| {
-                let mut by_offer = options.clone();
-                by_offer.sort_by_key(|&c| std::cmp::Reverse(candidates[c].offered(i)));
-                by_offer
-            })
-            .collect();
-        let rank = options
-            .iter()
-            .map(|options| {
-                let mut rank = vec![usize::MAX; candidates.len()];
-                for (k, &c) in options.iter().enumerate() {
-                    rank[c] = k;
-                }
-                rank
-            })
-            .collect();
+        let options = options(order);
+        let reach = per_line(candidates, &options, reach);
+        let by_offer = per_line(candidates, &options, by_offer);
+        let rank = per_line(candidates, &options, rank);
         let mut lines: Vec<usize> = (0..order.needs.len()).collect();
         lines.sort_by_key(|&i| (options[i].len(), i));
         let mut search = Search {
@@ -330,6 +284,66 @@ impl<'a> Search<'a> {
         self.solutions.insert(at, (cost, nodes));
         self.solutions.truncate(self.keep);
     }
+}
+
+/// Per line, the candidates that have some of it, cheapest first.
+fn options(order: &Ordered<'_>) -> Vec<Vec<usize>> {
+    let candidates = order.candidates;
+    (0..order.needs.len())
+        .map(|i| {
+            let mut options: Vec<usize> = (0..candidates.len())
+                .filter(|&c| candidates[c].offered(i) > 0)
+                .collect();
+            options.sort_by(|&a, &b| {
+                candidates[a]
+                    .cost
+                    .total_cmp(&candidates[b].cost)
+                    .then(a.cmp(&b))
+            });
+            options
+        })
+        .collect()
+}
+
+/// `table` of each line's options.
+fn per_line<T>(
+    candidates: &[Candidate],
+    options: &[Vec<usize>],
+    table: fn(&[Candidate], usize, &[usize]) -> Vec<T>,
+) -> Vec<Vec<T>> {
+    let lines = options.iter().enumerate();
+    lines.map(|(i, o)| table(candidates, i, o)).collect()
+}
+
+/// Per option of line `i`: what it and the options after it offer of the line together.
+fn reach(candidates: &[Candidate], i: usize, options: &[usize]) -> Vec<Qty> {
+    let mut sum = 0;
+    let mut reach: Vec<Qty> = options
+        .iter()
+        .rev()
+        .map(|&c| {
+            sum += candidates[c].offered(i);
+            sum
+        })
+        .collect();
+    reach.reverse();
+    reach
+}
+
+/// The options of line `i`, largest offer first.
+fn by_offer(candidates: &[Candidate], i: usize, options: &[usize]) -> Vec<usize> {
+    let mut by_offer = options.to_vec();
+    by_offer.sort_by_key(|&c| std::cmp::Reverse(candidates[c].offered(i)));
+    by_offer
+}
+
+/// Per candidate, its place among line `i`'s options (`usize::MAX`: none).
+fn rank(candidates: &[Candidate], _: usize, options: &[usize]) -> Vec<usize> {
+    let mut rank = vec![usize::MAX; candidates.len()];
+    for (k, &c) in options.iter().enumerate() {
+        rank[c] = k;
+    }
+    rank
 }
 
 #[cfg(test)]
