@@ -20,14 +20,33 @@ fn shipped(response: &pb::RouteResponse, sku: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// The order under `constraints`.
+fn constrained(
+    id: &str,
+    lines: &[(&str, i64)],
+    constraints: pb::RouteConstraints,
+) -> pb::RouteRequest {
+    pb::RouteRequest {
+        constraints: Some(constraints),
+        ..order(id, lines)
+    }
+}
+
 fn split_order(id: &str, lines: &[(&str, i64)], max_packages: u32) -> pb::RouteRequest {
-    let mut request = order(id, lines);
-    request.constraints = Some(pb::RouteConstraints {
+    let split = pb::RouteConstraints {
         split_lines: true,
         max_packages,
         ..Default::default()
-    });
-    request
+    };
+    constrained(id, lines, split)
+}
+
+/// Ships in one package.
+fn complete() -> pb::RouteConstraints {
+    pb::RouteConstraints {
+        ship_complete: true,
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -108,11 +127,7 @@ async fn every_node_is_planned_or_excluded_with_the_constraint_that_keeps_it_out
         ("C", "CHI", 5),
     ])
     .await;
-    let mut complete = order("O-1", &[("A", 1), ("B", 1)]);
-    complete.constraints = Some(pb::RouteConstraints {
-        ship_complete: true,
-        ..Default::default()
-    });
+    let complete = constrained("O-1", &[("A", 1), ("B", 1)], complete());
     let response = route(&app, complete).await;
     assert_eq!(nodes(&response), ["NYC"]);
     assert_eq!(
@@ -120,11 +135,11 @@ async fn every_node_is_planned_or_excluded_with_the_constraint_that_keeps_it_out
         "lacks A and the order ships complete"
     );
 
-    let mut two = order("O-2", &[("A", 1), ("B", 1), ("C", 1)]);
-    two.constraints = Some(pb::RouteConstraints {
+    let two = pb::RouteConstraints {
         max_packages: 2,
         ..Default::default()
-    });
+    };
+    let mut two = constrained("O-2", &[("A", 1), ("B", 1), ("C", 1)], two);
     two.alternatives = 4;
     let response = route(&app, two).await;
     assert_eq!(nodes(&response), ["CHI", "NYC"]);
@@ -157,11 +172,7 @@ async fn every_node_is_planned_or_excluded_with_the_constraint_that_keeps_it_out
 #[tokio::test]
 async fn a_wave_says_how_many_orders_each_total_serves() {
     let app = stocked(&[("A", "NYC", 1), ("A", "LAX", 1), ("B", "NYC", 1)]).await;
-    let mut complete = order("O-2", &[("A", 1), ("B", 1)]);
-    complete.constraints = Some(pb::RouteConstraints {
-        ship_complete: true,
-        ..Default::default()
-    });
+    let complete = constrained("O-2", &[("A", 1), ("B", 1)], complete());
     let wave = pb::RouteOrdersRequest {
         orders: vec![order("O-1", &[("A", 1)]), complete],
     };
