@@ -217,3 +217,20 @@ async fn a_routed_and_a_promised_shipment_cost_the_same() {
     assert_eq!(option.shipments[0].cost_breakdown, routed.cost_breakdown);
     assert!((option.cost - routed.cost).abs() < 1e-9);
 }
+
+#[tokio::test]
+async fn a_split_plan_is_held_at_each_node_for_its_part() {
+    let app = stocked(&[("X", "NYC", 6), ("X", "NJ", 6)]).await;
+    let mut request = split_order("O-1", &[("X", 10)], 0);
+    (request.reserve, request.reservation_id) = (true, "R-1".into());
+    let response = route(&app, request).await;
+    let held = response.reservation.expect("held");
+    let lines: Vec<(&str, i64)> = held
+        .lines
+        .iter()
+        .map(|l| (l.node_id.as_str(), l.quantity))
+        .collect();
+    assert_eq!(lines, [("NYC", 6), ("NJ", 4)]);
+    let again = route(&app, split_order("O-2", &[("X", 3)], 0)).await;
+    assert!(again.plan.is_none(), "2 left at NJ: {again:?}");
+}
