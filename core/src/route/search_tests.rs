@@ -62,6 +62,15 @@ fn brute_force(
     plans
 }
 
+fn ordered<'a>(candidates: &'a [Candidate], needs: &'a [Qty], limit: usize) -> Ordered<'a> {
+    Ordered {
+        candidates,
+        needs,
+        limit,
+        budget: DEFAULT_SEARCH_BUDGET,
+    }
+}
+
 /// A small random network: per line, what each node offers (often nothing, often a part).
 fn network() -> impl Strategy<Value = (Vec<f64>, Vec<Vec<Qty>>, Vec<Qty>)> {
     (1..8usize, 1..5usize).prop_flat_map(|(nodes, lines)| {
@@ -81,21 +90,23 @@ proptest! {
         keep in 1..6usize,
     ) {
         let candidates = candidates(&costs, &offers);
-        let order = Ordered { candidates: &candidates, needs: &needs, limit, budget: DEFAULT_SEARCH_BUDGET };
+        let order = ordered(&candidates, &needs, limit);
         let never = Deadline::never();
         let search = Search::run(&order, keep, None, &never).expect("no deadline");
         prop_assert!(search.optimal);
         let expected = brute_force(&costs, &offers, &needs, limit);
         let found: Vec<f64> = search.solutions.iter().map(|s| s.0).collect();
         let best: Vec<f64> = expected.iter().take(keep).map(|s| s.0).collect();
-        prop_assert_eq!(found.len(), best.len(), "found {:?}, expected {:?}", search.solutions, expected);
+        prop_assert_eq!(found.len(), best.len(), "{:?} vs {:?}", search.solutions, expected);
         for (f, e) in found.iter().zip(&best) {
             prop_assert!((f - e).abs() < 1e-9, "found {:?}, expected {:?}", found, best);
         }
         for (_, nodes) in &search.solutions {
-            prop_assert!(expected.iter().any(|(_, plan)| plan == nodes), "{nodes:?} is a needed-only plan");
+            let needed_only = expected.iter().any(|(_, plan)| plan == nodes);
+            prop_assert!(needed_only, "{nodes:?} has a node it does not need");
         }
         let mut distinct: Vec<&Vec<usize>> = search.solutions.iter().map(|s| &s.1).collect();
+        distinct.sort();
         distinct.dedup();
         prop_assert_eq!(distinct.len(), search.solutions.len());
     }
@@ -108,7 +119,7 @@ proptest! {
     ) {
         let forced = forced % costs.len();
         let candidates = candidates(&costs, &offers);
-        let order = Ordered { candidates: &candidates, needs: &needs, limit, budget: DEFAULT_SEARCH_BUDGET };
+        let order = ordered(&candidates, &needs, limit);
         let never = Deadline::never();
         let search = Search::run(&order, 1, Some(forced), &never).expect("no deadline");
         let expected = brute_force(&costs, &offers, &needs, limit)
@@ -116,7 +127,7 @@ proptest! {
             .find(|(_, plan)| plan.contains(&forced))
             .map(|s| s.0);
         let found = search.solutions.first().map(|s| s.0);
-        prop_assert_eq!(found.is_some(), expected.is_some(), "found {:?}, expected {:?}", found, expected);
+        prop_assert_eq!(found.is_some(), expected.is_some(), "{:?} vs {:?}", found, expected);
         if let (Some(f), Some(e)) = (found, expected) {
             prop_assert!((f - e).abs() < 1e-9, "found {f}, expected {e}");
         }
