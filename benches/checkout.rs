@@ -1,6 +1,7 @@
 //! In-process latency of the checkout and OMS calls on the 50-node demo network: a product-page
 //! promise (one SKU, all service levels), a 10-line cart promise, routing orders of 1, 5, 10
-//! and 20 lines, and a reserve + release pair.
+//! and 20 lines, the 10-line order with lines allowed to split (as is, and with 1, 2 or all
+//! 10 lines of quantities no single node has), and a reserve + release pair.
 //!
 //! `cargo bench --bench checkout`
 
@@ -110,6 +111,17 @@ fn route(lines: usize) -> RouteRequest {
     }
 }
 
+/// The 10-line order with `split_lines`, its first `large` lines of 250 units (more than
+/// any node holds, so each takes two nodes or more), the others of 1.
+fn split_route(large: usize) -> RouteRequest {
+    let mut request = route(10);
+    request.constraints.split_lines = true;
+    for line in &mut request.lines[..large] {
+        line.1 = 250;
+    }
+    request
+}
+
 fn main() {
     let engine = stocked_engine();
     let clock = MonotonicClock::new();
@@ -133,17 +145,23 @@ fn main() {
     }
     group.finish();
     let mut group = c.benchmark_group("route");
-    for lines in [1, 5, 10, 20] {
-        let request = route(lines);
+    let mut orders: Vec<(String, RouteRequest)> = [1, 5, 10, 20]
+        .map(|lines| (format!("{lines}_lines_50_nodes"), route(lines)))
+        .into();
+    for large in [0, 1, 2, 10] {
+        let name = format!("10_lines_{large}_of_250_50_nodes_split_lines");
+        orders.push((name, split_route(large)));
+    }
+    for (name, request) in orders {
         let routing = engine.route(&request, &deadline()).expect("valid");
         let plan = routing.plan.as_ref().expect("a plan");
         eprintln!(
-            "route {lines} lines: optimal {}, cost {:.2}, {} packages",
+            "route {name}: optimal {}, cost {:.2}, {} packages",
             plan.optimal,
             plan.total_cost,
             plan.shipments.len()
         );
-        group.bench_function(format!("{lines}_lines_50_nodes"), |b| {
+        group.bench_function(name, |b| {
             b.iter(|| {
                 let routing = engine.route(black_box(&request), &deadline());
                 black_box(routing.expect("valid"))

@@ -18,8 +18,8 @@
 //!   and only then answers.
 //! - **Core** (the `promised-core` crate, re-exported here under the same module names):
 //!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
-//!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`] and [`explain`], [`view`],
-//!   [`flow`], [`audit`], over the [`engine`] handle; [`mutation`] records, snapshot
+//!   [`reserve`], [`delivery`] and [`cost`], [`promise`], [`route`], [`query`] and [`explain`],
+//!   [`view`], [`flow`], [`audit`], over the [`engine`] handle; [`mutation`] records, snapshot
 //!   [`manifest`]s and their [`codec`]; a promise or route stops at its [`deadline`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
 //! - **Process** [`server`]: listeners ([`connections`] bounds them, [`request_bytes`] the
@@ -56,9 +56,9 @@
 //!   with the request's id, is the [`app::Caller`] every write records in the audit trail.
 
 pub use promised_core::{
-    audit, calendar, clock, codec, deadline, delivery, domain, engine, error, explain, flow, index,
-    ingest, manifest, mutation, network, promise, query, rejections, reservation, reserve, route,
-    spec, view,
+    audit, calendar, clock, codec, cost, deadline, delivery, domain, engine, error, explain, flow,
+    index, ingest, manifest, mutation, network, promise, query, rejections, reservation, reserve,
+    route, spec, view,
 };
 
 pub mod app;

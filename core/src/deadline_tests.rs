@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::promise::PromiseRequest;
 use crate::reservation::Hold;
 use crate::route::RouteRequest;
-use crate::test_support::{engine, node, stock};
+use crate::test_support::{placed_engine, stock};
 
 /// A clock that moves one millisecond each time it is read: time passes only as the work
 /// checks it.
@@ -36,19 +36,7 @@ const LINES: usize = 100;
 /// each stocked at three nodes, so that no node ships more than a few lines, the search over
 /// which nodes ship has a great many branches, and no two packages ship the whole cart.
 fn scattered_engine() -> Engine {
-    let ids: Vec<String> = (0..NODES).map(|n| format!("N{n}")).collect();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let engine = engine(&ids);
-    let nodes = ids
-        .iter()
-        .enumerate()
-        .map(|(n, id)| {
-            let mut node = node(id);
-            node.lat = n as f64;
-            node
-        })
-        .collect();
-    let _ = engine.upsert_nodes(nodes).expect("nodes");
+    let (engine, ids) = placed_engine(NODES, |n, node| node.lat = n as f64);
     let ground = ServiceLevel {
         name: "GROUND".into(),
         transit: (0..NODES)
@@ -64,7 +52,7 @@ fn scattered_engine() -> Engine {
         let first = line * 7 % NODES;
         let at: Vec<(&str, i64)> = [first, first + 1 + line % 5, first + 7 + line % 3]
             .into_iter()
-            .map(|n| (ids[n % NODES], 5))
+            .map(|n| (ids[n % NODES].as_str(), 5))
             .collect();
         stock(&engine, line as u64 + 1, &sku(line), &at);
     }

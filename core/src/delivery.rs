@@ -10,6 +10,7 @@
 use chrono::{TimeZone, Timelike};
 
 use crate::clock::UnixMillis;
+use crate::cost::CostBreakdown;
 use crate::domain::{echo, id_problem, Day, Node, Qty, ServiceLevel};
 use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
@@ -22,14 +23,15 @@ pub struct Destination {
     pub country: String,
 }
 
-/// What one node ships: its lines, when it ships and arrives, and the carrier cost.
+/// What one node ships: its lines, when it ships and arrives, and what it costs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shipment {
     pub node: NodeIdx,
     pub ship_date: Day,
     pub delivery_date: Day,
     pub lines: Vec<(String, Qty)>,
-    pub cost: f64,
+    /// Its part of its plan's cost ([`crate::cost`]); the shipments' costs add up to the plan's.
+    pub cost: CostBreakdown,
 }
 
 /// Checks line `i` of a promise or route: its SKU an id of at most `max_len` bytes, its

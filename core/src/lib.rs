@@ -25,7 +25,8 @@
 //! - [`query`]: availability: per-node, group and network ATP, earliest dates; [`explain`]:
 //!   how one of those figures is made, part by part.
 //! - [`reserve`]: holds, updates, expiry, commits into allocations; [`audit`] checks them.
-//! - [`delivery`]: ship and delivery dates of one node for one service level.
+//! - [`delivery`]: ship and delivery dates of one node for one service level; [`cost`]: what
+//!   a package and a plan cost, for promises and routes alike.
 //! - [`promise`]: delivery promises per service level for a cart.
 //! - [`route`]: cost-optimal node assignment (branch and bound), alternatives, batch waves.
 //!
@@ -44,6 +45,7 @@ pub mod audit;
 pub mod calendar;
 pub mod clock;
 pub mod codec;
+pub mod cost;
 pub mod deadline;
 pub mod delivery;
 pub mod domain;

@@ -20,6 +20,27 @@ pub(crate) fn engine(node_ids: &[&str]) -> Engine {
     engine
 }
 
+/// An engine with DCs `N0`, `N1`, ... (as [`engine`]), each node placed by `place` (its index
+/// and the node), and the ids.
+pub(crate) fn placed_engine(
+    count: usize,
+    place: impl Fn(usize, &mut Node),
+) -> (Engine, Vec<String>) {
+    let ids: Vec<String> = (0..count).map(|n| format!("N{n}")).collect();
+    let engine = engine(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let nodes = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let mut node = node(id);
+            place(n, &mut node);
+            node
+        })
+        .collect();
+    let _ = engine.upsert_nodes(nodes).expect("nodes");
+    (engine, ids)
+}
+
 /// Source WMS, owning on-hand at every node.
 pub(crate) fn wms() -> Source {
     Source {

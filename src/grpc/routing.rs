@@ -66,6 +66,8 @@ impl Routing for RoutingService {
                 orders,
                 total_cost: batch.total_cost,
                 one_by_one_cost: batch.one_by_one_cost,
+                orders_served: batch.served as u32,
+                one_by_one_served: batch.one_by_one_served as u32,
             })
         })
         .await

@@ -28,6 +28,7 @@ mod promising;
 mod raw;
 mod redis;
 mod reservations;
+mod route_plans;
 mod routing;
 mod security;
 mod transport;

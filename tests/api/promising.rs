@@ -320,7 +320,8 @@ async fn bad_promise_requests_name_the_field() {
 }
 
 /// Random stock and receipts at both nodes: the promise is never later than shipping the
-/// whole cart from one node, and each shipment is covered by ATP at its ship date.
+/// whole cart from one node, each shipment is covered by ATP at its ship date, the shipments
+/// ship exactly the cart (a line split over both nodes when it may) and add up to its cost.
 #[test]
 fn promises_are_sound_and_never_worse_than_one_node() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -352,7 +353,7 @@ fn promises_are_sound_and_never_worse_than_one_node() {
                 let _applied = engine.apply_batch(&batch).expect("applies");
             }
             let request = promised::promise::PromiseRequest {
-                lines: vec![("A".into(), 2), ("B".into(), 1), ("C".into(), 2)],
+                lines: vec![("A".into(), 4), ("B".into(), 1), ("C".into(), 2)],
                 destination: promised::delivery::Destination {
                     coordinates: Some((40.75, -73.99)),
                     ..Default::default()
@@ -375,6 +376,15 @@ fn promises_are_sound_and_never_worse_than_one_node() {
             );
             let whole = whole.expect("valid").into_result();
             for (option, complete) in promise.options.iter().zip(&whole.options) {
+                if option.delivery_date.is_some() {
+                    for (sku, quantity) in &request.lines {
+                        let lines = option.shipments.iter().flat_map(|s| &s.lines);
+                        let shipped: i64 = lines.filter(|l| &l.0 == sku).map(|l| l.1).sum();
+                        prop_assert_eq!(shipped, *quantity, "{:?}", option);
+                    }
+                    let costs: f64 = option.shipments.iter().map(|s| s.cost.total()).sum();
+                    prop_assert!((costs - option.cost).abs() < 1e-9, "{option:?}");
+                }
                 if let Some(complete) = complete.delivery_date {
                     prop_assert!(
                         option.delivery_date.is_some_and(|d| d <= complete),
@@ -469,5 +479,61 @@ async fn a_node_with_a_stale_feed_is_skipped_by_promises_and_routes() {
     assert!(
         plan.shipments.iter().all(|s| s.node_id == "LAX"),
         "{plan:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cart_that_may_split_takes_one_line_from_several_nodes() {
+    let app = stocked(&[("X", "NYC", 6), ("X", "LAX", 6)]).await;
+    // Two lines of one SKU are one line of 10.
+    let mut request = ask(&[("X", 6), ("X", 4)], "10001", utc(2, 15, 0));
+    request.service_levels = vec!["GROUND".into()];
+    let whole = promise(&app, request.clone()).await;
+    assert!(!whole.options[0].feasible);
+    assert_eq!(
+        whole.options[0].reason,
+        "no node can ship 10 of X by GROUND"
+    );
+
+    request.allow_split = true;
+    request.max_packages = 2;
+    let split = promise(&app, request.clone()).await;
+    let ground = &split.options[0];
+    assert!(ground.feasible, "{ground:?}");
+    let shipped: Vec<(&str, i64)> = ground
+        .shipments
+        .iter()
+        .map(|s| (s.node_id.as_str(), s.lines[0].quantity))
+        .collect();
+    assert_eq!(
+        shipped,
+        [("NYC", 6), ("LAX", 4)],
+        "the earlier node ships all it has"
+    );
+    assert_eq!(ground.delivery_date, date(10), "LAX's part arrives last");
+    let costs: f64 = ground.shipments.iter().map(|s| s.cost).sum();
+    assert!((costs - ground.cost).abs() < 1e-9, "{ground:?}");
+    let penalty: f64 = ground
+        .shipments
+        .iter()
+        .map(|s| s.cost_breakdown.expect("terms").packages)
+        .sum();
+    assert!(
+        (penalty - 3.0).abs() < 1e-9,
+        "one extra package: {ground:?}"
+    );
+
+    request.max_packages = 1;
+    let one = promise(&app, request.clone()).await;
+    assert_eq!(
+        one.options[0].reason,
+        "the cart needs more packages than max_packages allows"
+    );
+    request.lines[0].quantity = 9;
+    request.max_packages = 0;
+    let short = promise(&app, request).await;
+    assert_eq!(
+        short.options[0].reason,
+        "the nodes together cannot ship 13 of X by GROUND"
     );
 }

@@ -62,7 +62,7 @@ async fn routing_network(app: &mut TestApp) {
         .expect("levels");
 }
 
-async fn stocked(stock: &[(&str, &str, i64)]) -> TestApp {
+pub(crate) async fn stocked(stock: &[(&str, &str, i64)]) -> TestApp {
     let mut app = spawn_app().await;
     routing_network(&mut app).await;
     let updates = stock
@@ -73,7 +73,7 @@ async fn stocked(stock: &[(&str, &str, i64)]) -> TestApp {
     app
 }
 
-fn order(id: &str, lines: &[(&str, i64)]) -> pb::RouteRequest {
+pub(crate) fn order(id: &str, lines: &[(&str, i64)]) -> pb::RouteRequest {
     pb::RouteRequest {
         order_id: id.into(),
         lines: lines
@@ -94,7 +94,7 @@ fn order(id: &str, lines: &[(&str, i64)]) -> pb::RouteRequest {
     }
 }
 
-async fn route(app: &TestApp, request: pb::RouteRequest) -> pb::RouteResponse {
+pub(crate) async fn route(app: &TestApp, request: pb::RouteRequest) -> pb::RouteResponse {
     RoutingClient::new(app.channel.clone())
         .route_order(request)
         .await
@@ -103,14 +103,14 @@ async fn route(app: &TestApp, request: pb::RouteRequest) -> pb::RouteResponse {
 }
 
 /// The nodes of a plan, sorted.
-fn nodes(response: &pb::RouteResponse) -> Vec<String> {
+pub(crate) fn nodes(response: &pb::RouteResponse) -> Vec<String> {
     let plan = response.plan.as_ref().expect("a plan");
     let mut nodes: Vec<String> = plan.shipments.iter().map(|s| s.node_id.clone()).collect();
     nodes.sort();
     nodes
 }
 
-fn reason<'a>(response: &'a pb::RouteResponse, node: &str) -> &'a str {
+pub(crate) fn reason<'a>(response: &'a pb::RouteResponse, node: &str) -> &'a str {
     let excluded = response.excluded.iter().find(|e| e.node_id == node);
     excluded.map_or("", |e| e.reason.as_str())
 }

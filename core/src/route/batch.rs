@@ -17,8 +17,12 @@ pub struct Routed {
 #[derive(Debug, Clone)]
 pub struct BatchRouting {
     pub routings: Vec<Routing>,
+    /// The cost of the plans of `routings`, which serve `served` orders.
     pub total_cost: f64,
+    pub served: usize,
+    /// The cost of routing one at a time in arrival order, serving `one_by_one_served`.
     pub one_by_one_cost: f64,
+    pub one_by_one_served: usize,
 }
 
 impl Engine {
@@ -104,11 +108,7 @@ impl Engine {
         let choice: Vec<usize> = {
             let breadth: Vec<usize> = one_by_one
                 .iter()
-                .map(|r| {
-                    r.plan
-                        .as_ref()
-                        .map_or(0, |_| r.network.nodes().len() - r.excluded.len())
-                })
+                .map(|r| r.plan.as_ref().map_or(0, |_| r.candidates))
                 .collect();
             arrival.sort_by_key(|&i| (breadth[i], std::cmp::Reverse(requests[i].lines.len()), i));
             arrival
@@ -123,13 +123,16 @@ impl Engine {
         };
         let served = |routings: &[Routing]| routings.iter().filter(|r| r.plan.is_some()).count();
         let one_by_one_cost = total(&one_by_one);
+        let one_by_one_served = served(&one_by_one);
         let better =
-            (served(&constrained), -total(&constrained)) > (served(&one_by_one), -one_by_one_cost);
+            (served(&constrained), -total(&constrained)) > (one_by_one_served, -one_by_one_cost);
         let routings = if better { constrained } else { one_by_one };
         Ok(BatchRouting {
             total_cost: total(&routings),
+            served: served(&routings),
             routings,
             one_by_one_cost,
+            one_by_one_served,
         })
     }
 

@@ -10,7 +10,7 @@ use crate::network::{Network, NodeIdx};
 use crate::promise::{Promise, PromiseRequest};
 use crate::reservation::{Hold, Line, LineRequest, ReserveRequest, Scope, State};
 use crate::reserve::Held;
-use crate::route::{Constraints, Plan, RouteRequest, Routing, Weights};
+use crate::route::{Constraints, CostBreakdown, Plan, RouteRequest, Routing, Weights};
 
 fn date(text: &str, field: String) -> Result<Option<Day>, FieldViolation> {
     match text {
@@ -174,7 +174,8 @@ pub fn promise_response(promise: Promise) -> pb::PromiseResponse {
                     ship_date: s.ship_date.to_string(),
                     delivery_date: s.delivery_date.to_string(),
                     lines: s.lines.into_iter().map(line).collect(),
-                    cost: s.cost,
+                    cost: s.cost.total(),
+                    cost_breakdown: Some(cost_breakdown(&s.cost)),
                 })
                 .collect(),
             cost: option.cost,
@@ -269,6 +270,7 @@ fn constraints(
         deliver_by,
         excluded_node_ids: constraints.excluded_node_ids,
         allowed_node_kinds: kinds,
+        split_lines: constraints.split_lines,
     }
 }
 
@@ -279,6 +281,15 @@ fn weights(weights: pb::ObjectiveWeights) -> Weights {
         package_penalty: weights.package_penalty.unwrap_or(defaults.package_penalty),
         priority: weights.priority.unwrap_or(defaults.priority),
         capacity: weights.capacity.unwrap_or(defaults.capacity),
+    }
+}
+
+fn cost_breakdown(cost: &CostBreakdown) -> pb::CostBreakdown {
+    pb::CostBreakdown {
+        shipping: cost.shipping,
+        packages: cost.packages,
+        priority: cost.priority,
+        capacity: cost.capacity,
     }
 }
 
@@ -296,16 +307,12 @@ fn route_plan(plan: Plan, network: &Network) -> pb::RoutePlan {
                     .collect(),
                 ship_date: s.ship_date.to_string(),
                 delivery_date: s.delivery_date.to_string(),
-                cost: s.cost,
+                cost: s.cost.total(),
+                cost_breakdown: Some(cost_breakdown(&s.cost)),
             })
             .collect(),
         total_cost: plan.total_cost,
-        cost_breakdown: Some(pb::CostBreakdown {
-            shipping: plan.breakdown.shipping,
-            packages: plan.breakdown.packages,
-            priority: plan.breakdown.priority,
-            capacity: plan.breakdown.capacity,
-        }),
+        cost_breakdown: Some(cost_breakdown(&plan.breakdown)),
         optimal: plan.optimal,
         lower_bound: plan.lower_bound,
     }

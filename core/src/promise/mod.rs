@@ -3,12 +3,17 @@
 //!
 //! A node can ship a line from the first day its ATP covers the quantity (future receipts give
 //! a later date rather than a "no"); [`crate::delivery`] turns that day into ship and delivery
-//! dates.
+//! dates. A cart that may split may also take one line's quantity from several nodes. Each
+//! shipment is priced as routing prices it ([`crate::cost`], default weights), so its cost
+//! means the same in both answers and the option's cost is their sum.
+
+mod cart;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::clock::UnixMillis;
+use crate::cost::{self, CostBreakdown, Weights};
 use crate::deadline::Deadline;
 use crate::delivery::{check_order_line, locate, ship_and_deliver, Destination, Shipment};
 use crate::domain::{distance_km, Day, Qty, ServiceLevel};
@@ -19,6 +24,7 @@ use crate::reservation::{Hold, LineRequest, ReserveRequest};
 use crate::reserve::Held;
 use crate::route::Taken;
 use crate::view::AtpView;
+use cart::Cart;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PromiseRequest {
@@ -43,6 +49,7 @@ pub struct PromiseOption {
     /// `None` when the level cannot deliver the cart; `reason` says why.
     pub delivery_date: Option<Day>,
     pub shipments: Vec<Shipment>,
+    /// The sum of the shipments' costs.
     pub cost: f64,
     pub reason: String,
 }
@@ -56,12 +63,16 @@ pub struct Promise {
     pub reservation: Option<Held>,
 }
 
+/// A level's shipments, not yet priced, or the infeasible option saying why there are none.
+type Planned = std::result::Result<Vec<Shipment>, PromiseOption>;
+
 /// What one node could do for a cart under one service level.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Leg {
     node: NodeIdx,
     ship: Day,
     delivery: Day,
+    /// The carrier's price, to prefer the cheaper of two legs as fast.
     cost: f64,
 }
 
@@ -75,70 +86,6 @@ impl Leg {
             network.node(self.node).priority,
             self.node,
         )
-    }
-}
-
-/// The packages of a plan: each one's leg, and the lines (by index) it ships.
-type Packages = Vec<(Leg, Vec<usize>)>;
-
-/// What every service level's plan for a cart is made from.
-struct Cart<'a> {
-    network: &'a Network,
-    lines: &'a [(String, Qty)],
-    /// Per line, per node: the first day the node has the line's quantity.
-    ready: &'a [Vec<Option<Day>>],
-    destination: (f64, f64),
-    now_ms: UnixMillis,
-    request: &'a PromiseRequest,
-    deadline: &'a Deadline<'a>,
-}
-
-impl Cart<'_> {
-    /// What each node could do for each line under `level`: a leg, or nothing.
-    fn legs(&self, level: &ServiceLevel) -> Result<Vec<Vec<Option<Leg>>>> {
-        let nodes = self.network.nodes().len();
-        self.ready
-            .iter()
-            .map(|per_node| {
-                self.deadline.spend(nodes as u64)?;
-                let legs = per_node.iter().enumerate().map(|(n, ready)| {
-                    let ready = (*ready)?;
-                    leg(
-                        self.network,
-                        level,
-                        n as NodeIdx,
-                        ready,
-                        self.destination,
-                        self.now_ms,
-                    )
-                });
-                Ok(legs.collect())
-            })
-            .collect()
-    }
-
-    /// The best leg of a node that can ship the whole cart, ready when its last line is.
-    fn whole(&self, level: &ServiceLevel) -> Result<Option<Leg>> {
-        let network = self.network;
-        self.deadline
-            .spend((network.nodes().len() * self.lines.len()) as u64)?;
-        let complete = (0..network.nodes().len()).filter_map(|n| {
-            let all_ready = self
-                .ready
-                .iter()
-                .map(|per_node| per_node[n])
-                .collect::<Option<Vec<Day>>>()?;
-            let last = all_ready.into_iter().max()?;
-            leg(
-                network,
-                level,
-                n as NodeIdx,
-                last,
-                self.destination,
-                self.now_ms,
-            )
-        });
-        Ok(complete.min_by_key(|leg| leg.key(network)))
     }
 }
 
@@ -166,16 +113,17 @@ impl Engine {
             .filter(|&n| view.is_excluded(n))
             .map(|n| (n, "feed is stale beyond its limit".to_owned()))
             .collect();
-        let options: Vec<PromiseOption> = match lines.as_slice() {
-            [(sku, quantity)] => {
+        let plans = match lines.as_slice() {
+            [(sku, quantity)] if !request.allow_split => {
                 self.promise_one(&view, sku, *quantity, &levels, destination, now_ms)
             }
             _ => {
-                let ready = self.ready_days(&view, &lines, &Taken::new(), deadline)?;
+                let split = request.allow_split;
+                let supply = self.supply(&view, &lines, &Taken::new(), split, deadline)?;
                 let cart = Cart {
                     network: &network,
                     lines: &lines,
-                    ready: &ready,
+                    supply: &supply,
                     destination,
                     now_ms,
                     request,
@@ -183,10 +131,18 @@ impl Engine {
                 };
                 levels
                     .iter()
-                    .map(|level| plan(&cart, level))
+                    .map(|level| cart.plan(level))
                     .collect::<Result<_>>()?
             }
         };
+        let options = levels
+            .iter()
+            .zip(plans)
+            .map(|(level, plan)| match plan {
+                Ok(shipments) => self.option(&network, level, destination, shipments),
+                Err(infeasible) => infeasible,
+            })
+            .collect();
         let promise = Promise {
             options,
             skipped,
@@ -259,7 +215,7 @@ impl Engine {
         levels: &[&ServiceLevel],
         destination: (f64, f64),
         now_ms: UnixMillis,
-    ) -> Vec<PromiseOption> {
+    ) -> Vec<Planned> {
         let network = view.network;
         let mut best: Vec<Option<Leg>> = vec![None; levels.len()];
         self.shared.index.read(sku, |entry| {
@@ -284,25 +240,52 @@ impl Engine {
             .iter()
             .zip(best)
             .map(|(level, leg)| match leg {
-                Some(leg) => PromiseOption {
-                    service_level: level.name.clone(),
-                    delivery_date: Some(leg.delivery),
-                    shipments: vec![Shipment {
-                        node: leg.node,
-                        ship_date: leg.ship,
-                        delivery_date: leg.delivery,
-                        lines: vec![line.clone()],
-                        cost: leg.cost,
-                    }],
-                    cost: leg.cost,
-                    reason: String::new(),
-                },
-                None => infeasible(
+                Some(leg) => Ok(vec![Shipment {
+                    node: leg.node,
+                    ship_date: leg.ship,
+                    delivery_date: leg.delivery,
+                    lines: vec![line.clone()],
+                    cost: CostBreakdown::default(),
+                }]),
+                None => Err(infeasible(
                     level,
                     format!("no node can ship {quantity} of {sku} by {}", level.name),
-                ),
+                )),
             })
             .collect()
+    }
+
+    /// The feasible option of `shipments` under `level`, each priced as routing prices a
+    /// package with the default weights.
+    fn option(
+        &self,
+        network: &Network,
+        level: &ServiceLevel,
+        destination: (f64, f64),
+        mut shipments: Vec<Shipment>,
+    ) -> PromiseOption {
+        let weights = Weights::default();
+        let mut packages: Vec<CostBreakdown> = shipments
+            .iter()
+            .map(|s| {
+                let node = network.node(s.node);
+                let km = distance_km((node.lat, node.lon), destination);
+                let capacity = node.fulfilment.daily_capacity;
+                let used = self.capacity_pressure(s.node, capacity, Some(s.ship_date));
+                cost::package(level, km, node, used, &weights)
+            })
+            .collect();
+        let total = cost::plan(&mut packages, &weights);
+        for (shipment, package) in shipments.iter_mut().zip(packages) {
+            shipment.cost = package;
+        }
+        PromiseOption {
+            service_level: level.name.clone(),
+            delivery_date: shipments.iter().map(|s| s.delivery_date).max(),
+            cost: total.total(),
+            shipments,
+            reason: String::new(),
+        }
     }
 }
 
@@ -351,53 +334,6 @@ fn levels<'n>(network: &'n Network, names: &[String]) -> Result<Vec<&'n ServiceL
         .collect())
 }
 
-/// The best plan for one service level.
-fn plan(cart: &Cart<'_>, level: &ServiceLevel) -> Result<PromiseOption> {
-    let (lines, request) = (cart.lines, cart.request);
-    let legs = cart.legs(level)?;
-    let whole = cart.whole(level)?;
-    let split = if request.allow_split && lines.len() > 1 {
-        split_plan(cart.network, &legs, request.max_packages, cart.deadline)?
-    } else {
-        None
-    };
-    let shipments: Option<Packages> = match (whole, split) {
-        (Some(whole), Some(split)) => {
-            let split_delivery = split.iter().map(|(l, _)| l.delivery).max();
-            if split_delivery < Some(whole.delivery) {
-                Some(split)
-            } else {
-                Some(vec![(whole, (0..lines.len()).collect())])
-            }
-        }
-        (Some(whole), None) => Some(vec![(whole, (0..lines.len()).collect())]),
-        (None, split) => split,
-    };
-    let Some(shipments) = shipments else {
-        return Ok(infeasible(
-            level,
-            reason(level, lines, &legs, request.allow_split),
-        ));
-    };
-    let shipments: Vec<Shipment> = shipments
-        .into_iter()
-        .map(|(leg, on)| Shipment {
-            node: leg.node,
-            ship_date: leg.ship,
-            delivery_date: leg.delivery,
-            lines: on.into_iter().map(|i| lines[i].clone()).collect(),
-            cost: leg.cost,
-        })
-        .collect();
-    Ok(PromiseOption {
-        service_level: level.name.clone(),
-        delivery_date: shipments.iter().map(|s| s.delivery_date).max(),
-        cost: shipments.iter().map(|s| s.cost).sum(),
-        shipments,
-        reason: String::new(),
-    })
-}
-
 fn leg(
     network: &Network,
     level: &ServiceLevel,
@@ -417,65 +353,6 @@ fn leg(
     })
 }
 
-/// Lines split over nodes: for the earliest delivery day by which at most `max_packages`
-/// nodes can cover every line (each line from one node), greedily picking the node covering
-/// most lines.
-fn split_plan(
-    network: &Network,
-    legs: &[Vec<Option<Leg>>],
-    max_packages: u32,
-    deadline: &Deadline<'_>,
-) -> Result<Option<Packages>> {
-    let mut days: Vec<Day> = legs
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|l| l.delivery)
-        .collect();
-    days.sort_unstable();
-    days.dedup();
-    let limit = if max_packages == 0 {
-        usize::MAX
-    } else {
-        max_packages as usize
-    };
-    let nodes = network.nodes().len();
-    for by in days {
-        let mut open: Vec<usize> = (0..legs.len()).collect();
-        let mut chosen: Packages = Vec::new();
-        while !open.is_empty() && chosen.len() < limit {
-            deadline.spend((nodes * open.len()) as u64)?;
-            let best = (0..nodes)
-                .filter_map(|n| {
-                    let covers: Vec<usize> = open
-                        .iter()
-                        .copied()
-                        .filter(|&i| legs[i][n].is_some_and(|l| l.delivery <= by))
-                        .collect();
-                    let leg = covers
-                        .iter()
-                        .filter_map(|&i| legs[i][n])
-                        .max_by_key(|l| l.delivery)?;
-                    Some((
-                        covers.len(),
-                        std::cmp::Reverse(leg.key(network)),
-                        leg,
-                        covers,
-                    ))
-                })
-                .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-            // No node ships any open line by this day: try a later one.
-            let Some(best) = best else { break };
-            open.retain(|i| !best.3.contains(i));
-            chosen.push((best.2, best.3));
-        }
-        if open.is_empty() {
-            return Ok(Some(chosen));
-        }
-    }
-    Ok(None)
-}
-
 fn infeasible(level: &ServiceLevel, reason: String) -> PromiseOption {
     PromiseOption {
         service_level: level.name.clone(),
@@ -484,25 +361,4 @@ fn infeasible(level: &ServiceLevel, reason: String) -> PromiseOption {
         cost: 0.0,
         reason,
     }
-}
-
-/// Why a level has no plan.
-fn reason(
-    level: &ServiceLevel,
-    lines: &[(String, Qty)],
-    legs: &[Vec<Option<Leg>>],
-    allow_split: bool,
-) -> String {
-    if let Some((sku, quantity)) = lines
-        .iter()
-        .zip(legs)
-        .find(|(_, per_node)| per_node.iter().all(Option::is_none))
-        .map(|(line, _)| line)
-    {
-        return format!("no node can ship {quantity} of {sku} by {}", level.name);
-    }
-    if !allow_split {
-        return "no single node can ship the whole cart; allow_split may".into();
-    }
-    "the cart needs more packages than max_packages allows".into()
 }

@@ -1,0 +1,122 @@
+//! What a package and a plan cost, computed here only: routing minimises it and promises
+//! report it, so a shipment's cost means the same in both answers.
+//!
+//! A package pays the carrier's price for its distance, plus its node's priority and the share
+//! of the node's daily capacity already used on its ship day, each times its weight. A plan of
+//! `n` packages also pays the package penalty `n - 1` times (one package is the baseline, each
+//! extra one a split); each package carries an equal `(n - 1) / n` share of that, so the
+//! packages' costs add up to the plan's whatever order they are listed in.
+
+use crate::domain::{Node, ServiceLevel};
+
+/// The objective's weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    /// Added per package beyond the first.
+    pub package_penalty: f64,
+    /// Per package, times the node's priority (lower is preferred).
+    pub priority: f64,
+    /// Per package, times the share of the node's daily capacity already used.
+    pub capacity: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Self {
+            package_penalty: 3.0,
+            priority: 0.5,
+            capacity: 2.0,
+        }
+    }
+}
+
+/// A cost by its terms; [`CostBreakdown::total`] is the cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CostBreakdown {
+    /// The carrier's price.
+    pub shipping: f64,
+    /// The package penalty (a package's share of its plan's).
+    pub packages: f64,
+    /// The priority term.
+    pub priority: f64,
+    /// The capacity-pressure term.
+    pub capacity: f64,
+}
+
+impl CostBreakdown {
+    /// The sum of the terms.
+    pub fn total(&self) -> f64 {
+        self.shipping + self.packages + self.priority + self.capacity
+    }
+
+    fn add(&mut self, other: &CostBreakdown) {
+        self.shipping += other.shipping;
+        self.packages += other.packages;
+        self.priority += other.priority;
+        self.capacity += other.capacity;
+    }
+}
+
+/// One package from `node`, `km` from the destination, under `level`, with `capacity` of the
+/// node's ship day already used: every term but the package penalty, which depends on the plan.
+pub fn package(
+    level: &ServiceLevel,
+    km: f64,
+    node: &Node,
+    capacity: f64,
+    weights: &Weights,
+) -> CostBreakdown {
+    CostBreakdown {
+        shipping: level.cost(km),
+        packages: 0.0,
+        priority: weights.priority * f64::from(node.priority),
+        capacity: weights.capacity * capacity,
+    }
+}
+
+/// Gives each of a plan's packages its share of the plan's package penalty, and returns the
+/// plan's cost: the sum of its packages'.
+pub fn plan(packages: &mut [CostBreakdown], weights: &Weights) -> CostBreakdown {
+    let n = packages.len() as f64;
+    let share = if packages.is_empty() {
+        0.0
+    } else {
+        weights.package_penalty * (n - 1.0) / n
+    };
+    let mut total = CostBreakdown::default();
+    for package in packages.iter_mut() {
+        package.packages = share;
+        total.add(package);
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packages_share_the_penalty_and_add_up_to_the_plan() {
+        let weights = Weights::default();
+        let one = CostBreakdown {
+            shipping: 5.0,
+            priority: 0.5,
+            ..CostBreakdown::default()
+        };
+        let mut single = [one];
+        assert_eq!(
+            plan(&mut single, &weights).total(),
+            5.5,
+            "one package: no penalty"
+        );
+        let mut three = [one, one, one];
+        let total = plan(&mut three, &weights);
+        assert!((total.packages - 6.0).abs() < 1e-9, "two extra packages");
+        let sum: f64 = three.iter().map(CostBreakdown::total).sum();
+        assert!((sum - total.total()).abs() < 1e-9);
+        assert!(
+            (three[0].packages - 2.0).abs() < 1e-9,
+            "an equal share each"
+        );
+    }
+}
