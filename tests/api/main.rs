@@ -24,6 +24,7 @@ mod promising;
 mod raw;
 mod redis;
 mod reservations;
+mod retries;
 mod routing;
 mod security;
 mod transport;

@@ -30,24 +30,55 @@ pub struct Held {
 /// Reservations expired or forgotten per sweep, so one sweep stays short.
 const SWEEP_LIMIT: usize = 10_000;
 
+/// A hold a promise or a route makes for its plan: the call's own fingerprint, which a retry
+/// of the call matches, and its answer, kept with the hold to be given again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub fingerprint: u64,
+    pub answer: Vec<u8>,
+}
+
 impl Engine {
     /// Holds every line or none.
     pub fn reserve(&self, request: &ReserveRequest) -> Result<Mutation<Held>> {
+        self.reserve_for(request, None)
+    }
+
+    /// The reservation `reservation_id` if a call with `fingerprint` made it (a retry: answer
+    /// it as it is); `None` if the id is free. An id taken by another request is refused.
+    pub(crate) fn retried(&self, reservation_id: &str, fingerprint: u64) -> Result<Option<Held>> {
+        check_id("reservation_id", reservation_id)?;
+        let shard = self.shared.book.shard(reservation_id);
+        let existing = retry_of(shard.get(reservation_id), reservation_id, fingerprint)?;
+        Ok(existing.map(|reservation| Held {
+            reservation,
+            network: self.network(),
+        }))
+    }
+
+    /// [`Engine::reserve`], for a call's plan when `origin` names the call: a retry of the
+    /// same call (or a concurrent twin that held first) answers the hold it made.
+    pub(crate) fn reserve_for(
+        &self,
+        request: &ReserveRequest,
+        origin: Option<Origin>,
+    ) -> Result<Mutation<Held>> {
         let network = self.network();
         let view = AtpView::new(self, &network, None);
         let lines = self.resolve_lines(&view, &request.lines)?;
         let ttl_ms = self.ttl_ms(request.ttl_secs)?;
         check_id("reservation_id", &request.reservation_id)?;
-        let fingerprint = request.fingerprint();
+        let Origin {
+            fingerprint,
+            answer,
+        } = origin.unwrap_or_else(|| Origin {
+            fingerprint: request.fingerprint(),
+            answer: Vec::new(),
+        });
         let mut shard = self.shared.book.shard(&request.reservation_id);
-        if let Some(existing) = shard.get(&request.reservation_id) {
-            if existing.fingerprint != fingerprint {
-                return Err(Error::AlreadyExists(format!(
-                    "reservation {:?} exists with a different request",
-                    request.reservation_id
-                )));
-            }
-            return Ok(unchanged(existing.clone(), network));
+        let existing = shard.get(&request.reservation_id);
+        if let Some(existing) = retry_of(existing, &request.reservation_id, fingerprint)? {
+            return Ok(unchanged(existing, network));
         }
         let ticket = self.begin();
         let mut effects = self.effects();
@@ -66,6 +97,7 @@ impl Engine {
             fingerprint,
             ended_at_ms: None,
             owner: request.owner.clone(),
+            answer,
         };
         let before = shard.put(reservation.clone());
         Ok(self.with_record(ticket, before, reservation, effects, network))
@@ -442,6 +474,21 @@ fn check_id(field: &str, id: &str) -> Result<()> {
     match id_problem(id, MAX_RESERVATION_ID_LEN) {
         Some(problem) => Err(Error::invalid(field, problem)),
         None => Ok(()),
+    }
+}
+
+/// A copy of `existing`, the reservation stored as `id`, if a request with `fingerprint` made
+/// it; `None` if there is none. One made by another request is `AlreadyExists`.
+fn retry_of(
+    existing: Option<&Reservation>,
+    id: &str,
+    fingerprint: u64,
+) -> Result<Option<Reservation>> {
+    match existing {
+        Some(existing) if existing.fingerprint != fingerprint => Err(Error::AlreadyExists(
+            format!("reservation {id:?} exists with a different request"),
+        )),
+        existing => Ok(existing.cloned()),
     }
 }
 

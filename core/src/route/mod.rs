@@ -10,6 +10,7 @@
 //! marked optimal, with the bound it proved.
 
 mod batch;
+mod kept;
 mod search;
 
 use std::collections::HashMap;
