@@ -55,11 +55,7 @@ impl Shipment {
         w.var(u64::from(self.node));
         w.ivar(i64::from(self.ship_date.0));
         w.ivar(i64::from(self.delivery_date.0));
-        w.len(self.lines.len());
-        for (sku, quantity) in &self.lines {
-            w.str(sku);
-            w.ivar(*quantity);
-        }
+        encode_lines(w, &self.lines);
         w.f64(self.cost);
     }
 
@@ -83,6 +79,15 @@ impl Shipment {
             lines,
             cost: r.f64()?,
         })
+    }
+}
+
+/// An order's or a shipment's (sku, quantity) lines, for a kept answer or a fingerprint.
+pub(crate) fn encode_lines(w: &mut Writer, lines: &[(String, Qty)]) {
+    w.len(lines.len());
+    for (sku, quantity) in lines {
+        w.str(sku);
+        w.ivar(*quantity);
     }
 }
 

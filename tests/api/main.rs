@@ -19,6 +19,7 @@ mod flood;
 mod helpers;
 mod ingest;
 mod model;
+mod mutating;
 mod operations;
 mod promising;
 mod raw;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Promise, PromiseOption, PromiseRequest};
 use crate::codec::{CodecError, Decoded, Reader, Writer};
-use crate::delivery::{decode_reasons, encode_reasons, Shipment};
+use crate::delivery::{decode_reasons, encode_lines, encode_reasons, Shipment};
 use crate::domain::Day;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -73,11 +73,7 @@ fn promise_fingerprint(request: &PromiseRequest, hold: &Hold) -> u64 {
     } = request;
     let mut w = Writer::default();
     w.u8(PROMISE);
-    w.len(lines.len());
-    for (sku, quantity) in lines {
-        w.str(sku);
-        w.ivar(*quantity);
-    }
+    encode_lines(&mut w, lines);
     destination.encode(&mut w);
     w.len(service_levels.len());
     for level in service_levels {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Constraints, CostBreakdown, Plan, RouteRequest, Routing, Weights};
 use crate::codec::{Decoded, Reader, Writer};
-use crate::delivery::{decode_reasons, encode_reasons, Shipment};
+use crate::delivery::{decode_reasons, encode_lines, encode_reasons, Shipment};
 use crate::network::Network;
 use crate::reservation::{fingerprint, Hold};
 
@@ -42,11 +42,7 @@ pub(crate) fn route_fingerprint(request: &RouteRequest, hold: &Hold) -> u64 {
     let mut w = Writer::default();
     w.u8(ROUTE);
     w.str(order_id);
-    w.len(lines.len());
-    for (sku, quantity) in lines {
-        w.str(sku);
-        w.ivar(*quantity);
-    }
+    encode_lines(&mut w, lines);
     destination.encode(&mut w);
     w.str(service_level);
     w.u8(u8::from(*ship_complete));
