@@ -28,5 +28,6 @@ mod reservations;
 mod retries;
 mod routing;
 mod security;
+mod signing_keys;
 mod transport;
 mod validation;
