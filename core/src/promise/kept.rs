@@ -31,8 +31,8 @@ impl Engine {
             .transpose()
     }
 
-    /// Reserves the promised plan ([`Hold::of_shipments`]); the hold keeps the answer, which
-    /// is given from there.
+    /// Reserves the promised plan ([`Hold::of_shipments`]); the hold keeps the answer, for a
+    /// retry of the call.
     pub(super) fn hold_promise(
         &self,
         request: &PromiseRequest,
@@ -51,11 +51,20 @@ impl Engine {
             fingerprint: promise_fingerprint(request, hold),
             answer: encode_promise(&promise),
         };
-        let (held, record) = self.reserve_for(&reserve, Some(origin))?.into_parts();
-        Ok(Mutation {
-            result: kept(held)?,
-            record,
-        })
+        let (held, record) = self
+            .reserve_for(&reserve, Some(origin.clone()))?
+            .into_parts();
+        // The hold made here answers as built; one a concurrent twin of this call made first
+        // (nothing changed here) answers what it kept.
+        let result = if held.reservation.answer == origin.answer {
+            Promise {
+                reservation: Some(held),
+                ..promise
+            }
+        } else {
+            kept(held)?
+        };
+        Ok(Mutation { result, record })
     }
 }
 

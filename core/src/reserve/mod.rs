@@ -612,6 +612,36 @@ mod tests {
         assert!(matches!(other, Err(Error::AlreadyExists(_))));
     }
 
+    /// Two copies of one holding call racing: the one that holds second finds the first's
+    /// hold and is given its answer; `Reserve` under that id is another request.
+    #[test]
+    fn a_hold_made_for_a_call_answers_its_twin_with_the_first_answer() {
+        let engine = engine(&["A"]);
+        stock(&engine, 1, "SKU", &[("A", 1)]);
+        let origin = |answer: &[u8]| Origin {
+            fingerprint: 7,
+            answer: answer.to_vec(),
+        };
+        let request = hold("R", &[("SKU", "A", 1)]);
+        let first = engine.reserve_for(&request, Some(origin(b"first")));
+        assert_eq!(first.expect("held").result.reservation.answer, b"first");
+        let twin = engine
+            .reserve_for(&request, Some(origin(b"second")))
+            .expect("the twin finds the hold, though no stock is left");
+        assert!(twin.record.is_none(), "nothing changed");
+        assert_eq!(twin.result.reservation.answer, b"first");
+        assert!(engine.retried("R", 7).expect("the call's id").is_some());
+        assert!(matches!(
+            engine.retried("R", 8),
+            Err(Error::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            engine.reserve(&request),
+            Err(Error::AlreadyExists(_))
+        ));
+        assert!(engine.retried("FREE", 7).expect("free").is_none());
+    }
+
     #[test]
     fn commit_binds_a_network_hold_to_nodes_with_stock() {
         let engine = engine(&["A", "B"]);

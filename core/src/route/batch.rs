@@ -67,16 +67,21 @@ impl Engine {
                 answer: encode_routing(&answer),
             };
             deadline.check()?;
-            match self.reserve_for(
-                &hold.of_shipments(&routing.network, &plan.shipments),
-                Some(origin),
-            ) {
+            let reserve = hold.of_shipments(&routing.network, &plan.shipments);
+            match self.reserve_for(&reserve, Some(origin.clone())) {
                 Ok(held) => {
                     let (held, record) = held.into_parts();
-                    return Ok(Mutation {
-                        result: kept(held)?,
-                        record,
-                    });
+                    // The hold made here answers as built; one a concurrent twin of this
+                    // call made first (nothing changed here) answers what it kept.
+                    let result = if held.reservation.answer == origin.answer {
+                        Routed {
+                            routing: answer,
+                            reservation: Some(held),
+                        }
+                    } else {
+                        kept(held)?
+                    };
+                    return Ok(Mutation { result, record });
                 }
                 Err(error @ Error::InsufficientStock(_)) => last = error,
                 Err(error) => return Err(error),
