@@ -152,14 +152,6 @@ impl Engine {
         deadline: &Deadline<'_>,
     ) -> Result<crate::mutation::Mutation<Promise>> {
         self.check_order_lines(request.lines.len())?;
-        if let Some(hold) = &request.reserve {
-            if let Some(kept) = self.retried_promise(request, hold)? {
-                return Ok(crate::mutation::Mutation {
-                    result: kept,
-                    record: None,
-                });
-            }
-        }
         let now_ms = self.request_now(request.now_ms)?;
         let network = self.network();
         let destination = locate(&network, &request.destination)?;
@@ -170,6 +162,15 @@ impl Engine {
                 "service_levels",
                 "reserving a promise needs exactly one service level",
             ));
+        }
+        if let Some(hold) = &request.reserve {
+            // A retry is answered as before, without planning again.
+            if let Some(kept) = self.retried_promise(request, hold)? {
+                return Ok(crate::mutation::Mutation {
+                    result: kept,
+                    record: None,
+                });
+            }
         }
         let view = AtpView::at(self, &network, now_ms);
         let skipped: Vec<(NodeIdx, String)> = (0..network.nodes().len() as NodeIdx)

@@ -162,6 +162,16 @@ async fn assert_retries_answer_the_same(
         Code::AlreadyExists,
         "{other_promise:?}"
     );
+    // Bad input under a taken id is still bad input.
+    let teleport = pb::RouteRequest {
+        service_level: "TELEPORT".into(),
+        ..route_r1(&["X", "Y"])
+    };
+    let bad = RoutingClient::new(channel.clone())
+        .route_order(teleport)
+        .await
+        .expect_err("no such service level");
+    assert_bad_field(&bad, "service_level");
 }
 
 #[tokio::test]

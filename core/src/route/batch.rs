@@ -37,11 +37,22 @@ impl Engine {
         deadline: &Deadline<'_>,
     ) -> Result<Mutation<Routed>> {
         let fingerprint = route_fingerprint(request, hold);
-        if let Some(held) = self.retried(&hold.reservation_id, fingerprint)? {
-            return Ok(Mutation {
-                result: kept(held)?,
-                record: None,
-            });
+        match self.retried(&hold.reservation_id, fingerprint) {
+            Ok(Some(held)) => {
+                return Ok(Mutation {
+                    result: kept(held)?,
+                    record: None,
+                })
+            }
+            Ok(None) => {}
+            // Another request holds the id; bad input is still answered as bad input.
+            Err(taken @ Error::AlreadyExists(_)) => {
+                return Err(match self.route(request, deadline) {
+                    Err(invalid @ Error::InvalidArgument(_)) => invalid,
+                    _ => taken,
+                })
+            }
+            Err(error) => return Err(error),
         }
         let wider = RouteRequest {
             alternatives: request.alternatives.max(3),
