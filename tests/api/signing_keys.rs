@@ -8,7 +8,7 @@ use promised::grpc::pb::reservations_client::ReservationsClient;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::helpers::{set_on_hand, START_MS};
+use crate::helpers::{set_on_hand, TestApp, START_MS};
 use crate::security::{token_channel, with_token, Security, TokenIssuer};
 
 async fn read(channel: &Channel, token: &str) -> Result<(), Status> {
@@ -31,12 +31,7 @@ fn refused(result: Result<(), Status>, what: &str) {
 }
 
 /// Holds 1 of SKU-1 under `id` with `token`, and answers the reservation's recorded owner.
-async fn hold_as(
-    app: &crate::helpers::TestApp,
-    channel: &Channel,
-    token: &str,
-    id: &str,
-) -> String {
+async fn hold_as(app: &TestApp, channel: &Channel, token: &str, id: &str) -> String {
     let request = crate::reservations::reserve_request(
         id,
         vec![crate::reservations::line("SKU-1", "DC-EAST", 1)],
@@ -52,12 +47,9 @@ async fn hold_as(
         .owner
 }
 
-#[tokio::test]
-async fn an_rs256_token_is_verified_against_the_configured_public_key_file() {
-    let security = Security::new();
-    let rsa = TokenIssuer::rs256(None);
-    security.dir.replace("rsa.pub.pem", &rsa.public_pem);
-    security.trust_jwt_key(r#"rs256_public_key_file = "rsa.pub.pem""#);
+/// The service trusting what `security`'s credentials file says, with 5 of SKU-1 at DC-EAST,
+/// and a channel on which callers say who they are by token.
+async fn stocked(security: &Security) -> (TestApp, Channel) {
     let mut app = security.spawn().await;
     app.apply(
         "WMS-EAST",
@@ -65,7 +57,17 @@ async fn an_rs256_token_is_verified_against_the_configured_public_key_file() {
         vec![set_on_hand("SKU-1", "DC-EAST", 5, START_MS)],
     )
     .await;
-    let channel = token_channel(&app, &security).await;
+    let channel = token_channel(&app, security).await;
+    (app, channel)
+}
+
+#[tokio::test]
+async fn an_rs256_token_is_verified_against_the_configured_public_key_file() {
+    let security = Security::new();
+    let rsa = TokenIssuer::rs256(None);
+    security.dir.replace("rsa.pub.pem", &rsa.public_pem);
+    security.trust_jwt_key(r#"rs256_public_key_file = "rsa.pub.pem""#);
+    let (app, channel) = stocked(&security).await;
     read(&channel, &rsa.token("reader", &["availability:read"]))
         .await
         .expect("an RS256 token of the configured key");
@@ -86,14 +88,7 @@ async fn jwks_rsa_and_ec_keys_each_verify_the_tokens_naming_their_kid() {
     let jwks = serde_json::json!({"keys": [rsa.jwk, ec.jwk]});
     security.dir.replace("jwks.json", &jwks.to_string());
     security.trust_jwt_key(r#"jwks_file = "jwks.json""#);
-    let mut app = security.spawn().await;
-    app.apply(
-        "WMS-EAST",
-        1,
-        vec![set_on_hand("SKU-1", "DC-EAST", 5, START_MS)],
-    )
-    .await;
-    let channel = token_channel(&app, &security).await;
+    let (app, channel) = stocked(&security).await;
     for (issuer, sub, id) in [(&rsa, "oms-rsa", "r-1"), (&ec, "oms-ec", "r-2")] {
         read(&channel, &issuer.token("reader", &["availability:read"]))
             .await
