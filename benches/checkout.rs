@@ -210,6 +210,11 @@ fn holds<'c>(c: &mut Criterion, engine: &Engine, deadline: impl Fn() -> Deadline
         let held = hold(format!("retried-{lines}"));
         let first = engine.route_and_reserve(&request, &held, &deadline());
         let first = first.expect("stock").into_result();
+        let kept = first
+            .reservation
+            .as_ref()
+            .map_or(0, |h| h.reservation.answer.len());
+        eprintln!("route and hold {lines} lines: the hold keeps a {kept}-byte answer");
         group.bench_function(format!("route_and_reserve_retry_{lines}_lines"), |b| {
             b.iter(|| {
                 let again = engine.route_and_reserve(black_box(&request), &held, &deadline());
