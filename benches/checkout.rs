@@ -1,7 +1,8 @@
 //! In-process latency of the checkout and OMS calls on the 50-node demo network: a product-page
 //! promise (one SKU, all service levels), a 10-line cart promise, routing orders of 1, 5, 10
 //! and 20 lines, the 10-line order with lines allowed to split (as is, and with 1, 2 or all
-//! 10 lines of quantities no single node has), and a reserve + release pair.
+//! 10 lines of quantities no single node has), a reserve + release pair, and a route that
+//! holds its plan, first and retried.
 //!
 //! `cargo bench --bench checkout`
 
@@ -23,7 +24,7 @@ use promised::delivery::Destination;
 use promised::domain::SupplyType;
 use promised::engine::Engine;
 use promised::promise::PromiseRequest;
-use promised::reservation::{LineRequest, ReserveRequest};
+use promised::reservation::{Hold, LineRequest, ReserveRequest};
 use promised::route::RouteRequest;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -200,5 +201,49 @@ fn main() {
         });
     }
     group.finish();
+    holds(&mut c, &engine, deadline);
     c.final_summary();
+}
+
+/// A route that holds its plan (then released), and the same call again while it is held: a
+/// retry, answered from the answer the hold kept.
+fn holds<'c>(c: &mut Criterion, engine: &Engine, deadline: impl Fn() -> Deadline<'c>) {
+    let mut group = c.benchmark_group("hold");
+    for lines in [1, 10] {
+        let request = route(lines);
+        let hold = |id: String| Hold {
+            reservation_id: id,
+            ttl_secs: 600,
+            owner: String::new(),
+        };
+        let mut n = 0u64;
+        group.bench_function(format!("route_and_reserve_release_{lines}_lines"), |b| {
+            b.iter(|| {
+                n += 1;
+                let id = format!("route-{lines}-{n}");
+                let routed = engine.route_and_reserve(&request, &hold(id.clone()), &deadline());
+                black_box(routed.expect("stock").into_result());
+                black_box(engine.release(&id).expect("held").into_result());
+            })
+        });
+        let held = hold(format!("retried-{lines}"));
+        let first = engine.route_and_reserve(&request, &held, &deadline());
+        let first = first.expect("stock").into_result();
+        let kept = first
+            .reservation
+            .as_ref()
+            .map_or(0, |h| h.reservation.answer.len());
+        eprintln!("route and hold {lines} lines: the hold keeps a {kept}-byte answer");
+        group.bench_function(format!("route_and_reserve_retry_{lines}_lines"), |b| {
+            b.iter(|| {
+                let again = engine.route_and_reserve(black_box(&request), &held, &deadline());
+                black_box(again.expect("the same answer").into_result())
+            })
+        });
+        let again = engine.route_and_reserve(&request, &held, &deadline());
+        let again = again.expect("the same answer").into_result();
+        assert_eq!(again.routing.plan, first.routing.plan);
+        let _ = engine.release(&held.reservation_id).expect("held");
+    }
+    group.finish();
 }

@@ -7,6 +7,7 @@
 //! extra one a split); each package carries an equal `(n - 1) / n` share of that, so the
 //! packages' costs add up to the plan's whatever order they are listed in.
 
+use crate::codec::{Decoded, Reader, Writer};
 use crate::domain::{Node, ServiceLevel};
 
 /// The objective's weights.
@@ -47,6 +48,30 @@ impl CostBreakdown {
     /// The sum of the terms.
     pub fn total(&self) -> f64 {
         self.shipping + self.packages + self.priority + self.capacity
+    }
+
+    /// For the answer a promise or route keeps with the hold of its plan. Destructured in
+    /// full, so a term added here is written too.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        let CostBreakdown {
+            shipping,
+            packages,
+            priority,
+            capacity,
+        } = self;
+        for term in [shipping, packages, priority, capacity] {
+            w.f64(*term);
+        }
+    }
+
+    /// Reads what [`CostBreakdown::encode`] wrote.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Decoded<CostBreakdown> {
+        Ok(CostBreakdown {
+            shipping: r.f64()?,
+            packages: r.f64()?,
+            priority: r.f64()?,
+            capacity: r.f64()?,
+        })
     }
 
     fn add(&mut self, other: &CostBreakdown) {

@@ -141,12 +141,43 @@ fn a_reservation_keeps_its_owner_and_older_records_read_without_one() {
     old.u8(0);
     old.len(1);
     reservation.encode(&mut old);
+    // The empty answer's length, then the owner and its length.
     old.buf
-        .truncate(old.buf.len() - 1 - reservation.owner.len());
+        .truncate(old.buf.len() - 1 - 1 - reservation.owner.len());
     let read = StoredRecord::decode(&old.buf).expect("a version 2 record decodes");
     let expected = Reservation {
         owner: String::new(),
         ..reservation.clone()
+    };
+    assert_eq!(read.reservations, vec![expected]);
+}
+
+#[test]
+fn a_reservation_keeps_its_answer_and_version_3_records_read_without_one() {
+    let records = real_records();
+    let held = StoredRecord::decode(records.last().expect("the reservation's record"))
+        .expect("decodes")
+        .reservations
+        .remove(0);
+    let kept = Reservation {
+        answer: b"the plan".to_vec(),
+        ..held
+    };
+    let mut now = Writer::default();
+    now.u8(4);
+    now.u8(0);
+    now.len(1);
+    kept.encode(&mut now);
+    let read = StoredRecord::decode(&now.buf).expect("a version 4 record decodes");
+    assert_eq!(read.reservations, vec![kept.clone()]);
+    // The same record as version 3 wrote it: nothing after the owner.
+    let mut old = now;
+    old.buf[0] = 3;
+    old.buf.truncate(old.buf.len() - 1 - kept.answer.len());
+    let read = StoredRecord::decode(&old.buf).expect("a version 3 record decodes");
+    let expected = Reservation {
+        answer: Vec::new(),
+        ..kept
     };
     assert_eq!(read.reservations, vec![expected]);
 }
@@ -372,6 +403,7 @@ fn committed(quantity: i64, allocated: i64, shipped: i64) -> Vec<u8> {
     w.ivar(allocated);
     w.ivar(shipped);
     w.str("");
+    w.bytes(&[]);
     w.buf
 }
 

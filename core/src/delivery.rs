@@ -10,6 +10,7 @@
 use chrono::{TimeZone, Timelike};
 
 use crate::clock::UnixMillis;
+use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::cost::CostBreakdown;
 use crate::domain::{echo, id_problem, Day, Node, Qty, ServiceLevel};
 use crate::error::{Error, FieldViolation, Result};
@@ -32,6 +33,87 @@ pub struct Shipment {
     pub lines: Vec<(String, Qty)>,
     /// Its part of its plan's cost ([`crate::cost`]); the shipments' costs add up to the plan's.
     pub cost: CostBreakdown,
+}
+
+impl Destination {
+    /// For a request's fingerprint: coordinates or postal code, whichever it names.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        match self.coordinates {
+            Some((lat, lon)) => {
+                w.u8(1);
+                w.f64(lat);
+                w.f64(lon);
+            }
+            None => w.u8(0),
+        }
+        w.str(&self.postal_code);
+        w.str(&self.country);
+    }
+}
+
+impl Shipment {
+    /// For the answer a promise or route keeps with the hold of its plan.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.var(u64::from(self.node));
+        w.ivar(i64::from(self.ship_date.0));
+        w.ivar(i64::from(self.delivery_date.0));
+        encode_lines(w, &self.lines);
+        self.cost.encode(w);
+    }
+
+    /// Reads a shipment [`Shipment::encode`] wrote, from a node below `nodes`.
+    pub(crate) fn decode(r: &mut Reader<'_>, nodes: usize) -> Decoded<Shipment> {
+        let node = read_node(r, nodes)?;
+        let day = |r: &mut Reader<'_>| {
+            i32::try_from(r.ivar()?)
+                .map(Day)
+                .map_err(|_| CodecError("day"))
+        };
+        let ship_date = day(r)?;
+        let delivery_date = day(r)?;
+        let lines = (0..r.len()?)
+            .map(|_| Ok((r.str()?.to_owned(), r.ivar()?)))
+            .collect::<Decoded<_>>()?;
+        Ok(Shipment {
+            node,
+            ship_date,
+            delivery_date,
+            lines,
+            cost: CostBreakdown::decode(r)?,
+        })
+    }
+}
+
+/// An order's or a shipment's (sku, quantity) lines, for a kept answer or a fingerprint.
+pub(crate) fn encode_lines(w: &mut Writer, lines: &[(String, Qty)]) {
+    w.len(lines.len());
+    for (sku, quantity) in lines {
+        w.str(sku);
+        w.ivar(*quantity);
+    }
+}
+
+/// Nodes left out of an answer and why, as a hold keeps them (see [`Shipment::encode`]).
+pub(crate) fn encode_reasons(w: &mut Writer, reasons: &[(NodeIdx, String)]) {
+    w.len(reasons.len());
+    for (node, reason) in reasons {
+        w.var(u64::from(*node));
+        w.str(reason);
+    }
+}
+
+/// Reads what [`encode_reasons`] wrote, of nodes below `nodes`.
+pub(crate) fn decode_reasons(r: &mut Reader<'_>, nodes: usize) -> Decoded<Vec<(NodeIdx, String)>> {
+    (0..r.len()?)
+        .map(|_| Ok((read_node(r, nodes)?, r.str()?.to_owned())))
+        .collect()
+}
+
+fn read_node(r: &mut Reader<'_>, nodes: usize) -> Decoded<NodeIdx> {
+    NodeIdx::try_from(r.var()?)
+        .ok()
+        .filter(|&node| (node as usize) < nodes)
+        .ok_or(CodecError("node"))
 }
 
 /// Checks line `i` of a promise or route: its SKU an id of at most `max_len` bytes, its

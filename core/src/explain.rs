@@ -63,9 +63,8 @@ pub struct Explanation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeExplanation {
     pub node: NodeIdx,
-    /// The day explained: the date asked, or the node's today if later; for a pool with
-    /// pooled holds, the earliest hold's day if later still (node capacities for pooled holds
-    /// are taken on that day).
+    /// The day explained: the date asked, or the node's today if later; in a pool too, since
+    /// a pool counts its nodes on that day (a pooled hold due later needs them no later).
     pub day: Day,
     pub atp: Qty,
     /// The lowest net position from `day` on and the first day it is reached; `None` when
@@ -225,17 +224,17 @@ fn explain_positions(
     let (positions, pools) = (entry.positions(), entry.pools());
     match scope {
         Scope::Node(node) => {
-            let explained = explain_node(view, node, entry.get(node), Day(i32::MIN));
+            let explained = explain_node(view, node, entry.get(node));
             (explained.atp, vec![explained], Vec::new())
         }
         Scope::Pool(pool) => {
             let atp: Vec<Qty> = positions.iter().map(|p| view.atp(p)).collect();
             let total = view.pool_atp(positions, pools, &atp, pool);
-            let from = view.pool_day(pools);
+            // Each node on its own day, as the pool counts it (`AtpView::pool_atp`).
             let nodes = positions
                 .iter()
                 .filter(|p| view.in_pool(pool, p.node()))
-                .map(|p| explain_node(view, p.node(), Some(p), from))
+                .map(|p| explain_node(view, p.node(), Some(p)))
                 .collect();
             let mut pooled = pools.to_vec();
             pooled.sort_by_key(|h| (h.pool, h.day));
@@ -244,17 +243,11 @@ fn explain_positions(
     }
 }
 
-/// How ATP of the position at `node` (absent: nothing there) is made on `from`, or on the
-/// node's day if that is later.
-fn explain_node(
-    view: &AtpView<'_>,
-    node: NodeIdx,
-    position: Option<&Position>,
-    from: Day,
-) -> NodeExplanation {
+/// How ATP of the position at `node` (absent: nothing there) is made on the node's day.
+fn explain_node(view: &AtpView<'_>, node: NodeIdx, position: Option<&Position>) -> NodeExplanation {
     let nothing = Position::new(node);
     let position = position.unwrap_or(&nothing);
-    let day = from.max(view.day[node as usize]);
+    let day = view.day[node as usize];
     let lowest = view.lowest_on(position, day);
     let counted = |due: Day| lowest.is_some_and(|(low, _)| due <= low);
     let policy = view.policy();

@@ -402,6 +402,49 @@ fn a_pool_is_its_nodes_less_what_pooled_holds_take_from_them() {
     );
 }
 
+/// Network ATP of the SKU on `date` (`None`: today), as the availability answer has it.
+fn network_atp(engine: &Engine, date: Option<Day>) -> Qty {
+    let query = AvailabilityQuery {
+        skus: vec![SKU.into()],
+        node_ids: Vec::new(),
+        group_ids: Vec::new(),
+        date,
+        quantity: None,
+    };
+    engine.availability(&query).expect("answered").items[0].network_atp
+}
+
+/// A pooled hold due later once made its nodes count on its day: with nothing on hand and
+/// 10 arriving at A in five days, a network hold of 1 due in a week made today's network ATP
+/// 9 while every node had 0, and a network hold of those 9 was refused "requested 9
+/// available 9". A pool counts its nodes on the day asked.
+#[test]
+fn a_pool_counts_its_nodes_on_the_day_asked_not_on_a_later_pooled_holds_day() {
+    let (engine, _clock) = network_engine(EngineConfig::default(), [0; 3]);
+    let mut feeds = Feeds::new();
+    let asn = receipt(0, SupplyType::InTransit, "ASN-1", today().plus(5), 10);
+    assert_eq!(feeds.send(&engine, "ERP", asn), 0);
+    let later = hold("LATER", "", "", 1, Some(today().plus(7)));
+    let _ = engine.reserve(&later).expect("held");
+    assert_eq!(network_atp(&engine, None), 0, "nothing is there today");
+    assert_eq!(explain(&engine, "", "", None).atp, 0);
+    assert_eq!(explain(&engine, "", "G1", None).atp, 0);
+    match engine.reserve(&hold("NOW", "", "", 9, None)) {
+        Err(Error::InsufficientStock(shortfalls)) => {
+            let answered: Vec<(Qty, Qty)> = shortfalls
+                .iter()
+                .map(|s| (s.requested, s.available))
+                .collect();
+            assert_eq!(answered, [(9, 0)]);
+        }
+        other => panic!("a hold of stock not yet there: {other:?}"),
+    }
+    assert_eq!(network_atp(&engine, Some(today().plus(5))), 9);
+    let arrived = hold("ARRIVED", "", "", 9, Some(today().plus(5)));
+    let _ = engine.reserve(&arrived).expect("held once it is there");
+    assert_eq!(network_atp(&engine, Some(today().plus(5))), 0);
+}
+
 #[test]
 fn an_unknown_sku_is_explained_as_nothing_available() {
     let (engine, _clock) = network_engine(EngineConfig::default(), [4, 0, 0]);

@@ -8,9 +8,10 @@ use crate::index::MAX_SHARDS;
 use crate::reservation::Layout;
 
 const MAGIC: &[u8; 4] = b"PRMS";
-/// The snapshot format this build writes. Version 2 added the reservations' owner to the
-/// reservation chunks; version 1 is still read.
-pub const FORMAT_VERSION: u16 = 2;
+/// The snapshot format this build writes. Version 3 added the answer a promise or route kept
+/// with its hold to the reservation chunks, version 2 the reservations' owner; versions 1
+/// and 2 are still read.
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest snapshot format this build reads.
 pub const OLDEST_READ_VERSION: u16 = 1;
 
@@ -93,12 +94,13 @@ impl Manifest {
 }
 
 /// How the reservations in the chunks of a generation of format `version` (one
-/// [`Manifest::decode_versioned`] accepted) are laid out: format 1 holds no owners.
+/// [`Manifest::decode_versioned`] accepted) are laid out: format 1 holds no owners, format 2
+/// no kept answers.
 pub fn reservation_layout(version: u16) -> Layout {
-    if version < 2 {
-        Layout::Ownerless
-    } else {
-        Layout::Owned
+    match version {
+        0 | 1 => Layout::Ownerless,
+        2 => Layout::Owned,
+        _ => Layout::Answered,
     }
 }
 
@@ -208,10 +210,11 @@ mod tests {
             (1, manifest())
         );
         assert_eq!(reservation_layout(1), Layout::Ownerless);
+        assert_eq!(reservation_layout(2), Layout::Owned);
         let (version, _) = Manifest::decode_versioned(&manifest().encode()).expect("decodes");
         assert_eq!(
             (version, reservation_layout(version)),
-            (FORMAT_VERSION, Layout::Owned)
+            (FORMAT_VERSION, Layout::Answered)
         );
     }
 

@@ -9,9 +9,12 @@ use crate::index::Effects;
 use crate::network::Network;
 use crate::reservation::{Layout, Reservation};
 
-/// Encoding version of a record; bumped on any incompatible change. Version 3 added the
-/// cause and the reservations' owner; version 2 records (with neither) are still read.
-const RECORD_VERSION: u8 = 3;
+/// Encoding version of a record; bumped on any incompatible change. Version 4 added the
+/// answer a promise or route kept with its hold; version 3 the cause and the reservations'
+/// owner. Versions 2 and 3 are still read.
+const RECORD_VERSION: u8 = 4;
+/// Records of version 3: a cause and owners, no kept answers.
+const OWNED_VERSION: u8 = 3;
 /// The oldest version read: its reservations have no owner.
 const OLDEST_READ_VERSION: u8 = 2;
 
@@ -133,7 +136,8 @@ impl<'a> StoredRecord<'a> {
         let mut r = Reader::new(bytes);
         let layout = match r.u8()? {
             OLDEST_READ_VERSION => Layout::Ownerless,
-            RECORD_VERSION => Layout::Owned,
+            OWNED_VERSION => Layout::Owned,
+            RECORD_VERSION => Layout::Answered,
             _ => return Err(CodecError("unsupported journal record version")),
         };
         let flags = r.u8()?;

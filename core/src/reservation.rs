@@ -7,9 +7,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::clock::UnixMillis;
 use crate::codec::{CodecError, Decoded, Reader, Writer};
+use crate::delivery::Shipment;
 use crate::domain::{Day, Qty};
 use crate::index::{Pool, MAX_QUANTITY};
-use crate::network::NodeIdx;
+use crate::network::{Network, NodeIdx};
 
 /// A line as a caller asks for it: at a node, in a group, or (both empty) anywhere in the network.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,16 +35,24 @@ pub struct ReserveRequest {
     pub owner: String,
 }
 
+/// The seed of every request fingerprint: fixed, since fingerprints are stored.
+const FINGERPRINT_SEED: u64 = 0x7265_7365_7276_6521;
+
 impl ReserveRequest {
     /// Identifies the request's content, so a retry can be told from a different request with
     /// the same id.
     pub fn fingerprint(&self) -> u64 {
-        let mut hasher =
-            foldhash::fast::FixedState::with_seed(0x7265_7365_7276_6521).build_hasher();
+        let mut hasher = foldhash::fast::FixedState::with_seed(FINGERPRINT_SEED).build_hasher();
         self.lines.hash(&mut hasher);
         self.ttl_secs.hash(&mut hasher);
         hasher.finish()
     }
+}
+
+/// The fingerprint of a promise or route that holds its plan, from its encoded request (led
+/// by a byte naming the call, so no two kinds of call share one).
+pub(crate) fn fingerprint(request: &[u8]) -> u64 {
+    foldhash::fast::FixedState::with_seed(FINGERPRINT_SEED).hash_one(request)
 }
 
 /// A promise's or a route's plan held as a reservation: under this id, for this long, owned
@@ -54,6 +63,34 @@ pub struct Hold {
     /// 0 takes the default.
     pub ttl_secs: u64,
     pub owner: String,
+}
+
+impl Hold {
+    /// The hold of a plan's `shipments`: each one's lines at its node, needed by its ship date.
+    pub(crate) fn of_shipments(&self, network: &Network, shipments: &[Shipment]) -> ReserveRequest {
+        let lines = shipments
+            .iter()
+            .flat_map(|shipment| {
+                let node_id = &network.node(shipment.node).id;
+                shipment
+                    .lines
+                    .iter()
+                    .map(move |(sku, quantity)| LineRequest {
+                        sku: sku.clone(),
+                        node_id: node_id.clone(),
+                        group_id: String::new(),
+                        quantity: *quantity,
+                        need_date: Some(shipment.ship_date),
+                    })
+            })
+            .collect();
+        ReserveRequest {
+            reservation_id: self.reservation_id.clone(),
+            lines,
+            ttl_secs: self.ttl_secs,
+            owner: self.owner.clone(),
+        }
+    }
 }
 
 /// Where a line holds stock.
@@ -142,14 +179,20 @@ pub struct Reservation {
     /// The credential that made it: only it (or an operator) may change it. Empty when it was
     /// made without authentication, or before owners were recorded.
     pub owner: String,
+    /// What the call that made it answered, when that call was a promise or a route holding
+    /// its plan, encoded by that call (empty for `Reserve`): the same call again answers it
+    /// again, also after a restart.
+    pub answer: Vec<u8>,
 }
 
 /// How a stored reservation is laid out: journal records before version 3 and snapshots
-/// before format 2 hold no owner. Every build writes [`Layout::Owned`] and reads both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// before format 2 hold no owner; before version 4 and format 3, no answer. Every build
+/// writes the newest layout and reads them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Layout {
     Ownerless,
     Owned,
+    Answered,
 }
 
 impl Reservation {
@@ -212,11 +255,12 @@ impl Reservation {
             }
         }
         w.str(&self.owner);
+        w.bytes(&self.answer);
     }
 
     /// Reads a reservation [`Reservation::encode`] wrote.
     pub fn decode(r: &mut Reader<'_>) -> Decoded<Reservation> {
-        Self::decode_layout(r, Layout::Owned)
+        Self::decode_layout(r, Layout::Answered)
     }
 
     /// Reads a reservation stored in `layout`. Quantities no request can make are refused: a
@@ -274,7 +318,11 @@ impl Reservation {
         }
         let owner = match layout {
             Layout::Ownerless => String::new(),
-            Layout::Owned => r.str()?.to_owned(),
+            Layout::Owned | Layout::Answered => r.str()?.to_owned(),
+        };
+        let answer = match layout {
+            Layout::Ownerless | Layout::Owned => Vec::new(),
+            Layout::Answered => r.bytes()?.to_vec(),
         };
         Ok(Reservation {
             id,
@@ -286,6 +334,7 @@ impl Reservation {
             fingerprint,
             ended_at_ms,
             owner,
+            answer,
         })
     }
 }

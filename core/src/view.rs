@@ -147,20 +147,23 @@ impl<'a> AtpView<'a> {
         }
     }
 
-    /// The day node capacities for pooled holds are taken on: the earliest day any hold is
-    /// due (each node answers for its own day if that is later).
-    pub fn pool_day(&self, pools: &[PoolHold]) -> Day {
-        pools.iter().map(|h| h.day).min().unwrap_or(Day(i32::MIN))
+    /// The day node capacities are taken on for pooled holds and a new demand due on `due`:
+    /// the earliest of them (each node answers for its own day if that is later). ATP never
+    /// decreases with the date, so the earliest day serves all of them; a later one would
+    /// count receipts that are not there yet when the earliest is due.
+    fn pool_day(&self, pools: &[PoolHold], due: Day) -> Day {
+        pools.iter().map(|h| h.day).fold(due, Day::min)
     }
 
-    /// Node capacities for pooled holds: ATP on [`AtpView::pool_day`].
-    fn capacities(&self, positions: &[Position], pools: &[PoolHold]) -> Vec<Qty> {
-        let day = self.pool_day(pools);
+    /// Node capacities for pooled holds and a new demand due on `due`: ATP on
+    /// [`AtpView::pool_day`].
+    fn capacities(&self, positions: &[Position], pools: &[PoolHold], due: Day) -> Vec<Qty> {
+        let day = self.pool_day(pools, due);
         positions.iter().map(|p| self.atp_on(p, day)).collect()
     }
 
-    /// ATP of a pool: its members' ATP (`atp`, per position), less the pooled holds it serves
-    /// jointly with the others.
+    /// ATP of a pool on each node's day: its members' ATP (`atp`, per position), less the
+    /// pooled holds it serves jointly with the others.
     pub fn pool_atp(
         &self,
         positions: &[Position],
@@ -169,7 +172,7 @@ impl<'a> AtpView<'a> {
         pool: Pool,
     ) -> Qty {
         if !pools.is_empty() {
-            return self.pool_headroom(positions, pools, pool);
+            return self.pool_headroom(positions, pools, pool, Day(i32::MIN));
         }
         positions
             .iter()
@@ -213,9 +216,8 @@ impl<'a> AtpView<'a> {
         }
         let wanted = by_pool(pools);
         let total: Qty = wanted.iter().map(|(_, q)| q).sum();
-        self.flow(positions, &wanted, &self.capacities(positions, pools))
-            .0
-            >= total
+        let capacity = self.capacities(positions, pools, Day(i32::MAX));
+        self.flow(positions, &wanted, &capacity).0 >= total
     }
 
     /// Binds `own` pooled holds to nodes while `others` stay covered: per own hold, the nodes
@@ -229,7 +231,7 @@ impl<'a> AtpView<'a> {
         let mut wanted: Vec<(Pool, Qty)> = own.to_vec();
         wanted.extend(by_pool(others));
         let total: Qty = wanted.iter().map(|(_, q)| q).sum();
-        let capacity = self.capacities(positions, others);
+        let capacity = self.capacities(positions, others, Day(i32::MAX));
         let (flow, assignment) = self.flow(positions, &wanted, &capacity);
         if flow < total {
             return None;
@@ -247,9 +249,15 @@ impl<'a> AtpView<'a> {
         Some(bound)
     }
 
-    /// How much more a pool could hold without leaving other holds uncovered.
-    pub fn pool_headroom(&self, positions: &[Position], pools: &[PoolHold], pool: Pool) -> Qty {
-        let capacity = self.capacities(positions, pools);
+    /// How much more a pool could hold, due on `due`, without leaving other holds uncovered.
+    pub fn pool_headroom(
+        &self,
+        positions: &[Position],
+        pools: &[PoolHold],
+        pool: Pool,
+        due: Day,
+    ) -> Qty {
+        let capacity = self.capacities(positions, pools, due);
         if pools.is_empty() {
             return (0..positions.len())
                 .filter(|&i| self.in_pool(pool, positions[i].node()))
@@ -281,7 +289,7 @@ impl<'a> AtpView<'a> {
         // node must keep (held - flow without it) for the pools.
         let wanted = by_pool(pools);
         let held: Qty = wanted.iter().map(|(_, q)| q).sum();
-        let mut capacity = self.capacities(positions, pools);
+        let mut capacity = self.capacities(positions, pools, Day(i32::MAX));
         capacity[at] = 0;
         let needed = (held - self.flow(positions, &wanted, &capacity).0).max(0);
         (atp - needed).max(0)
@@ -328,9 +336,15 @@ mod tests {
         let (engine, positions) = stocked();
         let network = engine.network();
         let view = AtpView::new(&engine, &network, None);
-        assert_eq!(view.pool_headroom(&positions, &[], Pool::Network), 15);
+        assert_eq!(
+            view.pool_headroom(&positions, &[], Pool::Network, Day(i32::MIN)),
+            15
+        );
         let pools = network_hold(4);
-        assert_eq!(view.pool_headroom(&positions, &pools, Pool::Network), 11);
+        assert_eq!(
+            view.pool_headroom(&positions, &pools, Pool::Network, Day(i32::MIN)),
+            11
+        );
     }
 
     #[test]
@@ -364,7 +378,10 @@ mod tests {
         let mut more = pools.clone();
         add_pool_hold(&mut more, Pool::Network, Day(40_001), 1);
         assert!(!view.coverable(&positions, &more), "16 pooled do not");
-        assert_eq!(view.pool_headroom(&positions, &pools, Pool::Network), 0);
+        assert_eq!(
+            view.pool_headroom(&positions, &pools, Pool::Network, Day(i32::MIN)),
+            0
+        );
         assert_eq!(view.node_headroom(&positions, &pools, 0, today), 0);
     }
 

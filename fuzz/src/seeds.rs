@@ -16,7 +16,10 @@ use promised_core::manifest::Manifest;
 use promised_core::mutation::{Mutation, StoredRecord};
 use promised_core::network::Network;
 use promised_core::network_file::NetworkFile;
-use promised_core::reservation::{LineRequest, ReserveRequest};
+use promised_core::deadline::Deadline;
+use promised_core::delivery::Destination;
+use promised_core::reservation::{Hold, LineRequest, ReserveRequest};
+use promised_core::route::RouteRequest;
 
 use crate::{NOW_MS, SHARDS};
 
@@ -225,6 +228,33 @@ impl Journal {
         for expired in engine.expire_due() {
             self.keep("expire", Ok(expired))?;
         }
+        // A route that holds its plan, once the WMS is heard from again after the hour: the
+        // hold keeps the answer.
+        let heartbeat = SupplyBatch {
+            source_id: "WMS".into(),
+            seq: 0,
+            updates: Vec::new(),
+        };
+        let _ = engine.apply_batch(&heartbeat)?;
+        let order = RouteRequest {
+            order_id: "ORDER-2".into(),
+            lines: vec![("SKU-1".into(), 2), ("SKU-2".into(), 1)],
+            destination: Destination {
+                postal_code: "10001".into(),
+                country: "US".into(),
+                ..Destination::default()
+            },
+            service_level: "GROUND".into(),
+            alternatives: 1,
+            ..RouteRequest::default()
+        };
+        let plan = Hold {
+            reservation_id: "order-2".into(),
+            ttl_secs: 600,
+            owner: "oms".into(),
+        };
+        let routed = engine.route_and_reserve(&order, &plan, &Deadline::never());
+        self.keep("route-and-hold", routed)?;
         Ok(())
     }
 

@@ -151,6 +151,21 @@ pub fn check_feed(caller: &Caller, source_id: &str) -> Result<(), Status> {
     )))
 }
 
+/// A promise or route that also holds its plan: the caller needs the `reserve` scope as well as
+/// the method's own, and the reservation id must be free or the caller's ([`check_owner`]).
+pub fn check_hold(app: &App, caller: &Caller, reservation_id: &str) -> Result<(), Status> {
+    let need = Need::Scope(Scope::Reserve);
+    if !caller.identity.may(&need) {
+        tracing::warn!(target: "promised::security", event = "permission_denied",
+            credential = caller.identity.id(), needs = %describe(&need), "a hold without the reserve scope");
+        return Err(Status::permission_denied(format!(
+            "holding the plan needs {}",
+            describe(&need)
+        )));
+    }
+    check_owner(app, caller, reservation_id)
+}
+
 /// Only a reservation's owner (or an operator) may act on it; an id nobody holds is free, and
 /// the operation itself answers NOT_FOUND where it must. Owners never change while an id is
 /// remembered, so checking before the operation is checking it.

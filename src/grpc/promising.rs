@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth::check_owner;
+use super::auth::check_hold;
 use super::convert::{promise_request, promise_response};
 use super::pb::{self, promising_server::Promising};
 use super::status::{answer, status};
@@ -24,7 +24,7 @@ impl Promising for PromisingService {
         let deadline = self.0.deadline(request.metadata());
         let request = promise_request(request.into_inner(), caller.owner()).map_err(status)?;
         if let Some(hold) = &request.reserve {
-            check_owner(&self.0.app, &caller, &hold.reservation_id)?;
+            check_hold(&self.0.app, &caller, &hold.reservation_id)?;
         }
         answer(async {
             Ok(promise_response(

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth::check_owner;
+use super::auth::check_hold;
 use super::convert::{route_request, route_response};
 use super::pb::{self, routing_server::Routing};
 use super::status::{answer, status};
@@ -30,7 +30,7 @@ impl Routing for RoutingService {
         let (request, reserve) =
             route_request(request.into_inner(), "", caller.owner()).map_err(status)?;
         if let Some(hold) = &reserve {
-            check_owner(&self.0.app, &caller, &hold.reservation_id)?;
+            check_hold(&self.0.app, &caller, &hold.reservation_id)?;
         }
         answer(async {
             let routed = self

@@ -35,6 +35,8 @@ enum Rpc {
     GetAvailability,
     Explain,
     PromiseOrder,
+    /// `PromiseOrder` holding its plan.
+    PromiseAndReserve,
     Reserve,
     Update,
     Extend,
@@ -42,6 +44,8 @@ enum Rpc {
     Commit,
     Release,
     RouteOrder,
+    /// `RouteOrder` holding its plan.
+    RouteAndReserve,
     RouteOrders,
     StreamUpdates,
     ApplyBatch,
@@ -50,7 +54,7 @@ enum Rpc {
 
 /// In an order in which each call succeeds when allowed (the reservation calls follow one
 /// reservation from its retry to its release).
-const RPCS: [Rpc; 24] = [
+const RPCS: [Rpc; 26] = [
     Rpc::UpsertNodes,
     Rpc::UpsertGroups,
     Rpc::UpsertSources,
@@ -64,6 +68,7 @@ const RPCS: [Rpc; 24] = [
     Rpc::GetAvailability,
     Rpc::Explain,
     Rpc::PromiseOrder,
+    Rpc::PromiseAndReserve,
     Rpc::Reserve,
     Rpc::Update,
     Rpc::Extend,
@@ -71,6 +76,7 @@ const RPCS: [Rpc; 24] = [
     Rpc::Commit,
     Rpc::Release,
     Rpc::RouteOrder,
+    Rpc::RouteAndReserve,
     Rpc::RouteOrders,
     Rpc::StreamUpdates,
     Rpc::ApplyBatch,
@@ -90,18 +96,24 @@ const SCOPES: [&str; 8] = [
 ];
 
 impl Rpc {
-    fn scope(self) -> &'static str {
+    /// The scopes a call needs, all of them: a promise or route that holds its plan needs
+    /// `reserve` besides its own.
+    fn scopes(self) -> &'static [&'static str] {
         use Rpc::*;
         match self {
             UpsertNodes | UpsertGroups | UpsertSources | UpsertServiceLevels
-            | UpsertPostalCodes | SetSafetyStock => "admin:network",
-            GetStats | ListAudit | GetPositionHistory | Explain | ListRejections => "insights:read",
-            CheckInvariants => "admin:repair",
-            GetAvailability => "availability:read",
-            PromiseOrder => "promise",
-            Reserve | Update | Extend | Get | Commit | Release => "reserve",
-            RouteOrder | RouteOrders => "route",
-            StreamUpdates | ApplyBatch => "supply:write:WMS-EAST",
+            | UpsertPostalCodes | SetSafetyStock => &["admin:network"],
+            GetStats | ListAudit | GetPositionHistory | Explain | ListRejections => {
+                &["insights:read"]
+            }
+            CheckInvariants => &["admin:repair"],
+            GetAvailability => &["availability:read"],
+            PromiseOrder => &["promise"],
+            PromiseAndReserve => &["promise", "reserve"],
+            Reserve | Update | Extend | Get | Commit | Release => &["reserve"],
+            RouteOrder | RouteOrders => &["route"],
+            RouteAndReserve => &["route", "reserve"],
+            StreamUpdates | ApplyBatch => &["supply:write:WMS-EAST"],
         }
     }
 }
@@ -284,11 +296,19 @@ async fn call(
                     .await?,
             )
         }
-        Rpc::PromiseOrder => {
+        Rpc::PromiseOrder | Rpc::PromiseAndReserve => {
             let order = route_order();
+            let reserve = rpc == Rpc::PromiseAndReserve;
             let request = pb::PromiseRequest {
                 lines: order.lines,
                 destination: order.destination,
+                service_levels: vec!["GROUND".into()],
+                reserve,
+                reservation_id: if reserve {
+                    "promised-1".into()
+                } else {
+                    String::new()
+                },
                 ..Default::default()
             };
             drop(
@@ -328,6 +348,14 @@ async fn call(
                 .await?,
         ),
         Rpc::RouteOrder => drop(routing.route_order(ask!(route_order())).await?),
+        Rpc::RouteAndReserve => {
+            let request = pb::RouteRequest {
+                reserve: true,
+                reservation_id: "routed-1".into(),
+                ..route_order()
+            };
+            drop(routing.route_order(ask!(request)).await?)
+        }
         Rpc::RouteOrders => {
             let wave = pb::RouteOrdersRequest {
                 orders: vec![route_order()],
@@ -425,7 +453,8 @@ async fn every_rpc_refuses_every_bad_credential_and_every_other_scope_and_change
                 &format!("{rpc:?} with {what}"),
             );
         }
-        for scope in SCOPES.iter().filter(|s| **s != rpc.scope()) {
+        // One scope short of what the call needs, or none of it.
+        for scope in SCOPES.iter().filter(|s| rpc.scopes() != [**s]) {
             let token = issuer.token("checkout", &[scope]);
             let result = call(rpc, &channel, Some(&token), ("WMS-EAST", 500)).await;
             assert_code(
@@ -456,9 +485,13 @@ async fn every_rpc_answers_a_valid_token_holding_its_scope() {
     let app = secure_app(&security, &redis, "authz-allowed").await;
     let channel = token_channel(&app, &security).await;
     for (rpc, seq) in RPCS.into_iter().zip(100..) {
-        let token = security.issuer.token("checkout", &[rpc.scope()]);
+        let token = security.issuer.token("checkout", rpc.scopes());
         let result = call(rpc, &channel, Some(&token), ("WMS-EAST", seq)).await;
-        assert!(result.is_ok(), "{rpc:?} with {}: {result:?}", rpc.scope());
+        assert!(
+            result.is_ok(),
+            "{rpc:?} with {:?}: {result:?}",
+            rpc.scopes()
+        );
     }
 }
 

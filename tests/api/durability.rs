@@ -556,23 +556,10 @@ async fn outage_fingerprint(app: &mut TestApp) -> String {
 /// it changes anything: no edge can acknowledge, or apply, what is not durable.
 #[tokio::test]
 async fn every_mutating_rpc_is_refused_while_redis_is_down_and_changes_nothing() {
-    use crate::reservations::{line, reserve_request};
-    use promised::grpc::pb::promising_client::PromisingClient;
-    use promised::grpc::pb::reservations_client::ReservationsClient;
-    use promised::grpc::pb::routing_client::RoutingClient;
+    use crate::mutating::{prepare, send, MUTATING};
     let mut redis = RedisServer::start();
     let mut app = spawn_app_with(durable(&redis, "refused")).await;
-    app.apply(
-        "WMS-EAST",
-        1,
-        vec![set_on_hand("SKU-1", "DC-EAST", 10, START_MS)],
-    )
-    .await;
-    let mut reservations = ReservationsClient::new(app.channel.clone());
-    let held = reserve_request("held", vec![line("SKU-1", "DC-EAST", 2)]);
-    reservations.reserve(held).await.expect("held");
-    let ordered = reserve_request("ordered", vec![line("SKU-1", "DC-EAST", 3)]);
-    reservations.reserve(ordered).await.expect("held");
+    prepare(&mut app).await;
     let before = outage_fingerprint(&mut app).await;
     redis.kill();
     // The first write after the kill is the one that finds Redis gone: applied, then undone
@@ -584,229 +571,17 @@ async fn every_mutating_rpc_is_refused_while_redis_is_down_and_changes_nothing()
         .await
         .expect_err("not durable");
     assert_eq!(undone.code(), Code::Unavailable, "{undone:?}");
-
-    let (mut admin, mut supply) = (app.admin.clone(), app.supply.clone());
-    let mut promising = PromisingClient::new(app.channel.clone());
-    let mut routing = RoutingClient::new(app.channel.clone());
-    let node = crate::helpers::node("DC-NEW", pb::NodeKind::Dc, "America/Chicago", &[]);
-    let sku_1 = || -> Vec<pb::PromiseLine> {
-        vec![pb::PromiseLine {
-            sku: "SKU-1".into(),
-            quantity: 1,
-        }]
-    };
-    let destination = Some(pb::Destination {
-        lat: 40.7,
-        lon: -74.0,
-        ..Default::default()
-    });
-    let codes: Vec<(&str, Code)> = vec![
-        (
-            "UpsertNodes",
-            refused(
-                admin
-                    .upsert_nodes(pb::UpsertNodesRequest { nodes: vec![node] })
-                    .await,
-            ),
-        ),
-        (
-            "UpsertGroups",
-            refused(
-                admin
-                    .upsert_groups(pb::UpsertGroupsRequest {
-                        groups: vec![pb::NodeGroup {
-                            id: "NEW".into(),
-                            ..Default::default()
-                        }],
-                    })
-                    .await,
-            ),
-        ),
-        (
-            "UpsertSources",
-            refused(
-                admin
-                    .upsert_sources(pb::UpsertSourcesRequest {
-                        sources: vec![source(
-                            "NEW",
-                            pb::SourceKind::Wms,
-                            &[],
-                            &[pb::SupplyType::OnHand],
-                            0,
-                        )],
-                    })
-                    .await,
-            ),
-        ),
-        (
-            "UpsertServiceLevels",
-            refused(
-                admin
-                    .upsert_service_levels(pb::UpsertServiceLevelsRequest {
-                        service_levels: vec![ground(0.01)],
-                    })
-                    .await,
-            ),
-        ),
-        (
-            "UpsertPostalCodes",
-            refused(
-                admin
-                    .upsert_postal_codes(pb::UpsertPostalCodesRequest {
-                        postal_codes: vec![pb::PostalCode {
-                            postal_code: "10001".into(),
-                            country: "US".into(),
-                            lat: 40.7,
-                            lon: -74.0,
-                        }],
-                    })
-                    .await,
-            ),
-        ),
-        (
-            "SetSafetyStock",
-            refused(
-                admin
-                    .set_safety_stock(pb::SetSafetyStockRequest {
-                        entries: vec![pb::SafetyStockEntry {
-                            sku: "SKU-1".into(),
-                            node_id: "DC-EAST".into(),
-                            quantity: 4,
-                        }],
-                    })
-                    .await,
-            ),
-        ),
-        (
-            "CheckInvariants(repair)",
-            refused(
-                admin
-                    .check_invariants(pb::CheckInvariantsRequest { repair: true })
-                    .await,
-            ),
-        ),
-        (
-            "ApplyBatch",
-            refused(
-                supply
-                    .apply_batch(batch(
-                        "WMS-EAST",
-                        3,
-                        vec![adjust_on_hand("SKU-1", "DC-EAST", 5)],
-                    ))
-                    .await,
-            ),
-        ),
-        (
-            "Reserve",
-            refused(
-                reservations
-                    .reserve(reserve_request("new", vec![line("SKU-1", "DC-EAST", 1)]))
-                    .await,
-            ),
-        ),
-        (
-            "Update",
-            refused(
-                reservations
-                    .update(reserve_request("held", vec![line("SKU-1", "DC-EAST", 1)]))
-                    .await,
-            ),
-        ),
-        (
-            "Extend",
-            refused(
-                reservations
-                    .extend(pb::ExtendRequest {
-                        reservation_id: "held".into(),
-                        ttl_seconds: 900,
-                    })
-                    .await,
-            ),
-        ),
-        (
-            "Release",
-            refused(
-                reservations
-                    .release(pb::ReleaseRequest {
-                        reservation_id: "held".into(),
-                    })
-                    .await,
-            ),
-        ),
-        (
-            "Commit",
-            refused(
-                reservations
-                    .commit(pb::CommitRequest {
-                        reservation_id: "ordered".into(),
-                        order_id: "ORDER-1".into(),
-                    })
-                    .await,
-            ),
-        ),
-        (
-            "PromiseOrder(reserve)",
-            refused(
-                promising
-                    .promise_order(pb::PromiseRequest {
-                        lines: sku_1(),
-                        destination: destination.clone(),
-                        reserve: true,
-                        reservation_id: "promised".into(),
-                        ttl_seconds: 600,
-                        service_levels: vec!["GROUND".into()],
-                        ..Default::default()
-                    })
-                    .await,
-            ),
-        ),
-        (
-            "RouteOrder(reserve)",
-            refused(
-                routing
-                    .route_order(pb::RouteRequest {
-                        order_id: "ORDER-2".into(),
-                        lines: sku_1(),
-                        destination,
-                        service_level: "GROUND".into(),
-                        reserve: true,
-                        reservation_id: "routed".into(),
-                        ttl_seconds: 600,
-                        ..Default::default()
-                    })
-                    .await,
-            ),
-        ),
-    ];
-    for (rpc, code) in &codes {
-        assert_eq!(*code, Code::Unavailable, "{rpc}");
+    for call in MUTATING {
+        match send(call, &app.channel, "during-the-outage").await {
+            Ok(()) => panic!("{call:?} acknowledged without Redis"),
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{call:?}: {status:?}"),
+        }
     }
-    let mut stream = app.supply.clone();
-    let feed = tokio_stream::iter(vec![batch(
-        "WMS-EAST",
-        3,
-        vec![adjust_on_hand("SKU-1", "DC-EAST", 5)],
-    )]);
-    let mut acks = stream
-        .stream_updates(feed)
-        .await
-        .expect("stream opens")
-        .into_inner();
-    let streamed = acks.message().await.expect_err("the batch is refused");
-    assert_eq!(streamed.code(), Code::Unavailable, "StreamUpdates");
     assert_eq!(
         outage_fingerprint(&mut app).await,
         before,
         "nothing changed"
     );
-}
-
-fn refused<T: std::fmt::Debug>(answer: Result<tonic::Response<T>, tonic::Status>) -> Code {
-    match answer {
-        Ok(answer) => panic!("acknowledged without Redis: {answer:?}"),
-        Err(status) => status.code(),
-    }
 }
 
 /// Redis keeps two generations: a retired one leaves neither its position chunks nor its

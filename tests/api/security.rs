@@ -120,10 +120,13 @@ impl Ca {
     }
 }
 
-/// A token issuer (ES256) the credentials file trusts.
+/// A token issuer: its signing key, the header its tokens carry (algorithm, `kid`), and its
+/// public key as the service reads it, in a PEM file or as a JWKS member.
 pub struct TokenIssuer {
     key: EncodingKey,
+    header: Header,
     pub public_pem: String,
+    pub jwk: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -135,12 +138,52 @@ struct Claims<'a> {
     scope: String,
 }
 
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 impl TokenIssuer {
+    /// ES256 without a `kid`: the issuer the credentials file of [`Security::new`] trusts.
     pub fn new() -> Self {
+        Self::es256(None)
+    }
+
+    /// A new P-256 key; its tokens name `kid` if given.
+    pub fn es256(kid: Option<&str>) -> Self {
         let pair = KeyPair::generate().expect("key");
+        // An uncompressed point: 0x04, then x and y.
+        let point = pair.public_key_raw();
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid,
+            "x": base64url(&point[1..33]), "y": base64url(&point[33..65])});
         Self {
             key: EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("ES256 key"),
+            header: Header {
+                kid: kid.map(str::to_owned),
+                ..Header::new(Algorithm::ES256)
+            },
             public_pem: pair.public_key_pem(),
+            jwk,
+        }
+    }
+
+    /// A new 2048-bit RSA key; its tokens name `kid` if given.
+    pub fn rs256(kid: Option<&str>) -> Self {
+        use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey, LineEnding};
+        use rsa::traits::PublicKeyParts;
+        let private = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).expect("RSA key");
+        let public = private.to_public_key();
+        let private_pem = private.to_pkcs1_pem(LineEnding::LF).expect("PEM");
+        let jwk = serde_json::json!({"kty": "RSA", "alg": "RS256", "kid": kid,
+            "n": base64url(&public.n_bytes()), "e": base64url(&public.e_bytes())});
+        Self {
+            key: EncodingKey::from_rsa_pem(private_pem.as_bytes()).expect("RS256 key"),
+            header: Header {
+                kid: kid.map(str::to_owned),
+                ..Header::new(Algorithm::RS256)
+            },
+            public_pem: public.to_pkcs1_pem(LineEnding::LF).expect("PEM"),
+            jwk,
         }
     }
 
@@ -153,7 +196,7 @@ impl TokenIssuer {
             exp: exp_ms / 1000,
             scope: scopes.join(" "),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &self.key).expect("signed")
+        jsonwebtoken::encode(&self.header, &claims, &self.key).expect("signed")
     }
 
     /// A token good for an hour of the test clock.
@@ -181,6 +224,19 @@ impl Security {
         let issuer = TokenIssuer::new();
         dir.replace("jwt.pub.pem", &issuer.public_pem);
         let operator = ca.issue("operator.test", &[]);
+        let security = Self {
+            dir,
+            ca,
+            issuer,
+            operator,
+        };
+        security.trust_jwt_key(r#"es256_public_key_file = "jwt.pub.pem""#);
+        security
+    }
+
+    /// Writes the credentials file with `key`, the `[jwt]` line naming the token signing
+    /// key(s) (a file in [`Security::dir`]), and the client certificates of the tests.
+    pub fn trust_jwt_key(&self, key: &str) {
         let quoted = |scopes: &[&str]| {
             let quoted: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
             quoted.join(", ")
@@ -191,7 +247,7 @@ impl Security {
 issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
 leeway_secs = {LEEWAY_SECS}
-es256_public_key_file = "jwt.pub.pem"
+{key}
 
 [[client]]
 id = "operator"
@@ -210,13 +266,7 @@ scopes = ["supply:write:POS"]
 "#,
             operator = quoted(&OPERATOR_SCOPES)
         );
-        dir.replace("credentials.toml", &credentials);
-        Self {
-            dir,
-            ca,
-            issuer,
-            operator,
-        }
+        self.dir.replace("credentials.toml", &credentials);
     }
 
     /// The flags of a service with TLS, mutual TLS and this credentials file.

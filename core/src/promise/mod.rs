@@ -9,6 +9,8 @@
 
 mod cart;
 
+mod kept;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use crate::domain::{distance_km, Day, Qty, ServiceLevel};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
-use crate::reservation::{Hold, LineRequest, ReserveRequest};
+use crate::reservation::Hold;
 use crate::reserve::Held;
 use crate::route::Taken;
 use crate::view::AtpView;
@@ -108,6 +110,15 @@ impl Engine {
                 "reserving a promise needs exactly one service level",
             ));
         }
+        if let Some(hold) = &request.reserve {
+            // A retry is answered as before, without planning again.
+            if let Some(kept) = self.retried_promise(request, hold)? {
+                return Ok(crate::mutation::Mutation {
+                    result: kept,
+                    record: None,
+                });
+            }
+        }
         let view = AtpView::at(self, &network, now_ms);
         let skipped: Vec<(NodeIdx, String)> = (0..network.nodes().len() as NodeIdx)
             .filter(|&n| view.is_excluded(n))
@@ -156,53 +167,9 @@ impl Engine {
             }),
             Some(hold) => {
                 deadline.check()?;
-                self.hold_promise(promise, hold)
+                self.hold_promise(request, promise, hold)
             }
         }
-    }
-
-    /// Reserves the promised plan: each shipment's lines at its node, needed by its ship date.
-    fn hold_promise(
-        &self,
-        mut promise: Promise,
-        hold: &Hold,
-    ) -> Result<crate::mutation::Mutation<Promise>> {
-        let option = &promise.options[0];
-        if option.delivery_date.is_none() {
-            return Err(Error::FailedPrecondition(format!(
-                "nothing to reserve: {}",
-                option.reason
-            )));
-        }
-        let lines = option
-            .shipments
-            .iter()
-            .flat_map(|shipment| {
-                let node_id = &promise.network.node(shipment.node).id;
-                shipment
-                    .lines
-                    .iter()
-                    .map(move |(sku, quantity)| LineRequest {
-                        sku: sku.clone(),
-                        node_id: node_id.clone(),
-                        group_id: String::new(),
-                        quantity: *quantity,
-                        need_date: Some(shipment.ship_date),
-                    })
-            })
-            .collect();
-        let request = ReserveRequest {
-            reservation_id: hold.reservation_id.clone(),
-            lines,
-            ttl_secs: hold.ttl_secs,
-            owner: hold.owner.clone(),
-        };
-        let held = self.reserve(&request)?;
-        promise.reservation = Some(held.result);
-        Ok(crate::mutation::Mutation {
-            result: promise,
-            record: held.record,
-        })
     }
 
     /// The product-page fast path: one SKU, one pass over its positions under one read lock,

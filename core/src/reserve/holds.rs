@@ -89,7 +89,7 @@ fn copies(locked: &Locked<'_>, sku: &str) -> (Vec<Position>, Vec<PoolHold>) {
 fn headroom(view: &AtpView<'_>, positions: &[Position], pools: &[PoolHold], line: &Line) -> Qty {
     match line.scope {
         Scope::Node(node) => view.node_headroom(positions, pools, node, line.need),
-        Scope::Pool(pool) => view.pool_headroom(positions, pools, pool),
+        Scope::Pool(pool) => view.pool_headroom(positions, pools, pool, line.need),
     }
 }
 

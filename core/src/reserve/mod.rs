@@ -30,24 +30,55 @@ pub struct Held {
 /// Reservations expired or forgotten per sweep, so one sweep stays short.
 const SWEEP_LIMIT: usize = 10_000;
 
+/// A hold a promise or a route makes for its plan: the call's own fingerprint, which a retry
+/// of the call matches, and its answer, kept with the hold to be given again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub fingerprint: u64,
+    pub answer: Vec<u8>,
+}
+
 impl Engine {
     /// Holds every line or none.
     pub fn reserve(&self, request: &ReserveRequest) -> Result<Mutation<Held>> {
+        self.reserve_for(request, None)
+    }
+
+    /// The reservation `reservation_id` if a call with `fingerprint` made it (a retry: answer
+    /// it as it is); `None` if the id is free. An id taken by another request is refused.
+    pub(crate) fn retried(&self, reservation_id: &str, fingerprint: u64) -> Result<Option<Held>> {
+        check_id("reservation_id", reservation_id)?;
+        let shard = self.shared.book.shard(reservation_id);
+        let existing = retry_of(shard.get(reservation_id), reservation_id, fingerprint)?;
+        Ok(existing.map(|reservation| Held {
+            reservation,
+            network: self.network(),
+        }))
+    }
+
+    /// [`Engine::reserve`], for a call's plan when `origin` names the call: a retry of the
+    /// same call (or a concurrent twin that held first) answers the hold it made.
+    pub(crate) fn reserve_for(
+        &self,
+        request: &ReserveRequest,
+        origin: Option<Origin>,
+    ) -> Result<Mutation<Held>> {
         let network = self.network();
         let view = AtpView::new(self, &network, None);
         let lines = self.resolve_lines(&view, &request.lines)?;
         let ttl_ms = self.ttl_ms(request.ttl_secs)?;
         check_id("reservation_id", &request.reservation_id)?;
-        let fingerprint = request.fingerprint();
+        let Origin {
+            fingerprint,
+            answer,
+        } = origin.unwrap_or_else(|| Origin {
+            fingerprint: request.fingerprint(),
+            answer: Vec::new(),
+        });
         let mut shard = self.shared.book.shard(&request.reservation_id);
-        if let Some(existing) = shard.get(&request.reservation_id) {
-            if existing.fingerprint != fingerprint {
-                return Err(Error::AlreadyExists(format!(
-                    "reservation {:?} exists with a different request",
-                    request.reservation_id
-                )));
-            }
-            return Ok(unchanged(existing.clone(), network));
+        let existing = shard.get(&request.reservation_id);
+        if let Some(existing) = retry_of(existing, &request.reservation_id, fingerprint)? {
+            return Ok(unchanged(existing, network));
         }
         let ticket = self.begin();
         let mut effects = self.effects();
@@ -66,6 +97,7 @@ impl Engine {
             fingerprint,
             ended_at_ms: None,
             owner: request.owner.clone(),
+            answer,
         };
         let before = shard.put(reservation.clone());
         Ok(self.with_record(ticket, before, reservation, effects, network))
@@ -445,6 +477,21 @@ fn check_id(field: &str, id: &str) -> Result<()> {
     }
 }
 
+/// A copy of `existing`, the reservation stored as `id`, if a request with `fingerprint` made
+/// it; `None` if there is none. One made by another request is `AlreadyExists`.
+fn retry_of(
+    existing: Option<&Reservation>,
+    id: &str,
+    fingerprint: u64,
+) -> Result<Option<Reservation>> {
+    match existing {
+        Some(existing) if existing.fingerprint != fingerprint => Err(Error::AlreadyExists(
+            format!("reservation {id:?} exists with a different request"),
+        )),
+        existing => Ok(existing.cloned()),
+    }
+}
+
 /// The reservation, if it is holding stock.
 fn held(reservation: Option<&Reservation>, id: &str) -> Result<Reservation> {
     let reservation = found(reservation, id)?;
@@ -563,6 +610,36 @@ mod tests {
         assert_eq!(atp(&engine, "SKU", 0), 6, "held once");
         let other = engine.reserve(&hold("R", &[("SKU", "A", 5)]));
         assert!(matches!(other, Err(Error::AlreadyExists(_))));
+    }
+
+    /// Two copies of one holding call racing: the one that holds second finds the first's
+    /// hold and is given its answer; `Reserve` under that id is another request.
+    #[test]
+    fn a_hold_made_for_a_call_answers_its_twin_with_the_first_answer() {
+        let engine = engine(&["A"]);
+        stock(&engine, 1, "SKU", &[("A", 1)]);
+        let origin = |answer: &[u8]| Origin {
+            fingerprint: 7,
+            answer: answer.to_vec(),
+        };
+        let request = hold("R", &[("SKU", "A", 1)]);
+        let first = engine.reserve_for(&request, Some(origin(b"first")));
+        assert_eq!(first.expect("held").result.reservation.answer, b"first");
+        let twin = engine
+            .reserve_for(&request, Some(origin(b"second")))
+            .expect("the twin finds the hold, though no stock is left");
+        assert!(twin.record.is_none(), "nothing changed");
+        assert_eq!(twin.result.reservation.answer, b"first");
+        assert!(engine.retried("R", 7).expect("the call's id").is_some());
+        assert!(matches!(
+            engine.retried("R", 8),
+            Err(Error::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            engine.reserve(&request),
+            Err(Error::AlreadyExists(_))
+        ));
+        assert!(engine.retried("FREE", 7).expect("free").is_none());
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! Routing with a hold, and routing a wave of orders together.
 
+use super::kept::{decode_routing, encode_routing, route_fingerprint};
 use super::{Plan, RouteRequest, Routing, Taken};
 use crate::deadline::Deadline;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::mutation::Mutation;
+use crate::reservation::Hold;
+use crate::reserve::{Held, Origin};
 
 /// A routed and reserved order.
 #[derive(Debug, Clone)]
 pub struct Routed {
     pub routing: Routing,
     /// The hold of the chosen plan, when asked to reserve.
-    pub reservation: Option<crate::reserve::Held>,
+    pub reservation: Option<Held>,
 }
 
 /// Orders routed together, with the cost of routing them one at a time in arrival order.
@@ -27,67 +31,73 @@ pub struct BatchRouting {
 
 impl Engine {
     /// Routes the order and reserves the chosen plan atomically; if stock moved under it, the
-    /// next-best plan is tried. Never a partial hold; past `deadline`, no hold at all.
+    /// next-best plan is tried. Never a partial hold; past `deadline`, no hold at all. The
+    /// hold keeps the answer: the same request again (a retry) is given the same plan and
+    /// reservation without routing again, even when the stock would not cover a second copy.
     pub fn route_and_reserve(
         &self,
         request: &RouteRequest,
-        hold: &crate::reservation::Hold,
+        hold: &Hold,
         deadline: &Deadline<'_>,
-    ) -> Result<crate::mutation::Mutation<Routed>> {
+    ) -> Result<Mutation<Routed>> {
+        let fingerprint = route_fingerprint(request, hold);
+        match self.retried(&hold.reservation_id, fingerprint) {
+            Ok(Some(held)) => {
+                return Ok(Mutation {
+                    result: kept(held)?,
+                    record: None,
+                })
+            }
+            Ok(None) => {}
+            // Another request holds the id; bad input is still answered as bad input.
+            Err(taken @ Error::AlreadyExists(_)) => {
+                return Err(match self.route(request, deadline) {
+                    Err(invalid @ Error::InvalidArgument(_)) => invalid,
+                    _ => taken,
+                })
+            }
+            Err(error) => return Err(error),
+        }
         let wider = RouteRequest {
             alternatives: request.alternatives.max(3),
             ..request.clone()
         };
-        let mut routing = self.route(&wider, deadline)?;
-        let plans: Vec<Plan> = routing
-            .plan
-            .iter()
-            .chain(&routing.alternatives)
-            .cloned()
-            .collect();
+        let routing = self.route(&wider, deadline)?;
+        let plans: Vec<&Plan> = routing.plan.iter().chain(&routing.alternatives).collect();
         let mut last =
             Error::FailedPrecondition("no plan satisfies the order's constraints".into());
         for (i, plan) in plans.iter().enumerate() {
-            let lines = plan
-                .shipments
-                .iter()
-                .flat_map(|s| {
-                    let node_id = routing.network.node(s.node).id.clone();
-                    s.lines
-                        .iter()
-                        .map(move |(sku, quantity)| crate::reservation::LineRequest {
-                            sku: sku.clone(),
-                            node_id: node_id.clone(),
-                            group_id: String::new(),
-                            quantity: *quantity,
-                            need_date: Some(s.ship_date),
-                        })
-                })
-                .collect();
-            let reserve = crate::reservation::ReserveRequest {
-                reservation_id: hold.reservation_id.clone(),
-                lines,
-                ttl_secs: hold.ttl_secs,
-                owner: hold.owner.clone(),
+            let answer = Routing {
+                plan: Some((*plan).clone()),
+                alternatives: (plans.iter().enumerate())
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| (*p).clone())
+                    .take(request.alternatives)
+                    .collect(),
+                excluded: routing.excluded.clone(),
+                candidates: routing.candidates,
+                network: routing.network.clone(),
+            };
+            let origin = Origin {
+                fingerprint,
+                answer: encode_routing(&answer),
             };
             deadline.check()?;
-            match self.reserve(&reserve) {
+            let reserve = hold.of_shipments(&routing.network, &plan.shipments);
+            match self.reserve_for(&reserve, Some(origin.clone())) {
                 Ok(held) => {
-                    routing.plan = Some(plan.clone());
-                    routing.alternatives = plans
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| *j != i)
-                        .map(|(_, p)| p.clone())
-                        .collect();
-                    routing.alternatives.truncate(request.alternatives);
-                    return Ok(crate::mutation::Mutation {
-                        result: Routed {
-                            routing,
-                            reservation: Some(held.result),
-                        },
-                        record: held.record,
-                    });
+                    let (held, record) = held.into_parts();
+                    // The hold made here answers as built; one a concurrent twin of this
+                    // call made first (nothing changed here) answers what it kept.
+                    let result = if held.reservation.answer == origin.answer {
+                        Routed {
+                            routing: answer,
+                            reservation: Some(held),
+                        }
+                    } else {
+                        kept(held)?
+                    };
+                    return Ok(Mutation { result, record });
                 }
                 Err(error @ Error::InsufficientStock(_)) => last = error,
                 Err(error) => return Err(error),
@@ -158,4 +168,18 @@ impl Engine {
         }
         Ok(routings.into_iter().flatten().collect())
     }
+}
+
+/// The answer a hold kept, with the hold as it is now.
+fn kept(held: Held) -> Result<Routed> {
+    let routing = decode_routing(&held.reservation.answer, held.network.clone()).map_err(|e| {
+        Error::FailedPrecondition(format!(
+            "reservation {:?} keeps no route of this request: {e}",
+            held.reservation.id
+        ))
+    })?;
+    Ok(Routed {
+        routing,
+        reservation: Some(held),
+    })
 }

@@ -15,6 +15,7 @@
 mod batch;
 mod excluded;
 mod judge;
+mod kept;
 mod search;
 
 use std::collections::HashMap;
