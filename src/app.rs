@@ -27,6 +27,7 @@ use crate::rejections::LoggedRejection;
 use crate::reservation::{Hold, ReserveRequest};
 use crate::reserve::Held;
 use crate::route::{BatchRouting, RouteRequest, Routed};
+use crate::sync::{Opened, PartOutcome, SyncBegin, SyncCommit, SyncOutcome, SyncPart};
 
 /// Who asks for a change, in one request: the identity an edge authenticated (whose id a
 /// reservation records as its owner, and whose scopes decide who may act on one) and the
@@ -216,6 +217,28 @@ impl App {
             .await
     }
 
+    /// Opens a full sync. Nothing durable changes until its commit, so nothing is journaled:
+    /// a sync the process loses (crash, expiry) is sent again from its begin.
+    pub fn begin_sync(&self, begin: &SyncBegin) -> Result<Opened> {
+        self.engine.begin_sync(begin)
+    }
+
+    /// Stages a part of an open sync, counting its rejected positions.
+    pub fn sync_part(&self, part: &SyncPart) -> Result<PartOutcome> {
+        let outcome = self.engine.stage_sync_part(part)?;
+        self.ingest.rejected(&outcome.rejections);
+        Ok(outcome)
+    }
+
+    /// Commits a full sync and answers once it is durable.
+    pub async fn commit_sync(&self, caller: &Caller, commit: &SyncCommit) -> Result<SyncOutcome> {
+        let outcome = self
+            .write(caller, "commit_sync", |engine| engine.commit_sync(commit))
+            .await?;
+        self.ingest.synced(&outcome);
+        Ok(outcome)
+    }
+
     pub async fn reserve(&self, caller: &Caller, request: &ReserveRequest) -> Result<Held> {
         self.write(caller, "reserve", |engine| engine.reserve(request))
             .await
@@ -351,6 +374,7 @@ impl App {
         if let Err(error) = swept {
             tracing::debug!(%error, "expiry not durable; it is retried at the next sweep");
         }
+        self.engine.expire_syncs();
     }
 
     pub fn availability(&self, query: &AvailabilityQuery) -> Result<Availability> {

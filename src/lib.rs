@@ -17,7 +17,7 @@
 //! - **Core** (the `promised-core` crate, re-exported here under the same module names):
 //!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
 //!   [`reserve`], [`delivery`], [`promise`], [`route`], [`query`] and [`explain`], [`view`],
-//!   [`flow`], [`audit`], over the [`engine`] handle; [`mutation`] records, snapshot
+//!   [`flow`], [`audit`], [`sync`] (full syncs), over the [`engine`] handle; [`mutation`] records, snapshot
 //!   [`manifest`]s and their [`codec`]; a promise or route stops at its [`deadline`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
 //! - **Process** [`server`]: listeners ([`connections`] bounds them, [`request_bytes`] the
@@ -53,7 +53,7 @@
 pub use promised_core::{
     audit, calendar, clock, codec, deadline, delivery, domain, engine, error, explain, flow, index,
     ingest, manifest, mutation, network, promise, query, rejections, reservation, reserve, route,
-    spec, view,
+    spec, sync, view,
 };
 
 pub mod app;

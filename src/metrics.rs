@@ -13,12 +13,14 @@ use tokio_stream::{Stream, StreamExt};
 
 use crate::connections::Admitted;
 
-use crate::domain::{BatchOutcome, RejectReason};
+use crate::domain::{BatchOutcome, RejectReason, Rejection};
 use crate::engine::Stats;
+use crate::sync::SyncOutcome;
 
 pub const RPC_DURATION: &str = "promised_rpc_duration_seconds";
 pub const INGEST_UPDATES: &str = "promised_ingest_updates_total";
 pub const INGEST_BATCHES: &str = "promised_ingest_batches_total";
+pub const SYNC_POSITIONS: &str = "promised_sync_positions_total";
 pub const INGEST_APPLY_LAG: &str = "promised_ingest_apply_lag_seconds";
 pub const SOURCE_AGE: &str = "promised_source_age_seconds";
 pub const SOURCE_STALE: &str = "promised_source_stale";
@@ -110,6 +112,12 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         "Supply batches by outcome (applied, duplicate, heartbeat).",
     ),
     (
+        Kind::Counter,
+        SYNC_POSITIONS,
+        None,
+        "Positions of committed full syncs by outcome (set, zeroed, unchanged).",
+    ),
+    (
         Kind::Histogram,
         INGEST_APPLY_LAG,
         Some(Unit::Seconds),
@@ -196,10 +204,13 @@ pub enum Rpc {
     PromiseOrder,
     RouteOrder,
     RouteOrders,
+    BeginSync,
+    SyncPart,
+    CommitSync,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 24] = [
+    const ALL: [Rpc; 27] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
@@ -224,6 +235,9 @@ impl Rpc {
         Self::PromiseOrder,
         Self::RouteOrder,
         Self::RouteOrders,
+        Self::BeginSync,
+        Self::SyncPart,
+        Self::CommitSync,
     ];
 
     fn name(self) -> &'static str {
@@ -252,6 +266,9 @@ impl Rpc {
             Self::PromiseOrder => "PromiseOrder",
             Self::RouteOrder => "RouteOrder",
             Self::RouteOrders => "RouteOrders",
+            Self::BeginSync => "BeginSync",
+            Self::SyncPart => "SyncPart",
+            Self::CommitSync => "CommitSync",
         }
     }
 }
@@ -304,6 +321,8 @@ pub struct IngestMetrics {
     batches_duplicate: Counter,
     heartbeats: Counter,
     apply_lag: Histogram,
+    /// Committed syncs' positions: set, zeroed, unchanged.
+    synced: [Counter; 3],
 }
 
 impl IngestMetrics {
@@ -320,6 +339,8 @@ impl IngestMetrics {
             batches_duplicate: counter!(INGEST_BATCHES, "outcome" => "duplicate"),
             heartbeats: counter!(INGEST_BATCHES, "outcome" => "heartbeat"),
             apply_lag: histogram!(INGEST_APPLY_LAG),
+            synced: ["set", "zeroed", "unchanged"]
+                .map(|outcome| counter!(SYNC_POSITIONS, "outcome" => outcome)),
         }
     }
 
@@ -336,16 +357,32 @@ impl IngestMetrics {
         self.batches_applied.increment(1);
         self.applied.increment(u64::from(outcome.applied));
         self.stale.increment(u64::from(outcome.stale));
-        for rejection in &outcome.rejections {
+        self.rejected(&outcome.rejections);
+        if let Some(lag_ms) = outcome.lag_ms {
+            self.apply_lag.record(lag_ms.max(0) as f64 / 1000.0);
+        }
+    }
+
+    /// Counts rejected updates (of a batch or of a sync's part) by reason.
+    pub fn rejected(&self, rejections: &[Rejection]) {
+        for rejection in rejections {
             let at = RejectReason::ALL
                 .iter()
                 .position(|r| *r == rejection.reason)
                 .unwrap_or_default();
             self.rejected[at].increment(1);
         }
-        if let Some(lag_ms) = outcome.lag_ms {
-            self.apply_lag.record(lag_ms.max(0) as f64 / 1000.0);
+    }
+
+    /// Counts a committed sync's positions; a duplicate commit counts nothing again.
+    pub fn synced(&self, outcome: &SyncOutcome) {
+        if outcome.duplicate {
+            return;
         }
+        let [set, zeroed, unchanged] = &self.synced;
+        set.increment(outcome.set);
+        zeroed.increment(outcome.zeroed);
+        unchanged.increment(outcome.unchanged);
     }
 }
 

@@ -15,6 +15,7 @@ use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx, SeqState};
 use crate::rejections::RejectionLog;
 use crate::reservation::Book;
+use crate::sync::{Staging, SyncLimits, SyncMark, SyncMarks};
 
 /// Reservation book shards; a reservation call locks one.
 const BOOK_SHARDS: usize = 64;
@@ -100,6 +101,7 @@ pub struct EngineConfig {
     pub stale: StalePolicy,
     /// Index shards; more shards, less contention between writers.
     pub shards: usize,
+    pub sync: SyncLimits,
 }
 
 impl Default for EngineConfig {
@@ -110,6 +112,7 @@ impl Default for EngineConfig {
             atp: AtpPolicy::default(),
             stale: StalePolicy::Exclude,
             shards: 256,
+            sync: SyncLimits::default(),
         }
     }
 }
@@ -183,6 +186,13 @@ pub(crate) struct Shared {
     unsettled: Mutex<BTreeSet<u64>>,
     next_mutation: AtomicU64,
     pub(crate) book: Book,
+    /// Open full syncs and their staged positions.
+    pub(crate) staging: Staging,
+    /// Each source's last committed sync per supply type.
+    pub(crate) sync_marks: SyncMarks,
+    /// Availability reads hold it shared; a sync's commit holds it alone, so a read sees
+    /// the whole of a sync or none of it.
+    pub(crate) read_gate: RwLock<()>,
 }
 
 /// Cloneable handle to the core.
@@ -228,6 +238,9 @@ impl Engine {
             unsettled: Mutex::default(),
             next_mutation: AtomicU64::new(1),
             book: Book::new(BOOK_SHARDS, retention_ms),
+            staging: Staging::default(),
+            sync_marks: SyncMarks::default(),
+            read_gate: RwLock::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -315,6 +328,7 @@ impl Engine {
                 undo,
                 network: _,
                 cause: _,
+                sync,
             } = record;
             self.shared.index.undo(effects);
             for (after, before) in reservations.iter().zip(undo.reservations).rev() {
@@ -334,6 +348,10 @@ impl Engine {
             }
             if let Some(network) = undo.network {
                 self.replace_network(network);
+            }
+            if let (Some(mark), Some(previous)) = (sync, undo.sync_mark) {
+                let marks = &self.shared.sync_marks;
+                marks.restore(&mark.source_id, mark.supply_type, previous);
             }
             if let Some(ticket) = ticket {
                 self.settle(ticket);
@@ -382,6 +400,24 @@ impl Engine {
         for reservation in reservations {
             self.shared.book.shard(&reservation.id).put(reservation);
         }
+    }
+
+    /// Held by a read so that it sees a sync's commit whole or not at all.
+    pub(crate) fn sync_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.shared
+            .read_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Installs a sync mark as recovered from durable state, unless a newer one is known.
+    pub fn restore_sync_mark(&self, mark: SyncMark) {
+        self.shared.sync_marks.recover(mark);
+    }
+
+    /// Every source's last committed sync per supply type, for snapshots.
+    pub fn sync_marks(&self) -> Vec<SyncMark> {
+        self.shared.sync_marks.all()
     }
 
     /// Sets a source's applied sequence to at least `seq`, as recovered from durable state.

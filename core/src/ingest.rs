@@ -44,13 +44,7 @@ impl Engine {
         }
         self.check_gap(batch.seq, seq.last_seq)?;
         let ticket = self.begin();
-        let skew_ms = self
-            .shared
-            .config
-            .limits
-            .max_clock_skew_secs
-            .saturating_mul(1000);
-        let latest_as_of_ms = now_ms.saturating_add(i64::try_from(skew_ms).unwrap_or(i64::MAX));
+        let latest_as_of_ms = self.latest_as_of_ms();
         let mut work = BatchWork::new(batch, self.effects(), latest_as_of_ms);
         for (i, update) in batch.updates.iter().enumerate() {
             self.apply_update(&network, source, i, update, &mut work);
@@ -59,6 +53,18 @@ impl Engine {
         work.outcome.durable_seq = self.advance(&mut seq, batch.seq);
         drop(seq);
         Ok(self.finish_batch(batch, ticket, now_ms, work, last_seq))
+    }
+
+    /// The latest `as_of` a SET may carry now: the server clock plus the allowed skew.
+    pub(crate) fn latest_as_of_ms(&self) -> UnixMillis {
+        let skew_ms = self
+            .shared
+            .config
+            .limits
+            .max_clock_skew_secs
+            .saturating_mul(1000);
+        let skew_ms = i64::try_from(skew_ms).unwrap_or(i64::MAX);
+        self.now_ms().saturating_add(skew_ms)
     }
 
     /// Records `applied` as the source's last sequence, pending until durable when journaling;
@@ -219,7 +225,7 @@ impl Engine {
     }
 
     /// Checks one update against the source's ownership and the limits.
-    fn validate<'u>(
+    pub(crate) fn validate<'u>(
         &self,
         network: &Network,
         source: &SourceEntry,
@@ -424,7 +430,7 @@ fn set_kind(
 }
 
 /// An update that passed validation.
-enum Valid<'u> {
+pub(crate) enum Valid<'u> {
     Change(NodeIdx, Change<'u>),
     /// A shipment for an order.
     Ship(NodeIdx, &'u str),
@@ -518,7 +524,7 @@ fn refusal(applied: Applied) -> Option<(RejectReason, &'static str)> {
 /// Longest SKU or node id a rejection echoes back; an oversized field is cut, not copied whole.
 const ECHO_LEN: usize = 128;
 
-fn rejection(
+pub(crate) fn rejection(
     index: usize,
     update: &SupplyUpdate,
     reason: RejectReason,

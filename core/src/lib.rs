@@ -64,6 +64,7 @@ pub mod reservation;
 pub mod reserve;
 pub mod route;
 pub mod spec;
+pub mod sync;
 pub mod view;
 
 #[cfg(test)]

@@ -8,16 +8,21 @@ use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::index::Effects;
 use crate::network::Network;
 use crate::reservation::{Layout, Reservation};
+use crate::sync::SyncMark;
 
-/// Encoding version of a record; bumped on any incompatible change. Version 3 added the
-/// cause and the reservations' owner; version 2 records (with neither) are still read.
-const RECORD_VERSION: u8 = 3;
+/// Encoding version of a record; bumped on any incompatible change. Version 4 added the
+/// committed sync's mark; version 3 added the cause and the reservations' owner; versions 2
+/// and 3 (without the later fields) are still read.
+const RECORD_VERSION: u8 = 4;
+/// The version before sync marks, still read.
+const CAUSE_VERSION: u8 = 3;
 /// The oldest version read: its reservations have no owner.
 const OLDEST_READ_VERSION: u8 = 2;
 
 const HAS_SOURCE: u8 = 1;
 const HAS_NETWORK: u8 = 2;
 const HAS_CAUSE: u8 = 4;
+const HAS_SYNC: u8 = 8;
 
 /// Who made a change and why, for the audit trail: journaled with the change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +70,8 @@ pub struct Record {
     pub ticket: Option<u64>,
     /// Who asked for the change, set by the application service before the record is queued.
     pub cause: Option<Cause>,
+    /// The sync a full-sync commit committed: the source's mark after it.
+    pub sync: Option<SyncMark>,
     /// What the mutation replaced outside the index, set by the core; never journaled.
     pub undo: Undo,
 }
@@ -81,6 +88,8 @@ pub struct Undo {
     pub(crate) network: Option<Arc<Network>>,
     /// The batch's source's last applied sequence before the batch.
     pub(crate) last_seq: Option<u64>,
+    /// The sync mark a commit replaced (`Some(None)`: there was none).
+    pub(crate) sync_mark: Option<Option<SyncMark>>,
 }
 
 impl Record {
@@ -90,6 +99,7 @@ impl Record {
             && self.network.is_none()
             && self.effects.count() == 0
             && self.reservations.is_empty()
+            && self.sync.is_none()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -98,7 +108,8 @@ impl Record {
         let flag = |present: bool, flag: u8| if present { flag } else { 0 };
         w.u8(flag(self.source_seq.is_some(), HAS_SOURCE)
             | flag(self.network.is_some(), HAS_NETWORK)
-            | flag(self.cause.is_some(), HAS_CAUSE));
+            | flag(self.cause.is_some(), HAS_CAUSE)
+            | flag(self.sync.is_some(), HAS_SYNC));
         if let Some((source, seq)) = &self.source_seq {
             w.str(source);
             w.var(*seq);
@@ -108,6 +119,9 @@ impl Record {
         }
         if let Some(cause) = &self.cause {
             cause.encode(&mut w);
+        }
+        if let Some(mark) = &self.sync {
+            mark.encode(&mut w);
         }
         w.len(self.reservations.len());
         for reservation in &self.reservations {
@@ -124,6 +138,7 @@ pub struct StoredRecord<'a> {
     pub source_seq: Option<(&'a str, u64)>,
     pub network: Option<&'a [u8]>,
     pub cause: Option<Cause>,
+    pub sync: Option<SyncMark>,
     pub reservations: Vec<Reservation>,
     pub effects: Reader<'a>,
 }
@@ -133,7 +148,7 @@ impl<'a> StoredRecord<'a> {
         let mut r = Reader::new(bytes);
         let layout = match r.u8()? {
             OLDEST_READ_VERSION => Layout::Ownerless,
-            RECORD_VERSION => Layout::Owned,
+            CAUSE_VERSION | RECORD_VERSION => Layout::Owned,
             _ => return Err(CodecError("unsupported journal record version")),
         };
         let flags = r.u8()?;
@@ -152,6 +167,11 @@ impl<'a> StoredRecord<'a> {
         } else {
             None
         };
+        let sync = if flags & HAS_SYNC != 0 {
+            Some(SyncMark::decode(&mut r)?)
+        } else {
+            None
+        };
         let reservations = (0..r.len()?)
             .map(|_| Reservation::decode_layout(&mut r, layout))
             .collect::<Decoded<_>>()?;
@@ -159,6 +179,7 @@ impl<'a> StoredRecord<'a> {
             source_seq,
             network,
             cause,
+            sync,
             reservations,
             effects: r,
         })

@@ -45,7 +45,9 @@ pub fn need(path: &str) -> Option<Need> {
             Need::Scope(Reserve)
         }
         ("Routing", "RouteOrder" | "RouteOrders") => Need::Scope(Route),
-        ("Supply", "StreamUpdates" | "ApplyBatch") => Need::AnyFeed,
+        ("Supply", "StreamUpdates" | "ApplyBatch" | "BeginSync" | "SyncPart" | "CommitSync") => {
+            Need::AnyFeed
+        }
         ("Supply", "ListRejections")
         | ("Admin", "GetStats" | "ListAudit" | "GetPositionHistory") => Need::Scope(InsightsRead),
         ("Admin", "CheckInvariants") => Need::Scope(AdminRepair),

@@ -1,0 +1,221 @@
+//! A sync's commit: the staged positions are set, every position in the sync's scope it did
+//! not mention is zeroed, and the source's mark moves to the sync, in one mutation while
+//! readers wait, so an answer sees the holding from before the sync or after it, never a mix.
+
+use std::sync::PoisonError;
+
+use super::staging::{unknown_sync, OpenSync};
+use super::{SyncCommit, SyncMark, SyncOutcome};
+use crate::domain::{Qty, SupplyType};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::index::{Applied, Change, ChangeKind, Effects, Position};
+use crate::mutation::{Mutation, Record, Undo};
+
+impl Engine {
+    /// Commits an open sync. A commit of the source's last committed sync answers its counts
+    /// again as a duplicate; a stale sync, or one the wipe guard refuses, stays open and
+    /// changes nothing.
+    pub fn commit_sync(&self, commit: &SyncCommit) -> Result<Mutation<SyncOutcome>> {
+        if self.network().source(&commit.source_id).is_none() {
+            return Err(Error::NotFound(format!("source {:?}", commit.source_id)));
+        }
+        let now_ms = self.now_ms();
+        let taken = self
+            .shared
+            .staging
+            .lock()
+            .take(&commit.source_id, &commit.sync_id, now_ms);
+        let Some(sync) = taken else {
+            let mark = self
+                .shared
+                .sync_marks
+                .committed(&commit.source_id, &commit.sync_id);
+            return match mark {
+                Some(mark) => Ok(Mutation {
+                    result: outcome(&mark, true),
+                    record: None,
+                }),
+                None => Err(unknown_sync(&commit.sync_id)),
+            };
+        };
+        // Readers wait from here to the end of the change: none sees part of it.
+        let _gate = self
+            .shared
+            .read_gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Err(refusal) = self.check_commit(&sync, commit.force) {
+            self.shared.staging.lock().put_back(sync);
+            return Err(refusal);
+        }
+        let ticket = self.begin();
+        let mut effects = self.effects();
+        let zeroed = self.zero_unmentioned(&sync, effects.as_mut());
+        let (set, unchanged) = self.set_staged(&sync, effects.as_mut());
+        let mark = SyncMark {
+            source_id: commit.source_id.clone(),
+            supply_type: sync.supply_type,
+            sync_id: commit.sync_id.clone(),
+            as_of_ms: sync.as_of_ms,
+            set,
+            zeroed: zeroed.0,
+            unchanged: unchanged + zeroed.1,
+        };
+        let previous = self.shared.sync_marks.put(mark.clone());
+        Ok(self.mutation(ticket, outcome(&mark, false), || Record {
+            effects: effects.unwrap_or_default(),
+            sync: Some(mark),
+            undo: Undo {
+                sync_mark: Some(previous),
+                ..Undo::default()
+            },
+            ..Record::default()
+        }))
+    }
+
+    /// Refuses a stale sync, and one that would zero more than the guard's share of what the
+    /// source holds in the sync's scope (unless `force`).
+    fn check_commit(&self, sync: &OpenSync, force: bool) -> Result<()> {
+        self.check_not_stale(&sync.begin.source_id, sync.supply_type, sync.as_of_ms)?;
+        let (mut held, mut unmentioned) = (0u64, 0u64);
+        self.shared.index.visit_all(|sku, position| {
+            for_each_held(sync, position, |reference, _| {
+                held += 1;
+                unmentioned += u64::from(!sync.staged_at(sku, position.node(), reference));
+            });
+        });
+        let percent = u64::from(self.shared.config.sync.wipe_guard_percent);
+        if force || unmentioned * 100 <= held * percent {
+            return Ok(());
+        }
+        Err(Error::FailedPrecondition(format!(
+            "the sync would zero {unmentioned} of the source's {held} positions in its scope, \
+             more than {percent}% (--sync-wipe-guard-percent); commit with force if that is meant"
+        )))
+    }
+
+    /// Zeroes every held position in the sync's scope it does not stage; returns how many
+    /// were zeroed and how many a newer SET of the source keeps.
+    fn zero_unmentioned(&self, sync: &OpenSync, effects: Option<&mut Effects>) -> (u64, u64) {
+        let (mut zeroed, mut kept) = (0, 0);
+        let unmentioned = |sku: &str, position: &Position| {
+            let mut any = false;
+            for_each_held(sync, position, |reference, _| {
+                any |= !sync.staged_at(sku, position.node(), reference);
+            });
+            any
+        };
+        let zero = |sku: &str, position: &mut Position| {
+            let mut targets = Vec::new();
+            for_each_held(sync, position, |reference, _| {
+                if !sync.staged_at(sku, position.node(), reference) {
+                    targets.push(Box::<str>::from(reference));
+                }
+            });
+            let mut changed = false;
+            for reference in targets {
+                match position.apply(&set(sync, &reference, 0, None)) {
+                    Applied::Applied => {
+                        zeroed += 1;
+                        changed = true;
+                    }
+                    _ => kept += 1,
+                }
+            }
+            changed
+        };
+        self.shared.index.sweep(unmentioned, zero, effects);
+        (zeroed, kept)
+    }
+
+    /// Sets every staged position; returns how many changed and how many already held their
+    /// quantity (or were kept by a newer SET of the source).
+    fn set_staged(&self, sync: &OpenSync, mut effects: Option<&mut Effects>) -> (u64, u64) {
+        let (mut changed, mut unchanged) = (0, 0);
+        for (sku, entries) in &sync.positions {
+            for staged in entries {
+                let change = set(sync, &staged.reference, staged.quantity, staged.eta);
+                let index = &self.shared.index;
+                let moved = index.update(sku, staged.node, effects.as_deref_mut(), |position| {
+                    let before = held(sync, position, &staged.reference);
+                    let applied = position.apply(&change) == Applied::Applied;
+                    let moved = applied && before.unwrap_or(0) != staged.quantity;
+                    (moved, applied)
+                });
+                if moved {
+                    changed += 1;
+                } else {
+                    unchanged += 1;
+                }
+            }
+        }
+        (changed, unchanged)
+    }
+}
+
+/// The sync's SET of one position (`reference` empty for on-hand).
+fn set<'a>(
+    sync: &OpenSync,
+    reference: &'a str,
+    quantity: Qty,
+    eta: Option<crate::domain::Day>,
+) -> Change<'a> {
+    Change {
+        supply_type: sync.supply_type,
+        kind: ChangeKind::Set {
+            as_of_ms: sync.as_of_ms,
+        },
+        quantity,
+        reference,
+        eta,
+    }
+}
+
+/// Calls `visit` with the reference and quantity of everything `position` holds of the
+/// sync's supply type, when the sync covers its node: its on-hand, or each receipt.
+fn for_each_held(sync: &OpenSync, position: &Position, mut visit: impl FnMut(&str, Qty)) {
+    if !sync
+        .covers
+        .get(position.node() as usize)
+        .copied()
+        .unwrap_or(false)
+    {
+        return;
+    }
+    match sync.supply_type {
+        SupplyType::OnHand => {
+            let on_hand = position.totals().on_hand;
+            if on_hand != 0 {
+                visit("", on_hand);
+            }
+        }
+        dated => position
+            .receipts()
+            .iter()
+            .filter(|r| r.supply_type == dated)
+            .for_each(|r| visit(&r.reference, r.quantity)),
+    }
+}
+
+/// What `position` holds under `reference` of the sync's type; `None` if nothing.
+fn held(sync: &OpenSync, position: &Position, reference: &str) -> Option<Qty> {
+    let mut found = None;
+    for_each_held(sync, position, |r, quantity| {
+        if r == reference {
+            found = Some(quantity);
+        }
+    });
+    found
+}
+
+fn outcome(mark: &SyncMark, duplicate: bool) -> SyncOutcome {
+    SyncOutcome {
+        source_id: mark.source_id.clone(),
+        sync_id: mark.sync_id.clone(),
+        set: mark.set,
+        zeroed: mark.zeroed,
+        unchanged: mark.unchanged,
+        duplicate,
+    }
+}
