@@ -51,6 +51,7 @@ pub mod engine;
 pub mod error;
 pub mod explain;
 pub mod flow;
+mod full_sync;
 pub mod index;
 pub mod ingest;
 pub mod manifest;

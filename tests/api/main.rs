@@ -26,5 +26,6 @@ mod redis;
 mod reservations;
 mod routing;
 mod security;
+mod sync;
 mod transport;
 mod validation;

@@ -1,16 +1,16 @@
-//! Full syncs: a source's complete holding of one supply type at some of its nodes, as of a
-//! time, sent in parts under a sync id and applied at commit. Positions the sync does not
-//! mention become zero at commit, in the same mutation as the rest, while readers wait
-//! ([`commit`]). Parts are staged in memory only ([`staging`]): a sync the process does not
-//! commit (abandoned, expired, or lost with a crash) changes nothing, and is sent again.
+//! Full syncs, their requests, answers and state: a source's complete holding of one supply
+//! type at some of its nodes, as of a time, sent in parts under a sync id and applied at
+//! commit. Positions the sync does not mention become zero at commit, in the same mutation as
+//! the rest, while readers wait. Parts are staged in memory only ([`staging`]): a sync the
+//! process does not commit (abandoned, expired, or lost with a crash) changes nothing, and is
+//! sent again. The operations on the engine are in `full_sync`.
 
-mod commit;
 mod mark;
 mod staging;
 
 pub use mark::SyncMark;
 pub(crate) use mark::SyncMarks;
-pub(crate) use staging::Staging;
+pub(crate) use staging::{OpenSync, Staged, Staging};
 
 use crate::clock::UnixMillis;
 use crate::domain::{Qty, Rejection, SupplyType};

@@ -4,13 +4,13 @@
 
 use std::sync::PoisonError;
 
-use super::staging::{unknown_sync, OpenSync};
-use super::{SyncCommit, SyncMark, SyncOutcome};
+use super::stage::unknown_sync;
 use crate::domain::{Qty, SupplyType};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::index::{Applied, Change, ChangeKind, Effects, Position};
 use crate::mutation::{Mutation, Record, Undo};
+use crate::sync::{OpenSync, SyncCommit, SyncMark, SyncOutcome};
 
 impl Engine {
     /// Commits an open sync. A commit of the source's last committed sync answers its counts
