@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::explain::{ExplainQuery, Explanation};
 use crate::metrics::{self, IngestMetrics};
 use crate::mutation::{Cause, Mutation};
+use crate::normalize::SourceMapping;
 use crate::promise::{Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery};
 use crate::rejections::LoggedRejection;
@@ -172,6 +173,18 @@ impl App {
     pub async fn upsert_postal_codes(&self, caller: &Caller, codes: Vec<PostalCode>) -> Result<()> {
         self.write(caller, "upsert_postal_codes", |engine| {
             engine.upsert_postal_codes(codes)
+        })
+        .await
+    }
+
+    /// Replaces sources' item, location and unit tables (a new network version).
+    pub async fn upsert_mappings(
+        &self,
+        caller: &Caller,
+        mappings: Vec<SourceMapping>,
+    ) -> Result<()> {
+        self.write(caller, "upsert_mappings", |engine| {
+            engine.upsert_mappings(mappings)
         })
         .await
     }

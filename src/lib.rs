@@ -52,8 +52,8 @@
 
 pub use promised_core::{
     audit, calendar, clock, codec, deadline, delivery, domain, engine, error, explain, flow, index,
-    ingest, manifest, mutation, network, promise, query, rejections, reservation, reserve, route,
-    spec, sync, view,
+    ingest, manifest, mutation, network, normalize, promise, query, rejections, reservation,
+    reserve, route, spec, sync, view,
 };
 
 pub mod app;

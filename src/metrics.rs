@@ -185,6 +185,7 @@ pub enum Rpc {
     UpsertSources,
     UpsertServiceLevels,
     UpsertPostalCodes,
+    UpsertMappings,
     SetSafetyStock,
     GetStats,
     StreamUpdates,
@@ -210,12 +211,13 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    const ALL: [Rpc; 27] = [
+    const ALL: [Rpc; 28] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
         Self::UpsertServiceLevels,
         Self::UpsertPostalCodes,
+        Self::UpsertMappings,
         Self::SetSafetyStock,
         Self::GetStats,
         Self::StreamUpdates,
@@ -247,6 +249,7 @@ impl Rpc {
             Self::UpsertSources => "UpsertSources",
             Self::UpsertServiceLevels => "UpsertServiceLevels",
             Self::UpsertPostalCodes => "UpsertPostalCodes",
+            Self::UpsertMappings => "UpsertMappings",
             Self::SetSafetyStock => "SetSafetyStock",
             Self::GetStats => "GetStats",
             Self::StreamUpdates => "StreamUpdates",

@@ -13,6 +13,7 @@ use crate::error::{Error, FieldViolation, Result};
 use crate::index::{AtpPolicy, Effects, Index, MAX_QUANTITY};
 use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx, SeqState};
+use crate::normalize::SourceMapping;
 use crate::rejections::RejectionLog;
 use crate::reservation::Book;
 use crate::sync::{Staging, SyncLimits, SyncMark, SyncMarks};
@@ -513,6 +514,11 @@ impl Engine {
         codes: Vec<((String, String), (f64, f64))>,
     ) -> Result<Mutation<()>> {
         self.change_network(|network| network.with_postal_codes(codes))
+    }
+
+    /// Replaces the named sources' normalization tables, as a new network version.
+    pub fn upsert_mappings(&self, mappings: Vec<SourceMapping>) -> Result<Mutation<()>> {
+        self.change_network(|network| network.with_mappings(mappings))
     }
 
     /// Sets per-position safety stock; all entries are checked before any is applied.

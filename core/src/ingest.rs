@@ -1,8 +1,10 @@
-//! Supply ingest: a source's batch is checked against its sequence, each update is validated
+//! Supply ingest: a source's batch is checked against its sequence, each update is put in
+//! promised's codes and units by the source's [`crate::normalize`] tables, then validated
 //! against the source's ownership and the limits, and the valid ones are applied to the index.
 //! Invalid updates are rejected one by one, with a reason, into the bounded
 //! [`crate::rejections`] log.
 
+use std::borrow::Cow;
 use std::sync::PoisonError;
 
 use crate::clock::UnixMillis;
@@ -15,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::index::{Applied, Change, ChangeKind, Effects, MAX_QUANTITY};
 use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx, SeqState, SourceEntry};
+use crate::normalize::Unmapped;
 use crate::rejections::LoggedRejection;
 use crate::reservation::Reservation;
 
@@ -120,6 +123,11 @@ impl Engine {
         update: &SupplyUpdate,
         work: &mut BatchWork,
     ) {
+        let update = match normalized(network, source, update) {
+            Ok(update) => update,
+            Err((reason, detail)) => return work.reject(i, update, reason, detail),
+        };
+        let update = &*update;
         match self.validate(network, source, update, work.latest_as_of_ms) {
             Ok(Valid::Change(node, change)) => self.apply_change(i, update, node, &change, work),
             Ok(Valid::Ship(node, order_id)) => self.apply_ship(i, update, node, order_id, work),
@@ -340,6 +348,18 @@ fn already_applied(batch: &SupplyBatch, seq: &SeqState) -> Result<Mutation<Batch
         result: outcome,
         record: None,
     })
+}
+
+/// `update` in promised's codes and units, by the source's tables (as sent when it has none).
+pub(crate) fn normalized<'u>(
+    network: &Network,
+    source: &SourceEntry,
+    update: &'u SupplyUpdate,
+) -> Result<Cow<'u, SupplyUpdate>, Unmapped> {
+    match network.mapping(&source.def.id) {
+        Some(mapping) => mapping.normalize(update),
+        None => Ok(Cow::Borrowed(update)),
+    }
 }
 
 /// Rejects an update whose SKU is empty or whose text fields exceed `max_len` bytes.

@@ -58,6 +58,7 @@ pub mod manifest;
 pub mod mutation;
 pub mod network;
 pub mod network_file;
+pub mod normalize;
 pub mod promise;
 pub mod query;
 pub mod rejections;

@@ -58,6 +58,7 @@ pub fn need(path: &str) -> Option<Need> {
             | "UpsertSources"
             | "UpsertServiceLevels"
             | "UpsertPostalCodes"
+            | "UpsertMappings"
             | "SetSafetyStock",
         ) => Need::Scope(AdminNetwork),
         _ => return None,

@@ -7,7 +7,7 @@ use crate::clock::UnixMillis;
 use crate::domain::{id_problem, RejectReason, SupplyType, SupplyUpdate, UpdateOp};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
-use crate::ingest::Valid;
+use crate::ingest::{normalized, Valid};
 use crate::network::{Network, NodeIdx, SourceEntry, MAX_ID_LEN};
 use crate::sync::{OpenSync, Opened, PartOutcome, Staged, SyncBegin, SyncPart, SyncPosition};
 
@@ -172,8 +172,8 @@ impl Engine {
         for (i, position) in part.positions.iter().enumerate() {
             let update = as_update(sync, position);
             match self.check_position(&network, source, sync, &update, latest_as_of_ms) {
-                Ok(staged) => {
-                    state.staged += usize::from(sync.stage(&update.sku, staged));
+                Ok((sku, staged)) => {
+                    state.staged += usize::from(sync.stage(&sku, staged));
                     outcome.staged += 1;
                 }
                 Err((reason, detail)) => outcome
@@ -190,7 +190,8 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// One position of a part, checked as the SET it stands for, and within the sync's nodes.
+    /// One position of a part in promised's codes and units, checked as the SET it stands for
+    /// and within the sync's nodes; its SKU and what to stage.
     fn check_position(
         &self,
         network: &Network,
@@ -198,7 +199,8 @@ impl Engine {
         sync: &OpenSync,
         update: &SupplyUpdate,
         latest_as_of_ms: UnixMillis,
-    ) -> Result<Staged, (RejectReason, String)> {
+    ) -> Result<(String, Staged), (RejectReason, String)> {
+        let update = &*normalized(network, source, update)?;
         let (node, change) = match self.validate(network, source, update, latest_as_of_ms)? {
             Valid::Change(node, change) => (node, change),
             Valid::Ship(..) => {
@@ -211,12 +213,13 @@ impl Engine {
                 format!("node {:?} is not among the sync's nodes", update.node_id),
             ));
         }
-        Ok(Staged {
+        let staged = Staged {
             node,
             reference: change.reference.into(),
             quantity: change.quantity,
             eta: change.eta,
-        })
+        };
+        Ok((update.sku.clone(), staged))
     }
 
     /// Drops every open sync idle past its expiry, changing nothing else; returns how many.

@@ -378,6 +378,9 @@ fn reject_reason(reason: RejectReason) -> pb::RejectReason {
         RejectReason::NotAllocated => pb::RejectReason::NotAllocated,
         RejectReason::InvalidId => pb::RejectReason::InvalidId,
         RejectReason::AsOfInFuture => pb::RejectReason::AsOfInFuture,
+        RejectReason::UnknownSkuCode => pb::RejectReason::UnknownSkuCode,
+        RejectReason::UnknownLocationCode => pb::RejectReason::UnknownLocationCode,
+        RejectReason::UnitNotConvertible => pb::RejectReason::UnitNotConvertible,
     }
 }
 

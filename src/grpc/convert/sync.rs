@@ -1,8 +1,10 @@
-//! Full-sync messages. The core checks their fields (it names each one), so these are plain
-//! moves; an unspecified supply type or a missing as-of stays `None` for the core to refuse.
+//! Full-sync and normalization messages. The core checks their fields (it names each one), so
+//! these are plain moves; an unspecified supply type or a missing as-of stays `None` for the
+//! core to refuse.
 
 use super::{rejection, supply_type, timestamp, timestamp_ms};
 use crate::grpc::pb;
+use crate::normalize::{SourceMapping, UnitFactor};
 use crate::sync::{
     Opened, PartOutcome, SyncBegin, SyncCommit, SyncOutcome, SyncPart, SyncPosition,
 };
@@ -42,6 +44,29 @@ impl From<pb::CommitSyncRequest> for SyncCommit {
             source_id: request.source_id,
             sync_id: request.sync_id,
             force: request.force,
+        }
+    }
+}
+
+/// Plain moves: the network checks the tables and names each field.
+impl From<pb::SourceMapping> for SourceMapping {
+    fn from(mapping: pb::SourceMapping) -> Self {
+        let factor = |u: pb::UnitFactor| {
+            let factor = UnitFactor {
+                eaches: u.eaches,
+                units: u.units,
+            };
+            (u.sku, factor)
+        };
+        SourceMapping {
+            source_id: mapping.source_id,
+            items: mapping.items.into_iter().map(|i| (i.code, i.sku)).collect(),
+            locations: mapping
+                .locations
+                .into_iter()
+                .map(|l| (l.code, l.node_id))
+                .collect(),
+            units: mapping.units.into_iter().map(factor).collect(),
         }
     }
 }
