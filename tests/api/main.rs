@@ -19,6 +19,7 @@ mod flood;
 mod helpers;
 mod ingest;
 mod model;
+mod normalize;
 mod operations;
 mod promising;
 mod raw;

@@ -70,7 +70,7 @@ async fn reflection_lists_the_api() {
     }
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let mut stream = tokio::net::TcpStream::connect(app.metrics_addr)
         .await
         .expect("metrics port");
