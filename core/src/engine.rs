@@ -158,6 +158,13 @@ pub(crate) struct Ticket<'a> {
     number: Option<u64>,
 }
 
+impl Ticket<'_> {
+    /// The mutation's number; `None` when the engine does not journal.
+    pub(crate) fn number(&self) -> Option<u64> {
+        self.number
+    }
+}
+
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if let Some(number) = self.number {
@@ -360,6 +367,11 @@ impl Engine {
         }
     }
 
+    /// Whether mutation `ticket` was applied but its record is not durable yet.
+    pub(crate) fn is_unsettled(&self, ticket: u64) -> bool {
+        lock(&self.shared.unsettled).contains(&ticket)
+    }
+
     /// Marks a journaled mutation durable (its record is in the journal).
     pub fn settle(&self, ticket: u64) {
         lock(&self.shared.unsettled).remove(&ticket);
@@ -416,9 +428,13 @@ impl Engine {
         self.shared.sync_marks.recover(mark);
     }
 
-    /// Every source's last committed sync per supply type, for snapshots.
+    /// Every source's last committed sync per supply type, for snapshots: a mark whose commit
+    /// is not durable yet is left out (the journal brings it back once it is), so a snapshot
+    /// never counts a sync a crash could lose.
     pub fn sync_marks(&self) -> Vec<SyncMark> {
-        self.shared.sync_marks.all()
+        self.shared
+            .sync_marks
+            .all(|ticket| self.is_unsettled(ticket))
     }
 
     /// Sets a source's applied sequence to at least `seq`, as recovered from durable state.

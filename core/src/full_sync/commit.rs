@@ -32,7 +32,15 @@ impl Engine {
                 .sync_marks
                 .committed(&commit.source_id, &commit.sync_id);
             return match mark {
-                Some(mark) => Ok(Mutation {
+                // Answering a duplicate before the first commit is durable could acknowledge
+                // what a crash would lose.
+                Some((_, Some(ticket))) if self.is_unsettled(ticket) => {
+                    Err(Error::Unavailable(format!(
+                        "sync {:?} is applied but not yet durable; retry",
+                        commit.sync_id
+                    )))
+                }
+                Some((mark, _)) => Ok(Mutation {
                     result: outcome(&mark, true),
                     record: None,
                 }),
@@ -62,7 +70,7 @@ impl Engine {
             zeroed: zeroed.0,
             unchanged: unchanged + zeroed.1,
         };
-        let previous = self.shared.sync_marks.put(mark.clone());
+        let previous = self.shared.sync_marks.put(mark.clone(), ticket.number());
         Ok(self.mutation(ticket, outcome(&mark, false), || Record {
             effects: effects.unwrap_or_default(),
             sync: Some(mark),
@@ -217,5 +225,106 @@ fn outcome(mark: &SyncMark, duplicate: bool) -> SyncOutcome {
         zeroed: mark.zeroed,
         unchanged: mark.unchanged,
         duplicate,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::engine::EngineConfig;
+    use crate::index::Index;
+    use crate::mutation::StoredRecord;
+    use crate::network::Network;
+    use crate::sync::{SyncBegin, SyncPart, SyncPosition};
+    use crate::test_support::{node, wms};
+
+    fn journaled_engine() -> Engine {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let engine = Engine::journaled(
+            EngineConfig::default(),
+            clock,
+            Network::default(),
+            Index::new(4),
+        );
+        let _ = engine.upsert_nodes(vec![node("DC")]).expect("node");
+        let _ = engine.upsert_sources(vec![wms()]).expect("source");
+        engine
+    }
+
+    fn sync_of_one(engine: &Engine) -> Mutation<SyncOutcome> {
+        let begin = SyncBegin {
+            source_id: "WMS".into(),
+            sync_id: "s".into(),
+            supply_type: Some(SupplyType::OnHand),
+            node_ids: Vec::new(),
+            as_of_ms: Some(1_000),
+        };
+        engine.begin_sync(&begin).expect("opens");
+        let position = SyncPosition {
+            sku: "SKU-1".into(),
+            node_id: "DC".into(),
+            quantity: 4,
+            reference: String::new(),
+            eta: String::new(),
+        };
+        let part = SyncPart {
+            source_id: "WMS".into(),
+            sync_id: "s".into(),
+            positions: vec![position],
+        };
+        engine.stage_sync_part(&part).expect("staged");
+        engine.commit_sync(&commit()).expect("commits")
+    }
+
+    fn commit() -> SyncCommit {
+        SyncCommit {
+            source_id: "WMS".into(),
+            sync_id: "s".into(),
+            force: false,
+        }
+    }
+
+    #[test]
+    fn a_resent_commit_is_a_duplicate_only_once_the_first_is_durable() {
+        let engine = journaled_engine();
+        let (answer, record) = sync_of_one(&engine).into_parts();
+        assert_eq!((answer.set, answer.duplicate), (1, false));
+        let record = record.expect("journaled");
+        assert!(
+            matches!(engine.commit_sync(&commit()), Err(Error::Unavailable(_))),
+            "the first commit is not durable yet: no acknowledgement"
+        );
+        assert!(engine.sync_marks().is_empty(), "a snapshot leaves it out");
+        engine.settle(record.ticket.expect("numbered"));
+        let again = engine
+            .commit_sync(&commit())
+            .expect("answered")
+            .into_result();
+        assert_eq!((again.set, again.duplicate), (1, true));
+        assert_eq!(engine.sync_marks().len(), 1);
+    }
+
+    #[test]
+    fn a_commit_record_carries_its_mark_and_undoing_it_restores_the_mark_before() {
+        let engine = journaled_engine();
+        let (_, record) = sync_of_one(&engine).into_parts();
+        let record = record.expect("journaled");
+        let bytes = record.encode();
+        let stored = StoredRecord::decode(&bytes).expect("decodes");
+        let mark = stored.sync.expect("the mark");
+        assert_eq!(
+            (mark.sync_id.as_str(), mark.as_of_ms, mark.set),
+            ("s", 1_000, 1)
+        );
+        engine.undo(vec![record]);
+        let resent = engine.commit_sync(&commit());
+        assert!(matches!(resent, Err(Error::NotFound(_))), "{resent:?}");
+        let on_hand = engine
+            .index()
+            .read("SKU-1", |p| p.map(|p| p.positions().len()));
+        assert_eq!(on_hand, None, "the position the sync created is gone again");
     }
 }

@@ -49,35 +49,39 @@ impl SyncMark {
     }
 }
 
+/// A mark, and the number of the commit that set it while that may not be durable yet.
+type Entry = (SyncMark, Option<u64>);
+
 /// The marks, by source and supply type.
 #[derive(Debug, Default)]
 pub(crate) struct SyncMarks {
-    marks: Mutex<HashMap<(String, SupplyType), SyncMark>>,
+    marks: Mutex<HashMap<(String, SupplyType), Entry>>,
 }
 
 impl SyncMarks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, SupplyType), SyncMark>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, SupplyType), Entry>> {
         self.marks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn get(&self, source_id: &str, supply_type: SupplyType) -> Option<SyncMark> {
         self.lock()
             .get(&(source_id.to_owned(), supply_type))
-            .cloned()
+            .map(|(mark, _)| mark.clone())
     }
 
-    /// The source's mark of any supply type for `sync_id`, when that sync was its last.
-    pub(crate) fn committed(&self, source_id: &str, sync_id: &str) -> Option<SyncMark> {
+    /// The source's mark of any supply type for `sync_id`, when that sync was its last, with
+    /// the number of its commit.
+    pub(crate) fn committed(&self, source_id: &str, sync_id: &str) -> Option<Entry> {
         self.lock()
             .values()
-            .find(|m| m.source_id == source_id && m.sync_id == sync_id)
+            .find(|(m, _)| m.source_id == source_id && m.sync_id == sync_id)
             .cloned()
     }
 
-    /// Installs `mark`, returning the one it replaces.
-    pub(crate) fn put(&self, mark: SyncMark) -> Option<SyncMark> {
-        self.lock()
-            .insert((mark.source_id.clone(), mark.supply_type), mark)
+    /// Installs `mark`, set by the commit numbered `ticket`; returns the mark it replaces.
+    pub(crate) fn put(&self, mark: SyncMark, ticket: Option<u64>) -> Option<SyncMark> {
+        let key = (mark.source_id.clone(), mark.supply_type);
+        self.lock().insert(key, (mark, ticket)).map(|(m, _)| m)
     }
 
     /// Takes back [`SyncMarks::put`]: `previous` is what it returned.
@@ -90,7 +94,7 @@ impl SyncMarks {
         let key = (source_id.to_owned(), supply_type);
         let mut marks = self.lock();
         match previous {
-            Some(mark) => marks.insert(key, mark),
+            Some(mark) => marks.insert(key, (mark, None)),
             None => marks.remove(&key),
         };
     }
@@ -101,14 +105,17 @@ impl SyncMarks {
         let key = (mark.source_id.clone(), mark.supply_type);
         if marks
             .get(&key)
-            .is_none_or(|known| known.as_of_ms <= mark.as_of_ms)
+            .is_none_or(|(known, _)| known.as_of_ms <= mark.as_of_ms)
         {
-            marks.insert(key, mark);
+            marks.insert(key, (mark, None));
         }
     }
 
-    pub(crate) fn all(&self) -> Vec<SyncMark> {
-        let mut marks: Vec<SyncMark> = self.lock().values().cloned().collect();
+    /// Every mark but those whose commit `pending` says is not durable yet.
+    pub(crate) fn all(&self, pending: impl Fn(u64) -> bool) -> Vec<SyncMark> {
+        let marks = self.lock();
+        let durable = marks.values().filter(|(_, t)| !t.is_some_and(&pending));
+        let mut marks: Vec<SyncMark> = durable.map(|(m, _)| m.clone()).collect();
         marks.sort_by(|a, b| {
             let key = |m: &SyncMark| (m.source_id.clone(), m.supply_type.index());
             key(a).cmp(&key(b))
