@@ -130,8 +130,9 @@ fn stage(engine: &Engine, shape: &[(String, String)]) -> Duration {
     started.elapsed()
 }
 
-/// Availability reads of one SKU in a loop on another thread until `stop`; their latencies.
-fn reader(engine: &Engine, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<Duration>> {
+/// Availability reads of one SKU in a loop on another thread until `stop`; when each started
+/// and how long it took.
+fn reader(engine: &Engine, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<(Instant, Duration)>> {
     let engine = engine.clone();
     let query = AvailabilityQuery {
         skus: vec![sku(7)],
@@ -143,19 +144,30 @@ fn reader(engine: &Engine, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<Dura
             let started = Instant::now();
             let answer = engine.availability(&query).expect("answers");
             std::hint::black_box(answer);
-            latencies.push(started.elapsed());
+            latencies.push((started, started.elapsed()));
         }
         latencies
     })
 }
 
-/// Reads while `work` runs; returns `work`'s result and the reads' p50, p99 and max.
+/// Reads while `work` runs; returns `work`'s result, and the p50, p99 and max of the reads
+/// that overlapped it (started before it ended and ended after it started).
 fn read_during<T>(engine: &Engine, work: impl FnOnce() -> T) -> (T, [Duration; 3]) {
     let stop = Arc::new(AtomicBool::new(false));
     let reads = reader(engine, stop.clone());
+    // The reader's first reads, before the work starts, are not counted.
+    thread::sleep(Duration::from_millis(10));
+    let began = Instant::now();
     let result = work();
+    let ended = Instant::now();
     stop.store(true, Ordering::Relaxed);
-    let mut latencies = reads.join().expect("reader");
+    let mut latencies: Vec<Duration> = reads
+        .join()
+        .expect("reader")
+        .into_iter()
+        .filter(|(start, took)| *start < ended && *start + *took > began)
+        .map(|(_, took)| took)
+        .collect();
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
     (result, [at(0.5), at(0.99), at(1.0)])
@@ -183,8 +195,8 @@ fn measure(positions: usize) -> String {
     format!(
         "{positions} positions at {} nodes: commit {took:.2?} (set {}, zeroed {}, unchanged {}, \
          {effects} effects); staging {staged:.2?}; the same positions as SET batches {applied:.2?} \
-         (commit / batches = {:.2}); reads p50/p99/max idle {:.1?}/{:.1?}/{:.1?}, during the \
-         commit {:.1?}/{:.1?}/{:.1?}",
+         (commit / batches = {:.2}); single-SKU reads p50/p99/max idle {:.1?}/{:.1?}/{:.1?}, \
+         overlapping the commit {:.1?}/{:.1?}/{:.1?}",
         nodes.len(),
         answer.set,
         answer.zeroed,
