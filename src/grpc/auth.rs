@@ -229,7 +229,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(methods, 24);
+        assert_eq!(methods, 28);
         assert_eq!(need("/promised.v1.Admin/DropEverything"), None);
         assert_eq!(need("/grpc.health.v1.Health/Check"), Some(Need::Nothing));
     }

@@ -7,6 +7,7 @@ use crate::durability::durable;
 use crate::helpers::*;
 use crate::operations::scrape;
 use crate::redis::RedisServer;
+use crate::sync::logged_rejections;
 
 const GTIN: &str = "00012345678905";
 
@@ -81,16 +82,8 @@ async fn a_feed_in_its_own_codes_and_cases_lands_as_skus_nodes_and_eaches() {
     assert_eq!(ack.applied, 3, "the rest of the batch applies");
     assert_eq!(on_hand_of(&app.item("SKU-1").await), 36 - 12);
     assert_eq!(on_hand_of(&app.item("SKU-2").await), 4);
-    let logged = app
-        .supply
-        .list_rejections(pb::ListRejectionsRequest {
-            source_id: "WMS-EAST".into(),
-            limit: 10,
-        })
-        .await
-        .expect("log")
-        .into_inner();
-    assert_eq!(logged.rejections.len(), 3);
+    let logged = logged_rejections(&mut app.supply, "WMS-EAST").await;
+    assert_eq!(logged.len(), 3);
     let metrics = scrape(&app).await;
     for reason in [
         "unknown_sku_code",

@@ -107,6 +107,27 @@ async fn on_hand_of(
         .collect()
 }
 
+/// The latest logged rejections of `source`.
+pub async fn logged_rejections(
+    supply: &mut SupplyClient<Channel>,
+    source: &str,
+) -> Vec<pb::LoggedRejection> {
+    let request = pb::ListRejectionsRequest {
+        source_id: source.into(),
+        limit: 10,
+    };
+    let logged = supply.list_rejections(request).await.expect("log");
+    logged.into_inner().rejections
+}
+
+/// The service binary started (again) with `args`, and its clients.
+async fn restart(args: &[&str]) -> (Binary, SupplyClient<Channel>, AvailabilityClient<Channel>) {
+    let service = Binary::start(args).await;
+    let supply = SupplyClient::new(service.channel.clone());
+    let availability = AvailabilityClient::new(service.channel.clone());
+    (service, supply, availability)
+}
+
 fn skus(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("SKU-{i}")).collect()
 }
@@ -370,16 +391,8 @@ async fn bad_sync_input_is_named_and_changes_nothing() {
     let expected = [(0, NegativeQuantity), (1, NotOwned), (2, MissingSku)];
     assert_eq!(reasons, expected.map(|(i, r)| (i, r as i32)));
     assert_eq!((staged.staged, staged.total_staged), (1, 1));
-    let logged = app
-        .supply
-        .list_rejections(pb::ListRejectionsRequest {
-            source_id: "WMS-EAST".into(),
-            limit: 10,
-        })
-        .await
-        .expect("log")
-        .into_inner();
-    assert_eq!(logged.rejections.len(), 3, "a part's rejections are logged");
+    let logged = logged_rejections(&mut app.supply, "WMS-EAST").await;
+    assert_eq!(logged.len(), 3, "a part's rejections are logged");
     let east = on_hand_of(&mut app.availability, &skus(4), "DC-EAST").await;
     assert_eq!(east, vec![10, 10, 10, 10], "staging changes nothing");
 }
@@ -499,8 +512,7 @@ async fn a_crash_mid_sync_leaves_the_state_before_it_and_a_retried_sync_lands_on
         "--log",
         "error",
     ];
-    let service = Binary::start(&args).await;
-    let mut supply = SupplyClient::new(service.channel.clone());
+    let (service, mut supply, _) = restart(&args).await;
     let (node, t0) = ("DC-EDISON-NJ", now_ms() - 10_000);
     let sets = skus(3)
         .iter()
@@ -523,9 +535,7 @@ async fn a_crash_mid_sync_leaves_the_state_before_it_and_a_retried_sync_lands_on
         .expect("staged");
     service.kill();
 
-    let service = Binary::start(&args).await;
-    let mut supply = SupplyClient::new(service.channel.clone());
-    let mut availability = AvailabilityClient::new(service.channel.clone());
+    let (service, mut supply, mut availability) = restart(&args).await;
     assert_eq!(
         on_hand_of(&mut availability, &skus(3), node).await,
         vec![10, 10, 10]
@@ -539,9 +549,7 @@ async fn a_crash_mid_sync_leaves_the_state_before_it_and_a_retried_sync_lands_on
     assert_eq!(counts(&ack.expect("retried")), (1, 1, 1, false));
     service.kill();
 
-    let service = Binary::start(&args).await;
-    let mut supply = SupplyClient::new(service.channel.clone());
-    let mut availability = AvailabilityClient::new(service.channel.clone());
+    let (_service, mut supply, mut availability) = restart(&args).await;
     assert_eq!(
         on_hand_of(&mut availability, &skus(3), node).await,
         vec![4, 10, 0]
