@@ -159,7 +159,9 @@ impl Engine {
             .get_mut(&key)
             .filter(|s| now_ms < s.expires_at_ms)
             .ok_or_else(|| unknown_sync(&part.sync_id))?;
-        let room = self.shared.config.sync.max_staged_positions - state.staged;
+        // A sync whose commit was refused comes back with its positions even if others took
+        // the room meanwhile: the staged count may stand above the bound for a while.
+        let room = (self.shared.config.sync.max_staged_positions).saturating_sub(state.staged);
         if part.positions.len() > room {
             return Err(Error::ResourceExhausted(format!(
                 "staging {} positions would pass the {} staged across open syncs \
