@@ -176,7 +176,7 @@ fn convert(quantity: Qty, factor: UnitFactor) -> Result<Qty, Unmapped> {
     let scaled = i128::from(quantity) * i128::from(factor.eaches);
     let units = i128::from(factor.units);
     let not_convertible = |why: String| (RejectReason::UnitNotConvertible, why);
-    if scaled % units != 0 {
+    if units == 0 || scaled % units != 0 {
         return Err(not_convertible(format!(
             "{quantity} units at {}/{} eaches each is not a whole number of eaches",
             factor.eaches, factor.units

@@ -215,8 +215,11 @@ fn decode_mapping(r: &mut Reader<'_>) -> Decoded<SourceMapping> {
     };
     let items = table()?;
     let locations = table()?;
-    let factor =
-        |r: &mut Reader<'_>| u32::try_from(r.var()?).map_err(|_| CodecError("unit factor"));
+    // A zero factor never passes an upsert; read back, it would divide by zero.
+    let factor = |r: &mut Reader<'_>| match u32::try_from(r.var()?) {
+        Ok(0) | Err(_) => Err(CodecError("unit factor")),
+        Ok(factor) => Ok(factor),
+    };
     let units = (0..r.len()?)
         .map(|_| {
             let sku = r.str()?.to_owned();
