@@ -21,12 +21,14 @@ use crate::error::Result;
 use crate::explain::{ExplainQuery, Explanation};
 use crate::metrics::{self, IngestMetrics};
 use crate::mutation::{Cause, Mutation};
+use crate::normalize::SourceMapping;
 use crate::promise::{Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery};
 use crate::rejections::LoggedRejection;
 use crate::reservation::{Hold, ReserveRequest};
 use crate::reserve::Held;
 use crate::route::{BatchRouting, RouteRequest, Routed};
+use crate::sync::{Opened, PartOutcome, SyncBegin, SyncCommit, SyncOutcome, SyncPart};
 
 /// Who asks for a change, in one request: the identity an edge authenticated (whose id a
 /// reservation records as its owner, and whose scopes decide who may act on one) and the
@@ -175,6 +177,18 @@ impl App {
         .await
     }
 
+    /// Replaces sources' item, location and unit tables (a new network version).
+    pub async fn upsert_mappings(
+        &self,
+        caller: &Caller,
+        mappings: Vec<SourceMapping>,
+    ) -> Result<()> {
+        self.write(caller, "upsert_mappings", |engine| {
+            engine.upsert_mappings(mappings)
+        })
+        .await
+    }
+
     pub async fn set_safety_stock(
         &self,
         caller: &Caller,
@@ -214,6 +228,28 @@ impl App {
     ) -> Result<Queued<BatchOutcome>> {
         self.submit(caller, "apply_batch", |engine| engine.apply_batch(batch))
             .await
+    }
+
+    /// Opens a full sync. Nothing durable changes until its commit, so nothing is journaled:
+    /// a sync the process loses (crash, expiry) is sent again from its begin.
+    pub fn begin_sync(&self, begin: &SyncBegin) -> Result<Opened> {
+        self.engine.begin_sync(begin)
+    }
+
+    /// Stages a part of an open sync, counting its rejected positions.
+    pub fn sync_part(&self, part: &SyncPart) -> Result<PartOutcome> {
+        let outcome = self.engine.stage_sync_part(part)?;
+        self.ingest.rejected(&outcome.rejections);
+        Ok(outcome)
+    }
+
+    /// Commits a full sync and answers once it is durable.
+    pub async fn commit_sync(&self, caller: &Caller, commit: &SyncCommit) -> Result<SyncOutcome> {
+        let outcome = self
+            .write(caller, "commit_sync", |engine| engine.commit_sync(commit))
+            .await?;
+        self.ingest.synced(&outcome);
+        Ok(outcome)
     }
 
     pub async fn reserve(&self, caller: &Caller, request: &ReserveRequest) -> Result<Held> {
@@ -351,6 +387,7 @@ impl App {
         if let Err(error) = swept {
             tracing::debug!(%error, "expiry not durable; it is retried at the next sweep");
         }
+        self.engine.expire_syncs();
     }
 
     pub fn availability(&self, query: &AvailabilityQuery) -> Result<Availability> {

@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::checkpoint::{RedisAccess, RedisConfig, Secret};
 use crate::engine::{EngineConfig, Limits, ReservationLimits};
 use crate::index::AtpPolicy;
+use crate::sync::SyncLimits;
 use crate::tls::TlsFiles;
 
 pub const ENV_GRPC_ADDR: &str = "PROMISED_GRPC_ADDR";
@@ -29,6 +30,10 @@ pub const ENV_REJECTION_LOG_LEN: &str = "PROMISED_REJECTION_LOG_LEN";
 pub const ENV_MAX_ORDER_LINES: &str = "PROMISED_MAX_ORDER_LINES";
 pub const ENV_MAX_CLOCK_SKEW_SECS: &str = "PROMISED_MAX_CLOCK_SKEW_SECS";
 pub const ENV_MAX_SEQ_GAP: &str = "PROMISED_MAX_SEQ_GAP";
+pub const ENV_SYNC_TTL_SECS: &str = "PROMISED_SYNC_TTL_SECS";
+pub const ENV_MAX_OPEN_SYNCS: &str = "PROMISED_MAX_OPEN_SYNCS";
+pub const ENV_MAX_STAGED_SYNC_POSITIONS: &str = "PROMISED_MAX_STAGED_SYNC_POSITIONS";
+pub const ENV_SYNC_WIPE_GUARD_PERCENT: &str = "PROMISED_SYNC_WIPE_GUARD_PERCENT";
 pub const ENV_MAX_EXPLAINED_COMMITMENTS: &str = "PROMISED_MAX_EXPLAINED_COMMITMENTS";
 pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
 pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
@@ -141,6 +146,21 @@ pub struct ServeArgs {
     /// Largest jump of a feed's batch sequence [env PROMISED_MAX_SEQ_GAP] [default 1000000]
     #[arg(long)]
     pub max_seq_gap: Option<String>,
+    /// Seconds an open full sync lives without a part or commit [env PROMISED_SYNC_TTL_SECS]
+    /// [default 3600]
+    #[arg(long)]
+    pub sync_ttl_secs: Option<String>,
+    /// Full syncs open at once [env PROMISED_MAX_OPEN_SYNCS] [default 16]
+    #[arg(long)]
+    pub max_open_syncs: Option<String>,
+    /// Positions staged across open full syncs [env PROMISED_MAX_STAGED_SYNC_POSITIONS]
+    /// [default 2000000]
+    #[arg(long)]
+    pub max_staged_sync_positions: Option<String>,
+    /// Largest share (percent) of a source's positions one full sync may zero without force
+    /// [env PROMISED_SYNC_WIPE_GUARD_PERCENT] [default 50]
+    #[arg(long)]
+    pub sync_wipe_guard_percent: Option<String>,
     /// Holds and allocations one Explain answer lists [env PROMISED_MAX_EXPLAINED_COMMITMENTS]
     /// [default 1000]
     #[arg(long)]
@@ -527,6 +547,31 @@ fn engine_config(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<EngineConf
         reservations: reservation_limits(args, s, defaults.reservations)?,
         stale: s.pick(&args.stale_policy, ENV_STALE_POLICY, defaults.stale)?,
         shards: s.pick(&args.shards, ENV_SHARDS, defaults.shards)?,
+        sync: sync_limits(args, s, defaults.sync)?,
+    })
+}
+
+/// Bounds of full syncs.
+fn sync_limits(args: &ServeArgs, s: &Sources<'_>, d: SyncLimits) -> anyhow::Result<SyncLimits> {
+    let wipe_guard_percent = s.pick(
+        &args.sync_wipe_guard_percent,
+        ENV_SYNC_WIPE_GUARD_PERCENT,
+        d.wipe_guard_percent,
+    )?;
+    if wipe_guard_percent > 100 {
+        return Err(anyhow!(
+            "--sync-wipe-guard-percent is a share: at most 100, not {wipe_guard_percent}"
+        ));
+    }
+    Ok(SyncLimits {
+        ttl_secs: s.pick(&args.sync_ttl_secs, ENV_SYNC_TTL_SECS, d.ttl_secs)?,
+        max_open: s.pick(&args.max_open_syncs, ENV_MAX_OPEN_SYNCS, d.max_open)?,
+        max_staged_positions: s.pick(
+            &args.max_staged_sync_positions,
+            ENV_MAX_STAGED_SYNC_POSITIONS,
+            d.max_staged_positions,
+        )?,
+        wipe_guard_percent,
     })
 }
 

@@ -19,7 +19,7 @@
 //! - **Core** (the `promised-core` crate, re-exported here under the same module names):
 //!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
 //!   [`reserve`], [`delivery`] and [`cost`], [`promise`], [`route`], [`query`] and [`explain`],
-//!   [`view`], [`flow`], [`audit`], over the [`engine`] handle; [`mutation`] records, snapshot
+//!   [`view`], [`flow`], [`audit`], [`sync`] (full syncs), over the [`engine`] handle; [`mutation`] records, snapshot
 //!   [`manifest`]s and their [`codec`]; a promise or route stops at its [`deadline`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
 //! - **Process** [`server`]: listeners ([`connections`] bounds them, [`request_bytes`] the
@@ -57,8 +57,8 @@
 
 pub use promised_core::{
     audit, calendar, clock, codec, cost, deadline, delivery, domain, engine, error, explain, flow,
-    index, ingest, manifest, mutation, network, promise, query, rejections, reservation, reserve,
-    route, spec, view,
+    index, ingest, manifest, mutation, network, normalize, promise, query, rejections, reservation,
+    reserve, route, spec, sync, view,
 };
 
 pub mod app;

@@ -14,12 +14,14 @@ use tokio_stream::{Stream, StreamExt};
 
 use crate::connections::Admitted;
 
-use crate::domain::{BatchOutcome, RejectReason};
+use crate::domain::{BatchOutcome, RejectReason, Rejection};
 use crate::engine::Stats;
+use crate::sync::SyncOutcome;
 
 pub const RPC_DURATION: &str = "promised_rpc_duration_seconds";
 pub const INGEST_UPDATES: &str = "promised_ingest_updates_total";
 pub const INGEST_BATCHES: &str = "promised_ingest_batches_total";
+pub const SYNC_POSITIONS: &str = "promised_sync_positions_total";
 pub const INGEST_APPLY_LAG: &str = "promised_ingest_apply_lag_seconds";
 pub const SOURCE_UPDATES: &str = "promised_source_updates_applied_total";
 pub const SOURCE_LAG: &str = "promised_source_apply_lag_seconds";
@@ -114,6 +116,12 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         "Supply batches by outcome (applied, duplicate, heartbeat).",
     ),
     (
+        Kind::Counter,
+        SYNC_POSITIONS,
+        None,
+        "Positions of committed full syncs by outcome (set, zeroed, unchanged).",
+    ),
+    (
         Kind::Histogram,
         INGEST_APPLY_LAG,
         Some(Unit::Seconds),
@@ -199,6 +207,7 @@ pub enum Rpc {
     UpsertSources,
     UpsertServiceLevels,
     UpsertPostalCodes,
+    UpsertMappings,
     SetSafetyStock,
     GetStats,
     StreamUpdates,
@@ -218,15 +227,19 @@ pub enum Rpc {
     PromiseOrder,
     RouteOrder,
     RouteOrders,
+    BeginSync,
+    SyncPart,
+    CommitSync,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 24] = [
+    const ALL: [Rpc; 28] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
         Self::UpsertServiceLevels,
         Self::UpsertPostalCodes,
+        Self::UpsertMappings,
         Self::SetSafetyStock,
         Self::GetStats,
         Self::StreamUpdates,
@@ -246,6 +259,9 @@ impl Rpc {
         Self::PromiseOrder,
         Self::RouteOrder,
         Self::RouteOrders,
+        Self::BeginSync,
+        Self::SyncPart,
+        Self::CommitSync,
     ];
 
     fn name(self) -> &'static str {
@@ -255,6 +271,7 @@ impl Rpc {
             Self::UpsertSources => "UpsertSources",
             Self::UpsertServiceLevels => "UpsertServiceLevels",
             Self::UpsertPostalCodes => "UpsertPostalCodes",
+            Self::UpsertMappings => "UpsertMappings",
             Self::SetSafetyStock => "SetSafetyStock",
             Self::GetStats => "GetStats",
             Self::StreamUpdates => "StreamUpdates",
@@ -274,6 +291,9 @@ impl Rpc {
             Self::PromiseOrder => "PromiseOrder",
             Self::RouteOrder => "RouteOrder",
             Self::RouteOrders => "RouteOrders",
+            Self::BeginSync => "BeginSync",
+            Self::SyncPart => "SyncPart",
+            Self::CommitSync => "CommitSync",
         }
     }
 }
@@ -326,6 +346,8 @@ pub struct IngestMetrics {
     batches_duplicate: Counter,
     heartbeats: Counter,
     apply_lag: Histogram,
+    /// Committed syncs' positions: set, zeroed, unchanged.
+    synced: [Counter; 3],
     /// Per-source handles, made when a source's first batch is answered (sources are the
     /// operator's small configured set), then only read.
     sources: std::sync::RwLock<std::collections::HashMap<String, SourceIngest>>,
@@ -352,6 +374,8 @@ impl IngestMetrics {
             batches_duplicate: counter!(INGEST_BATCHES, "outcome" => "duplicate"),
             heartbeats: counter!(INGEST_BATCHES, "outcome" => "heartbeat"),
             apply_lag: histogram!(INGEST_APPLY_LAG),
+            synced: ["set", "zeroed", "unchanged"]
+                .map(|outcome| counter!(SYNC_POSITIONS, "outcome" => outcome)),
             sources: Default::default(),
         }
     }
@@ -386,18 +410,34 @@ impl IngestMetrics {
         let source = self.source(&outcome.source_id);
         source.applied.increment(u64::from(outcome.applied));
         self.stale.increment(u64::from(outcome.stale));
-        for rejection in &outcome.rejections {
+        self.rejected(&outcome.rejections);
+        if let Some(lag_ms) = outcome.lag_ms {
+            let lag = lag_ms.max(0) as f64 / 1000.0;
+            self.apply_lag.record(lag);
+            source.lag.set(lag);
+        }
+    }
+
+    /// Counts rejected updates (of a batch or of a sync's part) by reason.
+    pub fn rejected(&self, rejections: &[Rejection]) {
+        for rejection in rejections {
             let at = RejectReason::ALL
                 .iter()
                 .position(|r| *r == rejection.reason)
                 .unwrap_or_default();
             self.rejected[at].increment(1);
         }
-        if let Some(lag_ms) = outcome.lag_ms {
-            let lag = lag_ms.max(0) as f64 / 1000.0;
-            self.apply_lag.record(lag);
-            source.lag.set(lag);
+    }
+
+    /// Counts a committed sync's positions; a duplicate commit counts nothing again.
+    pub fn synced(&self, outcome: &SyncOutcome) {
+        if outcome.duplicate {
+            return;
         }
+        let [set, zeroed, unchanged] = &self.synced;
+        set.increment(outcome.set);
+        zeroed.increment(outcome.zeroed);
+        unchanged.increment(outcome.unchanged);
     }
 }
 

@@ -52,7 +52,7 @@ pub fn webhook_secrets(
 }
 
 /// Checks the whole file, then upserts its groups, nodes and sources (each refers to the ones
-/// before), service levels and postal codes, each made durable before the next.
+/// before), service levels, postal codes and mappings, each made durable before the next.
 pub async fn apply(file: NetworkFile, app: &App) -> anyhow::Result<()> {
     let changes = file.changes()?;
     let caller = Caller::system("network-file");
@@ -71,6 +71,11 @@ pub async fn apply(file: NetworkFile, app: &App) -> anyhow::Result<()> {
     app.upsert_postal_codes(&caller, changes.postal_codes)
         .await
         .context("postal codes")?;
+    if !changes.mappings.is_empty() {
+        app.upsert_mappings(&caller, changes.mappings)
+            .await
+            .context("mappings")?;
+    }
     Ok(())
 }
 
@@ -99,6 +104,14 @@ mod tests {
         kind = "WMS"
         owned_supply_types = ["ON_HAND"]
         stale_after_seconds = 60
+    "#;
+
+    const MAPPINGS: &str = r#"
+        [[mappings]]
+        source_id = "WMS"
+        items = [{ code = "00012", sku = "SKU-1" }]
+        locations = [{ code = "W1", node_id = "DC-1" }]
+        units = [{ sku = "SKU-1", eaches = 12 }]
     "#;
 
     fn app() -> App {
@@ -137,6 +150,32 @@ mod tests {
         let file = NetworkFile::parse(&weak, false).expect("parses");
         assert!(webhook_secrets(&dir.join("network.toml"), &file).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn mappings_come_from_the_file_and_must_name_known_nodes() {
+        let mapped = format!("{TOML}{MAPPINGS}");
+        let app = app();
+        apply(NetworkFile::parse(&mapped, false).expect("parses"), &app)
+            .await
+            .expect("valid");
+        let network = app.engine().network();
+        let mapping = network.mapping("WMS").expect("mapped");
+        assert_eq!(
+            mapping.items.get("00012").map(String::as_str),
+            Some("SKU-1")
+        );
+        assert_eq!(
+            mapping.units.get("SKU-1").map(|f| (f.eaches, f.units)),
+            Some((12, 1))
+        );
+        let nowhere = mapped.replace(r#"node_id = "DC-1""#, r#"node_id = "DC-9""#);
+        let error = apply(NetworkFile::parse(&nowhere, false).expect("parses"), &app).await;
+        let error = format!("{:#}", error.expect_err("unknown node"));
+        assert!(
+            error.contains("mappings[0].locations[0].node_id"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

@@ -371,6 +371,7 @@ fn a_manifest_with_a_shard_count_no_index_has_is_refused() {
             journal_mark: "0-0".into(),
             network: Vec::new(),
             source_seqs: Vec::new(),
+            sync_marks: Vec::new(),
             chunks: Vec::new(),
             positions: 0,
             reservation_chunks: Vec::new(),

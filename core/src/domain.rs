@@ -248,10 +248,16 @@ pub enum RejectReason {
     InvalidId,
     /// A SET whose `as_of` is further ahead of the server clock than the allowed skew.
     AsOfInFuture,
+    /// An item code (or GTIN) the source's item table does not map.
+    UnknownSkuCode,
+    /// A location code the source's location table does not map.
+    UnknownLocationCode,
+    /// A quantity the source's unit factor does not turn into whole eaches.
+    UnitNotConvertible,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 17] = [
+    pub const ALL: [RejectReason; 20] = [
         Self::NotOwned,
         Self::UnknownNode,
         Self::NegativeQuantity,
@@ -269,6 +275,9 @@ impl RejectReason {
         Self::NotAllocated,
         Self::InvalidId,
         Self::AsOfInFuture,
+        Self::UnknownSkuCode,
+        Self::UnknownLocationCode,
+        Self::UnitNotConvertible,
     ];
 
     /// A stable, machine-readable label (also the metric label).
@@ -291,6 +300,9 @@ impl RejectReason {
             Self::NotAllocated => "not_allocated",
             Self::InvalidId => "invalid_id",
             Self::AsOfInFuture => "as_of_in_future",
+            Self::UnknownSkuCode => "unknown_sku_code",
+            Self::UnknownLocationCode => "unknown_location_code",
+            Self::UnitNotConvertible => "unit_not_convertible",
         }
     }
 }

@@ -13,8 +13,10 @@ use crate::error::{Error, FieldViolation, Result};
 use crate::index::{AtpPolicy, Effects, Index, MAX_QUANTITY};
 use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx, SeqState};
+use crate::normalize::SourceMapping;
 use crate::rejections::RejectionLog;
 use crate::reservation::Book;
+use crate::sync::{Staging, SyncLimits, SyncMark, SyncMarks};
 
 /// Reservation book shards; a reservation call locks one.
 const BOOK_SHARDS: usize = 64;
@@ -100,6 +102,7 @@ pub struct EngineConfig {
     pub stale: StalePolicy,
     /// Index shards; more shards, less contention between writers.
     pub shards: usize,
+    pub sync: SyncLimits,
 }
 
 impl Default for EngineConfig {
@@ -110,6 +113,7 @@ impl Default for EngineConfig {
             atp: AtpPolicy::default(),
             stale: StalePolicy::Exclude,
             shards: 256,
+            sync: SyncLimits::default(),
         }
     }
 }
@@ -154,6 +158,13 @@ pub(crate) struct Ticket<'a> {
     number: Option<u64>,
 }
 
+impl Ticket<'_> {
+    /// The mutation's number; `None` when the engine does not journal.
+    pub(crate) fn number(&self) -> Option<u64> {
+        self.number
+    }
+}
+
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if let Some(number) = self.number {
@@ -183,6 +194,13 @@ pub(crate) struct Shared {
     unsettled: Mutex<BTreeSet<u64>>,
     next_mutation: AtomicU64,
     pub(crate) book: Book,
+    /// Open full syncs and their staged positions.
+    pub(crate) staging: Staging,
+    /// Each source's last committed sync per supply type.
+    pub(crate) sync_marks: SyncMarks,
+    /// Availability reads hold it shared; a sync's commit holds it alone, so a read sees
+    /// the whole of a sync or none of it.
+    pub(crate) read_gate: RwLock<()>,
 }
 
 /// Cloneable handle to the core.
@@ -228,6 +246,9 @@ impl Engine {
             unsettled: Mutex::default(),
             next_mutation: AtomicU64::new(1),
             book: Book::new(BOOK_SHARDS, retention_ms),
+            staging: Staging::default(),
+            sync_marks: SyncMarks::default(),
+            read_gate: RwLock::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -315,6 +336,7 @@ impl Engine {
                 undo,
                 network: _,
                 cause: _,
+                sync,
             } = record;
             self.shared.index.undo(effects);
             for (after, before) in reservations.iter().zip(undo.reservations).rev() {
@@ -335,10 +357,19 @@ impl Engine {
             if let Some(network) = undo.network {
                 self.replace_network(network);
             }
+            if let (Some(mark), Some(previous)) = (sync, undo.sync_mark) {
+                let marks = &self.shared.sync_marks;
+                marks.restore(&mark.source_id, mark.supply_type, previous);
+            }
             if let Some(ticket) = ticket {
                 self.settle(ticket);
             }
         }
+    }
+
+    /// Whether mutation `ticket` was applied but its record is not durable yet.
+    pub(crate) fn is_unsettled(&self, ticket: u64) -> bool {
+        lock(&self.shared.unsettled).contains(&ticket)
     }
 
     /// Marks a journaled mutation durable (its record is in the journal).
@@ -382,6 +413,28 @@ impl Engine {
         for reservation in reservations {
             self.shared.book.shard(&reservation.id).put(reservation);
         }
+    }
+
+    /// Held by a read so that it sees a sync's commit whole or not at all.
+    pub(crate) fn sync_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.shared
+            .read_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Installs a sync mark as recovered from durable state, unless a newer one is known.
+    pub fn restore_sync_mark(&self, mark: SyncMark) {
+        self.shared.sync_marks.recover(mark);
+    }
+
+    /// Every source's last committed sync per supply type, for snapshots: a mark whose commit
+    /// is not durable yet is left out (the journal brings it back once it is), so a snapshot
+    /// never counts a sync a crash could lose.
+    pub fn sync_marks(&self) -> Vec<SyncMark> {
+        self.shared
+            .sync_marks
+            .all(|ticket| self.is_unsettled(ticket))
     }
 
     /// Sets a source's applied sequence to at least `seq`, as recovered from durable state.
@@ -477,6 +530,11 @@ impl Engine {
         codes: Vec<((String, String), (f64, f64))>,
     ) -> Result<Mutation<()>> {
         self.change_network(|network| network.with_postal_codes(codes))
+    }
+
+    /// Replaces the named sources' normalization tables, as a new network version.
+    pub fn upsert_mappings(&self, mappings: Vec<SourceMapping>) -> Result<Mutation<()>> {
+        self.change_network(|network| network.with_mappings(mappings))
     }
 
     /// Sets per-position safety stock; all entries are checked before any is applied.

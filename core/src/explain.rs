@@ -160,6 +160,7 @@ impl Engine {
         let network = self.network();
         let scope = resolve(self, &network, query)?;
         let view = AtpView::new(self, &network, query.date);
+        let _whole_syncs = self.sync_gate();
         let (atp, nodes, pooled) = self.shared.index.read(&query.sku, |entry| {
             explain_positions(&view, scope, entry.unwrap_or(&SkuPositions::default()))
         });

@@ -1,8 +1,10 @@
-//! Supply ingest: a source's batch is checked against its sequence, each update is validated
+//! Supply ingest: a source's batch is checked against its sequence, each update is put in
+//! promised's codes and units by the source's [`crate::normalize`] tables, then validated
 //! against the source's ownership and the limits, and the valid ones are applied to the index.
 //! Invalid updates are rejected one by one, with a reason, into the bounded
 //! [`crate::rejections`] log.
 
+use std::borrow::Cow;
 use std::sync::PoisonError;
 
 use crate::clock::UnixMillis;
@@ -15,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::index::{Applied, Change, ChangeKind, Effects, MAX_QUANTITY};
 use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx, SeqState, SourceEntry};
+use crate::normalize::Unmapped;
 use crate::rejections::LoggedRejection;
 use crate::reservation::Reservation;
 
@@ -44,13 +47,7 @@ impl Engine {
         }
         self.check_gap(batch.seq, seq.last_seq)?;
         let ticket = self.begin();
-        let skew_ms = self
-            .shared
-            .config
-            .limits
-            .max_clock_skew_secs
-            .saturating_mul(1000);
-        let latest_as_of_ms = now_ms.saturating_add(i64::try_from(skew_ms).unwrap_or(i64::MAX));
+        let latest_as_of_ms = self.latest_as_of_ms();
         let mut work = BatchWork::new(batch, self.effects(), latest_as_of_ms);
         for (i, update) in batch.updates.iter().enumerate() {
             self.apply_update(&network, source, i, update, &mut work);
@@ -59,6 +56,18 @@ impl Engine {
         work.outcome.durable_seq = self.advance(&mut seq, batch.seq);
         drop(seq);
         Ok(self.finish_batch(batch, ticket, now_ms, work, last_seq))
+    }
+
+    /// The latest `as_of` a SET may carry now: the server clock plus the allowed skew.
+    pub(crate) fn latest_as_of_ms(&self) -> UnixMillis {
+        let skew_ms = self
+            .shared
+            .config
+            .limits
+            .max_clock_skew_secs
+            .saturating_mul(1000);
+        let skew_ms = i64::try_from(skew_ms).unwrap_or(i64::MAX);
+        self.now_ms().saturating_add(skew_ms)
     }
 
     /// Records `applied` as the source's last sequence, pending until durable when journaling;
@@ -114,6 +123,11 @@ impl Engine {
         update: &SupplyUpdate,
         work: &mut BatchWork,
     ) {
+        let update = match normalized(network, source, update) {
+            Ok(update) => update,
+            Err((reason, detail)) => return work.reject(i, update, reason, detail),
+        };
+        let update = &*update;
         match self.validate(network, source, update, work.latest_as_of_ms) {
             Ok(Valid::Change(node, change)) => self.apply_change(i, update, node, &change, work),
             Ok(Valid::Ship(node, order_id)) => self.apply_ship(i, update, node, order_id, work),
@@ -219,7 +233,7 @@ impl Engine {
     }
 
     /// Checks one update against the source's ownership and the limits.
-    fn validate<'u>(
+    pub(crate) fn validate<'u>(
         &self,
         network: &Network,
         source: &SourceEntry,
@@ -336,6 +350,18 @@ fn already_applied(batch: &SupplyBatch, seq: &SeqState) -> Result<Mutation<Batch
     })
 }
 
+/// `update` in promised's codes and units, by the source's tables (as sent when it has none).
+pub(crate) fn normalized<'u>(
+    network: &Network,
+    source: &SourceEntry,
+    update: &'u SupplyUpdate,
+) -> Result<Cow<'u, SupplyUpdate>, Unmapped> {
+    match network.mapping(&source.def.id) {
+        Some(mapping) => mapping.normalize(update),
+        None => Ok(Cow::Borrowed(update)),
+    }
+}
+
 /// Rejects an update whose SKU is empty or whose text fields exceed `max_len` bytes.
 fn check_field_lengths(
     update: &SupplyUpdate,
@@ -424,7 +450,7 @@ fn set_kind(
 }
 
 /// An update that passed validation.
-enum Valid<'u> {
+pub(crate) enum Valid<'u> {
     Change(NodeIdx, Change<'u>),
     /// A shipment for an order.
     Ship(NodeIdx, &'u str),
@@ -518,7 +544,7 @@ fn refusal(applied: Applied) -> Option<(RejectReason, &'static str)> {
 /// Longest SKU or node id a rejection echoes back; an oversized field is cut, not copied whole.
 const ECHO_LEN: usize = 128;
 
-fn rejection(
+pub(crate) fn rejection(
     index: usize,
     update: &SupplyUpdate,
     reason: RejectReason,

@@ -53,12 +53,14 @@ pub mod engine;
 pub mod error;
 pub mod explain;
 pub mod flow;
+mod full_sync;
 pub mod index;
 pub mod ingest;
 pub mod manifest;
 pub mod mutation;
 pub mod network;
 pub mod network_file;
+pub mod normalize;
 pub mod promise;
 pub mod query;
 pub mod rejections;
@@ -66,6 +68,7 @@ pub mod reservation;
 pub mod reserve;
 pub mod route;
 pub mod spec;
+pub mod sync;
 pub mod view;
 
 #[cfg(test)]

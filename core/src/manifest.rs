@@ -6,12 +6,15 @@
 use crate::codec::{Decoded, Reader, Writer};
 use crate::index::MAX_SHARDS;
 use crate::reservation::Layout;
+use crate::sync::SyncMark;
 
 const MAGIC: &[u8; 4] = b"PRMS";
-/// The snapshot format this build writes. Version 3 added the answer a promise or route kept
-/// with its hold to the reservation chunks, version 2 the reservations' owner; versions 1
-/// and 2 are still read.
-pub const FORMAT_VERSION: u16 = 3;
+/// The snapshot format this build writes. Version 4 added the committed syncs' marks, version
+/// 3 the answer a promise or route kept with its hold to the reservation chunks, version 2 the
+/// reservations' owner; versions 1 to 3 are still read.
+pub const FORMAT_VERSION: u16 = 4;
+/// The first version with sync marks.
+const SYNC_MARKS_VERSION: u16 = 4;
 /// The oldest snapshot format this build reads.
 pub const OLDEST_READ_VERSION: u16 = 1;
 
@@ -26,6 +29,8 @@ pub struct Manifest {
     pub journal_mark: String,
     pub network: Vec<u8>,
     pub source_seqs: Vec<(String, u64)>,
+    /// Each source's last committed sync per supply type.
+    pub sync_marks: Vec<SyncMark>,
     /// Length and CRC-32 of each chunk of positions.
     pub chunks: Vec<(u32, u32)>,
     pub positions: u64,
@@ -62,6 +67,10 @@ impl Manifest {
         write_sums(&mut w, &self.chunks);
         w.var(self.positions);
         write_sums(&mut w, &self.reservation_chunks);
+        if version >= SYNC_MARKS_VERSION {
+            w.len(self.sync_marks.len());
+            self.sync_marks.iter().for_each(|mark| mark.encode(&mut w));
+        }
         let crc = crc32fast::hash(&w.buf);
         w.u32(crc);
         w.buf
@@ -81,7 +90,7 @@ impl Manifest {
     /// in, which says how the chunks it lists are laid out ([`reservation_layout`]).
     pub fn decode_versioned(bytes: &[u8]) -> Result<(u16, Manifest), ManifestError> {
         let (version, body) = checked_body(bytes)?;
-        let manifest = read_manifest(&mut Reader::new(body))
+        let manifest = read_manifest(&mut Reader::new(body), version)
             .map_err(|e| ManifestError::Corrupt(format!("fields: {e}")))?;
         let shards = manifest.shard_count as usize;
         if !(shards.is_power_of_two() && shards <= MAX_SHARDS) {
@@ -138,9 +147,10 @@ fn checked_body(bytes: &[u8]) -> Result<(u16, &[u8]), ManifestError> {
     Ok((found, &body[6..]))
 }
 
-/// The fields of a checked manifest, in the order [`Manifest::encode_with_version`] writes them.
-fn read_manifest(r: &mut Reader<'_>) -> Decoded<Manifest> {
-    Ok(Manifest {
+/// The fields of a checked manifest of format `version`, in the order
+/// [`Manifest::encode_with_version`] writes them.
+fn read_manifest(r: &mut Reader<'_>, version: u16) -> Decoded<Manifest> {
+    let mut manifest = Manifest {
         generation: r.var()?,
         created_ms: r.ivar()?,
         shard_count: r.u32()?,
@@ -152,7 +162,14 @@ fn read_manifest(r: &mut Reader<'_>) -> Decoded<Manifest> {
         chunks: read_sums(r)?,
         positions: r.var()?,
         reservation_chunks: read_sums(r)?,
-    })
+        sync_marks: Vec::new(),
+    };
+    if version >= SYNC_MARKS_VERSION {
+        manifest.sync_marks = (0..r.len()?)
+            .map(|_| SyncMark::decode(r))
+            .collect::<Decoded<_>>()?;
+    }
+    Ok(manifest)
 }
 
 #[cfg(test)]
@@ -167,6 +184,7 @@ mod tests {
             journal_mark: "17-2".into(),
             network: vec![1, 2, 3],
             source_seqs: vec![("WMS".into(), 9)],
+            sync_marks: Vec::new(),
             chunks: vec![(10, 0xabcd)],
             positions: 12,
             reservation_chunks: vec![(4, 0x1234)],

@@ -8,11 +8,15 @@ use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::index::Effects;
 use crate::network::Network;
 use crate::reservation::{Layout, Reservation};
+use crate::sync::SyncMark;
 
-/// Encoding version of a record; bumped on any incompatible change. Version 4 added the
-/// answer a promise or route kept with its hold; version 3 the cause and the reservations'
-/// owner. Versions 2 and 3 are still read.
-const RECORD_VERSION: u8 = 4;
+/// Encoding version of a record; bumped on any incompatible change. Version 5 added the
+/// committed sync's mark; version 4 the answer a promise or route kept with its hold; version
+/// 3 the cause and the reservations' owner. Versions 2 to 4 (without the later fields) are
+/// still read.
+const RECORD_VERSION: u8 = 5;
+/// Records of version 4: kept answers, no sync marks.
+const ANSWERED_VERSION: u8 = 4;
 /// Records of version 3: a cause and owners, no kept answers.
 const OWNED_VERSION: u8 = 3;
 /// The oldest version read: its reservations have no owner.
@@ -21,6 +25,7 @@ const OLDEST_READ_VERSION: u8 = 2;
 const HAS_SOURCE: u8 = 1;
 const HAS_NETWORK: u8 = 2;
 const HAS_CAUSE: u8 = 4;
+const HAS_SYNC: u8 = 8;
 
 /// Who made a change and why, for the audit trail: journaled with the change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,6 +73,8 @@ pub struct Record {
     pub ticket: Option<u64>,
     /// Who asked for the change, set by the application service before the record is queued.
     pub cause: Option<Cause>,
+    /// The sync a full-sync commit committed: the source's mark after it.
+    pub sync: Option<SyncMark>,
     /// What the mutation replaced outside the index, set by the core; never journaled.
     pub undo: Undo,
 }
@@ -84,6 +91,8 @@ pub struct Undo {
     pub(crate) network: Option<Arc<Network>>,
     /// The batch's source's last applied sequence before the batch.
     pub(crate) last_seq: Option<u64>,
+    /// The sync mark a commit replaced (`Some(None)`: there was none).
+    pub(crate) sync_mark: Option<Option<SyncMark>>,
 }
 
 impl Record {
@@ -93,6 +102,7 @@ impl Record {
             && self.network.is_none()
             && self.effects.count() == 0
             && self.reservations.is_empty()
+            && self.sync.is_none()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -101,7 +111,8 @@ impl Record {
         let flag = |present: bool, flag: u8| if present { flag } else { 0 };
         w.u8(flag(self.source_seq.is_some(), HAS_SOURCE)
             | flag(self.network.is_some(), HAS_NETWORK)
-            | flag(self.cause.is_some(), HAS_CAUSE));
+            | flag(self.cause.is_some(), HAS_CAUSE)
+            | flag(self.sync.is_some(), HAS_SYNC));
         if let Some((source, seq)) = &self.source_seq {
             w.str(source);
             w.var(*seq);
@@ -111,6 +122,9 @@ impl Record {
         }
         if let Some(cause) = &self.cause {
             cause.encode(&mut w);
+        }
+        if let Some(mark) = &self.sync {
+            mark.encode(&mut w);
         }
         w.len(self.reservations.len());
         for reservation in &self.reservations {
@@ -127,6 +141,7 @@ pub struct StoredRecord<'a> {
     pub source_seq: Option<(&'a str, u64)>,
     pub network: Option<&'a [u8]>,
     pub cause: Option<Cause>,
+    pub sync: Option<SyncMark>,
     pub reservations: Vec<Reservation>,
     pub effects: Reader<'a>,
 }
@@ -137,7 +152,7 @@ impl<'a> StoredRecord<'a> {
         let layout = match r.u8()? {
             OLDEST_READ_VERSION => Layout::Ownerless,
             OWNED_VERSION => Layout::Owned,
-            RECORD_VERSION => Layout::Answered,
+            ANSWERED_VERSION | RECORD_VERSION => Layout::Answered,
             _ => return Err(CodecError("unsupported journal record version")),
         };
         let flags = r.u8()?;
@@ -156,6 +171,11 @@ impl<'a> StoredRecord<'a> {
         } else {
             None
         };
+        let sync = if flags & HAS_SYNC != 0 {
+            Some(SyncMark::decode(&mut r)?)
+        } else {
+            None
+        };
         let reservations = (0..r.len()?)
             .map(|_| Reservation::decode_layout(&mut r, layout))
             .collect::<Decoded<_>>()?;
@@ -163,6 +183,7 @@ impl<'a> StoredRecord<'a> {
             source_seq,
             network,
             cause,
+            sync,
             reservations,
             effects: r,
         })

@@ -1,4 +1,5 @@
-//! The network file: groups, nodes, sources, service levels and postal codes in TOML (or
+//! The network file: groups, nodes, sources, service levels, postal codes and sources'
+//! normalization tables (`[[mappings]]`) in TOML (or
 //! YAML), parsed and checked into the domain's types. Reading it from disk and applying it,
 //! each part made durable, is the server's (`promised::network_file`); the network's own
 //! checks (ids, references, coordinates) run when it is applied, as for the Admin RPCs.
@@ -9,6 +10,7 @@ use crate::domain::{
     parse_time_zone, Node, NodeGroup, NodeKind, ServiceLevel, Source, SourceKind, SupplyType,
 };
 use crate::error::Error;
+use crate::normalize::{SourceMapping, UnitFactor};
 use crate::spec::{FulfilmentSpec, ServiceLevelSpec};
 
 /// A network file as written, before its time zones and fulfilment settings are checked.
@@ -25,6 +27,48 @@ pub struct NetworkFile {
     service_levels: Vec<ServiceLevelSpec>,
     #[serde(default)]
     postal_codes: Vec<PostalCodeEntry>,
+    #[serde(default)]
+    mappings: Vec<MappingEntry>,
+}
+
+/// A source's normalization tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingEntry {
+    source_id: String,
+    #[serde(default)]
+    items: Vec<ItemEntry>,
+    #[serde(default)]
+    locations: Vec<LocationEntry>,
+    #[serde(default)]
+    units: Vec<UnitEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemEntry {
+    code: String,
+    sku: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationEntry {
+    code: String,
+    node_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnitEntry {
+    sku: String,
+    eaches: u32,
+    #[serde(default = "one")]
+    units: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +141,8 @@ pub struct NetworkChanges {
     pub service_levels: Vec<ServiceLevel>,
     /// (country, postal code) and (lat, lon).
     pub postal_codes: Vec<((String, String), (f64, f64))>,
+    /// Sources' item, location and unit tables; they refer to sources and nodes.
+    pub mappings: Vec<SourceMapping>,
 }
 
 /// Why a network file cannot be used.
@@ -166,6 +212,7 @@ impl NetworkFile {
             sources: self.sources.into_iter().map(source).collect(),
             service_levels,
             postal_codes,
+            mappings: self.mappings.into_iter().map(mapping).collect(),
         })
     }
 }
@@ -195,6 +242,26 @@ fn node(n: NodeEntry) -> Result<Node, FileError> {
         safety_stock: n.safety_stock,
         fulfilment,
     })
+}
+
+fn mapping(m: MappingEntry) -> SourceMapping {
+    let factor = |u: UnitEntry| {
+        let factor = UnitFactor {
+            eaches: u.eaches,
+            units: u.units,
+        };
+        (u.sku, factor)
+    };
+    SourceMapping {
+        source_id: m.source_id,
+        items: m.items.into_iter().map(|i| (i.code, i.sku)).collect(),
+        locations: m
+            .locations
+            .into_iter()
+            .map(|l| (l.code, l.node_id))
+            .collect(),
+        units: m.units.into_iter().map(factor).collect(),
+    }
 }
 
 fn source(s: SourceEntry) -> Source {

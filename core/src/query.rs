@@ -65,6 +65,7 @@ impl Engine {
     pub fn availability(&self, query: &AvailabilityQuery) -> Result<Availability> {
         let network = self.network();
         let scope = Scope::new(self, &network, query)?;
+        let _whole_syncs = self.sync_gate();
         let items = query
             .skus
             .iter()

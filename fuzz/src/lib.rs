@@ -48,6 +48,7 @@ pub fn journal_record(data: &[u8]) {
     assert_eq!(again.source_seq, record.source_seq);
     assert_eq!(again.network, record.network);
     assert_eq!(again.cause, record.cause);
+    assert_eq!(again.sync, record.sync);
     assert_eq!(again.reservations, record.reservations);
     assert_eq!(again.effects.rest(), effects);
     assert_eq!(reencode(&again), encoded, "a record has one encoding");
@@ -68,6 +69,7 @@ fn reencode(record: &StoredRecord<'_>) -> Vec<u8> {
         network: record.network.map(<[u8]>::to_vec),
         reservations: record.reservations.clone(),
         cause: record.cause.clone(),
+        sync: record.sync.clone(),
         ..Record::default()
     };
     let mut bytes = parts.encode();

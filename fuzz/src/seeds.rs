@@ -289,6 +289,7 @@ impl Journal {
                 .iter()
                 .map(|s| (s.def.id.clone(), s.feed.seqs().0))
                 .collect(),
+            sync_marks: self.engine.sync_marks(),
             chunks: vec![sum(&chunk.buf)],
             positions,
             reservation_chunks: vec![sum(&reservations.buf)],

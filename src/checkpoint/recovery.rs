@@ -22,6 +22,7 @@ use crate::metrics;
 use crate::mutation::StoredRecord;
 use crate::network::Network;
 use crate::reservation::Reservation;
+use crate::sync::SyncMark;
 
 /// Journal entries read per round trip.
 const REPLAY_PAGE: usize = 1_000;
@@ -138,6 +139,8 @@ struct Recovered {
     network: Network,
     seqs: HashMap<String, u64>,
     reservations: HashMap<String, Reservation>,
+    /// Committed syncs' marks; the engine keeps the newest per source and supply type.
+    sync_marks: Vec<SyncMark>,
 }
 
 impl Recovered {
@@ -149,6 +152,7 @@ impl Recovered {
             index: loaded.index,
             network,
             seqs: loaded.manifest.source_seqs.into_iter().collect(),
+            sync_marks: loaded.manifest.sync_marks,
             reservations: loaded
                 .reservations
                 .into_iter()
@@ -164,6 +168,7 @@ impl Recovered {
             network: Network::default(),
             seqs: HashMap::new(),
             reservations: HashMap::new(),
+            sync_marks: Vec::new(),
         }
     }
 
@@ -184,6 +189,7 @@ impl Recovered {
                 self.network = changed;
             }
         }
+        self.sync_marks.extend(record.sync.take());
         self.keep_newest(record.reservations);
         self.index
             .replay(&mut record.effects, replay)
@@ -217,6 +223,9 @@ impl Recovered {
             engine.restore_seq(&source, seq);
         }
         engine.restore_reservations(self.reservations.into_values());
+        for mark in self.sync_marks {
+            engine.restore_sync_mark(mark);
+        }
         engine
     }
 }

@@ -95,6 +95,7 @@ pub async fn write(
         journal_mark,
         network: network.encode(),
         source_seqs,
+        sync_marks: engine.sync_marks(),
         chunks: chunks.sums,
         positions,
         reservation_chunks: reservation_chunks.sums,

@@ -9,6 +9,7 @@ use super::pb::{self, admin_server::Admin};
 use super::status::answer;
 use super::{caller, Handlers};
 use crate::metrics::Rpc;
+use crate::normalize::SourceMapping;
 
 #[derive(Debug, Clone)]
 pub struct AdminService(pub Handlers);
@@ -95,6 +96,27 @@ impl Admin for AdminService {
             let upserted = count(codes.len());
             self.0.app.upsert_postal_codes(&caller, codes).await?;
             Ok(pb::UpsertPostalCodesResponse { upserted })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn upsert_mappings(
+        &self,
+        request: Request<pb::UpsertMappingsRequest>,
+    ) -> Result<Response<pb::UpsertMappingsResponse>, Status> {
+        let _timer = self.0.rpc.time(Rpc::UpsertMappings);
+        let caller = caller(&request)?;
+        answer(async {
+            let mappings: Vec<SourceMapping> = request
+                .into_inner()
+                .mappings
+                .into_iter()
+                .map(SourceMapping::from)
+                .collect();
+            let upserted = count(mappings.len());
+            self.0.app.upsert_mappings(&caller, mappings).await?;
+            Ok(pb::UpsertMappingsResponse { upserted })
         })
         .await
     }

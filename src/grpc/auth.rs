@@ -46,7 +46,9 @@ pub fn need(path: &str) -> Option<Need> {
             Need::Scope(Reserve)
         }
         ("Routing", "RouteOrder" | "RouteOrders") => Need::Scope(Route),
-        ("Supply", "StreamUpdates" | "ApplyBatch") => Need::AnyFeed,
+        ("Supply", "StreamUpdates" | "ApplyBatch" | "BeginSync" | "SyncPart" | "CommitSync") => {
+            Need::AnyFeed
+        }
         ("Supply", "ListRejections")
         | ("Admin", "GetStats" | "ListAudit" | "GetPositionHistory") => Need::Scope(InsightsRead),
         ("Admin", "CheckInvariants") => Need::Scope(AdminRepair),
@@ -57,6 +59,7 @@ pub fn need(path: &str) -> Option<Need> {
             | "UpsertSources"
             | "UpsertServiceLevels"
             | "UpsertPostalCodes"
+            | "UpsertMappings"
             | "SetSafetyStock",
         ) => Need::Scope(AdminNetwork),
         _ => return None,
@@ -257,7 +260,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(methods, 24);
+        assert_eq!(methods, 28);
         assert_eq!(need("/promised.v1.Admin/DropEverything"), None);
         assert_eq!(need("/grpc.health.v1.Health/Check"), Some(Need::Nothing));
     }

@@ -10,13 +10,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::check_feed;
-use super::convert::{ack, rejections};
+use super::convert::{ack, opened, part_outcome, rejections, sync_ack};
 use super::pb::{self, supply_server::Supply};
 use super::status::status;
 use super::{caller, Handlers};
 use crate::app::Caller;
 use crate::domain::SupplyBatch;
 use crate::metrics::Rpc;
+use crate::sync::{SyncBegin, SyncCommit, SyncPart};
 
 /// Acks a stream may have in flight before the server stops reading the feed: the bound that
 /// turns a slow ack reader into backpressure on the feed instead of memory growth.
@@ -215,5 +216,44 @@ impl Supply for SupplyService {
         let source = Some(request.source_id.as_str()).filter(|id| !id.is_empty());
         let (logged, total) = self.0.app.rejections(source, limit);
         Ok(Response::new(rejections(logged, total)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn begin_sync(
+        &self,
+        request: Request<pb::BeginSyncRequest>,
+    ) -> Result<Response<pb::BeginSyncResponse>, Status> {
+        let _timer = self.0.rpc.time(Rpc::BeginSync);
+        let caller = caller(&request)?;
+        let begin = SyncBegin::from(request.into_inner());
+        check_feed(&caller, &begin.source_id)?;
+        let opened_sync = self.0.app.begin_sync(&begin).map_err(status)?;
+        Ok(Response::new(opened(opened_sync)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn sync_part(
+        &self,
+        request: Request<pb::SyncPartRequest>,
+    ) -> Result<Response<pb::SyncPartResponse>, Status> {
+        let _timer = self.0.rpc.time(Rpc::SyncPart);
+        let caller = caller(&request)?;
+        let part = SyncPart::from(request.into_inner());
+        check_feed(&caller, &part.source_id)?;
+        let outcome = self.0.app.sync_part(&part).map_err(status)?;
+        Ok(Response::new(part_outcome(outcome)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn commit_sync(
+        &self,
+        request: Request<pb::CommitSyncRequest>,
+    ) -> Result<Response<pb::SyncAck>, Status> {
+        let _timer = self.0.rpc.time(Rpc::CommitSync);
+        let caller = caller(&request)?;
+        let commit = SyncCommit::from(request.into_inner());
+        check_feed(&caller, &commit.source_id)?;
+        let outcome = self.0.app.commit_sync(&caller, &commit).await;
+        Ok(Response::new(sync_ack(outcome.map_err(status)?)))
     }
 }

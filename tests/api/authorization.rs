@@ -27,6 +27,7 @@ enum Rpc {
     UpsertSources,
     UpsertServiceLevels,
     UpsertPostalCodes,
+    UpsertMappings,
     SetSafetyStock,
     GetStats,
     CheckInvariants,
@@ -50,16 +51,20 @@ enum Rpc {
     StreamUpdates,
     ApplyBatch,
     ListRejections,
+    BeginSync,
+    SyncPart,
+    CommitSync,
 }
 
 /// In an order in which each call succeeds when allowed (the reservation calls follow one
 /// reservation from its retry to its release).
-const RPCS: [Rpc; 26] = [
+const RPCS: [Rpc; 30] = [
     Rpc::UpsertNodes,
     Rpc::UpsertGroups,
     Rpc::UpsertSources,
     Rpc::UpsertServiceLevels,
     Rpc::UpsertPostalCodes,
+    Rpc::UpsertMappings,
     Rpc::SetSafetyStock,
     Rpc::GetStats,
     Rpc::CheckInvariants,
@@ -81,6 +86,9 @@ const RPCS: [Rpc; 26] = [
     Rpc::StreamUpdates,
     Rpc::ApplyBatch,
     Rpc::ListRejections,
+    Rpc::BeginSync,
+    Rpc::SyncPart,
+    Rpc::CommitSync,
 ];
 
 /// Every scope a credential can hold (the feed scope for the source the calls feed).
@@ -102,7 +110,7 @@ impl Rpc {
         use Rpc::*;
         match self {
             UpsertNodes | UpsertGroups | UpsertSources | UpsertServiceLevels
-            | UpsertPostalCodes | SetSafetyStock => &["admin:network"],
+            | UpsertPostalCodes | UpsertMappings | SetSafetyStock => &["admin:network"],
             GetStats | ListAudit | GetPositionHistory | Explain | ListRejections => {
                 &["insights:read"]
             }
@@ -113,7 +121,9 @@ impl Rpc {
             Reserve | Update | Extend | Get | Commit | Release => &["reserve"],
             RouteOrder | RouteOrders => &["route"],
             RouteAndReserve => &["route", "reserve"],
-            StreamUpdates | ApplyBatch => &["supply:write:WMS-EAST"],
+            StreamUpdates | ApplyBatch | BeginSync | SyncPart | CommitSync => {
+                &["supply:write:WMS-EAST"]
+            }
         }
     }
 }
@@ -239,6 +249,16 @@ async fn call(
                     }))
                     .await?,
             )
+        }
+        Rpc::UpsertMappings => {
+            let mapping = pb::SourceMapping {
+                source_id: "POS".into(),
+                ..Default::default()
+            };
+            let request = pb::UpsertMappingsRequest {
+                mappings: vec![mapping],
+            };
+            drop(admin.upsert_mappings(ask!(request)).await?)
         }
         Rpc::SetSafetyStock => {
             let entry = pb::SafetyStockEntry {
@@ -375,6 +395,37 @@ async fn call(
                 .list_rejections(ask!(pb::ListRejectionsRequest::default()))
                 .await?,
         ),
+        Rpc::BeginSync => {
+            let begin = pb::BeginSyncRequest {
+                source_id: feed.0.into(),
+                sync_id: "authz".into(),
+                supply_type: pb::SupplyType::OnHand.into(),
+                node_ids: Vec::new(),
+                as_of: crate::helpers::as_of(START_MS),
+            };
+            drop(supply.begin_sync(ask!(begin)).await?)
+        }
+        Rpc::SyncPart => {
+            let part = pb::SyncPartRequest {
+                source_id: feed.0.into(),
+                sync_id: "authz".into(),
+                positions: vec![pb::SyncPosition {
+                    sku: "SKU-1".into(),
+                    node_id: "DC-EAST".into(),
+                    quantity: 10,
+                    ..Default::default()
+                }],
+            };
+            drop(supply.sync_part(ask!(part)).await?)
+        }
+        Rpc::CommitSync => {
+            let commit = pb::CommitSyncRequest {
+                source_id: feed.0.into(),
+                sync_id: "authz".into(),
+                force: false,
+            };
+            drop(supply.commit_sync(ask!(commit)).await?)
+        }
     }
     Ok(())
 }
@@ -466,7 +517,14 @@ async fn every_rpc_refuses_every_bad_credential_and_every_other_scope_and_change
     }
     // A feed credential of another source.
     let west = issuer.token("wms-west", &["supply:write:WMS-WEST"]);
-    for rpc in [Rpc::StreamUpdates, Rpc::ApplyBatch] {
+    let feeds = [
+        Rpc::StreamUpdates,
+        Rpc::ApplyBatch,
+        Rpc::BeginSync,
+        Rpc::SyncPart,
+        Rpc::CommitSync,
+    ];
+    for rpc in feeds {
         let result = call(rpc, &channel, Some(&west), ("WMS-EAST", 500)).await;
         assert_code(
             result,

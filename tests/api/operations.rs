@@ -100,7 +100,7 @@ async fn reflection_answers_the_v1alpha_protocol_too() {
     assert!(!files.file_descriptor_proto.is_empty());
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let mut stream = tokio::net::TcpStream::connect(app.metrics_addr)
         .await
         .expect("metrics port");

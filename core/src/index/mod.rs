@@ -408,6 +408,45 @@ impl Index {
         drift
     }
 
+    /// Runs `visit` on every position, one shard at a time under its read lock.
+    pub fn visit_all(&self, mut visit: impl FnMut(&str, &Position)) {
+        for at in 0..self.shards.len() {
+            let shard = self.read_shard(at);
+            for (sku, entry) in &shard.skus {
+                entry.positions.iter().for_each(|p| visit(sku, p));
+            }
+        }
+    }
+
+    /// Runs `change` on every position `touches` picks, one shard at a time under its write
+    /// lock. A position `change` changed (it says so) is numbered in its shard and, with
+    /// `effects`, recorded with what it replaced.
+    pub fn sweep(
+        &self,
+        touches: impl Fn(&str, &Position) -> bool,
+        mut change: impl FnMut(&str, &mut Position) -> bool,
+        mut effects: Option<&mut Effects>,
+    ) {
+        for at in 0..self.shards.len() {
+            let mut guard = self.write_shard(at);
+            let shard = &mut *guard;
+            for (sku, entry) in &mut shard.skus {
+                for position in &mut entry.positions {
+                    if !touches(sku, position) {
+                        continue;
+                    }
+                    let before = position.clone();
+                    if change(sku, position) {
+                        shard.lsn += 1;
+                        if let Some(effects) = effects.as_deref_mut() {
+                            effects.record_position(at, shard.lsn, sku, position, Some(before));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Write-locks the shards of all `skus` at once, in ascending shard order, and runs `change`
     /// on them. Every thread that holds more than one shard lock takes them through here, in
     /// that order, so two multi-SKU changes cannot deadlock.

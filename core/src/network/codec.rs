@@ -8,6 +8,7 @@ use crate::domain::{
     parse_time_zone, Day, Fulfilment, Node, NodeGroup, NodeKind, ServiceLevel, Source, SourceKind,
     SupplyType,
 };
+use crate::normalize::{SourceMapping, UnitFactor};
 
 impl Network {
     /// Encodes the configuration (not the feeds' runtime state) for the journal and snapshots.
@@ -73,6 +74,11 @@ impl Network {
             w.f64(*lat);
             w.f64(*lon);
         }
+        // Versions before normalization end here; a decoder finding nothing more reads none.
+        w.len(self.mappings.len());
+        self.mappings
+            .values()
+            .for_each(|m| encode_mapping(&mut w, &m.mapping()));
         w.buf
     }
 
@@ -106,6 +112,13 @@ impl Network {
                 ))
             })
             .collect::<Decoded<Vec<_>>>()?;
+        let mappings = if r.is_empty() {
+            Vec::new()
+        } else {
+            (0..r.len()?)
+                .map(|_| decode_mapping(&mut r))
+                .collect::<Decoded<Vec<_>>>()?
+        };
         let invalid = |_| CodecError("network fails validation");
         let network = Network::default()
             .with_groups(groups)
@@ -113,6 +126,7 @@ impl Network {
             .and_then(|n| n.with_sources(sources, now_ms))
             .and_then(|n| n.with_service_levels(levels))
             .and_then(|n| n.with_postal_codes_as_stored(postal))
+            .and_then(|n| n.with_mappings_as_stored(mappings))
             .map_err(invalid)?;
         Ok(Network { version, ..network })
     }
@@ -172,6 +186,58 @@ fn decode_source(r: &mut Reader<'_>) -> Decoded<Source> {
             })
             .collect::<Decoded<_>>()?,
         stale_after_ms: Some(r.ivar()?).filter(|ms| *ms >= 0),
+    })
+}
+
+fn encode_mapping(w: &mut Writer, mapping: &SourceMapping) {
+    w.str(&mapping.source_id);
+    for table in [&mapping.items, &mapping.locations] {
+        w.len(table.len());
+        for (code, target) in table {
+            w.str(code);
+            w.str(target);
+        }
+    }
+    w.len(mapping.units.len());
+    for (sku, factor) in &mapping.units {
+        w.str(sku);
+        w.var(u64::from(factor.eaches));
+        w.var(u64::from(factor.units));
+    }
+}
+
+fn decode_mapping(r: &mut Reader<'_>) -> Decoded<SourceMapping> {
+    let source_id = r.str()?.to_owned();
+    let mut table = || {
+        (0..r.len()?)
+            .map(|_| Ok((r.str()?.to_owned(), r.str()?.to_owned())))
+            .collect::<Decoded<Vec<_>>>()
+    };
+    let items = table()?;
+    let locations = table()?;
+    // A zero factor never passes an upsert; read back, it would divide by zero.
+    let factor = |r: &mut Reader<'_>| match u32::try_from(r.var()?) {
+        Ok(0) | Err(_) => Err(CodecError("unit factor")),
+        Ok(factor) => Ok(factor),
+    };
+    let units = (0..r.len()?)
+        .map(|_| {
+            let sku = r.str()?.to_owned();
+            let eaches = factor(r)?;
+            Ok((
+                sku,
+                UnitFactor {
+                    eaches,
+                    units: factor(r)?,
+                },
+            ))
+        })
+        .collect::<Decoded<Vec<_>>>()?;
+    Ok(SourceMapping {
+        source_id,
+        items,
+        locations,
+        units,
     })
 }
 

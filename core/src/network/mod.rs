@@ -6,7 +6,7 @@
 
 mod codec;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +17,7 @@ use crate::domain::{
     echo, id_problem, is_country_code, Day, Node, NodeGroup, ServiceLevel, Source, SupplyType,
 };
 use crate::error::{Error, FieldViolation, Result};
+use crate::normalize::{Normalizer, SourceMapping};
 
 /// Index of a node in the network; stable for the life of the process.
 pub type NodeIdx = u32;
@@ -161,6 +162,8 @@ pub struct Network {
     service_levels: Vec<ServiceLevel>,
     /// (country, postal code) to (lat, lon), for destinations given by postal code.
     postal_codes: HashMap<(String, String), (f64, f64)>,
+    /// Each source's codes and units, by source id (ordered, so it encodes one way).
+    mappings: BTreeMap<String, Arc<Normalizer>>,
 }
 
 impl Network {
@@ -333,11 +336,63 @@ impl Network {
         .map(|n| n.carrying(self))
     }
 
-    /// Takes the carrier and postal configuration of `from`.
+    /// Takes the carrier, postal and normalization configuration of `from`.
     fn carrying(mut self, from: &Network) -> Network {
         self.service_levels = from.service_levels.clone();
         self.postal_codes = from.postal_codes.clone();
+        self.mappings = from.mappings.clone();
         self
+    }
+
+    /// How `source_id` names items, locations and units, if it has tables.
+    pub fn mapping(&self, source_id: &str) -> Option<&Normalizer> {
+        self.mappings.get(source_id).map(|m| &**m)
+    }
+
+    pub fn mappings(&self) -> impl Iterator<Item = &Normalizer> {
+        self.mappings.values().map(|m| &**m)
+    }
+
+    /// A new network with each source's tables replaced whole by `mappings`; each names a
+    /// known source, and each location code a known node.
+    pub fn with_mappings(&self, mappings: Vec<SourceMapping>) -> Result<Network> {
+        let mut violations = Vec::new();
+        check_unique(
+            "mappings",
+            "source_id",
+            mappings.iter().map(|m| m.source_id.as_str()),
+            &mut violations,
+        );
+        for (i, mapping) in mappings.iter().enumerate() {
+            let at = format!("mappings[{i}]");
+            if self.source(&mapping.source_id).is_none() {
+                violations.push(FieldViolation::new(
+                    format!("{at}.source_id"),
+                    "unknown source",
+                ));
+            }
+            for (j, (_, node)) in mapping.locations.iter().enumerate() {
+                if self.node_idx(node).is_none() {
+                    let field = format!("{at}.locations[{j}].node_id");
+                    violations.push(FieldViolation::new(field, format!("unknown node {node:?}")));
+                }
+            }
+            mapping.check(&at, &mut violations);
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        self.with_mappings_as_stored(mappings)
+    }
+
+    /// Installs mappings without checking them, as a stored network is read back.
+    fn with_mappings_as_stored(&self, mappings: Vec<SourceMapping>) -> Result<Network> {
+        let mut next = self.rebuilt()?;
+        for mapping in mappings {
+            let compiled = Arc::new(mapping.compile());
+            next.mappings.insert(mapping.source_id, compiled);
+        }
+        Ok(next)
     }
 
     pub fn service_levels(&self) -> &[ServiceLevel] {
@@ -500,6 +555,7 @@ impl Network {
             node_zone,
             service_levels: Vec::new(),
             postal_codes: HashMap::new(),
+            mappings: BTreeMap::new(),
         })
     }
 }

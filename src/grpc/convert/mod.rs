@@ -19,12 +19,14 @@ use crate::spec::{CalendarSpec, FulfilmentSpec, ServiceLevelSpec};
 mod audit;
 mod explain;
 mod orders;
+mod sync;
 
 pub use audit::{audit_page, audit_query, history_limit, position_history};
 pub use explain::explain_response;
 pub use orders::{
     promise_request, promise_response, reservation, reserve_request, route_request, route_response,
 };
+pub use sync::{opened, part_outcome, sync_ack};
 
 type Violations = Vec<FieldViolation>;
 
@@ -376,6 +378,9 @@ fn reject_reason(reason: RejectReason) -> pb::RejectReason {
         RejectReason::NotAllocated => pb::RejectReason::NotAllocated,
         RejectReason::InvalidId => pb::RejectReason::InvalidId,
         RejectReason::AsOfInFuture => pb::RejectReason::AsOfInFuture,
+        RejectReason::UnknownSkuCode => pb::RejectReason::UnknownSkuCode,
+        RejectReason::UnknownLocationCode => pb::RejectReason::UnknownLocationCode,
+        RejectReason::UnitNotConvertible => pb::RejectReason::UnitNotConvertible,
     }
 }
 
