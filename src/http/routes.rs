@@ -119,6 +119,27 @@ pub fn table() -> Vec<Route> {
             unary(|h, r| async move { SupplyService(h).apply_batch(r).await }),
         ),
         route(
+            M::POST,
+            "/v1/sources/{source_id}/syncs",
+            "/promised.v1.Supply/BeginSync",
+            "beginSync",
+            unary(|h, r| async move { SupplyService(h).begin_sync(r).await }),
+        ),
+        route(
+            M::POST,
+            "/v1/sources/{source_id}/syncs/{sync_id}:part",
+            "/promised.v1.Supply/SyncPart",
+            "syncPart",
+            unary(|h, r| async move { SupplyService(h).sync_part(r).await }),
+        ),
+        route(
+            M::POST,
+            "/v1/sources/{source_id}/syncs/{sync_id}:commit",
+            "/promised.v1.Supply/CommitSync",
+            "commitSync",
+            unary(|h, r| async move { SupplyService(h).commit_sync(r).await }),
+        ),
+        route(
             M::GET,
             "/v1/rejections",
             "/promised.v1.Supply/ListRejections",
@@ -226,6 +247,13 @@ fn admin() -> Vec<Route> {
             "/promised.v1.Admin/UpsertServiceLevels",
             "upsertServiceLevels",
             unary(|h, r| async move { AdminService(h).upsert_service_levels(r).await }),
+        ),
+        route(
+            M::POST,
+            "/v1/mappings:upsert",
+            "/promised.v1.Admin/UpsertMappings",
+            "upsertMappings",
+            unary(|h, r| async move { AdminService(h).upsert_mappings(r).await }),
         ),
         route(
             M::POST,
@@ -358,6 +386,21 @@ mod tests {
             }
         }
         assert_eq!(routes.iter().filter(|r| r.webhook).count(), 1);
+    }
+
+    /// A new RPC is not done until it has its row: every unary method of the API is routed.
+    #[test]
+    fn every_unary_rpc_has_a_route() {
+        let routed: HashSet<&str> = table().iter().map(|route| route.rpc).collect();
+        for service in json::POOL.services() {
+            for method in service.methods() {
+                if method.is_client_streaming() || method.is_server_streaming() {
+                    continue;
+                }
+                let path = format!("/{}/{}", service.full_name(), method.name());
+                assert!(routed.contains(path.as_str()), "{path} has no HTTP route");
+            }
+        }
     }
 
     #[test]
