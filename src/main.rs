@@ -1,5 +1,5 @@
-//! The `promised` binary: parse configuration, start logging, build the service, run it until
-//! a shutdown signal.
+//! The `promised` binary: parse configuration, start logging (and traces when configured),
+//! build the service, run it until a shutdown signal.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use clap::Parser;
 use promised::clock::SystemClock;
 use promised::config::{process_env, Cli, Command, Config};
 use promised::server::{shutdown_signal, Application};
-use tracing_subscriber::EnvFilter;
+use promised::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,7 +16,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::resolve(&args, &env)?;
-            init_logging(&config.log_filter);
+            let telemetry = telemetry::init(&config.log_filter, config.otlp_endpoint.as_ref())?;
+            let grace = config.shutdown_grace;
             let app = Application::build(config, Arc::new(SystemClock)).await?;
             tracing::info!(
                 grpc = %app.grpc_addr(),
@@ -24,12 +25,9 @@ async fn main() -> anyhow::Result<()> {
                 durability = app.durability().status().mode,
                 "promised serving"
             );
-            app.run_until_stopped(shutdown_signal()).await
+            let served = app.run_until_stopped(shutdown_signal()).await;
+            telemetry.shutdown(grace).await;
+            served
         }
     }
-}
-
-fn init_logging(filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
 }

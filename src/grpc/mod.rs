@@ -13,6 +13,7 @@ mod serve;
 mod status;
 mod supply;
 mod timeout;
+mod trace_context;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub use reservations::ReservationService;
 pub use routing::RoutingService;
 pub use serve::{caller_statuses, report_store_health, routes, stop_serving};
 pub use supply::{FeedOwners, SupplyService};
+pub use trace_context::TraceContextLayer;
 
 /// What every service adapter shares.
 #[derive(Debug, Clone)]

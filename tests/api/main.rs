@@ -27,5 +27,6 @@ mod redis;
 mod reservations;
 mod routing;
 mod security;
+mod traces;
 mod transport;
 mod validation;

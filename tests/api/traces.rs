@@ -1,0 +1,178 @@
+//! Traces: the real binary exports its spans over OTLP to a receiver in the test, and a call's
+//! spans hang under the caller's span.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use promised::grpc::pb;
+use promised::grpc::pb::admin_client::AdminClient;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+use crate::binary::Binary;
+use crate::redis::RedisServer;
+
+/// The caller's trace and span, as its `traceparent` names them.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
+
+/// An OTLP trace collector that keeps every span it is sent.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let spans = request
+            .into_inner()
+            .resource_spans
+            .into_iter()
+            .flat_map(|resource| resource.scope_spans)
+            .flat_map(|scope| scope.spans);
+        self.0.lock().unwrap().extend(spans);
+        Ok(Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Receiver {
+    /// Serves OTLP/gRPC on a free loopback port; answers its URL.
+    async fn start(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Server::builder()
+            .add_service(TraceServiceServer::new(self.clone()))
+            .serve_with_incoming(TcpListenerStream::new(listener));
+        tokio::spawn(server);
+        format!("http://{addr}")
+    }
+
+    /// The first span received named `name` in the caller's trace, waiting up to a deadline.
+    async fn span(&self, name: &str) -> Span {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|span| span.name == name && hex(&span.trace_id) == TRACE_ID)
+                .cloned();
+            if let Some(span) = found {
+                return span;
+            }
+            assert!(Instant::now() < deadline, "no span {name} received");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The journal commit span that links to the span `span_id`, waiting up to a deadline.
+    async fn commit_of(&self, span_id: &[u8]) -> Span {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|span| {
+                    span.name == "journal.commit"
+                        && span.links.iter().any(|link| link.span_id == span_id)
+                })
+                .cloned();
+            if let Some(span) = found {
+                return span;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no journal commit linked to the write"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value of the span's attribute `key`.
+fn attribute(span: &Span, key: &str) -> Value {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.clone()?.value)
+        .unwrap_or_else(|| panic!("span {} has no attribute {key}", span.name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_spans_are_children_of_the_callers_span() {
+    let receiver = Receiver::default();
+    let endpoint = receiver.start().await;
+    let redis = RedisServer::start();
+    let service = Binary::start(&["--redis-url", &redis.url(), "--otlp-endpoint", &endpoint]).await;
+    let mut request = Request::new(pb::UpsertGroupsRequest {
+        groups: vec![pb::NodeGroup {
+            id: "EAST".into(),
+            description: String::new(),
+        }],
+    });
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01");
+    let metadata = request.metadata_mut();
+    metadata.insert("traceparent", traceparent.parse().unwrap());
+    metadata.insert("x-request-id", "traced-call".parse().unwrap());
+    AdminClient::new(service.channel.clone())
+        .upsert_groups(request)
+        .await
+        .expect("groups");
+    // A graceful stop exports the spans still batched.
+    assert!(service.terminate().await.success());
+
+    let rpc = receiver.span("promised.v1.Admin/UpsertGroups").await;
+    assert_eq!(
+        hex(&rpc.parent_span_id),
+        CALLER_SPAN_ID,
+        "the caller's child"
+    );
+    assert_eq!(
+        attribute(&rpc, "request_id"),
+        Value::StringValue("traced-call".into())
+    );
+    assert_eq!(attribute(&rpc, "rpc.grpc.status_code"), Value::IntValue(0));
+
+    let write = receiver.span("upsert_groups").await;
+    assert_eq!(write.parent_span_id, rpc.span_id, "the call's child");
+    assert_eq!(
+        attribute(&write, "action"),
+        Value::StringValue("upsert_groups".into())
+    );
+    assert_eq!(
+        attribute(&write, "caller"),
+        Value::StringValue("anonymous".into())
+    );
+
+    let commit = receiver.commit_of(&write.span_id).await;
+    let Value::IntValue(records) = attribute(&commit, "records") else {
+        panic!("records is a count");
+    };
+    let Value::IntValue(bytes) = attribute(&commit, "bytes") else {
+        panic!("bytes is a count");
+    };
+    assert!(
+        records >= 1 && bytes > 0,
+        "{records} records, {bytes} bytes"
+    );
+    assert_eq!(attribute(&commit, "ok"), Value::BoolValue(true));
+}
