@@ -1,9 +1,9 @@
 //! Logs and, when an OTLP endpoint is configured, traces.
 //!
 //! Logs go to stderr through the log filter. Traces are off by default: without an endpoint
-//! no exporter runs, no layer watches the spans of [`TARGET`] (they are DEBUG spans the log
-//! filter leaves off, so their call sites are disabled and cost one cached check), and the
-//! edges install no propagation. With one, those spans (a call, the application's write, the
+//! no exporter runs, no layer watches the spans of [`TARGET`] (DEBUG spans, which the log
+//! filter leaves off unless asked, so their call sites are disabled and cost one cached
+//! check), and the edges install no propagation. With one, those spans (a call, the application's write, the
 //! journal commit) are exported over OTLP/gRPC in batches, and an edge makes its call span a
 //! child of the caller's span with [`extract`].
 

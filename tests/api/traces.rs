@@ -14,10 +14,11 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use promised::grpc::pb;
 use promised::grpc::pb::admin_client::AdminClient;
+use promised::grpc::pb::reservations_client::ReservationsClient;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::binary::Binary;
 use crate::redis::RedisServer;
@@ -117,26 +118,40 @@ fn attribute(span: &Span, key: &str) -> Value {
         .unwrap_or_else(|| panic!("span {} has no attribute {key}", span.name))
 }
 
+/// `message` with the caller's `traceparent` and the request id `request_id`.
+fn traced<T>(message: T, request_id: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01");
+    let metadata = request.metadata_mut();
+    metadata.insert("traceparent", traceparent.parse().unwrap());
+    metadata.insert("x-request-id", request_id.parse().unwrap());
+    request
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_calls_spans_are_children_of_the_callers_span() {
+async fn a_calls_spans_hang_under_the_callers_span() {
     let receiver = Receiver::default();
     let endpoint = receiver.start().await;
     let redis = RedisServer::start();
     let service = Binary::start(&["--redis-url", &redis.url(), "--otlp-endpoint", &endpoint]).await;
-    let mut request = Request::new(pb::UpsertGroupsRequest {
+    let groups = pb::UpsertGroupsRequest {
         groups: vec![pb::NodeGroup {
             id: "EAST".into(),
             description: String::new(),
         }],
-    });
-    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01");
-    let metadata = request.metadata_mut();
-    metadata.insert("traceparent", traceparent.parse().unwrap());
-    metadata.insert("x-request-id", "traced-call".parse().unwrap());
+    };
     AdminClient::new(service.channel.clone())
-        .upsert_groups(request)
+        .upsert_groups(traced(groups, "traced-call"))
         .await
         .expect("groups");
+    let missing = pb::GetReservationRequest {
+        reservation_id: "missing".into(),
+    };
+    let refused = ReservationsClient::new(service.channel.clone())
+        .get(traced(missing, "refused-call"))
+        .await
+        .expect_err("no such reservation");
+    assert_eq!(refused.code(), Code::NotFound);
     // A graceful stop exports the spans still batched.
     assert!(service.terminate().await.success());
 
@@ -146,33 +161,34 @@ async fn a_calls_spans_are_children_of_the_callers_span() {
         CALLER_SPAN_ID,
         "the caller's child"
     );
-    assert_eq!(
-        attribute(&rpc, "request_id"),
-        Value::StringValue("traced-call".into())
-    );
+    let request_id = attribute(&rpc, "request_id");
+    assert_eq!(request_id, Value::StringValue("traced-call".into()));
     assert_eq!(attribute(&rpc, "rpc.grpc.status_code"), Value::IntValue(0));
 
     let write = receiver.span("upsert_groups").await;
     assert_eq!(write.parent_span_id, rpc.span_id, "the call's child");
-    assert_eq!(
-        attribute(&write, "action"),
-        Value::StringValue("upsert_groups".into())
-    );
-    assert_eq!(
-        attribute(&write, "caller"),
-        Value::StringValue("anonymous".into())
-    );
+    let action = attribute(&write, "action");
+    assert_eq!(action, Value::StringValue("upsert_groups".into()));
+    let caller = attribute(&write, "caller");
+    assert_eq!(caller, Value::StringValue("anonymous".into()));
+    assert_commit(&receiver.commit_of(&write.span_id).await);
 
-    let commit = receiver.commit_of(&write.span_id).await;
-    let Value::IntValue(records) = attribute(&commit, "records") else {
+    let get = receiver.span("promised.v1.Reservations/Get").await;
+    let code = attribute(&get, "rpc.grpc.status_code");
+    assert_eq!(code, Value::IntValue(Code::NotFound as i64));
+}
+
+/// A journal commit that Redis took, with its group's records and bytes.
+fn assert_commit(commit: &Span) {
+    let Value::IntValue(records) = attribute(commit, "records") else {
         panic!("records is a count");
     };
-    let Value::IntValue(bytes) = attribute(&commit, "bytes") else {
+    let Value::IntValue(bytes) = attribute(commit, "bytes") else {
         panic!("bytes is a count");
     };
     assert!(
         records >= 1 && bytes > 0,
         "{records} records, {bytes} bytes"
     );
-    assert_eq!(attribute(&commit, "ok"), Value::BoolValue(true));
+    assert_eq!(attribute(commit, "ok"), Value::BoolValue(true));
 }
