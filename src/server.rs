@@ -19,7 +19,7 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
-use tower::util::{option_layer, MapResponseLayer};
+use tower::util::MapResponseLayer;
 
 use crate::app::App;
 use crate::auth::Authenticator;
@@ -140,8 +140,7 @@ impl Application {
             self.grpc_tls,
         );
         let auth = AuthLayer::new(self.authentication);
-        let traced = self.config.otlp_endpoint.is_some();
-        let serving = spawn_grpc(routes, incoming, auth, limits, traced, &stop);
+        let serving = spawn_grpc(routes, incoming, auth, limits, &stop);
         let scrapes = connections::admit(
             self.metrics,
             limits.max_connections,
@@ -225,7 +224,6 @@ fn spawn_grpc(
     incoming: ReceiverStream<std::io::Result<Admitted>>,
     auth: AuthLayer,
     limits: &ConnectionLimits,
-    traced: bool,
     stop: &CancellationToken,
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
     let router = Server::builder()
@@ -235,8 +233,6 @@ fn spawn_grpc(
         .max_connection_age(limits.max_connection_age)
         .layer(MapResponseLayer::new(grpc::caller_statuses))
         .layer(grpc::RequestIdLayer)
-        // Each call's span, with its request id; absent when traces are off, so it costs nothing.
-        .layer(option_layer(traced.then_some(grpc::TraceContextLayer)))
         // Shed, not queue: a call over the in-flight limit is answered RESOURCE_EXHAUSTED at once.
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))

@@ -3,9 +3,10 @@
 //! Logs go to stderr through the log filter. Traces are off by default: without an endpoint
 //! no exporter runs, no layer watches the spans of [`TARGET`] (DEBUG spans, which the log
 //! filter leaves off unless asked, so their call sites are disabled and cost one cached
-//! check), and the edges install no propagation. With one, those spans (a call, the application's write, the
-//! journal commit) are exported over OTLP/gRPC in batches, and an edge makes its call span a
-//! child of the caller's span with [`extract`].
+//! check), and an edge reads no trace header. With one, those spans (a call, the
+//! application's write, the journal commit) are exported over OTLP/gRPC in batches, and an
+//! edge makes its call span a child of the caller's span with [`extract`] (gRPC in
+//! `grpc::trace_context`; any HTTP edge the same way, over its request's headers).
 
 use std::time::Duration;
 

@@ -46,7 +46,6 @@ pub use reservations::ReservationService;
 pub use routing::RoutingService;
 pub use serve::{caller_statuses, report_store_health, routes, stop_serving};
 pub use supply::{FeedOwners, SupplyService};
-pub use trace_context::TraceContextLayer;
 
 /// What every service adapter shares.
 #[derive(Debug, Clone)]

@@ -60,46 +60,31 @@ impl Receiver {
         format!("http://{addr}")
     }
 
-    /// The first span received named `name` in the caller's trace, waiting up to a deadline.
+    /// The first span received named `name` in the caller's trace.
     async fn span(&self, name: &str) -> Span {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let found = self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|span| span.name == name && hex(&span.trace_id) == TRACE_ID)
-                .cloned();
-            if let Some(span) = found {
-                return span;
-            }
-            assert!(Instant::now() < deadline, "no span {name} received");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_for(name, |span| {
+            span.name == name && hex(&span.trace_id) == TRACE_ID
+        })
+        .await
     }
 
-    /// The journal commit span that links to the span `span_id`, waiting up to a deadline.
+    /// The journal commit span that links to the span `span_id`.
     async fn commit_of(&self, span_id: &[u8]) -> Span {
+        self.wait_for("journal.commit linked to the write", |span| {
+            span.name == "journal.commit" && span.links.iter().any(|link| link.span_id == span_id)
+        })
+        .await
+    }
+
+    /// The first span received that `matches`, polled for up to a deadline.
+    async fn wait_for(&self, what: &str, matches: impl Fn(&Span) -> bool) -> Span {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let found = self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|span| {
-                    span.name == "journal.commit"
-                        && span.links.iter().any(|link| link.span_id == span_id)
-                })
-                .cloned();
+            let found = self.0.lock().unwrap().iter().find(|s| matches(s)).cloned();
             if let Some(span) = found {
                 return span;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no journal commit linked to the write"
-            );
+            assert!(Instant::now() < deadline, "no span {what} received");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
