@@ -144,7 +144,9 @@ impl Committer {
             self.take_queued(&mut backlog);
             let group = take_group(&mut backlog);
             let span = commit_span(&group);
-            if self.append(&group).instrument(span).await {
+            let ok = self.append(&group).instrument(span.clone()).await;
+            span.record("ok", ok);
+            if ok {
                 self.stored(group);
             } else {
                 self.take_back(group, &mut backlog).await;
@@ -225,7 +227,6 @@ impl Committer {
         if ok {
             self.metrics.committed(group.len(), started.elapsed());
         }
-        Span::current().record("ok", ok);
         self.set_up(ok);
         ok
     }
