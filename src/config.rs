@@ -252,8 +252,8 @@ pub struct ServeArgs {
     /// experiments [env PROMISED_INSECURE_NO_AUTH=true]
     #[arg(long)]
     pub insecure_no_auth: bool,
-    /// OTLP/gRPC collector (http:// or https:// URL) to export traces to; none are kept or
-    /// propagated without it [env PROMISED_OTLP_ENDPOINT]
+    /// OTLP/gRPC collector (an http:// URL, such as a node-local agent) to export traces to;
+    /// none are kept or propagated without it [env PROMISED_OTLP_ENDPOINT]
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
 }
@@ -407,7 +407,8 @@ impl Config {
     }
 }
 
-/// An absolute `http://` or `https://` URL of an OTLP/gRPC collector, if one is given.
+/// An absolute `http://` URL of an OTLP/gRPC collector, if one is given. Plaintext only: the
+/// exporter is built without TLS, so an `https://` one could never connect.
 fn otlp_endpoint(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Option<Uri>> {
     let Some(text) = s.optional(&args.otlp_endpoint, ENV_OTLP_ENDPOINT) else {
         return Ok(None);
@@ -415,10 +416,9 @@ fn otlp_endpoint(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Option<Uri
     let uri: Uri = text
         .parse()
         .map_err(|e| anyhow!("invalid {ENV_OTLP_ENDPOINT} {text:?}: {e}"))?;
-    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-    if !scheme_ok || uri.authority().is_none() {
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
         return Err(anyhow!(
-            "{ENV_OTLP_ENDPOINT} must be an http:// or https:// URL with a host, not {text:?}"
+            "{ENV_OTLP_ENDPOINT} must be an http:// URL with a host, not {text:?}"
         ));
     }
     Ok(Some(uri))
@@ -698,6 +698,7 @@ mod tests {
         for bad in [
             "collector:4317",
             "udp://collector:4317",
+            "https://collector:4317",
             "/v1/traces",
             "http://",
         ] {
