@@ -139,7 +139,12 @@ async fn a_calls_spans_hang_under_the_callers_span() {
     assert_eq!(refused.code(), Code::NotFound);
     // A graceful stop exports the spans still batched.
     assert!(service.terminate().await.success());
+    assert_call_tree(&receiver).await;
+}
 
+/// The traced calls' spans: the call under the caller's span with its request id and code,
+/// the write under the call, the journal commit linked to the write.
+async fn assert_call_tree(receiver: &Receiver) {
     let rpc = receiver.span("promised.v1.Admin/UpsertGroups").await;
     assert_eq!(
         hex(&rpc.parent_span_id),
