@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use crate::audit::AuditReport;
 use crate::auth::Identity;
 use crate::checkpoint::trail::{AuditPage, AuditQuery, PositionChange};
@@ -29,6 +31,7 @@ use crate::reservation::{Hold, ReserveRequest};
 use crate::reserve::Held;
 use crate::route::{BatchRouting, RouteRequest, Routed};
 use crate::sync::{Opened, PartOutcome, SyncBegin, SyncCommit, SyncOutcome, SyncPart};
+use crate::telemetry;
 
 /// Who asks for a change, in one request: the identity an edge authenticated (whose id a
 /// reservation records as its owner, and whose scopes decide who may act on one) and the
@@ -76,6 +79,19 @@ impl Caller {
     }
 }
 
+/// The span of one write: the core operation and, for [`App::write`], the wait for its
+/// record to be durable. Exported with traces only; otherwise disabled, costing one check.
+fn write_span(caller: &Caller, action: &str) -> tracing::Span {
+    tracing::debug_span!(
+        target: telemetry::TARGET,
+        "write",
+        otel.name = action,
+        action,
+        caller = caller.actor(),
+        request_id = caller.request_id.as_str(),
+    )
+}
+
 /// A postal code's (country, code) and its coordinates.
 pub type PostalCode = ((String, String), (f64, f64));
 
@@ -114,10 +130,13 @@ impl App {
         action: &str,
         operation: impl FnOnce(&Engine) -> Result<Mutation<T>>,
     ) -> Result<T> {
-        self.submit(caller, action, operation)
-            .await?
-            .durable()
-            .await
+        let written = async {
+            self.submit(caller, action, operation)
+                .await?
+                .durable()
+                .await
+        };
+        written.instrument(write_span(caller, action)).await
     }
 
     /// [`App::write`] up to the journal queue: applied and queued in order now, answered by
@@ -227,6 +246,7 @@ impl App {
         batch: &SupplyBatch,
     ) -> Result<Queued<BatchOutcome>> {
         self.submit(caller, "apply_batch", |engine| engine.apply_batch(batch))
+            .instrument(write_span(caller, "apply_batch"))
             .await
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
+use tonic::codegen::http::Uri;
 
 use crate::checkpoint::{RedisAccess, RedisConfig, Secret};
 use crate::engine::{EngineConfig, Limits, ReservationLimits};
@@ -69,6 +70,7 @@ pub const ENV_REDIS_USERNAME: &str = "PROMISED_REDIS_USERNAME";
 pub const ENV_REDIS_PASSWORD: &str = "PROMISED_REDIS_PASSWORD";
 pub const ENV_REDIS_PASSWORD_FILE: &str = "PROMISED_REDIS_PASSWORD_FILE";
 pub const ENV_REDIS_CA: &str = "PROMISED_REDIS_CA";
+pub const ENV_OTLP_ENDPOINT: &str = "PROMISED_OTLP_ENDPOINT";
 
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
@@ -278,6 +280,10 @@ pub struct ServeArgs {
     /// experiments [env PROMISED_INSECURE_NO_AUTH=true]
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// OTLP/gRPC collector (an http:// URL, such as a node-local agent) to export traces to;
+    /// none are kept or propagated without it [env PROMISED_OTLP_ENDPOINT]
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The service's configuration.
@@ -301,6 +307,8 @@ pub struct Config {
     /// TLS on the gRPC and metrics listeners; `None` is plaintext.
     pub tls: Option<TlsFiles>,
     pub auth: AuthConfig,
+    /// Where traces are exported (OTLP over gRPC); `None` keeps none.
+    pub otlp_endpoint: Option<Uri>,
 }
 
 /// How callers authenticate.
@@ -412,6 +420,7 @@ impl Config {
             redis: redis_config(args, &s)?,
             tls: tls_files(args, &s)?,
             auth: auth_config(args, &s)?,
+            otlp_endpoint: otlp_endpoint(args, &s)?,
         };
         config.check_in_flight_bytes()?;
         Ok(config)
@@ -428,6 +437,23 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// An absolute `http://` URL of an OTLP/gRPC collector, if one is given. Plaintext only: the
+/// exporter is built without TLS, so an `https://` one could never connect.
+fn otlp_endpoint(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Option<Uri>> {
+    let Some(text) = s.optional(&args.otlp_endpoint, ENV_OTLP_ENDPOINT) else {
+        return Ok(None);
+    };
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| anyhow!("invalid {ENV_OTLP_ENDPOINT} {text:?}: {e}"))?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        return Err(anyhow!(
+            "{ENV_OTLP_ENDPOINT} must be an http:// URL with a host, not {text:?}"
+        ));
+    }
+    Ok(Some(uri))
 }
 
 /// Certificate and key go together; a client CA needs them.
@@ -715,6 +741,28 @@ mod tests {
         assert_eq!(config.auth, AuthConfig::Credentials(file));
         let both = Config::resolve(&insecure, &vars).expect_err("both");
         assert!(both.to_string().contains("exclude each other"), "{both}");
+    }
+
+    #[test]
+    fn traces_are_exported_only_to_an_http_otlp_endpoint() {
+        let off = Config::resolve(&ServeArgs::default(), &env(&[])).expect("valid");
+        assert_eq!(off.otlp_endpoint, None, "off by default");
+        let vars = env(&[(ENV_OTLP_ENDPOINT, "http://collector:4317")]);
+        let on = Config::resolve(&ServeArgs::default(), &vars).expect("valid");
+        let endpoint = on.otlp_endpoint.expect("on");
+        assert_eq!(endpoint.host(), Some("collector"));
+        assert_eq!(endpoint.port_u16(), Some(4317));
+        for bad in [
+            "collector:4317",
+            "udp://collector:4317",
+            "https://collector:4317",
+            "/v1/traces",
+            "http://",
+        ] {
+            let error = Config::resolve(&ServeArgs::default(), &env(&[(ENV_OTLP_ENDPOINT, bad)]))
+                .expect_err(bad);
+            assert!(error.to_string().contains(ENV_OTLP_ENDPOINT), "{error}");
+        }
     }
 
     #[test]

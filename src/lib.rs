@@ -26,7 +26,8 @@
 //!   request bytes in flight over the gRPC one, [`tls`] encrypts them and reloads their
 //!   certificates), background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
-//!   [`metrics`] names every metric and serves `/metrics`. The demo is an example
+//!   [`metrics`] names every metric and serves `/metrics`; [`telemetry`] installs logging and,
+//!   when configured, exports the spans of calls, writes and journal commits over OTLP. The demo is an example
 //!   (`examples/demo`): a client of this library and of the gRPC API like any other.
 //!
 //! ## Where a request goes
@@ -72,4 +73,5 @@ pub mod metrics;
 pub mod network_file;
 pub mod request_bytes;
 pub mod server;
+pub mod telemetry;
 pub mod tls;

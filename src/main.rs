@@ -1,5 +1,5 @@
-//! The `promised` binary: parse configuration, start logging, build the service, run it until
-//! a shutdown signal.
+//! The `promised` binary: parse configuration, start logging (and traces when configured),
+//! build the service, run it until a shutdown signal.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use promised::clock::SystemClock;
 use promised::config::{process_env, Cli, Command, Config};
 use promised::http::{openapi, routes};
 use promised::server::{shutdown_signal, Application};
-use tracing_subscriber::EnvFilter;
+use promised::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,7 +17,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::resolve(&args, &env)?;
-            init_logging(&config.log_filter);
+            let telemetry = telemetry::init(&config.log_filter, config.otlp_endpoint.as_ref())?;
+            let grace = config.shutdown_grace;
             let app = Application::build(config, Arc::new(SystemClock)).await?;
             tracing::info!(
                 grpc = %app.grpc_addr(),
@@ -26,7 +27,9 @@ async fn main() -> anyhow::Result<()> {
                 durability = app.durability().status().mode,
                 "promised serving"
             );
-            app.run_until_stopped(shutdown_signal()).await
+            let served = app.run_until_stopped(shutdown_signal()).await;
+            telemetry.shutdown(grace).await;
+            served
         }
         Command::Openapi => {
             let document = openapi::document(&routes::table());
@@ -34,9 +37,4 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn init_logging(filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
 }

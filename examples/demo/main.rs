@@ -24,7 +24,7 @@ use promised::grpc::pb::{self, supply_client::SupplyClient};
 use promised::network::Network;
 use promised::network_file::{self, NetworkFile, DEMO_NETWORK_TOML};
 use promised::server::{shutdown_signal, Application};
-use tracing_subscriber::EnvFilter;
+use promised::telemetry;
 
 /// Updates per batch during the initial load.
 const LOAD_BATCH: usize = 1_000;
@@ -55,9 +55,11 @@ async fn main() -> anyhow::Result<()> {
         ..args.serve
     };
     let config = Config::resolve(&serve, &process_env())?;
-    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-    run(config, args.skus, args.feed_rate, shutdown_signal()).await
+    let telemetry = telemetry::init(&config.log_filter, config.otlp_endpoint.as_ref())?;
+    let grace = config.shutdown_grace;
+    let result = run(config, args.skus, args.feed_rate, shutdown_signal()).await;
+    telemetry.shutdown(grace).await;
+    result
 }
 
 /// Runs the demo until `shutdown` resolves.

@@ -18,11 +18,14 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tracing::field::Empty;
+use tracing::{Instrument, Level, Span};
 
 use super::Keys;
 use crate::engine::Engine;
 use crate::metrics::JournalMetrics;
 use crate::mutation::Record;
+use crate::telemetry;
 
 /// Records that may wait for the journal writer before callers are slowed down.
 const QUEUE_DEPTH: usize = 16_384;
@@ -39,15 +42,24 @@ pub(super) struct Pending {
     record: Record,
     /// Told whether the record is in Redis.
     done: oneshot::Sender<bool>,
+    /// The write that queued the record, which its commit's span links to; none when traces
+    /// are off.
+    span: Span,
 }
 
 impl Pending {
     pub(super) fn new(record: Record) -> (Self, oneshot::Receiver<bool>) {
         let (done, told) = oneshot::channel();
+        let span = if tracing::enabled!(target: telemetry::TARGET, Level::DEBUG) {
+            Span::current()
+        } else {
+            Span::none()
+        };
         let pending = Pending {
             bytes: record.encode(),
             record,
             done,
+            span,
         };
         (pending, told)
     }
@@ -131,7 +143,10 @@ impl Committer {
             }
             self.take_queued(&mut backlog);
             let group = take_group(&mut backlog);
-            if self.append(&group).await {
+            let span = commit_span(&group);
+            let ok = self.append(&group).instrument(span.clone()).await;
+            span.record("ok", ok);
+            if ok {
                 self.stored(group);
             } else {
                 self.take_back(group, &mut backlog).await;
@@ -249,6 +264,28 @@ impl Committer {
         });
         self.metrics.redis_up(up);
     }
+}
+
+/// The span of one group's round trip, linked to the write of each of its records: a commit
+/// serves many callers, so it is no one call's child. Exported with traces only.
+fn commit_span(group: &[Pending]) -> Span {
+    let span = tracing::debug_span!(
+        target: telemetry::TARGET,
+        "journal.commit",
+        records = Empty,
+        bytes = Empty,
+        ok = Empty,
+    );
+    if !span.is_disabled() {
+        // Signed: the exporter keeps an unsigned field as text.
+        let signed = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        span.record("records", signed(group.len()));
+        span.record("bytes", signed(group.iter().map(|p| p.bytes.len()).sum()));
+        for pending in group {
+            span.follows_from(&pending.span);
+        }
+    }
+    span
 }
 
 /// Takes the next group off the front of the backlog, within the group limits.

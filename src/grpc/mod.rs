@@ -14,6 +14,7 @@ mod serve;
 mod status;
 mod supply;
 mod timeout;
+mod trace_context;
 
 use std::sync::Arc;
 use std::time::Duration;

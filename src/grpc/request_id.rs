@@ -1,6 +1,7 @@
 //! Request ids: every call carries `x-request-id`, the caller's own when it sent a usable one,
 //! otherwise one generated here; handlers record it with the changes the call makes, and the
-//! answer returns it, so a caller can find its calls in the audit trail.
+//! answer returns it, so a caller can find its calls in the audit trail. Each call runs in
+//! its span ([`trace_context`]), which carries the id.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,6 +10,9 @@ use std::task::{Context, Poll};
 use rand::RngCore;
 use tonic::codegen::http::{self, HeaderValue};
 use tower::{Layer, Service};
+use tracing::Instrument;
+
+use super::trace_context;
 
 /// The header (and gRPC metadata key) of the request id.
 pub const HEADER: &str = "x-request-id";
@@ -27,7 +31,7 @@ impl<S> Layer<S> for RequestIdLayer {
     }
 }
 
-/// Gives every request an id and puts it on the response.
+/// Gives every request an id and puts it on the response; runs it in its span.
 #[derive(Debug, Clone)]
 pub struct RequestIds<S>(S);
 
@@ -52,9 +56,13 @@ where
             .cloned()
             .unwrap_or_else(generated);
         request.headers_mut().insert(HEADER, id.clone());
-        let answered = self.0.call(request);
+        let span = trace_context::call_span(&request, &id);
+        let answered = span
+            .in_scope(|| self.0.call(request))
+            .instrument(span.clone());
         Box::pin(async move {
             let mut response = answered.await?;
+            trace_context::record_status(&span, response.headers());
             response.headers_mut().insert(HEADER, id);
             Ok(response)
         })

@@ -2,7 +2,7 @@
 //! any point, its memory under load.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
@@ -60,6 +60,17 @@ impl Binary {
 
     pub fn pid(&self) -> u32 {
         self.process.0.id()
+    }
+
+    /// SIGTERM, then waits for the process to exit: the graceful shutdown an orchestrator asks
+    /// for.
+    pub async fn terminate(mut self) -> ExitStatus {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.expect("kill runs").success(), "SIGTERM sent");
+        tokio::task::spawn_blocking(move || self.process.0.wait().expect("process reaped"))
+            .await
+            .expect("waited")
     }
 
     /// SIGKILL: no shutdown, no final snapshot.

@@ -36,5 +36,6 @@ mod routing;
 mod security;
 mod signing_keys;
 mod sync;
+mod traces;
 mod transport;
 mod validation;
