@@ -19,6 +19,8 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::resolve(&args, &env)?;
             let telemetry = telemetry::init(&config.log_filter, config.otlp_endpoint.as_ref())?;
             let grace = config.shutdown_grace;
+            // Installed before the listeners answer, so an early SIGTERM is a graceful stop.
+            let stop = shutdown_signal();
             let app = Application::build(config, Arc::new(SystemClock)).await?;
             tracing::info!(
                 grpc = %app.grpc_addr(),
@@ -27,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
                 durability = app.durability().status().mode,
                 "promised serving"
             );
-            let served = app.run_until_stopped(shutdown_signal()).await;
+            let served = app.run_until_stopped(stop).await;
             telemetry.shutdown(grace).await;
             served
         }

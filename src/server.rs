@@ -397,28 +397,33 @@ async fn audit_loop(app: App, stop: CancellationToken) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM. The SIGTERM handler is installed when this is called, not
+/// when the future is first polled, so a SIGTERM that arrives while the service is starting
+/// up (its listeners already answer) stops it gracefully rather than killing it. Call it in
+/// the runtime, before serving.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(terminate) => terminate,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the service");
-                let _ = interrupt.await;
-                return;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut terminate = match terminate {
+                Ok(terminate) => terminate,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the service");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+        #[cfg(not(unix))]
+        {
+            let _ = interrupt.await;
+        }
     }
 }

@@ -38,6 +38,7 @@ impl Binary {
             .args(["serve", "--insecure-no-auth"])
             .args(["--grpc-addr", &grpc_addr.to_string()])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(["--http-addr", &format!("127.0.0.1:{}", free_port())])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

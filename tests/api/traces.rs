@@ -138,7 +138,8 @@ async fn a_calls_spans_hang_under_the_callers_span() {
         .expect_err("no such reservation");
     assert_eq!(refused.code(), Code::NotFound);
     // A graceful stop exports the spans still batched.
-    assert!(service.terminate().await.success());
+    let status = service.terminate().await;
+    assert!(status.success(), "{status:?}");
     assert_call_tree(&receiver).await;
 }
 
