@@ -37,4 +37,5 @@ mod security;
 mod signing_keys;
 mod sync;
 mod transport;
+mod unsettled;
 mod validation;

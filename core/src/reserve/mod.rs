@@ -17,7 +17,7 @@ use crate::error::{Error, FieldViolation, Result};
 use crate::index::{Effects, Pool};
 use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx};
-use crate::reservation::{Line, LineRequest, Reservation, ReserveRequest, Scope, State};
+use crate::reservation::{BookShard, Line, LineRequest, Reservation, ReserveRequest, Scope, State};
 use crate::view::AtpView;
 
 /// A reservation as an answer, with the network version that names its nodes and groups.
@@ -49,6 +49,7 @@ impl Engine {
     pub(crate) fn retried(&self, reservation_id: &str, fingerprint: u64) -> Result<Option<Held>> {
         check_id("reservation_id", reservation_id)?;
         let shard = self.shared.book.shard(reservation_id);
+        self.settled(&shard, reservation_id)?;
         let existing = retry_of(shard.get(reservation_id), reservation_id, fingerprint)?;
         Ok(existing.map(|reservation| Held {
             reservation,
@@ -76,6 +77,7 @@ impl Engine {
             answer: Vec::new(),
         });
         let mut shard = self.shared.book.shard(&request.reservation_id);
+        self.settled(&shard, &request.reservation_id)?;
         let existing = shard.get(&request.reservation_id);
         if let Some(existing) = retry_of(existing, &request.reservation_id, fingerprint)? {
             return Ok(unchanged(existing, network));
@@ -99,7 +101,7 @@ impl Engine {
             owner: request.owner.clone(),
             answer,
         };
-        let before = shard.put(reservation.clone());
+        let before = shard.put_by(reservation.clone(), ticket.number());
         Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
@@ -110,6 +112,7 @@ impl Engine {
         let view = AtpView::new(self, &network, None);
         let changes = self.resolve_lines_allowing_zero(&view, &request.lines)?;
         let mut shard = self.shared.book.shard(&request.reservation_id);
+        self.settled(&shard, &request.reservation_id)?;
         let mut reservation = held(shard.get(&request.reservation_id), &request.reservation_id)?;
         let old = reservation.lines.clone();
         let new = with_changes(&old, changes);
@@ -127,7 +130,7 @@ impl Engine {
         })?;
         reservation.lines = new;
         reservation.version += 1;
-        let before = shard.put(reservation.clone());
+        let before = shard.put_by(reservation.clone(), ticket.number());
         Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
@@ -136,11 +139,12 @@ impl Engine {
         let ttl_ms = self.ttl_ms(ttl_secs)?;
         let network = self.network();
         let mut shard = self.shared.book.shard(reservation_id);
+        self.settled(&shard, reservation_id)?;
         let mut reservation = held(shard.get(reservation_id), reservation_id)?;
         let ticket = self.begin();
         reservation.expires_at_ms = self.now_ms().saturating_add(ttl_ms);
         reservation.version += 1;
-        let before = shard.put(reservation.clone());
+        let before = shard.put_by(reservation.clone(), ticket.number());
         Ok(self.with_record(ticket, before, reservation, None, network))
     }
 
@@ -192,6 +196,7 @@ impl Engine {
     ) -> Result<Option<Mutation<Held>>> {
         let network = self.network();
         let mut shard = self.shared.book.shard(id);
+        self.settled(&shard, id)?;
         let mut reservation = found(shard.get(id), id)?;
         if reservation.state.is_ended() {
             return Ok(Some(unchanged(reservation, network)).filter(|_| state == State::Released));
@@ -213,7 +218,7 @@ impl Engine {
         reservation.state = state;
         reservation.ended_at_ms = Some(self.now_ms());
         reservation.version += 1;
-        let before = shard.put(reservation.clone());
+        let before = shard.put_by(reservation.clone(), ticket.number());
         Ok(Some(self.with_record(
             ticket,
             before,
@@ -225,6 +230,7 @@ impl Engine {
 
     pub fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
         let shard = self.shared.book.shard(reservation_id);
+        self.settled(&shard, reservation_id)?;
         let reservation = found(shard.get(reservation_id), reservation_id)?;
         Ok(Held {
             reservation,
@@ -240,6 +246,7 @@ impl Engine {
         let network = self.network();
         let view = AtpView::new(self, &network, None);
         let mut shard = self.shared.book.shard(reservation_id);
+        self.settled(&shard, reservation_id)?;
         let current = found(shard.get(reservation_id), reservation_id)?;
         if current.state == State::Committed && current.order_id == order_id {
             return Ok(unchanged(current, network));
@@ -262,7 +269,7 @@ impl Engine {
         reservation.state = State::Committed;
         reservation.order_id = order_id.to_owned();
         reservation.version += 1;
-        let before = shard.put(reservation.clone());
+        let before = shard.put_by(reservation.clone(), ticket.number());
         Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
@@ -334,6 +341,20 @@ impl Engine {
                 ..Record::default()
             },
         )
+    }
+
+    /// Refuses any call on reservation `id` while the change that made its current version
+    /// is not durable: that version may yet be taken back (the journal refused its record),
+    /// so neither an answer built on it (a retry, a read, a commit repeated) nor a change of
+    /// it may be acknowledged; the caller retries once it is durable or undone.
+    fn settled(&self, shard: &BookShard<'_>, id: &str) -> Result<()> {
+        match shard.changed_by(id) {
+            Some(ticket) if self.is_unsettled(ticket) => Err(Error::Unavailable(format!(
+                "reservation {} is applied but not yet durable; retry",
+                echo(id)
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn ttl_ms(&self, ttl_secs: u64) -> Result<i64> {
