@@ -20,14 +20,14 @@ use crate::engine::{Engine, SafetyStockEntry, Stats};
 use crate::error::Result;
 use crate::explain::{ExplainQuery, Explanation};
 use crate::metrics::{self, IngestMetrics};
-use crate::mutation::{Cause, Mutation};
+use crate::mutation::{Cause, Mutation, Record};
 use crate::normalize::SourceMapping;
 use crate::promise::{Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery};
 use crate::rejections::LoggedRejection;
 use crate::reservation::{Hold, ReserveRequest};
 use crate::reserve::Held;
-use crate::route::{BatchRouting, RouteRequest, Routed};
+use crate::route::{HeldWave, RouteRequest, Routed, WaveOrder};
 use crate::sync::{Opened, PartOutcome, SyncBegin, SyncCommit, SyncOutcome, SyncPart};
 
 /// Who asks for a change, in one request: the identity an edge authenticated (whose id a
@@ -128,14 +128,28 @@ impl App {
         action: &str,
         operation: impl FnOnce(&Engine) -> Result<Mutation<T>>,
     ) -> Result<Queued<T>> {
+        self.submit_records(caller, action, |engine| {
+            let (answer, record) = operation(engine)?.into_parts();
+            Ok((answer, record.into_iter().collect()))
+        })
+        .await
+    }
+
+    /// [`App::submit`] for an operation that makes several changes, each with its record.
+    async fn submit_records<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        operation: impl FnOnce(&Engine) -> Result<(T, Vec<Record>)>,
+    ) -> Result<Queued<T>> {
         self.durability
             .submit(|| {
-                let (answer, record) = operation(&self.engine)?.into_parts();
-                let records = record.map(|mut record| {
-                    record.cause = Some(caller.cause(action, self.engine.now_ms()));
-                    record
-                });
-                Ok((answer, records.into_iter().collect()))
+                let (answer, mut records) = operation(&self.engine)?;
+                let cause = caller.cause(action, self.engine.now_ms());
+                for record in &mut records {
+                    record.cause = Some(cause.clone());
+                }
+                Ok((answer, records))
             })
             .await
     }
@@ -339,13 +353,25 @@ impl App {
         }
     }
 
-    /// Routes a wave of orders together over shared stock, until `deadline`; holds nothing.
-    pub fn route_batch(
+    /// Routes a wave of orders together over shared stock, until `deadline`; each order that
+    /// asks to reserve holds its plan under its own id, and the answer waits until every new
+    /// hold is durable (an error: none is held).
+    pub async fn route_wave(
         &self,
-        requests: &[RouteRequest],
+        caller: &Caller,
+        orders: &[WaveOrder],
         deadline: &Deadline<'_>,
-    ) -> Result<BatchRouting> {
-        self.engine.route_batch(requests, deadline)
+    ) -> Result<HeldWave> {
+        if orders.iter().all(|order| order.hold.is_none()) {
+            // A wave that holds nothing changes nothing: no record, and no durable store needed.
+            return Ok(self.engine.route_wave(orders, deadline)?.0);
+        }
+        self.submit_records(caller, "route_wave_and_reserve", |engine| {
+            engine.route_wave(orders, deadline)
+        })
+        .await?
+        .durable()
+        .await
     }
 
     /// Checks every position against the live holds; with `repair`, fixes and journals drift.

@@ -39,3 +39,4 @@ mod sync;
 mod transport;
 mod unsettled;
 mod validation;
+mod waves;

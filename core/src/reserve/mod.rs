@@ -357,7 +357,7 @@ impl Engine {
         }
     }
 
-    fn ttl_ms(&self, ttl_secs: u64) -> Result<i64> {
+    pub(crate) fn ttl_ms(&self, ttl_secs: u64) -> Result<i64> {
         let limits = &self.config().reservations;
         let ttl_secs = if ttl_secs == 0 {
             limits.default_ttl_secs
