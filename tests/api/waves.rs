@@ -118,3 +118,18 @@ async fn a_wave_order_and_the_same_order_sent_alone_are_one_request() {
         .expect_err("wb is B's");
     assert_eq!(other.code(), Code::AlreadyExists, "{other:?}");
 }
+
+#[tokio::test]
+async fn a_wave_redis_does_not_take_holds_none_of_its_orders() {
+    let mut redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "waves-refused")).await;
+    three_cities(&app.channel).await;
+    redis.kill();
+    let refused = RoutingClient::new(app.channel.clone())
+        .route_orders(wave())
+        .await
+        .expect_err("not durable");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(reserved(&app.item("X").await), [0, 0, 0]);
+    assert_eq!(reserved(&app.item("Y").await), [0, 0, 0]);
+}
