@@ -425,6 +425,11 @@ impl App {
         self.engine.explain(query)
     }
 
+    /// Who made reservation `reservation_id`, also while its record is not durable yet.
+    pub fn reservation_owner(&self, reservation_id: &str) -> Option<String> {
+        self.engine.reservation_owner(reservation_id)
+    }
+
     pub fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
         self.engine.get_reservation(reservation_id)
     }

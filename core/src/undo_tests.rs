@@ -246,6 +246,11 @@ fn nothing_is_answered_on_a_hold_until_its_record_is_durable() {
     assert!(unavailable(engine.extend(IDS[0], 60).map(drop)));
     assert!(unavailable(engine.release(IDS[0]).map(drop)));
     assert!(unavailable(engine.commit(IDS[0], "O-1").map(drop)));
+    assert_eq!(
+        engine.reservation_owner(IDS[0]),
+        Some(request.owner.clone()),
+        "who may act on it is known meanwhile"
+    );
     settle(&engine, Some(first));
     let retry = engine.reserve(&request).expect("durable now");
     assert!(retry.record.is_none(), "a retry of a durable hold");

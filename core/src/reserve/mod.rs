@@ -228,6 +228,13 @@ impl Engine {
         )))
     }
 
+    /// Who made reservation `reservation_id`, durable yet or not: owners never change while
+    /// an id is remembered, so who may act on it is known before its record is durable.
+    pub fn reservation_owner(&self, reservation_id: &str) -> Option<String> {
+        let shard = self.shared.book.shard(reservation_id);
+        shard.get(reservation_id).map(|r| r.owner.clone())
+    }
+
     pub fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
         let shard = self.shared.book.shard(reservation_id);
         self.settled(&shard, reservation_id)?;
