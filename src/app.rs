@@ -154,6 +154,18 @@ impl App {
             .await
     }
 
+    /// Waits (at most two journal round trips) until no change of these reservations is in
+    /// flight, so that a call on one is answered on what is durable rather than refused: the
+    /// journal stores the change (a retry then finds it) or takes it back (the id is free).
+    async fn settled<'a>(&self, reservation_ids: impl IntoIterator<Item = &'a str>) {
+        for id in reservation_ids {
+            let engine = &self.engine;
+            self.durability
+                .until(|| !engine.reservation_in_flight(id))
+                .await;
+        }
+    }
+
     pub async fn upsert_nodes(&self, caller: &Caller, nodes: Vec<Node>) -> Result<()> {
         self.write(caller, "upsert_nodes", |engine| engine.upsert_nodes(nodes))
             .await
@@ -267,6 +279,7 @@ impl App {
     }
 
     pub async fn reserve(&self, caller: &Caller, request: &ReserveRequest) -> Result<Held> {
+        self.settled([request.reservation_id.as_str()]).await;
         self.write(caller, "reserve", |engine| engine.reserve(request))
             .await
     }
@@ -276,6 +289,7 @@ impl App {
         caller: &Caller,
         request: &ReserveRequest,
     ) -> Result<Held> {
+        self.settled([request.reservation_id.as_str()]).await;
         self.write(caller, "update_reservation", |engine| {
             engine.update_reservation(request)
         })
@@ -288,6 +302,7 @@ impl App {
         reservation_id: &str,
         ttl_secs: u64,
     ) -> Result<Held> {
+        self.settled([reservation_id]).await;
         self.write(caller, "extend", |engine| {
             engine.extend(reservation_id, ttl_secs)
         })
@@ -295,6 +310,7 @@ impl App {
     }
 
     pub async fn release(&self, caller: &Caller, reservation_id: &str) -> Result<Held> {
+        self.settled([reservation_id]).await;
         self.write(caller, "release", |engine| engine.release(reservation_id))
             .await
     }
@@ -306,6 +322,7 @@ impl App {
         reservation_id: &str,
         order_id: &str,
     ) -> Result<Held> {
+        self.settled([reservation_id]).await;
         self.write(caller, "commit", |engine| {
             engine.commit(reservation_id, order_id)
         })
@@ -320,7 +337,8 @@ impl App {
         request: &PromiseRequest,
         deadline: &Deadline<'_>,
     ) -> Result<Promise> {
-        if request.reserve.is_some() {
+        if let Some(hold) = &request.reserve {
+            self.settled([hold.reservation_id.as_str()]).await;
             self.write(caller, "promise", |engine| {
                 engine.promise(request, deadline)
             })
@@ -345,6 +363,7 @@ impl App {
                 reservation: None,
             }),
             Some(hold) => {
+                self.settled([hold.reservation_id.as_str()]).await;
                 self.write(caller, "route_and_reserve", |engine| {
                     engine.route_and_reserve(request, hold, deadline)
                 })
@@ -366,6 +385,11 @@ impl App {
             // A wave that holds nothing changes nothing: no record, and no durable store needed.
             return Ok(self.engine.route_wave(orders, deadline)?.0);
         }
+        let ids: Vec<&str> = orders
+            .iter()
+            .filter_map(|order| Some(order.hold.as_ref()?.reservation_id.as_str()))
+            .collect();
+        self.settled(ids).await;
         self.submit_records(caller, "route_wave_and_reserve", |engine| {
             engine.route_wave(orders, deadline)
         })
@@ -430,7 +454,9 @@ impl App {
         self.engine.reservation_owner(reservation_id)
     }
 
-    pub fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
+    /// The reservation as it is durable: a change in flight is waited for first.
+    pub async fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
+        self.settled([reservation_id]).await;
         self.engine.get_reservation(reservation_id)
     }
 

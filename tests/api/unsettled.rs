@@ -1,8 +1,8 @@
 //! A hold whose journal record Redis has not confirmed yet: the same call sent again while the
-//! first is in flight (what an OMS does after a timeout), a read of it, and a change of it are
-//! answered `UNAVAILABLE`, never OK, since the journal may still refuse the record and take
-//! the hold back. Redis is made to hang (SIGSTOP) so that the first call's round trip stays
-//! open, then refuses it by timing out.
+//! first is in flight (what an OMS does after a timeout), a read of it and a change of it wait
+//! for the journal to store or take back that record, and are never answered OK for a hold
+//! that is then taken back. Redis is made to hang (SIGSTOP) so that the first call's round
+//! trip stays open, then either refuses it by timing out or continues (SIGCONT) and takes it.
 
 use std::future::Future;
 
@@ -31,6 +31,15 @@ async fn until_reserved(app: &mut TestApp, sku: &str, node: &str, reserved: i64)
     while node_view(&app.item(sku).await, node).reserved != reserved {
         tokio::task::yield_now().await;
     }
+}
+
+/// The service over `redis` with 10 of SKU-1 at DC-EAST, and the hold of 3 of them as `cart`.
+async fn with_stock(redis: &RedisServer, prefix: &str) -> (TestApp, pb::ReserveRequest) {
+    let mut app = spawn_app_with(hung_long(redis, prefix)).await;
+    let stock = set_on_hand("SKU-1", "DC-EAST", 10, START_MS);
+    app.apply("WMS-EAST", 1, vec![stock]).await;
+    let hold = reserve_request("cart", vec![line("SKU-1", "DC-EAST", 3)]);
+    (app, hold)
 }
 
 fn assert_unavailable<T: std::fmt::Debug>(answer: Result<T, Status>, what: &str) {
@@ -62,14 +71,7 @@ async fn while_hold_is_in_flight<F, M>(
 #[tokio::test]
 async fn a_reserve_retried_before_its_first_call_is_durable_is_not_acknowledged() {
     let redis = RedisServer::start();
-    let mut app = spawn_app_with(hung_long(&redis, "unsettled-reserve")).await;
-    app.apply(
-        "WMS-EAST",
-        1,
-        vec![set_on_hand("SKU-1", "DC-EAST", 10, START_MS)],
-    )
-    .await;
-    let hold = reserve_request("cart", vec![line("SKU-1", "DC-EAST", 3)]);
+    let (mut app, hold) = with_stock(&redis, "unsettled-reserve").await;
     let reservations = ReservationsClient::new(app.channel.clone());
     let first = {
         let (mut client, hold) = (reservations.clone(), hold.clone());
@@ -82,7 +84,8 @@ async fn a_reserve_retried_before_its_first_call_is_durable_is_not_acknowledged(
             let get = pb::GetReservationRequest {
                 reservation_id: "cart".into(),
             };
-            assert_unavailable(client.get(get).await, "a read of the hold");
+            let missing = client.get(get).await.expect_err("taken back meanwhile");
+            assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
             let commit = pb::CommitRequest {
                 reservation_id: "cart".into(),
                 order_id: "ORDER-1".into(),
@@ -142,4 +145,37 @@ async fn a_route_and_reserve_retried_before_its_first_call_is_durable_is_not_ack
         .into_inner();
     assert_eq!(routed, again);
     assert_eq!(node_view(&app.item("X").await, "NYC").reserved, 1);
+}
+
+#[tokio::test]
+async fn a_retry_sent_while_the_first_call_is_in_flight_waits_and_answers_the_same_hold() {
+    let redis = RedisServer::start();
+    let (mut app, hold) = with_stock(&redis, "unsettled-wait").await;
+    let client = ReservationsClient::new(app.channel.clone());
+    let call = |hold: pb::ReserveRequest| {
+        let mut client = client.clone();
+        tokio::spawn(async move { client.reserve(hold).await.map(|r| r.into_inner()) })
+    };
+    redis.signal("STOP");
+    let first = call(hold.clone());
+    until_reserved(&mut app, "SKU-1", "DC-EAST", 3).await;
+    let retry = call(hold);
+    let get = {
+        let mut client = client.clone();
+        let get = pb::GetReservationRequest {
+            reservation_id: "cart".into(),
+        };
+        tokio::spawn(async move { client.get(get).await.map(|r| r.into_inner()) })
+    };
+    // A read sent after them on the same connection: they have reached the service.
+    app.item("SKU-1").await;
+    redis.signal("CONT");
+    let first = first.await.expect("joined").expect("durable");
+    assert_eq!(retry.await.expect("joined").expect("the same hold"), first);
+    assert_eq!(get.await.expect("joined").expect("durable now"), first);
+    assert_eq!(
+        node_view(&app.item("SKU-1").await, "DC-EAST").reserved,
+        3,
+        "held once"
+    );
 }

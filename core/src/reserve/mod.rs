@@ -355,13 +355,25 @@ impl Engine {
     /// so neither an answer built on it (a retry, a read, a commit repeated) nor a change of
     /// it may be acknowledged; the caller retries once it is durable or undone.
     fn settled(&self, shard: &BookShard<'_>, id: &str) -> Result<()> {
-        match shard.changed_by(id) {
-            Some(ticket) if self.is_unsettled(ticket) => Err(Error::Unavailable(format!(
+        if self.is_in_flight(shard, id) {
+            return Err(Error::Unavailable(format!(
                 "reservation {} is applied but not yet durable; retry",
                 echo(id)
-            ))),
-            _ => Ok(()),
+            )));
         }
+        Ok(())
+    }
+
+    fn is_in_flight(&self, shard: &BookShard<'_>, id: &str) -> bool {
+        shard
+            .changed_by(id)
+            .is_some_and(|ticket| self.is_unsettled(ticket))
+    }
+
+    /// Whether reservation `reservation_id` has a change whose record is not durable yet: a
+    /// call on it waits for the journal to store (or take back) that record first.
+    pub fn reservation_in_flight(&self, reservation_id: &str) -> bool {
+        self.is_in_flight(&self.shared.book.shard(reservation_id), reservation_id)
     }
 
     pub(crate) fn ttl_ms(&self, ttl_secs: u64) -> Result<i64> {
