@@ -22,14 +22,14 @@ use crate::engine::{Engine, SafetyStockEntry, Stats};
 use crate::error::Result;
 use crate::explain::{ExplainQuery, Explanation};
 use crate::metrics::{self, IngestMetrics};
-use crate::mutation::{Cause, Mutation};
+use crate::mutation::{Cause, Mutation, Record};
 use crate::normalize::SourceMapping;
 use crate::promise::{Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery};
 use crate::rejections::LoggedRejection;
 use crate::reservation::{Hold, ReserveRequest};
 use crate::reserve::Held;
-use crate::route::{BatchRouting, RouteRequest, Routed};
+use crate::route::{HeldWave, RouteRequest, Routed, WaveOrder};
 use crate::sync::{Opened, PartOutcome, SyncBegin, SyncCommit, SyncOutcome, SyncPart};
 use crate::telemetry;
 
@@ -147,16 +147,42 @@ impl App {
         action: &str,
         operation: impl FnOnce(&Engine) -> Result<Mutation<T>>,
     ) -> Result<Queued<T>> {
+        self.submit_records(caller, action, |engine| {
+            let (answer, record) = operation(engine)?.into_parts();
+            Ok((answer, record.into_iter().collect()))
+        })
+        .await
+    }
+
+    /// [`App::submit`] for an operation that makes several changes, each with its record.
+    async fn submit_records<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        operation: impl FnOnce(&Engine) -> Result<(T, Vec<Record>)>,
+    ) -> Result<Queued<T>> {
         self.durability
             .submit(|| {
-                let (answer, record) = operation(&self.engine)?.into_parts();
-                let records = record.map(|mut record| {
-                    record.cause = Some(caller.cause(action, self.engine.now_ms()));
-                    record
-                });
-                Ok((answer, records.into_iter().collect()))
+                let (answer, mut records) = operation(&self.engine)?;
+                let cause = caller.cause(action, self.engine.now_ms());
+                for record in &mut records {
+                    record.cause = Some(cause.clone());
+                }
+                Ok((answer, records))
             })
             .await
+    }
+
+    /// Waits (at most two journal round trips) until no change of these reservations is in
+    /// flight, so that a call on one is answered on what is durable rather than refused: the
+    /// journal stores the change (a retry then finds it) or takes it back (the id is free).
+    async fn settled<'a>(&self, reservation_ids: impl IntoIterator<Item = &'a str>) {
+        for id in reservation_ids {
+            let engine = &self.engine;
+            self.durability
+                .until(|| !engine.reservation_in_flight(id))
+                .await;
+        }
     }
 
     pub async fn upsert_nodes(&self, caller: &Caller, nodes: Vec<Node>) -> Result<()> {
@@ -273,6 +299,7 @@ impl App {
     }
 
     pub async fn reserve(&self, caller: &Caller, request: &ReserveRequest) -> Result<Held> {
+        self.settled([request.reservation_id.as_str()]).await;
         self.write(caller, "reserve", |engine| engine.reserve(request))
             .await
     }
@@ -282,6 +309,7 @@ impl App {
         caller: &Caller,
         request: &ReserveRequest,
     ) -> Result<Held> {
+        self.settled([request.reservation_id.as_str()]).await;
         self.write(caller, "update_reservation", |engine| {
             engine.update_reservation(request)
         })
@@ -294,6 +322,7 @@ impl App {
         reservation_id: &str,
         ttl_secs: u64,
     ) -> Result<Held> {
+        self.settled([reservation_id]).await;
         self.write(caller, "extend", |engine| {
             engine.extend(reservation_id, ttl_secs)
         })
@@ -301,6 +330,7 @@ impl App {
     }
 
     pub async fn release(&self, caller: &Caller, reservation_id: &str) -> Result<Held> {
+        self.settled([reservation_id]).await;
         self.write(caller, "release", |engine| engine.release(reservation_id))
             .await
     }
@@ -312,6 +342,7 @@ impl App {
         reservation_id: &str,
         order_id: &str,
     ) -> Result<Held> {
+        self.settled([reservation_id]).await;
         self.write(caller, "commit", |engine| {
             engine.commit(reservation_id, order_id)
         })
@@ -326,7 +357,8 @@ impl App {
         request: &PromiseRequest,
         deadline: &Deadline<'_>,
     ) -> Result<Promise> {
-        if request.reserve.is_some() {
+        if let Some(hold) = &request.reserve {
+            self.settled([hold.reservation_id.as_str()]).await;
             self.write(caller, "promise", |engine| {
                 engine.promise(request, deadline)
             })
@@ -351,6 +383,7 @@ impl App {
                 reservation: None,
             }),
             Some(hold) => {
+                self.settled([hold.reservation_id.as_str()]).await;
                 self.write(caller, "route_and_reserve", |engine| {
                     engine.route_and_reserve(request, hold, deadline)
                 })
@@ -359,13 +392,30 @@ impl App {
         }
     }
 
-    /// Routes a wave of orders together over shared stock, until `deadline`; holds nothing.
-    pub fn route_batch(
+    /// Routes a wave of orders together over shared stock, until `deadline`; each order that
+    /// asks to reserve holds its plan under its own id, and the answer waits until every new
+    /// hold is durable (an error: none is held).
+    pub async fn route_wave(
         &self,
-        requests: &[RouteRequest],
+        caller: &Caller,
+        orders: &[WaveOrder],
         deadline: &Deadline<'_>,
-    ) -> Result<BatchRouting> {
-        self.engine.route_batch(requests, deadline)
+    ) -> Result<HeldWave> {
+        if orders.iter().all(|order| order.hold.is_none()) {
+            // A wave that holds nothing changes nothing: no record, and no durable store needed.
+            return Ok(self.engine.route_wave(orders, deadline)?.0);
+        }
+        let ids: Vec<&str> = orders
+            .iter()
+            .filter_map(|order| Some(order.hold.as_ref()?.reservation_id.as_str()))
+            .collect();
+        self.settled(ids).await;
+        self.submit_records(caller, "route_wave_and_reserve", |engine| {
+            engine.route_wave(orders, deadline)
+        })
+        .await?
+        .durable()
+        .await
     }
 
     /// Checks every position against the live holds; with `repair`, fixes and journals drift.
@@ -419,7 +469,14 @@ impl App {
         self.engine.explain(query)
     }
 
-    pub fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
+    /// Who made reservation `reservation_id`, also while its record is not durable yet.
+    pub fn reservation_owner(&self, reservation_id: &str) -> Option<String> {
+        self.engine.reservation_owner(reservation_id)
+    }
+
+    /// The reservation as it is durable: a change in flight is waited for first.
+    pub async fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
+        self.settled([reservation_id]).await;
         self.engine.get_reservation(reservation_id)
     }
 

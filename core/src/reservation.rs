@@ -346,6 +346,9 @@ struct Shard {
     /// Per SKU, the ids of this shard's live (held or committed) reservations with a line of
     /// it, so that the holds on one SKU are found without reading the whole book.
     live_by_sku: HashMap<Box<str>, BTreeSet<String>>,
+    /// Per id, the number of the mutation that stored its current version (see
+    /// [`BookShard::put_by`]); not kept across restarts, where everything loaded is durable.
+    changed_by: HashMap<String, u64>,
 }
 
 impl Shard {
@@ -546,10 +549,27 @@ impl BookShard<'_> {
         self.map.by_id.insert(reservation.id.clone(), reservation)
     }
 
+    /// [`BookShard::put`] for the mutation numbered `ticket` (`None`: one the engine does not
+    /// journal), remembered until the next change: while that mutation is not durable, the
+    /// version may still be taken back, and nothing may be answered on it.
+    pub fn put_by(&mut self, reservation: Reservation, ticket: Option<u64>) -> Option<Reservation> {
+        match ticket {
+            Some(ticket) => self.map.changed_by.insert(reservation.id.clone(), ticket),
+            None => self.map.changed_by.remove(&reservation.id),
+        };
+        self.put(reservation)
+    }
+
+    /// The number of the mutation that stored `id`'s current version, if one numbered it.
+    pub fn changed_by(&self, id: &str) -> Option<u64> {
+        self.map.changed_by.get(id).copied()
+    }
+
     /// Forgets a reservation: an ended one whose retention has passed, or a new hold whose
     /// creation is taken back (a hold counts no orders per day).
     pub fn forget(&mut self, id: &str) {
         self.map.relink(id, None);
+        self.map.changed_by.remove(id);
         if let Some(reservation) = self.map.by_id.remove(id) {
             if let Some(deadline) = reservation.deadline(self.book.retention_ms) {
                 lock(&self.book.deadlines).remove(&(deadline, reservation.id.clone()));

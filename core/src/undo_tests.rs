@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use crate::clock::ManualClock;
 use crate::domain::{Qty, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
 use crate::engine::{Engine, EngineConfig, SafetyStockEntry};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::{Index, SkuPositions};
 use crate::mutation::{Mutation, Record};
 use crate::network::Network;
@@ -223,4 +223,48 @@ fn an_undone_batch_can_be_sent_again_and_applies() {
         p.and_then(|p| p.get(0)).map(|p| p.totals().on_hand)
     });
     assert_eq!(on_hand, Some(5));
+}
+
+/// An engine with a hold of 3 under `R-0` whose record the journal has not taken yet: the
+/// request and that record.
+fn held_in_flight() -> (Engine, crate::reservation::ReserveRequest, Record) {
+    let engine = journaled();
+    settle(&engine, run(&engine, &Op::Set(0, 0, 10)));
+    let request = hold(IDS[0], &[(SKUS[0], NODES[0], 3)]);
+    let first = record(engine.reserve(&request)).expect("held");
+    (engine, request, first)
+}
+
+/// A hold whose record the journal has not confirmed may still be taken back: a retry, a read
+/// or a change of it is refused until the record is durable, then answered as usual.
+#[test]
+fn nothing_is_answered_on_a_hold_until_its_record_is_durable() {
+    let (engine, request, first) = held_in_flight();
+    let unavailable = |answer: Result<()>| matches!(answer, Err(Error::Unavailable(_)));
+    assert!(unavailable(engine.reserve(&request).map(drop)));
+    assert!(unavailable(engine.get_reservation(IDS[0]).map(drop)));
+    assert!(unavailable(engine.extend(IDS[0], 60).map(drop)));
+    assert!(unavailable(engine.release(IDS[0]).map(drop)));
+    assert!(unavailable(engine.commit(IDS[0], "O-1").map(drop)));
+    assert_eq!(
+        engine.reservation_owner(IDS[0]),
+        Some(request.owner.clone()),
+        "who may act on it is known meanwhile"
+    );
+    settle(&engine, Some(first));
+    let retry = engine.reserve(&request).expect("durable now");
+    assert!(retry.record.is_none(), "a retry of a durable hold");
+    assert_eq!(retry.result.reservation.version, 1);
+}
+
+#[test]
+fn an_undone_hold_leaves_its_id_free() {
+    let (engine, request, first) = held_in_flight();
+    engine.undo(vec![first]);
+    assert!(matches!(
+        engine.get_reservation(IDS[0]),
+        Err(Error::NotFound(_))
+    ));
+    let again = engine.reserve(&request).expect("holds again");
+    assert!(again.record.is_some(), "a new hold, not a retry");
 }

@@ -75,6 +75,9 @@ pub(super) struct Handle {
     pub order: Arc<Mutex<()>>,
     /// Whether Redis was reachable at the last round trip (or probe).
     pub up: watch::Receiver<bool>,
+    /// Counts the writer's finished round trips (stored or taken back): a caller waiting for
+    /// a record queued by another looks again at each.
+    pub round_trips: watch::Receiver<u64>,
     /// Set when records were taken back; mutations are refused until a snapshot of the state
     /// after the undo is written.
     pub fenced: Arc<AtomicBool>,
@@ -91,10 +94,12 @@ pub(super) fn start(
 ) -> Handle {
     let (queue, pending) = mpsc::channel(QUEUE_DEPTH);
     let (up_tx, up) = watch::channel(true);
+    let (round_trips_tx, round_trips) = watch::channel(0);
     let handle = Handle {
         queue,
         order: Arc::default(),
         up,
+        round_trips,
         fenced: Arc::default(),
         since_snapshot: Arc::default(),
     };
@@ -105,6 +110,7 @@ pub(super) fn start(
         queue: pending,
         order: handle.order.clone(),
         up: up_tx,
+        round_trips: round_trips_tx,
         fenced: handle.fenced.clone(),
         timeout,
         metrics: JournalMetrics::new(),
@@ -123,6 +129,7 @@ struct Committer {
     order: Arc<Mutex<()>>,
     /// Whether the last round trip (or probe) reached Redis.
     up: watch::Sender<bool>,
+    round_trips: watch::Sender<u64>,
     fenced: Arc<AtomicBool>,
     timeout: Duration,
     metrics: JournalMetrics,
@@ -151,6 +158,8 @@ impl Committer {
             } else {
                 self.take_back(group, &mut backlog).await;
             }
+            self.round_trips
+                .send_modify(|trips| *trips = trips.wrapping_add(1));
         }
     }
 

@@ -163,6 +163,21 @@ impl Store {
         self.journal.up.clone()
     }
 
+    /// Waits until `settled` holds, looking again after each journal round trip, for at most
+    /// two round-trip timeouts: a record already queued is stored or taken back by then.
+    async fn until(&self, settled: impl Fn() -> bool) {
+        let mut trips = self.journal.round_trips.clone();
+        let wait = async {
+            loop {
+                trips.borrow_and_update();
+                if settled() || trips.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.config.timeout.saturating_mul(2), wait).await;
+    }
+
     /// Refuses a mutation before it is applied while Redis is unreachable, or while mutations
     /// that were taken back are not yet superseded by a snapshot.
     fn ensure_writable(&self) -> Result<()> {
@@ -423,6 +438,14 @@ impl Durability {
                 waits: Vec::new(),
             }),
             Durability::Redis(store) => store.submit(operation).await,
+        }
+    }
+
+    /// Waits (a bounded time) until `settled` holds, which the journal makes true by storing
+    /// or taking back records other callers queued; without a journal it already holds.
+    pub(crate) async fn until(&self, settled: impl Fn() -> bool) {
+        if let Durability::Redis(store) = self {
+            store.until(settled).await;
         }
     }
 

@@ -173,10 +173,11 @@ pub fn check_hold(app: &App, caller: &Caller, reservation_id: &str) -> Result<()
 /// the operation itself answers NOT_FOUND where it must. Owners never change while an id is
 /// remembered, so checking before the operation is checking it.
 pub fn check_owner(app: &App, caller: &Caller, reservation_id: &str) -> Result<(), Status> {
-    let Ok(held) = app.get_reservation(reservation_id) else {
+    // The owner as stored, durable or not: a hold still in flight is its owner's too.
+    let Some(owner) = app.reservation_owner(reservation_id) else {
         return Ok(());
     };
-    if caller.identity.may_act_for(&held.reservation.owner) {
+    if caller.identity.may_act_for(&owner) {
         return Ok(());
     }
     tracing::warn!(target: "promised::security", event = "permission_denied",

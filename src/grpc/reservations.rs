@@ -99,7 +99,7 @@ impl Reservations for ReservationService {
         let _timer = self.0.rpc.time(Rpc::GetReservation);
         let (request, _) = self.owned(request, |r| &r.reservation_id)?;
         let id = request.reservation_id;
-        answer(async { Ok(reservation(self.0.app.get_reservation(&id)?)) }).await
+        answer(async { Ok(reservation(self.0.app.get_reservation(&id).await?)) }).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -9,7 +9,7 @@ use super::status::{answer, status};
 use super::{caller, Handlers};
 use crate::error::Error;
 use crate::metrics::Rpc;
-use crate::route::RouteRequest;
+use crate::route::{HeldWave, WaveOrder};
 
 /// Orders one `RouteOrders` call may route.
 const MAX_BATCH_ORDERS: usize = 1_000;
@@ -53,43 +53,47 @@ impl Routing for RoutingService {
         request: Request<pb::RouteOrdersRequest>,
     ) -> Result<Response<pb::RouteOrdersResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::RouteOrders);
+        let caller = caller(&request)?;
+        let deadline = self.0.deadline(request.metadata());
+        let orders = wave(request.into_inner().orders, caller.owner()).map_err(status)?;
+        for hold in orders.iter().filter_map(|order| order.hold.as_ref()) {
+            check_hold(&self.0.app, &caller, &hold.reservation_id)?;
+        }
         answer(async {
-            let deadline = self.0.deadline(request.metadata());
-            let requests = wave(request.into_inner().orders)?;
-            let batch = self.0.app.route_batch(&requests, &deadline)?;
-            let orders = requests
+            let HeldWave {
+                routing,
+                reservations,
+            } = self.0.app.route_wave(&caller, &orders, &deadline).await?;
+            let responses = orders
                 .iter()
-                .zip(batch.routings)
-                .map(|(request, routing)| route_response(&request.order_id, routing, None))
+                .zip(routing.routings)
+                .zip(reservations)
+                .map(|((order, routing), held)| {
+                    route_response(&order.request.order_id, routing, held)
+                })
                 .collect();
             Ok(pb::RouteOrdersResponse {
-                orders,
-                total_cost: batch.total_cost,
-                one_by_one_cost: batch.one_by_one_cost,
-                orders_served: batch.served as u32,
-                one_by_one_served: batch.one_by_one_served as u32,
+                orders: responses,
+                total_cost: routing.total_cost,
+                one_by_one_cost: routing.one_by_one_cost,
+                orders_served: routing.served as u32,
+                one_by_one_served: routing.one_by_one_served as u32,
             })
         })
         .await
     }
 }
 
-/// The orders of a wave, bounded; a wave routes together and holds nothing.
-fn wave(orders: Vec<pb::RouteRequest>) -> Result<Vec<RouteRequest>, Error> {
+/// The orders of a wave, bounded; an order that reserves holds for `owner`.
+fn wave(orders: Vec<pb::RouteRequest>, owner: &str) -> Result<Vec<WaveOrder>, Error> {
     if orders.len() > MAX_BATCH_ORDERS {
         let problem = format!("at most {MAX_BATCH_ORDERS} orders per call");
         return Err(Error::invalid("orders", problem));
     }
-    let mut requests = Vec::with_capacity(orders.len());
+    let mut wave = Vec::with_capacity(orders.len());
     for (i, order) in orders.into_iter().enumerate() {
-        let (request, reserve) = route_request(order, &format!("orders[{i}]."), "")?;
-        if reserve.is_some() {
-            return Err(Error::invalid(
-                format!("orders[{i}].reserve"),
-                "batch routing does not reserve",
-            ));
-        }
-        requests.push(request);
+        let (request, hold) = route_request(order, &format!("orders[{i}]."), owner)?;
+        wave.push(WaveOrder { request, hold });
     }
-    Ok(requests)
+    Ok(wave)
 }

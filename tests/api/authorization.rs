@@ -48,6 +48,8 @@ enum Rpc {
     /// `RouteOrder` holding its plan.
     RouteAndReserve,
     RouteOrders,
+    /// `RouteOrders` holding its orders' plans.
+    WaveAndReserve,
     StreamUpdates,
     ApplyBatch,
     ListRejections,
@@ -58,7 +60,7 @@ enum Rpc {
 
 /// In an order in which each call succeeds when allowed (the reservation calls follow one
 /// reservation from its retry to its release).
-const RPCS: [Rpc; 30] = [
+const RPCS: [Rpc; 31] = [
     Rpc::UpsertNodes,
     Rpc::UpsertGroups,
     Rpc::UpsertSources,
@@ -83,6 +85,7 @@ const RPCS: [Rpc; 30] = [
     Rpc::RouteOrder,
     Rpc::RouteAndReserve,
     Rpc::RouteOrders,
+    Rpc::WaveAndReserve,
     Rpc::StreamUpdates,
     Rpc::ApplyBatch,
     Rpc::ListRejections,
@@ -120,7 +123,7 @@ impl Rpc {
             PromiseAndReserve => &["promise", "reserve"],
             Reserve | Update | Extend | Get | Commit | Release => &["reserve"],
             RouteOrder | RouteOrders => &["route"],
-            RouteAndReserve => &["route", "reserve"],
+            RouteAndReserve | WaveAndReserve => &["route", "reserve"],
             StreamUpdates | ApplyBatch | BeginSync | SyncPart | CommitSync => {
                 &["supply:write:WMS-EAST"]
             }
@@ -379,6 +382,17 @@ async fn call(
         Rpc::RouteOrders => {
             let wave = pb::RouteOrdersRequest {
                 orders: vec![route_order()],
+            };
+            drop(routing.route_orders(ask!(wave)).await?)
+        }
+        Rpc::WaveAndReserve => {
+            let order = pb::RouteRequest {
+                reserve: true,
+                reservation_id: "waved-1".into(),
+                ..route_order()
+            };
+            let wave = pb::RouteOrdersRequest {
+                orders: vec![order],
             };
             drop(routing.route_orders(ask!(wave)).await?)
         }

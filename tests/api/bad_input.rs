@@ -518,12 +518,12 @@ fn order_cases() -> Vec<Case> {
     wave_reserve.reserve = true;
     wave_reserve.reservation_id = "wave".into();
     let wave = pb::RouteOrdersRequest {
-        orders: vec![route(cart("SKU-1", 1)), wave_reserve],
+        orders: vec![wave_reserve.clone(), wave_reserve],
     };
     cases.push(bad(
-        "a wave that reserves",
+        "a wave holding two orders under one id",
         Call::Wave(wave),
-        "orders[1].reserve",
+        "orders[1].reservation_id",
     ));
     let mut promise_unknown_code = promise(cart("SKU-1", 1));
     promise_unknown_code.destination = Some(pb::Destination {

@@ -619,7 +619,7 @@ async fn a_retired_generation_leaves_no_chunks_behind() {
 }
 
 /// Waits until the service takes writes again after an outage, proving it with `batch`.
-async fn until_healed(app: &mut TestApp, batch: pb::SupplyBatch) -> pb::SupplyAck {
+pub async fn until_healed(app: &mut TestApp, batch: pb::SupplyBatch) -> pb::SupplyAck {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         match app.supply.apply_batch(batch.clone()).await {

@@ -38,4 +38,6 @@ mod signing_keys;
 mod sync;
 mod traces;
 mod transport;
+mod unsettled;
 mod validation;
+mod waves;

@@ -19,7 +19,7 @@ use crate::redis::RedisServer;
 
 /// NYC, CHI and DEN; X at DEN and NYC, Y at CHI and NYC, one of each. To (38.0, -90.0) the
 /// cheapest plan ships both from NYC, one package; the next is DEN and CHI, two.
-async fn three_cities(channel: &Channel) {
+pub async fn three_cities(channel: &Channel) {
     let place = |id: &str, zone: &str, (lat, lon): (f64, f64)| pb::Node {
         lat,
         lon,
@@ -75,7 +75,7 @@ fn destination() -> Option<pb::Destination> {
 }
 
 /// X1 + Y1 routed and held under `r1`.
-fn route_r1(skus: &[&str]) -> pb::RouteRequest {
+pub fn route_r1(skus: &[&str]) -> pb::RouteRequest {
     pb::RouteRequest {
         order_id: "ORDER-R1".into(),
         lines: lines(skus),

@@ -17,7 +17,7 @@ use crate::error::{Error, FieldViolation, Result};
 use crate::index::{Effects, Pool};
 use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx};
-use crate::reservation::{Line, LineRequest, Reservation, ReserveRequest, Scope, State};
+use crate::reservation::{BookShard, Line, LineRequest, Reservation, ReserveRequest, Scope, State};
 use crate::view::AtpView;
 
 /// A reservation as an answer, with the network version that names its nodes and groups.
@@ -49,6 +49,7 @@ impl Engine {
     pub(crate) fn retried(&self, reservation_id: &str, fingerprint: u64) -> Result<Option<Held>> {
         check_id("reservation_id", reservation_id)?;
         let shard = self.shared.book.shard(reservation_id);
+        self.settled(&shard, reservation_id)?;
         let existing = retry_of(shard.get(reservation_id), reservation_id, fingerprint)?;
         Ok(existing.map(|reservation| Held {
             reservation,
@@ -76,6 +77,7 @@ impl Engine {
             answer: Vec::new(),
         });
         let mut shard = self.shared.book.shard(&request.reservation_id);
+        self.settled(&shard, &request.reservation_id)?;
         let existing = shard.get(&request.reservation_id);
         if let Some(existing) = retry_of(existing, &request.reservation_id, fingerprint)? {
             return Ok(unchanged(existing, network));
@@ -99,7 +101,7 @@ impl Engine {
             owner: request.owner.clone(),
             answer,
         };
-        let before = shard.put(reservation.clone());
+        let before = shard.put_by(reservation.clone(), ticket.number());
         Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
@@ -110,6 +112,7 @@ impl Engine {
         let view = AtpView::new(self, &network, None);
         let changes = self.resolve_lines_allowing_zero(&view, &request.lines)?;
         let mut shard = self.shared.book.shard(&request.reservation_id);
+        self.settled(&shard, &request.reservation_id)?;
         let mut reservation = held(shard.get(&request.reservation_id), &request.reservation_id)?;
         let old = reservation.lines.clone();
         let new = with_changes(&old, changes);
@@ -127,7 +130,7 @@ impl Engine {
         })?;
         reservation.lines = new;
         reservation.version += 1;
-        let before = shard.put(reservation.clone());
+        let before = shard.put_by(reservation.clone(), ticket.number());
         Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
@@ -136,11 +139,12 @@ impl Engine {
         let ttl_ms = self.ttl_ms(ttl_secs)?;
         let network = self.network();
         let mut shard = self.shared.book.shard(reservation_id);
+        self.settled(&shard, reservation_id)?;
         let mut reservation = held(shard.get(reservation_id), reservation_id)?;
         let ticket = self.begin();
         reservation.expires_at_ms = self.now_ms().saturating_add(ttl_ms);
         reservation.version += 1;
-        let before = shard.put(reservation.clone());
+        let before = shard.put_by(reservation.clone(), ticket.number());
         Ok(self.with_record(ticket, before, reservation, None, network))
     }
 
@@ -192,6 +196,7 @@ impl Engine {
     ) -> Result<Option<Mutation<Held>>> {
         let network = self.network();
         let mut shard = self.shared.book.shard(id);
+        self.settled(&shard, id)?;
         let mut reservation = found(shard.get(id), id)?;
         if reservation.state.is_ended() {
             return Ok(Some(unchanged(reservation, network)).filter(|_| state == State::Released));
@@ -213,7 +218,7 @@ impl Engine {
         reservation.state = state;
         reservation.ended_at_ms = Some(self.now_ms());
         reservation.version += 1;
-        let before = shard.put(reservation.clone());
+        let before = shard.put_by(reservation.clone(), ticket.number());
         Ok(Some(self.with_record(
             ticket,
             before,
@@ -223,8 +228,16 @@ impl Engine {
         )))
     }
 
+    /// Who made reservation `reservation_id`, durable yet or not: owners never change while
+    /// an id is remembered, so who may act on it is known before its record is durable.
+    pub fn reservation_owner(&self, reservation_id: &str) -> Option<String> {
+        let shard = self.shared.book.shard(reservation_id);
+        shard.get(reservation_id).map(|r| r.owner.clone())
+    }
+
     pub fn get_reservation(&self, reservation_id: &str) -> Result<Held> {
         let shard = self.shared.book.shard(reservation_id);
+        self.settled(&shard, reservation_id)?;
         let reservation = found(shard.get(reservation_id), reservation_id)?;
         Ok(Held {
             reservation,
@@ -240,6 +253,7 @@ impl Engine {
         let network = self.network();
         let view = AtpView::new(self, &network, None);
         let mut shard = self.shared.book.shard(reservation_id);
+        self.settled(&shard, reservation_id)?;
         let current = found(shard.get(reservation_id), reservation_id)?;
         if current.state == State::Committed && current.order_id == order_id {
             return Ok(unchanged(current, network));
@@ -262,7 +276,7 @@ impl Engine {
         reservation.state = State::Committed;
         reservation.order_id = order_id.to_owned();
         reservation.version += 1;
-        let before = shard.put(reservation.clone());
+        let before = shard.put_by(reservation.clone(), ticket.number());
         Ok(self.with_record(ticket, before, reservation, effects, network))
     }
 
@@ -336,7 +350,33 @@ impl Engine {
         )
     }
 
-    fn ttl_ms(&self, ttl_secs: u64) -> Result<i64> {
+    /// Refuses any call on reservation `id` while the change that made its current version
+    /// is not durable: that version may yet be taken back (the journal refused its record),
+    /// so neither an answer built on it (a retry, a read, a commit repeated) nor a change of
+    /// it may be acknowledged; the caller retries once it is durable or undone.
+    fn settled(&self, shard: &BookShard<'_>, id: &str) -> Result<()> {
+        if self.is_in_flight(shard, id) {
+            return Err(Error::Unavailable(format!(
+                "reservation {} is applied but not yet durable; retry",
+                echo(id)
+            )));
+        }
+        Ok(())
+    }
+
+    fn is_in_flight(&self, shard: &BookShard<'_>, id: &str) -> bool {
+        shard
+            .changed_by(id)
+            .is_some_and(|ticket| self.is_unsettled(ticket))
+    }
+
+    /// Whether reservation `reservation_id` has a change whose record is not durable yet: a
+    /// call on it waits for the journal to store (or take back) that record first.
+    pub fn reservation_in_flight(&self, reservation_id: &str) -> bool {
+        self.is_in_flight(&self.shared.book.shard(reservation_id), reservation_id)
+    }
+
+    pub(crate) fn ttl_ms(&self, ttl_secs: u64) -> Result<i64> {
         let limits = &self.config().reservations;
         let ttl_secs = if ttl_secs == 0 {
             limits.default_ttl_secs

@@ -58,11 +58,21 @@ impl Engine {
             }
             Err(error) => return Err(error),
         }
-        let wider = RouteRequest {
-            alternatives: request.alternatives.max(3),
-            ..request.clone()
-        };
-        let routing = self.route(&wider, deadline)?;
+        let routing = self.route(&widened(request), deadline)?;
+        self.hold_first(request, hold, fingerprint, &routing, deadline)
+    }
+
+    /// Holds the first plan of `routing` (the chosen one, then the runners-up) that the stock
+    /// covers, keeping the answer with the hold; `request` says how many runners-up to
+    /// answer. A hold a concurrent twin of the call made first answers what it kept.
+    pub(super) fn hold_first(
+        &self,
+        request: &RouteRequest,
+        hold: &Hold,
+        fingerprint: u64,
+        routing: &Routing,
+        deadline: &Deadline<'_>,
+    ) -> Result<Mutation<Routed>> {
         let plans: Vec<&Plan> = routing.plan.iter().chain(&routing.alternatives).collect();
         let mut last =
             Error::FailedPrecondition("no plan satisfies the order's constraints".into());
@@ -87,8 +97,6 @@ impl Engine {
             match self.reserve_for(&reserve, Some(origin.clone())) {
                 Ok(held) => {
                     let (held, record) = held.into_parts();
-                    // The hold made here answers as built; one a concurrent twin of this
-                    // call made first (nothing changed here) answers what it kept.
                     let result = if held.reservation.answer == origin.answer {
                         Routed {
                             routing: answer,
@@ -170,8 +178,17 @@ impl Engine {
     }
 }
 
+/// `request` asking for at least three runners-up: the plans to fall back on when stock
+/// moved under the chosen one before it could be held.
+pub(super) fn widened(request: &RouteRequest) -> RouteRequest {
+    RouteRequest {
+        alternatives: request.alternatives.max(3),
+        ..request.clone()
+    }
+}
+
 /// The answer a hold kept, with the hold as it is now.
-fn kept(held: Held) -> Result<Routed> {
+pub(super) fn kept(held: Held) -> Result<Routed> {
     let routing = decode_routing(&held.reservation.answer, held.network.clone()).map_err(|e| {
         Error::FailedPrecondition(format!(
             "reservation {:?} keeps no route of this request: {e}",

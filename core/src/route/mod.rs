@@ -17,6 +17,7 @@ mod excluded;
 mod judge;
 mod kept;
 mod search;
+mod wave;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -124,6 +125,7 @@ pub(crate) type Taken = HashMap<(String, NodeIdx), Qty>;
 pub use batch::{BatchRouting, Routed};
 pub(crate) use judge::Supply;
 use search::Search;
+pub use wave::{HeldWave, WaveOrder};
 
 /// Highest weight of a routing objective term.
 const MAX_WEIGHT: f64 = 1_000_000.0;
