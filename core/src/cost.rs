@@ -8,7 +8,8 @@
 //! packages' costs add up to the plan's whatever order they are listed in.
 
 use crate::codec::{Decoded, Reader, Writer};
-use crate::domain::{Node, ServiceLevel};
+use crate::domain::{Node, Qty, ServiceLevel};
+use crate::rate_card::{ItemAttributes, RateCard};
 
 /// The objective's weights.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,6 +115,77 @@ pub fn plan(packages: &mut [CostBreakdown], weights: &Weights) -> CostBreakdown 
         total.add(package);
     }
     total
+}
+
+/// A package as a carrier's rate card sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Parcel<'a> {
+    pub node_id: &'a str,
+    pub origin_postal: &'a str,
+    pub destination_postal: &'a str,
+    pub km: f64,
+    /// Actual weight.
+    pub kg: f64,
+    /// Volume in cubic centimetres.
+    pub cm3: f64,
+}
+
+/// The weight and volume of `lines` of items, each a quantity of eaches.
+pub fn contents(lines: impl IntoIterator<Item = (ItemAttributes, Qty)>) -> (f64, f64) {
+    lines
+        .into_iter()
+        .fold((0.0, 0.0), |(kg, cm3), (item, qty)| {
+            let each = item.length_cm * item.width_cm * item.height_cm;
+            let qty = qty.max(0) as f64;
+            (kg + item.weight_kg * qty, cm3 + each * qty)
+        })
+}
+
+/// The larger of the actual weight and the dimensional weight (volume over the divisor).
+pub fn billable_kg(card: &RateCard, kg: f64, cm3: f64) -> f64 {
+    if card.dim_divisor > 0.0 {
+        kg.max(cm3 / card.dim_divisor)
+    } else {
+        kg
+    }
+}
+
+/// The parcel's zone: the rule with the longest matching prefixes, else the distance band;
+/// `None` beyond the last band.
+pub fn zone(card: &RateCard, parcel: &Parcel<'_>) -> Option<u32> {
+    let matching = card.zone_rules.iter().filter(|rule| {
+        parcel.origin_postal.starts_with(&rule.origin_prefix)
+            && parcel
+                .destination_postal
+                .starts_with(&rule.destination_prefix)
+    });
+    let longest = matching.max_by_key(|r| (r.origin_prefix.len(), r.destination_prefix.len()));
+    longest.map(|rule| rule.zone).or_else(|| {
+        let band = card.zone_bands.iter().find(|(km, _)| parcel.km <= *km);
+        band.map(|(_, zone)| *zone)
+    })
+}
+
+/// Transit days of the parcel's zone; `None` where the card does not carry it.
+pub fn zone_transit_days(card: &RateCard, parcel: &Parcel<'_>) -> Option<u32> {
+    let zone = zone(card, parcel)?;
+    card.transit.iter().find(|(z, _)| *z == zone).map(|t| t.1)
+}
+
+/// The carrier's price of the parcel, plus its node's handling cost: the row of its zone whose
+/// weight range holds its billable weight. `None` when it is heavier than the zone's last row
+/// or beyond the card's zones.
+pub fn carrier_price(card: &RateCard, parcel: &Parcel<'_>) -> Option<f64> {
+    let zone = zone(card, parcel)?;
+    let kg = billable_kg(card, parcel.kg, parcel.cm3);
+    let row = card.rates.iter().find(|rate| {
+        rate.zone == zone && (rate.from_kg < kg || rate.from_kg == 0.0) && kg <= rate.to_kg
+    })?;
+    let handling = card
+        .handling
+        .iter()
+        .find(|(node, _)| node == parcel.node_id);
+    Some(row.price + handling.map_or(0.0, |h| h.1))
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::normalize::{SourceMapping, UnitFactor};
-use crate::spec::{FulfilmentSpec, ServiceLevelSpec};
+use crate::rate_card::ItemAttributes;
+use crate::spec::{FulfilmentSpec, ItemSpec, ServiceLevelSpec};
 
 /// A network file as written, before its time zones and fulfilment settings are checked.
 #[derive(Debug, Deserialize)]
@@ -29,6 +30,9 @@ pub struct NetworkFile {
     postal_codes: Vec<PostalCodeEntry>,
     #[serde(default)]
     mappings: Vec<MappingEntry>,
+    /// Items' weights and dimensions (`[[items]]`).
+    #[serde(default)]
+    items: Vec<ItemSpec>,
 }
 
 /// A source's normalization tables.
@@ -143,6 +147,8 @@ pub struct NetworkChanges {
     pub postal_codes: Vec<((String, String), (f64, f64))>,
     /// Sources' item, location and unit tables; they refer to sources and nodes.
     pub mappings: Vec<SourceMapping>,
+    /// (SKU, weight and dimensions).
+    pub items: Vec<(String, ItemAttributes)>,
 }
 
 /// Why a network file cannot be used.
@@ -158,6 +164,8 @@ pub enum FileError {
     Fulfilment { node: String, error: Error },
     #[error("service level {name}: {error}")]
     ServiceLevel { name: String, error: Error },
+    #[error("item {sku}: {error}")]
+    Item { sku: String, error: Error },
 }
 
 impl NetworkFile {
@@ -213,6 +221,18 @@ impl NetworkFile {
             service_levels,
             postal_codes,
             mappings: self.mappings.into_iter().map(mapping).collect(),
+            items: self
+                .items
+                .into_iter()
+                .map(|spec| {
+                    let sku = spec.sku.clone();
+                    let error = |v| FileError::Item {
+                        sku,
+                        error: Error::InvalidArgument(v),
+                    };
+                    spec.resolve().map_err(error)
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }

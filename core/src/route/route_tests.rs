@@ -59,6 +59,7 @@ fn stocked(case: &Case) -> Engine {
         calendar: Default::default(),
         base_cost: 5.0,
         cost_per_km: 0.01,
+        rate_card: None,
     };
     let _ = engine.upsert_service_levels(vec![ground]).expect("levels");
     for (s, per_node) in case.stock.iter().enumerate() {
