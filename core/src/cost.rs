@@ -1,7 +1,8 @@
 //! What a package and a plan cost, computed here only: routing minimises it and promises
 //! report it, so a shipment's cost means the same in both answers.
 //!
-//! A package pays the carrier's price for its distance, plus its node's priority and the share
+//! A package pays the carrier's price (for its distance, or by its service level's rate card
+//! for its zone and billable weight, see [`crate::rate_card`]), plus its node's priority and the share
 //! of the node's daily capacity already used on its ship day, each times its weight. A plan of
 //! `n` packages also pays the package penalty `n - 1` times (one package is the baseline, each
 //! extra one a split); each package carries an equal `(n - 1) / n` share of that, so the
@@ -83,20 +84,47 @@ impl CostBreakdown {
     }
 }
 
-/// One package from `node`, `km` from the destination, under `level`, with `capacity` of the
-/// node's ship day already used: every term but the package penalty, which depends on the plan.
-pub fn package(
-    level: &ServiceLevel,
-    km: f64,
-    node: &Node,
-    capacity: f64,
-    weights: &Weights,
-) -> CostBreakdown {
+/// One package from `node` whose carrier price is `shipping`, with `capacity` of the node's
+/// ship day already used: every term but the package penalty, which depends on the plan.
+pub fn package(shipping: f64, node: &Node, capacity: f64, weights: &Weights) -> CostBreakdown {
     CostBreakdown {
-        shipping: level.cost(km),
+        shipping,
         packages: 0.0,
         priority: weights.priority * f64::from(node.priority),
         capacity: weights.capacity * capacity,
+    }
+}
+
+/// The carrier's price of the parcel under `level`: its rate card's, else base plus per
+/// kilometre; `None` where the card does not carry it.
+pub fn shipping(level: &ServiceLevel, parcel: &Parcel<'_>) -> Option<f64> {
+    match &level.rate_card {
+        Some(card) => carrier_price(card, parcel),
+        None => Some(level.cost(parcel.km)),
+    }
+}
+
+/// The least any package from the parcel's node pays under `level` when it weighs at least
+/// the parcel's actual weight: what the search may count before it knows a package's
+/// contents. `None` where no such package is carried.
+pub fn least_shipping(level: &ServiceLevel, parcel: &Parcel<'_>) -> Option<f64> {
+    let Some(card) = &level.rate_card else {
+        return Some(level.cost(parcel.km));
+    };
+    let zone = zone(card, parcel)?;
+    let rows = card
+        .rates
+        .iter()
+        .filter(|r| r.zone == zone && parcel.kg <= r.to_kg);
+    let least = rows.map(|r| r.price).min_by(f64::total_cmp)?;
+    Some(least + handling(card, parcel.node_id))
+}
+
+/// Transit days under `level`: by the card's zone, else by the distance bands.
+pub fn transit_days(level: &ServiceLevel, parcel: &Parcel<'_>) -> Option<u32> {
+    match &level.rate_card {
+        Some(card) => zone_transit_days(card, parcel),
+        None => level.transit_days(parcel.km),
     }
 }
 
@@ -181,11 +209,12 @@ pub fn carrier_price(card: &RateCard, parcel: &Parcel<'_>) -> Option<f64> {
     let row = card.rates.iter().find(|rate| {
         rate.zone == zone && (rate.from_kg < kg || rate.from_kg == 0.0) && kg <= rate.to_kg
     })?;
-    let handling = card
-        .handling
-        .iter()
-        .find(|(node, _)| node == parcel.node_id);
-    Some(row.price + handling.map_or(0.0, |h| h.1))
+    Some(row.price + handling(card, parcel.node_id))
+}
+
+fn handling(card: &RateCard, node_id: &str) -> f64 {
+    let cost = card.handling.iter().find(|(node, _)| node == node_id);
+    cost.map_or(0.0, |h| h.1)
 }
 
 #[cfg(test)]

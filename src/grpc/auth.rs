@@ -58,6 +58,7 @@ pub fn need(path: &str) -> Option<Need> {
             | "UpsertGroups"
             | "UpsertSources"
             | "UpsertServiceLevels"
+            | "UpsertItems"
             | "UpsertPostalCodes"
             | "UpsertMappings"
             | "SetSafetyStock",
