@@ -1,6 +1,6 @@
 //! A carrier's rate card for one service level, and what a package weighs: the tables as
-//! configured, checked whole before any is used. What they price is computed in
-//! [`crate::cost`] only.
+//! configured, checked whole before any is used. What they price is computed by the cost
+//! module only.
 //!
 //! A package's zone comes from the longest origin and destination postal prefixes a zone rule
 //! matches, else from the distance bands. Its price is the rate row of that zone whose weight

@@ -377,7 +377,7 @@ mod tests {
             .expect("valid");
         let bytes = network.encode();
         let decoded = Network::decode(&bytes, 0).expect("decodes");
-        assert_eq!(decoded.service_levels(), [level.clone()]);
+        assert_eq!(decoded.service_levels(), std::slice::from_ref(&level));
         assert_eq!(decoded.item("SKU-1"), item);
         assert_eq!(decoded.encode(), bytes);
 

@@ -3,7 +3,8 @@
 //!
 //! A plan's cost depends only on the nodes it ships from ([`crate::cost`]: per package, the
 //! carrier's price, the node's priority and how full its day already is, and a penalty per
-//! extra package). Lines are independent SKUs, so a line that the chosen nodes can ship costs
+//! extra package); under a rate card the price also depends on what each package weighs,
+//! which the nodes fix too (each line from the first of them that has it, see `pricing`). Lines are independent SKUs, so a line that the chosen nodes can ship costs
 //! nothing more; with `split_lines` a line may take its quantity from several nodes, each
 //! giving what it has in time. A branch and bound over the lines still short of their
 //! quantity, cheapest nodes first, with "the dearest of the remaining lines' cheapest new
