@@ -406,7 +406,7 @@ mod tests {
         let error = LoadError::from(ManifestError::Unsupported { found: 0 });
         assert!(matches!(error, LoadError::Unsupported { found: 0 }));
         assert!(error.to_string().contains("version 0 is not supported"));
-        assert!(error.to_string().contains("reads versions 1 to 3"));
+        assert!(error.to_string().contains("reads versions 1 to 4"));
     }
 
     #[test]
