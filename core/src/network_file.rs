@@ -361,4 +361,46 @@ sources:
             .changes();
         assert!(matches!(refused, Err(FileError::TimeZone { .. })));
     }
+
+    #[test]
+    fn rate_cards_and_items_are_read_with_their_units() {
+        let text = r#"
+            [[service_levels]]
+            name = "GROUND"
+            transit = [[5000.0, 3]]
+            [service_levels.rate_card]
+            zone_bands = [[800.0, 1], [5000.0, 2]]
+            dim_divisor = 5000.0
+            rates = [
+                { zone = 1, to_kg = 30.0, price = 6.0 },
+                { zone = 2, to_kg = 30.0, price = 9.0 },
+            ]
+            transit = [[1, 1], [2, 3]]
+            handling = [["DC-1", 0.5]]
+
+            [[items]]
+            sku = "SKU-1"
+            weight = 2.0
+            weight_unit = "lb"
+            length_cm = 10.0
+        "#;
+        let read = changes(text, false);
+        let card = read.service_levels[0].rate_card.as_ref().expect("a card");
+        assert_eq!(card.zone_bands, [(800.0, 1), (5000.0, 2)]);
+        assert_eq!(card.rates[1].price, 9.0);
+        assert_eq!(card.handling, [("DC-1".to_owned(), 0.5)]);
+        let (sku, item) = &read.items[0];
+        assert_eq!(sku, "SKU-1");
+        assert!((item.weight_kg - 0.907_184_74).abs() < 1e-9, "{item:?}");
+        assert_eq!(item.length_cm, 10.0);
+
+        let stones = text.replace(r#"weight_unit = "lb""#, r#"weight_unit = "stone""#);
+        let refused = NetworkFile::parse(&stones, false)
+            .expect("parses")
+            .changes();
+        assert!(
+            matches!(refused, Err(FileError::Item { .. })),
+            "{refused:?}"
+        );
+    }
 }
