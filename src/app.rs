@@ -26,6 +26,7 @@ use crate::mutation::{Cause, Mutation, Record};
 use crate::normalize::SourceMapping;
 use crate::promise::{Promise, PromiseRequest};
 use crate::query::{Availability, AvailabilityQuery};
+use crate::rate_card::ItemAttributes;
 use crate::rejections::LoggedRejection;
 use crate::reservation::{Hold, ReserveRequest};
 use crate::reserve::Held;
@@ -213,6 +214,16 @@ impl App {
             engine.upsert_service_levels(levels)
         })
         .await
+    }
+
+    /// Describes items' weights and dimensions by SKU (a new network version).
+    pub async fn upsert_items(
+        &self,
+        caller: &Caller,
+        items: Vec<(String, ItemAttributes)>,
+    ) -> Result<()> {
+        self.write(caller, "upsert_items", |engine| engine.upsert_items(items))
+            .await
     }
 
     pub async fn upsert_postal_codes(&self, caller: &Caller, codes: Vec<PostalCode>) -> Result<()> {

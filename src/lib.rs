@@ -58,8 +58,8 @@
 
 pub use promised_core::{
     audit, calendar, clock, codec, cost, deadline, delivery, domain, engine, error, explain, flow,
-    index, ingest, manifest, mutation, network, normalize, promise, query, rejections, reservation,
-    reserve, route, spec, sync, view,
+    index, ingest, manifest, mutation, network, normalize, promise, query, rate_card, rejections,
+    reservation, reserve, route, spec, sync, view,
 };
 
 pub mod app;

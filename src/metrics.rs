@@ -206,6 +206,7 @@ pub enum Rpc {
     UpsertGroups,
     UpsertSources,
     UpsertServiceLevels,
+    UpsertItems,
     UpsertPostalCodes,
     UpsertMappings,
     SetSafetyStock,
@@ -233,11 +234,12 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    const ALL: [Rpc; 28] = [
+    const ALL: [Rpc; 29] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
         Self::UpsertServiceLevels,
+        Self::UpsertItems,
         Self::UpsertPostalCodes,
         Self::UpsertMappings,
         Self::SetSafetyStock,
@@ -270,6 +272,7 @@ impl Rpc {
             Self::UpsertGroups => "UpsertGroups",
             Self::UpsertSources => "UpsertSources",
             Self::UpsertServiceLevels => "UpsertServiceLevels",
+            Self::UpsertItems => "UpsertItems",
             Self::UpsertPostalCodes => "UpsertPostalCodes",
             Self::UpsertMappings => "UpsertMappings",
             Self::SetSafetyStock => "SetSafetyStock",

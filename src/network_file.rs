@@ -52,7 +52,8 @@ pub fn webhook_secrets(
 }
 
 /// Checks the whole file, then upserts its groups, nodes and sources (each refers to the ones
-/// before), service levels, postal codes and mappings, each made durable before the next.
+/// before), service levels, postal codes, mappings and items, each made durable before the
+/// next.
 pub async fn apply(file: NetworkFile, app: &App) -> anyhow::Result<()> {
     let changes = file.changes()?;
     let caller = Caller::system("network-file");
@@ -75,6 +76,11 @@ pub async fn apply(file: NetworkFile, app: &App) -> anyhow::Result<()> {
         app.upsert_mappings(&caller, changes.mappings)
             .await
             .context("mappings")?;
+    }
+    if !changes.items.is_empty() {
+        app.upsert_items(&caller, changes.items)
+            .await
+            .context("items")?;
     }
     Ok(())
 }

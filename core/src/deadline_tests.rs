@@ -45,6 +45,7 @@ fn scattered_engine() -> Engine {
         calendar: Default::default(),
         base_cost: 5.0,
         cost_per_km: 0.01,
+        rate_card: None,
     };
     let _ = engine.upsert_service_levels(vec![ground]).expect("levels");
     for line in 0..LINES {

@@ -240,6 +240,7 @@ mod tests {
             calendar: Default::default(),
             base_cost: 1.0,
             cost_per_km: 0.0,
+            rate_card: None,
         }
     }
 

@@ -5,6 +5,7 @@ use chrono_tz::Tz;
 
 use crate::calendar::Calendar;
 pub use crate::calendar::Day;
+use crate::rate_card::RateCard;
 
 /// Whole units of a SKU.
 pub type Qty = i64;
@@ -144,6 +145,9 @@ pub struct ServiceLevel {
     /// Cost of one package: base plus per kilometre.
     pub base_cost: f64,
     pub cost_per_km: f64,
+    /// Prices by zone and billable weight and transit days by zone, where the carrier has a
+    /// card; `None` keeps the distance bands and the base plus per kilometre above.
+    pub rate_card: Option<RateCard>,
 }
 
 impl ServiceLevel {

@@ -14,6 +14,7 @@ use crate::index::{AtpPolicy, Effects, Index, MAX_QUANTITY};
 use crate::mutation::{Mutation, Record, Undo};
 use crate::network::{Network, NodeIdx, SeqState};
 use crate::normalize::SourceMapping;
+use crate::rate_card::ItemAttributes;
 use crate::rejections::RejectionLog;
 use crate::reservation::Book;
 use crate::sync::{Staging, SyncLimits, SyncMark, SyncMarks};
@@ -522,6 +523,11 @@ impl Engine {
 
     pub fn upsert_service_levels(&self, levels: Vec<ServiceLevel>) -> Result<Mutation<()>> {
         self.change_network(|network| network.with_service_levels(levels))
+    }
+
+    /// Describes items' weights and dimensions by SKU, as a new network version.
+    pub fn upsert_items(&self, items: Vec<(String, ItemAttributes)>) -> Result<Mutation<()>> {
+        self.change_network(|network| network.with_items(items))
     }
 
     /// Adds destination coordinates by (country, postal code).

@@ -27,6 +27,7 @@
 //! - [`reserve`]: holds, updates, expiry, commits into allocations; [`audit`] checks them.
 //! - [`delivery`]: ship and delivery dates of one node for one service level; [`cost`]: what
 //!   a package and a plan cost, for promises and routes alike.
+//!   [`rate_card`]: carriers' zone and weight tables and what items weigh, checked.
 //! - [`promise`]: delivery promises per service level for a cart.
 //! - [`route`]: cost-optimal node assignment (branch and bound), alternatives, batch waves.
 //!
@@ -63,6 +64,7 @@ pub mod network_file;
 pub mod normalize;
 pub mod promise;
 pub mod query;
+pub mod rate_card;
 pub mod rejections;
 pub mod reservation;
 pub mod reserve;

@@ -11,7 +11,8 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::normalize::{SourceMapping, UnitFactor};
-use crate::spec::{FulfilmentSpec, ServiceLevelSpec};
+use crate::rate_card::ItemAttributes;
+use crate::spec::{FulfilmentSpec, ItemSpec, ServiceLevelSpec};
 
 /// A network file as written, before its time zones and fulfilment settings are checked.
 #[derive(Debug, Deserialize)]
@@ -29,6 +30,9 @@ pub struct NetworkFile {
     postal_codes: Vec<PostalCodeEntry>,
     #[serde(default)]
     mappings: Vec<MappingEntry>,
+    /// Items' weights and dimensions (`[[items]]`).
+    #[serde(default)]
+    items: Vec<ItemSpec>,
 }
 
 /// A source's normalization tables.
@@ -143,6 +147,8 @@ pub struct NetworkChanges {
     pub postal_codes: Vec<((String, String), (f64, f64))>,
     /// Sources' item, location and unit tables; they refer to sources and nodes.
     pub mappings: Vec<SourceMapping>,
+    /// (SKU, weight and dimensions).
+    pub items: Vec<(String, ItemAttributes)>,
 }
 
 /// Why a network file cannot be used.
@@ -158,6 +164,8 @@ pub enum FileError {
     Fulfilment { node: String, error: Error },
     #[error("service level {name}: {error}")]
     ServiceLevel { name: String, error: Error },
+    #[error("item {sku}: {error}")]
+    Item { sku: String, error: Error },
 }
 
 impl NetworkFile {
@@ -213,6 +221,18 @@ impl NetworkFile {
             service_levels,
             postal_codes,
             mappings: self.mappings.into_iter().map(mapping).collect(),
+            items: self
+                .items
+                .into_iter()
+                .map(|spec| {
+                    let sku = spec.sku.clone();
+                    let error = |v| FileError::Item {
+                        sku,
+                        error: Error::InvalidArgument(v),
+                    };
+                    spec.resolve().map_err(error)
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -340,5 +360,47 @@ sources:
             .expect("parses")
             .changes();
         assert!(matches!(refused, Err(FileError::TimeZone { .. })));
+    }
+
+    #[test]
+    fn rate_cards_and_items_are_read_with_their_units() {
+        let text = r#"
+            [[service_levels]]
+            name = "GROUND"
+            transit = [[5000.0, 3]]
+            [service_levels.rate_card]
+            zone_bands = [[800.0, 1], [5000.0, 2]]
+            dim_divisor = 5000.0
+            rates = [
+                { zone = 1, to_kg = 30.0, price = 6.0 },
+                { zone = 2, to_kg = 30.0, price = 9.0 },
+            ]
+            transit = [[1, 1], [2, 3]]
+            handling = [["DC-1", 0.5]]
+
+            [[items]]
+            sku = "SKU-1"
+            weight = 2.0
+            weight_unit = "lb"
+            length_cm = 10.0
+        "#;
+        let read = changes(text, false);
+        let card = read.service_levels[0].rate_card.as_ref().expect("a card");
+        assert_eq!(card.zone_bands, [(800.0, 1), (5000.0, 2)]);
+        assert_eq!(card.rates[1].price, 9.0);
+        assert_eq!(card.handling, [("DC-1".to_owned(), 0.5)]);
+        let (sku, item) = &read.items[0];
+        assert_eq!(sku, "SKU-1");
+        assert!((item.weight_kg - 0.907_184_74).abs() < 1e-9, "{item:?}");
+        assert_eq!(item.length_cm, 10.0);
+
+        let stones = text.replace(r#"weight_unit = "lb""#, r#"weight_unit = "stone""#);
+        let refused = NetworkFile::parse(&stones, false)
+            .expect("parses")
+            .changes();
+        assert!(
+            matches!(refused, Err(FileError::Item { .. })),
+            "{refused:?}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 use crate::calendar::{weekday_mask, Calendar, MON_TO_FRI};
 use crate::domain::{Day, Fulfilment, ServiceLevel};
 use crate::error::FieldViolation;
+use crate::rate_card::{kg_per, ItemAttributes, RateCard};
 
 /// Calendar settings as a file or a request states them, before validation.
 /// (Unknown fields cannot be refused here: serde does not combine that with flattening.)
@@ -121,6 +122,8 @@ pub struct ServiceLevelSpec {
     pub base_cost: f64,
     #[serde(default)]
     pub cost_per_km: f64,
+    #[serde(default)]
+    pub rate_card: Option<RateCard>,
 }
 
 impl ServiceLevelSpec {
@@ -132,6 +135,49 @@ impl ServiceLevelSpec {
             calendar,
             base_cost: self.base_cost,
             cost_per_km: self.cost_per_km,
+            rate_card: self.rate_card,
         })
+    }
+}
+
+/// What an item weighs (in `weight_unit`: `kg`, `g`, `lb` or `oz`) and measures in
+/// centimetres, as stated.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemSpec {
+    pub sku: String,
+    pub weight: f64,
+    #[serde(default = "kilograms")]
+    pub weight_unit: String,
+    #[serde(default)]
+    pub length_cm: f64,
+    #[serde(default)]
+    pub width_cm: f64,
+    #[serde(default)]
+    pub height_cm: f64,
+}
+
+fn kilograms() -> String {
+    "kg".to_owned()
+}
+
+impl ItemSpec {
+    /// The SKU and its attributes in kilograms; an unknown unit names `weight_unit`. The
+    /// figures themselves are checked with the network's other items.
+    pub fn resolve(self) -> Result<(String, ItemAttributes), Vec<FieldViolation>> {
+        let Some(kg_per) = kg_per(&self.weight_unit) else {
+            let problem = format!(
+                "unknown weight unit {:?}: kg, g, lb or oz",
+                self.weight_unit
+            );
+            return Err(vec![FieldViolation::new("weight_unit", problem)]);
+        };
+        let attributes = ItemAttributes {
+            weight_kg: self.weight * kg_per,
+            length_cm: self.length_cm,
+            width_cm: self.width_cm,
+            height_cm: self.height_cm,
+        };
+        Ok((self.sku, attributes))
     }
 }

@@ -85,6 +85,22 @@ impl Admin for AdminService {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn upsert_items(
+        &self,
+        request: Request<pb::UpsertItemsRequest>,
+    ) -> Result<Response<pb::UpsertItemsResponse>, Status> {
+        let _timer = self.0.rpc.time(Rpc::UpsertItems);
+        let caller = caller(&request)?;
+        answer(async {
+            let items = convert_list(request.into_inner().items, "items")?;
+            let upserted = count(items.len());
+            self.0.app.upsert_items(&caller, items).await?;
+            Ok(pb::UpsertItemsResponse { upserted })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn upsert_postal_codes(
         &self,
         request: Request<pb::UpsertPostalCodesRequest>,

@@ -58,6 +58,7 @@ pub fn need(path: &str) -> Option<Need> {
             | "UpsertGroups"
             | "UpsertSources"
             | "UpsertServiceLevels"
+            | "UpsertItems"
             | "UpsertPostalCodes"
             | "UpsertMappings"
             | "SetSafetyStock",
@@ -261,7 +262,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(methods, 28);
+        assert_eq!(methods, 29);
         assert_eq!(need("/promised.v1.Admin/DropEverything"), None);
         assert_eq!(need("/grpc.health.v1.Health/Check"), Some(Need::Nothing));
     }

@@ -257,6 +257,13 @@ fn admin() -> Vec<Route> {
         ),
         route(
             M::POST,
+            "/v1/items:upsert",
+            "/promised.v1.Admin/UpsertItems",
+            "upsertItems",
+            unary(|h, r| async move { AdminService(h).upsert_items(r).await }),
+        ),
+        route(
+            M::POST,
             "/v1/postal-codes:upsert",
             "/promised.v1.Admin/UpsertPostalCodes",
             "upsertPostalCodes",

@@ -27,6 +27,7 @@ mod mutating;
 mod normalize;
 mod operations;
 mod promising;
+mod rate_cards;
 mod raw;
 mod redis;
 mod reservations;

@@ -9,6 +9,7 @@ use crate::domain::{
     SupplyType,
 };
 use crate::normalize::{SourceMapping, UnitFactor};
+use crate::rate_card::{ItemAttributes, RateCard};
 
 impl Network {
     /// Encodes the configuration (not the feeds' runtime state) for the journal and snapshots.
@@ -79,6 +80,21 @@ impl Network {
         self.mappings
             .values()
             .for_each(|m| encode_mapping(&mut w, &m.mapping()));
+        // Versions before rate cards end here; a decoder finding nothing more reads none.
+        for level in &self.service_levels {
+            match &level.rate_card {
+                None => w.u8(0),
+                Some(card) => {
+                    w.u8(1);
+                    card.encode(&mut w);
+                }
+            }
+        }
+        w.len(self.items.len());
+        for (sku, item) in &self.items {
+            w.str(sku);
+            item.encode(&mut w);
+        }
         w.buf
     }
 
@@ -101,7 +117,7 @@ impl Network {
         let sources = (0..r.len()?)
             .map(|_| decode_source(&mut r))
             .collect::<Decoded<Vec<_>>>()?;
-        let levels = (0..r.len()?)
+        let mut levels = (0..r.len()?)
             .map(|_| decode_service_level(&mut r))
             .collect::<Decoded<Vec<_>>>()?;
         let postal = (0..r.len()?)
@@ -119,6 +135,14 @@ impl Network {
                 .map(|_| decode_mapping(&mut r))
                 .collect::<Decoded<Vec<_>>>()?
         };
+        let items = if r.is_empty() {
+            Vec::new()
+        } else {
+            decode_rate_cards(&mut r, &mut levels)?;
+            (0..r.len()?)
+                .map(|_| Ok((r.str()?.to_owned(), ItemAttributes::decode(&mut r)?)))
+                .collect::<Decoded<Vec<_>>>()?
+        };
         let invalid = |_| CodecError("network fails validation");
         let network = Network::default()
             .with_groups(groups)
@@ -127,6 +151,7 @@ impl Network {
             .and_then(|n| n.with_service_levels(levels))
             .and_then(|n| n.with_postal_codes_as_stored(postal))
             .and_then(|n| n.with_mappings_as_stored(mappings))
+            .and_then(|n| n.with_items(items))
             .map_err(invalid)?;
         Ok(Network { version, ..network })
     }
@@ -278,7 +303,20 @@ fn decode_service_level(r: &mut Reader<'_>) -> Decoded<ServiceLevel> {
         calendar: decode_calendar(r)?,
         base_cost: r.f64()?,
         cost_per_km: r.f64()?,
+        rate_card: None,
     })
+}
+
+/// Each level's rate card, in the levels' order, where one is stored.
+fn decode_rate_cards(r: &mut Reader<'_>, levels: &mut [ServiceLevel]) -> Decoded<()> {
+    for level in levels {
+        level.rate_card = match r.u8()? {
+            0 => None,
+            1 => Some(RateCard::decode(r)?),
+            _ => return Err(CodecError("rate card")),
+        };
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -315,5 +353,46 @@ mod tests {
             .is_err());
         let decoded = Network::decode(&stored.encode(), 0).expect("written before the check");
         assert_eq!(decoded.locate("CA", "M5V"), Some((431.64, -79.39)));
+    }
+
+    #[test]
+    fn rate_cards_and_items_read_back_and_older_encodings_have_none() {
+        let level = ServiceLevel {
+            name: "GROUND".into(),
+            transit: vec![(5_000.0, 3)],
+            calendar: Calendar::default(),
+            base_cost: 4.0,
+            cost_per_km: 0.001,
+            rate_card: Some(crate::rate_card::tests::card()),
+        };
+        let item = ItemAttributes {
+            weight_kg: 1.25,
+            length_cm: 30.0,
+            width_cm: 20.0,
+            height_cm: 10.0,
+        };
+        let network = Network::default()
+            .with_service_levels(vec![level.clone()])
+            .and_then(|n| n.with_items(vec![("SKU-1".into(), item)]))
+            .expect("valid");
+        let bytes = network.encode();
+        let decoded = Network::decode(&bytes, 0).expect("decodes");
+        assert_eq!(decoded.service_levels(), std::slice::from_ref(&level));
+        assert_eq!(decoded.item("SKU-1"), item);
+        assert_eq!(decoded.encode(), bytes);
+
+        // Before rate cards the encoding ended after the mappings.
+        let flat = ServiceLevel {
+            rate_card: None,
+            ..level
+        };
+        let older = Network::default()
+            .with_service_levels(vec![flat.clone()])
+            .expect("valid")
+            .encode();
+        let cut = older.len() - 2; // one absent rate card and no items
+        let decoded = Network::decode(&older[..cut], 0).expect("an older encoding");
+        assert_eq!(decoded.service_levels(), [flat]);
+        assert_eq!(decoded.items().count(), 0);
     }
 }

@@ -5,6 +5,7 @@
 //! is replaced, and nodes are never removed, so positions can refer to nodes by index.
 
 mod codec;
+mod items;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -18,6 +19,7 @@ use crate::domain::{
 };
 use crate::error::{Error, FieldViolation, Result};
 use crate::normalize::{Normalizer, SourceMapping};
+use crate::rate_card::ItemAttributes;
 
 /// Index of a node in the network; stable for the life of the process.
 pub type NodeIdx = u32;
@@ -164,6 +166,8 @@ pub struct Network {
     postal_codes: HashMap<(String, String), (f64, f64)>,
     /// Each source's codes and units, by source id (ordered, so it encodes one way).
     mappings: BTreeMap<String, Arc<Normalizer>>,
+    /// What each SKU weighs and measures, by SKU (ordered, so it encodes one way).
+    items: BTreeMap<String, ItemAttributes>,
 }
 
 impl Network {
@@ -341,6 +345,7 @@ impl Network {
         self.service_levels = from.service_levels.clone();
         self.postal_codes = from.postal_codes.clone();
         self.mappings = from.mappings.clone();
+        self.items = from.items.clone();
         self
     }
 
@@ -556,6 +561,7 @@ impl Network {
             service_levels: Vec::new(),
             postal_codes: HashMap::new(),
             mappings: BTreeMap::new(),
+            items: BTreeMap::new(),
         })
     }
 }
@@ -690,6 +696,9 @@ fn check_level(i: usize, level: &ServiceLevel, violations: &mut Vec<FieldViolati
     if level.calendar.open_weekdays == 0 {
         let problem = "the carrier must move on at least one weekday";
         violations.push(FieldViolation::new(field("pickup_days"), problem));
+    }
+    if let Some(card) = &level.rate_card {
+        card.check(&field("rate_card"), violations);
     }
 }
 

@@ -1,7 +1,7 @@
 //! A cart's plan under one service level: the earliest delivery, from one node or, when the
 //! cart may split, from several, each line's quantity from one node or from several.
 
-use super::{infeasible, leg, Leg, Planned, PromiseRequest};
+use super::{infeasible, leg, Leg, Planned, PromiseRequest, To};
 use crate::deadline::Deadline;
 use crate::delivery::Shipment;
 use crate::domain::{Day, Qty, ServiceLevel};
@@ -21,7 +21,7 @@ pub(super) struct Cart<'a> {
     pub(super) lines: &'a [(String, Qty)],
     /// Per line, per node: what the node has of the line, and from when.
     pub(super) supply: &'a [Vec<Supply>],
-    pub(super) destination: (f64, f64),
+    pub(super) destination: To<'a>,
     pub(super) now_ms: crate::clock::UnixMillis,
     pub(super) request: &'a PromiseRequest,
     pub(super) deadline: &'a Deadline<'a>,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::clock::UnixMillis;
-use crate::cost::{self, CostBreakdown, Weights};
+use crate::cost::{self, CostBreakdown, Parcel, Weights};
 use crate::deadline::Deadline;
 use crate::delivery::{check_order_line, locate, ship_and_deliver, Destination, Shipment};
 use crate::domain::{distance_km, Day, Qty, ServiceLevel};
@@ -101,7 +101,10 @@ impl Engine {
         self.check_order_lines(request.lines.len())?;
         let now_ms = self.request_now(request.now_ms)?;
         let network = self.network();
-        let destination = locate(&network, &request.destination)?;
+        let destination = To {
+            at: locate(&network, &request.destination)?,
+            postal: &request.destination.postal_code,
+        };
         let lines = cart(request, self.config().limits.max_field_len)?;
         let levels = levels(&network, &request.service_levels)?;
         if request.reserve.is_some() && levels.len() != 1 {
@@ -180,7 +183,7 @@ impl Engine {
         sku: &str,
         quantity: Qty,
         levels: &[&ServiceLevel],
-        destination: (f64, f64),
+        destination: To<'_>,
         now_ms: UnixMillis,
     ) -> Vec<Planned> {
         let network = view.network;
@@ -222,26 +225,40 @@ impl Engine {
             .collect()
     }
 
-    /// The feasible option of `shipments` under `level`, each priced as routing prices a
-    /// package with the default weights.
+    /// The option of `shipments` under `level`, each priced as routing prices a package with
+    /// the default weights; infeasible where the level's rate card carries one of them not.
     fn option(
         &self,
         network: &Network,
         level: &ServiceLevel,
-        destination: (f64, f64),
+        destination: To<'_>,
         mut shipments: Vec<Shipment>,
     ) -> PromiseOption {
         let weights = Weights::default();
-        let mut packages: Vec<CostBreakdown> = shipments
+        let priced: Option<Vec<CostBreakdown>> = shipments
             .iter()
             .map(|s| {
                 let node = network.node(s.node);
-                let km = distance_km((node.lat, node.lon), destination);
+                let items = s.lines.iter().map(|(sku, q)| (network.item(sku), *q));
+                let (kg, cm3) = cost::contents(items);
+                let parcel = Parcel {
+                    kg,
+                    cm3,
+                    ..destination.parcel(node)
+                };
                 let capacity = node.fulfilment.daily_capacity;
                 let used = self.capacity_pressure(s.node, capacity, Some(s.ship_date));
-                cost::package(level, km, node, used, &weights)
+                let shipping = cost::shipping(level, &parcel)?;
+                Some(cost::package(shipping, node, used, &weights))
             })
             .collect();
+        let Some(mut packages) = priced else {
+            let reason = format!(
+                "a package is heavier than {}'s rate card carries",
+                level.name
+            );
+            return infeasible(level, reason);
+        };
         let total = cost::plan(&mut packages, &weights);
         for (shipment, package) in shipments.iter_mut().zip(packages) {
             shipment.cost = package;
@@ -252,6 +269,27 @@ impl Engine {
             cost: total.total(),
             shipments,
             reason: String::new(),
+        }
+    }
+}
+
+/// Where a promise delivers: coordinates, and the postal code rate card zones look at.
+#[derive(Debug, Clone, Copy)]
+struct To<'a> {
+    at: (f64, f64),
+    postal: &'a str,
+}
+
+impl<'a> To<'a> {
+    /// A parcel from `node` to here, of no weight yet.
+    fn parcel(self, node: &'a crate::domain::Node) -> Parcel<'a> {
+        Parcel {
+            node_id: &node.id,
+            origin_postal: &node.postal_code,
+            destination_postal: self.postal,
+            km: distance_km((node.lat, node.lon), self.at),
+            kg: 0.0,
+            cm3: 0.0,
         }
     }
 }
@@ -306,17 +344,18 @@ fn leg(
     level: &ServiceLevel,
     node: NodeIdx,
     ready: Day,
-    destination: (f64, f64),
+    destination: To<'_>,
     now_ms: UnixMillis,
 ) -> Option<Leg> {
     let at = network.node(node);
-    let km = distance_km((at.lat, at.lon), destination);
-    let (ship, delivery) = ship_and_deliver(at, level, ready, level.transit_days(km)?, now_ms)?;
+    let parcel = destination.parcel(at);
+    let transit = cost::transit_days(level, &parcel)?;
+    let (ship, delivery) = ship_and_deliver(at, level, ready, transit, now_ms)?;
     Some(Leg {
         node,
         ship,
         delivery,
-        cost: level.cost(km),
+        cost: cost::least_shipping(level, &parcel)?,
     })
 }
 

@@ -3,13 +3,14 @@
 
 use super::{taken_at, Candidate, Excluded, Offer, RouteRequest, Taken};
 use crate::clock::UnixMillis;
-use crate::cost;
+use crate::cost::{self, Parcel};
 use crate::deadline::Deadline;
 use crate::delivery::{locate, ship_and_deliver};
 use crate::domain::{distance_km, echo, Day, Node, Qty, ServiceLevel};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
+use crate::rate_card::ItemAttributes;
 use crate::view::AtpView;
 
 /// When a node has how much of a line: `(first day, quantity)` steps, days and quantities
@@ -27,6 +28,8 @@ struct Order<'a> {
     now_ms: UnixMillis,
     /// Per line, per node: what the node has of the line, and from when.
     supply: Vec<Vec<Supply>>,
+    /// Per line, one of its items.
+    items: Vec<ItemAttributes>,
 }
 
 impl Engine {
@@ -57,6 +60,7 @@ impl Engine {
             destination,
             now_ms,
             supply: self.supply(view, lines, taken, split, deadline)?,
+            items: super::pricing::items(network, lines),
         };
         self.judge_all(&order, deadline)
     }
@@ -126,8 +130,15 @@ impl Engine {
         }
         let level = order.level;
         let km = distance_km((node.lat, node.lon), order.destination);
-        let transit = level
-            .transit_days(km)
+        let parcel = Parcel {
+            node_id: &node.id,
+            origin_postal: &node.postal_code,
+            destination_postal: &order.request.destination.postal_code,
+            km,
+            kg: 0.0,
+            cm3: 0.0,
+        };
+        let transit = cost::transit_days(level, &parcel)
             .ok_or_else(|| format!("beyond {}'s reach", level.name))?;
         let stocked = order.offers(n, node, transit, None);
         if stocked.iter().all(Option::is_none) {
@@ -148,12 +159,19 @@ impl Engine {
         if offers.iter().all(Option::is_none) {
             return Err("too slow for deliver_by".to_owned());
         }
-        let breakdown = cost::package(level, km, node, capacity, &order.request.weights);
+        let lightest = Parcel {
+            kg: order.lightest(&offers),
+            ..parcel
+        };
+        let shipping = cost::least_shipping(level, &lightest)
+            .ok_or_else(|| format!("heavier than {}'s rate card carries", level.name))?;
+        let breakdown = cost::package(shipping, node, capacity, &order.request.weights);
         Ok(Candidate {
             node: idx,
             cost: breakdown.total() + order.request.weights.package_penalty,
             breakdown,
             offers,
+            km,
         })
     }
 
@@ -186,6 +204,17 @@ fn partial(profile: Option<Vec<(Day, Qty)>>, gone: Qty, need: Qty) -> Supply {
 }
 
 impl Order<'_> {
+    /// The least weight a package of `offers` can have: one of its lightest items with split
+    /// lines, else its lightest whole line.
+    fn lightest(&self, offers: &[Option<Offer>]) -> f64 {
+        let split = self.request.constraints.split_lines;
+        let lines = offers.iter().zip(self.lines).zip(&self.items);
+        let weights = lines.filter_map(|((offer, (_, need)), item)| {
+            offer.map(|_| item.weight_kg * if split { 1.0 } else { *need as f64 })
+        });
+        weights.min_by(f64::total_cmp).unwrap_or(0.0)
+    }
+
     /// Per line, the most node `n` can ship of it (all of it unless lines split), delivered by
     /// `by` if given.
     fn offers(&self, n: usize, node: &Node, transit: u32, by: Option<Day>) -> Vec<Option<Offer>> {

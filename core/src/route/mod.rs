@@ -3,7 +3,8 @@
 //!
 //! A plan's cost depends only on the nodes it ships from ([`crate::cost`]: per package, the
 //! carrier's price, the node's priority and how full its day already is, and a penalty per
-//! extra package). Lines are independent SKUs, so a line that the chosen nodes can ship costs
+//! extra package); under a rate card the price also depends on what each package weighs,
+//! which the nodes fix too (each line from the first of them that has it, see `pricing`). Lines are independent SKUs, so a line that the chosen nodes can ship costs
 //! nothing more; with `split_lines` a line may take its quantity from several nodes, each
 //! giving what it has in time. A branch and bound over the lines still short of their
 //! quantity, cheapest nodes first, with "the dearest of the remaining lines' cheapest new
@@ -16,6 +17,7 @@ mod batch;
 mod excluded;
 mod judge;
 mod kept;
+mod pricing;
 mod search;
 mod wave;
 
@@ -26,11 +28,12 @@ use crate::clock::UnixMillis;
 use crate::cost;
 use crate::deadline::Deadline;
 use crate::delivery::{check_order_line, Destination, Shipment};
-use crate::domain::{Day, NodeKind, Qty};
+use crate::domain::{Day, NodeKind, Qty, ServiceLevel};
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::network::{Network, NodeIdx};
 use crate::view::AtpView;
+use pricing::Pricing;
 
 pub use crate::cost::{CostBreakdown, Weights};
 
@@ -107,6 +110,8 @@ struct Candidate {
     breakdown: CostBreakdown,
     /// Per line, what the node can ship of it in time.
     offers: Vec<Option<Offer>>,
+    /// From the destination.
+    km: f64,
 }
 
 impl Candidate {
@@ -178,18 +183,26 @@ impl Engine {
         let (candidates, mut excluded) =
             self.candidates(&view, request, &lines, now_ms, taken, deadline)?;
         let needs: Vec<Qty> = lines.iter().map(|(_, quantity)| *quantity).collect();
+        let pricing = level_of(&network, request).filter(|l| l.rate_card.is_some());
         let order = Ordered {
             candidates: &candidates,
             needs: &needs,
             limit: package_limit(&request.constraints),
             budget: search_budget(request.search_budget),
+            pricing: pricing.map(|level| Pricing {
+                level,
+                network: &network,
+                destination_postal: &request.destination.postal_code,
+                items: pricing::items(&network, &lines),
+                penalty: request.weights.package_penalty,
+            }),
         };
         let search = Search::run(&order, request.alternatives + 1, None, deadline)?;
         let proof = (search.optimal, search.bound);
         let mut plans = Vec::with_capacity(search.solutions.len());
         for (_, nodes) in &search.solutions {
             deadline.spend((nodes.len() * lines.len()) as u64)?;
-            plans.push(plan(&candidates, &lines, nodes, &request.weights, proof));
+            plans.extend(plan(&order, &lines, nodes, &request.weights, proof));
         }
         let why = excluded::Explainer {
             order: &order,
@@ -218,6 +231,8 @@ struct Ordered<'a> {
     limit: usize,
     /// Search nodes to expand before answering with the best found.
     budget: u64,
+    /// Where the level has a rate card: packages priced by what they hold.
+    pricing: Option<Pricing<'a>>,
 }
 
 /// Lines of one SKU added together, in first-seen order.
@@ -273,45 +288,40 @@ fn shipment(candidate: &Candidate, lines: &[(String, Qty)], on: &[(usize, Qty)])
 }
 
 /// Builds the plan that ships from `nodes`: each line from the first of them that has any of
-/// it left, as much as that one offers; `(optimal, bound)` is what the search proved.
+/// it left, as much as that one offers; `(optimal, bound)` is what the search proved. `None`
+/// only where a rate card carries none of a package, which the search never keeps.
 fn plan(
-    candidates: &[Candidate],
+    order: &Ordered<'_>,
     lines: &[(String, Qty)],
     nodes: &[usize],
     weights: &Weights,
     (optimal, bound): (bool, f64),
-) -> Plan {
-    let mut left: Vec<Qty> = lines.iter().map(|(_, quantity)| *quantity).collect();
-    let mut shipments: Vec<Shipment> = Vec::with_capacity(nodes.len());
-    let mut packages: Vec<CostBreakdown> = Vec::with_capacity(nodes.len());
-    for &c in nodes {
-        let candidate = &candidates[c];
-        let mut on = Vec::new();
-        for (i, left) in left.iter_mut().enumerate() {
-            let quantity = candidate.offered(i).min(*left);
-            if quantity > 0 {
-                *left -= quantity;
-                on.push((i, quantity));
-            }
-        }
-        // Every node of a plan the search keeps is needed, so this never skips one.
-        if !on.is_empty() {
-            packages.push(candidate.breakdown);
-            shipments.push(shipment(candidate, lines, &on));
-        }
-    }
-    let breakdown = cost::plan(&mut packages, weights);
-    for (shipment, package) in shipments.iter_mut().zip(packages) {
-        shipment.cost = package;
-    }
-    Plan {
+) -> Option<Plan> {
+    let packages = order.packages(nodes)?;
+    let mut costs: Vec<CostBreakdown> = packages.iter().map(|p| p.2).collect();
+    let breakdown = cost::plan(&mut costs, weights);
+    let shipments = packages
+        .iter()
+        .zip(costs)
+        .map(|((c, on, _), cost)| Shipment {
+            cost,
+            ..shipment(&order.candidates[*c], lines, on)
+        })
+        .collect();
+    Some(Plan {
         total_cost: breakdown.total(),
         breakdown,
         shipments,
         optimal,
         // The search counts a package penalty for every package; a plan only for the extra ones.
         lower_bound: (bound - weights.package_penalty).max(0.0),
-    }
+    })
+}
+
+/// The service level the request names, if the network has it.
+fn level_of<'n>(network: &'n Network, request: &RouteRequest) -> Option<&'n ServiceLevel> {
+    let levels = network.service_levels().iter();
+    levels.into_iter().find(|l| l.name == request.service_level)
 }
 
 #[cfg(test)]

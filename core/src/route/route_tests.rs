@@ -1,7 +1,8 @@
 //! Routing through the engine against an independent brute force, over random small
 //! networks and orders: the plan and its runners-up are the cheapest plans that need every
 //! node they ship from, with lines split across nodes when the order allows it; every node of
-//! the network is in a plan or explained; shipments add up to their plan.
+//! the network is in a plan or explained; shipments add up to their plan. Half the cases price
+//! by a rate card, each package by the billable weight it carries.
 
 use proptest::prelude::*;
 
@@ -9,6 +10,7 @@ use crate::deadline::Deadline;
 use crate::delivery::Destination;
 use crate::domain::{distance_km, Qty, ServiceLevel};
 use crate::engine::Engine;
+use crate::rate_card::{ItemAttributes, Rate, RateCard};
 use crate::route::{Constraints, Plan, RouteRequest, Routing, Weights};
 use crate::test_support::{placed_engine, stock};
 
@@ -23,6 +25,8 @@ struct Case {
     split_lines: bool,
     max_packages: u32,
     alternatives: usize,
+    /// Per SKU its weight, where the level prices by [`card`]; `None` is the flat level.
+    weights: Option<[f64; 3]>,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -34,15 +38,19 @@ fn case() -> impl Strategy<Value = Case> {
             any::<bool>(),
             0..4u32,
             0..5usize,
+            prop::option::of(prop::array::uniform3(0.2..3.0f64)),
         )
             .prop_map(
-                |(priorities, stock, lines, split_lines, max_packages, alternatives)| Case {
-                    priorities,
-                    stock,
-                    lines,
-                    split_lines,
-                    max_packages,
-                    alternatives,
+                |(priorities, stock, lines, split_lines, max_packages, alternatives, weights)| {
+                    Case {
+                        priorities,
+                        stock,
+                        lines,
+                        split_lines,
+                        max_packages,
+                        alternatives,
+                        weights,
+                    }
                 },
             )
     })
@@ -59,8 +67,27 @@ fn stocked(case: &Case) -> Engine {
         calendar: Default::default(),
         base_cost: 5.0,
         cost_per_km: 0.01,
+        rate_card: case.weights.map(|_| card()),
     };
     let _ = engine.upsert_service_levels(vec![ground]).expect("levels");
+    if let Some(weights) = case.weights {
+        let items = SKUS.iter().zip(weights).map(|(sku, weight_kg)| {
+            let item = ItemAttributes {
+                weight_kg,
+                ..ItemAttributes::default()
+            };
+            ((*sku).to_owned(), item)
+        });
+        let mut items: Vec<_> = items.collect();
+        // Z is bulky: 2 kg of dimensional weight per unit.
+        items[2].1 = ItemAttributes {
+            length_cm: 20.0,
+            width_cm: 20.0,
+            height_cm: 25.0,
+            ..items[2].1
+        };
+        let _ = engine.upsert_items(items).expect("items");
+    }
     for (s, per_node) in case.stock.iter().enumerate() {
         let at: Vec<(&str, Qty)> = (0..ids.len())
             .filter(|&n| per_node[n] > 0)
@@ -71,6 +98,75 @@ fn stocked(case: &Case) -> Engine {
         }
     }
     engine
+}
+
+/// Zones by distance (1 to 120 km, 2 to 300 km, 3 beyond); per zone three weight rows up to
+/// 20 kg, the heavier dearer by zone; N1 pays 0.5 to handle a package.
+fn card() -> RateCard {
+    let rows = (1..=3).flat_map(|zone| {
+        let z = f64::from(zone);
+        [
+            (0.0, 2.0, 3.0 + z),
+            (2.0, 6.0, 5.0 + 2.0 * z),
+            (6.0, 20.0, 8.0 + 3.0 * z),
+        ]
+        .map(|(from_kg, to_kg, price)| Rate {
+            zone,
+            from_kg,
+            to_kg,
+            price,
+        })
+    });
+    RateCard {
+        zone_bands: vec![(120.0, 1), (300.0, 2), (20_000.0, 3)],
+        dim_divisor: 5_000.0,
+        rates: rows.collect(),
+        transit: vec![(1, 1), (2, 2), (3, 2)],
+        handling: vec![("N1".into(), 0.5)],
+        ..RateCard::default()
+    }
+}
+
+/// What the card of [`card`] charges node `n` for `kg` of billable weight; `None` over 20 kg.
+fn card_price(n: usize, kg: f64) -> Option<f64> {
+    let km = distance_km((n as f64 * 0.5, 0.0), (0.0, 0.0));
+    let z = [120.0, 300.0].iter().filter(|&&limit| km > limit).count() as f64 + 1.0;
+    let price = match kg {
+        kg if kg <= 2.0 => 3.0 + z,
+        kg if kg <= 6.0 => 5.0 + 2.0 * z,
+        kg if kg <= 20.0 => 8.0 + 3.0 * z,
+        _ => return None,
+    };
+    Some(price + if n == 1 { 0.5 } else { 0.0 })
+}
+
+/// The carrier's price of the packages of `set`: flat by distance, or under the card by
+/// what each holds, each line from the first node of the set that has any of it left.
+fn carrier_prices(case: &Case, set: &[usize]) -> Option<Vec<f64>> {
+    let Some(weights) = case.weights else {
+        let flat = |&n: &usize| 5.0 + 0.01 * distance_km((n as f64 * 0.5, 0.0), (0.0, 0.0));
+        return Some(set.iter().map(flat).collect());
+    };
+    let mut left = needs(case);
+    set.iter()
+        .map(|&n| {
+            let (mut kg, mut cm3) = (0.0, 0.0);
+            for (s, left) in left.iter_mut() {
+                let stock = case.stock[*s][n];
+                let offered = match case.split_lines {
+                    true => stock.min(*left),
+                    false if stock >= *left => *left,
+                    false => 0,
+                };
+                kg += weights[*s] * offered as f64;
+                if *s == 2 {
+                    cm3 += 10_000.0 * offered as f64;
+                }
+                *left -= offered;
+            }
+            card_price(n, f64::max(kg, cm3 / 5_000.0))
+        })
+        .collect()
 }
 
 /// The order's lines by SKU index, merged.
@@ -115,13 +211,12 @@ fn brute_force(case: &Case) -> Vec<f64> {
             !covers(&rest)
         });
         if set.len() <= limit && covers(&set) && needed {
-            let packages: f64 = set
-                .iter()
-                .map(|&n| {
-                    let km = distance_km((n as f64 * 0.5, 0.0), (0.0, 0.0));
-                    5.0 + 0.01 * km + weights.priority * f64::from(case.priorities[n])
-                })
-                .sum();
+            let Some(prices) = carrier_prices(case, &set) else {
+                continue;
+            };
+            let priorities = set.iter().map(|&n| f64::from(case.priorities[n]));
+            let packages: f64 =
+                prices.iter().sum::<f64>() + weights.priority * priorities.sum::<f64>();
             costs.push(packages + weights.package_penalty * (set.len() - 1) as f64);
         }
     }
@@ -237,6 +332,7 @@ fn a_line_no_node_has_alone_ships_from_two() {
         split_lines: true,
         max_packages: 2,
         alternatives: 3,
+        weights: None,
     };
     let engine = stocked(&case);
     let routing = engine

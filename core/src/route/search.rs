@@ -269,12 +269,15 @@ impl<'a> Search<'a> {
     }
 
     /// Keeps the plan if every node of it is needed and it is among the cheapest.
-    fn record(&mut self, cost: f64, used: &[usize]) {
+    fn record(&mut self, counted: f64, used: &[usize]) {
         if used.iter().any(|&c| self.needless(c, used)) {
             return;
         }
         let mut nodes = used.to_vec();
         nodes.sort_unstable();
+        let Some(cost) = self.order.search_cost(&nodes, counted) else {
+            return;
+        };
         if self.solutions.iter().any(|(_, s)| *s == nodes) {
             return;
         }

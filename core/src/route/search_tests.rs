@@ -18,6 +18,7 @@ fn candidates(costs: &[f64], offers: &[Vec<Qty>]) -> Vec<Candidate> {
             node: n as NodeIdx,
             cost,
             breakdown: CostBreakdown::default(),
+            km: 0.0,
             offers: offers
                 .iter()
                 .map(|line| {
@@ -68,6 +69,7 @@ fn ordered<'a>(candidates: &'a [Candidate], needs: &'a [Qty], limit: usize) -> O
         needs,
         limit,
         budget: DEFAULT_SEARCH_BUDGET,
+        pricing: None,
     }
 }
 

@@ -19,6 +19,7 @@ use crate::spec::{CalendarSpec, FulfilmentSpec, ServiceLevelSpec};
 mod audit;
 mod explain;
 mod orders;
+mod rate_card;
 mod sync;
 
 pub use audit::{audit_page, audit_query, history_limit, position_history};
@@ -127,6 +128,7 @@ impl TryFrom<pb::ServiceLevel> for ServiceLevel {
             },
             base_cost: level.base_cost,
             cost_per_km: level.cost_per_km,
+            rate_card: level.rate_card.map(Into::into),
         }
         .resolve()
     }
