@@ -79,7 +79,7 @@ pub struct Following<E> {
 struct Extent {
     /// The newest id the journal ever gave.
     last: EntryId,
-    /// The newest id trimmed away: a position before it has lost records.
+    /// The oldest position from which nothing was trimmed away.
     trimmed: EntryId,
 }
 
@@ -94,18 +94,29 @@ async fn extent(conn: &mut ConnectionManager, keys: &Keys) -> anyhow::Result<Ext
         .query_async(conn)
         .await
         .context("XINFO STREAM")?;
-    let field = |name: &str| -> anyhow::Result<EntryId> {
+    let value = |name: &str| -> anyhow::Result<redis::Value> {
         let at = info
             .iter()
             .position(|v| matches!(v, redis::Value::BulkString(b) if b == name.as_bytes()))
             .ok_or_else(|| anyhow!("XINFO STREAM has no {name}"))?;
-        let value: String = redis::from_redis_value(info[at + 1].clone())?;
-        value.parse().map_err(|()| anyhow!("{name} {value:?}"))
+        Ok(info[at + 1].clone())
     };
-    Ok(Extent {
-        last: field("last-generated-id")?,
-        trimmed: field("max-deleted-entry-id")?,
-    })
+    let id = |name: &str| -> anyhow::Result<EntryId> {
+        let text: String = redis::from_redis_value(value(name)?)?;
+        text.parse().map_err(|()| anyhow!("{name} {text:?}"))
+    };
+    let count = |name: &str| -> anyhow::Result<u64> { Ok(redis::from_redis_value(value(name)?)?) };
+    let last = id("last-generated-id")?;
+    // Trimming (XTRIM) does not record what it removed; what is left starts at the first
+    // entry, so a position before it may have lost records.
+    let trimmed = if count("entries-added")? == count("length")? {
+        EntryId::default()
+    } else if count("length")? == 0 {
+        last
+    } else {
+        id("recorded-first-entry-id")?
+    };
+    Ok(Extent { last, trimmed })
 }
 
 /// Where a follower starts: after `after`, or after the journal's end when `None`; a position
@@ -119,8 +130,8 @@ async fn start(
     match after {
         None => Ok(extent.last),
         Some(after) if after < extent.trimmed => Err(Error::FailedPrecondition(format!(
-            "resume token {after} is older than the journal's retention (records up to \
-             {} are gone): read a snapshot (GetAvailability, Reservations/Get) and watch \
+            "resume token {after} is older than the journal's retention (it keeps records \
+             from {} on): read a snapshot (GetAvailability, Reservations/Get) and watch \
              from now",
             extent.trimmed
         ))),
@@ -183,6 +194,13 @@ struct Follower<E, M> {
     map: M,
 }
 
+/// Whether delivering an event may wait for the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Yes,
+    No,
+}
+
 /// What stops a follower's loop.
 enum Stop {
     /// The receiver is gone.
@@ -229,7 +247,7 @@ impl<E: Send + 'static, M: FnMut(EntryId, &[u8]) -> Option<E> + Send + 'static> 
                     .parse()
                     .map_err(|()| Stop::Ended(Ended::Failed(unreadable(anyhow!("entry id")))))?;
                 let bytes: Vec<u8> = entry.get("r").unwrap_or_default();
-                self.take(id, &bytes)?;
+                self.take(id, &bytes, Wait::Yes).await?;
             }
         }
     }
@@ -246,7 +264,7 @@ impl<E: Send + 'static, M: FnMut(EntryId, &[u8]) -> Option<E> + Send + 'static> 
             };
             match journaled {
                 Ok(journaled) if journaled.id > self.position => {
-                    self.take(journaled.id, &journaled.bytes)?;
+                    self.take(journaled.id, &journaled.bytes, Wait::No).await?;
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => return Ok(()),
@@ -255,12 +273,26 @@ impl<E: Send + 'static, M: FnMut(EntryId, &[u8]) -> Option<E> + Send + 'static> 
         }
     }
 
-    /// Delivers a record's event, if it has one, without waiting for the receiver.
-    fn take(&mut self, id: EntryId, bytes: &[u8]) -> std::result::Result<(), Stop> {
+    /// Delivers a record's event, if it has one. Reading the journal back may wait for the
+    /// receiver (it holds up nothing else); taking published records may not.
+    async fn take(
+        &mut self,
+        id: EntryId,
+        bytes: &[u8],
+        wait: Wait,
+    ) -> std::result::Result<(), Stop> {
         self.position = id;
         let Some(event) = (self.map)(id, bytes) else {
             return Ok(());
         };
+        if wait == Wait::Yes {
+            self.events
+                .send((id, event))
+                .await
+                .map_err(|_| Stop::Gone)?;
+            self.delivered = id;
+            return Ok(());
+        }
         match self.events.try_send((id, event)) {
             Ok(()) => {
                 self.delivered = id;

@@ -38,3 +38,4 @@ mod signing_keys;
 mod sync;
 mod transport;
 mod validation;
+mod watch;
