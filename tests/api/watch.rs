@@ -13,7 +13,7 @@ use tonic_types::StatusExt;
 use crate::durability::durable;
 use crate::helpers::*;
 use crate::redis::RedisServer;
-use crate::reservations::{line, reserve_request};
+use crate::reservations::{line, reserve_request, ship};
 
 async fn watch(
     app: &TestApp,
@@ -161,7 +161,10 @@ async fn a_watcher_that_falls_behind_is_told_where_to_resume_and_misses_nothing(
     let mut seen = Vec::new();
     let status = loop {
         match slow.message().await {
-            Ok(Some(change)) => seen.push((seq(&change), change.token)),
+            Ok(Some(change)) => {
+                seen.push((seq(&change), change.token));
+                assert!(seen.len() < BATCHES as usize, "never told it fell behind");
+            }
             Ok(None) => panic!("the watch ended without saying why"),
             Err(status) => break status,
         }
@@ -208,6 +211,10 @@ async fn every_order_lifecycle_event_names_the_ids_to_reconcile_by() {
         order_id: "ORDER-1".into(),
     };
     reservations.commit(commit).await.expect("committed");
+    app.apply("WMS-EAST", 2, vec![ship("ORDER-1", "SKU-1", "DC-EAST", 1)])
+        .await;
+    app.apply("WMS-EAST", 3, vec![ship("ORDER-1", "SKU-1", "DC-EAST", 2)])
+        .await;
     reservations.reserve(cart("other", 1)).await.expect("held");
     let release = pb::ReleaseRequest {
         reservation_id: "other".into(),
@@ -223,6 +230,8 @@ async fn every_order_lifecycle_event_names_the_ids_to_reconcile_by() {
         ("cart", Held),
         ("cart", Updated),
         ("cart", Committed),
+        ("cart", Shipped),
+        ("cart", Shipped),
         ("other", Held),
         ("other", Released),
         ("brief", Held),
@@ -236,6 +245,10 @@ async fn every_order_lifecycle_event_names_the_ids_to_reconcile_by() {
             (reservation.reservation_id.as_str(), event.kind()),
             (id, kind)
         );
+        if kind == Shipped {
+            let cause = change.cause.as_ref().expect("cause");
+            assert_eq!(cause.kind(), pb::ChangeKind::Ship);
+        }
         if kind == Committed {
             assert_eq!(reservation.order_id, "ORDER-1");
             let cause = change.cause.expect("cause");
@@ -260,4 +273,35 @@ async fn watches_are_bounded_and_need_the_journal() {
     let memory = spawn_app().await;
     let status = watch(&memory, &[], &[], "").await.expect_err("no journal");
     assert_eq!(status.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn a_watch_resumed_during_writes_hands_over_to_live_changes_exactly() {
+    let redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "watch-handover")).await;
+    let mut first = watch(&app, &[], &[], "").await.expect("watching");
+    app.apply("WMS-EAST", 1, vec![adjust_on_hand("SKU-A", "DC-EAST", 1)])
+        .await;
+    let token = next(&mut first).await.token;
+    const BATCHES: u64 = 300;
+    let mut supply = app.supply.clone();
+    let writer = tokio::spawn(async move {
+        for seq in 2..=BATCHES {
+            let batch = batch("WMS-EAST", seq, vec![adjust_on_hand("SKU-A", "DC-EAST", 1)]);
+            supply.apply_batch(batch).await.expect("applied");
+        }
+    });
+    // Started while the writer runs: part of what follows the token is read from the
+    // journal, part taken live, some of it both ways.
+    let mut resumed = watch(&app, &[], &[], &token).await.expect("resumed");
+    let mut seqs = Vec::new();
+    while seqs.len() < (BATCHES - 1) as usize {
+        seqs.push(seq(&next(&mut resumed).await));
+    }
+    writer.await.expect("writer");
+    assert_eq!(
+        seqs,
+        (2..=BATCHES).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
 }
