@@ -124,13 +124,8 @@ fn why(record: &StoredRecord<'_>) -> Why {
         shipped: cause.action == "apply_batch" && !record.reservations.is_empty(),
         cause,
         source_seq: record.source_seq.map(|(s, seq)| (s.to_owned(), seq)),
-        reservation_ids: record.reservations.iter().map(|r| r.id.clone()).collect(),
-        order_ids: record
-            .reservations
-            .iter()
-            .filter(|r| !r.order_id.is_empty())
-            .map(|r| r.order_id.clone())
-            .collect(),
+        reservation_ids: record.reservation_ids(),
+        order_ids: record.order_ids(),
     }
 }
 

@@ -334,17 +334,6 @@ impl Store {
             .map_err(|error| journal_unreadable(&error))
     }
 
-    /// Follows the journal after `after` (its end when `None`): see [`tail`].
-    pub async fn follow<E: Send + 'static>(
-        &self,
-        after: Option<tail::EntryId>,
-        buffer: usize,
-        map: impl FnMut(tail::EntryId, &[u8]) -> Option<E> + Send + 'static,
-    ) -> Result<tail::Following<E>> {
-        let (conn, keys) = (self.conn.clone(), self.keys.clone());
-        tail::follow(conn, keys, &self.journal.published, after, buffer, map).await
-    }
-
     pub fn status(&self) -> DurabilityStatus {
         DurabilityStatus {
             mode: "redis",
@@ -474,7 +463,10 @@ impl Durability {
                  with --redis-url)"
                     .into(),
             )),
-            Durability::Redis(store) => store.follow(after, buffer, map).await,
+            Durability::Redis(store) => {
+                let (conn, keys) = (store.conn.clone(), store.keys.clone());
+                tail::follow(conn, keys, &store.journal.published, after, buffer, map).await
+            }
         }
     }
 
