@@ -39,6 +39,7 @@ impl Availability for AvailabilityService {
             .await
             .map_err(|e| refused(e, token, self.0.app.durability().status().mode == "redis"))?;
         Ok(Response::new(Watch::new(
+            &self.0,
             following,
             permit,
             availability_change,

@@ -49,7 +49,9 @@ impl Reservations for ReservationService {
             .await
             .map_err(|e| refused(e, token, app.durability().status().mode == "redis"))?;
         let convert = move |token, change| order_change(token, change, &app.engine().network());
-        Ok(Response::new(Watch::new(following, permit, convert)))
+        Ok(Response::new(Watch::new(
+            &self.0, following, permit, convert,
+        )))
     }
 
     #[tracing::instrument(skip_all)]

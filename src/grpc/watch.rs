@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio_stream::Stream;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -22,6 +23,8 @@ pub struct Watch<E, P> {
     /// Set once the last message is given.
     done: bool,
     convert: Box<dyn Fn(EntryId, E) -> P + Send + Sync>,
+    /// Shutdown ends the watch, so that draining never waits for a watcher.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -69,6 +72,7 @@ pub fn refused(error: Error, token: Option<EntryId>, durable: bool) -> Status {
 
 impl<E, P> Watch<E, P> {
     pub fn new(
+        handlers: &Handlers,
         following: Following<Result<E>>,
         permit: OwnedSemaphorePermit,
         convert: impl Fn(EntryId, E) -> P + Send + Sync + 'static,
@@ -77,6 +81,7 @@ impl<E, P> Watch<E, P> {
             following,
             done: false,
             convert: Box::new(convert),
+            shutdown: Box::pin(handlers.shutdown.clone().cancelled_owned()),
             _permit: permit,
         }
     }
@@ -111,6 +116,12 @@ impl<E, P> Stream for Watch<E, P> {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(None);
+        }
+        if this.shutdown.as_mut().poll(cx).is_ready() {
+            this.done = true;
+            return Poll::Ready(Some(Err(Status::unavailable(
+                "the service is shutting down; resume from the last token received",
+            ))));
         }
         match this.following.events.poll_recv(cx) {
             Poll::Ready(Some((token, Ok(event)))) => {

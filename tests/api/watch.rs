@@ -79,9 +79,10 @@ async fn changes_arrive_in_order_filtered_and_resume_across_a_restart_exactly() 
     let third = next(&mut changes).await;
     assert_eq!(seq(&third), 3, "SKU-B is not watched");
     assert_eq!(third.positions[0].atp, 12);
-    drop(changes);
 
     app.shutdown().await;
+    let ended = changes.message().await.expect_err("ended by the shutdown");
+    assert_eq!(ended.code(), Code::Unavailable);
     let mut app = spawn_app_with(durable(&redis, "watch")).await;
     app.apply("WMS-EAST", 4, vec![adjust_on_hand("SKU-A", "DC-EAST", 1)])
         .await;
