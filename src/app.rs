@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::audit::AuditReport;
 use crate::auth::Identity;
+use crate::checkpoint::tail::{EntryId, Following};
 use crate::checkpoint::trail::{AuditPage, AuditQuery, PositionChange};
 use crate::checkpoint::{Durability, DurabilityStatus, Queued};
 use crate::deadline::Deadline;
@@ -33,6 +34,7 @@ use crate::reserve::Held;
 use crate::route::{HeldWave, RouteRequest, Routed, WaveOrder};
 use crate::sync::{Opened, PartOutcome, SyncBegin, SyncCommit, SyncOutcome, SyncPart};
 use crate::telemetry;
+use crate::watch::{self, AvailabilityChange, OrderChange, WatchFilter};
 
 /// Who asks for a change, in one request: the identity an edge authenticated (whose id a
 /// reservation records as its owner, and whose scopes decide who may act on one) and the
@@ -513,6 +515,35 @@ impl App {
             crate::error::Error::NotFound(format!("node {}", crate::domain::echo(node_id)))
         })?;
         self.durability.position_history(sku, node, limit).await
+    }
+
+    /// Follows the journal after `after` (from now when `None`) for changes of the positions
+    /// `filter` watches, at most `buffer` waiting for the watcher.
+    pub async fn watch_availability(
+        &self,
+        filter: WatchFilter,
+        after: Option<EntryId>,
+        buffer: usize,
+    ) -> Result<Following<Result<AvailabilityChange>>> {
+        let engine = self.engine.clone();
+        self.durability
+            .follow(after, buffer, move |_, bytes| {
+                watch::availability_change(&engine, &filter, bytes).transpose()
+            })
+            .await
+    }
+
+    /// Follows the journal after `after` (from now when `None`) for changes of reservations.
+    pub async fn watch_orders(
+        &self,
+        after: Option<EntryId>,
+        buffer: usize,
+    ) -> Result<Following<Result<OrderChange>>> {
+        self.durability
+            .follow(after, buffer, |_, bytes| {
+                watch::order_change(bytes).transpose()
+            })
+            .await
     }
 
     pub fn stats(&self) -> (Stats, DurabilityStatus) {

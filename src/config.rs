@@ -38,6 +38,8 @@ pub const ENV_SYNC_WIPE_GUARD_PERCENT: &str = "PROMISED_SYNC_WIPE_GUARD_PERCENT"
 pub const ENV_MAX_EXPLAINED_COMMITMENTS: &str = "PROMISED_MAX_EXPLAINED_COMMITMENTS";
 pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
 pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
+pub const ENV_MAX_WATCHERS: &str = "PROMISED_MAX_WATCHERS";
+pub const ENV_WATCH_BUFFER: &str = "PROMISED_WATCH_BUFFER";
 pub const ENV_MAX_CONNECTIONS: &str = "PROMISED_MAX_CONNECTIONS";
 pub const ENV_MAX_IN_FLIGHT: &str = "PROMISED_MAX_IN_FLIGHT";
 pub const ENV_MAX_IN_FLIGHT_BYTES: &str = "PROMISED_MAX_IN_FLIGHT_BYTES";
@@ -78,6 +80,8 @@ pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_FEED_STREAMS: usize = 64;
+pub const DEFAULT_MAX_WATCHERS: usize = 256;
+pub const DEFAULT_WATCH_BUFFER: usize = 1_024;
 pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_WORK_MS: u64 = 2_000;
 pub const DEFAULT_LOG: &str = "info";
@@ -173,6 +177,13 @@ pub struct ServeArgs {
     /// Concurrent feed streams [env PROMISED_MAX_FEED_STREAMS] [default 64]
     #[arg(long)]
     pub max_feed_streams: Option<String>,
+    /// Open watches (WatchAvailability, WatchOrders) [env PROMISED_MAX_WATCHERS] [default 256]
+    #[arg(long)]
+    pub max_watchers: Option<String>,
+    /// Messages one watch may have waiting for its client before it is ended as behind
+    /// [env PROMISED_WATCH_BUFFER] [default 1024]
+    #[arg(long)]
+    pub watch_buffer: Option<String>,
     /// Open gRPC connections [env PROMISED_MAX_CONNECTIONS] [default 1000]
     #[arg(long)]
     pub max_connections: Option<String>,
@@ -297,6 +308,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub max_message_bytes: usize,
     pub max_feed_streams: usize,
+    pub max_watchers: usize,
+    pub watch_buffer: usize,
     /// Longest a promise or route works; past it (or its caller's shorter timeout) it stops.
     pub max_work: Duration,
     pub connections: ConnectionLimits,
@@ -409,6 +422,8 @@ impl Config {
                 ENV_MAX_FEED_STREAMS,
                 DEFAULT_MAX_FEED_STREAMS,
             )?,
+            max_watchers: s.pick(&args.max_watchers, ENV_MAX_WATCHERS, DEFAULT_MAX_WATCHERS)?,
+            watch_buffer: s.pick(&args.watch_buffer, ENV_WATCH_BUFFER, DEFAULT_WATCH_BUFFER)?,
             max_work: Duration::from_millis(s.pick(
                 &args.max_work_ms,
                 ENV_MAX_WORK_MS,

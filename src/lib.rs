@@ -15,7 +15,8 @@
 //!   start). [`auth`] verifies credentials (API keys, JWTs, client certificates) for any edge.
 //! - **Application** [`app`]: the one writer. Each mutating method checks that the store can
 //!   take a write, runs the core operation, makes its record durable through [`checkpoint`],
-//!   and only then answers.
+//!   and only then answers. [`watch`] reads durable journal records back as the changes
+//!   watchers are shown.
 //! - **Core** (the `promised-core` crate, re-exported here under the same module names):
 //!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
 //!   [`reserve`], [`delivery`] and [`cost`], [`promise`], [`route`], [`query`] and [`explain`],
@@ -75,3 +76,4 @@ pub mod request_bytes;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod watch;

@@ -211,6 +211,9 @@ impl Application {
             feed_owners: Arc::default(),
             max_work: self.config.max_work,
             work_clock: MonotonicClock::new(),
+            watchers: Arc::new(Semaphore::new(self.config.max_watchers)),
+            max_watchers: self.config.max_watchers,
+            watch_buffer: self.config.watch_buffer,
         }
     }
 }

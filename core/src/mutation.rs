@@ -147,6 +147,20 @@ pub struct StoredRecord<'a> {
 }
 
 impl<'a> StoredRecord<'a> {
+    /// The ids of the reservations the record changed.
+    pub fn reservation_ids(&self) -> Vec<String> {
+        self.reservations.iter().map(|r| r.id.clone()).collect()
+    }
+
+    /// The order ids of the committed reservations the record changed.
+    pub fn order_ids(&self) -> Vec<String> {
+        self.reservations
+            .iter()
+            .filter(|r| !r.order_id.is_empty())
+            .map(|r| r.order_id.clone())
+            .collect()
+    }
+
     pub fn decode(bytes: &'a [u8]) -> Decoded<StoredRecord<'a>> {
         let mut r = Reader::new(bytes);
         let layout = match r.u8()? {

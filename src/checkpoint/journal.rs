@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 use tracing::field::Empty;
 use tracing::{Instrument, Level, Span};
 
+use super::tail::{EntryId, Journaled};
 use super::Keys;
 use crate::engine::Engine;
 use crate::metrics::JournalMetrics;
@@ -35,6 +36,9 @@ const MAX_GROUP_RECORDS: usize = 1_024;
 const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// Pause between probes while Redis is unreachable.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Durable records the broadcast to watchers keeps; a watcher further behind reads the
+/// journal instead, so this bounds memory, never the writer.
+const PUBLISHED_DEPTH: usize = 4_096;
 
 /// A record waiting for its round trip, kept whole so that it can be taken back.
 pub(super) struct Pending {
@@ -83,6 +87,9 @@ pub(super) struct Handle {
     pub fenced: Arc<AtomicBool>,
     /// Effects appended since the last snapshot, a trigger for the next one.
     pub since_snapshot: Arc<AtomicU64>,
+    /// Every record once Redis has it, with its entry id, in journal order: what watchers
+    /// follow. Sending never waits for a receiver.
+    pub published: broadcast::Sender<Arc<Journaled>>,
 }
 
 /// Starts the writer on its own task, so callers only ever queue records and wait.
@@ -102,6 +109,7 @@ pub(super) fn start(
         round_trips,
         fenced: Arc::default(),
         since_snapshot: Arc::default(),
+        published: broadcast::channel(PUBLISHED_DEPTH).0,
     };
     let committer = Committer {
         conn,
@@ -115,6 +123,7 @@ pub(super) fn start(
         timeout,
         metrics: JournalMetrics::new(),
         since_snapshot: handle.since_snapshot.clone(),
+        published: handle.published.clone(),
     };
     tokio::spawn(committer.run());
     handle
@@ -135,6 +144,7 @@ struct Committer {
     metrics: JournalMetrics,
     /// Effects appended since the last snapshot, a trigger for the next one.
     since_snapshot: Arc<AtomicU64>,
+    published: broadcast::Sender<Arc<Journaled>>,
 }
 
 impl Committer {
@@ -151,12 +161,11 @@ impl Committer {
             self.take_queued(&mut backlog);
             let group = take_group(&mut backlog);
             let span = commit_span(&group);
-            let ok = self.append(&group).instrument(span.clone()).await;
-            span.record("ok", ok);
-            if ok {
-                self.stored(group);
-            } else {
-                self.take_back(group, &mut backlog).await;
+            let ids = self.append(&group).instrument(span.clone()).await;
+            span.record("ok", ids.is_some());
+            match ids {
+                Some(ids) => self.stored(group, ids),
+                None => self.take_back(group, &mut backlog).await,
             }
             self.round_trips
                 .send_modify(|trips| *trips = trips.wrapping_add(1));
@@ -214,20 +223,30 @@ impl Committer {
         }
     }
 
-    /// One pipelined round trip appending the group; true when Redis confirmed all of it.
-    async fn append(&mut self, group: &[Pending]) -> bool {
+    /// One pipelined round trip appending the group; the entry ids Redis gave its records
+    /// when it confirmed all of them.
+    async fn append(&mut self, group: &[Pending]) -> Option<Vec<EntryId>> {
         let mut pipe = redis::pipe();
         for pending in group {
             pipe.cmd("XADD")
                 .arg(&self.keys.journal)
                 .arg("*")
                 .arg("r")
-                .arg(&pending.bytes)
-                .ignore();
+                .arg(&pending.bytes);
         }
         let started = Instant::now();
-        let sent = tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut self.conn)).await;
-        let ok = matches!(sent, Ok(Ok(())));
+        let sent = tokio::time::timeout(
+            self.timeout,
+            pipe.query_async::<Vec<String>>(&mut self.conn),
+        )
+        .await;
+        let ids = match &sent {
+            Ok(Ok(ids)) if ids.len() == group.len() => {
+                ids.iter().map(|id| id.parse().ok()).collect()
+            }
+            _ => None,
+        };
+        let ok = ids.is_some();
         if let Ok(Err(error)) = &sent {
             tracing::warn!(%error, "journal append failed");
         } else if sent.is_err() {
@@ -237,16 +256,20 @@ impl Committer {
             self.metrics.committed(group.len(), started.elapsed());
         }
         self.set_up(ok);
-        ok
+        ids
     }
 
-    fn stored(&self, group: Vec<Pending>) {
+    /// Tells the callers of a group Redis took, then the watchers: an event is only ever of a
+    /// durable change.
+    fn stored(&self, group: Vec<Pending>, ids: Vec<EntryId>) {
         let effects: u64 = group
             .iter()
             .map(|p| u64::from(p.record.effects.count()))
             .sum();
         self.since_snapshot.fetch_add(effects, Ordering::Relaxed);
-        for pending in group {
+        let watched = self.published.receiver_count() > 0;
+        let mut durable = Vec::with_capacity(if watched { group.len() } else { 0 });
+        for (pending, id) in group.into_iter().zip(ids) {
             let record = &pending.record;
             if let Some((source, seq)) = &record.source_seq {
                 self.engine.mark_durable(source, *seq);
@@ -255,6 +278,15 @@ impl Committer {
                 self.engine.settle(ticket);
             }
             let _ = pending.done.send(true);
+            if watched {
+                durable.push(Journaled {
+                    id,
+                    bytes: pending.bytes,
+                });
+            }
+        }
+        for journaled in durable {
+            let _ = self.published.send(Arc::new(journaled));
         }
     }
 

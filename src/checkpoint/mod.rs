@@ -11,6 +11,7 @@ mod access;
 mod journal;
 mod recovery;
 pub mod snapshot;
+pub mod tail;
 pub mod trail;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -467,6 +468,28 @@ impl Durability {
         match self {
             Durability::Memory => Err(no_trail()),
             Durability::Redis(store) => store.position_history(sku, node, limit).await,
+        }
+    }
+
+    /// Follows the journal after `after` (its end when `None`), making each record's event
+    /// with `map`: what watchers see. Events are of journaled changes, so there are none
+    /// without a journal.
+    pub async fn follow<E: Send + 'static>(
+        &self,
+        after: Option<tail::EntryId>,
+        buffer: usize,
+        map: impl FnMut(tail::EntryId, &[u8]) -> Option<E> + Send + 'static,
+    ) -> Result<tail::Following<E>> {
+        match self {
+            Durability::Memory => Err(Error::FailedPrecondition(
+                "watching follows the journal; this service runs in memory only (start it \
+                 with --redis-url)"
+                    .into(),
+            )),
+            Durability::Redis(store) => {
+                let (conn, keys) = (store.conn.clone(), store.keys.clone());
+                tail::follow(conn, keys, &store.journal.published, after, buffer, map).await
+            }
         }
     }
 

@@ -81,7 +81,7 @@ fn decode(id: &str, bytes: &[u8]) -> anyhow::Result<(AuditEntry, Vec<(String, Po
     let mut record = StoredRecord::decode(bytes).map_err(|e| anyhow!("journal entry {id}: {e}"))?;
     let images =
         position_images(&mut record.effects).map_err(|e| anyhow!("journal entry {id}: {e}"))?;
-    let cause = record.cause.unwrap_or_default();
+    let cause = record.cause.take().unwrap_or_default();
     let mut skus = BTreeSet::new();
     for (sku, _) in &images {
         if skus.len() == MAX_LISTED_SKUS {
@@ -96,13 +96,8 @@ fn decode(id: &str, bytes: &[u8]) -> anyhow::Result<(AuditEntry, Vec<(String, Po
         request_id: cause.request_id,
         action: cause.action,
         source_seq: record.source_seq.map(|(s, seq)| (s.to_owned(), seq)),
-        reservation_ids: record.reservations.iter().map(|r| r.id.clone()).collect(),
-        order_ids: record
-            .reservations
-            .iter()
-            .filter(|r| !r.order_id.is_empty())
-            .map(|r| r.order_id.clone())
-            .collect(),
+        reservation_ids: record.reservation_ids(),
+        order_ids: record.order_ids(),
         skus: skus.into_iter().collect(),
         positions_changed: u32::try_from(images.len()).unwrap_or(u32::MAX),
         network_changed: record.network.is_some(),

@@ -39,7 +39,7 @@ pub fn need(path: &str) -> Option<Need> {
     }
     let (service, method) = path.strip_prefix("/promised.v1.")?.split_once('/')?;
     Some(match (service, method) {
-        ("Availability", "GetAvailability") => Need::Scope(AvailabilityRead),
+        ("Availability", "GetAvailability" | "WatchAvailability") => Need::Scope(AvailabilityRead),
         ("Availability", "Explain") => Need::Scope(InsightsRead),
         ("Promising", "PromiseOrder") => Need::Scope(Promise),
         ("Reservations", "Reserve" | "Update" | "Extend" | "Release" | "Get" | "Commit") => {
@@ -49,6 +49,7 @@ pub fn need(path: &str) -> Option<Need> {
         ("Supply", "StreamUpdates" | "ApplyBatch" | "BeginSync" | "SyncPart" | "CommitSync") => {
             Need::AnyFeed
         }
+        ("Reservations", "WatchOrders") => Need::Scope(InsightsRead),
         ("Supply", "ListRejections")
         | ("Admin", "GetStats" | "ListAudit" | "GetPositionHistory") => Need::Scope(InsightsRead),
         ("Admin", "CheckInvariants") => Need::Scope(AdminRepair),
@@ -262,7 +263,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(methods, 29);
+        assert_eq!(methods, 31);
         assert_eq!(need("/promised.v1.Admin/DropEverything"), None);
         assert_eq!(need("/grpc.health.v1.Health/Check"), Some(Need::Nothing));
     }

@@ -15,6 +15,7 @@ mod status;
 mod supply;
 mod timeout;
 mod trace_context;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,12 @@ pub struct Handlers {
     pub max_work: Duration,
     /// Measures how long calls work.
     pub work_clock: MonotonicClock,
+    /// Permits for open watches; one more is refused, not queued.
+    pub watchers: Arc<Semaphore>,
+    /// How many permits `watchers` started with, for the refusal.
+    pub max_watchers: usize,
+    /// Messages one watch may have waiting for its client before it is ended as behind.
+    pub watch_buffer: usize,
 }
 
 impl Handlers {

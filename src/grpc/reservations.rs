@@ -4,12 +4,14 @@
 use tonic::{Request, Response, Status};
 
 use super::auth::check_owner;
-use super::convert::{reservation, reserve_request};
+use super::convert::{order_change, reservation, reserve_request};
 use super::pb::{self, reservations_server::Reservations};
-use super::status::answer;
+use super::status::{answer, status};
+use super::watch::{refused, resume_token, Watch};
 use super::{caller, Handlers};
 use crate::app::Caller;
 use crate::metrics::Rpc;
+use crate::watch::OrderChange;
 
 #[derive(Debug, Clone)]
 pub struct ReservationService(pub Handlers);
@@ -31,6 +33,27 @@ impl ReservationService {
 
 #[tonic::async_trait]
 impl Reservations for ReservationService {
+    type WatchOrdersStream = Watch<OrderChange, pb::OrderChange>;
+
+    /// Needs scope `insights:read`: it shows every caller's reservations.
+    #[tracing::instrument(skip_all)]
+    async fn watch_orders(
+        &self,
+        request: Request<pb::WatchOrdersRequest>,
+    ) -> Result<Response<Self::WatchOrdersStream>, Status> {
+        let token = resume_token(&request.into_inner().resume_token).map_err(status)?;
+        let permit = self.0.watcher()?;
+        let app = self.0.app.clone();
+        let following = app
+            .watch_orders(token, self.0.watch_buffer)
+            .await
+            .map_err(|e| refused(e, token, app.durability().status().mode == "redis"))?;
+        let convert = move |token, change| order_change(token, change, &app.engine().network());
+        Ok(Response::new(Watch::new(
+            &self.0, following, permit, convert,
+        )))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn reserve(
         &self,

@@ -42,3 +42,4 @@ mod transport;
 mod unsettled;
 mod validation;
 mod waves;
+mod watch;

@@ -497,7 +497,7 @@ async fn extend_update_and_release_change_a_hold() {
     assert_eq!(node_atp(&app.item("SKU-1").await, "DC-EAST"), 10);
 }
 
-fn ship(order: &str, sku: &str, node: &str, quantity: i64) -> pb::SupplyUpdate {
+pub fn ship(order: &str, sku: &str, node: &str, quantity: i64) -> pb::SupplyUpdate {
     pb::SupplyUpdate {
         sku: sku.into(),
         node_id: node.into(),

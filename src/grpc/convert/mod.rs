@@ -21,6 +21,7 @@ mod explain;
 mod orders;
 mod rate_card;
 mod sync;
+mod watch;
 
 pub use audit::{audit_page, audit_query, history_limit, position_history};
 pub use explain::explain_response;
@@ -28,6 +29,7 @@ pub use orders::{
     promise_request, promise_response, reservation, reserve_request, route_request, route_response,
 };
 pub use sync::{opened, part_outcome, sync_ack};
+pub use watch::{availability_change, order_change};
 
 type Violations = Vec<FieldViolation>;
 

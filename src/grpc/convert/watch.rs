@@ -1,0 +1,101 @@
+//! Watch events to protobuf.
+
+use std::sync::Arc;
+
+use super::{reservation, timestamp};
+use crate::checkpoint::tail::EntryId;
+use crate::grpc::pb;
+use crate::network::Network;
+use crate::reserve::Held;
+use crate::watch::{AvailabilityChange, OrderChange, OrderEventKind, Why};
+
+fn kind(why: &Why) -> pb::ChangeKind {
+    use pb::ChangeKind::*;
+    match why.cause.action.as_str() {
+        "apply_batch" if why.shipped => Ship,
+        "apply_batch" | "commit_sync" => Feed,
+        "reserve" | "update_reservation" | "extend" | "release" | "promise"
+        | "route_and_reserve" => Reservation,
+        "expire" => Expiry,
+        "commit" => Commit,
+        "repair" => Repair,
+        action if action.starts_with("upsert_") || action == "set_safety_stock" => Network,
+        _ => Unspecified,
+    }
+}
+
+fn cause(why: Why) -> pb::ChangeCause {
+    let kind = kind(&why);
+    let (source_id, seq) = why.source_seq.unwrap_or_default();
+    pb::ChangeCause {
+        kind: kind.into(),
+        at: Some(timestamp(why.cause.at_ms)),
+        action: why.cause.action,
+        actor: why.cause.actor,
+        request_id: why.cause.request_id,
+        source_id,
+        seq,
+        reservation_ids: why.reservation_ids,
+        order_ids: why.order_ids,
+    }
+}
+
+pub fn availability_change(token: EntryId, change: AvailabilityChange) -> pb::AvailabilityChange {
+    let positions = change
+        .positions
+        .into_iter()
+        .map(|f| pb::WatchedPosition {
+            sku: f.sku,
+            node_id: f.node_id,
+            atp: f.atp,
+            on_hand: f.totals.on_hand,
+            reserved: f.totals.reserved,
+            allocated: f.totals.allocated,
+            safety_stock: f.safety_stock,
+            inbound: f.totals.inbound,
+        })
+        .collect();
+    pb::AvailabilityChange {
+        token: token.to_string(),
+        cause: Some(cause(change.why)),
+        positions,
+        network_changed: change.network_changed,
+    }
+}
+
+/// `network` names the reservations' nodes and groups.
+pub fn order_change(
+    token: EntryId,
+    change: OrderChange,
+    network: &Arc<Network>,
+) -> pb::OrderChange {
+    let events = change
+        .reservations
+        .into_iter()
+        .map(|r| {
+            let kind = match OrderEventKind::of(&change.why, &r) {
+                OrderEventKind::Held => pb::OrderEventKind::Held,
+                OrderEventKind::Updated => pb::OrderEventKind::Updated,
+                OrderEventKind::Released => pb::OrderEventKind::Released,
+                OrderEventKind::Expired => pb::OrderEventKind::Expired,
+                OrderEventKind::Committed => pb::OrderEventKind::Committed,
+                OrderEventKind::Shipped => pb::OrderEventKind::Shipped,
+            };
+            let version = r.version;
+            let held = Held {
+                reservation: r,
+                network: network.clone(),
+            };
+            pb::OrderEvent {
+                kind: kind.into(),
+                reservation: Some(reservation(held)),
+                version,
+            }
+        })
+        .collect();
+    pb::OrderChange {
+        token: token.to_string(),
+        cause: Some(cause(change.why)),
+        events,
+    }
+}

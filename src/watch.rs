@@ -1,0 +1,215 @@
+//! What watchers see of the journal: each durable record read back as a change of watched
+//! positions (with their figures as of the change) or of reservations, with its cause. Made
+//! from journal records only, so a change that was undone is never seen.
+
+use std::collections::HashSet;
+
+use crate::engine::Engine;
+use crate::error::{Error, FieldViolation, Result};
+use crate::index::{position_images, Totals};
+use crate::mutation::{Cause, StoredRecord};
+use crate::reservation::{Reservation, State};
+use crate::view::AtpView;
+
+/// Which positions a watcher is shown; resolved against the network when the watch starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchFilter {
+    /// Empty: every SKU.
+    pub skus: HashSet<String>,
+    /// Node ids, with the members of the groups asked for; empty: every node.
+    pub nodes: HashSet<String>,
+}
+
+impl WatchFilter {
+    /// Checks the filter's ids against the network and bounds its size by `max_pairs`.
+    pub fn resolve(
+        engine: &Engine,
+        skus: Vec<String>,
+        node_ids: Vec<String>,
+        group_ids: Vec<String>,
+    ) -> Result<Self> {
+        let network = engine.network();
+        let limits = &engine.config().limits;
+        let mut violations = Vec::new();
+        if skus.len() + node_ids.len() + group_ids.len() > limits.max_pairs {
+            violations.push(FieldViolation::new(
+                "skus",
+                format!(
+                    "at most {} SKUs, nodes and groups together",
+                    limits.max_pairs
+                ),
+            ));
+        }
+        for (i, sku) in skus.iter().enumerate() {
+            if sku.is_empty() || sku.len() > limits.max_field_len {
+                violations.push(FieldViolation::new(
+                    format!("skus[{i}]"),
+                    format!("must be 1 to {} bytes", limits.max_field_len),
+                ));
+            }
+        }
+        let mut nodes: HashSet<String> = HashSet::new();
+        for (i, id) in node_ids.into_iter().enumerate() {
+            if network.node_idx(&id).is_none() {
+                violations.push(FieldViolation::new(
+                    format!("node_ids[{i}]"),
+                    "unknown node",
+                ));
+            }
+            nodes.insert(id);
+        }
+        for (i, id) in group_ids.iter().enumerate() {
+            match network.group_members(id) {
+                Some(members) => nodes.extend(members.iter().map(|&n| network.node(n).id.clone())),
+                None => violations.push(FieldViolation::new(
+                    format!("group_ids[{i}]"),
+                    "unknown group",
+                )),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        Ok(Self {
+            skus: skus.into_iter().collect(),
+            nodes,
+        })
+    }
+
+    fn admits(&self, sku: &str, node_id: &str) -> bool {
+        (self.skus.is_empty() || self.skus.contains(sku))
+            && (self.nodes.is_empty() || self.nodes.contains(node_id))
+    }
+}
+
+/// A position's figures after a change, as of the change's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Figures {
+    pub sku: String,
+    pub node_id: String,
+    pub atp: i64,
+    pub safety_stock: i64,
+    pub totals: Totals,
+}
+
+/// The cause of a journaled change, and the ids it names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Why {
+    pub cause: Cause,
+    pub source_seq: Option<(String, u64)>,
+    pub reservation_ids: Vec<String>,
+    pub order_ids: Vec<String>,
+    /// A feed batch that changed reservations shipped them.
+    pub shipped: bool,
+}
+
+/// One journaled change of watched positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvailabilityChange {
+    pub why: Why,
+    pub positions: Vec<Figures>,
+    pub network_changed: bool,
+}
+
+/// One journaled change of reservations, each as the change left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderChange {
+    pub why: Why,
+    pub reservations: Vec<Reservation>,
+}
+
+fn why(record: &StoredRecord<'_>) -> Why {
+    let cause = record.cause.clone().unwrap_or_default();
+    Why {
+        shipped: cause.action == "apply_batch" && !record.reservations.is_empty(),
+        cause,
+        source_seq: record.source_seq.map(|(s, seq)| (s.to_owned(), seq)),
+        reservation_ids: record.reservation_ids(),
+        order_ids: record.order_ids(),
+    }
+}
+
+/// The change a record makes to positions `filter` watches, if any (every network change).
+pub fn availability_change(
+    engine: &Engine,
+    filter: &WatchFilter,
+    bytes: &[u8],
+) -> Result<Option<AvailabilityChange>> {
+    let mut record = StoredRecord::decode(bytes).map_err(damaged)?;
+    let images = position_images(&mut record.effects).map_err(damaged)?;
+    let network = engine.network();
+    let why = why(&record);
+    let view = AtpView::at(engine, &network, why.cause.at_ms);
+    let mut positions: Vec<Figures> = Vec::new();
+    for (sku, position) in images {
+        let Some(node) = network.nodes().get(position.node() as usize) else {
+            continue;
+        };
+        if !filter.admits(sku, &node.id) {
+            continue;
+        }
+        let figures = Figures {
+            sku: sku.to_owned(),
+            node_id: node.id.clone(),
+            atp: view.atp(&position),
+            safety_stock: view.base_safety(position.node(), Some(&position)),
+            totals: position.totals(),
+        };
+        // A record's last image of a position is what its change left there.
+        match positions
+            .iter_mut()
+            .find(|f| f.sku == figures.sku && f.node_id == figures.node_id)
+        {
+            Some(earlier) => *earlier = figures,
+            None => positions.push(figures),
+        }
+    }
+    let network_changed = record.network.is_some();
+    Ok(
+        (network_changed || !positions.is_empty()).then_some(AvailabilityChange {
+            why,
+            positions,
+            network_changed,
+        }),
+    )
+}
+
+/// The change a record makes to reservations, if any.
+pub fn order_change(bytes: &[u8]) -> Result<Option<OrderChange>> {
+    let record = StoredRecord::decode(bytes).map_err(damaged)?;
+    let why = why(&record);
+    Ok((!record.reservations.is_empty()).then_some(OrderChange {
+        why,
+        reservations: record.reservations,
+    }))
+}
+
+/// What happened to a reservation in a change of `why`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEventKind {
+    Held,
+    Updated,
+    Released,
+    Expired,
+    Committed,
+    Shipped,
+}
+
+impl OrderEventKind {
+    pub fn of(why: &Why, reservation: &Reservation) -> Self {
+        match reservation.state {
+            State::Released => Self::Released,
+            State::Expired => Self::Expired,
+            State::Shipped => Self::Shipped,
+            State::Committed if why.shipped => Self::Shipped,
+            State::Committed if why.cause.action == "commit" => Self::Committed,
+            State::Held if reservation.version <= 1 => Self::Held,
+            State::Committed | State::Held => Self::Updated,
+        }
+    }
+}
+
+fn damaged(error: crate::codec::CodecError) -> Error {
+    tracing::warn!(%error, "a journal record a watcher read does not decode");
+    Error::Unavailable(format!("a journal record does not decode: {error}"))
+}
