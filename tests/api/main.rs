@@ -41,5 +41,5 @@ mod traces;
 mod transport;
 mod unsettled;
 mod validation;
-mod waves;
 mod watch;
+mod waves;
