@@ -68,6 +68,7 @@ pub mod config;
 pub mod connections;
 pub mod grpc;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod network_file;
 pub mod request_bytes;

@@ -21,6 +21,7 @@ mod helpers;
 mod http;
 mod http_client;
 mod http_webhooks;
+mod import;
 mod ingest;
 mod model;
 mod mutating;
