@@ -11,12 +11,12 @@ use promised::import::{FileError, RowError};
 
 use crate::helpers::*;
 
-const HEADER: &str = "sku,node,supply type,quantity,reference,eta,as of\n";
-const AT: &str = "2026-03-02T15:00:00Z";
+pub const HEADER: &str = "sku,node,supply type,quantity,reference,eta,as of\n";
+pub const AT: &str = "2026-03-02T15:00:00Z";
 
 /// WMS-EAST calls SKU-1 `ITEM-9` and counts it in cases of 12, calls SKU-n `ITEM-n` otherwise,
 /// and calls DC-EAST `WH1`.
-async fn east_codes(app: &mut TestApp) {
+pub async fn east_codes(app: &mut TestApp) {
     let mapping = pb::SourceMapping {
         source_id: "WMS-EAST".into(),
         items: [

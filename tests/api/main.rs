@@ -20,6 +20,7 @@ mod flood;
 mod helpers;
 mod http;
 mod http_client;
+mod http_upload;
 mod http_webhooks;
 mod import;
 mod ingest;
