@@ -110,6 +110,37 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI document of the HTTP/JSON edge (the one it serves at /openapi.json).
     Openapi,
+    /// Send a supply CSV to a running server, as SET batches or (--full) a full sync.
+    Import(ImportArgs),
+}
+
+/// Flags of `import`: a client of the gRPC API.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The CSV: a header naming sku, node, supply type, quantity, as of (RFC 3339), and
+    /// optionally reference and eta; codes are the source's own.
+    pub file: PathBuf,
+    /// The source whose supply the file states
+    #[arg(long)]
+    pub source: String,
+    /// A full sync per supply type: positions of the source the file leaves out become zero
+    #[arg(long)]
+    pub full: bool,
+    /// Commit a full sync past the wipe guard
+    #[arg(long, requires = "full")]
+    pub force: bool,
+    /// The server's gRPC address (https:// with --tls-ca)
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+    /// Bearer token (an API key or a JWT) with scope supply:write:<source>
+    #[arg(long)]
+    pub token: Option<String>,
+    /// CA (PEM) that signed the server's certificate: the connection is TLS
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Rows per batch or sync part
+    #[arg(long, default_value_t = 5000)]
+    pub rows_per_call: usize,
 }
 
 /// Flags of `serve` (and of the demo example); each also reads the environment variable named in its help.

@@ -12,7 +12,9 @@
 //!   with health and reflection), [`http`] (the same API as resource-style HTTP/JSON routes
 //!   that call the gRPC adapters, webhooks for supply batches, the OpenAPI document), and
 //!   [`network_file`] (a network loaded from TOML or YAML at
-//!   start). [`auth`] verifies credentials (API keys, JWTs, client certificates) for any edge.
+//!   start). [`import`] reads supply CSV files incrementally for `promised import` and the
+//!   HTTP upload, which send them through the `Supply` API. [`auth`] verifies credentials
+//!   (API keys, JWTs, client certificates) for any edge.
 //! - **Application** [`app`]: the one writer. Each mutating method checks that the store can
 //!   take a write, runs the core operation, makes its record durable through [`checkpoint`],
 //!   and only then answers. [`watch`] reads durable journal records back as the changes
@@ -70,6 +72,7 @@ pub mod config;
 pub mod connections;
 pub mod grpc;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod network_file;
 pub mod request_bytes;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use clap::Parser;
 use promised::clock::SystemClock;
 use promised::config::{process_env, Cli, Command, Config};
+use promised::grpc::client;
 use promised::http::{openapi, routes};
 use promised::server::{shutdown_signal, Application};
 use promised::telemetry;
@@ -36,6 +37,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Openapi => {
             let document = openapi::document(&routes::table());
             println!("{}", serde_json::to_string_pretty(&document)?);
+            Ok(())
+        }
+        Command::Import(args) => {
+            let summary = client::import_file(&args).await?;
+            print!("{summary}");
             Ok(())
         }
     }

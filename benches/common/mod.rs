@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use promised::app::App;
+use promised::app::{App, Caller};
 use promised::checkpoint::Durability;
 use promised::clock::{ManualClock, UnixMillis};
 use promised::domain::{BatchOutcome, Day, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
@@ -38,6 +38,18 @@ pub async fn load_demo_network(engine: &Engine, durability: &Durability) {
     network_file::apply(demo, &app)
         .await
         .expect("the demo network is valid");
+    // The demo's Memphis 3PL sends files in its own codes; the benches feed every DC and 3PL
+    // through WMS in SKU ids, so WMS owns Memphis again here, as it did before that source.
+    let mut wms = engine
+        .network()
+        .source("WMS")
+        .expect("the demo network has WMS")
+        .def
+        .clone();
+    wms.owned_node_ids.push("3PL-MEMPHIS-TN".into());
+    app.upsert_sources(&Caller::system("bench"), vec![wms])
+        .await
+        .expect("WMS owns Memphis");
 }
 
 /// Whether the program runs as a benchmark (`cargo bench`) rather than as a smoke test

@@ -1,7 +1,9 @@
 //! The demo (`cargo run --release --example demo`): the service in memory with a 50-node US
 //! network, a synthetic catalogue and a feed that keeps streaming supply through the real gRPC
-//! ingest API, as a WMS, store POS systems and an ERP would. It uses the service the way any
-//! client does: the library to start it, the generated gRPC client to feed it.
+//! ingest API, as a WMS, store POS systems and an ERP would; at start, the Memphis 3PL sends
+//! a CSV full sync in its own codes and cases, through the import `promised import` uses. It
+//! uses the service the way any client does: the library to start it, the generated gRPC
+//! client to feed it.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,9 +19,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use clap::Parser;
+use indicatif::ProgressBar;
 use promised::clock::{Clock, SystemClock};
 use promised::config::{process_env, Config, ServeArgs};
 use promised::domain::{Day, NodeKind};
+use promised::grpc::client;
+use promised::grpc::import::{self, Options, Summary};
 use promised::grpc::pb::{self, supply_client::SupplyClient};
 use promised::network::Network;
 use promised::network_file::{self, NetworkFile, DEMO_NETWORK_TOML};
@@ -74,8 +79,17 @@ async fn run(
     let catalogue = Catalogue::of(&app.engine().network(), skus);
     let target = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), app.grpc_addr().port());
     print_instructions(target, app.http_addr(), app.metrics_addr());
+    let synced = tokio::spawn(third_party_sync(target));
     let stop = CancellationToken::new();
-    let feed = tokio::spawn(feed(target, catalogue, feed_rate, stop.clone()));
+    let feeding = stop.clone();
+    let feed = tokio::spawn(async move {
+        match synced.await {
+            Ok(Ok(summary)) => println!("the Memphis 3PL's CSV full sync:\n{summary}"),
+            Ok(Err(error)) => tracing::warn!(error = format!("{error:#}"), "3PL sync failed"),
+            Err(error) => tracing::warn!(%error, "3PL sync task failed"),
+        }
+        feed(target, catalogue, feed_rate, feeding).await
+    });
     let result = app
         .run_until_stopped(async {
             shutdown.await;
@@ -117,10 +131,37 @@ fn print_instructions(grpc: SocketAddr, http: SocketAddr, metrics: SocketAddr) {
     );
 }
 
+/// The Memphis 3PL's file, in its codes: item numbers or a GTIN, its warehouse code, cases of
+/// 12. The last row names an item its table does not map, to show a rejected line.
+const THIRD_PARTY_CSV: &str = "\
+sku,node,supply_type,quantity,as_of
+MEM-0001,MEM01,on_hand,40,{as_of}
+MEM-0002,MEM01,on_hand,5,{as_of}
+00012345000424,MEM01,on_hand,12,{as_of}
+MEM-9999,MEM01,on_hand,1,{as_of}
+";
+
+/// Sends the 3PL's file as a full sync, through the import `promised import` uses.
+async fn third_party_sync(target: SocketAddr) -> anyhow::Result<Summary> {
+    let as_of = chrono::DateTime::from_timestamp_millis(SystemClock.now_ms())
+        .context("the clock is in range")?
+        .to_rfc3339();
+    let csv = THIRD_PARTY_CSV.replace("{as_of}", &as_of);
+    let mut client = client::connect(&format!("http://{target}"), None, None).await?;
+    let options = Options {
+        source_id: "3PL-MEMPHIS".into(),
+        full: true,
+        force: false,
+        rows_per_call: 1000,
+    };
+    let input = std::io::Cursor::new(csv.into_bytes());
+    Ok(import::run(input, &mut client, &options, &ProgressBar::hidden()).await?)
+}
+
 /// What the synthetic feed knows of the demo network.
 struct Catalogue {
     skus: usize,
-    /// DCs and 3PL warehouses, owned by the WMS source.
+    /// DCs and 3PL warehouses owned by the WMS source.
     fulfilment: Vec<String>,
     /// Stores, owned by the POS source.
     stores: Vec<String>,
@@ -133,9 +174,16 @@ impl Catalogue {
             let nodes = nodes.filter(|n| (n.kind == NodeKind::Store) == stores);
             nodes.map(|n| n.id.clone()).collect()
         };
+        let wms = network
+            .source("WMS")
+            .map(|source| &source.def.owned_node_ids);
+        let fulfilment: Vec<String> = ids(false);
         Self {
             skus,
-            fulfilment: ids(false),
+            fulfilment: fulfilment
+                .into_iter()
+                .filter(|id| wms.is_some_and(|owned| owned.contains(id)))
+                .collect(),
             stores: ids(true),
         }
     }

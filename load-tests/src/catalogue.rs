@@ -19,7 +19,7 @@ pub fn sku(i: usize) -> String {
 /// What the load generator knows of the demo network (`promised::network_file::DEMO_NETWORK_TOML`).
 #[derive(Debug, Clone)]
 pub struct Network {
-    /// DCs and 3PL warehouses, whose on-hand and in-transit supply the `WMS` source owns.
+    /// DCs and 3PL warehouses whose on-hand and in-transit supply the `WMS` source owns.
     pub fulfilment: Vec<String>,
     /// Stores, whose on-hand supply the `POS` source owns.
     pub stores: Vec<String>,
@@ -42,8 +42,17 @@ impl Network {
                 .map(|n| n.id.clone())
                 .collect()
         };
+        // Only WMS's: the Memphis 3PL reports its own stock in its own codes.
+        let wms = network
+            .source("WMS")
+            .map(|source| &source.def.owned_node_ids);
+        let fulfilment: Vec<String> = ids(false);
+        let fulfilment = fulfilment
+            .into_iter()
+            .filter(|id| wms.is_some_and(|owned| owned.contains(id)))
+            .collect();
         Ok(Self {
-            fulfilment: ids(false),
+            fulfilment,
             stores: ids(true),
             places: nodes.iter().map(|n| (n.lat, n.lon)).collect(),
         })

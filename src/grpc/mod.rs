@@ -5,7 +5,9 @@
 mod admin;
 mod auth;
 mod availability;
+pub mod client;
 mod convert;
+pub mod import;
 mod promising;
 mod request_id;
 mod reservations;

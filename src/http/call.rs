@@ -162,7 +162,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// The query string's parameters, decoded (`+` is a space).
-fn query(query: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn query(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |text: &str| {
         let text = text.replace('+', " ");
         percent_encoding::percent_decode_str(&text)

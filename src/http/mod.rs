@@ -1,7 +1,8 @@
 //! The HTTP/JSON edge: every unary RPC on its own listener (`--http-addr`) as a resource-style
 //! route ([`routes`]), bodies in the canonical proto3 JSON mapping ([`json`]), refusals as
 //! `google.rpc.Status` JSON ([`error`]), supply batches as signed, idempotent webhook
-//! deliveries ([`webhook`]), and the OpenAPI document of it all at `/openapi.json`
+//! deliveries ([`webhook`]), supply CSV files uploaded and imported as they stream in
+//! ([`upload`]), and the OpenAPI document of it all at `/openapi.json`
 //! ([`openapi`]). A route admits its caller for the gRPC method it ends in and calls that
 //! method's adapter, so both edges share scopes, conversions and `App` methods.
 //!
@@ -15,6 +16,7 @@ mod error;
 pub mod json;
 pub mod openapi;
 pub mod routes;
+mod upload;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodFilter, MethodRouter};
+use axum::routing::{get, post, MethodFilter, MethodRouter};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
@@ -69,6 +71,11 @@ pub fn router(edge: Edge) -> Router {
     for (path, routes) in paths {
         router = router.route(&path, methods(&edge, routes));
     }
+    let uploads = edge.clone();
+    router = router.route(
+        upload::PATH,
+        post(move |source, request| upload::handle(uploads, source, request)),
+    );
     router
         .fallback(|| async {
             error::refusal(StatusCode::NOT_FOUND, Code::NotFound, "no such route")

@@ -383,7 +383,8 @@ async fn the_service_and_unauthenticated_callers_are_named_in_the_trail() {
             ("upsert_nodes", ""),
             ("upsert_sources", ""),
             ("upsert_service_levels", ""),
-            ("upsert_postal_codes", "")
+            ("upsert_postal_codes", ""),
+            ("upsert_mappings", "")
         ]
     );
     assert!(by("anonymous").contains(&("reserve", "anonymous-1")));

@@ -220,7 +220,7 @@ fn source_kind(raw: i32) -> Option<SourceKind> {
     }
 }
 
-fn supply_type_pb(supply_type: SupplyType) -> pb::SupplyType {
+pub(crate) fn supply_type_pb(supply_type: SupplyType) -> pb::SupplyType {
     match supply_type {
         SupplyType::OnHand => pb::SupplyType::OnHand,
         SupplyType::InTransit => pb::SupplyType::InTransit,
