@@ -16,8 +16,8 @@ promising, _ = stubs("promising")
 reservations, reservations_grpc = stubs("reservations")
 routing, routing_grpc = stubs("routing")
 
-# The demo's WMS owns on-hand at its DCs and 3PL warehouses, so orders routed there are
-# confirmed by the WMS feed.
+# The demo's WMS owns on-hand at its DCs (a 3PL warehouse may have a source of its own), so
+# orders routed to DCs are confirmed by the WMS feed.
 WAREHOUSE_SOURCE = "WMS"
 
 
@@ -27,14 +27,14 @@ def main():
     order_id = f"order-{uuid.uuid4()}"
     reservation_id = f"oms-{order_id}"
 
-    # 1. The cheapest plan from DCs and 3PL warehouses, held in the same call.
+    # 1. The cheapest plan from the DCs, held in the same call.
     request = routing.RouteRequest(
         order_id=order_id,
         lines=[promising.PromiseLine(sku=sku, quantity=3)],
         destination=promising.Destination(**DESTINATION),
         service_level="GROUND",
         constraints=routing.RouteConstraints(
-            allowed_node_kinds=[network.NODE_KIND_DC, network.NODE_KIND_THIRD_PARTY]
+            allowed_node_kinds=[network.NODE_KIND_DC]
         ),
         alternatives=2,
         reserve=True,

@@ -9,8 +9,8 @@
 import { randomUUID } from "node:crypto";
 import { DESTINATION, check, clients, ship, skuInStock } from "./client";
 
-// The demo's WMS owns on-hand at its DCs and 3PL warehouses, so orders routed there are
-// confirmed by the WMS feed.
+// The demo's WMS owns on-hand at its DCs (a 3PL warehouse may have a source of its own), so
+// orders routed to DCs are confirmed by the WMS feed.
 const WAREHOUSE_SOURCE = "WMS";
 
 async function main() {
@@ -19,13 +19,13 @@ async function main() {
   const orderId = `order-${randomUUID()}`;
   const reservationId = `oms-${orderId}`;
 
-  // 1. The cheapest plan from DCs and 3PL warehouses, held in the same call.
+  // 1. The cheapest plan from the DCs, held in the same call.
   const routed = await c.routeOrder({
     orderId,
     lines: [{ sku, quantity: 3 }],
     destination: DESTINATION,
     serviceLevel: "GROUND",
-    constraints: { allowedNodeKinds: ["NODE_KIND_DC", "NODE_KIND_THIRD_PARTY"] },
+    constraints: { allowedNodeKinds: ["NODE_KIND_DC"] },
     alternatives: 2,
     reserve: true,
     reservationId,
