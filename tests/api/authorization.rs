@@ -28,6 +28,7 @@ enum Rpc {
     UpsertServiceLevels,
     UpsertPostalCodes,
     UpsertMappings,
+    UpsertItems,
     SetSafetyStock,
     GetStats,
     CheckInvariants,
@@ -35,6 +36,7 @@ enum Rpc {
     GetPositionHistory,
     GetAvailability,
     Explain,
+    WatchAvailability,
     PromiseOrder,
     /// `PromiseOrder` holding its plan.
     PromiseAndReserve,
@@ -44,6 +46,7 @@ enum Rpc {
     Get,
     Commit,
     Release,
+    WatchOrders,
     RouteOrder,
     /// `RouteOrder` holding its plan.
     RouteAndReserve,
@@ -60,13 +63,14 @@ enum Rpc {
 
 /// In an order in which each call succeeds when allowed (the reservation calls follow one
 /// reservation from its retry to its release).
-const RPCS: [Rpc; 31] = [
+const RPCS: [Rpc; 34] = [
     Rpc::UpsertNodes,
     Rpc::UpsertGroups,
     Rpc::UpsertSources,
     Rpc::UpsertServiceLevels,
     Rpc::UpsertPostalCodes,
     Rpc::UpsertMappings,
+    Rpc::UpsertItems,
     Rpc::SetSafetyStock,
     Rpc::GetStats,
     Rpc::CheckInvariants,
@@ -74,6 +78,7 @@ const RPCS: [Rpc; 31] = [
     Rpc::GetPositionHistory,
     Rpc::GetAvailability,
     Rpc::Explain,
+    Rpc::WatchAvailability,
     Rpc::PromiseOrder,
     Rpc::PromiseAndReserve,
     Rpc::Reserve,
@@ -82,6 +87,7 @@ const RPCS: [Rpc; 31] = [
     Rpc::Get,
     Rpc::Commit,
     Rpc::Release,
+    Rpc::WatchOrders,
     Rpc::RouteOrder,
     Rpc::RouteAndReserve,
     Rpc::RouteOrders,
@@ -113,12 +119,14 @@ impl Rpc {
         use Rpc::*;
         match self {
             UpsertNodes | UpsertGroups | UpsertSources | UpsertServiceLevels
-            | UpsertPostalCodes | UpsertMappings | SetSafetyStock => &["admin:network"],
-            GetStats | ListAudit | GetPositionHistory | Explain | ListRejections => {
+            | UpsertPostalCodes | UpsertMappings | UpsertItems | SetSafetyStock => {
+                &["admin:network"]
+            }
+            GetStats | ListAudit | GetPositionHistory | Explain | ListRejections | WatchOrders => {
                 &["insights:read"]
             }
             CheckInvariants => &["admin:repair"],
-            GetAvailability => &["availability:read"],
+            GetAvailability | WatchAvailability => &["availability:read"],
             PromiseOrder => &["promise"],
             PromiseAndReserve => &["promise", "reserve"],
             Reserve | Update | Extend | Get | Commit | Release => &["reserve"],
@@ -263,6 +271,29 @@ async fn call(
             };
             drop(admin.upsert_mappings(ask!(request)).await?)
         }
+        Rpc::UpsertItems => {
+            let item = pb::Item {
+                sku: "SKU-1".into(),
+                weight: 1.5,
+                ..Default::default()
+            };
+            let request = pb::UpsertItemsRequest { items: vec![item] };
+            drop(admin.upsert_items(ask!(request)).await?)
+        }
+        // A watch is answered once it is admitted; dropping the stream ends it.
+        Rpc::WatchAvailability => {
+            let request = pb::WatchAvailabilityRequest {
+                skus: vec!["SKU-1".into()],
+                ..Default::default()
+            };
+            let mut availability = AvailabilityClient::new(channel.clone());
+            drop(availability.watch_availability(ask!(request)).await?)
+        }
+        Rpc::WatchOrders => drop(
+            reservations
+                .watch_orders(ask!(pb::WatchOrdersRequest::default()))
+                .await?,
+        ),
         Rpc::SetSafetyStock => {
             let entry = pb::SafetyStockEntry {
                 sku: "SKU-1".into(),
