@@ -23,6 +23,8 @@ pub enum Mutating {
     UpsertSources,
     UpsertServiceLevels,
     UpsertPostalCodes,
+    UpsertMappings,
+    UpsertItems,
     SetSafetyStock,
     /// `CheckInvariants` with `repair`.
     Repair,
@@ -36,17 +38,23 @@ pub enum Mutating {
     PromiseAndReserve,
     /// `RouteOrder` with `reserve`.
     RouteAndReserve,
+    /// `RouteOrders` with an order that reserves.
+    WaveAndReserve,
+    /// `CommitSync`, after the `BeginSync` and `SyncPart` it commits (which journal nothing).
+    CommitSync,
     StreamUpdates,
 }
 
 /// Every mutating RPC, in an order in which each succeeds after [`prepare`] (the reservation
 /// calls act on the holds it made).
-pub const MUTATING: [Mutating; 16] = [
+pub const MUTATING: [Mutating; 20] = [
     Mutating::UpsertNodes,
     Mutating::UpsertGroups,
     Mutating::UpsertSources,
     Mutating::UpsertServiceLevels,
     Mutating::UpsertPostalCodes,
+    Mutating::UpsertMappings,
+    Mutating::UpsertItems,
     Mutating::SetSafetyStock,
     Mutating::Repair,
     Mutating::ApplyBatch,
@@ -57,6 +65,8 @@ pub const MUTATING: [Mutating; 16] = [
     Mutating::Commit,
     Mutating::PromiseAndReserve,
     Mutating::RouteAndReserve,
+    Mutating::WaveAndReserve,
+    Mutating::CommitSync,
     Mutating::StreamUpdates,
 ];
 
@@ -70,6 +80,8 @@ impl Mutating {
             UpsertSources => "upsert_sources",
             UpsertServiceLevels => "upsert_service_levels",
             UpsertPostalCodes => "upsert_postal_codes",
+            UpsertMappings => "upsert_mappings",
+            UpsertItems => "upsert_items",
             SetSafetyStock => "set_safety_stock",
             Repair => "repair",
             ApplyBatch | StreamUpdates => "apply_batch",
@@ -80,6 +92,8 @@ impl Mutating {
             Commit => "commit",
             PromiseAndReserve => "promise",
             RouteAndReserve => "route_and_reserve",
+            WaveAndReserve => "route_wave_and_reserve",
+            CommitSync => "commit_sync",
         }
     }
 }
@@ -200,9 +214,34 @@ pub async fn send(call: Mutating, channel: &Channel, request_id: &str) -> Result
             };
             drop(reservations.commit(ask(commit, id)).await?);
         }
-        Mutating::PromiseAndReserve | Mutating::RouteAndReserve => {
+        Mutating::UpsertMappings => {
+            // POS's codes: WMS-EAST's feed calls below keep sending SKU ids.
+            let mapping = pb::SourceMapping {
+                source_id: "POS".into(),
+                items: vec![pb::ItemCode {
+                    code: "POS-0001".into(),
+                    sku: "SKU-1".into(),
+                }],
+                ..Default::default()
+            };
+            let mappings = pb::UpsertMappingsRequest {
+                mappings: vec![mapping],
+            };
+            drop(admin.upsert_mappings(ask(mappings, id)).await?);
+        }
+        Mutating::UpsertItems => {
+            let item = pb::Item {
+                sku: "SKU-1".into(),
+                weight: 1.5,
+                ..Default::default()
+            };
+            let items = pb::UpsertItemsRequest { items: vec![item] };
+            drop(admin.upsert_items(ask(items, id)).await?);
+        }
+        Mutating::PromiseAndReserve | Mutating::RouteAndReserve | Mutating::WaveAndReserve => {
             hold_plan(call, channel, id).await?;
         }
+        Mutating::CommitSync => full_sync(&mut supply, id).await?,
         Mutating::StreamUpdates => {
             let batches = tokio_stream::iter(vec![feed(4)]);
             let mut acks = supply.stream_updates(ask(batches, id)).await?.into_inner();
@@ -237,19 +276,58 @@ async fn hold_plan(call: Mutating, channel: &Channel, id: &str) -> Result<(), St
         };
         let mut promising = PromisingClient::new(channel.clone());
         drop(promising.promise_order(ask(promise, id)).await?);
-    } else {
-        let route = pb::RouteRequest {
-            order_id: "ORDER-2".into(),
-            lines,
-            destination,
-            service_level: "GROUND".into(),
-            reserve: true,
-            reservation_id: "routed".into(),
-            ttl_seconds: 600,
-            ..Default::default()
+        return Ok(());
+    }
+    let waved = call == Mutating::WaveAndReserve;
+    let route = pb::RouteRequest {
+        order_id: if waved { "ORDER-3" } else { "ORDER-2" }.into(),
+        lines,
+        destination,
+        service_level: "GROUND".into(),
+        reserve: true,
+        reservation_id: if waved { "waved" } else { "routed" }.into(),
+        ttl_seconds: 600,
+        ..Default::default()
+    };
+    let mut routing = RoutingClient::new(channel.clone());
+    if waved {
+        let wave = pb::RouteOrdersRequest {
+            orders: vec![route],
         };
-        let mut routing = RoutingClient::new(channel.clone());
+        drop(routing.route_orders(ask(wave, id)).await?);
+    } else {
         drop(routing.route_order(ask(route, id)).await?);
     }
+    Ok(())
+}
+
+/// WMS-EAST's full sync of on-hand at DC-EAST: 20 of SKU-1, newer than the batches before.
+async fn full_sync(supply: &mut SupplyClient<Channel>, id: &str) -> Result<(), Status> {
+    let (source_id, sync_id) = (String::from("WMS-EAST"), String::from("sync-1"));
+    let begin = pb::BeginSyncRequest {
+        source_id: source_id.clone(),
+        sync_id: sync_id.clone(),
+        supply_type: pb::SupplyType::OnHand.into(),
+        node_ids: vec!["DC-EAST".into()],
+        as_of: crate::helpers::as_of(START_MS + 1_000),
+    };
+    supply.begin_sync(ask(begin, id)).await?;
+    let part = pb::SyncPartRequest {
+        source_id: source_id.clone(),
+        sync_id: sync_id.clone(),
+        positions: vec![pb::SyncPosition {
+            sku: "SKU-1".into(),
+            node_id: "DC-EAST".into(),
+            quantity: 20,
+            ..Default::default()
+        }],
+    };
+    supply.sync_part(ask(part, id)).await?;
+    let commit = pb::CommitSyncRequest {
+        source_id,
+        sync_id,
+        force: false,
+    };
+    drop(supply.commit_sync(ask(commit, id)).await?);
     Ok(())
 }
