@@ -460,15 +460,21 @@ impl App {
             .apply(|| {
                 let cause = Caller::system("expiry").cause("expire", self.engine.now_ms());
                 let records = self.engine.expire_due().into_iter();
-                let records = records.filter_map(|m| m.into_parts().1).map(|mut record| {
-                    record.cause = Some(cause.clone());
-                    record
-                });
-                Ok(((), records.collect()))
+                let records: Vec<_> = records
+                    .filter_map(|m| m.into_parts().1)
+                    .map(|mut record| {
+                        record.cause = Some(cause.clone());
+                        record
+                    })
+                    .collect();
+                Ok((records.len(), records))
             })
             .await;
-        if let Err(error) = swept {
-            tracing::debug!(%error, "expiry not durable; it is retried at the next sweep");
+        match swept {
+            Ok(expired) => metrics::expired(expired),
+            Err(error) => {
+                tracing::debug!(%error, "expiry not durable; it is retried at the next sweep")
+            }
         }
         self.engine.expire_syncs();
     }

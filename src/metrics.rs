@@ -34,6 +34,8 @@ pub const POSITIONS: &str = "promised_positions";
 pub const RESIDENT_MEMORY: &str = "promised_process_resident_memory_bytes";
 pub const DURABLE: &str = "promised_durability_enabled";
 pub const RESERVATION_DRIFT: &str = "promised_reservation_drift";
+pub const RESERVATIONS: &str = "promised_reservations";
+pub const RESERVATIONS_EXPIRED: &str = "promised_reservations_expired_total";
 pub const OVERSOLD_POSITIONS: &str = "promised_oversold_positions";
 pub const JOURNAL_COMMIT: &str = "promised_journal_commit_seconds";
 pub const JOURNAL_GROUP: &str = "promised_journal_group_records";
@@ -97,6 +99,18 @@ enum Kind {
 
 /// Help text and unit of the metrics that have them, one row each, in one place.
 const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
+    (
+        Kind::Gauge,
+        RESERVATIONS,
+        None,
+        "Live reservations by state (held, committed).",
+    ),
+    (
+        Kind::Counter,
+        RESERVATIONS_EXPIRED,
+        None,
+        "Holds expired at their TTL (made durable).",
+    ),
     (
         Kind::Histogram,
         RPC_DURATION,
@@ -526,6 +540,8 @@ pub fn observe(stats: &Stats) {
     } else {
         1.0
     });
+    gauge!(RESERVATIONS, "state" => "held").set(stats.held_reservations as f64);
+    gauge!(RESERVATIONS, "state" => "committed").set(stats.committed_reservations as f64);
     for source in &stats.source_stats {
         let id = source.source_id.clone();
         gauge!(SOURCE_AGE, "source" => id.clone()).set(source.age_ms as f64 / 1000.0);
@@ -534,6 +550,12 @@ pub fn observe(stats: &Stats) {
     if let Some(bytes) = resident_memory_bytes() {
         gauge!(RESIDENT_MEMORY).set(bytes as f64);
     }
+}
+
+/// Counts holds one expiry sweep expired and made durable (a sweep of none registers the
+/// counter, so it is exported from the first sweep on).
+pub fn expired(holds: usize) {
+    counter!(RESERVATIONS_EXPIRED).increment(holds as u64);
 }
 
 /// Resident set size from `/proc/self/statm` (Linux); `None` elsewhere.
@@ -607,6 +629,30 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("promised_snapshot_generation 7"), "{body}");
+    }
+
+    #[test]
+    fn live_reservations_and_expired_holds_are_exported() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let stats = Stats {
+                held_reservations: 3,
+                committed_reservations: 2,
+                ..Stats::default()
+            };
+            observe(&stats);
+            expired(4);
+            expired(0);
+        });
+        let body = handle.render();
+        for expected in [
+            "promised_reservations{state=\"held\"} 3",
+            "promised_reservations{state=\"committed\"} 2",
+            "promised_reservations_expired_total 4",
+        ] {
+            assert!(body.contains(expected), "{expected} missing from\n{body}");
+        }
     }
 
     #[test]

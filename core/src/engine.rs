@@ -138,7 +138,7 @@ pub struct SourceStats {
 }
 
 /// Counts and feed states.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stats {
     pub nodes: u64,
     pub groups: u64,
@@ -150,6 +150,9 @@ pub struct Stats {
     pub durability: &'static str,
     pub source_stats: Vec<SourceStats>,
     pub rejections_logged: u64,
+    /// Live reservations: holds, and committed ones with allocations not all shipped.
+    pub held_reservations: u64,
+    pub committed_reservations: u64,
 }
 
 #[derive(Debug)]
@@ -607,6 +610,7 @@ impl Engine {
                 }
             })
             .collect();
+        let (held_reservations, committed_reservations) = self.shared.book.live_counts();
         Stats {
             nodes: network.nodes().len() as u64,
             groups: network.groups().len() as u64,
@@ -621,6 +625,8 @@ impl Engine {
             },
             source_stats,
             rejections_logged: self.shared.rejections.total(),
+            held_reservations,
+            committed_reservations,
         }
     }
 }

@@ -470,6 +470,22 @@ impl Book {
         }
     }
 
+    /// Live reservations: (held, committed), one book shard at a time (as
+    /// [`Book::visit_live`], each shard as of one instant).
+    pub fn live_counts(&self) -> (u64, u64) {
+        let (mut held, mut committed) = (0, 0);
+        for shard in self.shards.iter() {
+            for reservation in lock(shard).by_id.values() {
+                match reservation.state {
+                    State::Held => held += 1,
+                    State::Committed => committed += 1,
+                    _ => {}
+                }
+            }
+        }
+        (held, committed)
+    }
+
     /// Ids whose deadline is at or before `now_ms`, earliest first.
     pub fn due(&self, now_ms: UnixMillis, limit: usize) -> Vec<String> {
         lock(&self.deadlines)

@@ -623,6 +623,22 @@ mod tests {
     }
 
     #[test]
+    fn the_stats_count_live_holds_and_committed_reservations_but_not_ended_ones() {
+        let engine = engine(&["A"]);
+        stock(&engine, 1, "SKU", &[("A", 10)]);
+        for id in ["H1", "H2", "C", "R"] {
+            reserve(&engine, &hold(id, &[("SKU", "A", 1)]));
+        }
+        let _ = engine.commit("C", "ORDER-1").expect("committed");
+        let _ = engine.release("R").expect("released");
+        let stats = engine.stats();
+        assert_eq!(
+            (stats.held_reservations, stats.committed_reservations),
+            (2, 1)
+        );
+    }
+
+    #[test]
     fn a_reservation_short_on_one_line_holds_none_of_its_lines() {
         let engine = engine(&["A", "B"]);
         stock(&engine, 1, "SKU", &[("A", 10), ("B", 5)]);
