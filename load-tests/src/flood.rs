@@ -155,7 +155,7 @@ async fn probes(
     let large = large.map(|body| {
         on_own_thread(async move {
             let channel = connect(addr, 1).await?.remove(0);
-            Ok(large_caller(channel, body, until).await)
+            Ok(flood_caller(channel, Arc::new(vec![body]), 0, until).await)
         })
     });
     let small = on_own_thread(async move {
@@ -256,16 +256,6 @@ async fn flood_caller(
         let body = requests[next % requests.len()].clone();
         next += 1;
         calls.push(large_call(&mut grpc, body).await);
-    }
-    calls
-}
-
-/// Sends `body` over and over until `until`, one call at a time.
-async fn large_caller(channel: Channel, body: Bytes, until: Instant) -> Vec<(Code, u64)> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    let mut calls = Vec::new();
-    while Instant::now() < until {
-        calls.push(large_call(&mut grpc, body.clone()).await);
     }
     calls
 }
