@@ -26,6 +26,7 @@ mod import;
 mod ingest;
 mod model;
 mod mutating;
+mod nats;
 mod normalize;
 mod operations;
 mod promising;
