@@ -40,10 +40,8 @@ impl NatsServer {
     }
 
     fn configured(port: u16, name: &str, cluster: Option<String>) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "promised-test-nats-{}-{port}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("promised-test-nats-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("nats store directory");
         let config = dir.join("nats.conf");
         let store = dir.join("store");
@@ -155,13 +153,9 @@ impl NatsCluster {
         Self { members }
     }
 
-    /// Every member's URL, comma-separated, as a client's server list.
-    pub fn urls(&self) -> String {
-        self.members
-            .iter()
-            .map(NatsServer::url)
-            .collect::<Vec<_>>()
-            .join(",")
+    /// Every member's URL: a client's server list (`async_nats::connect(&urls[..])`).
+    pub fn urls(&self) -> Vec<String> {
+        self.members.iter().map(NatsServer::url).collect()
     }
 }
 
@@ -183,12 +177,17 @@ async fn a_replicated_stream_survives_a_killed_member() {
         .await
         .expect("create a replicated stream");
     // A client that knows every member, as a feed or publisher would be configured.
-    let client = async_nats::connect(cluster.urls()).await.expect("connect");
+    let client = async_nats::connect(&cluster.urls()[..])
+        .await
+        .expect("connect");
     let writer = async_nats::jetstream::new(client);
     let publish = |n: u32| {
         let writer = writer.clone();
         async move {
-            let pending = writer.publish("harness.one", n.to_string().into()).await.ok()?;
+            let pending = writer
+                .publish("harness.one", n.to_string().into())
+                .await
+                .ok()?;
             pending.await.ok()
         }
     };
