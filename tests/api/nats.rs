@@ -210,3 +210,33 @@ async fn a_replicated_stream_survives_a_killed_member() {
     let mut stream = rejoined.get_stream("HARNESS").await.expect("stream");
     assert_eq!(stream.info().await.expect("info").state.messages, 2);
 }
+
+/// A lone server keeps what it acknowledged through `kill -9` (its store syncs every write):
+/// what the exactly-once tests need of the broker.
+#[tokio::test]
+async fn a_server_keeps_acknowledged_messages_through_a_kill() {
+    use async_nats::jetstream::stream;
+
+    let mut server = NatsServer::start();
+    let context = server.jetstream_ready().await;
+    context
+        .create_stream(stream::Config {
+            name: "HARNESS".into(),
+            subjects: vec!["harness.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create a stream");
+    for n in 0..10 {
+        let pending = context
+            .publish("harness.one", n.to_string().into())
+            .await
+            .expect("publish");
+        pending.await.expect("acknowledged");
+    }
+    server.kill();
+    server.resume();
+    let context = server.jetstream_ready().await;
+    let mut stream = context.get_stream("HARNESS").await.expect("stream");
+    assert_eq!(stream.info().await.expect("info").state.messages, 10);
+}
