@@ -17,6 +17,7 @@ use crate::auth::Identity;
 use crate::checkpoint::tail::{EntryId, Following};
 use crate::checkpoint::trail::{AuditPage, AuditQuery, PositionChange};
 use crate::checkpoint::{Durability, DurabilityStatus, Queued};
+use crate::consistency;
 use crate::deadline::Deadline;
 use crate::domain::{BatchOutcome, Node, NodeGroup, ServiceLevel, Source, SupplyBatch};
 use crate::engine::{Engine, SafetyStockEntry, Stats};
@@ -82,6 +83,14 @@ impl Caller {
     }
 }
 
+/// A queued change's answer once it is durable, noting its journal position for the answer's
+/// consistency token.
+async fn answered<T>(queued: Queued<T>) -> Result<T> {
+    let (answer, position) = queued.durable_at().await?;
+    consistency::wrote(position);
+    Ok(answer)
+}
+
 /// The span of one write: the core operation and, for [`App::write`], the wait for its
 /// record to be durable. Exported with traces only; otherwise disabled, costing one check.
 fn write_span(caller: &Caller, action: &str) -> tracing::Span {
@@ -133,12 +142,7 @@ impl App {
         action: &str,
         operation: impl FnOnce(&Engine) -> Result<Mutation<T>>,
     ) -> Result<T> {
-        let written = async {
-            self.submit(caller, action, operation)
-                .await?
-                .durable()
-                .await
-        };
+        let written = async { answered(self.submit(caller, action, operation).await?).await };
         written.instrument(write_span(caller, action)).await
     }
 
@@ -423,12 +427,12 @@ impl App {
             .filter_map(|order| Some(order.hold.as_ref()?.reservation_id.as_str()))
             .collect();
         self.settled(ids).await;
-        self.submit_records(caller, "route_wave_and_reserve", |engine| {
-            engine.route_wave(orders, deadline)
-        })
-        .await?
-        .durable()
-        .await
+        let queued = self
+            .submit_records(caller, "route_wave_and_reserve", |engine| {
+                engine.route_wave(orders, deadline)
+            })
+            .await?;
+        answered(queued).await
     }
 
     /// Checks every position against the live holds; with `repair`, fixes and journals drift.

@@ -44,6 +44,7 @@ pub const ENV_MAX_CONNECTIONS: &str = "PROMISED_MAX_CONNECTIONS";
 pub const ENV_MAX_IN_FLIGHT: &str = "PROMISED_MAX_IN_FLIGHT";
 pub const ENV_MAX_IN_FLIGHT_BYTES: &str = "PROMISED_MAX_IN_FLIGHT_BYTES";
 pub const ENV_MAX_WORK_MS: &str = "PROMISED_MAX_WORK_MS";
+pub const ENV_CONSISTENCY_WAIT_MS: &str = "PROMISED_CONSISTENCY_WAIT_MS";
 pub const ENV_HANDSHAKE_TIMEOUT_MS: &str = "PROMISED_HANDSHAKE_TIMEOUT_MS";
 pub const ENV_MAX_STREAMS_PER_CONNECTION: &str = "PROMISED_MAX_STREAMS_PER_CONNECTION";
 pub const ENV_FEED_IDLE_SECS: &str = "PROMISED_FEED_IDLE_SECS";
@@ -84,6 +85,7 @@ pub const DEFAULT_MAX_WATCHERS: usize = 256;
 pub const DEFAULT_WATCH_BUFFER: usize = 1_024;
 pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_WORK_MS: u64 = 2_000;
+pub const DEFAULT_CONSISTENCY_WAIT_MS: u64 = 1_000;
 pub const DEFAULT_LOG: &str = "info";
 pub const DEFAULT_REDIS_PREFIX: &str = "promised";
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 1_000;
@@ -215,6 +217,10 @@ pub struct ServeArgs {
     /// [env PROMISED_WATCH_BUFFER] [default 1024]
     #[arg(long)]
     pub watch_buffer: Option<String>,
+    /// Longest a call with `x-min-consistency-token` waits for the journal to reach it
+    /// [env PROMISED_CONSISTENCY_WAIT_MS] [default 1000]
+    #[arg(long)]
+    pub consistency_wait_ms: Option<String>,
     /// Open gRPC connections [env PROMISED_MAX_CONNECTIONS] [default 1000]
     #[arg(long)]
     pub max_connections: Option<String>,
@@ -343,6 +349,8 @@ pub struct Config {
     pub watch_buffer: usize,
     /// Longest a promise or route works; past it (or its caller's shorter timeout) it stops.
     pub max_work: Duration,
+    /// Longest a call waits for the journal to reach its `x-min-consistency-token`.
+    pub consistency_wait: Duration,
     pub connections: ConnectionLimits,
     pub engine: EngineConfig,
     pub log_filter: String,
@@ -459,6 +467,11 @@ impl Config {
                 &args.max_work_ms,
                 ENV_MAX_WORK_MS,
                 DEFAULT_MAX_WORK_MS,
+            )?),
+            consistency_wait: Duration::from_millis(s.pick(
+                &args.consistency_wait_ms,
+                ENV_CONSISTENCY_WAIT_MS,
+                DEFAULT_CONSISTENCY_WAIT_MS,
             )?),
             connections: connection_limits(args, &s)?,
             engine,

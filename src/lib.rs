@@ -70,6 +70,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod connections;
+pub mod consistency;
 pub mod grpc;
 pub mod http;
 pub mod import;

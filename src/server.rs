@@ -29,8 +29,9 @@ use crate::checkpoint::{Durability, Store};
 use crate::clock::{Clock, MonotonicClock};
 use crate::config::{AuthConfig, Config, ConnectionLimits};
 use crate::connections::{self, Admitted};
+use crate::consistency::Consistency;
 use crate::engine::Engine;
-use crate::grpc::{self, AuthLayer, Authentication, Handlers};
+use crate::grpc::{self, AuthLayer, Authentication, ConsistencyLayer, Handlers};
 use crate::http::{self, Edge, Webhooks};
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file;
@@ -172,7 +173,16 @@ impl Application {
             webhooks: Arc::new(Webhooks::new(self.webhook_secrets)),
         };
         let auth = AuthLayer::new(authentication);
-        let serving = spawn_grpc(routes, incoming, auth, in_flight, limits, &stop);
+        let consistency = ConsistencyLayer(edge.handlers.consistency.clone());
+        let serving = spawn_grpc(
+            routes,
+            incoming,
+            auth,
+            consistency,
+            in_flight,
+            limits,
+            &stop,
+        );
         let calls = connections::admit(
             self.http,
             limits.max_connections,
@@ -214,6 +224,10 @@ impl Application {
             watchers: Arc::new(Semaphore::new(self.config.max_watchers)),
             max_watchers: self.config.max_watchers,
             watch_buffer: self.config.watch_buffer,
+            consistency: Consistency::new(
+                self.app.durability().clone(),
+                self.config.consistency_wait,
+            ),
         }
     }
 }
@@ -265,6 +279,7 @@ fn spawn_grpc(
     routes: Routes,
     incoming: ReceiverStream<std::io::Result<Admitted>>,
     auth: AuthLayer,
+    consistency: ConsistencyLayer,
     in_flight: Arc<Semaphore>,
     limits: &ConnectionLimits,
     stop: &CancellationToken,
@@ -283,6 +298,8 @@ fn spawn_grpc(
         // Innermost: a shed call costs no verification; an admitted one reaches its handler
         // with its caller. Outside it, the request id is on refusals too.
         .layer(auth)
+        // Only an admitted call may wait for its consistency token.
+        .layer(consistency)
         .add_routes(routes);
     tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))
 }

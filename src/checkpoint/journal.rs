@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
+use redis::streams::StreamInfoStreamReply;
+use redis::AsyncCommands;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 use tracing::field::Empty;
 use tracing::{Instrument, Level, Span};
@@ -44,15 +46,15 @@ const PUBLISHED_DEPTH: usize = 4_096;
 pub(super) struct Pending {
     bytes: Vec<u8>,
     record: Record,
-    /// Told whether the record is in Redis.
-    done: oneshot::Sender<bool>,
+    /// Told the record's entry id once it is in Redis, `None` when it was taken back.
+    done: oneshot::Sender<Option<EntryId>>,
     /// The write that queued the record, which its commit's span links to; none when traces
     /// are off.
     span: Span,
 }
 
 impl Pending {
-    pub(super) fn new(record: Record) -> (Self, oneshot::Receiver<bool>) {
+    pub(super) fn new(record: Record) -> (Self, oneshot::Receiver<Option<EntryId>>) {
         let (done, told) = oneshot::channel();
         let span = if tracing::enabled!(target: telemetry::TARGET, Level::DEBUG) {
             Span::current()
@@ -90,6 +92,23 @@ pub(super) struct Handle {
     /// Every record once Redis has it, with its entry id, in journal order: what watchers
     /// follow. Sending never waits for a receiver.
     pub published: broadcast::Sender<Arc<Journaled>>,
+    /// The entry id of the newest durable record: moves before the callers of a group are
+    /// told, so a call answered with its record's id finds the journal there.
+    pub position: watch::Receiver<EntryId>,
+}
+
+/// The id of the newest entry the journal ever had (also when trimmed away since), or the
+/// zero id for a journal not yet written: where [`Handle::position`] starts.
+pub(super) async fn last_id(conn: &mut ConnectionManager, keys: &Keys) -> anyhow::Result<EntryId> {
+    // Asked before the writer starts, so nothing appends in between.
+    let exists: bool = conn.exists(&keys.journal).await?;
+    if !exists {
+        return Ok(EntryId::default());
+    }
+    let info: StreamInfoStreamReply = conn.xinfo_stream(&keys.journal).await?;
+    info.last_generated_id
+        .parse()
+        .map_err(|()| anyhow::anyhow!("the journal's last id {:?}", info.last_generated_id))
 }
 
 /// Starts the writer on its own task, so callers only ever queue records and wait.
@@ -98,9 +117,11 @@ pub(super) fn start(
     keys: Keys,
     engine: Engine,
     timeout: Duration,
+    last: EntryId,
 ) -> Handle {
     let (queue, pending) = mpsc::channel(QUEUE_DEPTH);
     let (up_tx, up) = watch::channel(true);
+    let (position_tx, position) = watch::channel(last);
     let (round_trips_tx, round_trips) = watch::channel(0);
     let handle = Handle {
         queue,
@@ -110,6 +131,7 @@ pub(super) fn start(
         fenced: Arc::default(),
         since_snapshot: Arc::default(),
         published: broadcast::channel(PUBLISHED_DEPTH).0,
+        position,
     };
     let committer = Committer {
         conn,
@@ -124,6 +146,7 @@ pub(super) fn start(
         metrics: JournalMetrics::new(),
         since_snapshot: handle.since_snapshot.clone(),
         published: handle.published.clone(),
+        position: position_tx,
     };
     tokio::spawn(committer.run());
     handle
@@ -145,6 +168,7 @@ struct Committer {
     /// Effects appended since the last snapshot, a trigger for the next one.
     since_snapshot: Arc<AtomicU64>,
     published: broadcast::Sender<Arc<Journaled>>,
+    position: watch::Sender<EntryId>,
 }
 
 impl Committer {
@@ -196,7 +220,7 @@ impl Committer {
         self.metrics.taken_back(records.len());
         self.engine.undo(records);
         for caller in callers {
-            let _ = caller.send(false);
+            let _ = caller.send(None);
         }
     }
 
@@ -267,6 +291,9 @@ impl Committer {
             .map(|p| u64::from(p.record.effects.count()))
             .sum();
         self.since_snapshot.fetch_add(effects, Ordering::Relaxed);
+        if let Some(&newest) = ids.last() {
+            self.position.send_replace(newest);
+        }
         let watched = self.published.receiver_count() > 0;
         let mut durable = Vec::with_capacity(if watched { group.len() } else { 0 });
         for (pending, id) in group.into_iter().zip(ids) {
@@ -277,7 +304,7 @@ impl Committer {
             if let Some(ticket) = record.ticket {
                 self.engine.settle(ticket);
             }
-            let _ = pending.done.send(true);
+            let _ = pending.done.send(Some(id));
             if watched {
                 durable.push(Journaled {
                     id,

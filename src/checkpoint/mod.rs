@@ -125,7 +125,14 @@ impl Store {
         let keys = Keys::new(&config.prefix);
         let (engine, recovery) = recovery::recover(&mut conn, &keys, engine_config, clock).await?;
         recovery.publish();
-        let journal = journal::start(conn.clone(), keys.clone(), engine.clone(), config.timeout);
+        let last = journal::last_id(&mut conn, &keys).await?;
+        let journal = journal::start(
+            conn.clone(),
+            keys.clone(),
+            engine.clone(),
+            config.timeout,
+            last,
+        );
         let store = Arc::new(Store {
             conn,
             keys,
@@ -379,7 +386,7 @@ fn not_applied(why: &str) -> Error {
 #[derive(Debug)]
 pub struct Queued<R> {
     answer: R,
-    waits: Vec<oneshot::Receiver<bool>>,
+    waits: Vec<oneshot::Receiver<Option<tail::EntryId>>>,
 }
 
 impl<R> Queued<R> {
@@ -387,14 +394,24 @@ impl<R> Queued<R> {
     /// case the change was undone (for several independent mutations, such as an expiry sweep,
     /// those after a failed one are undone too).
     pub async fn durable(self) -> Result<R> {
+        Ok(self.durable_at().await?.0)
+    }
+
+    /// [`Queued::durable`], with the entry id of its newest record (none when the change
+    /// wrote nothing or there is no journal): the journal position that holds the change.
+    pub async fn durable_at(self) -> Result<(R, Option<tail::EntryId>)> {
+        let mut newest = None;
         for told in self.waits {
-            if !matches!(told.await, Ok(true)) {
-                return Err(not_applied(
-                    "Redis did not take the journal write, and the change was undone",
-                ));
+            match told.await {
+                Ok(Some(id)) => newest = newest.max(Some(id)),
+                _ => {
+                    return Err(not_applied(
+                        "Redis did not take the journal write, and the change was undone",
+                    ))
+                }
             }
         }
-        Ok(self.answer)
+        Ok((self.answer, newest))
     }
 }
 
@@ -448,6 +465,31 @@ impl Durability {
         if let Durability::Redis(store) = self {
             store.until(settled).await;
         }
+    }
+
+    /// The journal position of the newest durable change; none without a journal.
+    pub fn position(&self) -> Option<tail::EntryId> {
+        match self {
+            Durability::Memory => None,
+            Durability::Redis(store) => Some(*store.journal.position.borrow()),
+        }
+    }
+
+    /// Waits at most `within` until the journal's durable position is at or past `token`;
+    /// answers where it is when the wait ends. Without a journal there is no position to
+    /// reach.
+    pub async fn reach(&self, token: tail::EntryId, within: Duration) -> Result<tail::EntryId> {
+        let Durability::Redis(store) = self else {
+            return Err(Error::FailedPrecondition(
+                "consistency tokens are journal positions; this service runs in memory only \
+                 (start it with --redis-url)"
+                    .into(),
+            ));
+        };
+        let mut position = store.journal.position.clone();
+        let _ = tokio::time::timeout(within, position.wait_for(|at| *at >= token)).await;
+        let at = *position.borrow();
+        Ok(at)
     }
 
     /// A page of the audit trail, which lives in the journal.

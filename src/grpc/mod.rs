@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod availability;
 pub mod client;
+mod consistency;
 mod convert;
 pub mod import;
 mod promising;
@@ -28,6 +29,7 @@ use tonic::metadata::MetadataMap;
 
 use crate::app::{App, Caller};
 use crate::clock::MonotonicClock;
+use crate::consistency::Consistency;
 use crate::deadline::Deadline;
 use crate::metrics::RpcMetrics;
 
@@ -44,6 +46,7 @@ pub mod pb {
 pub use admin::AdminService;
 pub use auth::{need, AuthLayer, Authentication};
 pub use availability::AvailabilityService;
+pub use consistency::{token_header, ConsistencyLayer};
 pub use promising::PromisingService;
 pub use request_id::RequestIdLayer;
 pub use reservations::ReservationService;
@@ -75,6 +78,8 @@ pub struct Handlers {
     pub max_watchers: usize,
     /// Messages one watch may have waiting for its client before it is ended as behind.
     pub watch_buffer: usize,
+    /// Gives answers their consistency tokens and holds calls until theirs is reached.
+    pub consistency: Consistency,
 }
 
 impl Handlers {

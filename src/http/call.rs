@@ -16,6 +16,7 @@ use super::routes::{matches, Input, Route};
 use super::webhook::{sequence_from_key, Webhooks};
 use super::{json, Edge};
 use crate::connections::Peer;
+use crate::grpc::token_header;
 
 /// Serves `request` by the first of `routes` (all on one axum path and method) it matches.
 pub async fn handle(edge: &Edge, routes: &[Route], request: Request) -> Response {
@@ -66,6 +67,7 @@ async fn serve(
     let identity =
         edge.authentication
             .admit_call(route.rpc, authorization, parts.extensions.get::<Peer>())?;
+    edge.handlers.consistent(&parts.headers).await?;
     let body = read_body(&parts.method, &parts.headers, body, edge.max_body_bytes).await?;
     let method = json::method(route.rpc)
         .ok_or_else(|| Status::unimplemented(format!("{} is not in the API", route.rpc)))?;
@@ -95,11 +97,15 @@ async fn serve(
         identity,
         method,
     };
-    let answered = (route.call)(edge.handlers.clone(), input).await?;
+    let call = (route.call)(edge.handlers.clone(), input);
+    let (answered, token) = edge.handlers.consistency.answer(call).await;
+    let answered = answered?;
     if let Some((source_id, key)) = &delivery {
         edge.webhooks.remember(source_id, key, &body, &answered);
     }
-    Ok(ok(answered))
+    let mut response = ok(answered);
+    token_header(response.headers_mut(), token);
+    Ok(response)
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {

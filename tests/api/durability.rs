@@ -38,7 +38,7 @@ fn store_of(app: &TestApp) -> Arc<Store> {
 }
 
 /// Recovers the stored state into a second engine, as a restart would.
-async fn recover(redis: &RedisServer, prefix: &str) -> anyhow::Result<Arc<Store>> {
+pub async fn recover(redis: &RedisServer, prefix: &str) -> anyhow::Result<Arc<Store>> {
     recover_at(redis, prefix, ManualClock::new(START_MS)).await
 }
 

@@ -12,6 +12,7 @@ mod availability;
 mod bad_input;
 mod binary;
 mod connections;
+mod consistency;
 mod contract;
 mod crash;
 mod deadlines;
