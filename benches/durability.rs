@@ -270,8 +270,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         redis.flush()?;
     }
     if settings.runs("query") {
-        summary
-            .extend(query_during_snapshot(&redis, settings.query_positions, settings.phase).await?);
+        summary.extend(
+            query_during_snapshots(&redis, settings.query_positions, settings.phase).await?,
+        );
         redis.flush()?;
     }
     redis.stop();
@@ -643,24 +644,43 @@ async fn writer(
     Ok(sample)
 }
 
-/// Availability latency (over gRPC to the real server, and in process) with and without
-/// snapshots running, and where a snapshot's CPU goes.
-async fn query_during_snapshot(
+/// The query section twice in one run: snapshots copying unpaced (the baseline), then paced
+/// to the service's default share of a core.
+async fn query_during_snapshots(
     redis: &RedisServer,
     positions: u64,
     phase: Duration,
 ) -> anyhow::Result<Vec<String>> {
+    let mut figures = Vec::new();
+    for percent in [100, promised::config::DEFAULT_SNAPSHOT_COPY_PERCENT] {
+        figures.extend(query_during_snapshot(redis, positions, phase, percent).await?);
+    }
+    Ok(figures)
+}
+
+/// Availability latency (over gRPC to the real server, and in process) with and without
+/// snapshots running, and where a snapshot's CPU goes, with snapshots copying at `percent`
+/// of a core.
+async fn query_during_snapshot(
+    redis: &RedisServer,
+    positions: u64,
+    phase: Duration,
+    percent: u32,
+) -> anyhow::Result<Vec<String>> {
     let skus = positions.div_ceil(NODES) as usize;
-    println!("\n## GetAvailability during snapshots: {skus} SKUs x {NODES} nodes, real server");
+    println!(
+        "\n## GetAvailability during snapshots copying at {percent} % of a core: {skus} SKUs x {NODES} nodes, real server"
+    );
     let args = ServeArgs {
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
         http_addr: Some("127.0.0.1:0".into()),
         redis_url: Some(redis.url()),
-        redis_prefix: Some("query".into()),
+        redis_prefix: Some(format!("query-{percent}")),
         redis_timeout_ms: Some("60000".into()),
         snapshot_interval_secs: Some("3600".into()),
         snapshot_after_effects: Some(u64::MAX.to_string()),
+        snapshot_copy_percent: Some(percent.to_string()),
         insecure_no_auth: true,
         ..ServeArgs::default()
     };
@@ -695,7 +715,7 @@ async fn query_during_snapshot(
     }
     let per = |secs: f64| Duration::from_secs_f64(secs / f64::from(CPU_SAMPLE_SNAPSHOTS));
     let cpu = format!(
-        "one snapshot alone: {} wall, {} CPU in this process, {} CPU in Redis (mean of {CPU_SAMPLE_SNAPSHOTS}, no queries)",
+        "copying at {percent} % of a core, one snapshot alone: {} wall, {} CPU in this process, {} CPU in Redis (mean of {CPU_SAMPLE_SNAPSHOTS}, no queries)",
         fmt_duration(started.elapsed() / CPU_SAMPLE_SNAPSHOTS),
         fmt_duration(per(own_cpu_secs()? - own_before)),
         fmt_duration(per(redis.cpu_secs()? - redis_before)),
@@ -745,7 +765,7 @@ async fn query_during_snapshot(
         );
         let ratio = during.p99.as_secs_f64() / idle.p99.as_secs_f64();
         figures.push(format!(
-            "availability of 1 SKU at all {NODES} nodes ({} positions), {label}: idle p50 {} p99 {} max {} ({} calls); during a snapshot ({} of {} each) p50 {} p99 {} max {} ({} calls); p99 ratio {ratio:.2}, target <= {QUERY_RATIO_TARGET}: {}",
+            "availability of 1 SKU at all {NODES} nodes ({} positions), snapshots copying at {percent} % of a core, {label}: idle p50 {} p99 {} max {} ({} calls); during a snapshot ({} of {} each) p50 {} p99 {} max {} ({} calls); p99 ratio {ratio:.2}, target <= {QUERY_RATIO_TARGET}: {}",
             load.updates,
             fmt_duration(idle.p50),
             fmt_duration(idle.p99),

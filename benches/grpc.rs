@@ -240,14 +240,17 @@ enum Call {
     Health,
     OneSkuOneNode,
     OneSkuAllNodes,
+    /// The same 50 nodes, answering the network total only (`totals_only`).
+    OneSkuAllNodesTotals,
     TwentySkusAllNodes,
 }
 
 impl Call {
-    const ALL: [Call; 4] = [
+    const ALL: [Call; 5] = [
         Self::Health,
         Self::OneSkuOneNode,
         Self::OneSkuAllNodes,
+        Self::OneSkuAllNodesTotals,
         Self::TwentySkusAllNodes,
     ];
 
@@ -256,6 +259,7 @@ impl Call {
             Self::Health => "health_check_empty_call",
             Self::OneSkuOneNode => "get_availability_1_sku_1_node",
             Self::OneSkuAllNodes => "get_availability_1_sku_50_nodes",
+            Self::OneSkuAllNodesTotals => "get_availability_1_sku_50_nodes_totals_only",
             Self::TwentySkusAllNodes => "get_availability_20_skus_50_nodes",
         }
     }
@@ -265,12 +269,13 @@ impl Call {
         let (skus, node_ids) = match self {
             Self::Health => return None,
             Self::OneSkuOneNode => (1, vec![one_node.to_owned()]),
-            Self::OneSkuAllNodes => (1, Vec::new()),
+            Self::OneSkuAllNodes | Self::OneSkuAllNodesTotals => (1, Vec::new()),
             Self::TwentySkusAllNodes => (QUERY_SKUS, Vec::new()),
         };
         Some(pb::AvailabilityRequest {
             skus: (0..skus).map(query_sku).collect(),
             node_ids,
+            totals_only: matches!(self, Self::OneSkuAllNodesTotals),
             ..pb::AvailabilityRequest::default()
         })
     }
@@ -334,6 +339,7 @@ impl Caller {
         for (call, items, nodes) in [
             (Call::OneSkuOneNode, 1, 1),
             (Call::OneSkuAllNodes, 1, nodes),
+            (Call::OneSkuAllNodesTotals, 1, 0),
             (Call::TwentySkusAllNodes, QUERY_SKUS, nodes),
         ] {
             let request = self.requests[call as usize].as_ref().expect("a request");

@@ -64,6 +64,7 @@ pub const ENV_REDIS_TIMEOUT_MS: &str = "PROMISED_REDIS_TIMEOUT_MS";
 pub const ENV_SNAPSHOT_INTERVAL_SECS: &str = "PROMISED_SNAPSHOT_INTERVAL_SECS";
 pub const ENV_SNAPSHOT_AFTER_EFFECTS: &str = "PROMISED_SNAPSHOT_AFTER_EFFECTS";
 pub const ENV_AUDIT_RETENTION_SECS: &str = "PROMISED_AUDIT_RETENTION_SECS";
+pub const ENV_SNAPSHOT_COPY_PERCENT: &str = "PROMISED_SNAPSHOT_COPY_PERCENT";
 pub const ENV_TLS_CERT: &str = "PROMISED_TLS_CERT";
 pub const ENV_TLS_KEY: &str = "PROMISED_TLS_KEY";
 pub const ENV_TLS_CLIENT_CA: &str = "PROMISED_TLS_CLIENT_CA";
@@ -93,6 +94,9 @@ pub const DEFAULT_SNAPSHOT_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_SNAPSHOT_AFTER_EFFECTS: u64 = 5_000_000;
 /// A week of journal kept for the audit trail.
 pub const DEFAULT_AUDIT_RETENTION_SECS: u64 = 7 * 86_400;
+/// A quarter of a core: a snapshot of 10 M positions then takes about 2 s of its 10 s
+/// budget, and calls on a 2-core machine rarely find both cores busy (BENCHMARKS.md).
+pub const DEFAULT_SNAPSHOT_COPY_PERCENT: u32 = 25;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -298,6 +302,10 @@ pub struct ServeArgs {
     /// Seconds the journal keeps changes for the audit trail after a snapshot covers them [env PROMISED_AUDIT_RETENTION_SECS] [default 604800]
     #[arg(long)]
     pub audit_retention_secs: Option<String>,
+    /// Share of one core, in percent, a snapshot's copy of the index may use; 100 copies
+    /// without pausing [env PROMISED_SNAPSHOT_COPY_PERCENT] [default 25]
+    #[arg(long)]
+    pub snapshot_copy_percent: Option<String>,
     /// Redis ACL user [env PROMISED_REDIS_USERNAME]
     #[arg(long)]
     pub redis_username: Option<String>,
@@ -762,7 +770,22 @@ fn redis_config(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Option<Redi
             ENV_AUDIT_RETENTION_SECS,
             DEFAULT_AUDIT_RETENTION_SECS,
         )?),
+        snapshot_copy_percent: snapshot_copy_percent(args, s)?,
     }))
+}
+
+/// The copy's share of a core: a percentage from 1 to 100.
+fn snapshot_copy_percent(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<u32> {
+    let percent = s.pick(
+        &args.snapshot_copy_percent,
+        ENV_SNAPSHOT_COPY_PERCENT,
+        DEFAULT_SNAPSHOT_COPY_PERCENT,
+    )?;
+    anyhow::ensure!(
+        (1..=100).contains(&percent),
+        "{ENV_SNAPSHOT_COPY_PERCENT} must be from 1 to 100, not {percent}"
+    );
+    Ok(percent)
 }
 
 #[cfg(test)]
@@ -907,6 +930,28 @@ mod tests {
             redis.timeout,
             Duration::from_millis(DEFAULT_REDIS_TIMEOUT_MS)
         );
+        assert_eq!(redis.snapshot_copy_percent, DEFAULT_SNAPSHOT_COPY_PERCENT);
+    }
+
+    #[test]
+    fn the_snapshot_copy_share_is_from_1_to_100_percent() {
+        let durable = |percent: &str| {
+            let vars = env(&[
+                (ENV_REDIS_URL, "redis://127.0.0.1:6380/2"),
+                (ENV_SNAPSHOT_COPY_PERCENT, percent),
+            ]);
+            Config::resolve(&ServeArgs::default(), &vars)
+                .map(|config| config.redis.map(|redis| redis.snapshot_copy_percent))
+        };
+        assert_eq!(durable("100").expect("unpaced"), Some(100));
+        assert_eq!(durable("1").expect("slowest"), Some(1));
+        for refused in ["0", "101"] {
+            let error = durable(refused).expect_err("outside 1 to 100");
+            assert!(
+                error.to_string().contains(ENV_SNAPSHOT_COPY_PERCENT),
+                "{error}"
+            );
+        }
     }
 
     #[test]

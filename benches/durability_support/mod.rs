@@ -193,6 +193,7 @@ pub fn redis_config(url: &str, prefix: &str) -> RedisConfig {
         snapshot_interval: Duration::from_secs(24 * 3600),
         snapshot_after_effects: u64::MAX,
         audit_retention: Duration::from_secs(3600),
+        snapshot_copy_percent: promised::config::DEFAULT_SNAPSHOT_COPY_PERCENT,
         access: Default::default(),
     }
 }

@@ -410,6 +410,7 @@ fn network_atp(engine: &Engine, date: Option<Day>) -> Qty {
         group_ids: Vec::new(),
         date,
         quantity: None,
+        totals_only: false,
     };
     engine.availability(&query).expect("answered").items[0].network_atp
 }

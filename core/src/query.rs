@@ -22,6 +22,8 @@ pub struct AvailabilityQuery {
     pub date: Option<Day>,
     /// When set, also find the earliest day with at least this much available.
     pub quantity: Option<Qty>,
+    /// Answer the network and group totals only, no node (not together with `node_ids`).
+    pub totals_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,16 +104,23 @@ impl<'a> Scope<'a> {
                 "must be positive when given",
             ));
         }
+        // Totals still cost a pair per SKU and node, so the limit counts them alike.
         let pairs = query.skus.len().saturating_mul(nodes.len());
         if let Some(problem) = pairs_problem(pairs, config.limits.max_pairs) {
             violations.push(FieldViolation::new("skus", problem));
+        }
+        if query.totals_only && !query.node_ids.is_empty() {
+            violations.push(FieldViolation::new(
+                "totals_only",
+                "answers no node, so not together with node_ids",
+            ));
         }
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
         Ok(Self {
             view: AtpView::new(engine, network, query.date),
-            nodes,
+            nodes: if query.totals_only { Vec::new() } else { nodes },
             groups,
             quantity: query.quantity,
         })
@@ -372,6 +381,37 @@ mod tests {
             .availability(&ask(&["SKU"], Some(16)))
             .expect("answers");
         assert_eq!(too_much.items[0].network_earliest, None);
+    }
+
+    #[test]
+    fn totals_only_answers_the_same_totals_without_nodes() {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10), ("B", 5)]);
+        reserve(&engine, &hold("R", &[("SKU", "", 4)]));
+        let full = engine
+            .availability(&ask(&["SKU"], Some(8)))
+            .expect("answers");
+        let totals = AvailabilityQuery {
+            totals_only: true,
+            ..ask(&["SKU"], Some(8))
+        };
+        let answer = engine.availability(&totals).expect("answers");
+        let (item, all) = (&answer.items[0], &full.items[0]);
+        assert!(item.nodes.is_empty());
+        assert_eq!(all.nodes.len(), 2);
+        assert_eq!(
+            (item.network_atp, item.network_earliest),
+            (all.network_atp, all.network_earliest)
+        );
+        assert_eq!(item.network_atp, 11);
+        let with_nodes = AvailabilityQuery {
+            node_ids: vec!["A".into()],
+            ..totals
+        };
+        let Err(Error::InvalidArgument(violations)) = engine.availability(&with_nodes) else {
+            panic!("totals only with nodes named must be rejected");
+        };
+        assert_eq!(violations[0].field, "totals_only");
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct RedisConfig {
     pub snapshot_after_effects: u64,
     /// How long the journal keeps entries for the audit trail after a snapshot covers them.
     pub audit_retention: Duration,
+    /// Share of one core a snapshot's shard copy may use, in percent (100: unpaced).
+    pub snapshot_copy_percent: u32,
     /// ACL credentials and the TLS CA.
     pub access: RedisAccess,
 }
@@ -284,6 +286,7 @@ impl Store {
             now_ms,
             durable_within,
             retention,
+            snapshot::Pace::new(self.config.snapshot_copy_percent),
         )
         .await?;
         self.journal

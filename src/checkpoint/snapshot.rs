@@ -5,7 +5,8 @@
 //! Format: a manifest ([`crate::manifest`]: `PRMS`, format version, body, CRC-32 of all before it) lists the
 //! generation's chunks with their lengths and CRC-32s; chunks hold encoded shards. Shards are
 //! copied one at a time under their read lock, so queries never wait and a writer waits only
-//! for one shard's copy.
+//! for one shard's copy. The copy is paced ([`Pace`]) to a share of one core: on a small
+//! machine an unpaced copy holds a whole core for its length, and calls wait for a core.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,36 @@ use crate::reservation::{Layout, Reservation};
 const CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// How often a snapshot checks whether the batches it counts are durable yet.
 const DURABLE_POLL: Duration = Duration::from_millis(2);
+/// Copy work between two pauses of a paced copy: short, so that a call that finds both cores
+/// busy waits at most about this long for the copy to step aside.
+const PACE_SLICE: Duration = Duration::from_micros(250);
+
+/// Keeps a CPU-bound copy to a share of one core: after each slice of work, the copying
+/// thread sleeps for as long as keeps the work at that share of the time elapsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Share of one core, 1 to 100; 100 copies without pausing.
+    percent: u32,
+}
+
+impl Pace {
+    pub fn new(percent: u32) -> Self {
+        Self {
+            percent: percent.clamp(1, 100),
+        }
+    }
+
+    /// Called between steps of work on a blocking thread, with when the slice of work in
+    /// progress began: pauses once the slice is long enough; returns when the next began.
+    fn step(self, slice_from: Instant) -> Instant {
+        let worked = slice_from.elapsed();
+        if self.percent == 100 || worked < PACE_SLICE {
+            return slice_from;
+        }
+        std::thread::sleep(worked * (100 - self.percent) / self.percent);
+        Instant::now()
+    }
+}
 
 /// Why a generation could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +110,13 @@ pub async fn write(
     now_ms: i64,
     durable_within: Duration,
     audit_retention: Duration,
+    pace: Pace,
 ) -> anyhow::Result<SnapshotReport> {
     let generation: u64 = conn.incr(&keys.generation, 1u64).await?;
     // The mark is read before any shard is copied: every entry already in the journal was
     // applied in memory before it was appended, so the copy below contains it.
     let journal_mark = journal_mark(conn, keys).await?;
-    let (positions, chunks) = write_positions(conn, keys, engine, generation).await?;
+    let (positions, chunks) = write_positions(conn, keys, engine, generation, pace).await?;
     let reservation_chunks = write_reservations(conn, keys, engine, generation).await?;
     let network = engine.network();
     let source_seqs = durable_seqs(engine, durable_within).await?;
@@ -146,16 +178,17 @@ async fn write_positions(
     keys: &Keys,
     engine: &Engine,
     generation: u64,
+    pace: Pace,
 ) -> anyhow::Result<(u64, Written)> {
     let mut written = Written::default();
     let mut positions = 0;
     let mut next = 0;
     while next < engine.index().shard_count() {
-        // Copying is CPU work: it runs on a blocking thread, so the runtime's workers keep
-        // answering calls meanwhile.
+        // Copying is CPU work: it runs (and pauses) on a blocking thread, so the runtime's
+        // workers keep answering calls meanwhile.
         let copier = engine.clone();
         let (data, copied, after) =
-            tokio::task::spawn_blocking(move || encode_chunk(&copier, next)).await?;
+            tokio::task::spawn_blocking(move || encode_chunk(&copier, next, pace)).await?;
         next = after;
         positions += copied;
         let key_of = |chunk| keys.chunk(generation, chunk);
@@ -262,16 +295,18 @@ async fn trim_superseded(
     Ok(())
 }
 
-/// Encodes shards from `first` on until a chunk is full; returns the chunk, the positions in
-/// it and the next shard to copy.
-fn encode_chunk(engine: &Engine, first: usize) -> (Vec<u8>, u64, usize) {
+/// Encodes shards from `first` on until a chunk is full, pausing between shards as `pace`
+/// says; returns the chunk, the positions in it and the next shard to copy.
+fn encode_chunk(engine: &Engine, first: usize, pace: Pace) -> (Vec<u8>, u64, usize) {
     let index = engine.index();
     let mut chunk = Writer::default();
     let mut positions = 0;
     let mut shard = first;
+    let mut slice_from = Instant::now();
     while shard < index.shard_count() && chunk.buf.len() < CHUNK_BYTES {
         positions += index.encode_shard(shard, &mut chunk);
         shard += 1;
+        slice_from = pace.step(slice_from);
     }
     (chunk.buf, positions, shard)
 }
@@ -407,6 +442,26 @@ mod tests {
         assert!(matches!(error, LoadError::Unsupported { found: 0 }));
         assert!(error.to_string().contains("version 0 is not supported"));
         assert!(error.to_string().contains("reads versions 1 to 4"));
+    }
+
+    #[test]
+    fn a_paced_copy_pauses_to_keep_its_share_of_a_core() {
+        let worked = Duration::from_millis(2);
+        let stepped = Instant::now();
+        let next = Pace::new(25).step(stepped - worked);
+        // 2 ms of work at a quarter of a core: 6 ms of pause before the next slice.
+        assert!(
+            next >= stepped + Duration::from_millis(6),
+            "paused too briefly"
+        );
+        let slice_from = Instant::now() - worked;
+        assert_eq!(
+            Pace::new(100).step(slice_from),
+            slice_from,
+            "100 % never pauses"
+        );
+        let short = Instant::now();
+        assert_eq!(Pace::new(25).step(short), short, "a short slice goes on");
     }
 
     #[test]

@@ -163,6 +163,17 @@ async fn group_and_network_totals_add_up_nodes() {
         .map(|g| (g.group_id.as_str(), g.atp))
         .collect();
     assert_eq!(totals, [("EAST", 13), ("ALL-DCS", 30)]);
+
+    let lean = pb::AvailabilityRequest {
+        totals_only: true,
+        ..ask(&["SKU-1"], 0)
+    };
+    let totals_only = app.availability(lean).await.items.remove(0);
+    assert!(totals_only.nodes.is_empty(), "totals only names no node");
+    assert_eq!(
+        (totals_only.network_atp, totals_only.groups),
+        (item.network_atp, item.groups)
+    );
 }
 
 #[tokio::test]

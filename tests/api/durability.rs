@@ -55,6 +55,7 @@ async fn recover_at(
         snapshot_interval: Duration::from_secs(3600),
         snapshot_after_effects: u64::MAX,
         audit_retention: Duration::from_secs(3600),
+        snapshot_copy_percent: promised::config::DEFAULT_SNAPSHOT_COPY_PERCENT,
         access: Default::default(),
     };
     Store::open(config, &EngineConfig::default(), Arc::new(clock)).await

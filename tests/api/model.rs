@@ -250,6 +250,7 @@ async fn open(redis: &RedisServer, prefix: &str, clock: &ManualClock) -> System 
         snapshot_interval: Duration::from_secs(3600),
         snapshot_after_effects: u64::MAX,
         audit_retention: Duration::from_secs(3600),
+        snapshot_copy_percent: promised::config::DEFAULT_SNAPSHOT_COPY_PERCENT,
         access: Default::default(),
     };
     let store = Store::open(config, &EngineConfig::default(), Arc::new(clock.clone()))

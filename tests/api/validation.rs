@@ -216,6 +216,14 @@ async fn bad_availability_requests_name_the_field() {
                 ..base()
             },
         ),
+        (
+            "totals_only",
+            pb::AvailabilityRequest {
+                totals_only: true,
+                node_ids: vec!["DC-EAST".into()],
+                ..base()
+            },
+        ),
     ];
     for (field, request) in cases {
         let status = app

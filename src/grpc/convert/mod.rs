@@ -306,6 +306,7 @@ impl TryFrom<pb::AvailabilityRequest> for AvailabilityQuery {
             node_ids: request.node_ids,
             group_ids: request.group_ids,
             quantity: (request.quantity != 0).then_some(request.quantity),
+            totals_only: request.totals_only,
         })
     }
 }
