@@ -12,6 +12,7 @@ use super::pb::{self, availability_server::Availability};
 use super::status::{answer, status};
 use super::watch::{band_token, refused, resume_token, Watch};
 use super::Handlers;
+use crate::band::Bands;
 use crate::explain::ExplainQuery;
 use crate::metrics::Rpc;
 use crate::query::AvailabilityQuery;
@@ -24,6 +25,39 @@ pub type AvailabilityWatch =
 
 #[derive(Debug, Clone)]
 pub struct AvailabilityService(pub Handlers);
+
+impl AvailabilityService {
+    /// A watch of band crossings, resumed after `token` (from now when empty); its tokens
+    /// name its anchor.
+    async fn band_watch(
+        &self,
+        filter: WatchFilter,
+        bands: Bands,
+        token: &str,
+        durable: bool,
+    ) -> Result<AvailabilityWatch, Status> {
+        let resume = band_token(token).map_err(status)?;
+        let permit = self.0.watcher()?;
+        let following = self
+            .0
+            .app
+            .watch_bands(filter, bands, resume, self.0.watch_buffer)
+            .await
+            .map_err(|e| refused(e, resume.map(|r| r.anchor), durable))?;
+        let anchor = following.start;
+        // A watch ended while it still replays has delivered everything up to the token it
+        // resumed from.
+        let replayed = resume.map(|r| r.last).unwrap_or(anchor);
+        let watch = Watch::new(&self.0, following, permit, move |last, change| {
+            band_change(BandToken { anchor, last }, change)
+        })
+        .with_tokens(move |last| {
+            let last = last.max(replayed);
+            BandToken { anchor, last }.to_string()
+        });
+        Ok(Box::pin(watch))
+    }
+}
 
 #[tonic::async_trait]
 impl Availability for AvailabilityService {
@@ -55,24 +89,8 @@ impl Availability for AvailabilityService {
             }
             Some(bands) => {
                 let bands = stock_bands(bands).map_err(status)?;
-                let resume = band_token(&request.resume_token).map_err(status)?;
-                let permit = self.0.watcher()?;
-                let following = self
-                    .0
-                    .app
-                    .watch_bands(filter, bands, resume, self.0.watch_buffer)
-                    .await
-                    .map_err(|e| refused(e, resume.map(|r| r.anchor), durable))?;
-                let anchor = following.start;
-                let replayed = resume.map(|r| r.last).unwrap_or(anchor);
-                let watch = Watch::new(&self.0, following, permit, move |last, change| {
-                    band_change(BandToken { anchor, last }, change)
-                })
-                .with_tokens(move |last| {
-                    let last = last.max(replayed);
-                    BandToken { anchor, last }.to_string()
-                });
-                Box::pin(watch)
+                self.band_watch(filter, bands, &request.resume_token, durable)
+                    .await?
             }
         };
         Ok(Response::new(watch))
