@@ -10,18 +10,20 @@
 
 use std::sync::Arc;
 
+use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use crate::audit::AuditReport;
 use crate::auth::Identity;
-use crate::checkpoint::tail::{EntryId, Following};
+use crate::band::Bands;
+use crate::checkpoint::tail::{EntryId, Feed, Following};
 use crate::checkpoint::trail::{AuditPage, AuditQuery, PositionChange};
 use crate::checkpoint::{Durability, DurabilityStatus, Queued};
 use crate::consistency;
 use crate::deadline::Deadline;
 use crate::domain::{BatchOutcome, Node, NodeGroup, ServiceLevel, Source, SupplyBatch};
 use crate::engine::{Engine, SafetyStockEntry, Stats};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::explain::{ExplainQuery, Explanation};
 use crate::metrics::{self, IngestMetrics};
 use crate::mutation::{Cause, Mutation, Record};
@@ -35,7 +37,8 @@ use crate::reserve::Held;
 use crate::route::{HeldWave, RouteRequest, Routed, WaveOrder};
 use crate::sync::{Opened, PartOutcome, SyncBegin, SyncCommit, SyncOutcome, SyncPart};
 use crate::telemetry;
-use crate::watch::{self, AvailabilityChange, OrderChange, WatchFilter};
+use crate::watch::bands::{BandChange, BandState, BandToken};
+use crate::watch::{self, AvailabilityChange, Change, OrderChange, WatchFilter};
 
 /// Who asks for a change, in one request: the identity an edge authenticated (whose id a
 /// reservation records as its owner, and whose scopes decide who may act on one) and the
@@ -113,6 +116,8 @@ pub struct App {
     engine: Engine,
     durability: Durability,
     ingest: Arc<IngestMetrics>,
+    /// The journal's records decoded once for every watch; started by the first watch.
+    feed: Arc<OnceCell<Feed<std::result::Result<Change, String>>>>,
 }
 
 impl App {
@@ -121,6 +126,7 @@ impl App {
             engine,
             durability,
             ingest: Arc::new(IngestMetrics::new()),
+            feed: Arc::default(),
         }
     }
 
@@ -527,6 +533,19 @@ impl App {
         self.durability.position_history(sku, node, limit).await
     }
 
+    /// The feed every watch follows, started by the first. A record that does not decode is
+    /// shared as why (the service's error is not `Clone`), and ends each watch it reaches.
+    async fn feed(&self) -> Result<&Feed<std::result::Result<Change, String>>> {
+        self.feed
+            .get_or_try_init(|| async {
+                let engine = self.engine.clone();
+                self.durability.feed(move |bytes| {
+                    watch::decode(&engine, bytes).map_err(|error| error.to_string())
+                })
+            })
+            .await
+    }
+
     /// Follows the journal after `after` (from now when `None`) for changes of the positions
     /// `filter` watches, at most `buffer` waiting for the watcher.
     pub async fn watch_availability(
@@ -535,11 +554,7 @@ impl App {
         after: Option<EntryId>,
         buffer: usize,
     ) -> Result<Following<Result<AvailabilityChange>>> {
-        let engine = self.engine.clone();
-        self.durability
-            .follow(after, buffer, move |_, bytes| {
-                watch::availability_change(&engine, &filter, bytes).transpose()
-            })
+        self.follow(after, buffer, move |_, change| change.availability(&filter))
             .await
     }
 
@@ -549,9 +564,40 @@ impl App {
         after: Option<EntryId>,
         buffer: usize,
     ) -> Result<Following<Result<OrderChange>>> {
-        self.durability
-            .follow(after, buffer, |_, bytes| {
-                watch::order_change(bytes).transpose()
+        self.follow(after, buffer, |_, change| change.orders())
+            .await
+    }
+
+    /// Follows the journal for crossings of `bands` by the positions `filter` watches: from
+    /// now, or after `resume`, its bands replayed from its anchor. The anchor of the tokens
+    /// to give is the returned follower's `start`.
+    pub async fn watch_bands(
+        &self,
+        filter: WatchFilter,
+        bands: Bands,
+        resume: Option<BandToken>,
+        buffer: usize,
+    ) -> Result<Following<Result<BandChange>>> {
+        let mut state = BandState::new(filter, bands, resume);
+        self.follow(resume.map(|r| r.anchor), buffer, move |id, change| {
+            state.take(id, change)
+        })
+        .await
+    }
+
+    /// Follows the feed with `admit`, which makes a watcher's event of a shared change; a
+    /// record that does not decode ends the watch with why.
+    async fn follow<E: Send + 'static>(
+        &self,
+        after: Option<EntryId>,
+        buffer: usize,
+        mut admit: impl FnMut(EntryId, &Change) -> Option<E> + Send + 'static,
+    ) -> Result<Following<Result<E>>> {
+        self.feed()
+            .await?
+            .follow(after, buffer, move |id, decoded| match decoded {
+                Ok(change) => admit(id, change).map(Ok),
+                Err(damage) => Some(Err(Error::Unavailable(damage.clone()))),
             })
             .await
     }

@@ -17,12 +17,12 @@
 //!   (API keys, JWTs, client certificates) for any edge.
 //! - **Application** [`app`]: the one writer. Each mutating method checks that the store can
 //!   take a write, runs the core operation, makes its record durable through [`checkpoint`],
-//!   and only then answers. [`watch`] reads durable journal records back as the changes
-//!   watchers are shown.
+//!   and only then answers. [`watch`] reads durable journal records back, each decoded once
+//!   for every watcher, as the changes (or band crossings) watchers are shown.
 //! - **Core** (the `promised-core` crate, re-exported here under the same module names):
 //!   [`domain`], [`network`], [`index`] and ATP, [`ingest`], [`rejections`], [`reservation`] and
 //!   [`reserve`], [`delivery`] and [`cost`], [`promise`], [`route`], [`query`] and [`explain`],
-//!   [`view`], [`flow`], [`audit`], [`sync`] (full syncs), over the [`engine`] handle; [`mutation`] records, snapshot
+//!   [`view`], [`band`], [`flow`], [`audit`], [`sync`] (full syncs), over the [`engine`] handle; [`mutation`] records, snapshot
 //!   [`manifest`]s and their [`codec`]; a promise or route stops at its [`deadline`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
 //! - **Process** [`server`]: listeners ([`connections`] bounds them, [`request_bytes`] the
@@ -60,9 +60,9 @@
 //!   with the request's id, is the [`app::Caller`] every write records in the audit trail.
 
 pub use promised_core::{
-    audit, calendar, clock, codec, cost, deadline, delivery, domain, engine, error, explain, flow,
-    index, ingest, manifest, mutation, network, normalize, promise, query, rate_card, rejections,
-    reservation, reserve, route, spec, sync, view,
+    audit, band, calendar, clock, codec, cost, deadline, delivery, domain, engine, error, explain,
+    flow, index, ingest, manifest, mutation, network, normalize, promise, query, rate_card,
+    rejections, reservation, reserve, route, spec, sync, view,
 };
 
 pub mod app;

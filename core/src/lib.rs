@@ -19,7 +19,8 @@
 //!   contents of a snapshot generation.
 //! - [`reservation`]: the reservation book; [`flow`]: the max-flow coverage check.
 //! - [`engine`]: the shared core handle every operation below works on.
-//! - [`view`]: ATP at one instant (days per node, stale-feed policy, safety stock).
+//! - [`view`]: ATP at one instant (days per node, stale-feed policy, safety stock);
+//!   [`band`]: stock bands with hysteresis, what a storefront shows of a figure.
 //! - [`ingest`]: supply batches: sequence checks, per-update validation; a `SHIP` update is
 //!   handed to [`reserve`], which owns allocations.
 //! - [`query`]: availability: per-node, group and network ATP, earliest dates; [`explain`]:
@@ -43,6 +44,7 @@
 //! - Time comes from a [`clock::Clock`], so tests control it.
 
 pub mod audit;
+pub mod band;
 pub mod calendar;
 pub mod clock;
 pub mod codec;

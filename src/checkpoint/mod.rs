@@ -516,25 +516,24 @@ impl Durability {
         }
     }
 
-    /// Follows the journal after `after` (its end when `None`), making each record's event
-    /// with `map`: what watchers see. Events are of journaled changes, so there are none
-    /// without a journal.
-    pub async fn follow<E: Send + 'static>(
+    /// The feed of durable records, each decoded once with `decode` for every follower: what
+    /// watchers follow. Events are of journaled changes, so there are none without a journal.
+    pub fn feed<D: Send + Sync + 'static>(
         &self,
-        after: Option<tail::EntryId>,
-        buffer: usize,
-        map: impl FnMut(tail::EntryId, &[u8]) -> Option<E> + Send + 'static,
-    ) -> Result<tail::Following<E>> {
+        decode: impl Fn(&[u8]) -> D + Send + Sync + 'static,
+    ) -> Result<tail::Feed<D>> {
         match self {
             Durability::Memory => Err(Error::FailedPrecondition(
                 "watching follows the journal; this service runs in memory only (start it \
                  with --redis-url)"
                     .into(),
             )),
-            Durability::Redis(store) => {
-                let (conn, keys) = (store.conn.clone(), store.keys.clone());
-                tail::follow(conn, keys, &store.journal.published, after, buffer, map).await
-            }
+            Durability::Redis(store) => Ok(tail::feed(
+                store.conn.clone(),
+                store.keys.clone(),
+                &store.journal.published,
+                decode,
+            )),
         }
     }
 

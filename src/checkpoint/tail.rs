@@ -1,11 +1,13 @@
-//! Following the journal from a position: what watchers read. A follower subscribes to the
-//! records the journal writer publishes once Redis has them, then reads the journal from its
-//! position up to its end, then takes the published records, skipping those it already read:
-//! every record after the position arrives once, in journal order, and none that was undone.
-//! Positions are journal entry ids, so a follower resumes where another (of this or an
-//! earlier process) stopped. A follower that lags behind the broadcast reads the journal
-//! again; one whose own receiver does not keep up is ended, naming the last record it
-//! delivered, so that the engine and the writer never wait for a watcher.
+//! Following the journal from a position: what watchers read. One [`Feed`] decodes each record
+//! the journal writer publishes once Redis has it, once for all followers, and shares the
+//! decoded record. A follower subscribes to the feed, then reads (and decodes for itself) the
+//! journal from its position up to its end, then takes the shared records, skipping those it
+//! already read: every record after the position arrives once, in journal order, and none
+//! that was undone. Positions are journal entry ids, so a follower resumes where another (of
+//! this or an earlier process) stopped. A follower that lags behind the feed (or a feed that
+//! lags behind the writer) reads the journal again; one whose own receiver does not keep up is
+//! ended, naming the last record it delivered, so that the engine and the writer never wait
+//! for a watcher.
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,6 +25,9 @@ use crate::error::{Error, Result};
 
 /// Entries read per round trip while catching up.
 const PAGE: usize = 500;
+/// Decoded records the feed keeps for its followers; a follower further behind reads the
+/// journal instead, so this bounds memory, never the writer or the feed.
+const SHARED_DEPTH: usize = 4_096;
 
 /// A journal entry id (`ms-seq`): a position in the journal, and a watcher's resume token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -70,6 +75,8 @@ pub enum Ended {
 /// comes from, then why it stopped (nothing when the service shuts down).
 #[derive(Debug)]
 pub struct Following<E> {
+    /// The position it follows after: the resume position asked for, or the journal's end.
+    pub start: EntryId,
     pub events: mpsc::Receiver<(EntryId, E)>,
     pub ended: oneshot::Receiver<Ended>,
 }
@@ -152,40 +159,116 @@ fn unreadable(error: anyhow::Error) -> Error {
     Error::Unavailable("the journal could not be read; retry".into())
 }
 
-/// Starts a follower after `after`; `map` makes a record's event, if it has one for this
-/// follower, and `buffer` bounds the events waiting for the receiver.
-pub(super) async fn follow<E: Send + 'static>(
-    mut conn: ConnectionManager,
-    keys: Keys,
-    published: &broadcast::Sender<Arc<Journaled>>,
-    after: Option<EntryId>,
-    buffer: usize,
-    map: impl FnMut(EntryId, &[u8]) -> Option<E> + Send + 'static,
-) -> Result<Following<E>> {
-    // Subscribed first: a record Redis takes from now on is published to it, and one it took
-    // before is in the range read next.
-    let live = published.subscribe();
-    let position = start(&mut conn, &keys, after).await?;
-    let (events, receiver) = mpsc::channel(buffer.max(1));
-    let (end, ended) = oneshot::channel();
-    let follower = Follower {
-        conn,
-        keys,
-        position,
-        delivered: position,
-        events,
-        map,
-    };
-    tokio::spawn(follower.run(live, end));
-    Ok(Following {
-        events: receiver,
-        ended,
-    })
+/// How a feed makes its shared value of a record's bytes.
+type Decode<D> = Arc<dyn Fn(&[u8]) -> D + Send + Sync>;
+
+/// What a feed gives its followers.
+enum Shared<D> {
+    /// A durable record, decoded once for every follower.
+    Record(EntryId, Arc<D>),
+    /// The feed fell behind the writer and did not see some records: followers read the
+    /// journal for them.
+    Lost,
 }
 
-struct Follower<E, M> {
+impl<D> Clone for Shared<D> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Record(id, decoded) => Self::Record(*id, decoded.clone()),
+            Self::Lost => Self::Lost,
+        }
+    }
+}
+
+/// The journal's durable records, each decoded once into a `D` shared by every follower.
+pub struct Feed<D> {
     conn: ConnectionManager,
     keys: Keys,
+    decode: Decode<D>,
+    shared: broadcast::Sender<Shared<D>>,
+}
+
+impl<D> fmt::Debug for Feed<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Feed")
+            .field("followers", &self.shared.receiver_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the feed's decoder on its own task: it takes every record `published` gives and,
+/// while anyone follows, decodes it with `decode` and shares it. It never waits for a
+/// follower; it stops when the writer does.
+pub(super) fn feed<D: Send + Sync + 'static>(
+    conn: ConnectionManager,
+    keys: Keys,
+    published: &broadcast::Sender<Arc<Journaled>>,
+    decode: impl Fn(&[u8]) -> D + Send + Sync + 'static,
+) -> Feed<D> {
+    let decode: Decode<D> = Arc::new(decode);
+    let (shared, _) = broadcast::channel(SHARED_DEPTH);
+    let mut records = published.subscribe();
+    let (to, decoder) = (shared.clone(), decode.clone());
+    tokio::spawn(async move {
+        loop {
+            let told = match records.recv().await {
+                // No follower: one who subscribes later reads this record from the journal.
+                Ok(_) if to.receiver_count() == 0 => continue,
+                Ok(journaled) => Shared::Record(journaled.id, Arc::new(decoder(&journaled.bytes))),
+                Err(RecvError::Lagged(_)) => Shared::Lost,
+                Err(RecvError::Closed) => return,
+            };
+            let _ = to.send(told);
+        }
+    });
+    Feed {
+        conn,
+        keys,
+        decode,
+        shared,
+    }
+}
+
+impl<D: Send + Sync + 'static> Feed<D> {
+    /// Starts a follower after `after` (the journal's end when `None`); `map` makes a
+    /// record's event, if it has one for this follower, and `buffer` bounds the events
+    /// waiting for the receiver.
+    pub async fn follow<E: Send + 'static>(
+        &self,
+        after: Option<EntryId>,
+        buffer: usize,
+        map: impl FnMut(EntryId, &D) -> Option<E> + Send + 'static,
+    ) -> Result<Following<E>> {
+        // Subscribed first: a record Redis takes from now on is shared with it, and one it
+        // took before is in the range read next.
+        let live = self.shared.subscribe();
+        let mut conn = self.conn.clone();
+        let position = start(&mut conn, &self.keys, after).await?;
+        let (events, receiver) = mpsc::channel(buffer.max(1));
+        let (end, ended) = oneshot::channel();
+        let follower = Follower {
+            conn,
+            keys: self.keys.clone(),
+            decode: self.decode.clone(),
+            position,
+            delivered: position,
+            events,
+            map,
+        };
+        tokio::spawn(follower.run(live, end));
+        Ok(Following {
+            start: position,
+            events: receiver,
+            ended,
+        })
+    }
+}
+
+struct Follower<D, E, M> {
+    conn: ConnectionManager,
+    keys: Keys,
+    /// Decodes the records read back from the journal, which the feed no longer has.
+    decode: Decode<D>,
     /// The last record read.
     position: EntryId,
     /// The last record whose event was delivered (or `position` at the start).
@@ -208,18 +291,19 @@ enum Stop {
     Ended(Ended),
 }
 
-impl<E: Send + 'static, M: FnMut(EntryId, &[u8]) -> Option<E> + Send + 'static> Follower<E, M> {
-    async fn run(
-        mut self,
-        mut live: broadcast::Receiver<Arc<Journaled>>,
-        end: oneshot::Sender<Ended>,
-    ) {
+impl<D, E, M> Follower<D, E, M>
+where
+    D: Send + Sync + 'static,
+    E: Send + 'static,
+    M: FnMut(EntryId, &D) -> Option<E> + Send + 'static,
+{
+    async fn run(mut self, mut live: broadcast::Receiver<Shared<D>>, end: oneshot::Sender<Ended>) {
         let stop = loop {
             if let Err(stop) = self.catch_up().await {
                 break stop;
             }
             match self.follow_live(&mut live).await {
-                // Lagged behind the broadcast: the journal has what it dropped.
+                // Lagged behind the feed: the journal has what it dropped.
                 Ok(()) => continue,
                 Err(stop) => break stop,
             }
@@ -247,27 +331,28 @@ impl<E: Send + 'static, M: FnMut(EntryId, &[u8]) -> Option<E> + Send + 'static> 
                     .parse()
                     .map_err(|()| Stop::Ended(Ended::Failed(unreadable(anyhow!("entry id")))))?;
                 let bytes: Vec<u8> = entry.get("r").unwrap_or_default();
-                self.take(id, &bytes, Wait::Yes).await?;
+                let decoded = (self.decode)(&bytes);
+                self.take(id, &decoded, Wait::Yes).await?;
             }
         }
     }
 
-    /// Takes published records until the broadcast drops some for this follower (`Ok`).
+    /// Takes shared records until the feed drops some for this follower (`Ok`).
     async fn follow_live(
         &mut self,
-        live: &mut broadcast::Receiver<Arc<Journaled>>,
+        live: &mut broadcast::Receiver<Shared<D>>,
     ) -> std::result::Result<(), Stop> {
         loop {
-            let journaled = tokio::select! {
+            let shared = tokio::select! {
                 received = live.recv() => received,
                 () = self.events.closed() => return Err(Stop::Gone),
             };
-            match journaled {
-                Ok(journaled) if journaled.id > self.position => {
-                    self.take(journaled.id, &journaled.bytes, Wait::No).await?;
+            match shared {
+                Ok(Shared::Record(id, decoded)) if id > self.position => {
+                    self.take(id, &decoded, Wait::No).await?;
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => return Ok(()),
+                Ok(Shared::Record(..)) => {}
+                Ok(Shared::Lost) | Err(RecvError::Lagged(_)) => return Ok(()),
                 Err(RecvError::Closed) => return Err(Stop::Gone),
             }
         }
@@ -278,11 +363,11 @@ impl<E: Send + 'static, M: FnMut(EntryId, &[u8]) -> Option<E> + Send + 'static> 
     async fn take(
         &mut self,
         id: EntryId,
-        bytes: &[u8],
+        decoded: &D,
         wait: Wait,
     ) -> std::result::Result<(), Stop> {
         self.position = id;
-        let Some(event) = (self.map)(id, bytes) else {
+        let Some(event) = (self.map)(id, decoded) else {
             return Ok(());
         };
         if wait == Wait::Yes {

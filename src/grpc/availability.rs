@@ -1,23 +1,67 @@
 //! `promised.v1.Availability`.
 
+use std::pin::Pin;
+
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{availability_change, availability_response, explain_response};
+use super::convert::{
+    availability_change, availability_response, band_change, explain_response, stock_bands,
+};
 use super::pb::{self, availability_server::Availability};
 use super::status::{answer, status};
-use super::watch::{refused, resume_token, Watch};
+use super::watch::{band_token, refused, resume_token, Watch};
 use super::Handlers;
+use crate::band::Bands;
 use crate::explain::ExplainQuery;
 use crate::metrics::Rpc;
 use crate::query::AvailabilityQuery;
-use crate::watch::{AvailabilityChange, WatchFilter};
+use crate::watch::bands::BandToken;
+use crate::watch::WatchFilter;
+
+/// A watch's messages, of changes or of band crossings.
+pub type AvailabilityWatch =
+    Pin<Box<dyn Stream<Item = Result<pb::AvailabilityChange, Status>> + Send>>;
 
 #[derive(Debug, Clone)]
 pub struct AvailabilityService(pub Handlers);
 
+impl AvailabilityService {
+    /// A watch of band crossings, resumed after `token` (from now when empty); its tokens
+    /// name its anchor.
+    async fn band_watch(
+        &self,
+        filter: WatchFilter,
+        bands: Bands,
+        token: &str,
+        durable: bool,
+    ) -> Result<AvailabilityWatch, Status> {
+        let resume = band_token(token).map_err(status)?;
+        let permit = self.0.watcher()?;
+        let following = self
+            .0
+            .app
+            .watch_bands(filter, bands, resume, self.0.watch_buffer)
+            .await
+            .map_err(|e| refused(e, resume.map(|r| r.anchor), durable))?;
+        let anchor = following.start;
+        // A watch ended while it still replays has delivered everything up to the token it
+        // resumed from.
+        let replayed = resume.map(|r| r.last).unwrap_or(anchor);
+        let watch = Watch::new(&self.0, following, permit, move |last, change| {
+            band_change(BandToken { anchor, last }, change)
+        })
+        .with_tokens(move |last| {
+            let last = last.max(replayed);
+            BandToken { anchor, last }.to_string()
+        });
+        Ok(Box::pin(watch))
+    }
+}
+
 #[tonic::async_trait]
 impl Availability for AvailabilityService {
-    type WatchAvailabilityStream = Watch<AvailabilityChange, pb::AvailabilityChange>;
+    type WatchAvailabilityStream = AvailabilityWatch;
 
     /// Needs scope `availability:read`.
     #[tracing::instrument(skip_all)]
@@ -30,20 +74,26 @@ impl Availability for AvailabilityService {
         let filter =
             WatchFilter::resolve(engine, request.skus, request.node_ids, request.group_ids)
                 .map_err(status)?;
-        let token = resume_token(&request.resume_token).map_err(status)?;
-        let permit = self.0.watcher()?;
-        let following = self
-            .0
-            .app
-            .watch_availability(filter, token, self.0.watch_buffer)
-            .await
-            .map_err(|e| refused(e, token, self.0.app.durability().status().mode == "redis"))?;
-        Ok(Response::new(Watch::new(
-            &self.0,
-            following,
-            permit,
-            availability_change,
-        )))
+        let durable = self.0.app.durability().status().mode == "redis";
+        let watch: AvailabilityWatch = match request.bands {
+            None => {
+                let token = resume_token(&request.resume_token).map_err(status)?;
+                let permit = self.0.watcher()?;
+                let following = self
+                    .0
+                    .app
+                    .watch_availability(filter, token, self.0.watch_buffer)
+                    .await
+                    .map_err(|e| refused(e, token, durable))?;
+                Box::pin(Watch::new(&self.0, following, permit, availability_change))
+            }
+            Some(bands) => {
+                let bands = stock_bands(bands).map_err(status)?;
+                self.band_watch(filter, bands, &request.resume_token, durable)
+                    .await?
+            }
+        };
+        Ok(Response::new(watch))
     }
 
     #[tracing::instrument(skip_all)]

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::str::FromStr;
 use std::task::{Context, Poll};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
@@ -16,6 +17,7 @@ use super::status::status;
 use super::Handlers;
 use crate::checkpoint::tail::{Ended, EntryId, Following};
 use crate::error::{Error, FieldViolation, Result};
+use crate::watch::bands::BandToken;
 
 /// A watch's messages of type `P`, made from its follower's events of type `E`.
 pub struct Watch<E, P> {
@@ -23,6 +25,8 @@ pub struct Watch<E, P> {
     /// Set once the last message is given.
     done: bool,
     convert: Box<dyn Fn(EntryId, E) -> P + Send + Sync>,
+    /// The resume token of a position (a band watch's names its anchor too).
+    token: Box<dyn Fn(EntryId) -> String + Send + Sync>,
     /// Shutdown ends the watch, so that draining never waits for a watcher.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     _permit: OwnedSemaphorePermit,
@@ -42,13 +46,22 @@ impl Handlers {
 
 /// A resume token: empty is `None` (from now).
 pub fn resume_token(text: &str) -> Result<Option<EntryId>> {
+    token(text, "MS-SEQ")
+}
+
+/// A band watch's resume token: empty is `None` (from now).
+pub fn band_token(text: &str) -> Result<Option<BandToken>> {
+    token(text, "LAST~ANCHOR, a band watch's token")
+}
+
+fn token<T: FromStr>(text: &str, form: &str) -> Result<Option<T>> {
     if text.is_empty() {
         return Ok(None);
     }
-    text.parse().map(Some).map_err(|()| {
+    text.parse().map(Some).map_err(|_| {
         Error::InvalidArgument(vec![FieldViolation::new(
             "resume_token",
-            "must be a token a watch gave (MS-SEQ)",
+            format!("must be a token a watch gave ({form})"),
         )])
     })
 }
@@ -81,20 +94,31 @@ impl<E, P> Watch<E, P> {
             following,
             done: false,
             convert: Box::new(convert),
+            token: Box::new(|last| last.to_string()),
             shutdown: Box::pin(handlers.shutdown.clone().cancelled_owned()),
             _permit: permit,
         }
     }
+
+    /// Names the tokens of its ends with `token` instead of the bare position.
+    pub fn with_tokens(
+        mut self,
+        token: impl Fn(EntryId) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.token = Box::new(token);
+        self
+    }
 }
 
-fn end_status(ended: Ended) -> Status {
+fn end_status(ended: Ended, token: &dyn Fn(EntryId) -> String) -> Status {
     match ended {
         Ended::Behind { last } => {
+            let last = token(last);
             let mut details = ErrorDetails::new();
             details.set_error_info(
                 "WATCHER_BEHIND",
                 "promised",
-                [("last_token".to_owned(), last.to_string())],
+                [("last_token".to_owned(), last.clone())],
             );
             Status::with_error_details(
                 Code::Aborted,
@@ -136,7 +160,8 @@ impl<E, P> Stream for Watch<E, P> {
                 match Pin::new(ended).poll(cx) {
                     Poll::Ready(told) => {
                         this.done = true;
-                        Poll::Ready(told.ok().map(|ended| Err(end_status(ended))))
+                        let token = &this.token;
+                        Poll::Ready(told.ok().map(|ended| Err(end_status(ended, token))))
                     }
                     Poll::Pending => Poll::Pending,
                 }

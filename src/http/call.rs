@@ -1,7 +1,8 @@
 //! One HTTP call, in the order its checks cost: a place among the calls in flight, the
 //! caller admitted for the route's gRPC method (401, 403), the body's type (415) and size
 //! (413) before it is read, a webhook's signature (401) and redelivery, the JSON (400), and
-//! only then the adapter, whose answer or status is rendered.
+//! only then the adapter, whose answer or status is rendered (or, for a watch, whose stream
+//! is sent as server-sent events).
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -12,7 +13,8 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use super::error::{answer, refusal};
-use super::routes::{matches, Input, Route};
+use super::routes::{matches, Input, Route, Serve};
+use super::sse;
 use super::webhook::{sequence_from_key, Webhooks};
 use super::{json, Edge};
 use crate::connections::Peer;
@@ -88,6 +90,9 @@ async fn serve(
     for (name, value) in query(parts.uri.query()).iter().chain(&params) {
         json::bind(&mut message, name, value)?;
     }
+    if let Some(token) = sse::last_event_id(&route.serve, &parts.headers)? {
+        json::bind(&mut message, "resume_token", token)?;
+    }
     if let Some((_, key)) = &delivery {
         sequence_from_key(&mut message, key);
     }
@@ -97,8 +102,21 @@ async fn serve(
         identity,
         method,
     };
-    let call = (route.call)(edge.handlers.clone(), input);
-    let (answered, token) = edge.handlers.consistency.answer(call).await;
+    let call = match &route.serve {
+        Serve::Unary(call) => call,
+        Serve::Events(open) => {
+            let opened = open(edge.handlers.clone(), input);
+            let (opened, token) = edge.handlers.consistency.answer(opened).await;
+            let mut response = sse::respond(opened?);
+            token_header(response.headers_mut(), token);
+            return Ok(response);
+        }
+    };
+    let (answered, token) = edge
+        .handlers
+        .consistency
+        .answer(call(edge.handlers.clone(), input))
+        .await;
     let answered = answered?;
     if let Some((source_id, key)) = &delivery {
         edge.webhooks.remember(source_id, key, &body, &answered);

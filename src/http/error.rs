@@ -44,13 +44,17 @@ pub fn answer(status: &Status) -> Response {
     respond(http_status(status.code()), status)
 }
 
-fn respond(http: StatusCode, status: &Status) -> Response {
-    let body = json!({
+/// The `google.rpc.Status` JSON of `status`.
+pub fn body(status: &Status) -> Value {
+    json!({
         "code": status.code() as i32,
         "message": status.message(),
         "details": details(status),
-    });
-    let mut response = (http, body.to_string()).into_response();
+    })
+}
+
+fn respond(http: StatusCode, status: &Status) -> Response {
+    let mut response = (http, body(status).to_string()).into_response();
     let json = HeaderValue::from_static("application/json");
     response.headers_mut().insert(header::CONTENT_TYPE, json);
     if http == StatusCode::UNAUTHORIZED {
@@ -86,6 +90,14 @@ fn details(status: &Status) -> Vec<Value> {
         out.push(json!({
             "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
             "violations": violations,
+        }));
+    }
+    if let Some(info) = details.error_info() {
+        out.push(json!({
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": info.reason,
+            "domain": info.domain,
+            "metadata": info.metadata,
         }));
     }
     out

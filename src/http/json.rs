@@ -63,18 +63,36 @@ fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
 }
 
 /// Sets the field a path or query parameter names from its text: the field of that name, or
-/// the repeated field of its plural (`{sku}` fills `skus`), one value per occurrence.
+/// the repeated field of its plural (`{sku}` fills `skus`), one value per occurrence; a
+/// dotted name (`bands.margin`) sets a field of a message field.
 pub fn bind(message: &mut DynamicMessage, name: &str, text: &str) -> Result<(), Status> {
+    bind_at(message, name, name, text)
+}
+
+/// [`bind`] of `name` inside `message`, which `path` (the whole parameter name) reaches.
+fn bind_at(message: &mut DynamicMessage, path: &str, name: &str, text: &str) -> Result<(), Status> {
     let desc = message.descriptor();
-    let field = desc
-        .get_field_by_name(name)
-        .or_else(|| desc.get_field_by_json_name(name))
+    let by_name = |name: &str| {
+        desc.get_field_by_name(name)
+            .or_else(|| desc.get_field_by_json_name(name))
+    };
+    let unknown = |name: &str| invalid(path, format!("{} has no field {name:?}", desc.name()));
+    if let Some((head, rest)) = name.split_once('.') {
+        let field = by_name(head)
+            .filter(|f| !f.is_list() && !f.is_map() && matches!(f.kind(), Kind::Message(_)))
+            .ok_or_else(|| unknown(head))?;
+        return match message.get_field_mut(&field) {
+            Value::Message(inner) => bind_at(inner, path, rest, text),
+            _ => Err(unknown(head)),
+        };
+    }
+    let field = by_name(name)
         .or_else(|| desc.get_field_by_name(&format!("{name}s")))
         .filter(|f| !f.is_map())
-        .ok_or_else(|| invalid(name, format!("{} has no field {name:?}", desc.name())))?;
+        .ok_or_else(|| unknown(name))?;
     let value = scalar(&field, text).ok_or_else(|| {
         invalid(
-            field.name(),
+            path,
             format!("{text:?} is not a {}", kind_name(&field.kind())),
         )
     })?;
@@ -176,6 +194,25 @@ mod tests {
         assert_eq!(
             (request.skus, request.quantity),
             (vec!["SKU-1".to_owned()], 2)
+        );
+    }
+
+    #[test]
+    fn a_dotted_parameter_fills_a_field_of_a_message_field() {
+        let desc = method("/promised.v1.Availability/WatchAvailability").expect("the API has it");
+        let mut message = DynamicMessage::new(desc.input());
+        bind(&mut message, "bands.low_at_most", "5").expect("binds");
+        bind(&mut message, "bands.margin", "2").expect("binds");
+        let status = bind(&mut message, "bands.colour", "red").expect_err("no such field");
+        assert!(status.message().contains("colour"), "{}", status.message());
+        assert!(bind(&mut message, "skus.x", "1").is_err());
+        let request: pb::WatchAvailabilityRequest = to_message(&message).expect("transcodes");
+        assert_eq!(
+            request.bands,
+            Some(pb::StockBands {
+                low_at_most: 5,
+                margin: 2
+            })
         );
     }
 

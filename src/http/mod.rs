@@ -6,16 +6,17 @@
 //! ([`openapi`]). A route admits its caller for the gRPC method it ends in and calls that
 //! method's adapter, so both edges share scopes, conversions and `App` methods.
 //!
-//! Streaming: the one streaming RPC, `Supply/StreamUpdates`, is a feed's long-lived
-//! bidirectional stream with backpressure; over HTTP a feed posts each batch as a webhook
-//! delivery instead, which is what integration platforms send. The API has no
-//! server-streaming watch to carry as server-sent events.
+//! Streaming: the watches (`Availability/WatchAvailability`, `Reservations/WatchOrders`) are
+//! GET routes answered with server-sent events ([`sse`]), resumed by `Last-Event-ID`. A
+//! feed's bidirectional `Supply/StreamUpdates` has no route: over HTTP a feed posts each
+//! batch as a webhook delivery instead, which is what integration platforms send.
 
 mod call;
 mod error;
 pub mod json;
 pub mod openapi;
 pub mod routes;
+pub mod sse;
 mod upload;
 pub mod webhook;
 

@@ -11,7 +11,8 @@ use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{json, Map, Value};
 
 use super::json::method;
-use super::routes::{matches, Route};
+use super::routes::{matches, Route, Serve};
+use super::sse::LAST_EVENT_ID;
 use super::webhook::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
 
 const STATUS: &str = "google.rpc.Status";
@@ -73,12 +74,16 @@ fn operation(
                 .push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
         }
     }
+    let answer = match route.serve {
+        Serve::Unary(_) => json!({"description": "The answer.", "content": {"application/json": {
+            "schema": reference(output, schemas)}}}),
+        Serve::Events(_) => events(output, schemas),
+    };
     let mut operation = json!({
         "operationId": route.operation,
         "summary": format!("{} (gRPC {})", route.operation, route.rpc),
         "responses": {
-            "200": {"description": "The answer.", "content": {"application/json": {
-                "schema": reference(output, schemas)}}},
+            "200": answer,
             "default": {"description": "A refusal.", "content": {"application/json": {
                 "schema": {"$ref": format!("#/components/schemas/{STATUS}")}}}},
         },
@@ -88,11 +93,10 @@ fn operation(
             let bound = path_params
                 .iter()
                 .any(|p| bound_field(input, p).as_ref() == Some(&field));
-            if bound || field.is_map() || matches!(field.kind(), Kind::Message(_)) {
+            if bound || field.is_map() {
                 continue;
             }
-            let schema = field_schema(&field, schemas);
-            parameters.push(json!({"name": field.name(), "in": "query", "schema": schema}));
+            parameters.extend(query_parameters(&field, schemas));
         }
     } else {
         operation["requestBody"] = json!({"required": false, "content": {"application/json": {
@@ -108,10 +112,50 @@ fn operation(
                 webhook secret in the network file.",
             "schema": {"type": "string"}}));
     }
+    if let Serve::Events(_) = route.serve {
+        parameters.push(json!({"name": LAST_EVENT_ID, "in": "header",
+            "description": "The id of the last event received: resumes after it (instead of \
+                resume_token).",
+            "schema": {"type": "string"}}));
+    }
     if !parameters.is_empty() {
         operation["parameters"] = Value::Array(parameters);
     }
     operation
+}
+
+/// A stream's answer: server-sent events of `output` messages.
+fn events(output: &MessageDescriptor, schemas: &mut BTreeMap<String, Value>) -> Value {
+    let data = reference(output, schemas);
+    json!({
+        "description": format!(
+            "Server-sent events, as long as the watch lasts: each event's `id` is its resume \
+             token and its `data` a {} in JSON; a stream the service ends ends with an `end` \
+             event whose `data` is a {STATUS} saying why.",
+            output.full_name()
+        ),
+        "content": {"text/event-stream": {"schema": {"type": "string"}, "x-event-data": data}},
+    })
+}
+
+/// The query parameters of a GET call's field: the field itself, or each field of a message
+/// field by its dotted name (`bands.margin`), as [`super::json::bind`] reads them.
+fn query_parameters(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) -> Vec<Value> {
+    let Kind::Message(message) = field.kind() else {
+        let schema = field_schema(field, schemas);
+        return vec![json!({"name": field.name(), "in": "query", "schema": schema})];
+    };
+    if field.is_list() || message.full_name().starts_with("google.") {
+        return Vec::new();
+    }
+    message
+        .fields()
+        .filter(|inner| !inner.is_map() && !matches!(inner.kind(), Kind::Message(_)))
+        .map(|inner| {
+            let name = format!("{}.{}", field.name(), inner.name());
+            json!({"name": name, "in": "query", "schema": field_schema(&inner, schemas)})
+        })
+        .collect()
 }
 
 /// The field a path parameter binds, by the rule of [`super::json::bind`].
@@ -226,5 +270,26 @@ mod tests {
         assert_eq!(update["asOf"]["format"], "date-time");
         let path = &doc["paths"]["/v1/reservations/{reservation_id}:commit"]["post"];
         assert_eq!(path["parameters"][0]["in"], "path");
+    }
+
+    #[test]
+    fn a_watch_answers_server_sent_events_and_takes_its_bands_as_dotted_parameters() {
+        let doc = document(&table());
+        let watch = &doc["paths"]["/v1/availability:watch"]["get"];
+        let answer = &watch["responses"]["200"]["content"]["text/event-stream"];
+        assert_eq!(
+            answer["x-event-data"]["$ref"],
+            "#/components/schemas/promised.v1.AvailabilityChange"
+        );
+        let names: Vec<&str> = watch["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for name in ["skus", "resume_token", "bands.low_at_most", "bands.margin"] {
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
+        assert!(names.contains(&LAST_EVENT_ID), "{names:?}");
     }
 }

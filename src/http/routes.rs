@@ -16,11 +16,13 @@ use std::sync::Arc;
 use axum::http::Method;
 use prost::Message;
 use prost_reflect::{DynamicMessage, MethodDescriptor};
+use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataMap;
 use tonic::{Extensions, Status};
 
 use super::json;
 use crate::auth::Identity;
+use crate::grpc::pb;
 use crate::grpc::pb::admin_server::Admin;
 use crate::grpc::pb::availability_server::Availability;
 use crate::grpc::pb::promising_server::Promising;
@@ -44,8 +46,31 @@ pub struct Input {
 /// The answer as canonical JSON, or the status it failed with.
 pub type Answer = Pin<Box<dyn Future<Output = Result<Vec<u8>, Status>> + Send>>;
 
-/// Calls one gRPC adapter method.
+/// Calls one unary gRPC adapter method.
 pub type Call = Arc<dyn Fn(Handlers, Input) -> Answer + Send + Sync>;
+
+/// One message of a server stream: its resume token and the message as canonical JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub token: String,
+    pub json: Vec<u8>,
+}
+
+/// A server stream's messages, then (as an `Err`) why it ended, if the service ended it.
+pub type Events = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+
+/// The opened stream, or the status it was refused with before it started.
+pub type Opened = Pin<Box<dyn Future<Output = Result<Events, Status>> + Send>>;
+
+/// Opens one server-streaming gRPC adapter method.
+pub type Open = Arc<dyn Fn(Handlers, Input) -> Opened + Send + Sync>;
+
+/// How a route serves its method: one answer, or a stream of events (server-sent events).
+#[derive(Clone)]
+pub enum Serve {
+    Unary(Call),
+    Events(Open),
+}
 
 /// One route.
 #[derive(Clone)]
@@ -60,7 +85,7 @@ pub struct Route {
     /// Deliveries are webhook batches: signed when the source has a secret, and idempotent
     /// by their `Idempotency-Key`.
     pub webhook: bool,
-    pub call: Call,
+    pub serve: Serve,
 }
 
 impl std::fmt::Debug for Route {
@@ -74,7 +99,7 @@ fn route(
     path: &'static str,
     rpc: &'static str,
     op: &'static str,
-    call: Call,
+    serve: Serve,
 ) -> Route {
     Route {
         method,
@@ -82,7 +107,7 @@ fn route(
         rpc,
         operation: op,
         webhook: false,
-        call,
+        serve,
     }
 }
 
@@ -103,6 +128,16 @@ pub fn table() -> Vec<Route> {
             "/promised.v1.Availability/GetAvailability",
             "getSkuAvailability",
             unary(|h, r| async move { AvailabilityService(h).get_availability(r).await }),
+        ),
+        route(
+            M::GET,
+            "/v1/availability:watch",
+            "/promised.v1.Availability/WatchAvailability",
+            "watchAvailability",
+            events(
+                |h, r| async move { AvailabilityService(h).watch_availability(r).await },
+                |change: &pb::AvailabilityChange| change.token.clone(),
+            ),
         ),
         route(
             M::POST,
@@ -152,6 +187,16 @@ pub fn table() -> Vec<Route> {
             "/promised.v1.Reservations/Reserve",
             "reserve",
             unary(|h, r| async move { ReservationService(h).reserve(r).await }),
+        ),
+        route(
+            M::GET,
+            "/v1/reservations:watch",
+            "/promised.v1.Reservations/WatchOrders",
+            "watchOrders",
+            events(
+                |h, r| async move { ReservationService(h).watch_orders(r).await },
+                |change: &pb::OrderChange| change.token.clone(),
+            ),
         ),
         route(
             M::GET,
@@ -307,30 +352,70 @@ fn admin() -> Vec<Route> {
     ]
 }
 
-/// Wraps one unary adapter method: the parsed request becomes its generated message, the
-/// caller rides in the extensions where the gRPC auth layer would have put it, and the
+/// The adapter's request: the parsed message as its generated type, the caller in the
+/// extensions where the gRPC auth layer would have put it.
+fn request<Req: Message + Default>(input: Input) -> Result<tonic::Request<Req>, Status> {
+    let message = json::to_message::<Req>(&input.message)?;
+    let mut extensions = Extensions::new();
+    if let Some(identity) = input.identity {
+        extensions.insert(identity);
+    }
+    Ok(tonic::Request::from_parts(
+        input.metadata,
+        extensions,
+        message,
+    ))
+}
+
+/// Wraps one unary adapter method: the parsed request becomes its generated message and the
 /// answer is rendered as JSON.
-fn unary<Req, Resp, F, Fut>(call: F) -> Call
+fn unary<Req, Resp, F, Fut>(call: F) -> Serve
 where
     Req: Message + Default + Send + 'static,
     Resp: Message + Send + 'static,
     F: Fn(Handlers, tonic::Request<Req>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>> + Send + 'static,
 {
-    Arc::new(move |handlers, input: Input| {
-        let message = match json::to_message::<Req>(&input.message) {
-            Ok(message) => message,
+    Serve::Unary(Arc::new(move |handlers, input: Input| {
+        let output = input.method.output();
+        let request = match request::<Req>(input) {
+            Ok(request) => request,
             Err(status) => return Box::pin(std::future::ready(Err(status))),
         };
-        let mut extensions = Extensions::new();
-        if let Some(identity) = input.identity {
-            extensions.insert(identity);
-        }
-        let request = tonic::Request::from_parts(input.metadata, extensions, message);
         let answered = call(handlers, request);
-        let output = input.method.output();
         Box::pin(async move { json::render(output, &answered.await?.into_inner()) })
-    })
+    }))
+}
+
+/// Wraps one server-streaming adapter method: each message becomes an event of its resume
+/// token (`token` reads it) and its JSON.
+fn events<Req, Resp, S, F, Fut>(call: F, token: fn(&Resp) -> String) -> Serve
+where
+    Req: Message + Default + Send + 'static,
+    Resp: Message + Send + 'static,
+    S: Stream<Item = Result<Resp, Status>> + Send + 'static,
+    F: Fn(Handlers, tonic::Request<Req>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<tonic::Response<S>, Status>> + Send + 'static,
+{
+    Serve::Events(Arc::new(move |handlers, input: Input| {
+        let output = input.method.output();
+        let request = match request::<Req>(input) {
+            Ok(request) => request,
+            Err(status) => return Box::pin(std::future::ready(Err(status))),
+        };
+        let opened = call(handlers, request);
+        Box::pin(async move {
+            let stream = opened.await?.into_inner().map(move |message| {
+                let message = message?;
+                let json = json::render(output.clone(), &message)?;
+                Ok(Event {
+                    token: token(&message),
+                    json,
+                })
+            });
+            Ok(Box::pin(stream) as Events)
+        })
+    }))
 }
 
 /// The values of a template's `{name}` segments in `path`, or `None` when it does not match.
@@ -395,13 +480,14 @@ mod tests {
         assert_eq!(routes.iter().filter(|r| r.webhook).count(), 1);
     }
 
-    /// A new RPC is not done until it has its row: every unary method of the API is routed.
+    /// A new RPC is not done until it has its row: every unary and server-streaming method
+    /// of the API is routed (a feed's bidirectional stream is a webhook over HTTP instead).
     #[test]
-    fn every_unary_rpc_has_a_route() {
+    fn every_unary_and_server_streaming_rpc_has_a_route() {
         let routed: HashSet<&str> = table().iter().map(|route| route.rpc).collect();
         for service in json::POOL.services() {
             for method in service.methods() {
-                if method.is_client_streaming() || method.is_server_streaming() {
+                if method.is_client_streaming() {
                     continue;
                 }
                 let path = format!("/{}/{}", service.full_name(), method.name());

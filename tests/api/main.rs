@@ -22,6 +22,7 @@ mod helpers;
 mod http;
 mod http_client;
 mod http_upload;
+mod http_watch;
 mod http_webhooks;
 mod import;
 mod ingest;

@@ -26,6 +26,7 @@ async fn watch(
         node_ids: node_ids.iter().map(|s| s.to_string()).collect(),
         group_ids: Vec::new(),
         resume_token: resume_token.into(),
+        bands: None,
     };
     let mut client = AvailabilityClient::new(app.channel.clone());
     Ok(client.watch_availability(request).await?.into_inner())

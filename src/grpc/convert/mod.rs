@@ -29,7 +29,7 @@ pub use orders::{
     promise_request, promise_response, reservation, reserve_request, route_request, route_response,
 };
 pub use sync::{opened, part_outcome, sync_ack};
-pub use watch::{availability_change, order_change};
+pub use watch::{availability_change, band_change, order_change, stock_bands};
 
 type Violations = Vec<FieldViolation>;
 

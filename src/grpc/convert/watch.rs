@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use super::{reservation, timestamp};
+use crate::band::{Band, Bands};
 use crate::checkpoint::tail::EntryId;
+use crate::error::{Error, Result};
 use crate::grpc::pb;
 use crate::network::Network;
 use crate::reserve::Held;
-use crate::watch::{AvailabilityChange, OrderChange, OrderEventKind, Why};
+use crate::watch::bands::{BandChange, BandToken};
+use crate::watch::{AvailabilityChange, Figures, OrderChange, OrderEventKind, Why};
 
 fn kind(why: &Why) -> pb::ChangeKind {
     use pb::ChangeKind::*;
@@ -40,27 +43,62 @@ fn cause(why: Why) -> pb::ChangeCause {
     }
 }
 
+fn position(f: Figures) -> pb::WatchedPosition {
+    pb::WatchedPosition {
+        sku: f.sku,
+        node_id: f.node_id,
+        atp: f.atp,
+        on_hand: f.totals.on_hand,
+        reserved: f.totals.reserved,
+        allocated: f.totals.allocated,
+        safety_stock: f.safety_stock,
+        inbound: f.totals.inbound,
+    }
+}
+
 pub fn availability_change(token: EntryId, change: AvailabilityChange) -> pb::AvailabilityChange {
-    let positions = change
-        .positions
+    pb::AvailabilityChange {
+        token: token.to_string(),
+        cause: Some(cause(change.why)),
+        positions: change.positions.into_iter().map(position).collect(),
+        network_changed: change.network_changed,
+        crossings: Vec::new(),
+    }
+}
+
+fn band(band: Option<Band>) -> pb::StockBand {
+    match band {
+        None => pb::StockBand::Unspecified,
+        Some(Band::OutOfStock) => pb::StockBand::OutOfStock,
+        Some(Band::Low) => pb::StockBand::Low,
+        Some(Band::InStock) => pb::StockBand::InStock,
+    }
+}
+
+/// A band watch's change: its crossings, under a token naming the watch's anchor.
+pub fn band_change(token: BandToken, change: BandChange) -> pb::AvailabilityChange {
+    let crossings = change
+        .crossings
         .into_iter()
-        .map(|f| pb::WatchedPosition {
-            sku: f.sku,
-            node_id: f.node_id,
-            atp: f.atp,
-            on_hand: f.totals.on_hand,
-            reserved: f.totals.reserved,
-            allocated: f.totals.allocated,
-            safety_stock: f.safety_stock,
-            inbound: f.totals.inbound,
+        .map(|c| pb::BandCrossing {
+            from: band(c.from).into(),
+            to: band(Some(c.to)).into(),
+            back_in_stock: c.back_in_stock(),
+            position: Some(position(c.figures)),
         })
         .collect();
     pb::AvailabilityChange {
         token: token.to_string(),
         cause: Some(cause(change.why)),
-        positions,
-        network_changed: change.network_changed,
+        positions: Vec::new(),
+        network_changed: false,
+        crossings,
     }
+}
+
+/// The bands a watch asks for, checked.
+pub fn stock_bands(bands: pb::StockBands) -> Result<Bands> {
+    Bands::new(bands.low_at_most, bands.margin, "bands").map_err(Error::InvalidArgument)
 }
 
 /// `network` names the reservations' nodes and groups.

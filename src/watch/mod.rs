@@ -2,6 +2,8 @@
 //! positions (with their figures as of the change) or of reservations, with its cause. Made
 //! from journal records only, so a change that was undone is never seen.
 
+pub mod bands;
+
 use std::collections::HashSet;
 
 use crate::engine::Engine;
@@ -129,12 +131,20 @@ fn why(record: &StoredRecord<'_>) -> Why {
     }
 }
 
-/// The change a record makes to positions `filter` watches, if any (every network change).
-pub fn availability_change(
-    engine: &Engine,
-    filter: &WatchFilter,
-    bytes: &[u8],
-) -> Result<Option<AvailabilityChange>> {
+/// A durable record as every watcher sees it, decoded once and shared: its cause, the
+/// figures of every position it changed and the reservations it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub why: Why,
+    /// Each position's figures as the record left them, in the order the record first
+    /// changed them.
+    pub positions: Vec<Figures>,
+    pub network_changed: bool,
+    pub reservations: Vec<Reservation>,
+}
+
+/// Decodes a journal record into the change watchers see; figures are as of the record's time.
+pub fn decode(engine: &Engine, bytes: &[u8]) -> Result<Change> {
     let mut record = StoredRecord::decode(bytes).map_err(damaged)?;
     let images = position_images(&mut record.effects).map_err(damaged)?;
     let network = engine.network();
@@ -145,9 +155,6 @@ pub fn availability_change(
         let Some(node) = network.nodes().get(position.node() as usize) else {
             continue;
         };
-        if !filter.admits(sku, &node.id) {
-            continue;
-        }
         let figures = Figures {
             sku: sku.to_owned(),
             node_id: node.id.clone(),
@@ -164,24 +171,37 @@ pub fn availability_change(
             None => positions.push(figures),
         }
     }
-    let network_changed = record.network.is_some();
-    Ok(
-        (network_changed || !positions.is_empty()).then_some(AvailabilityChange {
-            why,
-            positions,
-            network_changed,
-        }),
-    )
+    Ok(Change {
+        why,
+        positions,
+        network_changed: record.network.is_some(),
+        reservations: record.reservations,
+    })
 }
 
-/// The change a record makes to reservations, if any.
-pub fn order_change(bytes: &[u8]) -> Result<Option<OrderChange>> {
-    let record = StoredRecord::decode(bytes).map_err(damaged)?;
-    let why = why(&record);
-    Ok((!record.reservations.is_empty()).then_some(OrderChange {
-        why,
-        reservations: record.reservations,
-    }))
+impl Change {
+    /// The change to positions `filter` watches, if any (every network change).
+    pub fn availability(&self, filter: &WatchFilter) -> Option<AvailabilityChange> {
+        let positions: Vec<Figures> = self
+            .positions
+            .iter()
+            .filter(|f| filter.admits(&f.sku, &f.node_id))
+            .cloned()
+            .collect();
+        (self.network_changed || !positions.is_empty()).then(|| AvailabilityChange {
+            why: self.why.clone(),
+            positions,
+            network_changed: self.network_changed,
+        })
+    }
+
+    /// The change to reservations, if any.
+    pub fn orders(&self) -> Option<OrderChange> {
+        (!self.reservations.is_empty()).then(|| OrderChange {
+            why: self.why.clone(),
+            reservations: self.reservations.clone(),
+        })
+    }
 }
 
 /// What happened to a reservation in a change of `why`.
