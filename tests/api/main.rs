@@ -28,6 +28,7 @@ mod model;
 mod mutating;
 mod normalize;
 mod operations;
+mod pickup;
 mod promising;
 mod rate_cards;
 mod raw;
