@@ -1,5 +1,6 @@
 //! In-process latency of the checkout and OMS calls on the 50-node demo network: a product-page
-//! promise (one SKU, all service levels), a 10-line cart promise, routing orders of 1, 5, 10
+//! promise (one SKU, all service levels), a 10-line cart promise (and with pickup at the three
+//! nearest stores), routing orders of 1, 5, 10
 //! and 20 lines, the 10-line order with lines allowed to split (as is, and with 1, 2 or all
 //! 10 lines of quantities no single node has), a reserve + release pair, and a route that
 //! holds its plan, first and retried.
@@ -23,7 +24,7 @@ use promised::deadline::Deadline;
 use promised::delivery::Destination;
 use promised::domain::SupplyType;
 use promised::engine::Engine;
-use promised::promise::PromiseRequest;
+use promised::promise::{PickupAt, PickupRequest, PromiseRequest};
 use promised::reservation::{Hold, LineRequest, ReserveRequest};
 use promised::route::RouteRequest;
 use rand::rngs::SmallRng;
@@ -144,6 +145,23 @@ fn main() {
             })
         });
     }
+    // The 10-line cart again, with pickup at the three stores nearest the destination.
+    let request = PromiseRequest {
+        pickup: Some(PickupRequest {
+            at: PickupAt::Nearest(3),
+            hold: false,
+        }),
+        ..promise(10)
+    };
+    let answer = engine.promise(&request, &deadline()).expect("valid");
+    let answer = answer.into_result();
+    assert_eq!(answer.pickup.len(), 3, "{answer:?}");
+    group.bench_function("10_lines_all_levels_pickup_3_stores", |b| {
+        b.iter(|| {
+            let answer = engine.promise(black_box(&request), &deadline());
+            black_box(answer.expect("valid"))
+        })
+    });
     group.finish();
     let mut group = c.benchmark_group("route");
     let mut orders: Vec<(String, RouteRequest)> = [1, 5, 10, 20]

@@ -109,7 +109,8 @@ pub(crate) fn decode_reasons(r: &mut Reader<'_>, nodes: usize) -> Decoded<Vec<(N
         .collect()
 }
 
-fn read_node(r: &mut Reader<'_>, nodes: usize) -> Decoded<NodeIdx> {
+/// Reads a node index below `nodes`.
+pub(crate) fn read_node(r: &mut Reader<'_>, nodes: usize) -> Decoded<NodeIdx> {
     NodeIdx::try_from(r.var()?)
         .ok()
         .filter(|&node| (node as usize) < nodes)
@@ -173,7 +174,7 @@ pub fn locate(network: &Network, destination: &Destination) -> Result<(f64, f64)
 }
 
 /// Local date and minutes after midnight at a node.
-fn local_now(node: &Node, now_ms: UnixMillis) -> (Day, u16) {
+pub(crate) fn local_now(node: &Node, now_ms: UnixMillis) -> (Day, u16) {
     match node.time_zone.timestamp_millis_opt(now_ms).single() {
         Some(local) => {
             let minutes = local.hour() * 60 + local.minute();
@@ -183,14 +184,9 @@ fn local_now(node: &Node, now_ms: UnixMillis) -> (Day, u16) {
     }
 }
 
-/// When a node ships and the carrier delivers an order whose goods are there from `ready`.
-pub fn ship_and_deliver(
-    node: &Node,
-    level: &ServiceLevel,
-    ready: Day,
-    transit_days: u32,
-    now_ms: UnixMillis,
-) -> Option<(Day, Day)> {
+/// The day a node has processed an order whose goods are there from `ready`: its first open
+/// day at or after then (tomorrow's if past today's cutoff) plus its processing days.
+pub fn processed(node: &Node, ready: Day, now_ms: UnixMillis) -> Option<Day> {
     let fulfilment = &node.fulfilment;
     let (today, minutes) = local_now(node, now_ms);
     let mut start = ready.max(today);
@@ -202,9 +198,21 @@ pub fn ship_and_deliver(
         start = today.plus(1);
     }
     let first = fulfilment.calendar.next_open(start)?;
-    let mut ship = fulfilment
+    fulfilment
         .calendar
-        .add_open_days(first, fulfilment.processing_days)?;
+        .add_open_days(first, fulfilment.processing_days)
+}
+
+/// When a node ships and the carrier delivers an order whose goods are there from `ready`.
+pub fn ship_and_deliver(
+    node: &Node,
+    level: &ServiceLevel,
+    ready: Day,
+    transit_days: u32,
+    now_ms: UnixMillis,
+) -> Option<(Day, Day)> {
+    let fulfilment = &node.fulfilment;
+    let mut ship = processed(node, ready, now_ms)?;
     // The carrier must pick up on a day the node is open too.
     for _ in 0..366 {
         if fulfilment.calendar.is_open(ship) && level.calendar.is_open(ship) {

@@ -118,6 +118,27 @@ pub struct Node {
     pub safety_stock: Qty,
     /// How and when the node ships.
     pub fulfilment: Fulfilment,
+    /// How customers collect orders there; only a store offers it.
+    pub pickup: Option<Pickup>,
+}
+
+/// Store pickup: when a customer can collect a cart, in the store's local time. The node's
+/// holidays close pickup too.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pickup {
+    /// Per weekday (Monday = 0): local opening and closing minutes after midnight, opening
+    /// before closing; `None` is closed.
+    pub hours: [Option<(u16, u16)>; 7],
+    /// Minutes staff need to pick a cart; a cart is ready that long after the store takes it
+    /// (at opening, or at the order's time while open), and only if ready before closing.
+    pub pick_minutes: u32,
+    /// Carts ordered at or after this local time (minutes after midnight) are picked from the
+    /// next opening; `None` picks until closing.
+    pub cutoff_minutes: Option<u16>,
+    /// Nodes that transfer stock to the store: (node id, calendar days from the node's ship
+    /// date to the transfer's arrival at the store, at least 1). A transferred cart is picked
+    /// from the first opening on or after its arrival day.
+    pub transfers: Vec<(String, u32)>,
 }
 
 /// A node's shipping rhythm, in its local time.

@@ -9,10 +9,10 @@ use serde::Deserialize;
 use crate::domain::{
     parse_time_zone, Node, NodeGroup, NodeKind, ServiceLevel, Source, SourceKind, SupplyType,
 };
-use crate::error::Error;
+use crate::error::{Error, FieldViolation};
 use crate::normalize::{SourceMapping, UnitFactor};
 use crate::rate_card::ItemAttributes;
-use crate::spec::{FulfilmentSpec, ItemSpec, ServiceLevelSpec};
+use crate::spec::{nested, FulfilmentSpec, ItemSpec, PickupSpec, ServiceLevelSpec};
 
 /// A network file as written, before its time zones and fulfilment settings are checked.
 #[derive(Debug, Deserialize)]
@@ -103,6 +103,9 @@ struct NodeEntry {
     safety_stock: i64,
     #[serde(flatten)]
     fulfilment: FulfilmentSpec,
+    /// A store's opening hours, pick time, cutoff and transfers, if it offers pickup.
+    #[serde(default)]
+    pickup: Option<PickupSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,10 +248,16 @@ fn node(n: NodeEntry) -> Result<Node, FileError> {
             zone: n.time_zone,
         });
     };
-    let fulfilment = n.fulfilment.resolve().map_err(|v| FileError::Fulfilment {
+    let invalid = |v: Vec<FieldViolation>| FileError::Fulfilment {
         node: n.id.clone(),
         error: Error::InvalidArgument(v),
-    })?;
+    };
+    let fulfilment = n.fulfilment.resolve().map_err(invalid)?;
+    let pickup = n
+        .pickup
+        .as_ref()
+        .map(|p| p.resolve().map_err(|v| invalid(nested("pickup", v))))
+        .transpose()?;
     Ok(Node {
         id: n.id,
         kind: n.kind,
@@ -261,6 +270,7 @@ fn node(n: NodeEntry) -> Result<Node, FileError> {
         group_ids: n.group_ids,
         safety_stock: n.safety_stock,
         fulfilment,
+        pickup,
     })
 }
 

@@ -3,7 +3,7 @@
 //! every problem named by field.
 
 use crate::calendar::{weekday_mask, Calendar, MON_TO_FRI};
-use crate::domain::{Day, Fulfilment, ServiceLevel};
+use crate::domain::{Day, Fulfilment, Pickup, ServiceLevel};
 use crate::error::FieldViolation;
 use crate::rate_card::{kg_per, ItemAttributes, RateCard};
 
@@ -94,6 +94,152 @@ impl FulfilmentSpec {
             cutoff_minutes,
             processing_days: self.processing_days,
             daily_capacity: self.daily_capacity,
+        })
+    }
+}
+
+/// `violations` of a nested part, their fields named under `prefix` (`pickup.hours[0].open`).
+pub fn nested(prefix: &str, violations: Vec<FieldViolation>) -> Vec<FieldViolation> {
+    violations
+        .into_iter()
+        .map(|v| FieldViolation::new(format!("{prefix}.{}", v.field), v.description))
+        .collect()
+}
+
+/// Longest pick time of a store: a day.
+pub const MAX_PICK_MINUTES: u32 = 24 * 60;
+
+/// Longest transfer from a node to a store, in calendar days.
+pub const MAX_TRANSFER_DAYS: u32 = 60;
+
+/// Most nodes transferring to one store.
+pub const MAX_TRANSFERS: usize = 16;
+
+/// A store's pickup settings as stated, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PickupSpec {
+    /// Opening hours by weekday; a weekday not named is closed.
+    pub hours: Vec<HoursSpec>,
+    #[serde(default)]
+    pub pick_minutes: u32,
+    /// Local `HH:MM` of the same-day cutoff; empty picks until closing.
+    #[serde(default)]
+    pub cutoff: String,
+    #[serde(default)]
+    pub transfers: Vec<TransferSpec>,
+}
+
+/// Opening hours of some weekdays, local `HH:MM`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoursSpec {
+    pub days: Vec<String>,
+    pub open: String,
+    pub close: String,
+}
+
+/// A node feeding a store, and the calendar days a transfer takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferSpec {
+    pub from_node_id: String,
+    pub days: u32,
+}
+
+impl PickupSpec {
+    /// The pickup settings, or the problems by field (`hours[i].open`, `transfers[j].days`).
+    pub fn resolve(&self) -> Result<Pickup, Vec<FieldViolation>> {
+        let mut violations = Vec::new();
+        let mut hours = [None; 7];
+        for (i, spec) in self.hours.iter().enumerate() {
+            let at = |field: &str| format!("hours[{i}].{field}");
+            let time = |field: &str, text: &str, violations: &mut Vec<FieldViolation>| {
+                let minutes = parse_cutoff(text);
+                if minutes.is_none() {
+                    violations.push(FieldViolation::new(
+                        at(field),
+                        format!("{text:?} is not HH:MM"),
+                    ));
+                }
+                minutes
+            };
+            let open = time("open", &spec.open, &mut violations);
+            let close = time("close", &spec.close, &mut violations);
+            if let (Some(open), Some(close)) = (open, close) {
+                if open >= close {
+                    violations.push(FieldViolation::new(at("close"), "must be after open"));
+                }
+            }
+            let mask = match weekday_mask(&spec.days) {
+                Ok(0) => {
+                    violations.push(FieldViolation::new(at("days"), "name at least one weekday"));
+                    0
+                }
+                Ok(mask) => mask,
+                Err(bad) => {
+                    violations.push(FieldViolation::new(
+                        at("days"),
+                        format!("{bad:?} is not MON..SUN"),
+                    ));
+                    0
+                }
+            };
+            for (weekday, slot) in hours.iter_mut().enumerate() {
+                if mask & (1 << weekday) == 0 {
+                    continue;
+                }
+                if slot.is_some() {
+                    violations.push(FieldViolation::new(at("days"), "a weekday has hours twice"));
+                }
+                *slot = open.zip(close);
+            }
+        }
+        if self.hours.is_empty() {
+            violations.push(FieldViolation::new(
+                "hours",
+                "a pickup store needs opening hours",
+            ));
+        }
+        if self.pick_minutes > MAX_PICK_MINUTES {
+            let problem = format!("at most {MAX_PICK_MINUTES} minutes");
+            violations.push(FieldViolation::new("pick_minutes", problem));
+        }
+        let cutoff_minutes = match self.cutoff.as_str() {
+            "" => None,
+            text => {
+                let minutes = parse_cutoff(text);
+                if minutes.is_none() {
+                    violations.push(FieldViolation::new(
+                        "cutoff",
+                        format!("{text:?} is not HH:MM"),
+                    ));
+                }
+                minutes
+            }
+        };
+        if self.transfers.len() > MAX_TRANSFERS {
+            let problem = format!("at most {MAX_TRANSFERS} nodes");
+            violations.push(FieldViolation::new("transfers", problem));
+        }
+        for (j, transfer) in self.transfers.iter().enumerate() {
+            if !(1..=MAX_TRANSFER_DAYS).contains(&transfer.days) {
+                let problem = format!("1 to {MAX_TRANSFER_DAYS} days");
+                violations.push(FieldViolation::new(format!("transfers[{j}].days"), problem));
+            }
+        }
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        Ok(Pickup {
+            hours,
+            pick_minutes: self.pick_minutes,
+            cutoff_minutes,
+            transfers: self
+                .transfers
+                .iter()
+                .map(|t| (t.from_node_id.clone(), t.days))
+                .collect(),
         })
     }
 }

@@ -66,6 +66,7 @@ pub(crate) fn node(id: &str) -> Node {
         group_ids: Vec::new(),
         safety_stock: 0,
         fulfilment: Default::default(),
+        pickup: None,
     }
 }
 

@@ -1,13 +1,16 @@
 //! The seed corpus: real encodings of every kind the targets decode. A journaling engine
 //! loads `seeds/network.toml`, then takes supply of every type, holds at a node, in a group
 //! and anywhere in the network, an update, an extension, a commit, a shipment, a release, an
-//! expiry and a safety stock override; its journal records, their parts, its snapshot shards
-//! and a manifest over them are the seeds. `tests/corpus.rs` writes them to `corpus/`.
+//! expiry, a safety stock override, a route and a store pickup that hold their answers; its
+//! journal records, their parts, its snapshot shards and a manifest over them are the seeds.
+//! `tests/corpus.rs` writes them to `corpus/`.
 
 use std::sync::Arc;
 
 use promised_core::clock::ManualClock;
 use promised_core::codec::Writer;
+use promised_core::deadline::Deadline;
+use promised_core::delivery::Destination;
 use promised_core::domain::{SupplyBatch, SupplyType, SupplyUpdate, UpdateOp};
 use promised_core::engine::{Engine, EngineConfig, SafetyStockEntry};
 use promised_core::error::Result;
@@ -16,8 +19,7 @@ use promised_core::manifest::Manifest;
 use promised_core::mutation::{Mutation, StoredRecord};
 use promised_core::network::Network;
 use promised_core::network_file::NetworkFile;
-use promised_core::deadline::Deadline;
-use promised_core::delivery::Destination;
+use promised_core::promise::{PickupAt, PickupRequest, PromiseRequest};
 use promised_core::reservation::{Hold, LineRequest, ReserveRequest};
 use promised_core::route::RouteRequest;
 
@@ -111,6 +113,10 @@ impl Journal {
         let mutation = mutation?;
         if let Some(record) = mutation.record() {
             self.records.push((what, record.encode()));
+            // Kept as the journal keeps it: later calls on what it changed go ahead.
+            if let Some(ticket) = record.ticket {
+                self.engine.settle(ticket);
+            }
         }
         Ok(mutation.into_result())
     }
@@ -255,6 +261,23 @@ impl Journal {
         };
         let routed = engine.route_and_reserve(&order, &plan, &Deadline::never());
         self.keep("route-and-hold", routed)?;
+        // A promise that holds the cart for pickup at the store: the hold keeps its options.
+        let cart = PromiseRequest {
+            lines: vec![("SKU-1".into(), 1)],
+            destination: order.destination.clone(),
+            reserve: Some(Hold {
+                reservation_id: "pickup-1".into(),
+                ttl_secs: 600,
+                owner: "checkout".into(),
+            }),
+            pickup: Some(PickupRequest {
+                at: PickupAt::Store("STORE-BOSTON-MA".into()),
+                hold: true,
+            }),
+            ..PromiseRequest::default()
+        };
+        let promised = engine.promise(&cart, &Deadline::never());
+        self.keep("promise-pickup-and-hold", promised)?;
         Ok(())
     }
 

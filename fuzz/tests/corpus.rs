@@ -148,7 +148,10 @@ fn the_corpus_keeps_older_formats_that_still_decode() {
             checked += 1;
         }
     }
-    assert!(checked >= older.len(), "older formats are kept in the corpus");
+    assert!(
+        checked >= older.len(),
+        "older formats are kept in the corpus"
+    );
 }
 
 /// The format version a file of `target` states: a journal record's first byte, a

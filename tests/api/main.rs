@@ -31,6 +31,7 @@ mod mutating;
 mod nats;
 mod normalize;
 mod operations;
+mod pickup;
 mod promising;
 mod rate_cards;
 mod raw;

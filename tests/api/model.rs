@@ -284,6 +284,7 @@ async fn network(system: &System) {
             group_ids: Vec::new(),
             safety_stock: 0,
             fulfilment: Default::default(),
+            pickup: None,
         })
         .collect();
     system

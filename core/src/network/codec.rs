@@ -5,8 +5,8 @@ use crate::calendar::Calendar;
 use crate::clock::UnixMillis;
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::domain::{
-    parse_time_zone, Day, Fulfilment, Node, NodeGroup, NodeKind, ServiceLevel, Source, SourceKind,
-    SupplyType,
+    parse_time_zone, Day, Fulfilment, Node, NodeGroup, NodeKind, Pickup, ServiceLevel, Source,
+    SourceKind, SupplyType,
 };
 use crate::normalize::{SourceMapping, UnitFactor};
 use crate::rate_card::{ItemAttributes, RateCard};
@@ -95,6 +95,16 @@ impl Network {
             w.str(sku);
             item.encode(&mut w);
         }
+        // Versions before store pickup end here; a decoder finding nothing more reads none.
+        for node in &self.nodes {
+            match &node.pickup {
+                None => w.u8(0),
+                Some(pickup) => {
+                    w.u8(1);
+                    encode_pickup(&mut w, pickup);
+                }
+            }
+        }
         w.buf
     }
 
@@ -111,7 +121,7 @@ impl Network {
                 })
             })
             .collect::<Decoded<Vec<_>>>()?;
-        let nodes = (0..r.len()?)
+        let mut nodes = (0..r.len()?)
             .map(|_| decode_node(&mut r))
             .collect::<Decoded<Vec<_>>>()?;
         let sources = (0..r.len()?)
@@ -143,6 +153,14 @@ impl Network {
                 .map(|_| Ok((r.str()?.to_owned(), ItemAttributes::decode(&mut r)?)))
                 .collect::<Decoded<Vec<_>>>()?
         };
+        if !r.is_empty() {
+            for node in &mut nodes {
+                node.pickup = match r.u8()? {
+                    0 => None,
+                    _ => Some(decode_pickup(&mut r)?),
+                };
+            }
+        }
         let invalid = |_| CodecError("network fails validation");
         let network = Network::default()
             .with_groups(groups)
@@ -176,13 +194,66 @@ fn decode_node(r: &mut Reader<'_>) -> Decoded<Node> {
         safety_stock: r.ivar()?,
         fulfilment: Fulfilment {
             calendar: decode_calendar(r)?,
-            cutoff_minutes: match r.var()? {
-                0 => None,
-                m => Some(u16::try_from(m - 1).map_err(|_| CodecError("cutoff"))?),
-            },
+            cutoff_minutes: decode_cutoff(r)?,
             processing_days: u32::try_from(r.var()?).map_err(|_| CodecError("processing days"))?,
             daily_capacity: u32::try_from(r.var()?).map_err(|_| CodecError("capacity"))?,
         },
+        pickup: None,
+    })
+}
+
+/// A local time of day written as minutes plus one, 0 for none.
+fn decode_cutoff(r: &mut Reader<'_>) -> Decoded<Option<u16>> {
+    match r.var()? {
+        0 => Ok(None),
+        m => u16::try_from(m - 1)
+            .map(Some)
+            .map_err(|_| CodecError("cutoff")),
+    }
+}
+
+fn encode_pickup(w: &mut Writer, pickup: &Pickup) {
+    for hours in &pickup.hours {
+        match hours {
+            None => w.u8(0),
+            Some((open, close)) => {
+                w.u8(1);
+                w.var(u64::from(*open));
+                w.var(u64::from(*close));
+            }
+        }
+    }
+    w.var(u64::from(pickup.pick_minutes));
+    w.var(pickup.cutoff_minutes.map_or(0, |m| u64::from(m) + 1));
+    w.len(pickup.transfers.len());
+    for (from, days) in &pickup.transfers {
+        w.str(from);
+        w.var(u64::from(*days));
+    }
+}
+
+fn decode_pickup(r: &mut Reader<'_>) -> Decoded<Pickup> {
+    let minutes = |r: &mut Reader<'_>| u16::try_from(r.var()?).map_err(|_| CodecError("minutes"));
+    let mut hours = [None; 7];
+    for slot in &mut hours {
+        if r.u8()? != 0 {
+            *slot = Some((minutes(r)?, minutes(r)?));
+        }
+    }
+    let pick_minutes = u32::try_from(r.var()?).map_err(|_| CodecError("pick minutes"))?;
+    let cutoff_minutes = decode_cutoff(r)?;
+    let transfers = (0..r.len()?)
+        .map(|_| {
+            let from = r.str()?.to_owned();
+            let days = u32::try_from(r.var()?).map_err(|_| CodecError("transfer days"))?;
+            Ok((from, days))
+        })
+        .collect::<Decoded<_>>()?;
+    Ok(Pickup {
+        hours,
+        pick_minutes,
+        cutoff_minutes,
+        transfers,
     })
 }
 

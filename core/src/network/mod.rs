@@ -15,7 +15,8 @@ use chrono_tz::Tz;
 
 use crate::clock::UnixMillis;
 use crate::domain::{
-    echo, id_problem, is_country_code, Day, Node, NodeGroup, ServiceLevel, Source, SupplyType,
+    echo, id_problem, is_country_code, Day, Node, NodeGroup, NodeKind, ServiceLevel, Source,
+    SupplyType,
 };
 use crate::error::{Error, FieldViolation, Result};
 use crate::normalize::{Normalizer, SourceMapping};
@@ -264,15 +265,18 @@ impl Network {
         );
         let mut all = self.nodes.clone();
         let mut index = self.node_by_id.clone();
+        let mut upserted = Vec::with_capacity(nodes.len());
         for (i, node) in nodes.into_iter().enumerate() {
             check_node(i, &node, &self.group_by_id, &mut violations);
-            match index.get(&node.id) {
-                Some(&idx) => all[idx as usize] = node,
-                None => {
-                    index.insert(node.id.clone(), all.len() as NodeIdx);
-                    all.push(node);
-                }
+            let idx = *index.entry(node.id.clone()).or_insert(all.len() as NodeIdx);
+            upserted.push(idx);
+            match all.get_mut(idx as usize) {
+                Some(existing) => *existing = node,
+                None => all.push(node),
             }
+        }
+        for (i, &idx) in upserted.iter().enumerate() {
+            check_transfers(i, &all[idx as usize], &all, &index, &mut violations);
         }
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
@@ -733,6 +737,10 @@ fn check_node(
             "an ISO 3166-1 alpha-2 code, such as US",
         ));
     }
+    if node.pickup.is_some() && node.kind != NodeKind::Store {
+        let problem = "only a STORE offers pickup";
+        violations.push(FieldViolation::new(format!("nodes[{i}].pickup"), problem));
+    }
     if node.fulfilment.processing_days > MAX_PROCESSING_DAYS {
         violations.push(FieldViolation::new(
             format!("nodes[{i}].processing_days"),
@@ -745,6 +753,32 @@ fn check_node(
                 format!("nodes[{i}].group_ids[{j}]"),
                 format!("unknown group {group:?}"),
             ));
+        }
+    }
+}
+
+/// Each node transferring to store `node` (upserted `i`-th) must be a known node that is not
+/// a store: transfers come from where stock ships.
+fn check_transfers(
+    i: usize,
+    node: &Node,
+    nodes: &[Node],
+    index: &HashMap<String, NodeIdx>,
+    violations: &mut Vec<FieldViolation>,
+) {
+    let transfers = node.pickup.iter().flat_map(|p| p.transfers.iter());
+    for (j, (from, _)) in transfers.enumerate() {
+        let field = format!("nodes[{i}].pickup.transfers[{j}].from_node_id");
+        match index.get(from).map(|&idx| nodes[idx as usize].kind) {
+            None => violations.push(FieldViolation::new(
+                field,
+                format!("unknown node {}", echo(from)),
+            )),
+            Some(NodeKind::Store) => violations.push(FieldViolation::new(
+                field,
+                "a store does not transfer to a store",
+            )),
+            Some(_) => {}
         }
     }
 }

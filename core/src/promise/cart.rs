@@ -60,16 +60,7 @@ impl Cart<'_> {
         self.deadline
             .spend((network.nodes().len() * self.lines.len()) as u64)?;
         let complete = (0..network.nodes().len()).filter_map(|n| {
-            let all_ready = self
-                .supply
-                .iter()
-                .zip(self.lines)
-                .map(|(per_node, (_, need))| {
-                    let &(day, quantity) = per_node[n].last()?;
-                    (quantity == *need).then_some(day)
-                })
-                .collect::<Option<Vec<Day>>>()?;
-            let last = all_ready.into_iter().max()?;
+            let last = whole_ready(self.supply, self.lines, n)?;
             leg(network, level, n as _, last, self.destination, self.now_ms)
         });
         Ok(complete.min_by_key(|leg| leg.key(network)))
@@ -190,6 +181,23 @@ impl Cart<'_> {
         }
         "the cart needs more packages than max_packages allows".into()
     }
+}
+
+/// The first day node `n` has every line's whole quantity, by `supply` (per line, per node);
+/// `None` if it never has one of them whole.
+pub(super) fn whole_ready(
+    supply: &[Vec<Supply>],
+    lines: &[(String, Qty)],
+    n: usize,
+) -> Option<Day> {
+    supply
+        .iter()
+        .zip(lines)
+        .try_fold(None, |last: Option<Day>, (per_node, (_, need))| {
+            let &(day, quantity) = per_node.get(n)?.last()?;
+            (quantity == *need).then_some(Some(last.map_or(day, |l| l.max(day))))
+        })
+        .flatten()
 }
 
 /// What one node would ship of the lines left.

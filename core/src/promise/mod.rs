@@ -10,6 +10,13 @@
 mod cart;
 
 mod kept;
+mod pickup;
+#[cfg(test)]
+mod pickup_tests;
+
+pub use pickup::{
+    local_time, ready_at, PickupAt, PickupOption, PickupRequest, Ready, MAX_PICKUP_STORES,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,8 +48,11 @@ pub struct PromiseRequest {
     pub max_packages: u32,
     /// The instant to promise at (what-if); `None` is now.
     pub now_ms: Option<UnixMillis>,
-    /// Hold exactly the promised plan (of the single service level asked for).
+    /// Hold exactly the promised plan (of the single service level asked for, or the pickup
+    /// when that asks to be held).
     pub reserve: Option<Hold>,
+    /// Answer for store pickup too.
+    pub pickup: Option<PickupRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +71,8 @@ pub struct Promise {
     pub options: Vec<PromiseOption>,
     /// Nodes left out, and why (a stale feed under the exclude policy).
     pub skipped: Vec<(NodeIdx, String)>,
+    /// Per store asked about, when pickup was asked.
+    pub pickup: Vec<PickupOption>,
     pub network: Arc<Network>,
     pub reservation: Option<Held>,
 }
@@ -107,7 +119,18 @@ impl Engine {
         };
         let lines = cart(request, self.config().limits.max_field_len)?;
         let levels = levels(&network, &request.service_levels)?;
-        if request.reserve.is_some() && levels.len() != 1 {
+        let stores = match &request.pickup {
+            Some(pickup) => Some(pickup::stores(&network, pickup, destination.at)?),
+            None => None,
+        };
+        let holds_pickup = request.pickup.as_ref().is_some_and(|p| p.hold);
+        if holds_pickup && request.reserve.is_none() {
+            return Err(Error::invalid(
+                "pickup.hold",
+                "holding a pickup needs reserve and a reservation id",
+            ));
+        }
+        if request.reserve.is_some() && !holds_pickup && levels.len() != 1 {
             return Err(Error::invalid(
                 "service_levels",
                 "reserving a promise needs exactly one service level",
@@ -127,13 +150,19 @@ impl Engine {
             .filter(|&n| view.is_excluded(n))
             .map(|n| (n, "feed is stale beyond its limit".to_owned()))
             .collect();
+        let one_line = lines.len() == 1 && !request.allow_split;
+        // The one-line fast path reads no per-node table; pickup and larger carts do.
+        let supply = if one_line && stores.is_none() {
+            Vec::new()
+        } else {
+            let split = request.allow_split;
+            self.supply(&view, &lines, &Taken::new(), split, deadline)?
+        };
         let plans = match lines.as_slice() {
-            [(sku, quantity)] if !request.allow_split => {
+            [(sku, quantity)] if one_line => {
                 self.promise_one(&view, sku, *quantity, &levels, destination, now_ms)
             }
             _ => {
-                let split = request.allow_split;
-                let supply = self.supply(&view, &lines, &Taken::new(), split, deadline)?;
                 let cart = Cart {
                     network: &network,
                     lines: &lines,
@@ -157,9 +186,20 @@ impl Engine {
                 Err(infeasible) => infeasible,
             })
             .collect();
+        let picking = pickup::Picking {
+            network: &network,
+            lines: &lines,
+            supply: &supply,
+            now_ms,
+        };
+        let pickup = match &stores {
+            Some(stores) => picking.options(stores, deadline)?,
+            None => Vec::new(),
+        };
         let promise = Promise {
             options,
             skipped,
+            pickup,
             network: network.clone(),
             reservation: None,
         };
@@ -170,7 +210,7 @@ impl Engine {
             }),
             Some(hold) => {
                 deadline.check()?;
-                self.hold_promise(request, promise, hold)
+                self.hold_promise(request, &lines, promise, hold)
             }
         }
     }

@@ -19,6 +19,7 @@ use crate::spec::{CalendarSpec, FulfilmentSpec, ServiceLevelSpec};
 mod audit;
 mod explain;
 mod orders;
+mod pickup;
 mod rate_card;
 mod sync;
 mod watch;
@@ -84,11 +85,17 @@ impl TryFrom<pb::Node> for Node {
             violations.push(FieldViolation::new("time_zone", problem));
         }
         let fulfilment = fulfilment(&node).map_err(|v| violations.extend(v)).ok();
-        let (Some(kind), Some(time_zone), Some(fulfilment)) = (kind, time_zone, fulfilment) else {
+        let pickup = pickup::pickup(node.pickup)
+            .map_err(|v| violations.extend(v))
+            .ok();
+        let (Some(kind), Some(time_zone), Some(fulfilment), Some(pickup)) =
+            (kind, time_zone, fulfilment, pickup)
+        else {
             return Err(violations);
         };
         Ok(Node {
             fulfilment,
+            pickup,
             id: node.id,
             kind,
             lat: node.lat,

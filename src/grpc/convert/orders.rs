@@ -1,5 +1,6 @@
 //! Conversions of the order-facing calls: reservations, promises and routes.
 
+use super::pickup::{pickup_option, pickup_request};
 use super::{day_text, node_kind, timestamp, timestamp_ms};
 use crate::delivery::Destination;
 use crate::domain::Day;
@@ -153,6 +154,7 @@ pub fn promise_request(request: pb::PromiseRequest, owner: &str) -> Result<Promi
         max_packages: request.max_packages,
         now_ms: request.now.as_ref().map(timestamp_ms),
         reserve,
+        pickup: pickup_request(request.pickup)?,
     })
 }
 
@@ -193,6 +195,11 @@ pub fn promise_response(promise: Promise) -> pb::PromiseResponse {
             })
             .collect(),
         reservation: promise.reservation.map(reservation),
+        pickup_options: promise
+            .pickup
+            .into_iter()
+            .map(|option| pickup_option(network, option))
+            .collect(),
     }
 }
 
