@@ -150,6 +150,7 @@ fn reader(app: &App, until: Instant) -> tokio::task::JoinHandle<Vec<i64>> {
         group_ids: Vec::new(),
         date: None,
         quantity: None,
+        totals_only: false,
     };
     tokio::spawn(async move {
         let mut due = tokio::time::interval(Duration::from_millis(1));

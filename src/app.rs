@@ -271,11 +271,35 @@ impl App {
     /// Applies a feed's batch and answers once it is durable, with the source's durable
     /// sequence as of the answer; a heartbeat (no updates) needs no durable store.
     pub async fn apply_batch(&self, caller: &Caller, batch: &SupplyBatch) -> Result<BatchOutcome> {
+        self.apply_batch_at(caller, batch, None).await
+    }
+
+    /// Applies a batch a broker feed read at stream sequence `broker_seq`, as
+    /// [`App::apply_batch`] does; the position is durable with the batch's effects, so the
+    /// feed resumes after it, and a message at or before it is answered as a duplicate.
+    pub async fn apply_broker_batch(
+        &self,
+        caller: &Caller,
+        batch: &SupplyBatch,
+        broker_seq: u64,
+    ) -> Result<BatchOutcome> {
+        self.apply_batch_at(caller, batch, Some(broker_seq)).await
+    }
+
+    async fn apply_batch_at(
+        &self,
+        caller: &Caller,
+        batch: &SupplyBatch,
+        broker_seq: Option<u64>,
+    ) -> Result<BatchOutcome> {
+        let apply = |engine: &Engine| match broker_seq {
+            Some(at) => engine.apply_broker_batch(batch, at),
+            None => engine.apply_batch(batch),
+        };
         let mut outcome = if batch.updates.is_empty() {
-            self.engine.apply_batch(batch)?.into_result()
+            apply(&self.engine)?.into_result()
         } else {
-            self.write(caller, "apply_batch", |engine| engine.apply_batch(batch))
-                .await?
+            self.write(caller, "apply_batch", apply).await?
         };
         self.ingest.batch(batch.updates.is_empty(), &outcome);
         // The commit may have confirmed later batches of the source too.

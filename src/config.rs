@@ -19,6 +19,10 @@ use crate::index::AtpPolicy;
 use crate::sync::SyncLimits;
 use crate::tls::TlsFiles;
 
+mod feeds;
+
+pub use feeds::{FeedConfig, FeedsConfig};
+
 pub const ENV_GRPC_ADDR: &str = "PROMISED_GRPC_ADDR";
 pub const ENV_METRICS_ADDR: &str = "PROMISED_METRICS_ADDR";
 pub const ENV_HTTP_ADDR: &str = "PROMISED_HTTP_ADDR";
@@ -75,6 +79,7 @@ pub const ENV_REDIS_PASSWORD: &str = "PROMISED_REDIS_PASSWORD";
 pub const ENV_REDIS_PASSWORD_FILE: &str = "PROMISED_REDIS_PASSWORD_FILE";
 pub const ENV_REDIS_CA: &str = "PROMISED_REDIS_CA";
 pub const ENV_OTLP_ENDPOINT: &str = "PROMISED_OTLP_ENDPOINT";
+pub const ENV_FEEDS: &str = "PROMISED_FEEDS";
 
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
@@ -340,6 +345,10 @@ pub struct ServeArgs {
     /// none are kept or propagated without it [env PROMISED_OTLP_ENDPOINT]
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+    /// Broker feeds file (TOML): NATS servers and, per source, the JetStream stream, subject,
+    /// durable consumer and dead-letter subject its batches use [env PROMISED_FEEDS]
+    #[arg(long)]
+    pub feeds: Option<String>,
 }
 
 /// The service's configuration.
@@ -369,6 +378,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Where traces are exported (OTLP over gRPC); `None` keeps none.
     pub otlp_endpoint: Option<Uri>,
+    /// Supply feeds read from NATS JetStream; `None` reads none.
+    pub feeds: Option<FeedsConfig>,
 }
 
 /// How callers authenticate.
@@ -488,6 +499,10 @@ impl Config {
             tls: tls_files(args, &s)?,
             auth: auth_config(args, &s)?,
             otlp_endpoint: otlp_endpoint(args, &s)?,
+            feeds: s
+                .optional(&args.feeds, ENV_FEEDS)
+                .map(|path| FeedsConfig::read(path.as_ref()))
+                .transpose()?,
         };
         config.check_in_flight_bytes()?;
         Ok(config)

@@ -12,7 +12,8 @@
 //!   with health and reflection), [`http`] (the same API as resource-style HTTP/JSON routes
 //!   that call the gRPC adapters, webhooks for supply batches, the OpenAPI document), and
 //!   [`network_file`] (a network loaded from TOML or YAML at
-//!   start). [`import`] reads supply CSV files incrementally for `promised import` and the
+//!   start), and [`feeds`] (supply batches read from NATS JetStream by durable consumers,
+//!   exactly once across crashes, poison messages dead-lettered). [`import`] reads supply CSV files incrementally for `promised import` and the
 //!   HTTP upload, which send them through the `Supply` API. [`auth`] verifies credentials
 //!   (API keys, JWTs, client certificates) for any edge.
 //! - **Application** [`app`]: the one writer. Each mutating method checks that the store can
@@ -44,7 +45,8 @@
 //! ## Invariants
 //!
 //! - The core does no I/O and never awaits: its crate has no tokio, tonic, prost or redis.
-//! - Only [`grpc`] and [`http`] (through the gRPC adapters) name protobuf types; only
+//! - Only [`grpc`], [`http`] (through the gRPC adapters) and [`feeds`] (whose messages are
+//!   `SupplyBatch`es) name protobuf types; only
 //!   [`checkpoint`] talks to Redis; only [`config`]
 //!   reads the environment; only [`metrics`] names metrics.
 //! - Only [`app::App`] commits a mutation: no answer before its record is durable (when Redis
@@ -71,6 +73,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod connections;
 pub mod consistency;
+pub mod feeds;
 pub mod grpc;
 pub mod http;
 pub mod import;

@@ -49,6 +49,10 @@ pub const SNAPSHOT_TIMESTAMP: &str = "promised_snapshot_timestamp_seconds";
 pub const RECOVERY_SECONDS: &str = "promised_recovery_duration_seconds";
 pub const RECOVERY_POSITIONS: &str = "promised_recovery_positions";
 pub const RECOVERY_REPLAYED: &str = "promised_recovery_journal_entries";
+pub const FEED_MESSAGES: &str = "promised_feed_messages_total";
+pub const FEED_DEAD_LETTERS: &str = "promised_feed_dead_letters_total";
+pub const FEED_LAG: &str = "promised_feed_lag_messages";
+pub const FEED_POSITION: &str = "promised_feed_position";
 
 /// Latency buckets from 5 µs to 2.5 s: server time of a read is a few microseconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -196,6 +200,30 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         SOURCE_LAG,
         Some(Unit::Seconds),
         "Apply lag of each source's latest batch with SETs.",
+    ),
+    (
+        Kind::Counter,
+        FEED_MESSAGES,
+        None,
+        "Broker feed messages by source and outcome (applied, duplicate, retried).",
+    ),
+    (
+        Kind::Counter,
+        FEED_DEAD_LETTERS,
+        None,
+        "Broker feed messages dead-lettered, by source and reason.",
+    ),
+    (
+        Kind::Gauge,
+        FEED_LAG,
+        None,
+        "Messages in a broker feed's stream not yet delivered to its consumer, by source.",
+    ),
+    (
+        Kind::Gauge,
+        FEED_POSITION,
+        None,
+        "Stream sequence of the last broker message each source's feed handled.",
     ),
 ];
 
@@ -349,6 +377,58 @@ pub struct RpcTimer<'a> {
 impl Drop for RpcTimer<'_> {
     fn drop(&mut self) {
         self.histogram.record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// One broker feed's counters and gauges, labelled by its source.
+#[derive(Debug, Clone)]
+pub struct FeedMetrics {
+    source: String,
+    applied: Counter,
+    duplicate: Counter,
+    retried: Counter,
+    lag: metrics::Gauge,
+    position: metrics::Gauge,
+}
+
+impl FeedMetrics {
+    pub fn new(source: &str) -> Self {
+        let outcome = |outcome: &'static str| counter!(FEED_MESSAGES, "source" => source.to_owned(), "outcome" => outcome);
+        Self {
+            source: source.to_owned(),
+            applied: outcome("applied"),
+            duplicate: outcome("duplicate"),
+            retried: outcome("retried"),
+            lag: gauge!(FEED_LAG, "source" => source.to_owned()),
+            position: gauge!(FEED_POSITION, "source" => source.to_owned()),
+        }
+    }
+
+    /// A message handled (applied, a duplicate, or dead-lettered) at stream sequence
+    /// `stream_seq`, with `pending` messages behind it.
+    pub fn handled(&self, stream_seq: u64, pending: u64) {
+        self.position.set(stream_seq as f64);
+        self.lag.set(pending as f64);
+    }
+
+    pub fn applied(&self, duplicate: bool) {
+        if duplicate {
+            self.duplicate.increment(1);
+        } else {
+            self.applied.increment(1);
+        }
+    }
+
+    /// A message left for later after a transient failure.
+    pub fn retried(&self) {
+        self.retried.increment(1);
+    }
+
+    /// A message dead-lettered for `reason` (one of a small fixed set); rare, so its handle is
+    /// looked up when needed.
+    pub fn dead_lettered(&self, reason: &'static str) {
+        counter!(FEED_DEAD_LETTERS, "source" => self.source.clone(), "reason" => reason)
+            .increment(1);
     }
 }
 

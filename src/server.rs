@@ -31,6 +31,7 @@ use crate::config::{AuthConfig, Config, ConnectionLimits};
 use crate::connections::{self, Admitted};
 use crate::consistency::Consistency;
 use crate::engine::Engine;
+use crate::feeds;
 use crate::grpc::{self, AuthLayer, Authentication, ConsistencyLayer, Handlers};
 use crate::http::{self, Edge, Webhooks};
 use crate::metrics::{self, RpcMetrics};
@@ -197,6 +198,15 @@ impl Application {
             self.metrics_tls,
         );
         let tasks = spawn_background(&self.app, http, scrapes, self.prometheus, &health, &stop);
+        if let Some(config) = self.config.feeds.clone() {
+            let max_bytes = self.config.max_message_bytes;
+            tasks.spawn(feeds::run(
+                self.app.clone(),
+                config,
+                max_bytes,
+                stop.clone(),
+            ));
+        }
 
         shutdown.await;
         tracing::info!("shutting down");

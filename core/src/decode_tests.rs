@@ -206,6 +206,31 @@ fn a_record_keeps_its_cause_and_its_reservations_owner() {
     assert_eq!(read.reservations[0].owner, "checkout");
 }
 
+/// Version 6 carries a broker feed's position beside the batch's sequence; version 5 records
+/// (the same bytes without it) still read, with none.
+#[test]
+fn a_record_keeps_its_broker_position_and_version_5_records_read_without_one() {
+    let record = crate::mutation::Record {
+        source_seq: Some(("WMS".into(), 3)),
+        broker_seq: Some(41),
+        ..crate::mutation::Record::default()
+    };
+    let bytes = record.encode();
+    let read = StoredRecord::decode(&bytes).expect("decodes");
+    assert_eq!(
+        (read.source_seq, read.broker_seq),
+        (Some(("WMS", 3)), Some(41))
+    );
+    let mut old = crate::mutation::Record {
+        broker_seq: None,
+        ..record
+    }
+    .encode();
+    old[0] = 5;
+    let read = StoredRecord::decode(&old).expect("a version 5 record decodes");
+    assert_eq!((read.source_seq, read.broker_seq), (Some(("WMS", 3)), None));
+}
+
 /// A position without dated supply, as `Position::encode` writes it: node, on hand, the
 /// on-hand SET's source time, no safety override.
 fn plain_position(w: &mut Writer, node: u64, on_hand: i64) {
@@ -371,6 +396,7 @@ fn a_manifest_with_a_shard_count_no_index_has_is_refused() {
             journal_mark: "0-0".into(),
             network: Vec::new(),
             source_seqs: Vec::new(),
+            broker_seqs: Vec::new(),
             sync_marks: Vec::new(),
             chunks: Vec::new(),
             positions: 0,

@@ -334,6 +334,7 @@ impl Engine {
         for record in records.into_iter().rev() {
             let Record {
                 source_seq,
+                broker_seq: _,
                 effects,
                 reservations,
                 ticket,
@@ -356,6 +357,7 @@ impl Engine {
                 self.with_seq_state(&source, |state| {
                     state.pending.remove(&seq);
                     state.last_seq = last_seq;
+                    state.broker_seq = undo.broker_seq.unwrap_or(state.broker_seq);
                 });
             }
             if let Some(network) = undo.network {
@@ -444,6 +446,30 @@ impl Engine {
     /// Sets a source's applied sequence to at least `seq`, as recovered from durable state.
     pub fn restore_seq(&self, source_id: &str, seq: u64) {
         self.with_seq_state(source_id, |state| state.last_seq = state.last_seq.max(seq));
+    }
+
+    /// Sets a source's broker position to at least `broker_seq`, as recovered from durable
+    /// state.
+    pub fn restore_broker_seq(&self, source_id: &str, broker_seq: u64) {
+        self.with_seq_state(source_id, |state| {
+            state.broker_seq = state.broker_seq.max(broker_seq);
+        });
+    }
+
+    /// Every source's broker position, for snapshots (sources never fed by a broker left out).
+    pub fn broker_seqs(&self) -> Vec<(String, u64)> {
+        self.network()
+            .sources()
+            .iter()
+            .filter_map(|source| {
+                let state = source
+                    .feed
+                    .seq
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                (state.broker_seq > 0).then(|| (source.def.id.clone(), state.broker_seq))
+            })
+            .collect()
     }
 
     /// The highest durable sequence of a source, if it exists.

@@ -26,6 +26,39 @@ impl Engine {
     /// updates, no sequence) fail the whole batch; update-level problems reject that update only.
     /// When journaling, the returned record must be made durable before the feed is answered.
     pub fn apply_batch(&self, batch: &SupplyBatch) -> Result<Mutation<BatchOutcome>> {
+        self.apply_batch_at(batch, None)
+    }
+
+    /// Applies a batch a broker feed read at stream sequence `broker_seq`, as
+    /// [`Engine::apply_batch`] does; the position is recorded with the batch's effects, and a
+    /// message at or before the source's recorded position is a duplicate, so a message
+    /// redelivered after a crash is not applied twice.
+    pub fn apply_broker_batch(
+        &self,
+        batch: &SupplyBatch,
+        broker_seq: u64,
+    ) -> Result<Mutation<BatchOutcome>> {
+        self.apply_batch_at(batch, Some(broker_seq))
+    }
+
+    /// The broker position of a source's last applied batch (0: none), where its broker
+    /// feed resumes; `None` for an unknown source.
+    pub fn broker_seq(&self, source_id: &str) -> Option<u64> {
+        self.network().source(source_id).map(|source| {
+            source
+                .feed
+                .seq
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .broker_seq
+        })
+    }
+
+    fn apply_batch_at(
+        &self,
+        batch: &SupplyBatch,
+        broker_seq: Option<u64>,
+    ) -> Result<Mutation<BatchOutcome>> {
         let network = self.network();
         let source = network
             .source(&batch.source_id)
@@ -42,20 +75,25 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         source.feed.heard(now_ms);
-        if batch.seq <= seq.last_seq {
-            return already_applied(batch, &seq);
+        let replayed = broker_seq.is_some_and(|at| at <= seq.broker_seq);
+        if replayed || batch.seq <= seq.last_seq {
+            return already_applied(batch, &seq, replayed);
         }
         self.check_gap(batch.seq, seq.last_seq)?;
         let ticket = self.begin();
         let latest_as_of_ms = self.latest_as_of_ms();
         let mut work = BatchWork::new(batch, self.effects(), latest_as_of_ms);
+        work.broker_seq = broker_seq;
         for (i, update) in batch.updates.iter().enumerate() {
             self.apply_update(&network, source, i, update, &mut work);
         }
-        let last_seq = seq.last_seq;
+        let before = (seq.last_seq, broker_seq.map(|_| seq.broker_seq));
+        if let Some(at) = broker_seq {
+            seq.broker_seq = at;
+        }
         work.outcome.durable_seq = self.advance(&mut seq, batch.seq);
         drop(seq);
-        Ok(self.finish_batch(batch, ticket, now_ms, work, last_seq))
+        Ok(self.finish_batch(batch, ticket, now_ms, work, before))
     }
 
     /// The latest `as_of` a SET may carry now: the server clock plus the allowed skew.
@@ -192,14 +230,15 @@ impl Engine {
     }
 
     /// Logs the batch's rejections and wraps its outcome with the record to journal;
-    /// `last_seq` is the source's sequence before the batch.
+    /// `before` is the source's sequence and (for a broker feed's batch) its broker position
+    /// before the batch.
     fn finish_batch(
         &self,
         batch: &SupplyBatch,
         ticket: Ticket<'_>,
         now_ms: UnixMillis,
         work: BatchWork,
-        last_seq: u64,
+        before: (u64, Option<u64>),
     ) -> Mutation<BatchOutcome> {
         let BatchWork {
             mut outcome,
@@ -207,6 +246,7 @@ impl Engine {
             shipped,
             newest_as_of_ms,
             latest_as_of_ms: _,
+            broker_seq,
         } = work;
         self.shared
             .rejections
@@ -215,11 +255,13 @@ impl Engine {
         let (reservations, replaced) = shipped.into_iter().unzip();
         self.mutation(ticket, outcome, || Record {
             source_seq: Some((batch.source_id.clone(), batch.seq)),
+            broker_seq,
             effects: effects.unwrap_or_default(),
             reservations,
             undo: Undo {
                 reservations: replaced,
-                last_seq: Some(last_seq),
+                last_seq: Some(before.0),
+                broker_seq: before.1,
                 ..Undo::default()
             },
             ..Record::default()
@@ -287,6 +329,8 @@ struct BatchWork {
     newest_as_of_ms: Option<UnixMillis>,
     /// The latest `as_of` a SET of this batch may carry: the server clock plus the skew.
     latest_as_of_ms: UnixMillis,
+    /// The broker stream sequence of the message that carried the batch, if a broker feed's.
+    broker_seq: Option<u64>,
 }
 
 impl BatchWork {
@@ -302,6 +346,7 @@ impl BatchWork {
             shipped: Vec::new(),
             newest_as_of_ms: None,
             latest_as_of_ms,
+            broker_seq: None,
         }
     }
 
@@ -327,9 +372,21 @@ fn heartbeat(batch: &SupplyBatch, source: &SourceEntry) -> Mutation<BatchOutcome
     }
 }
 
-/// The answer to a batch whose sequence was already applied.
-fn already_applied(batch: &SupplyBatch, seq: &SeqState) -> Result<Mutation<BatchOutcome>> {
-    if seq.pending.contains(&batch.seq) {
+/// The answer to a batch whose sequence was already applied, or (`replayed`) whose broker
+/// message was.
+fn already_applied(
+    batch: &SupplyBatch,
+    seq: &SeqState,
+    replayed: bool,
+) -> Result<Mutation<BatchOutcome>> {
+    // Which batch a replayed message carried is not known here: while any is in flight, it
+    // may be that one.
+    let in_flight = if replayed {
+        !seq.pending.is_empty()
+    } else {
+        seq.pending.contains(&batch.seq)
+    };
+    if in_flight {
         // Applied, but its journal write has not been confirmed: acknowledging it as a
         // duplicate could acknowledge something a crash would lose.
         return Err(Error::Unavailable(format!(
@@ -622,5 +679,61 @@ mod tests {
         assert!(again.result.duplicate);
         assert!(again.record.is_none(), "nothing applied twice");
         assert_eq!(again.result.durable_seq, 1);
+    }
+
+    #[test]
+    fn a_broker_message_at_or_before_the_recorded_position_is_not_applied_again() {
+        let engine = journaled_engine();
+        let first = engine.apply_broker_batch(&adjust(1), 7).expect("applies");
+        let record = first.record.as_ref().expect("a record");
+        assert_eq!(
+            record.broker_seq,
+            Some(7),
+            "the position goes with the effects"
+        );
+        assert_eq!(engine.broker_seq("WMS"), Some(7));
+        engine.mark_durable("WMS", 1);
+        // The same message again, or an older one, even with a sequence not applied yet.
+        for (seq, at) in [(1, 7), (2, 7), (2, 3)] {
+            let again = engine
+                .apply_broker_batch(&adjust(seq), at)
+                .expect("answers");
+            assert!(again.result.duplicate, "message {at} carrying batch {seq}");
+            assert!(again.record.is_none(), "nothing applied twice");
+        }
+        let next = engine.apply_broker_batch(&adjust(2), 9).expect("applies");
+        assert_eq!(next.record.expect("a record").broker_seq, Some(9));
+        assert_eq!(engine.broker_seq("WMS"), Some(9));
+    }
+
+    #[test]
+    fn a_replayed_broker_message_waits_while_a_batch_is_not_durable() {
+        let engine = journaled_engine();
+        let _ = engine.apply_broker_batch(&adjust(1), 7).expect("applies");
+        assert!(
+            matches!(
+                engine.apply_broker_batch(&adjust(1), 7),
+                Err(Error::Unavailable(_))
+            ),
+            "its first copy may still be lost: no acknowledgement"
+        );
+    }
+
+    #[test]
+    fn undoing_a_broker_batch_puts_its_position_back() {
+        let engine = journaled_engine();
+        let first = engine.apply_broker_batch(&adjust(1), 7).expect("applies");
+        engine.mark_durable("WMS", 1);
+        let (_, record) = first.into_parts();
+        engine.settle(record.and_then(|r| r.ticket).expect("a ticket"));
+        let second = engine.apply_broker_batch(&adjust(2), 9).expect("applies");
+        let (_, record) = second.into_parts();
+        engine.undo(record.into_iter().collect());
+        assert_eq!(engine.broker_seq("WMS"), Some(7));
+        let again = engine.apply_broker_batch(&adjust(2), 9).expect("applies");
+        assert!(
+            !again.result.duplicate,
+            "the message taken back applies again"
+        );
     }
 }

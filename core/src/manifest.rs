@@ -9,12 +9,15 @@ use crate::reservation::Layout;
 use crate::sync::SyncMark;
 
 const MAGIC: &[u8; 4] = b"PRMS";
-/// The snapshot format this build writes. Version 4 added the committed syncs' marks, version
-/// 3 the answer a promise or route kept with its hold to the reservation chunks, version 2 the
-/// reservations' owner; versions 1 to 3 are still read.
-pub const FORMAT_VERSION: u16 = 4;
+/// The snapshot format this build writes. Version 5 added the sources' broker positions,
+/// version 4 the committed syncs' marks, version 3 the answer a promise or route kept with its
+/// hold to the reservation chunks, version 2 the reservations' owner; versions 1 to 4 are
+/// still read.
+pub const FORMAT_VERSION: u16 = 5;
 /// The first version with sync marks.
 const SYNC_MARKS_VERSION: u16 = 4;
+/// The first version with broker positions.
+const BROKER_SEQS_VERSION: u16 = 5;
 /// The oldest snapshot format this build reads.
 pub const OLDEST_READ_VERSION: u16 = 1;
 
@@ -29,6 +32,8 @@ pub struct Manifest {
     pub journal_mark: String,
     pub network: Vec<u8>,
     pub source_seqs: Vec<(String, u64)>,
+    /// Each broker-fed source's last applied broker stream sequence.
+    pub broker_seqs: Vec<(String, u64)>,
     /// Each source's last committed sync per supply type.
     pub sync_marks: Vec<SyncMark>,
     /// Length and CRC-32 of each chunk of positions.
@@ -59,17 +64,16 @@ impl Manifest {
         w.u32(self.shard_count);
         w.str(&self.journal_mark);
         w.bytes(&self.network);
-        w.len(self.source_seqs.len());
-        for (source, seq) in &self.source_seqs {
-            w.str(source);
-            w.var(*seq);
-        }
+        write_seqs(&mut w, &self.source_seqs);
         write_sums(&mut w, &self.chunks);
         w.var(self.positions);
         write_sums(&mut w, &self.reservation_chunks);
         if version >= SYNC_MARKS_VERSION {
             w.len(self.sync_marks.len());
             self.sync_marks.iter().for_each(|mark| mark.encode(&mut w));
+        }
+        if version >= BROKER_SEQS_VERSION {
+            write_seqs(&mut w, &self.broker_seqs);
         }
         let crc = crc32fast::hash(&w.buf);
         w.u32(crc);
@@ -122,6 +126,23 @@ fn write_sums(w: &mut Writer, sums: &[(u32, u32)]) {
     }
 }
 
+/// Sources' sequences and broker positions are stored alike: a count, then each source's id
+/// and number.
+fn write_seqs(w: &mut Writer, seqs: &[(String, u64)]) {
+    w.len(seqs.len());
+    for (source, seq) in seqs {
+        w.str(source);
+        w.var(*seq);
+    }
+}
+
+/// Reads a list written by [`write_seqs`].
+fn read_seqs(r: &mut Reader<'_>) -> Decoded<Vec<(String, u64)>> {
+    (0..r.len()?)
+        .map(|_| Ok((r.str()?.to_owned(), r.var()?)))
+        .collect()
+}
+
 /// Reads a chunk list written by [`write_sums`].
 fn read_sums(r: &mut Reader<'_>) -> Decoded<Vec<(u32, u32)>> {
     (0..r.len()?).map(|_| Ok((r.u32()?, r.u32()?))).collect()
@@ -156,18 +177,20 @@ fn read_manifest(r: &mut Reader<'_>, version: u16) -> Decoded<Manifest> {
         shard_count: r.u32()?,
         journal_mark: r.str()?.to_owned(),
         network: r.bytes()?.to_vec(),
-        source_seqs: (0..r.len()?)
-            .map(|_| Ok((r.str()?.to_owned(), r.var()?)))
-            .collect::<Decoded<_>>()?,
+        source_seqs: read_seqs(r)?,
         chunks: read_sums(r)?,
         positions: r.var()?,
         reservation_chunks: read_sums(r)?,
         sync_marks: Vec::new(),
+        broker_seqs: Vec::new(),
     };
     if version >= SYNC_MARKS_VERSION {
         manifest.sync_marks = (0..r.len()?)
             .map(|_| SyncMark::decode(r))
             .collect::<Decoded<_>>()?;
+    }
+    if version >= BROKER_SEQS_VERSION {
+        manifest.broker_seqs = read_seqs(r)?;
     }
     Ok(manifest)
 }
@@ -184,6 +207,7 @@ mod tests {
             journal_mark: "17-2".into(),
             network: vec![1, 2, 3],
             source_seqs: vec![("WMS".into(), 9)],
+            broker_seqs: vec![("WMS".into(), 41)],
             sync_marks: Vec::new(),
             chunks: vec![(10, 0xabcd)],
             positions: 12,
@@ -225,7 +249,13 @@ mod tests {
         let before = manifest().encode_with_version(1);
         assert_eq!(
             Manifest::decode_versioned(&before).expect("version 1 is read"),
-            (1, manifest())
+            (
+                1,
+                Manifest {
+                    broker_seqs: Vec::new(),
+                    ..manifest()
+                }
+            )
         );
         assert_eq!(reservation_layout(1), Layout::Ownerless);
         assert_eq!(reservation_layout(2), Layout::Owned);
@@ -234,6 +264,17 @@ mod tests {
             (version, reservation_layout(version)),
             (FORMAT_VERSION, Layout::Answered)
         );
+    }
+
+    #[test]
+    fn a_manifest_keeps_broker_positions_and_one_before_them_reads_without() {
+        let (_, read) = Manifest::decode_versioned(&manifest().encode()).expect("decodes");
+        assert_eq!(read.broker_seqs, vec![("WMS".to_owned(), 41)]);
+        let before = manifest().encode_with_version(BROKER_SEQS_VERSION - 1);
+        let (version, read) = Manifest::decode_versioned(&before).expect("version 4 is read");
+        assert_eq!(version, 4);
+        assert_eq!(read.broker_seqs, Vec::new());
+        assert_eq!(read.source_seqs, manifest().source_seqs);
     }
 
     proptest::proptest! {

@@ -10,11 +10,13 @@ use crate::network::Network;
 use crate::reservation::{Layout, Reservation};
 use crate::sync::SyncMark;
 
-/// Encoding version of a record; bumped on any incompatible change. Version 5 added the
-/// committed sync's mark; version 4 the answer a promise or route kept with its hold; version
-/// 3 the cause and the reservations' owner. Versions 2 to 4 (without the later fields) are
-/// still read.
-const RECORD_VERSION: u8 = 5;
+/// Encoding version of a record; bumped on any incompatible change. Version 6 added the broker
+/// position of a batch read from a broker feed; version 5 the committed sync's mark; version 4
+/// the answer a promise or route kept with its hold; version 3 the cause and the reservations'
+/// owner. Versions 2 to 5 (without the later fields) are still read.
+const RECORD_VERSION: u8 = 6;
+/// Records of version 5: sync marks, no broker positions.
+const SYNC_MARK_VERSION: u8 = 5;
 /// Records of version 4: kept answers, no sync marks.
 const ANSWERED_VERSION: u8 = 4;
 /// Records of version 3: a cause and owners, no kept answers.
@@ -26,6 +28,7 @@ const HAS_SOURCE: u8 = 1;
 const HAS_NETWORK: u8 = 2;
 const HAS_CAUSE: u8 = 4;
 const HAS_SYNC: u8 = 8;
+const HAS_BROKER: u8 = 16;
 
 /// Who made a change and why, for the audit trail: journaled with the change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +66,9 @@ impl Cause {
 pub struct Record {
     /// The feed batch this mutation applied, which recovery restores as the source's sequence.
     pub source_seq: Option<(String, u64)>,
+    /// The broker stream sequence of the message that carried the batch (a broker feed's
+    /// batch only), which recovery restores as the source's broker position.
+    pub broker_seq: Option<u64>,
     /// The whole network configuration after a network change (it is small and rarely changes).
     pub network: Option<Vec<u8>>,
     /// Position images, each tagged with its shard sequence number.
@@ -91,6 +97,8 @@ pub struct Undo {
     pub(crate) network: Option<Arc<Network>>,
     /// The batch's source's last applied sequence before the batch.
     pub(crate) last_seq: Option<u64>,
+    /// The batch's source's broker position before the batch (a broker feed's batch only).
+    pub(crate) broker_seq: Option<u64>,
     /// The sync mark a commit replaced (`Some(None)`: there was none).
     pub(crate) sync_mark: Option<Option<SyncMark>>,
 }
@@ -112,10 +120,14 @@ impl Record {
         w.u8(flag(self.source_seq.is_some(), HAS_SOURCE)
             | flag(self.network.is_some(), HAS_NETWORK)
             | flag(self.cause.is_some(), HAS_CAUSE)
-            | flag(self.sync.is_some(), HAS_SYNC));
+            | flag(self.sync.is_some(), HAS_SYNC)
+            | flag(self.broker_seq.is_some(), HAS_BROKER));
         if let Some((source, seq)) = &self.source_seq {
             w.str(source);
             w.var(*seq);
+        }
+        if let Some(broker_seq) = self.broker_seq {
+            w.var(broker_seq);
         }
         if let Some(network) = &self.network {
             w.bytes(network);
@@ -139,6 +151,7 @@ impl Record {
 #[derive(Debug)]
 pub struct StoredRecord<'a> {
     pub source_seq: Option<(&'a str, u64)>,
+    pub broker_seq: Option<u64>,
     pub network: Option<&'a [u8]>,
     pub cause: Option<Cause>,
     pub sync: Option<SyncMark>,
@@ -166,12 +179,18 @@ impl<'a> StoredRecord<'a> {
         let layout = match r.u8()? {
             OLDEST_READ_VERSION => Layout::Ownerless,
             OWNED_VERSION => Layout::Owned,
-            ANSWERED_VERSION | RECORD_VERSION => Layout::Answered,
+            ANSWERED_VERSION | SYNC_MARK_VERSION | RECORD_VERSION => Layout::Answered,
             _ => return Err(CodecError("unsupported journal record version")),
         };
         let flags = r.u8()?;
         let source_seq = if flags & HAS_SOURCE != 0 {
             Some((r.str()?, r.var()?))
+        } else {
+            None
+        };
+        // Older versions never set the flag.
+        let broker_seq = if flags & HAS_BROKER != 0 {
+            Some(r.var()?)
         } else {
             None
         };
@@ -195,6 +214,7 @@ impl<'a> StoredRecord<'a> {
             .collect::<Decoded<_>>()?;
         Ok(StoredRecord {
             source_seq,
+            broker_seq,
             network,
             cause,
             sync,

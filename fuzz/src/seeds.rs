@@ -108,17 +108,21 @@ impl Journal {
         }
     }
 
-    /// Keeps the mutation's record, if it left one, and returns its answer.
+    /// Keeps the mutation's record, if it left one, settled as the journal writer settles a
+    /// durable record (so that the next change of its reservations is taken), and returns
+    /// its answer.
     fn keep<T>(&mut self, what: &'static str, mutation: Result<Mutation<T>>) -> Result<T> {
-        let mutation = mutation?;
-        if let Some(record) = mutation.record() {
+        let (answer, record) = mutation?.into_parts();
+        if let Some(record) = record {
             self.records.push((what, record.encode()));
-            // Kept as the journal keeps it: later calls on what it changed go ahead.
+            if let Some((source, seq)) = &record.source_seq {
+                self.engine.mark_durable(source, *seq);
+            }
             if let Some(ticket) = record.ticket {
                 self.engine.settle(ticket);
             }
         }
-        Ok(mutation.into_result())
+        Ok(answer)
     }
 
     fn load_network(&mut self) -> std::result::Result<(), Box<dyn std::error::Error>> {
@@ -141,6 +145,28 @@ impl Journal {
         source: &'static str,
         updates: Vec<SupplyUpdate>,
     ) -> Result<()> {
+        let batch = self.next_batch(source, updates);
+        let engine = self.engine.clone();
+        self.keep(what, engine.apply_batch(&batch))?;
+        Ok(())
+    }
+
+    /// Sends one batch of `updates` from `source` as a broker feed read it at `broker_seq`.
+    fn broker_batch(
+        &mut self,
+        what: &'static str,
+        source: &'static str,
+        broker_seq: u64,
+        updates: Vec<SupplyUpdate>,
+    ) -> Result<()> {
+        let batch = self.next_batch(source, updates);
+        let engine = self.engine.clone();
+        self.keep(what, engine.apply_broker_batch(&batch, broker_seq))?;
+        Ok(())
+    }
+
+    /// `source`'s next batch, of `updates`.
+    fn next_batch(&mut self, source: &'static str, updates: Vec<SupplyUpdate>) -> SupplyBatch {
         let seq = match self.seqs.iter_mut().find(|(s, _)| *s == source) {
             Some((_, seq)) => {
                 *seq += 1;
@@ -151,14 +177,11 @@ impl Journal {
                 1
             }
         };
-        let batch = SupplyBatch {
+        SupplyBatch {
             source_id: source.into(),
             seq,
             updates,
-        };
-        let engine = self.engine.clone();
-        self.keep(what, engine.apply_batch(&batch))?;
-        Ok(())
+        }
     }
 
     fn take_supply(&mut self) -> Result<()> {
@@ -278,6 +301,15 @@ impl Journal {
         };
         let promised = engine.promise(&cart, &Deadline::never());
         self.keep("promise-pickup-and-hold", promised)?;
+        // A store's count read from a broker feed, with the message's stream sequence.
+        let counted = update(
+            "SKU-1",
+            "STORE-BOSTON-MA",
+            SupplyType::OnHand,
+            UpdateOp::Adjust,
+            -1,
+        );
+        self.broker_batch("broker-adjust", "POS", 17, vec![counted])?;
         Ok(())
     }
 
@@ -312,6 +344,7 @@ impl Journal {
                 .iter()
                 .map(|s| (s.def.id.clone(), s.feed.seqs().0))
                 .collect(),
+            broker_seqs: self.engine.broker_seqs(),
             sync_marks: self.engine.sync_marks(),
             chunks: vec![sum(&chunk.buf)],
             positions,

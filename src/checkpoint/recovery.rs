@@ -138,6 +138,8 @@ struct Recovered {
     index: Index,
     network: Network,
     seqs: HashMap<String, u64>,
+    /// Broker-fed sources' positions: the highest broker stream sequence applied.
+    broker_seqs: HashMap<String, u64>,
     reservations: HashMap<String, Reservation>,
     /// Committed syncs' marks; the engine keeps the newest per source and supply type.
     sync_marks: Vec<SyncMark>,
@@ -152,6 +154,7 @@ impl Recovered {
             index: loaded.index,
             network,
             seqs: loaded.manifest.source_seqs.into_iter().collect(),
+            broker_seqs: loaded.manifest.broker_seqs.into_iter().collect(),
             sync_marks: loaded.manifest.sync_marks,
             reservations: loaded
                 .reservations
@@ -167,6 +170,7 @@ impl Recovered {
             index: Index::new(shards),
             network: Network::default(),
             seqs: HashMap::new(),
+            broker_seqs: HashMap::new(),
             reservations: HashMap::new(),
             sync_marks: Vec::new(),
         }
@@ -182,6 +186,10 @@ impl Recovered {
         if let Some((source, seq)) = record.source_seq {
             let known = self.seqs.entry(source.to_owned()).or_default();
             *known = (*known).max(seq);
+            if let Some(broker_seq) = record.broker_seq {
+                let known = self.broker_seqs.entry(source.to_owned()).or_default();
+                *known = (*known).max(broker_seq);
+            }
         }
         if let Some(encoded) = record.network {
             let changed = Network::decode(encoded, now_ms).map_err(in_entry)?;
@@ -221,6 +229,9 @@ impl Recovered {
         let engine = Engine::journaled(config.clone(), clock, self.network, self.index);
         for (source, seq) in self.seqs {
             engine.restore_seq(&source, seq);
+        }
+        for (source, broker_seq) in self.broker_seqs {
+            engine.restore_broker_seq(&source, broker_seq);
         }
         engine.restore_reservations(self.reservations.into_values());
         for mark in self.sync_marks {

@@ -119,6 +119,8 @@ pub async fn write(
     let (positions, chunks) = write_positions(conn, keys, engine, generation, pace).await?;
     let reservation_chunks = write_reservations(conn, keys, engine, generation).await?;
     let network = engine.network();
+    // Read before the wait, like the sequences: what the wait makes durable covers them.
+    let broker_seqs = engine.broker_seqs();
     let source_seqs = durable_seqs(engine, durable_within).await?;
     let manifest = Manifest {
         generation,
@@ -127,6 +129,7 @@ pub async fn write(
         journal_mark,
         network: network.encode(),
         source_seqs,
+        broker_seqs,
         sync_marks: engine.sync_marks(),
         chunks: chunks.sums,
         positions,
@@ -441,7 +444,7 @@ mod tests {
         let error = LoadError::from(ManifestError::Unsupported { found: 0 });
         assert!(matches!(error, LoadError::Unsupported { found: 0 }));
         assert!(error.to_string().contains("version 0 is not supported"));
-        assert!(error.to_string().contains("reads versions 1 to 4"));
+        assert!(error.to_string().contains("reads versions 1 to 5"));
     }
 
     #[test]

@@ -359,6 +359,7 @@ async fn a_snapshot_in_an_unknown_format_version_is_refused_with_a_clear_error()
         journal_mark: "0-0".into(),
         network: Vec::new(),
         source_seqs: Vec::new(),
+        broker_seqs: Vec::new(),
         sync_marks: Vec::new(),
         chunks: Vec::new(),
         positions: 0,

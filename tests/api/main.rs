@@ -17,6 +17,7 @@ mod contract;
 mod crash;
 mod deadlines;
 mod durability;
+mod feeds;
 mod flood;
 mod helpers;
 mod http;

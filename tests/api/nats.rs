@@ -61,6 +61,11 @@ impl NatsServer {
         }
     }
 
+    /// The member's server name, as JetStream names a stream's leader.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }

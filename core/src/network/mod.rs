@@ -44,6 +44,9 @@ pub struct SeqState {
     pub last_seq: u64,
     /// Sequences applied in memory whose journal write is not confirmed yet.
     pub pending: BTreeSet<u64>,
+    /// Broker stream sequence of the last batch applied from a broker feed (0: none), the
+    /// position its consumer resumes after.
+    pub broker_seq: u64,
 }
 
 impl SeqState {
