@@ -73,6 +73,7 @@ pub const ENV_REDIS_PASSWORD: &str = "PROMISED_REDIS_PASSWORD";
 pub const ENV_REDIS_PASSWORD_FILE: &str = "PROMISED_REDIS_PASSWORD_FILE";
 pub const ENV_REDIS_CA: &str = "PROMISED_REDIS_CA";
 pub const ENV_OTLP_ENDPOINT: &str = "PROMISED_OTLP_ENDPOINT";
+pub const ENV_EVENTS_OUT: &str = "PROMISED_EVENTS_OUT";
 
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
@@ -326,6 +327,10 @@ pub struct ServeArgs {
     /// none are kept or propagated without it [env PROMISED_OTLP_ENDPOINT]
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+    /// Events-out file (TOML): webhooks and NATS JetStream sinks the journal's changes are
+    /// sent to as CloudEvents; needs --redis-url [env PROMISED_EVENTS_OUT]
+    #[arg(long)]
+    pub events_out: Option<String>,
 }
 
 /// The service's configuration.
@@ -353,6 +358,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Where traces are exported (OTLP over gRPC); `None` keeps none.
     pub otlp_endpoint: Option<Uri>,
+    /// The events-out file (src/publish/settings.rs); it needs Redis, for the sinks' cursors.
+    pub events_out: Option<PathBuf>,
 }
 
 /// How callers authenticate.
@@ -467,7 +474,15 @@ impl Config {
             tls: tls_files(args, &s)?,
             auth: auth_config(args, &s)?,
             otlp_endpoint: otlp_endpoint(args, &s)?,
+            events_out: s
+                .optional(&args.events_out, ENV_EVENTS_OUT)
+                .map(PathBuf::from),
         };
+        if config.events_out.is_some() && config.redis.is_none() {
+            return Err(anyhow!(
+                "{ENV_EVENTS_OUT} needs {ENV_REDIS_URL}: each sink keeps its cursor in Redis"
+            ));
+        }
         config.check_in_flight_bytes()?;
         Ok(config)
     }

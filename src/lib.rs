@@ -13,8 +13,9 @@
 //!   that call the gRPC adapters, webhooks for supply batches, the OpenAPI document), and
 //!   [`network_file`] (a network loaded from TOML or YAML at
 //!   start). [`import`] reads supply CSV files incrementally for `promised import` and the
-//!   HTTP upload, which send them through the `Supply` API. [`auth`] verifies credentials
-//!   (API keys, JWTs, client certificates) for any edge.
+//!   HTTP upload, which send them through the `Supply` API. [`publish`] sends the journal's
+//!   changes out as CloudEvents (webhooks, NATS JetStream), each sink from its durable
+//!   cursor. [`auth`] verifies credentials (API keys, JWTs, client certificates) for any edge.
 //! - **Application** [`app`]: the one writer. Each mutating method checks that the store can
 //!   take a write, runs the core operation, makes its record durable through [`checkpoint`],
 //!   and only then answers. [`watch`] reads durable journal records back as the changes
@@ -24,7 +25,8 @@
 //!   [`reserve`], [`delivery`] and [`cost`], [`promise`], [`route`], [`query`] and [`explain`],
 //!   [`view`], [`flow`], [`audit`], [`sync`] (full syncs), over the [`engine`] handle; [`mutation`] records, snapshot
 //!   [`manifest`]s and their [`codec`]; a promise or route stops at its [`deadline`].
-//! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
+//! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery, and
+//!   the outbound sinks' cursors and dead letters.
 //! - **Process** [`server`]: listeners ([`connections`] bounds them, [`request_bytes`] the
 //!   request bytes in flight over the gRPC one, [`tls`] encrypts them and reloads their
 //!   certificates), background loops (expiry, audit, gauges, snapshots)
@@ -44,7 +46,8 @@
 //! ## Invariants
 //!
 //! - The core does no I/O and never awaits: its crate has no tokio, tonic, prost or redis.
-//! - Only [`grpc`] and [`http`] (through the gRPC adapters) name protobuf types; only
+//! - Only [`grpc`], [`http`] (through the gRPC adapters) and [`publish`] (whose events'
+//!   data are the watch messages as JSON) name protobuf types; only
 //!   [`checkpoint`] talks to Redis; only [`config`]
 //!   reads the environment; only [`metrics`] names metrics.
 //! - Only [`app::App`] commits a mutation: no answer before its record is durable (when Redis
@@ -75,6 +78,7 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod network_file;
+pub mod publish;
 pub mod request_bytes;
 pub mod server;
 pub mod telemetry;

@@ -184,6 +184,36 @@ pub fn order_change(bytes: &[u8]) -> Result<Option<OrderChange>> {
     }))
 }
 
+/// One journaled change as an outbound sink sees it: of the positions it watches, of
+/// reservations, or both (a hold changes both), in one journal order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub availability: Option<AvailabilityChange>,
+    pub orders: Option<OrderChange>,
+}
+
+/// The changes a record makes that a sink of `availability` (if any) and, when `orders`,
+/// of reservations is shown; `None` when there are none.
+pub fn changes(
+    engine: &Engine,
+    availability: Option<&WatchFilter>,
+    orders: bool,
+    bytes: &[u8],
+) -> Result<Option<Changes>> {
+    let availability = match availability {
+        Some(filter) => availability_change(engine, filter, bytes)?
+            .filter(|change| !change.positions.is_empty()),
+        None => None,
+    };
+    let orders = if orders { order_change(bytes)? } else { None };
+    Ok(
+        (availability.is_some() || orders.is_some()).then_some(Changes {
+            availability,
+            orders,
+        }),
+    )
+}
+
 /// What happened to a reservation in a change of `why`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderEventKind {

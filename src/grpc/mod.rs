@@ -44,6 +44,8 @@ pub mod pb {
 pub use admin::AdminService;
 pub use auth::{need, AuthLayer, Authentication};
 pub use availability::AvailabilityService;
+/// The watch messages, which the outbound sinks also render as their events' data.
+pub(crate) use convert::{availability_change, order_change};
 pub use promising::PromisingService;
 pub use request_id::RequestIdLayer;
 pub use reservations::ReservationService;

@@ -30,6 +30,7 @@ mod nats;
 mod normalize;
 mod operations;
 mod promising;
+mod publish;
 mod rate_cards;
 mod raw;
 mod redis;

@@ -40,11 +40,19 @@ fn cause(why: Why) -> pb::ChangeCause {
     }
 }
 
+/// The id of the event of the change at `token` about `what` (`position:<sku>@<node>` or
+/// `reservation:<id>`: a record changes each at most once): unique, the same on every
+/// delivery of it, whatever a consumer's filter.
+fn event_id(token: EntryId, what: &str, id: &str) -> String {
+    format!("{token}:{what}:{id}")
+}
+
 pub fn availability_change(token: EntryId, change: AvailabilityChange) -> pb::AvailabilityChange {
     let positions = change
         .positions
         .into_iter()
         .map(|f| pb::WatchedPosition {
+            event_id: event_id(token, "position", &format!("{}@{}", f.sku, f.node_id)),
             sku: f.sku,
             node_id: f.node_id,
             atp: f.atp,
@@ -82,6 +90,7 @@ pub fn order_change(
                 OrderEventKind::Shipped => pb::OrderEventKind::Shipped,
             };
             let version = r.version;
+            let event_id = event_id(token, "reservation", &r.id);
             let held = Held {
                 reservation: r,
                 network: network.clone(),
@@ -90,6 +99,7 @@ pub fn order_change(
                 kind: kind.into(),
                 reservation: Some(reservation(held)),
                 version,
+                event_id,
             }
         })
         .collect();
