@@ -350,6 +350,16 @@ async fn an_event_out_of_retries_is_a_dead_letter_admins_list_and_delete() {
     assert_eq!(deleted.into_inner().deleted, 1);
     let letters = app.admin.list_dead_letters(list).await.expect("listed");
     assert_eq!(letters.into_inner().total, 0);
+    let metrics = crate::operations::scrape(&app).await;
+    for series in [
+        r#"promised_sink_deliveries_total{sink="oms",outcome="dead_letter"}"#,
+        r#"promised_sink_deliveries_total{sink="oms",outcome="delivered"}"#,
+        r#"promised_sink_retries_total{sink="oms"}"#,
+        r#"promised_sink_dead_letters_total{sink="oms"}"#,
+        r#"promised_sink_lag_seconds{sink="oms"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     app.shutdown().await;
 }
 
