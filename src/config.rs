@@ -805,6 +805,20 @@ mod tests {
     }
 
     #[test]
+    fn events_out_needs_redis_for_the_cursors() {
+        let vars = env(&[(ENV_EVENTS_OUT, "/etc/promised/events.toml")]);
+        let error = Config::resolve(&ServeArgs::default(), &vars).expect_err("no Redis");
+        assert!(error.to_string().contains(ENV_REDIS_URL), "{error}");
+        let vars = env(&[
+            (ENV_EVENTS_OUT, "/etc/promised/events.toml"),
+            (ENV_REDIS_URL, "redis://127.0.0.1:6379/0"),
+        ]);
+        let config = Config::resolve(&ServeArgs::default(), &vars).expect("valid");
+        let file = PathBuf::from("/etc/promised/events.toml");
+        assert_eq!(config.events_out, Some(file));
+    }
+
+    #[test]
     fn traces_are_exported_only_to_an_http_otlp_endpoint() {
         let off = Config::resolve(&ServeArgs::default(), &env(&[])).expect("valid");
         assert_eq!(off.otlp_endpoint, None, "off by default");
