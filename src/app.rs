@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::audit::AuditReport;
 use crate::auth::Identity;
 use crate::band::Bands;
+use crate::checkpoint::outbox::DeadLetter;
 use crate::checkpoint::tail::{EntryId, Feed, Following};
 use crate::checkpoint::trail::{AuditPage, AuditQuery, PositionChange};
 use crate::checkpoint::{Durability, DurabilityStatus, Queued};
@@ -38,7 +39,7 @@ use crate::route::{HeldWave, RouteRequest, Routed, WaveOrder};
 use crate::sync::{Opened, PartOutcome, SyncBegin, SyncCommit, SyncOutcome, SyncPart};
 use crate::telemetry;
 use crate::watch::bands::{BandChange, BandState, BandToken};
-use crate::watch::{self, AvailabilityChange, Change, OrderChange, WatchFilter};
+use crate::watch::{self, AvailabilityChange, Change, Changes, OrderChange, WatchFilter};
 
 /// Who asks for a change, in one request: the identity an edge authenticated (whose id a
 /// reservation records as its owner, and whose scopes decide who may act on one) and the
@@ -624,6 +625,37 @@ impl App {
                 Err(damage) => Some(Err(Error::Unavailable(damage.clone()))),
             })
             .await
+    }
+
+    /// Follows the journal after `after` (from now when `None`) for changes of the positions
+    /// `availability` watches (none when `None`) and, when `orders`, of reservations, in one
+    /// journal order: what an outbound sink delivers.
+    pub async fn watch_changes(
+        &self,
+        availability: Option<WatchFilter>,
+        orders: bool,
+        after: Option<EntryId>,
+        buffer: usize,
+    ) -> Result<Following<Result<Changes>>> {
+        self.follow(after, buffer, move |_, change| {
+            change.sink(availability.as_ref(), orders)
+        })
+        .await
+    }
+
+    /// A page of an outbound sink's dead letters, and how many it holds.
+    pub async fn dead_letters(
+        &self,
+        sink: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, u64)> {
+        self.durability.dead_letters(sink, after, limit).await
+    }
+
+    /// Deletes dead letters of an outbound sink; answers how many there were.
+    pub async fn delete_dead_letters(&self, sink: &str, ids: &[String]) -> Result<u64> {
+        self.durability.delete_dead_letters(sink, ids).await
     }
 
     pub fn stats(&self) -> (Stats, DurabilityStatus) {

@@ -80,6 +80,7 @@ pub const ENV_REDIS_PASSWORD_FILE: &str = "PROMISED_REDIS_PASSWORD_FILE";
 pub const ENV_REDIS_CA: &str = "PROMISED_REDIS_CA";
 pub const ENV_OTLP_ENDPOINT: &str = "PROMISED_OTLP_ENDPOINT";
 pub const ENV_FEEDS: &str = "PROMISED_FEEDS";
+pub const ENV_EVENTS_OUT: &str = "PROMISED_EVENTS_OUT";
 
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
@@ -349,6 +350,10 @@ pub struct ServeArgs {
     /// durable consumer and dead-letter subject its batches use [env PROMISED_FEEDS]
     #[arg(long)]
     pub feeds: Option<String>,
+    /// Events-out file (TOML): webhooks and NATS JetStream sinks the journal's changes are
+    /// sent to as CloudEvents; needs --redis-url [env PROMISED_EVENTS_OUT]
+    #[arg(long)]
+    pub events_out: Option<String>,
 }
 
 /// The service's configuration.
@@ -380,6 +385,8 @@ pub struct Config {
     pub otlp_endpoint: Option<Uri>,
     /// Supply feeds read from NATS JetStream; `None` reads none.
     pub feeds: Option<FeedsConfig>,
+    /// The events-out file (src/publish/settings.rs); it needs Redis, for the sinks' cursors.
+    pub events_out: Option<PathBuf>,
 }
 
 /// How callers authenticate.
@@ -503,7 +510,15 @@ impl Config {
                 .optional(&args.feeds, ENV_FEEDS)
                 .map(|path| FeedsConfig::read(path.as_ref()))
                 .transpose()?,
+            events_out: s
+                .optional(&args.events_out, ENV_EVENTS_OUT)
+                .map(PathBuf::from),
         };
+        if config.events_out.is_some() && config.redis.is_none() {
+            return Err(anyhow!(
+                "{ENV_EVENTS_OUT} needs {ENV_REDIS_URL}: each sink keeps its cursor in Redis"
+            ));
+        }
         config.check_in_flight_bytes()?;
         Ok(config)
     }
@@ -838,6 +853,20 @@ mod tests {
         assert_eq!(config.auth, AuthConfig::Credentials(file));
         let both = Config::resolve(&insecure, &vars).expect_err("both");
         assert!(both.to_string().contains("exclude each other"), "{both}");
+    }
+
+    #[test]
+    fn events_out_needs_redis_for_the_cursors() {
+        let vars = env(&[(ENV_EVENTS_OUT, "/etc/promised/events.toml")]);
+        let error = Config::resolve(&ServeArgs::default(), &vars).expect_err("no Redis");
+        assert!(error.to_string().contains(ENV_REDIS_URL), "{error}");
+        let vars = env(&[
+            (ENV_EVENTS_OUT, "/etc/promised/events.toml"),
+            (ENV_REDIS_URL, "redis://127.0.0.1:6379/0"),
+        ]);
+        let config = Config::resolve(&ServeArgs::default(), &vars).expect("valid");
+        let file = PathBuf::from("/etc/promised/events.toml");
+        assert_eq!(config.events_out, Some(file));
     }
 
     #[test]

@@ -13,9 +13,11 @@
 //!   that call the gRPC adapters, webhooks for supply batches, the OpenAPI document), and
 //!   [`network_file`] (a network loaded from TOML or YAML at
 //!   start), and [`feeds`] (supply batches read from NATS JetStream by durable consumers,
-//!   exactly once across crashes, poison messages dead-lettered). [`import`] reads supply CSV files incrementally for `promised import` and the
-//!   HTTP upload, which send them through the `Supply` API. [`auth`] verifies credentials
-//!   (API keys, JWTs, client certificates) for any edge.
+//!   exactly once across crashes, poison messages dead-lettered). [`import`] reads supply CSV
+//!   files incrementally for `promised import` and the HTTP upload, which send them through
+//!   the `Supply` API. [`publish`] sends the journal's changes out as CloudEvents (webhooks,
+//!   NATS JetStream), each sink from its durable cursor. [`auth`] verifies credentials (API
+//!   keys, JWTs, client certificates) for any edge.
 //! - **Application** [`app`]: the one writer. Each mutating method checks that the store can
 //!   take a write, runs the core operation, makes its record durable through [`checkpoint`],
 //!   and only then answers. [`watch`] reads durable journal records back, each decoded once
@@ -25,7 +27,8 @@
 //!   [`reserve`], [`delivery`] and [`cost`], [`promise`], [`route`], [`query`] and [`explain`],
 //!   [`view`], [`band`], [`flow`], [`audit`], [`sync`] (full syncs), over the [`engine`] handle; [`mutation`] records, snapshot
 //!   [`manifest`]s and their [`codec`]; a promise or route stops at its [`deadline`].
-//! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery.
+//! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery, and
+//!   the outbound sinks' cursors and dead letters.
 //! - **Process** [`server`]: listeners ([`connections`] bounds them, [`request_bytes`] the
 //!   request bytes in flight over the gRPC one, [`tls`] encrypts them and reloads their
 //!   certificates), background loops (expiry, audit, gauges, snapshots)
@@ -45,8 +48,9 @@
 //! ## Invariants
 //!
 //! - The core does no I/O and never awaits: its crate has no tokio, tonic, prost or redis.
-//! - Only [`grpc`], [`http`] (through the gRPC adapters) and [`feeds`] (whose messages are
-//!   `SupplyBatch`es) name protobuf types; only
+//! - Only [`grpc`], [`http`] (through the gRPC adapters), [`feeds`] (whose messages are
+//!   `SupplyBatch`es) and [`publish`] (whose events' data are the watch messages as JSON)
+//!   name protobuf types; only
 //!   [`checkpoint`] talks to Redis; only [`config`]
 //!   reads the environment; only [`metrics`] names metrics.
 //! - Only [`app::App`] commits a mutation: no answer before its record is durable (when Redis
@@ -79,6 +83,7 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod network_file;
+pub mod publish;
 pub mod request_bytes;
 pub mod server;
 pub mod telemetry;

@@ -7,7 +7,7 @@ use std::sync::PoisonError;
 use std::time::Instant;
 
 use metrics::{counter, gauge, histogram};
-use metrics::{Counter, Histogram, Unit};
+use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::{Stream, StreamExt};
@@ -53,6 +53,10 @@ pub const FEED_MESSAGES: &str = "promised_feed_messages_total";
 pub const FEED_DEAD_LETTERS: &str = "promised_feed_dead_letters_total";
 pub const FEED_LAG: &str = "promised_feed_lag_messages";
 pub const FEED_POSITION: &str = "promised_feed_position";
+pub const SINK_DELIVERIES: &str = "promised_sink_deliveries_total";
+pub const SINK_RETRIES: &str = "promised_sink_retries_total";
+pub const SINK_DEAD_LETTERS: &str = "promised_sink_dead_letters_total";
+pub const SINK_LAG: &str = "promised_sink_lag_seconds";
 
 /// Latency buckets from 5 µs to 2.5 s: server time of a read is a few microseconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -225,6 +229,30 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         None,
         "Stream sequence of the last broker message each source's feed handled.",
     ),
+    (
+        Kind::Counter,
+        SINK_DELIVERIES,
+        None,
+        "Event deliveries of each outbound sink, by outcome (delivered, failed, dead_letter).",
+    ),
+    (
+        Kind::Counter,
+        SINK_RETRIES,
+        None,
+        "Deliveries an outbound sink retried after a failure.",
+    ),
+    (
+        Kind::Counter,
+        SINK_DEAD_LETTERS,
+        None,
+        "Events an outbound sink gave up on and kept as dead letters.",
+    ),
+    (
+        Kind::Gauge,
+        SINK_LAG,
+        Some(Unit::Seconds),
+        "Time from the change to its delivery, of each sink's latest delivered event.",
+    ),
 ];
 
 /// Hands every row of [`DESCRIPTIONS`] to the recorder, as the `describe_*!` macros would.
@@ -273,10 +301,12 @@ pub enum Rpc {
     BeginSync,
     SyncPart,
     CommitSync,
+    ListDeadLetters,
+    DeleteDeadLetters,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 29] = [
+    const ALL: [Rpc; 31] = [
         Self::UpsertNodes,
         Self::UpsertGroups,
         Self::UpsertSources,
@@ -306,6 +336,8 @@ impl Rpc {
         Self::BeginSync,
         Self::SyncPart,
         Self::CommitSync,
+        Self::ListDeadLetters,
+        Self::DeleteDeadLetters,
     ];
 
     fn name(self) -> &'static str {
@@ -339,6 +371,8 @@ impl Rpc {
             Self::BeginSync => "BeginSync",
             Self::SyncPart => "SyncPart",
             Self::CommitSync => "CommitSync",
+            Self::ListDeadLetters => "ListDeadLetters",
+            Self::DeleteDeadLetters => "DeleteDeadLetters",
         }
     }
 }
@@ -629,6 +663,53 @@ pub fn observe(stats: &Stats) {
     }
     if let Some(bytes) = resident_memory_bytes() {
         gauge!(RESIDENT_MEMORY).set(bytes as f64);
+    }
+}
+
+/// The metrics of one outbound sink (its name is the label: sinks are few, from config),
+/// registered when it starts.
+#[derive(Debug, Clone)]
+pub struct SinkMetrics {
+    delivered: Counter,
+    failed: Counter,
+    dead: Counter,
+    retries: Counter,
+    dead_letters: Counter,
+    lag: Gauge,
+}
+
+impl SinkMetrics {
+    pub fn new(sink: &str) -> Self {
+        let outcome = |outcome: &'static str| counter!(SINK_DELIVERIES, "sink" => sink.to_owned(), "outcome" => outcome);
+        Self {
+            delivered: outcome("delivered"),
+            failed: outcome("failed"),
+            dead: outcome("dead_letter"),
+            retries: counter!(SINK_RETRIES, "sink" => sink.to_owned()),
+            dead_letters: counter!(SINK_DEAD_LETTERS, "sink" => sink.to_owned()),
+            lag: gauge!(SINK_LAG, "sink" => sink.to_owned()),
+        }
+    }
+
+    pub fn delivered(&self) {
+        self.delivered.increment(1);
+    }
+
+    /// The sink is through a change made `lag_ms` ago.
+    pub fn lag(&self, lag_ms: i64) {
+        self.lag.set(lag_ms.max(0) as f64 / 1000.0);
+    }
+
+    /// An attempt that failed, to be retried.
+    pub fn retried(&self) {
+        self.failed.increment(1);
+        self.retries.increment(1);
+    }
+
+    /// An attempt that failed, the event's last.
+    pub fn dead_lettered(&self) {
+        self.dead.increment(1);
+        self.dead_letters.increment(1);
     }
 }
 

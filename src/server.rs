@@ -36,6 +36,7 @@ use crate::grpc::{self, AuthLayer, Authentication, ConsistencyLayer, Handlers};
 use crate::http::{self, Edge, Webhooks};
 use crate::metrics::{self, RpcMetrics};
 use crate::network_file;
+use crate::publish::{self, settings, settings::Sinks};
 use crate::request_bytes::RequestBytesLayer;
 use crate::tls::{Tls, ALPN_GRPC, ALPN_HTTP1};
 
@@ -69,6 +70,8 @@ pub struct Application {
     authentication: Authentication,
     /// The network file's webhook secrets, by source.
     webhook_secrets: HashMap<String, Vec<u8>>,
+    /// The sinks of the events-out file.
+    sinks: Option<Sinks>,
 }
 
 impl Application {
@@ -97,6 +100,14 @@ impl Application {
             webhook_secrets = network_file::webhook_secrets(path, &file)?;
             network_file::apply(file, &app).await?;
         }
+        let sinks = config
+            .events_out
+            .as_deref()
+            .map(settings::read)
+            .transpose()?;
+        if let (Some(sinks), Durability::Redis(store)) = (&sinks, app.durability()) {
+            publish::open_cursors(sinks, store).await?;
+        }
         let grpc = listen(config.grpc_addr, "gRPC").await?;
         let http = listen(config.http_addr, "HTTP").await?;
         let metrics = listen(config.metrics_addr, "metrics").await?;
@@ -112,6 +123,7 @@ impl Application {
             metrics_tls,
             authentication,
             webhook_secrets,
+            sinks,
         })
     }
 
@@ -206,6 +218,10 @@ impl Application {
                 max_bytes,
                 stop.clone(),
             ));
+        }
+        if let (Some(sinks), Durability::Redis(store)) = (self.sinks, self.app.durability()) {
+            let source = format!("/promised/{}", store.prefix());
+            publish::start(sinks, &self.app, store, &source, &tasks, &stop);
         }
 
         shutdown.await;

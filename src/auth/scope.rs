@@ -20,7 +20,8 @@ pub enum Scope {
     /// `admin:network`: the network configuration (nodes, groups, sources, service levels,
     /// postal codes, safety stock).
     AdminNetwork,
-    /// `admin:repair`: `Admin/CheckInvariants`, and acting on any caller's reservation.
+    /// `admin:repair`: `Admin/CheckInvariants`, the outbound sinks' dead letters
+    /// (`ListDeadLetters`, `DeleteDeadLetters`), and acting on any caller's reservation.
     AdminRepair,
     /// `insights:read`: `Availability/Explain`, `Admin/GetStats`, `ListAudit` and
     /// `GetPositionHistory` (the audit trail), and `Supply/ListRejections`.

@@ -17,8 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use redis::streams::StreamInfoStreamReply;
-use redis::AsyncCommands;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 use tracing::field::Empty;
 use tracing::{Instrument, Level, Span};
@@ -95,20 +93,6 @@ pub(super) struct Handle {
     /// The entry id of the newest durable record: moves before the callers of a group are
     /// told, so a call answered with its record's id finds the journal there.
     pub position: watch::Receiver<EntryId>,
-}
-
-/// The id of the newest entry the journal ever had (also when trimmed away since), or the
-/// zero id for a journal not yet written: where [`Handle::position`] starts.
-pub(super) async fn last_id(conn: &mut ConnectionManager, keys: &Keys) -> anyhow::Result<EntryId> {
-    // Asked before the writer starts, so nothing appends in between.
-    let exists: bool = conn.exists(&keys.journal).await?;
-    if !exists {
-        return Ok(EntryId::default());
-    }
-    let info: StreamInfoStreamReply = conn.xinfo_stream(&keys.journal).await?;
-    info.last_generated_id
-        .parse()
-        .map_err(|()| anyhow::anyhow!("the journal's last id {:?}", info.last_generated_id))
 }
 
 /// Starts the writer on its own task, so callers only ever queue records and wait.

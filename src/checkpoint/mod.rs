@@ -4,11 +4,13 @@
 //! is acknowledged (`journal`); the whole state is snapshotted periodically in chunks under a
 //! generation without stopping queries or ingest ([`snapshot`]); at start the newest complete
 //! generation is loaded and the journal replayed on top, each effect exactly once
-//! (`recovery`). Keys share one hash tag, `{prefix}`, so an instance's keys live in one Redis
+//! (`recovery`). The outbound sinks keep their cursors and dead letters here too ([`outbox`]).
+//! Keys share one hash tag, `{prefix}`, so an instance's keys live in one Redis
 //! Cluster slot.
 
 mod access;
 mod journal;
+pub mod outbox;
 mod recovery;
 pub mod snapshot;
 pub mod tail;
@@ -127,7 +129,8 @@ impl Store {
         let keys = Keys::new(&config.prefix);
         let (engine, recovery) = recovery::recover(&mut conn, &keys, engine_config, clock).await?;
         recovery.publish();
-        let last = journal::last_id(&mut conn, &keys).await?;
+        // Asked before the writer starts, so nothing appends in between.
+        let last = tail::end(&mut conn, &keys).await?;
         let journal = journal::start(
             conn.clone(),
             keys.clone(),
@@ -162,6 +165,11 @@ impl Store {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The namespace of the instance's keys, which also names the instance.
+    pub fn prefix(&self) -> &str {
+        &self.config.prefix
     }
 
     pub fn is_up(&self) -> bool {
@@ -537,6 +545,27 @@ impl Durability {
         }
     }
 
+    /// A page of an outbound sink's dead letters, and how many it holds.
+    pub async fn dead_letters(
+        &self,
+        sink: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<outbox::DeadLetter>, u64)> {
+        match self {
+            Durability::Memory => Err(no_sinks()),
+            Durability::Redis(store) => store.dead_letters(sink, after, limit).await,
+        }
+    }
+
+    /// Deletes dead letters of an outbound sink; answers how many there were.
+    pub async fn delete_dead_letters(&self, sink: &str, ids: &[String]) -> Result<u64> {
+        match self {
+            Durability::Memory => Err(no_sinks()),
+            Durability::Redis(store) => store.delete_dead_letters(sink, ids).await,
+        }
+    }
+
     pub fn status(&self) -> DurabilityStatus {
         match self {
             Durability::Memory => DurabilityStatus {
@@ -547,6 +576,14 @@ impl Durability {
             Durability::Redis(store) => store.status(),
         }
     }
+}
+
+fn no_sinks() -> Error {
+    Error::FailedPrecondition(
+        "outbound sinks keep their cursors and dead letters in Redis; this service runs in \
+         memory only (start it with --redis-url)"
+            .into(),
+    )
 }
 
 fn no_trail() -> Error {

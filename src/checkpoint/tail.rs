@@ -126,6 +126,11 @@ async fn extent(conn: &mut ConnectionManager, keys: &Keys) -> anyhow::Result<Ext
     Ok(Extent { last, trimmed })
 }
 
+/// The newest id the journal ever gave: a follower from it sees what comes next.
+pub(super) async fn end(conn: &mut ConnectionManager, keys: &Keys) -> anyhow::Result<EntryId> {
+    Ok(extent(conn, keys).await?.last)
+}
+
 /// Where a follower starts: after `after`, or after the journal's end when `None`; a position
 /// the journal no longer reaches back to, or never reached, is refused.
 async fn start(

@@ -3,7 +3,8 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    audit_page, audit_query, convert_list, history_limit, position_history, safety_entries, stats,
+    audit_page, audit_query, convert_list, dead_letter_ids, dead_letter_query, dead_letters,
+    history_limit, position_history, safety_entries, stats,
 };
 use super::pb::{self, admin_server::Admin};
 use super::status::answer;
@@ -215,6 +216,38 @@ impl Admin for AdminService {
                 .position_history(&request.sku, &request.node_id, limit)
                 .await?;
             Ok(position_history(changes, scanned))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        let _timer = self.0.rpc.time(Rpc::ListDeadLetters);
+        answer(async {
+            let (sink, after, limit) = dead_letter_query(request.into_inner())?;
+            let (letters, total) = self
+                .0
+                .app
+                .dead_letters(&sink, after.as_deref(), limit)
+                .await?;
+            Ok(dead_letters(letters, total))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_dead_letters(
+        &self,
+        request: Request<pb::DeleteDeadLettersRequest>,
+    ) -> Result<Response<pb::DeleteDeadLettersResponse>, Status> {
+        let _timer = self.0.rpc.time(Rpc::DeleteDeadLetters);
+        answer(async {
+            let (sink, ids) = dead_letter_ids(request.into_inner())?;
+            let deleted = self.0.app.delete_dead_letters(&sink, &ids).await?;
+            Ok(pb::DeleteDeadLettersResponse { deleted })
         })
         .await
     }

@@ -52,7 +52,9 @@ pub fn need(path: &str) -> Option<Need> {
         ("Reservations", "WatchOrders") => Need::Scope(InsightsRead),
         ("Supply", "ListRejections")
         | ("Admin", "GetStats" | "ListAudit" | "GetPositionHistory") => Need::Scope(InsightsRead),
-        ("Admin", "CheckInvariants") => Need::Scope(AdminRepair),
+        ("Admin", "CheckInvariants" | "ListDeadLetters" | "DeleteDeadLetters") => {
+            Need::Scope(AdminRepair)
+        }
         (
             "Admin",
             "UpsertNodes"

@@ -47,6 +47,8 @@ pub use admin::AdminService;
 pub use auth::{need, AuthLayer, Authentication};
 pub use availability::AvailabilityService;
 pub use consistency::{token_header, ConsistencyLayer};
+/// The watch messages, which the outbound sinks also render as their events' data.
+pub(crate) use convert::{availability_change, order_change};
 pub use promising::PromisingService;
 pub use request_id::RequestIdLayer;
 pub use reservations::ReservationService;

@@ -349,6 +349,20 @@ fn admin() -> Vec<Route> {
             "getPositionHistory",
             unary(|h, r| async move { AdminService(h).get_position_history(r).await }),
         ),
+        route(
+            M::GET,
+            "/v1/sinks/{sink}/dead-letters",
+            "/promised.v1.Admin/ListDeadLetters",
+            "listDeadLetters",
+            unary(|h, r| async move { AdminService(h).list_dead_letters(r).await }),
+        ),
+        route(
+            M::POST,
+            "/v1/sinks/{sink}/dead-letters:delete",
+            "/promised.v1.Admin/DeleteDeadLetters",
+            "deleteDeadLetters",
+            unary(|h, r| async move { AdminService(h).delete_dead_letters(r).await }),
+        ),
     ]
 }
 

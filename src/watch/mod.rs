@@ -180,6 +180,19 @@ pub fn decode(engine: &Engine, bytes: &[u8]) -> Result<Change> {
 }
 
 impl Change {
+    /// What an outbound sink of the positions `availability` watches (if any) and, when
+    /// `orders`, of reservations is shown of this change; `None` when nothing.
+    pub fn sink(&self, availability: Option<&WatchFilter>, orders: bool) -> Option<Changes> {
+        let availability = availability
+            .and_then(|filter| self.availability(filter))
+            .filter(|change| !change.positions.is_empty());
+        let orders = if orders { self.orders() } else { None };
+        (availability.is_some() || orders.is_some()).then_some(Changes {
+            availability,
+            orders,
+        })
+    }
+
     /// The change to positions `filter` watches, if any (every network change).
     pub fn availability(&self, filter: &WatchFilter) -> Option<AvailabilityChange> {
         let positions: Vec<Figures> = self
@@ -202,6 +215,14 @@ impl Change {
             reservations: self.reservations.clone(),
         })
     }
+}
+
+/// One journaled change as an outbound sink sees it: of the positions it watches, of
+/// reservations, or both (a hold changes both), in one journal order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub availability: Option<AvailabilityChange>,
+    pub orders: Option<OrderChange>,
 }
 
 /// What happened to a reservation in a change of `why`.

@@ -34,6 +34,8 @@ enum Rpc {
     CheckInvariants,
     ListAudit,
     GetPositionHistory,
+    ListDeadLetters,
+    DeleteDeadLetters,
     GetAvailability,
     Explain,
     WatchAvailability,
@@ -63,7 +65,7 @@ enum Rpc {
 
 /// In an order in which each call succeeds when allowed (the reservation calls follow one
 /// reservation from its retry to its release).
-const RPCS: [Rpc; 34] = [
+const RPCS: [Rpc; 36] = [
     Rpc::UpsertNodes,
     Rpc::UpsertGroups,
     Rpc::UpsertSources,
@@ -76,6 +78,8 @@ const RPCS: [Rpc; 34] = [
     Rpc::CheckInvariants,
     Rpc::ListAudit,
     Rpc::GetPositionHistory,
+    Rpc::ListDeadLetters,
+    Rpc::DeleteDeadLetters,
     Rpc::GetAvailability,
     Rpc::Explain,
     Rpc::WatchAvailability,
@@ -125,7 +129,7 @@ impl Rpc {
             GetStats | ListAudit | GetPositionHistory | Explain | ListRejections | WatchOrders => {
                 &["insights:read"]
             }
-            CheckInvariants => &["admin:repair"],
+            CheckInvariants | ListDeadLetters | DeleteDeadLetters => &["admin:repair"],
             GetAvailability | WatchAvailability => &["availability:read"],
             PromiseOrder => &["promise"],
             PromiseAndReserve => &["promise", "reserve"],
@@ -319,6 +323,20 @@ async fn call(
                 .list_audit(ask!(pb::ListAuditRequest::default()))
                 .await?,
         ),
+        Rpc::ListDeadLetters => {
+            let request = pb::ListDeadLettersRequest {
+                sink: "oms".into(),
+                ..Default::default()
+            };
+            drop(admin.list_dead_letters(ask!(request)).await?)
+        }
+        Rpc::DeleteDeadLetters => {
+            let request = pb::DeleteDeadLettersRequest {
+                sink: "oms".into(),
+                ids: vec!["1-0".into()],
+            };
+            drop(admin.delete_dead_letters(ask!(request)).await?)
+        }
         Rpc::GetPositionHistory => {
             let request = pb::GetPositionHistoryRequest {
                 sku: "SKU-1".into(),

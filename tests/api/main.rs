@@ -34,6 +34,7 @@ mod normalize;
 mod operations;
 mod pickup;
 mod promising;
+mod publish;
 mod rate_cards;
 mod raw;
 mod redis;

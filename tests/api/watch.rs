@@ -77,6 +77,10 @@ async fn changes_arrive_in_order_filtered_and_resume_across_a_restart_exactly() 
         ("SKU-A", "DC-EAST")
     );
     assert_eq!((figures.on_hand, figures.atp), (10, 10));
+    assert_eq!(
+        figures.event_id,
+        format!("{}:position:SKU-A@DC-EAST", first.token)
+    );
     let third = next(&mut changes).await;
     assert_eq!(seq(&third), 3, "SKU-B is not watched");
     assert_eq!(third.positions[0].atp, 12);
@@ -239,6 +243,7 @@ async fn every_order_lifecycle_event_names_the_ids_to_reconcile_by() {
         ("brief", Held),
         ("brief", Expired),
     ];
+    let mut event_ids = std::collections::HashSet::new();
     for (id, kind) in expected {
         let change = orders.message().await.expect("a change").expect("open");
         let event = &change.events[0];
@@ -247,6 +252,12 @@ async fn every_order_lifecycle_event_names_the_ids_to_reconcile_by() {
             (reservation.reservation_id.as_str(), event.kind()),
             (id, kind)
         );
+        assert_eq!(
+            event.event_id,
+            format!("{}:reservation:{id}", change.token),
+            "the event id names the change and the reservation"
+        );
+        assert!(event_ids.insert(event.event_id.clone()), "unique");
         if kind == Shipped {
             let cause = change.cause.as_ref().expect("cause");
             assert_eq!(cause.kind(), pb::ChangeKind::Ship);

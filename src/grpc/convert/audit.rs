@@ -1,7 +1,8 @@
 //! The audit trail's messages: a page query checked and bounded, entries and position
-//! figures out.
+//! figures out; and the outbound sinks' dead letters, paged and deleted by id.
 
 use super::{timestamp, timestamp_ms};
+use crate::checkpoint::outbox::DeadLetter;
 use crate::checkpoint::trail::{AuditEntry, AuditPage, AuditQuery, PositionChange};
 use crate::error::{Error, Result};
 use crate::grpc::pb;
@@ -46,14 +47,20 @@ fn instant(timestamp: Option<prost_types::Timestamp>, field: &str) -> Result<Opt
         .transpose()
 }
 
-pub fn audit_query(request: pb::ListAuditRequest) -> Result<AuditQuery> {
-    let after = filter(request.after, "after")?;
-    if let Some(after) = &after {
-        let id = after.split_once('-');
-        if !id.is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok()) {
-            return Err(Error::invalid("after", "must be an entry id (`ms-seq`)"));
+/// A stream entry id (`ms-seq`), or nothing when empty.
+fn entry_id(value: String, field: &str) -> Result<Option<String>> {
+    let id = filter(value, field)?;
+    if let Some(id) = &id {
+        let parts = id.split_once('-');
+        if !parts.is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok()) {
+            return Err(Error::invalid(field, "must be an entry id (`ms-seq`)"));
         }
     }
+    Ok(id)
+}
+
+pub fn audit_query(request: pb::ListAuditRequest) -> Result<AuditQuery> {
+    let after = entry_id(request.after, "after")?;
     Ok(AuditQuery {
         from_ms: instant(request.from, "from")?,
         to_ms: instant(request.to, "to")?,
@@ -63,6 +70,74 @@ pub fn audit_query(request: pb::ListAuditRequest) -> Result<AuditQuery> {
         limit: limit(request.limit, DEFAULT_PAGE, MAX_PAGE)?,
         after,
     })
+}
+
+/// Letters one delete names at most.
+const MAX_DELETED: usize = 1_000;
+
+/// A sink's name as the events-out file allows it.
+fn sink(name: String) -> Result<String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return Err(Error::invalid(
+            "sink",
+            "must be a sink's name: 1 to 64 letters, digits, '-' or '_'",
+        ));
+    }
+    Ok(name)
+}
+
+/// A page of dead letters: the sink, the letter it follows, its size.
+pub fn dead_letter_query(
+    request: pb::ListDeadLettersRequest,
+) -> Result<(String, Option<String>, usize)> {
+    Ok((
+        sink(request.sink)?,
+        entry_id(request.after_id, "after_id")?,
+        limit(request.limit, DEFAULT_PAGE, MAX_PAGE)?,
+    ))
+}
+
+/// The sink and the letters to delete, each a letter id.
+pub fn dead_letter_ids(request: pb::DeleteDeadLettersRequest) -> Result<(String, Vec<String>)> {
+    let sink = sink(request.sink)?;
+    if request.ids.len() > MAX_DELETED {
+        return Err(Error::invalid(
+            "ids",
+            format!("at most {MAX_DELETED} letters at once"),
+        ));
+    }
+    let mut ids = Vec::with_capacity(request.ids.len());
+    for (i, id) in request.ids.into_iter().enumerate() {
+        match entry_id(id, &format!("ids[{i}]"))? {
+            Some(id) => ids.push(id),
+            None => return Err(Error::invalid(format!("ids[{i}]"), "must not be empty")),
+        }
+    }
+    Ok((sink, ids))
+}
+
+pub fn dead_letters(letters: Vec<DeadLetter>, total: u64) -> pb::ListDeadLettersResponse {
+    pb::ListDeadLettersResponse {
+        letters: letters
+            .into_iter()
+            .map(|letter| pb::DeadLetter {
+                id: letter.id,
+                event_id: letter.event_id,
+                r#type: letter.kind,
+                subject: letter.subject,
+                attempts: letter.attempts,
+                error: letter.error,
+                dead_at: Some(timestamp(letter.dead_at_ms)),
+                cloud_event: letter.cloud_event,
+            })
+            .collect(),
+        total,
+    }
 }
 
 /// The number of changes a history request asks for.

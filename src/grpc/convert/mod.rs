@@ -24,7 +24,10 @@ mod rate_card;
 mod sync;
 mod watch;
 
-pub use audit::{audit_page, audit_query, history_limit, position_history};
+pub use audit::{
+    audit_page, audit_query, dead_letter_ids, dead_letter_query, dead_letters, history_limit,
+    position_history,
+};
 pub use explain::explain_response;
 pub use orders::{
     promise_request, promise_response, reservation, reserve_request, route_request, route_response,

@@ -43,8 +43,17 @@ fn cause(why: Why) -> pb::ChangeCause {
     }
 }
 
-fn position(f: Figures) -> pb::WatchedPosition {
+/// The id of the event of the change at `token` about `what` (`position:<sku>@<node>` or
+/// `reservation:<id>`: a record changes each at most once): unique, the same on every
+/// delivery of it, whatever a consumer's filter.
+fn event_id(token: EntryId, what: &str, id: &str) -> String {
+    format!("{token}:{what}:{id}")
+}
+
+/// A position's figures after the change at `token`, with the id of its event.
+fn position(token: EntryId, f: Figures) -> pb::WatchedPosition {
     pb::WatchedPosition {
+        event_id: event_id(token, "position", &format!("{}@{}", f.sku, f.node_id)),
         sku: f.sku,
         node_id: f.node_id,
         atp: f.atp,
@@ -60,7 +69,11 @@ pub fn availability_change(token: EntryId, change: AvailabilityChange) -> pb::Av
     pb::AvailabilityChange {
         token: token.to_string(),
         cause: Some(cause(change.why)),
-        positions: change.positions.into_iter().map(position).collect(),
+        positions: change
+            .positions
+            .into_iter()
+            .map(|f| position(token, f))
+            .collect(),
         network_changed: change.network_changed,
         crossings: Vec::new(),
     }
@@ -84,7 +97,7 @@ pub fn band_change(token: BandToken, change: BandChange) -> pb::AvailabilityChan
             from: band(c.from).into(),
             to: band(Some(c.to)).into(),
             back_in_stock: c.back_in_stock(),
-            position: Some(position(c.figures)),
+            position: Some(position(token.last, c.figures)),
         })
         .collect();
     pb::AvailabilityChange {
@@ -120,6 +133,7 @@ pub fn order_change(
                 OrderEventKind::Shipped => pb::OrderEventKind::Shipped,
             };
             let version = r.version;
+            let event_id = event_id(token, "reservation", &r.id);
             let held = Held {
                 reservation: r,
                 network: network.clone(),
@@ -128,6 +142,7 @@ pub fn order_change(
                 kind: kind.into(),
                 reservation: Some(reservation(held)),
                 version,
+                event_id,
             }
         })
         .collect();
