@@ -265,7 +265,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(methods, 31);
+        assert_eq!(methods, 33);
         assert_eq!(need("/promised.v1.Admin/DropEverything"), None);
         assert_eq!(need("/grpc.health.v1.Health/Check"), Some(Need::Nothing));
     }

@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document of the HTTP edge, written from the route table and the message
-//! descriptors, so it cannot drift from what the edge serves: one operation per route, its
+//! descriptors, so it cannot drift from what the edge serves: one operation per route (and the
+//! CSV upload's, written beside it in [`upload`]), its
 //! path and query parameters, its request body and answer as JSON Schemas of the proto3 JSON
 //! mapping, and every refusal as a `google.rpc.Status`. `promised openapi` prints it; the
 //! copy in `api/openapi.json` is checked against it by a test.
@@ -13,6 +14,7 @@ use serde_json::{json, Map, Value};
 use super::json::method;
 use super::routes::{matches, Route, Serve};
 use super::sse::LAST_EVENT_ID;
+use super::upload;
 use super::webhook::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
 
 const STATUS: &str = "google.rpc.Status";
@@ -32,6 +34,7 @@ pub fn document(routes: &[Route]) -> Value {
             .or_insert_with(|| Value::Object(Map::new()));
         entry[route.method.as_str().to_lowercase()] = operation;
     }
+    paths.insert(upload::PATH.to_owned(), upload::operation(STATUS));
     schemas.insert(STATUS.to_owned(), status_schema());
     json!({
         "openapi": "3.1.0",

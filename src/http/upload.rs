@@ -55,6 +55,40 @@ impl Mode {
     }
 }
 
+/// The route's OpenAPI operation, beside the route table's (it has no RPC of its own).
+pub fn operation(status: &str) -> Value {
+    let count = json!({"type": "integer", "minimum": 0});
+    let flag = |name: &str, what: &str| {
+        json!({"name": name, "in": "query", "required": false, "description": what,
+            "schema": {"type": "boolean"}})
+    };
+    json!({"post": {
+        "operationId": "UploadSupplyFile",
+        "summary": "A supply CSV imported as `promised import` does it (gRPC Supply/ApplyBatch, \
+            or BeginSync/SyncPart/CommitSync with full=true)",
+        "parameters": [
+            {"name": "source_id", "in": "path", "required": true, "schema": {"type": "string"}},
+            flag("full", "Each supply type in the file is a full sync of the source."),
+            flag("force", "A full sync passes the wipe guard."),
+        ],
+        "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}},
+        "responses": {
+            "200": {"description": "What the import applied and rejected.", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "rows": count, "applied": count, "stale": count, "rejected": count,
+                    "rejections": {"type": "array", "items": {"type": "object", "properties": {
+                        "line": count, "field": {"type": "string"},
+                        "detail": {"type": "string"}}}},
+                    "syncs": {"type": "array", "items": {"type": "object", "properties": {
+                        "syncId": {"type": "string"}, "set": count, "zeroed": count,
+                        "unchanged": count}}},
+                }}}}},
+            "default": {"description": "A refusal.", "content": {"application/json": {
+                "schema": {"$ref": format!("#/components/schemas/{status}")}}}},
+        },
+    }})
+}
+
 /// Serves one upload.
 pub async fn handle(edge: Edge, source_id: Path<String>, request: Request) -> Response {
     let Ok(_permit) = edge.in_flight.clone().try_acquire_owned() else {

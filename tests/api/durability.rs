@@ -157,7 +157,13 @@ async fn acknowledged_state_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_taken_mid_ingest_replay_every_delta_exactly_once() {
     let redis = RedisServer::start();
-    let app = spawn_app_with(durable(&redis, "mid-ingest")).await;
+    // Not a test of timeouts: a journal round trip behind a snapshot's chunk writes, on a
+    // machine busy with the rest of the suite, may take longer than the usual half second.
+    let args = ServeArgs {
+        redis_timeout_ms: Some("3000".into()),
+        ..durable(&redis, "mid-ingest")
+    };
+    let app = spawn_app_with(args).await;
     let store = store_of(&app);
     let skus: Vec<String> = (0..20).map(|i| format!("SKU-{i}")).collect();
     let mut supply = app.supply.clone();
@@ -258,13 +264,21 @@ async fn redis_outage_refuses_mutations_keeps_reads_and_heals_without_restart() 
     let reads_health = HealthCheckRequest {
         service: "promised.v1.Availability".into(),
     };
-    let status = health
-        .check(supply_health.clone())
-        .await
-        .expect("health")
-        .into_inner()
-        .status();
-    assert_eq!(status, ServingStatus::NotServing);
+    // The health service hears of the outage from the journal's state, on its own task.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = health
+            .check(supply_health.clone())
+            .await
+            .expect("health")
+            .into_inner()
+            .status();
+        if status == ServingStatus::NotServing {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Supply still {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let status = health
         .check(reads_health)
         .await
