@@ -73,19 +73,7 @@ impl FulfilmentSpec {
             violations.extend(v);
             Calendar::default()
         });
-        let cutoff_minutes = match self.cutoff.as_str() {
-            "" => None,
-            text => {
-                let minutes = parse_cutoff(text);
-                if minutes.is_none() {
-                    violations.push(FieldViolation::new(
-                        "cutoff",
-                        format!("{text:?} is not HH:MM"),
-                    ));
-                }
-                minutes
-            }
-        };
+        let cutoff_minutes = optional_cutoff(&self.cutoff, &mut violations);
         if !violations.is_empty() {
             return Err(violations);
         }
@@ -205,19 +193,7 @@ impl PickupSpec {
             let problem = format!("at most {MAX_PICK_MINUTES} minutes");
             violations.push(FieldViolation::new("pick_minutes", problem));
         }
-        let cutoff_minutes = match self.cutoff.as_str() {
-            "" => None,
-            text => {
-                let minutes = parse_cutoff(text);
-                if minutes.is_none() {
-                    violations.push(FieldViolation::new(
-                        "cutoff",
-                        format!("{text:?} is not HH:MM"),
-                    ));
-                }
-                minutes
-            }
-        };
+        let cutoff_minutes = optional_cutoff(&self.cutoff, &mut violations);
         if self.transfers.len() > MAX_TRANSFERS {
             let problem = format!("at most {MAX_TRANSFERS} nodes");
             violations.push(FieldViolation::new("transfers", problem));
@@ -242,6 +218,21 @@ impl PickupSpec {
                 .collect(),
         })
     }
+}
+
+/// A `cutoff` field: none when empty, otherwise `HH:MM` in minutes, or a violation.
+fn optional_cutoff(text: &str, violations: &mut Vec<FieldViolation>) -> Option<u16> {
+    if text.is_empty() {
+        return None;
+    }
+    let minutes = parse_cutoff(text);
+    if minutes.is_none() {
+        violations.push(FieldViolation::new(
+            "cutoff",
+            format!("{text:?} is not HH:MM"),
+        ));
+    }
+    minutes
 }
 
 /// Minutes after midnight of a `HH:MM` time.

@@ -51,6 +51,16 @@ fn sku_1() -> pb::AvailabilityRequest {
     }
 }
 
+/// The first batch of WMS-EAST: 30 of SKU-1 at DC-EAST.
+async fn stock_sku_1(app: &mut TestApp) -> tonic::Response<pb::SupplyAck> {
+    let first = batch(
+        "WMS-EAST",
+        1,
+        vec![set_on_hand("SKU-1", "DC-EAST", 30, START_MS)],
+    );
+    app.supply.apply_batch(first).await.expect("applied")
+}
+
 fn with_wait(mut args: ServeArgs, ms: u64) -> ServeArgs {
     args.consistency_wait_ms = Some(ms.to_string());
     args
@@ -61,15 +71,7 @@ async fn writes_answer_their_journal_position_and_reads_wait_for_a_token() {
     let redis = RedisServer::start();
     let mut app = spawn_app_with(with_wait(durable(&redis, "tokens"), 300)).await;
 
-    let first = app
-        .supply
-        .apply_batch(batch(
-            "WMS-EAST",
-            1,
-            vec![set_on_hand("SKU-1", "DC-EAST", 30, START_MS)],
-        ))
-        .await
-        .expect("applied");
+    let first = stock_sku_1(&mut app).await;
     let second = app
         .supply
         .apply_batch(batch(
@@ -150,16 +152,8 @@ fn redis_newest_entry(redis: &RedisServer, prefix: &str) -> String {
 #[tokio::test]
 async fn a_token_from_before_a_restart_is_reached_at_once_after_it() {
     let redis = RedisServer::start();
-    let app = spawn_app_with(durable(&redis, "restart-tokens")).await;
-    let mut supply = app.supply.clone();
-    let written = supply
-        .apply_batch(batch(
-            "WMS-EAST",
-            1,
-            vec![set_on_hand("SKU-1", "DC-EAST", 30, START_MS)],
-        ))
-        .await
-        .expect("applied");
+    let mut app = spawn_app_with(durable(&redis, "restart-tokens")).await;
+    let written = stock_sku_1(&mut app).await;
     let token = token_of(&written);
     app.shutdown().await;
 
@@ -238,15 +232,7 @@ async fn http_answers_carry_tokens_and_honour_a_minimum() {
 #[tokio::test]
 async fn without_a_journal_there_are_no_tokens_to_give_or_reach() {
     let mut app = spawn_app().await;
-    let written = app
-        .supply
-        .apply_batch(batch(
-            "WMS-EAST",
-            1,
-            vec![set_on_hand("SKU-1", "DC-EAST", 30, START_MS)],
-        ))
-        .await
-        .expect("applied");
+    let written = stock_sku_1(&mut app).await;
     assert!(written.metadata().get(TOKEN).is_none());
     let refused = app
         .availability
