@@ -166,6 +166,11 @@ async fn feed_messages_apply_in_order_and_their_positions_are_recorded() {
         .await;
     }
     applied_through(&app, "WMS-WEST", last).await;
+    // Applied comes just before durable: the last batch's journal round trip may be in flight.
+    until(30, "every batch durable", || async {
+        app.engine.durable_seq("WMS-WEST") == Some(20)
+    })
+    .await;
     assert_eq!(
         on_hand(&mut app, "SKU-1", "DC-WEST").await,
         (1..=20).sum::<i64>()
