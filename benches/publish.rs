@@ -43,17 +43,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use durability_support::{
-    add_bench_feeds, fmt_count, load_demo_network, open_store, sku, Persistence, RedisServer,
+    add_bench_feeds, fmt_count, load_demo_network, open_store, setting, sku, Persistence,
+    RedisServer,
 };
-
-fn setting(flag: &str, env: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| std::env::var(env).ok())
-        .map_or(default, |v| v.parse().expect("a number"))
-}
 
 /// Journals `count` durable changes of one position each.
 async fn journal(app: &App, count: u64) {

@@ -38,22 +38,14 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use durability_support::{
-    add_bench_feeds, fmt_count, load_demo_network, open_store, sku, Persistence, RedisServer,
+    add_bench_feeds, fmt_count, load_demo_network, open_store, setting, sku, Persistence,
+    RedisServer,
 };
 
 /// Concurrent writers, each a feed of its own.
 const WRITERS: usize = 8;
 /// Updates per mutation.
 const UPDATES: usize = 10;
-
-fn setting(flag: &str, env: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| std::env::var(env).ok())
-        .map_or(default, |v| v.parse().expect("a number"))
-}
 
 /// Durable mutations per second from `WRITERS` feeds for `secs`, together at most
 /// `mutations_per_sec` when set.

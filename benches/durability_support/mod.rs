@@ -467,6 +467,17 @@ pub fn fmt_mib(bytes: u64) -> String {
 }
 
 /// A count with thousands separators.
+/// A bench's numeric setting: `flag VALUE` on the command line, else the variable `env`, else
+/// `default`.
+pub fn setting(flag: &str, env: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| std::env::var(env).ok())
+        .map_or(default, |v| v.parse().expect("a number"))
+}
+
 pub fn fmt_count(n: f64) -> String {
     let digits = format!("{:.0}", n);
     let mut out = String::new();
