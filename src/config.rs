@@ -41,6 +41,7 @@ pub const ENV_MAX_STAGED_SYNC_POSITIONS: &str = "PROMISED_MAX_STAGED_SYNC_POSITI
 pub const ENV_SYNC_WIPE_GUARD_PERCENT: &str = "PROMISED_SYNC_WIPE_GUARD_PERCENT";
 pub const ENV_MAX_EXPLAINED_COMMITMENTS: &str = "PROMISED_MAX_EXPLAINED_COMMITMENTS";
 pub const ENV_MAX_MESSAGE_BYTES: &str = "PROMISED_MAX_MESSAGE_BYTES";
+pub const ENV_MAX_QUERY_MESSAGE_BYTES: &str = "PROMISED_MAX_QUERY_MESSAGE_BYTES";
 pub const ENV_MAX_FEED_STREAMS: &str = "PROMISED_MAX_FEED_STREAMS";
 pub const ENV_MAX_WATCHERS: &str = "PROMISED_MAX_WATCHERS";
 pub const ENV_WATCH_BUFFER: &str = "PROMISED_WATCH_BUFFER";
@@ -87,6 +88,9 @@ pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// The query services' valid requests stay well under this: 10,000 item-node pairs of
+/// 128-byte ids (the default limits) take about 1.3 MB.
+pub const DEFAULT_MAX_QUERY_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 pub const DEFAULT_MAX_FEED_STREAMS: usize = 64;
 pub const DEFAULT_MAX_WATCHERS: usize = 256;
 pub const DEFAULT_WATCH_BUFFER: usize = 1_024;
@@ -217,6 +221,11 @@ pub struct ServeArgs {
     /// Largest gRPC message accepted [env PROMISED_MAX_MESSAGE_BYTES] [default 16 MiB]
     #[arg(long)]
     pub max_message_bytes: Option<String>,
+    /// Largest message of the query services (Availability, Promising, Reservations), whose
+    /// valid requests are far smaller than a supply batch's; a larger one is refused at its
+    /// length prefix, unread [env PROMISED_MAX_QUERY_MESSAGE_BYTES] [default 2 MiB]
+    #[arg(long)]
+    pub max_query_message_bytes: Option<String>,
     /// Concurrent feed streams [env PROMISED_MAX_FEED_STREAMS] [default 64]
     #[arg(long)]
     pub max_feed_streams: Option<String>,
@@ -366,6 +375,8 @@ pub struct Config {
     pub network_file: Option<PathBuf>,
     pub shutdown_grace: Duration,
     pub max_message_bytes: usize,
+    /// The query services' largest message: at most `max_message_bytes`.
+    pub max_query_message_bytes: usize,
     pub max_feed_streams: usize,
     pub max_watchers: usize,
     pub watch_buffer: usize,
@@ -467,6 +478,11 @@ impl Config {
         let default_grpc = default_addr(DEFAULT_GRPC_ADDR, "default gRPC address")?;
         let default_metrics = default_addr(DEFAULT_METRICS_ADDR, "default metrics address")?;
         let default_http = default_addr(DEFAULT_HTTP_ADDR, "default HTTP address")?;
+        let max_message_bytes = s.pick(
+            &args.max_message_bytes,
+            ENV_MAX_MESSAGE_BYTES,
+            DEFAULT_MAX_MESSAGE_BYTES,
+        )?;
         let config = Config {
             grpc_addr: s.pick(&args.grpc_addr, ENV_GRPC_ADDR, default_grpc)?,
             metrics_addr: s.pick(&args.metrics_addr, ENV_METRICS_ADDR, default_metrics)?,
@@ -477,10 +493,12 @@ impl Config {
                 ENV_SHUTDOWN_GRACE_SECS,
                 DEFAULT_SHUTDOWN_GRACE_SECS,
             )?),
-            max_message_bytes: s.pick(
-                &args.max_message_bytes,
-                ENV_MAX_MESSAGE_BYTES,
-                DEFAULT_MAX_MESSAGE_BYTES,
+            max_message_bytes,
+            max_query_message_bytes: s.pick(
+                &args.max_query_message_bytes,
+                ENV_MAX_QUERY_MESSAGE_BYTES,
+                // Unset, it is the default or the largest message, whichever is smaller.
+                DEFAULT_MAX_QUERY_MESSAGE_BYTES.min(max_message_bytes),
             )?,
             max_feed_streams: s.pick(
                 &args.max_feed_streams,
@@ -520,6 +538,13 @@ impl Config {
             ));
         }
         config.check_in_flight_bytes()?;
+        // A query message larger than every message could never arrive: the limit would lie.
+        let (query, message) = (config.max_query_message_bytes, max_message_bytes);
+        if query > message {
+            return Err(anyhow!(
+                "{ENV_MAX_QUERY_MESSAGE_BYTES} ({query}) must be at most {ENV_MAX_MESSAGE_BYTES} ({message})"
+            ));
+        }
         Ok(config)
     }
 
@@ -996,6 +1021,27 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn the_query_message_limit_is_at_most_the_message_limit() {
+        let resolve = |vars: &[(&str, &str)]| Config::resolve(&ServeArgs::default(), &env(vars));
+        let defaults = resolve(&[]).expect("defaults");
+        assert_eq!(
+            defaults.max_query_message_bytes,
+            DEFAULT_MAX_QUERY_MESSAGE_BYTES
+        );
+        let small = resolve(&[(ENV_MAX_MESSAGE_BYTES, "4096")]).expect("a small message limit");
+        assert_eq!(small.max_query_message_bytes, 4096);
+        let error = resolve(&[
+            (ENV_MAX_MESSAGE_BYTES, "4096"),
+            (ENV_MAX_QUERY_MESSAGE_BYTES, "4097"),
+        ])
+        .expect_err("a query message larger than any message");
+        assert!(
+            error.to_string().contains(ENV_MAX_QUERY_MESSAGE_BYTES),
+            "{error}"
+        );
     }
 
     #[test]

@@ -37,11 +37,13 @@ const SERVICE_NAMES: [&str; 7] = [
     MUTATING_SERVICES[1],
 ];
 
-/// The routes of every service, each decoding messages of at most `max_message_bytes`, and
-/// the health reporter, with every service SERVING.
+/// The routes of every service, and the health reporter, with every service SERVING. The
+/// query services decode messages of at most `max_query_message_bytes`, the others (supply
+/// batches, network changes, batches of routes) of at most `max_message_bytes`.
 pub async fn routes(
     handlers: Handlers,
     max_message_bytes: usize,
+    max_query_message_bytes: usize,
 ) -> anyhow::Result<(Routes, HealthReporter)> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_all(&health, ServingStatus::Serving).await;
@@ -49,7 +51,7 @@ pub async fn routes(
     // gateways) only speak v1alpha.
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let max = max_message_bytes;
+    let (max, query) = (max_message_bytes, max_query_message_bytes);
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -61,14 +63,15 @@ pub async fn routes(
         )
         .add_service(
             AvailabilityServer::new(AvailabilityService(handlers.clone()))
-                .max_decoding_message_size(max),
+                .max_decoding_message_size(query),
         )
         .add_service(
             ReservationsServer::new(ReservationService(handlers.clone()))
-                .max_decoding_message_size(max),
+                .max_decoding_message_size(query),
         )
         .add_service(
-            PromisingServer::new(PromisingService(handlers.clone())).max_decoding_message_size(max),
+            PromisingServer::new(PromisingService(handlers.clone()))
+                .max_decoding_message_size(query),
         )
         .add_service(RoutingServer::new(RoutingService(handlers)).max_decoding_message_size(max));
     Ok((routes, health))

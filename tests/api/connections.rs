@@ -255,6 +255,35 @@ fn large_query(bytes: usize) -> pb::AvailabilityRequest {
     }
 }
 
+/// A query service's valid requests are small: one longer than the query limit is refused at
+/// its length prefix, before any of it is sent, while a supply batch of that length is read.
+#[tokio::test]
+async fn a_query_over_the_query_limit_is_refused_unread_and_a_batch_that_long_is_read() {
+    const LENGTH: u32 = 3 << 20;
+    let app = spawn_app().await;
+    let connection = RawConnection::open(app.grpc_addr).await;
+    for method in [
+        "/promised.v1.Availability/GetAvailability",
+        "/promised.v1.Promising/PromiseOrder",
+        "/promised.v1.Reservations/Reserve",
+    ] {
+        let mut call = connection.call(method, &[]).await;
+        call.send(prefix(LENGTH).to_vec(), false);
+        let refused = tokio::time::timeout(Duration::from_secs(5), call.code()).await;
+        assert_eq!(
+            refused.expect("answered before the body"),
+            Code::ResourceExhausted,
+            "{method}"
+        );
+    }
+    // Zeros do not decode, so the batch is read whole and refused for what it holds.
+    let mut call = connection.call("/promised.v1.Supply/ApplyBatch", &[]).await;
+    let mut message = prefix(LENGTH).to_vec();
+    message.resize(message.len() + LENGTH as usize, 0);
+    call.send(message, true);
+    assert_eq!(call.code().await, Code::InvalidArgument);
+}
+
 #[tokio::test]
 async fn a_message_over_the_in_flight_bytes_is_refused_at_its_length_and_bytes_come_back() {
     use prost::Message;

@@ -47,11 +47,13 @@ fn status_bytes(pid: u32, field: &str) -> usize {
     kib * 1024
 }
 
-/// An availability request of one SKU of `bytes` bytes, framed: decoded whole by the server,
-/// then refused as INVALID_ARGUMENT (far too long an id).
+/// A supply batch naming a source id of `bytes` bytes, framed: within the message limit (a
+/// query that long would be refused at its length prefix by the query limit), so decoded
+/// whole by the server, then refused as NOT_FOUND (no such source).
 fn large_request(bytes: usize) -> Bytes {
-    let request = pb::AvailabilityRequest {
-        skus: vec!["S".repeat(bytes)],
+    let request = pb::SupplyBatch {
+        source_id: "S".repeat(bytes),
+        seq: 1,
         ..Default::default()
     };
     framed(&request).into()
@@ -75,7 +77,7 @@ async fn a_flood_of_large_requests_keeps_memory_within_the_in_flight_limit() {
         callers.spawn(async move {
             let mut codes = Vec::new();
             for _ in 0..ROUNDS {
-                let method = "/promised.v1.Availability/GetAvailability";
+                let method = "/promised.v1.Supply/ApplyBatch";
                 let mut call = connection.call(method, &[]).await;
                 call.send(body.clone(), true);
                 codes.push(call.code().await);
@@ -88,7 +90,7 @@ async fn a_flood_of_large_requests_keeps_memory_within_the_in_flight_limit() {
         for code in codes.expect("a caller") {
             match code {
                 Code::ResourceExhausted => shed += 1,
-                Code::InvalidArgument => taken += 1,
+                Code::NotFound => taken += 1,
                 other => panic!("unexpected {other:?}"),
             }
         }
