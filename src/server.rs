@@ -167,8 +167,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let handlers = self.handlers(&stop);
-        let (routes, health) =
-            grpc::routes(handlers.clone(), self.config.max_message_bytes).await?;
+        let (routes, health) = grpc::routes(
+            handlers.clone(),
+            self.config.max_message_bytes,
+            self.config.max_query_message_bytes,
+        )
+        .await?;
         let limits = &self.config.connections;
         let incoming = connections::admit(
             self.grpc,
@@ -312,6 +316,10 @@ fn spawn_grpc(
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
     let router = Server::builder()
         .max_concurrent_streams(limits.max_streams_per_connection)
+        // Flow-control windows sized by the measured bandwidth-delay product rather than a
+        // fixed 1 MiB: a large upload still streams at the link's speed, and a call refused
+        // at its length prefix has had only what the link holds in flight sent, not 1 MiB.
+        .http2_adaptive_window(Some(true))
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_connection_age(limits.max_connection_age)
