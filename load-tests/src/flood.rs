@@ -2,10 +2,13 @@
 //! with large requests, against the same client's latency on the idle server, and how fast
 //! the flood's excess is shed (`RESOURCE_EXHAUSTED` from the in-flight byte limit).
 //!
-//! The flood's requests are availability requests of one SKU id of 4 to 11 MiB: each is
-//! either shed before it is read, or let in, decoded whole and refused as `INVALID_ARGUMENT`
-//! (the id is far too long). They are encoded once and sent as they are, so the generator
-//! spends its CPU on sending rather than on encoding.
+//! The flood's requests are of 4 to 11 MiB, encoded once and sent as they are, so the
+//! generator spends its CPU on sending rather than on encoding; by `--rpc`, either:
+//! - availability requests of one SKU id that long: far over the query services' message
+//!   limit, each is refused at its length prefix, unread (`RESOURCE_EXHAUSTED`);
+//! - supply batches (`ApplyBatch`) naming a source id that long: within the message limit,
+//!   each is either shed at its length prefix by the in-flight byte limit, or let in,
+//!   decoded whole and refused as `NOT_FOUND` (no source has that id).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,13 +17,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use promised::grpc::pb;
 use promised::grpc::pb::availability_client::AvailabilityClient;
-use prost::bytes::{Buf, BufMut};
 use prost::Message;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::task::JoinSet;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::codegen::http::uri::PathAndQuery;
+use tonic::codegen::http::{HeaderMap, Request};
 use tonic::codegen::Bytes;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -36,9 +37,57 @@ const MIB: usize = 1 << 20;
 /// The generator's idea of a call that hangs: far beyond any answer the server should give.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The timing probe's wait between its large calls: it measures refusals, it is not part of
+/// the flood, and sent back to back it would take the CPU the flood's senders need.
+const PROBE_PAUSE: Duration = Duration::from_millis(10);
+
+/// The call the flood sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FloodRpc {
+    /// `Availability/GetAvailability`, a query: refused by its length alone.
+    Availability,
+    /// `Supply/ApplyBatch`, a feed batch: measured against the in-flight byte limit.
+    ApplyBatch,
+}
+
+impl FloodRpc {
+    fn path(self) -> &'static str {
+        match self {
+            FloodRpc::Availability => "/promised.v1.Availability/GetAvailability",
+            FloodRpc::ApplyBatch => "/promised.v1.Supply/ApplyBatch",
+        }
+    }
+
+    /// A framed request (gRPC's length prefix, then the message) of about `bytes` bytes,
+    /// nearly all of them one over-long id.
+    fn request(self, bytes: usize) -> Bytes {
+        let id = "S".repeat(bytes);
+        let message = match self {
+            FloodRpc::Availability => pb::AvailabilityRequest {
+                skus: vec![id],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            FloodRpc::ApplyBatch => pb::SupplyBatch {
+                source_id: id,
+                seq: 1,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        };
+        let mut framed = Vec::with_capacity(5 + message.len());
+        framed.push(0);
+        framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&message);
+        framed.into()
+    }
+}
+
 /// What a flood run does.
 #[derive(Debug, Clone)]
 pub struct FloodPlan {
+    /// The call every large request is.
+    pub rpc: FloodRpc,
     /// SKUs loaded before the run; the well-behaved client reads them at random.
     pub skus: usize,
     /// Length of the idle window and of the flood window.
@@ -76,7 +125,7 @@ pub struct FloodReport {
 pub struct Outcomes {
     /// Refused before they were read (`RESOURCE_EXHAUSTED`).
     pub shed: Vec<u64>,
-    /// Let in, decoded and refused (`INVALID_ARGUMENT`).
+    /// Let in, decoded and refused (`INVALID_ARGUMENT`, or `NOT_FOUND` for an unknown source).
     pub admitted: Vec<u64>,
     /// Any other end, by code.
     pub other: Vec<(Code, u64)>,
@@ -86,7 +135,8 @@ impl Outcomes {
     fn add(&mut self, code: Code, nanos: u64) {
         match code {
             Code::ResourceExhausted => self.shed.push(nanos),
-            Code::InvalidArgument => self.admitted.push(nanos),
+            // The request's own fault, found once it was read whole.
+            Code::InvalidArgument | Code::NotFound => self.admitted.push(nanos),
             code => match self.other.iter_mut().find(|(c, _)| *c == code) {
                 Some((_, n)) => *n += 1,
                 None => self.other.push((code, 1)),
@@ -106,25 +156,18 @@ pub async fn flood(
     let requests = Arc::new(flood_requests(plan));
     let (idle, _) = probes(plan, lab.service_addr(), "idle", None).await?;
 
-    let flooders = connect(lab.service_addr(), plan.connections).await?;
     let meter = CpuMeter::start(lab.processes(TargetKind::Promised));
     let generator_cpu = own_cpu_seconds();
     let started = Instant::now();
     let until = started + plan.window;
-    let mut callers = JoinSet::new();
-    for caller in 0..plan.callers {
-        let channel = flooders[caller % flooders.len()].clone();
-        callers.spawn(flood_caller(channel, requests.clone(), caller, until));
-    }
-    let smallest = requests[0].clone();
+    let smallest = (plan.rpc, requests[0].clone());
+    let flood = on_own_thread(
+        Priority::Lowest,
+        flood_window(lab.service_addr(), plan.clone(), requests, until),
+    );
     let (during_flood, shed_probe) =
         probes(plan, lab.service_addr(), "during flood", Some(smallest)).await?;
-    let mut flood = Outcomes::default();
-    while let Some(calls) = callers.join_next().await {
-        for (code, nanos) in calls.context("a flood caller panicked")? {
-            flood.add(code, nanos);
-        }
-    }
+    let flood = flood.await?;
     let elapsed = started.elapsed().as_secs_f64();
     let server_cpu: f64 = meter.stop().get("promised").copied().unwrap_or(0.0);
     Ok(FloodReport {
@@ -138,6 +181,36 @@ pub async fn flood(
     })
 }
 
+/// The flood until `until`: `plan.callers` callers spread over `plan.connections`
+/// connections of their own.
+async fn flood_window(
+    addr: SocketAddr,
+    plan: FloodPlan,
+    requests: Arc<Vec<Bytes>>,
+    until: Instant,
+) -> anyhow::Result<Outcomes> {
+    let flooders = Sender::open_all(addr, plan.connections).await?;
+    let mut callers = JoinSet::new();
+    for caller in 0..plan.callers {
+        let channel = flooders[caller % flooders.len()].clone();
+        let caller = (caller, Duration::ZERO);
+        callers.spawn(flood_caller(
+            plan.rpc,
+            channel,
+            requests.clone(),
+            caller,
+            until,
+        ));
+    }
+    let mut flood = Outcomes::default();
+    while let Some(calls) = callers.join_next().await {
+        for (code, nanos) in calls.context("a flood caller panicked")? {
+            flood.add(code, nanos);
+        }
+    }
+    Ok(flood)
+}
+
 /// The well-behaved client for one window: `plan.probes` callers in closed loop, each asking
 /// the network availability of one random SKU, and with `large`, one caller sending that
 /// request over and over. Each runs on a thread, runtime and connection of its own, so that
@@ -148,17 +221,18 @@ async fn probes(
     plan: &FloodPlan,
     addr: SocketAddr,
     label: &str,
-    large: Option<Bytes>,
+    large: Option<(FloodRpc, Bytes)>,
 ) -> anyhow::Result<(CallSummary, Outcomes)> {
     let (probes, skus, window) = (plan.probes, plan.skus, plan.window);
     let until = Instant::now() + window;
-    let large = large.map(|body| {
-        on_own_thread(async move {
-            let channel = connect(addr, 1).await?.remove(0);
-            Ok(flood_caller(channel, Arc::new(vec![body]), 0, until).await)
+    let large = large.map(|(rpc, body)| {
+        on_own_thread(Priority::Normal, async move {
+            let sender = Sender::open(addr).await?;
+            let caller = (0, PROBE_PAUSE);
+            Ok(flood_caller(rpc, sender, Arc::new(vec![body]), caller, until).await)
         })
     });
-    let small = on_own_thread(async move {
+    let small = on_own_thread(Priority::Normal, async move {
         let channel = connect(addr, 1).await?.remove(0);
         probe_window(channel, probes, skus, until).await
     });
@@ -172,12 +246,42 @@ async fn probes(
     Ok((summarize(label, latencies, window), outcomes))
 }
 
-/// Starts `work` at once on a new thread with a runtime of its own (connections it opens are
-/// driven there too); the answer is its result.
+/// The CPU priority of a client thread of the generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Priority {
+    Normal,
+    /// The lowest (nice 19): it gets little of a CPU a thread of normal priority wants. The
+    /// flood's senders run so: on a real network they would be other machines, and here they
+    /// would otherwise take the well-behaved client's CPU and put the generator's queueing in
+    /// its latencies. The server gets no such help; its own CPU is the flood's.
+    Lowest,
+}
+
+impl Priority {
+    fn apply(self) -> anyhow::Result<()> {
+        if self == Priority::Normal {
+            return Ok(());
+        }
+        // SAFETY: gettid and setpriority take and return plain integers; the target is the
+        // calling thread.
+        let set =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+        if set != 0 {
+            let error = std::io::Error::last_os_error();
+            anyhow::bail!("cannot lower the flood's thread priority: {error}");
+        }
+        Ok(())
+    }
+}
+
+/// Starts `work` at once on a new thread of `priority` with a runtime of its own
+/// (connections it opens are driven there too); the answer is its result.
 fn on_own_thread<T: Send + 'static>(
+    priority: Priority,
     work: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
 ) -> impl std::future::Future<Output = anyhow::Result<T>> {
     let thread = std::thread::spawn(move || {
+        priority.apply()?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -229,93 +333,107 @@ async fn probe_window(
 fn flood_requests(plan: &FloodPlan) -> Vec<Bytes> {
     let (min, max) = (plan.min_mib * MIB, plan.max_mib.max(plan.min_mib) * MIB);
     (0..8)
-        .map(|k| {
-            let bytes = min + (max - min) * k / 7;
-            pb::AvailabilityRequest {
-                skus: vec!["S".repeat(bytes)],
-                ..Default::default()
-            }
-            .encode_to_vec()
-            .into()
-        })
+        .map(|k| plan.rpc.request(min + (max - min) * k / 7))
         .collect()
 }
 
-/// One flooding caller until `until`, cycling through `requests` from its own offset: each
-/// call's final code and latency in nanoseconds.
+/// One flooding caller until `until`, cycling through `requests` from its own offset, each
+/// call `pause` after the last was answered: each call's final code and latency in
+/// nanoseconds.
 async fn flood_caller(
-    channel: Channel,
+    rpc: FloodRpc,
+    sender: Sender,
     requests: Arc<Vec<Bytes>>,
-    caller: usize,
+    (caller, pause): (usize, Duration),
     until: Instant,
 ) -> Vec<(Code, u64)> {
-    let mut grpc = tonic::client::Grpc::new(channel);
     let mut calls = Vec::new();
     let mut next = caller;
     while Instant::now() < until {
         let body = requests[next % requests.len()].clone();
         next += 1;
-        calls.push(large_call(&mut grpc, body).await);
+        calls.push(sender.call(rpc.path(), body).await);
+        tokio::time::sleep(pause).await;
     }
     calls
 }
 
-/// One encoded availability request: how it ended and how long it took, in nanoseconds.
-async fn large_call(grpc: &mut tonic::client::Grpc<Channel>, body: Bytes) -> (Code, u64) {
-    let path = PathAndQuery::from_static("/promised.v1.Availability/GetAvailability");
-    let start = Instant::now();
-    let call = async {
-        grpc.ready()
+/// One HTTP/2 connection of the flood, its gRPC calls written by hand: a request's framed
+/// bytes are handed to the connection as they are, where tonic's client would copy each
+/// message into a buffer of its own first, and a flood sender would spend its CPU on that.
+#[derive(Clone)]
+struct Sender {
+    authority: String,
+    requests: h2::client::SendRequest<Bytes>,
+}
+
+impl Sender {
+    /// Connects; the connection is driven on the current runtime.
+    async fn open(addr: SocketAddr) -> anyhow::Result<Sender> {
+        let tcp = tokio::net::TcpStream::connect(addr)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        grpc.unary(tonic::Request::new(body), path, Encoded).await
-    };
-    let code = match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(Ok(_)) => Code::Ok,
-        Ok(Err(status)) => status.code(),
-        Err(_) => Code::DeadlineExceeded,
-    };
-    (code, start.elapsed().as_nanos() as u64)
+            .with_context(|| format!("connecting to {addr}"))?;
+        tcp.set_nodelay(true)?;
+        let (requests, connection) = h2::client::handshake(tcp).await?;
+        tokio::spawn(connection);
+        Ok(Sender {
+            authority: addr.to_string(),
+            requests,
+        })
+    }
+
+    /// `connections` senders to `addr`.
+    async fn open_all(addr: SocketAddr, connections: usize) -> anyhow::Result<Vec<Sender>> {
+        let mut senders = Vec::with_capacity(connections);
+        for _ in 0..connections.max(1) {
+            senders.push(Sender::open(addr).await?);
+        }
+        Ok(senders)
+    }
+
+    /// One call of `path` with an already framed request: how it ended and how long it took,
+    /// in nanoseconds, from just before its headers were sent.
+    async fn call(&self, path: &str, framed: Bytes) -> (Code, u64) {
+        let start = Instant::now();
+        let code = match tokio::time::timeout(CALL_TIMEOUT, self.exchange(path, framed)).await {
+            Ok(Ok(code)) => code,
+            // A reset stream or a lost connection: the call was not answered.
+            Ok(Err(_)) => Code::Unavailable,
+            Err(_) => Code::DeadlineExceeded,
+        };
+        (code, start.elapsed().as_nanos() as u64)
+    }
+
+    async fn exchange(&self, path: &str, framed: Bytes) -> anyhow::Result<Code> {
+        let request = Request::post(format!("http://{}{path}", self.authority))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())?;
+        let mut requests = self.requests.clone().ready().await?;
+        let (response, mut body) = requests.send_request(request, false)?;
+        // Buffered until the server's window allows; a server that has answered already
+        // resets the stream, and the rest is never sent.
+        let _ = body.send_data(framed, true);
+        let (parts, mut answer) = response.await?.into_parts();
+        if let Some(code) = grpc_status(&parts.headers) {
+            return Ok(code);
+        }
+        while let Some(data) = answer.data().await {
+            let _ = answer.flow_control().release_capacity(data?.len());
+        }
+        let trailers = answer.trailers().await?.unwrap_or_default();
+        grpc_status(&trailers).context("an answer without grpc-status")
+    }
 }
 
-/// Sends already encoded messages and ignores the answers' bodies (a flood call is never
-/// answered OK; its code is what counts).
-#[derive(Debug, Clone, Copy)]
-struct Encoded;
-
-impl Codec for Encoded {
-    type Encode = Bytes;
-    type Decode = ();
-    type Encoder = Encoded;
-    type Decoder = Encoded;
-
-    fn encoder(&mut self) -> Encoded {
-        Encoded
-    }
-
-    fn decoder(&mut self) -> Encoded {
-        Encoded
-    }
-}
-
-impl Encoder for Encoded {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for Encoded {
-    type Item = ();
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Status> {
-        src.advance(src.remaining());
-        Ok(Some(()))
-    }
+fn grpc_status(headers: &HeaderMap) -> Option<Code> {
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    Some(Code::from(code))
 }
 
 /// A process's peak resident set size (`VmHWM`), in bytes.
@@ -348,11 +466,12 @@ impl FloodReport {
         };
         let window = plan.window;
         let mut out = format!(
-            "flood: {} callers over {} connections, requests of {}-{} MiB, {} s windows; \
-             well-behaved client: {} in flight, and one {} MiB request at a time, \
+            "flood: {} callers over {} connections, {:?} requests of {}-{} MiB, {} s windows; \
+             well-behaved client: {} in flight, and one {} MiB request every 10 ms or more, \
              each on a connection and thread of its own; {}\n\n",
             plan.callers,
             plan.connections,
+            plan.rpc,
             plan.min_mib,
             plan.max_mib,
             window.as_secs_f64(),
@@ -369,7 +488,7 @@ impl FloodReport {
             let admitted = summarize("admitted", outcomes.admitted.clone(), window);
             out.push_str(&row(&format!("{who}: shed (RESOURCE_EXHAUSTED)"), &shed));
             out.push_str(&row(
-                &format!("{who}: admitted (INVALID_ARGUMENT)"),
+                &format!("{who}: admitted, read whole and refused"),
                 &admitted,
             ));
             for (code, count) in &outcomes.other {
