@@ -80,7 +80,7 @@ impl Plan {
 }
 
 /// The phase's report, with CPU use measured around it.
-async fn measure(
+pub(crate) async fn measure(
     lab: &mut Lab,
     spec: PhaseSpec,
     workload: &Arc<Workload>,
@@ -112,7 +112,7 @@ async fn measure(
     Ok(phase)
 }
 
-fn spec(
+pub(crate) fn spec(
     target: TargetKind,
     scenario: Scenario,
     mode: Mode,
@@ -193,7 +193,7 @@ fn environment(command: &str, load: &str, placement: &Placement, lab: &Lab) -> E
 }
 
 /// Starts the lab and loads it.
-async fn prepare(
+pub(crate) async fn prepare(
     plan: &Plan,
     exe: &Path,
     placement: &Placement,

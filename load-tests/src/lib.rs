@@ -15,6 +15,7 @@
 //! - [`process`]: child processes, CPU pinning, CPU time.
 //! - [`catalogue`]: SKUs, supply, Zipf popularity.
 //! - [`flood`]: a well-behaved client beside a flood of large requests.
+//! - [`soak`]: the mixed scenario for a long run, minute by minute.
 //! - [`workload`]: scenarios, operations, clients; [`feed`]: the streaming supply feed.
 //! - [`generator`]: open- and closed-loop drivers; [`stats`]: recording and percentiles.
 //! - [`report`]: Markdown and JSON; [`svg`]: the latency-percentile chart.
@@ -30,6 +31,7 @@ pub mod peer;
 pub mod process;
 pub mod report;
 pub mod service;
+pub mod soak;
 pub mod stats;
 pub mod svg;
 pub mod workload;

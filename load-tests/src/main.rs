@@ -1,6 +1,7 @@
 //! `promised-load`: `compare` runs the whole comparison; `run` one phase; `flood` a
-//! well-behaved client beside a flood of large requests; `serve-promised` and `serve-peer`
-//! are the targets, started by the others as child processes.
+//! well-behaved client beside a flood of large requests; `soak` the mixed scenario for a long
+//! run; `serve-promised` and `serve-peer` are the targets, started by the others as child
+//! processes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,11 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use promised_load::compare::{self, Plan};
-use promised_load::flood::{self, FloodPlan};
+use promised_load::flood::{self, FloodPlan, FloodRpc};
 use promised_load::generator::Mode;
 use promised_load::peer::{self, postgres::PostgresStore, redis::RedisStore};
 use promised_load::process::Placement;
 use promised_load::service;
+use promised_load::soak::{self, SoakPlan};
 use promised_load::workload::{Scenario, TargetKind};
 
 #[derive(Debug, Parser)]
@@ -33,6 +35,8 @@ enum Command {
     Run(RunArgs),
     /// A well-behaved client's latency, idle and beside a flood of large requests.
     Flood(FloodArgs),
+    /// The mixed scenario for a long run: p99 and resident memory every minute.
+    Soak(SoakArgs),
     /// (Child process) the promised server, journaling to the given Redis.
     #[command(hide = true)]
     ServePromised {
@@ -125,7 +129,22 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+struct SoakArgs {
+    /// One-minute windows to run.
+    #[arg(long, default_value_t = 30)]
+    minutes: u32,
+    /// `--rate` is the open loop's arrivals per second [default 1000]; the catalogue,
+    /// connections and feed rate are the full plan's unless given.
+    #[command(flatten)]
+    plan: PlanArgs,
+}
+
+#[derive(Debug, Args)]
 struct FloodArgs {
+    /// The call every flood request is: a query refused by its length alone, or a supply
+    /// batch measured against the in-flight byte limit.
+    #[arg(long, value_enum, default_value = "availability")]
+    rpc: FloodRpc,
     /// SKUs in the catalogue.
     #[arg(long, default_value_t = 1_000)]
     skus: usize,
@@ -227,6 +246,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Flood(args) => {
             let plan = FloodPlan {
+                rpc: args.rpc,
                 skus: args.skus.max(1),
                 window: Duration::from_secs_f64(args.duration_secs.max(0.1)),
                 callers: args.callers,
@@ -240,6 +260,19 @@ fn main() -> anyhow::Result<()> {
             let exe = std::env::current_exe().context("locating this binary")?;
             let report = runtime()?.block_on(flood::flood(&plan, &exe, &placement))?;
             println!("{}", report.markdown(&plan, &placement));
+            Ok(())
+        }
+        Command::Soak(args) => {
+            let plan = args.plan.plan("soak");
+            let soak = SoakPlan {
+                rate: plan.rate.unwrap_or(1_000.0),
+                minutes: args.minutes.max(1),
+                plan,
+            };
+            let placement = Placement::split(!args.plan.no_pin);
+            placement.pin_generator()?;
+            let exe = std::env::current_exe().context("locating this binary")?;
+            runtime()?.block_on(soak::soak(&soak, &exe, &placement))?;
             Ok(())
         }
         Command::Run(args) => {

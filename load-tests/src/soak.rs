@@ -1,0 +1,302 @@
+//! `promised-load soak`: the mixed scenario (reads, holds, commits, releases, promises and
+//! the supply feed) in open loop for a long run, 30 minutes by default, against promised with
+//! its real snapshot interval and audit retention. Each minute is a window of its own: its
+//! operations, errors and latency percentiles per call, and at its end the server's resident
+//! memory, its positions and its snapshot generation. The report is Markdown, JSON and an SVG
+//! plot of p99 and resident memory over the run, so that growth or drift shows as a slope.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use promised::grpc::pb;
+use promised::grpc::pb::admin_client::AdminClient;
+use serde::Serialize;
+
+use crate::compare::{measure, prepare, spec, Plan};
+use crate::generator::Mode;
+use crate::lab::connect;
+use crate::process::Placement;
+use crate::report::PhaseReport;
+use crate::workload::{call, Scenario, TargetKind};
+
+/// The calls whose p99 the plot draws, in its legend's order, with their colours.
+const PLOTTED: [(&str, &str); 3] = [
+    (call::AVAILABILITY, "#1f5fbf"),
+    (call::RESERVE, "#c8302c"),
+    (call::PROMISE_CART, "#2e8b3a"),
+];
+
+/// What a soak does.
+#[derive(Debug, Clone)]
+pub struct SoakPlan {
+    /// Catalogue, connections, feed rate, report directory and name.
+    pub plan: Plan,
+    pub minutes: u32,
+    /// Operations per second, open loop.
+    pub rate: f64,
+}
+
+/// One minute of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Minute {
+    pub minute: u32,
+    pub ops_per_sec: f64,
+    pub errors: u64,
+    /// p50 and p99 per call, µs.
+    pub calls: Vec<(String, f64, f64)>,
+    pub feed_updates_per_sec: f64,
+    pub server_cores: f64,
+    /// The server's resident memory at the minute's end, MiB.
+    pub rss_mib: f64,
+    pub positions: u64,
+    pub snapshot_generation: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SoakReport {
+    pub command: String,
+    pub pinning: String,
+    pub load_average_at_start: String,
+    pub rate: f64,
+    pub feed_rate: f64,
+    pub skus: usize,
+    pub minutes: Vec<Minute>,
+}
+
+/// Runs the soak and writes `<report_dir>/<name>.md|.json|.svg`.
+pub async fn soak(
+    soak: &SoakPlan,
+    exe: &Path,
+    placement: &Placement,
+) -> anyhow::Result<SoakReport> {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let plan = &soak.plan;
+    let (mut lab, _, workload, _) = prepare(plan, exe, placement, &[TargetKind::Promised]).await?;
+    let mut admin = AdminClient::new(connect(lab.service_addr(), 1).await?.remove(0));
+    let mut minutes = Vec::new();
+    for minute in 1..=soak.minutes {
+        // Only the first minute warms up; after it, the run is one continuous load.
+        let warmup = Duration::from_secs(if minute == 1 { 5 } else { 0 });
+        let phase = spec(
+            TargetKind::Promised,
+            Scenario::Mixed,
+            Mode::Open { rate: soak.rate },
+            (warmup, Duration::from_secs(60)),
+            plan.feed_rate,
+        );
+        let phase = measure(&mut lab, phase, &workload).await?;
+        let stats = admin
+            .get_stats(pb::GetStatsRequest::default())
+            .await
+            .context("server stats")?
+            .into_inner();
+        let rss = resident_bytes(lab.service_pid())?;
+        minutes.push(minute_of(minute, &phase, rss, &stats));
+        eprintln!("{}", row(minutes.last().context("a minute")?));
+    }
+    let report = SoakReport {
+        command: plan.command.clone(),
+        pinning: placement.describe(),
+        load_average_at_start: load
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        rate: soak.rate,
+        feed_rate: plan.feed_rate,
+        skus: plan.skus,
+        minutes,
+    };
+    report.write(&plan.report_dir, &plan.name)?;
+    Ok(report)
+}
+
+fn minute_of(minute: u32, phase: &PhaseReport, rss: u64, stats: &pb::Stats) -> Minute {
+    Minute {
+        minute,
+        ops_per_sec: phase.ops_per_sec,
+        errors: phase.errors_total(),
+        calls: phase
+            .calls
+            .iter()
+            .map(|c| (c.call.clone(), c.p50_us, c.p99_us))
+            .collect(),
+        feed_updates_per_sec: phase.feed_updates_per_sec.unwrap_or(0.0),
+        server_cores: phase.server_cores(),
+        rss_mib: rss as f64 / f64::from(1 << 20),
+        positions: stats.positions,
+        snapshot_generation: stats.snapshot_generation,
+    }
+}
+
+/// A process's resident set size (`VmRSS`), in bytes.
+fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in the server's status")?;
+    Ok(kib * 1024)
+}
+
+fn p99(minute: &Minute, name: &str) -> Option<f64> {
+    minute
+        .calls
+        .iter()
+        .find(|(call, ..)| call == name)
+        .map(|&(_, _, p99)| p99)
+}
+
+fn row(m: &Minute) -> String {
+    let cell = |name| p99(m, name).map_or_else(String::new, |us| format!("{us:.0}"));
+    format!(
+        "| {} | {:.0} | {} | {:.0} | {} | {} | {} | {:.2} | {:.1} | {} | {} |",
+        m.minute,
+        m.ops_per_sec,
+        m.errors,
+        m.feed_updates_per_sec,
+        cell(call::AVAILABILITY),
+        cell(call::RESERVE),
+        cell(call::PROMISE_CART),
+        m.server_cores,
+        m.rss_mib,
+        m.positions,
+        m.snapshot_generation
+    )
+}
+
+impl SoakReport {
+    fn write(&self, dir: &Path, name: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let path = |ext: &str| -> PathBuf { dir.join(format!("{name}.{ext}")) };
+        std::fs::write(path("md"), self.markdown(name))?;
+        std::fs::write(path("json"), serde_json::to_string_pretty(self)?)?;
+        std::fs::write(path("svg"), self.chart())?;
+        eprintln!("written {}", path("md").display());
+        Ok(())
+    }
+
+    pub fn markdown(&self, name: &str) -> String {
+        let mut out = format!(
+            "# Soak `{name}`\n\n`{}`\n\nmixed scenario, open loop {:.0} ops/s, feed {:.0} \
+             updates/s, {} SKUs, {} one-minute windows; {}; load average at start {}\n\n\
+             ![p99 and resident memory per minute]({name}.svg)\n\n",
+            self.command,
+            self.rate,
+            self.feed_rate,
+            self.skus,
+            self.minutes.len(),
+            self.pinning,
+            self.load_average_at_start
+        );
+        out.push_str(
+            "| minute | ops/s | errors | feed/s | availability p99 µs | reserve p99 µs | \
+             promise.cart p99 µs | server cores | RSS MiB | positions | snapshot |\n",
+        );
+        out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for minute in &self.minutes {
+            out.push_str(&row(minute));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Two panels over the minutes: p99 of the plotted calls (log scale), and resident memory.
+    fn chart(&self) -> String {
+        let (width, height, left, panel_w, panel_h) = (1000.0, 420.0, 80.0, 380.0, 300.0);
+        let lefts = [left, left + panel_w + 120.0];
+        let last = self.minutes.len().max(2) as f64;
+        let x = |panel: usize, minute: u32| {
+            lefts[panel] + panel_w * (f64::from(minute) - 1.0) / (last - 1.0)
+        };
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+             font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        );
+        let top = 60.0;
+        let latencies: Vec<f64> = self
+            .minutes
+            .iter()
+            .flat_map(|m| PLOTTED.iter().filter_map(move |(c, _)| p99(m, c)))
+            .filter(|us| *us > 0.0)
+            .collect();
+        let lo = latencies.iter().copied().fold(f64::MAX, f64::min).max(1.0);
+        let hi = latencies.iter().copied().fold(1.0, f64::max).max(lo * 10.0);
+        let (log_lo, log_hi) = (lo.log10().floor(), hi.log10().ceil());
+        let y_latency = |us: f64| top + panel_h * (1.0 - (us.log10() - log_lo) / (log_hi - log_lo));
+        let rss_hi = self.minutes.iter().map(|m| m.rss_mib).fold(1.0, f64::max) * 1.25;
+        let y_rss = |mib: f64| top + panel_h * (1.0 - mib / rss_hi);
+        let _ = writeln!(
+            svg,
+            "<text x=\"{}\" y=\"30\" font-size=\"15\">p99 per minute (µs, log scale)</text>\n\
+             <text x=\"{}\" y=\"30\" font-size=\"15\">server resident memory (MiB)</text>",
+            lefts[0], lefts[1]
+        );
+        for (panel, &l) in lefts.iter().enumerate() {
+            let _ = writeln!(
+                svg,
+                "<rect x=\"{l}\" y=\"{top}\" width=\"{panel_w}\" height=\"{panel_h}\" fill=\"none\" stroke=\"#999\"/>\n\
+                 <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">minute</text>",
+                l + panel_w / 2.0,
+                top + panel_h + 35.0
+            );
+            for minute in [1, self.minutes.len() as u32] {
+                let _ = writeln!(
+                    svg,
+                    "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{minute}</text>",
+                    x(panel, minute),
+                    top + panel_h + 16.0
+                );
+            }
+        }
+        let mut decade = log_lo;
+        while decade <= log_hi {
+            let us = 10f64.powf(decade);
+            let _ = writeln!(
+                svg,
+                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{us:.0}</text>",
+                lefts[0] - 6.0,
+                y_latency(us) + 4.0
+            );
+            decade += 1.0;
+        }
+        for mib in [0.0, rss_hi / 2.0, rss_hi] {
+            let _ = writeln!(
+                svg,
+                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{mib:.0}</text>",
+                lefts[1] - 6.0,
+                y_rss(mib) + 4.0
+            );
+        }
+        for (k, (name, colour)) in PLOTTED.iter().enumerate() {
+            let points: Vec<String> = self
+                .minutes
+                .iter()
+                .filter_map(|m| p99(m, name).filter(|us| *us > 0.0).map(|us| (m.minute, us)))
+                .map(|(minute, us)| format!("{:.1},{:.1}", x(0, minute), y_latency(us)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n\
+                 <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
+                points.join(" "),
+                lefts[0] + 10.0 + 130.0 * k as f64,
+                top + panel_h + 55.0
+            );
+        }
+        let points: Vec<String> = self
+            .minutes
+            .iter()
+            .map(|m| format!("{:.1},{:.1}", x(1, m.minute), y_rss(m.rss_mib)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"2\" points=\"{}\"/>\n</svg>",
+            points.join(" ")
+        );
+        svg
+    }
+}
