@@ -7,7 +7,9 @@
 //! NATS only once its batch is durable. Whenever a consumer starts (at start-up, after a
 //! broker or store failure) it is made again to deliver, in order, from the first message
 //! after that position, so a message applied before a crash but never acknowledged is
-//! answered as a duplicate, not applied twice, and none is skipped.
+//! answered as a duplicate, not applied twice, and none is skipped. Within a read, a message
+//! applies only if no delivery before it was lost ([`Deliveries`]), so the position never
+//! passes a message that was not applied.
 //!
 //! A poison message (one that can never apply) is published to the feed's dead-letter subject
 //! with the reason in its headers and then acknowledged, so it never blocks the feed. A
@@ -144,8 +146,11 @@ impl Feed {
             .messages()
             .await
             .context("pulling messages")?;
+        let mut deliveries = Deliveries::default();
         while let Some(message) = messages.next().await {
-            self.handle(message.context("reading a message")?).await?;
+            let message = message.context("reading a message")?;
+            deliveries.check(&message)?;
+            self.handle(message).await?;
         }
         Err(anyhow!("the consumer's messages ended"))
     }
@@ -281,6 +286,36 @@ impl Feed {
             detail,
             "dead-lettered"
         );
+        Ok(())
+    }
+}
+
+/// The consumer sequences of one read's deliveries. A consumer made afresh numbers what it
+/// delivers 1, 2, 3, ...; a delivery whose number skips ahead follows deliveries this read
+/// never received, lost with a connection to a cluster member that died while they were in
+/// flight (the pull carries on over the next connection). Applied, it would move the
+/// recorded position past the lost messages, and when the server offered them again, after
+/// their ack wait, they would be answered as duplicates: never applied. So the read ends
+/// there, unapplied, and the consumer is made again from the first message after the
+/// position, the lost ones included.
+#[derive(Default)]
+struct Deliveries {
+    /// The highest consumer sequence received; a redelivery may repeat an earlier one.
+    last: u64,
+}
+
+impl Deliveries {
+    fn check(&mut self, message: &jetstream::Message) -> anyhow::Result<()> {
+        let info = message.info().map_err(|e| anyhow!("message info: {e}"))?;
+        let delivered = info.consumer_sequence;
+        if delivered > self.last + 1 {
+            return Err(anyhow!(
+                "message {} delivered as {delivered} after {}: deliveries between were lost",
+                info.stream_sequence,
+                self.last
+            ));
+        }
+        self.last = self.last.max(delivered);
         Ok(())
     }
 }

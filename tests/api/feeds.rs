@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 use crate::binary::Binary;
 use crate::durability::durable;
 use crate::helpers::{adjust_on_hand, batch, node_view, spawn_app_with, TestApp};
-use crate::nats::{NatsCluster, NatsServer};
+use crate::nats::{DeliveryCutter, NatsCluster, NatsServer};
 use crate::operations::scrape;
 use crate::redis::RedisServer;
 
@@ -101,8 +101,12 @@ async fn publish(context: &Context, subject: &str, headers: HeaderMap, payload: 
     }
 }
 
+/// Publishes `batch` as a producer would, under a message id of its source and sequence: a
+/// publish sent again after a lost acknowledgement is stored once.
 async fn publish_batch(context: &Context, subject: &str, batch: &pb::SupplyBatch) -> u64 {
-    publish(context, subject, HeaderMap::new(), batch.encode_to_vec()).await
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", format!("{}:{}", batch.source_id, batch.seq));
+    publish(context, subject, headers, batch.encode_to_vec()).await
 }
 
 /// Waits until `done` holds, polling; fails with `what` after `secs`.
@@ -230,7 +234,7 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_later_ones_appl
     applied_through(&app, "WMS-EAST", last).await;
     assert_eq!(on_hand(&mut app, "SKU-1", "DC-EAST").await, 3);
 
-    let letters = dead_letters(&context, &feeds.dead_letters, 4).await;
+    let letters = stored(&context, DEAD_STREAM, &feeds.dead_letters, 4).await;
     let reasons: Vec<(String, String)> = letters
         .iter()
         .map(|(headers, _)| {
@@ -268,9 +272,14 @@ fn header(headers: &HeaderMap, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The first `count` dead letters stored on `subject`: headers and payload.
-async fn dead_letters(context: &Context, subject: &str, count: usize) -> Vec<(HeaderMap, Vec<u8>)> {
-    let stream = context.get_stream(DEAD_STREAM).await.expect("dead letters");
+/// The first `count` messages `stream` stored on `subject`: headers and payload.
+async fn stored(
+    context: &Context,
+    stream: &str,
+    subject: &str,
+    count: usize,
+) -> Vec<(HeaderMap, Vec<u8>)> {
+    let stream = context.get_stream(stream).await.expect("the stream");
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::Config {
             filter_subject: subject.to_owned(),
@@ -282,7 +291,7 @@ async fn dead_letters(context: &Context, subject: &str, count: usize) -> Vec<(He
     let mut letters = Vec::new();
     while letters.len() < count {
         let next = tokio::time::timeout(Duration::from_secs(20), messages.next()).await;
-        let message = next.expect("a dead letter").expect("open").expect("read");
+        let message = next.expect("a message").expect("open").expect("read");
         let headers = message.headers.clone().unwrap_or_default();
         letters.push((headers, message.payload.to_vec()));
     }
@@ -331,6 +340,42 @@ async fn while_redis_is_down_messages_wait_and_apply_once_it_is_back() {
         dead.info().await.expect("info").state.messages,
         0,
         "none dead"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_delivery_lost_with_its_connection_applies_before_the_next_message() {
+    let nats = NatsServer::start();
+    let context = nats.jetstream_ready().await;
+    streams(&context, 1).await;
+    let cutter = DeliveryCutter::start(nats.port).await;
+    let redis = RedisServer::start();
+    let feeds = FeedsFile::new(&cutter.url(), "WMS-WEST");
+    let mut app = service(&redis, "feed-cut", &feeds).await;
+    let subject = feeds.subject.as_str();
+    // Batch n adds 10^(n-1): the sum shows which applied.
+    let adjust = |seq: u32| {
+        batch(
+            "WMS-WEST",
+            seq.into(),
+            vec![adjust_on_hand("SKU-1", "DC-WEST", 10_i64.pow(seq - 1))],
+        )
+    };
+    let first = publish_batch(&context, subject, &adjust(1)).await;
+    applied_through(&app, "WMS-WEST", first).await;
+
+    // The second message's delivery is lost with the connection; the service connects again
+    // and the third is delivered to it next.
+    cutter.arm();
+    publish_batch(&context, subject, &adjust(2)).await;
+    cutter.cut().await;
+    let last = publish_batch(&context, subject, &adjust(3)).await;
+    applied_through(&app, "WMS-WEST", last).await;
+    assert_eq!(
+        on_hand(&mut app, "SKU-1", "DC-WEST").await,
+        111,
+        "the second batch applied, before the third"
     );
     app.shutdown().await;
 }
@@ -466,12 +511,14 @@ async fn a_killed_service_applies_every_feed_message_exactly_once() {
     producer.await.expect("every batch published");
 }
 
-/// A fault campaign, run on its own (`cargo test --test api feeds::a_killed_broker_member --
-/// --ignored`; see TESTING.md): in one of three runs on a loaded machine one of the 600 unit
-/// batches was never applied, and a restarted member can lose its port to another test's
-/// server, so it is not part of the suite until that loss is explained.
+/// The stream's leader killed twice mid-feed. It once lost one message in a few runs: a
+/// delivery lost with the connection to the killed member, its successor applied first and
+/// the lost one, redelivered, answered as a duplicate (the feed now ends the read at a gap in
+/// the consumer sequence; `a_delivery_lost_with_its_connection_applies_before_the_next_message`
+/// shows it without a cluster). Run on its own (`--ignored`) until it has passed 15 runs in
+/// a row with the stream check that waits for the cluster to answer (see TESTING.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fault campaign with an unexplained lost message: run with --ignored"]
+#[ignore = "fault campaign: run with --ignored"]
 async fn a_killed_broker_member_leaves_every_feed_message_applied_exactly_once() {
     let mut cluster = NatsCluster::start();
     cluster.members[0].jetstream_ready().await;
@@ -509,22 +556,57 @@ async fn a_killed_broker_member_leaves_every_feed_message_applied_exactly_once()
         .await;
         member.resume();
     }
-    all_applied(&service, count, 90).await;
     producer.await.expect("every batch published");
+    stream_holds_every_batch(&context, &feeds.subject, count).await;
+    all_applied(&service, count, 90).await;
+}
+
+/// Checks that the feeds stream kept every one of the `count` batches published on `subject`
+/// (each was acknowledged as stored): so a batch the service did not apply was lost by the
+/// feed, not by the broker.
+async fn stream_holds_every_batch(context: &Context, subject: &str, count: u64) {
+    let messages = settled_info(context).await.state.messages;
+    let stored = stored(context, STREAM, subject, messages as usize).await;
+    let mut seqs: Vec<u64> = stored
+        .iter()
+        .map(|(_, payload)| pb::SupplyBatch::decode(&payload[..]).expect("a batch").seq)
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(
+        seqs,
+        (1..=count).collect::<Vec<_>>(),
+        "the stream kept every batch"
+    );
 }
 
 /// The name of the member leading the feeds stream.
 async fn stream_leader(context: &Context) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(mut stream) = context.get_stream(STREAM).await {
-            if let Ok(info) = stream.info().await {
-                if let Some(leader) = info.cluster.as_ref().and_then(|c| c.leader.clone()) {
-                    return leader;
-                }
-            }
+        let info = settled_info(context).await;
+        if let Some(leader) = info.cluster.and_then(|c| c.leader) {
+            return leader;
         }
         assert!(Instant::now() < deadline, "the stream has no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The feeds stream's info, asked again while a cluster that lost or regained a member does
+/// not answer.
+async fn settled_info(context: &Context) -> stream::Info {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = context.get_stream(STREAM).await {
+            if let Ok(info) = stream.info().await {
+                return info.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the feeds stream does not answer"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
