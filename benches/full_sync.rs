@@ -196,7 +196,7 @@ fn measure(positions: usize) -> String {
         "{positions} positions at {} nodes: commit {took:.2?} (set {}, zeroed {}, unchanged {}, \
          {effects} effects); staging {staged:.2?}; the same positions as SET batches {applied:.2?} \
          (commit / batches = {:.2}); single-SKU reads p50/p99/max idle {:.1?}/{:.1?}/{:.1?}, \
-         overlapping the commit {:.1?}/{:.1?}/{:.1?}",
+         overlapping the commit {:.1?}/{:.1?}/{:.1?} (p99 overlapping / idle = {:.2})",
         nodes.len(),
         answer.set,
         answer.zeroed,
@@ -208,5 +208,6 @@ fn measure(positions: usize) -> String {
         busy_reads[0],
         busy_reads[1],
         busy_reads[2],
+        busy_reads[1].as_secs_f64() / idle_reads[1].as_secs_f64(),
     )
 }

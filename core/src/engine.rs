@@ -1,11 +1,16 @@
 //! The engine: the shared, synchronous core that every front end (gRPC, the demo feed, benches)
 //! drives. A cloneable handle around `Arc<Shared>`; no method awaits or does I/O, and no lock is
 //! held across calls into another key's lock except in ascending shard order.
+//!
+//! A sync's commit holds every other mutation off (they wait for it in [`Engine::begin`]) but
+//! no reader: readers see it whole through the index ([`crate::index::Whole`]). A commit
+//! takes no lock a waiting mutation may hold, and lets mutations go before it waits for the
+//! readers older than its change (a mutation may hold a reader while it waits).
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::clock::{Clock, UnixMillis};
 use crate::domain::{Node, NodeGroup, Qty, ServiceLevel, Source};
@@ -156,10 +161,12 @@ pub struct Stats {
 }
 
 #[derive(Debug)]
-/// A mutation's number while it is not yet durable; dropping it unused settles it.
+/// A mutation's number while it is not yet durable; dropping it unused settles it. It holds
+/// off a sync's commit until the mutation is over (`None` for the commit itself).
 pub(crate) struct Ticket<'a> {
     engine: &'a Engine,
     number: Option<u64>,
+    _writing: Option<RwLockReadGuard<'a, ()>>,
 }
 
 impl Ticket<'_> {
@@ -202,9 +209,10 @@ pub(crate) struct Shared {
     pub(crate) staging: Staging,
     /// Each source's last committed sync per supply type.
     pub(crate) sync_marks: SyncMarks,
-    /// Availability reads hold it shared; a sync's commit holds it alone, so a read sees
-    /// the whole of a sync or none of it.
-    pub(crate) read_gate: RwLock<()>,
+    /// Mutations hold it shared from their ticket to their answer; a sync's commit holds it
+    /// alone while it changes the index, so no mutation runs beside a commit. Readers never
+    /// take it: they see a commit whole through the index's [`crate::index::Reader`].
+    writers: RwLock<()>,
 }
 
 /// Cloneable handle to the core.
@@ -252,7 +260,7 @@ impl Engine {
             book: Book::new(BOOK_SHARDS, retention_ms),
             staging: Staging::default(),
             sync_marks: SyncMarks::default(),
-            read_gate: RwLock::default(),
+            writers: RwLock::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -274,8 +282,32 @@ impl Engine {
     }
 
     /// Numbers a mutation that is about to change memory, so a snapshot can wait until every
-    /// mutation it may contain is durable. Take it before changing anything.
+    /// mutation it may contain is durable. Take it before changing anything; while a sync's
+    /// commit runs, it waits for the commit's change to be over. Never take two at once.
     pub(crate) fn begin(&self) -> Ticket<'_> {
+        let writing = self
+            .shared
+            .writers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.numbered(Some(writing))
+    }
+
+    /// Holds off every other mutation until dropped: they wait in [`Engine::begin`]. The
+    /// holder numbers its own mutation with [`Engine::begin_alone`].
+    pub(crate) fn writers_alone(&self) -> RwLockWriteGuard<'_, ()> {
+        self.shared
+            .writers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`Engine::begin`] for the holder of [`Engine::writers_alone`].
+    pub(crate) fn begin_alone(&self, _alone: &RwLockWriteGuard<'_, ()>) -> Ticket<'_> {
+        self.numbered(None)
+    }
+
+    fn numbered<'a>(&'a self, writing: Option<RwLockReadGuard<'a, ()>>) -> Ticket<'a> {
         let number = self.shared.journaling.then(|| {
             let number = self.shared.next_mutation.fetch_add(1, Ordering::SeqCst);
             lock(&self.shared.unsettled).insert(number);
@@ -284,6 +316,7 @@ impl Engine {
         Ticket {
             engine: self,
             number,
+            _writing: writing,
         }
     }
 
@@ -329,8 +362,10 @@ impl Engine {
     /// memory holds only what is durable again. `records` are in the order their mutations
     /// were applied, and no mutation applied after them may remain: each is undone by putting
     /// back what it replaced. The durability layer calls this with every record not yet
-    /// durable while it holds off new mutations.
+    /// durable while it holds off new mutations. Readers see the taking back whole, as they
+    /// see a sync's commit.
     pub fn undo(&self, records: Vec<Record>) {
+        let mut index = self.shared.index.whole();
         for record in records.into_iter().rev() {
             let Record {
                 source_seq,
@@ -343,7 +378,7 @@ impl Engine {
                 cause: _,
                 sync,
             } = record;
-            self.shared.index.undo(effects);
+            index.undo(effects);
             for (after, before) in reservations.iter().zip(undo.reservations).rev() {
                 let mut shard = self.shared.book.shard(&after.id);
                 match before {
@@ -419,14 +454,6 @@ impl Engine {
         for reservation in reservations {
             self.shared.book.shard(&reservation.id).put(reservation);
         }
-    }
-
-    /// Held by a read so that it sees a sync's commit whole or not at all.
-    pub(crate) fn sync_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.shared
-            .read_gate
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Installs a sync mark as recovered from durable state, unless a newer one is known.

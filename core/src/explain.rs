@@ -160,8 +160,7 @@ impl Engine {
         let network = self.network();
         let scope = resolve(self, &network, query)?;
         let view = AtpView::new(self, &network, query.date);
-        let _whole_syncs = self.sync_gate();
-        let (atp, nodes, pooled) = self.shared.index.read(&query.sku, |entry| {
+        let (atp, nodes, pooled) = view.read(&query.sku, |entry| {
             explain_positions(&view, scope, entry.unwrap_or(&SkuPositions::default()))
         });
         let members: Qty = nodes.iter().map(|n| n.atp).sum();
@@ -218,7 +217,7 @@ fn resolve(engine: &Engine, network: &Network, query: &ExplainQuery) -> Result<S
 
 /// The scope's ATP, its nodes' explanations and, for a pool, the SKU's pooled holds.
 fn explain_positions(
-    view: &AtpView<'_>,
+    view: &AtpView<'_, '_>,
     scope: Scope,
     entry: &SkuPositions,
 ) -> (Qty, Vec<NodeExplanation>, Vec<PoolHold>) {
@@ -245,7 +244,11 @@ fn explain_positions(
 }
 
 /// How ATP of the position at `node` (absent: nothing there) is made on the node's day.
-fn explain_node(view: &AtpView<'_>, node: NodeIdx, position: Option<&Position>) -> NodeExplanation {
+fn explain_node(
+    view: &AtpView<'_, '_>,
+    node: NodeIdx,
+    position: Option<&Position>,
+) -> NodeExplanation {
     let nothing = Position::new(node);
     let position = position.unwrap_or(&nothing);
     let day = view.day[node as usize];

@@ -67,15 +67,10 @@ impl Engine {
     pub fn availability(&self, query: &AvailabilityQuery) -> Result<Availability> {
         let network = self.network();
         let scope = Scope::new(self, &network, query)?;
-        let _whole_syncs = self.sync_gate();
         let items = query
             .skus
             .iter()
-            .map(|sku| {
-                self.shared
-                    .index
-                    .read(sku, |positions| scope.item(sku, positions))
-            })
+            .map(|sku| scope.view.read(sku, |positions| scope.item(sku, positions)))
             .collect();
         Ok(Availability { network, items })
     }
@@ -85,15 +80,15 @@ impl Engine {
 type Profile = (NodeIdx, Vec<(Day, Qty)>);
 
 /// A validated query, resolved against one network version at one instant.
-struct Scope<'a> {
-    view: AtpView<'a>,
+struct Scope<'a, 'i> {
+    view: AtpView<'a, 'i>,
     nodes: Vec<NodeIdx>,
     groups: Vec<(&'a str, u32)>,
     quantity: Option<Qty>,
 }
 
-impl<'a> Scope<'a> {
-    fn new(engine: &Engine, network: &'a Network, query: &'a AvailabilityQuery) -> Result<Self> {
+impl<'a, 'i> Scope<'a, 'i> {
+    fn new(engine: &'i Engine, network: &'a Network, query: &'a AvailabilityQuery) -> Result<Self> {
         let config = engine.config();
         let mut violations = check_skus(&query.skus, config.limits.max_field_len);
         let nodes = resolve_nodes(network, &query.node_ids, &mut violations);

@@ -1,15 +1,15 @@
-//! ATP as of one instant against one network version: each node's day, the stale-feed policy,
-//! safety stock, and whether a SKU's pooled holds (group or network reservations not yet bound
-//! to a node) can still be served by its nodes.
+//! ATP as of one instant against one network version and one published state of the index:
+//! each node's day, the stale-feed policy, safety stock, and whether a SKU's pooled holds
+//! (group or network reservations not yet bound to a node) can still be served by its nodes.
 
 use crate::clock::UnixMillis;
 use crate::domain::{Day, Qty};
 use crate::engine::{Engine, StalePolicy};
 use crate::flow::{max_flow, Demand};
-use crate::index::{AtpPolicy, Pool, PoolHold, Position};
+use crate::index::{AtpPolicy, Pool, PoolHold, Position, Reader, SkuPositions};
 use crate::network::{Degraded, Network, NodeIdx};
 
-pub struct AtpView<'a> {
+pub struct AtpView<'a, 'i> {
     pub network: &'a Network,
     /// The instant the view is of: which feeds are stale, and each node's today.
     pub now_ms: UnixMillis,
@@ -18,6 +18,9 @@ pub struct AtpView<'a> {
     degraded: Degraded,
     policy: AtpPolicy,
     stale: StalePolicy,
+    /// Every SKU the view reads is as of the same full syncs: one sync's commit is in all of
+    /// them or in none.
+    index: Reader<'i>,
 }
 
 /// What the stale-feed policy does to a position's ATP.
@@ -32,9 +35,9 @@ pub enum StaleShare {
     Buffer { percent: u32, quantity: Qty },
 }
 
-impl<'a> AtpView<'a> {
+impl<'a, 'i> AtpView<'a, 'i> {
     /// The view now; `date`, if later than a node's today, is used instead of it.
-    pub fn new(engine: &Engine, network: &'a Network, date: Option<Day>) -> Self {
+    pub fn new(engine: &'i Engine, network: &'a Network, date: Option<Day>) -> Self {
         let mut view = Self::at(engine, network, engine.now_ms());
         if let Some(date) = date {
             view.day
@@ -45,7 +48,7 @@ impl<'a> AtpView<'a> {
     }
 
     /// The view at the instant `now_ms` (a what-if question may ask for another than now).
-    pub fn at(engine: &Engine, network: &'a Network, now_ms: i64) -> Self {
+    pub fn at(engine: &'i Engine, network: &'a Network, now_ms: i64) -> Self {
         Self {
             network,
             now_ms,
@@ -53,7 +56,13 @@ impl<'a> AtpView<'a> {
             degraded: network.degraded(now_ms),
             policy: engine.config().atp,
             stale: engine.config().stale,
+            index: engine.index().reader(),
         }
+    }
+
+    /// Runs `read` on the SKU's positions (`None` for an unknown SKU), as the view sees them.
+    pub fn read<R>(&self, sku: &str, read: impl FnOnce(Option<&SkuPositions>) -> R) -> R {
+        self.index.read(sku, read)
     }
 
     /// Degraded and, by policy, promising nothing.

@@ -1,14 +1,14 @@
 //! A sync's commit: the staged positions are set, every position in the sync's scope it did
-//! not mention is zeroed, and the source's mark moves to the sync, in one mutation while
-//! readers wait, so an answer sees the holding from before the sync or after it, never a mix.
-
-use std::sync::PoisonError;
+//! not mention is zeroed, and the source's mark moves to the sync, in one mutation. Other
+//! mutations wait for it; readers do not: it is one whole change of the index
+//! ([`crate::index::Whole`]), so an answer sees the holding from before the sync or after it,
+//! never a mix.
 
 use super::stage::unknown_sync;
 use crate::domain::{Qty, SupplyType};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::index::{Applied, Change, ChangeKind, Effects, Position};
+use crate::index::{Applied, Change, ChangeKind, Effects, Position, Whole};
 use crate::mutation::{Mutation, Record, Undo};
 use crate::sync::{OpenSync, SyncCommit, SyncMark, SyncOutcome};
 
@@ -47,20 +47,18 @@ impl Engine {
                 None => Err(unknown_sync(&commit.sync_id)),
             };
         };
-        // Readers wait from here to the end of the change: none sees part of it.
-        let _gate = self
-            .shared
-            .read_gate
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        // Other mutations wait from here until the change is published, so the wipe guard
+        // counts what the change then changes.
+        let alone = self.writers_alone();
         if let Err(refusal) = self.check_commit(&sync, commit.force) {
             self.shared.staging.lock().put_back(sync);
             return Err(refusal);
         }
-        let ticket = self.begin();
+        let ticket = self.begin_alone(&alone);
         let mut effects = self.effects();
-        let zeroed = self.zero_unmentioned(&sync, effects.as_mut());
-        let (set, unchanged) = self.set_staged(&sync, effects.as_mut());
+        let mut whole = self.shared.index.whole();
+        let zeroed = self.zero_unmentioned(&mut whole, &sync, effects.as_mut());
+        let (set, unchanged) = self.set_staged(&mut whole, &sync, effects.as_mut());
         let mark = SyncMark {
             source_id: commit.source_id.clone(),
             supply_type: sync.supply_type,
@@ -71,6 +69,10 @@ impl Engine {
             unchanged: unchanged + zeroed.1,
         };
         let previous = self.shared.sync_marks.put(mark.clone(), ticket.number());
+        whole.publish();
+        drop(alone);
+        // `whole` is dropped on return: it waits for the readers that began before the
+        // publish, which mutations need not do.
         Ok(self.mutation(ticket, outcome(&mark, false), || Record {
             effects: effects.unwrap_or_default(),
             sync: Some(mark),
@@ -105,7 +107,12 @@ impl Engine {
 
     /// Zeroes every held position in the sync's scope it does not stage; returns how many
     /// were zeroed and how many a newer SET of the source keeps.
-    fn zero_unmentioned(&self, sync: &OpenSync, effects: Option<&mut Effects>) -> (u64, u64) {
+    fn zero_unmentioned(
+        &self,
+        whole: &mut Whole<'_>,
+        sync: &OpenSync,
+        effects: Option<&mut Effects>,
+    ) -> (u64, u64) {
         let (mut zeroed, mut kept) = (0, 0);
         let unmentioned = |sku: &str, position: &Position| {
             let mut any = false;
@@ -133,19 +140,23 @@ impl Engine {
             }
             changed
         };
-        self.shared.index.sweep(unmentioned, zero, effects);
+        whole.sweep(unmentioned, zero, effects);
         (zeroed, kept)
     }
 
     /// Sets every staged position; returns how many changed and how many already held their
     /// quantity (or were kept by a newer SET of the source).
-    fn set_staged(&self, sync: &OpenSync, mut effects: Option<&mut Effects>) -> (u64, u64) {
+    fn set_staged(
+        &self,
+        whole: &mut Whole<'_>,
+        sync: &OpenSync,
+        mut effects: Option<&mut Effects>,
+    ) -> (u64, u64) {
         let (mut changed, mut unchanged) = (0, 0);
         for (sku, entries) in &sync.positions {
             for staged in entries {
                 let change = set(sync, &staged.reference, staged.quantity, staged.eta);
-                let index = &self.shared.index;
-                let moved = index.update(sku, staged.node, effects.as_deref_mut(), |position| {
+                let moved = whole.update(sku, staged.node, effects.as_deref_mut(), |position| {
                     let before = held(sync, position, &staged.reference);
                     let applied = position.apply(&change) == Applied::Applied;
                     let moved = applied && before.unwrap_or(0) != staged.quantity;

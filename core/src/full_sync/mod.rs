@@ -4,3 +4,6 @@
 
 mod commit;
 mod stage;
+
+#[cfg(test)]
+mod whole_tests;

@@ -9,16 +9,18 @@
 
 mod persist;
 mod position;
+mod whole;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use persist::{position_images, Effects, Replay};
 pub use position::{
     Applied, AtpPolicy, Change, ChangeKind, DatedDemand, Position, Receipt, Totals, MAX_QUANTITY,
 };
+pub use whole::{Reader, Whole};
 
 use crate::domain::{Day, Qty};
 use crate::network::NodeIdx;
@@ -121,6 +123,11 @@ struct Shard {
     /// record it, which makes the cut between a snapshot and the journal exact: recovery applies
     /// an effect only if it is newer than the snapshot's shard.
     lsn: u64,
+    /// Each SKU a whole change in flight has changed, as it was before (`None`: it did not
+    /// exist), for the readers that began before that change was published ([`whole`]).
+    kept: HashMap<Box<str>, Option<SkuPositions>, MapHasher>,
+    /// The number of the whole change `kept` is for; 0 when none is.
+    kept_for: u64,
 }
 
 /// Counters shared by every way of changing shards.
@@ -229,6 +236,12 @@ pub struct Index {
     /// Picks a SKU's shard.
     hasher: foldhash::fast::FixedState,
     counts: Counts,
+    /// The number of the last whole change published to readers ([`whole`]).
+    published: AtomicU64,
+    /// Readers in flight, by the parity of the last whole change published when each began.
+    readers: [AtomicUsize; 2],
+    /// Held by the whole change in flight: one at a time.
+    whole: Mutex<()>,
 }
 
 /// Several SKUs' shards, write-locked together for one atomic change.
@@ -291,6 +304,9 @@ impl Index {
             shards: (0..count).map(|_| RwLock::default()).collect(),
             hasher: foldhash::fast::FixedState::with_seed(SHARD_SEED),
             counts: Counts::default(),
+            published: AtomicU64::default(),
+            readers: Default::default(),
+            whole: Mutex::default(),
         }
     }
 
@@ -322,10 +338,11 @@ impl Index {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `read` on the SKU's positions (`None` for an unknown SKU) under the shard's read lock.
+    /// Runs `read` on the SKU's positions (`None` for an unknown SKU) under the shard's read
+    /// lock, as of the last whole change published; a read of several SKUs that must agree
+    /// on that takes one [`Index::reader`] for all of them.
     pub fn read<R>(&self, sku: &str, read: impl FnOnce(Option<&SkuPositions>) -> R) -> R {
-        let shard = self.read_shard(self.shard_of(sku));
-        read(shard.skus.get(sku))
+        self.reader().read(sku, read)
     }
 
     /// Runs `update` on the position at (`sku`, `node`), creating it if needed. `update` returns
@@ -414,35 +431,6 @@ impl Index {
             let shard = self.read_shard(at);
             for (sku, entry) in &shard.skus {
                 entry.positions.iter().for_each(|p| visit(sku, p));
-            }
-        }
-    }
-
-    /// Runs `change` on every position `touches` picks, one shard at a time under its write
-    /// lock. A position `change` changed (it says so) is numbered in its shard and, with
-    /// `effects`, recorded with what it replaced.
-    pub fn sweep(
-        &self,
-        touches: impl Fn(&str, &Position) -> bool,
-        mut change: impl FnMut(&str, &mut Position) -> bool,
-        mut effects: Option<&mut Effects>,
-    ) {
-        for at in 0..self.shards.len() {
-            let mut guard = self.write_shard(at);
-            let shard = &mut *guard;
-            for (sku, entry) in &mut shard.skus {
-                for position in &mut entry.positions {
-                    if !touches(sku, position) {
-                        continue;
-                    }
-                    let before = position.clone();
-                    if change(sku, position) {
-                        shard.lsn += 1;
-                        if let Some(effects) = effects.as_deref_mut() {
-                            effects.record_position(at, shard.lsn, sku, position, Some(before));
-                        }
-                    }
-                }
             }
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use super::{Index, MapHasher, Pool, PoolHold, Position, Shard, SkuPositions, MAX_QUANTITY};
+use super::{Index, MapHasher, Pool, PoolHold, Position, Shard, SkuPositions, Whole, MAX_QUANTITY};
 use crate::codec::{CodecError, Decoded, Reader, Writer};
 use crate::domain::Day;
 use crate::network::NodeIdx;
@@ -28,7 +28,6 @@ pub struct Effects {
 /// What one effect replaced.
 #[derive(Debug)]
 struct Before {
-    shard: usize,
     sku: Box<str>,
     image: BeforeImage,
 }
@@ -69,7 +68,7 @@ impl Effects {
     ) {
         self.header(shard, lsn, sku, POSITION);
         position.encode(&mut self.writer);
-        self.remember(shard, sku, BeforeImage::Position(position.node(), before));
+        self.remember(sku, BeforeImage::Position(position.node(), before));
     }
 
     /// Records a SKU's pooled holds as they are now, and `before`, what they replaced.
@@ -83,12 +82,11 @@ impl Effects {
     ) {
         self.header(shard, lsn, sku, POOLS);
         encode_pools(&mut self.writer, pools);
-        self.remember(shard, sku, BeforeImage::Pools(before));
+        self.remember(sku, BeforeImage::Pools(before));
     }
 
-    fn remember(&mut self, shard: usize, sku: &str, image: BeforeImage) {
+    fn remember(&mut self, sku: &str, image: BeforeImage) {
         self.before.push(Before {
-            shard,
             sku: sku.into(),
             image,
         });
@@ -238,7 +236,11 @@ impl Index {
         self.counts
             .positions
             .fetch_add(positions_total, Ordering::Relaxed);
-        *shard = Shard { skus, lsn };
+        *shard = Shard {
+            skus,
+            lsn,
+            ..Shard::default()
+        };
         Ok(())
     }
 
@@ -304,36 +306,6 @@ impl Index {
         }
     }
 
-    /// Puts back what `effects` replaced, newest first: the mutation that recorded them is
-    /// taken back. Only correct while nothing has changed those positions since, which the
-    /// durability layer ensures by applying mutations in journal order and taking back only
-    /// the newest ones. Each restore is numbered in its shard like any change.
-    pub fn undo(&self, effects: Effects) {
-        for before in effects.before.into_iter().rev() {
-            let mut shard = self.write_shard(before.shard);
-            shard.lsn += 1;
-            let sku = &*before.sku;
-            match before.image {
-                BeforeImage::Position(_, Some(image)) => {
-                    self.install_in(&mut shard, sku, Image::Position(image));
-                }
-                BeforeImage::Position(node, None) => {
-                    if let Some(entry) = shard.skus.get_mut(sku) {
-                        if entry.get(node).is_some() {
-                            entry.remove(node);
-                            self.counts.positions.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                BeforeImage::Pools(pools) => self.install_in(&mut shard, sku, Image::Pools(pools)),
-            }
-            if shard.skus.get(sku).is_some_and(SkuPositions::is_empty) {
-                shard.skus.remove(sku);
-                self.counts.skus.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-    }
-
     /// Removes positions at node indices `nodes` and above: a node whose configuration did not
     /// survive a crash while supply for it did. Returns how many were removed.
     pub fn drop_nodes_from(&self, nodes: usize) -> u64 {
@@ -353,6 +325,40 @@ impl Index {
         }
         self.counts.positions.fetch_sub(dropped, Ordering::Relaxed);
         dropped
+    }
+}
+
+impl Whole<'_> {
+    /// Puts back what `effects` replaced, newest first, as part of the change: the mutation
+    /// that recorded them is taken back. Only correct while nothing has changed those
+    /// positions since, which the durability layer ensures by applying mutations in journal
+    /// order and taking back only the newest ones. Each restore is numbered in its shard like
+    /// any change.
+    pub fn undo(&mut self, effects: Effects) {
+        for before in effects.before.into_iter().rev() {
+            let sku = &*before.sku;
+            let (_, mut shard) = self.keeping(sku);
+            let index = self.index();
+            shard.lsn += 1;
+            match before.image {
+                BeforeImage::Position(_, Some(image)) => {
+                    index.install_in(&mut shard, sku, Image::Position(image));
+                }
+                BeforeImage::Position(node, None) => {
+                    if let Some(entry) = shard.skus.get_mut(sku) {
+                        if entry.get(node).is_some() {
+                            entry.remove(node);
+                            index.counts.positions.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                BeforeImage::Pools(pools) => index.install_in(&mut shard, sku, Image::Pools(pools)),
+            }
+            if shard.skus.get(sku).is_some_and(SkuPositions::is_empty) {
+                shard.skus.remove(sku);
+                index.counts.skus.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 

@@ -219,7 +219,7 @@ impl Engine {
     /// keeping only the best leg per service level (no per-node tables).
     fn promise_one(
         &self,
-        view: &AtpView<'_>,
+        view: &AtpView<'_, '_>,
         sku: &str,
         quantity: Qty,
         levels: &[&ServiceLevel],
@@ -228,7 +228,7 @@ impl Engine {
     ) -> Vec<Planned> {
         let network = view.network;
         let mut best: Vec<Option<Leg>> = vec![None; levels.len()];
-        self.shared.index.read(sku, |entry| {
+        view.read(sku, |entry| {
             for position in entry.map_or(&[][..], |e| e.positions()) {
                 let Some(ready) = view.earliest(position, quantity) else {
                     continue;

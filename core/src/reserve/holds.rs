@@ -23,7 +23,7 @@ fn by_sku(lines: &[Line]) -> BTreeMap<&str, Vec<&Line>> {
     grouped
 }
 
-fn subject(view: &AtpView<'_>, line: &Line) -> String {
+fn subject(view: &AtpView<'_, '_>, line: &Line) -> String {
     let place = match line.scope {
         Scope::Node(node) => view.network.node(node).id.clone(),
         Scope::Pool(Pool::Group(group)) => view
@@ -39,7 +39,7 @@ fn subject(view: &AtpView<'_>, line: &Line) -> String {
 /// ATP non-negative on each line's day and every pooled hold covered.
 pub(super) fn check_holds(
     locked: &Locked<'_>,
-    view: &AtpView<'_>,
+    view: &AtpView<'_, '_>,
     old: &[Line],
     new: &[Line],
 ) -> Result<()> {
@@ -86,7 +86,12 @@ fn copies(locked: &Locked<'_>, sku: &str) -> (Vec<Position>, Vec<PoolHold>) {
 }
 
 /// How much of a line's scope could still be held, given positions and pools without it.
-fn headroom(view: &AtpView<'_>, positions: &[Position], pools: &[PoolHold], line: &Line) -> Qty {
+fn headroom(
+    view: &AtpView<'_, '_>,
+    positions: &[Position],
+    pools: &[PoolHold],
+    line: &Line,
+) -> Qty {
     match line.scope {
         Scope::Node(node) => view.node_headroom(positions, pools, node, line.need),
         Scope::Pool(pool) => view.pool_headroom(positions, pools, pool, line.need),
@@ -176,7 +181,7 @@ pub(super) fn unallocate(
 /// max-flow assignment picks while every other pooled hold stays covered.
 pub(super) fn allocate(
     locked: &mut Locked<'_>,
-    view: &AtpView<'_>,
+    view: &AtpView<'_, '_>,
     lines: &[Line],
     mut effects: Option<&mut Effects>,
 ) -> Result<Vec<Line>> {
@@ -199,7 +204,7 @@ pub(super) fn allocate(
 /// pooled lines just bound.
 fn bind_sku(
     locked: &Locked<'_>,
-    view: &AtpView<'_>,
+    view: &AtpView<'_, '_>,
     sku: &str,
     sku_lines: &[&Line],
     bound: &mut Vec<Line>,
@@ -239,7 +244,7 @@ fn take_pooled<'l>(
 }
 
 /// The shortfall of pooled lines no assignment can place: nothing of theirs is available.
-fn unassignable(view: &AtpView<'_>, pooled: &[&Line]) -> Error {
+fn unassignable(view: &AtpView<'_, '_>, pooled: &[&Line]) -> Error {
     Error::InsufficientStock(
         pooled
             .iter()

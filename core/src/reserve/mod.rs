@@ -390,7 +390,7 @@ impl Engine {
         Ok(i64::try_from(ttl_secs * 1000).unwrap_or(i64::MAX))
     }
 
-    fn resolve_lines(&self, view: &AtpView<'_>, requests: &[LineRequest]) -> Result<Vec<Line>> {
+    fn resolve_lines(&self, view: &AtpView<'_, '_>, requests: &[LineRequest]) -> Result<Vec<Line>> {
         let lines = self.resolve_lines_allowing_zero(view, requests)?;
         let zero: Vec<FieldViolation> = lines
             .iter()
@@ -413,7 +413,7 @@ impl Engine {
     /// Validates and resolves lines; quantities may be 0 (an update removing the line).
     fn resolve_lines_allowing_zero(
         &self,
-        view: &AtpView<'_>,
+        view: &AtpView<'_, '_>,
         requests: &[LineRequest],
     ) -> Result<Vec<Line>> {
         let limits = self.config();
@@ -439,7 +439,7 @@ impl Engine {
 /// Resolves request line `i`, adding what is wrong with it to `violations`; `None` if its
 /// scope names nothing known.
 fn resolve_line(
-    view: &AtpView<'_>,
+    view: &AtpView<'_, '_>,
     i: usize,
     request: &LineRequest,
     max_len: usize,

@@ -19,7 +19,7 @@ pub(crate) type Supply = Vec<(Day, Qty)>;
 
 /// What every node is judged against when routing one order.
 struct Order<'a> {
-    view: &'a AtpView<'a>,
+    view: &'a AtpView<'a, 'a>,
     request: &'a RouteRequest,
     /// The order's lines, one per SKU.
     lines: &'a [(String, Qty)],
@@ -37,7 +37,7 @@ impl Engine {
     /// with the reason it cannot.
     pub(super) fn candidates(
         &self,
-        view: &AtpView<'_>,
+        view: &AtpView<'_, '_>,
         request: &RouteRequest,
         lines: &[(String, Qty)],
         now_ms: UnixMillis,
@@ -87,7 +87,7 @@ impl Engine {
     /// when; without `split`, only the first day it has the whole line, if it ever does.
     pub(crate) fn supply(
         &self,
-        view: &AtpView<'_>,
+        view: &AtpView<'_, '_>,
         lines: &[(String, Qty)],
         taken: &Taken,
         split: bool,
@@ -99,7 +99,7 @@ impl Engine {
             .map(|(sku, quantity)| {
                 deadline.spend(nodes as u64)?;
                 let mut supply = vec![Supply::new(); nodes];
-                self.shared.index.read(sku, |entry| {
+                view.read(sku, |entry| {
                     for position in entry.map_or(&[][..], |e| e.positions()) {
                         let gone = taken_at(taken, sku, position.node());
                         let node = position.node() as usize;
@@ -287,7 +287,7 @@ fn check_excluded_ids(network: &Network, constraints: &super::Constraints) -> Re
 
 /// Why the order's constraints or the node's feed rule the node out, if they do.
 fn ruled_out(
-    view: &AtpView<'_>,
+    view: &AtpView<'_, '_>,
     constraints: &super::Constraints,
     idx: NodeIdx,
     node: &Node,
