@@ -21,7 +21,7 @@ use crate::tls::TlsFiles;
 
 mod feeds;
 
-pub use feeds::{FeedConfig, FeedsConfig};
+pub use feeds::{broker_list, FeedConfig, FeedsConfig, KafkaFeedConfig};
 
 pub const ENV_GRPC_ADDR: &str = "PROMISED_GRPC_ADDR";
 pub const ENV_METRICS_ADDR: &str = "PROMISED_METRICS_ADDR";

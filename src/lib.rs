@@ -12,11 +12,13 @@
 //!   with health and reflection), [`http`] (the same API as resource-style HTTP/JSON routes
 //!   that call the gRPC adapters, webhooks for supply batches, the OpenAPI document), and
 //!   [`network_file`] (a network loaded from TOML or YAML at
-//!   start), and [`feeds`] (supply batches read from NATS JetStream by durable consumers,
-//!   exactly once across crashes, poison messages dead-lettered). [`import`] reads supply CSV
+//!   start), and [`feeds`] (supply batches read from NATS JetStream by durable consumers, or
+//!   with the `kafka` feature from one-partition Kafka topics, exactly once across crashes,
+//!   poison messages dead-lettered). [`import`] reads supply CSV
 //!   files incrementally for `promised import` and the HTTP upload, which send them through
 //!   the `Supply` API. [`publish`] sends the journal's changes out as CloudEvents (webhooks,
-//!   NATS JetStream), each sink from its durable cursor. [`auth`] verifies credentials (API
+//!   NATS JetStream, Kafka topics with the `kafka` feature), each sink from its durable
+//!   cursor. [`auth`] verifies credentials (API
 //!   keys, JWTs, client certificates) for any edge.
 //! - **Application** [`app`]: the one writer. Each mutating method checks that the store can
 //!   take a write, runs the core operation, makes its record durable through [`checkpoint`],

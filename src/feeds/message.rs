@@ -1,16 +1,16 @@
-//! What a broker message carries, and what happens to one that cannot apply: a message's
-//! payload is one `promised.v1.SupplyBatch`, protobuf-encoded, or its canonical JSON form when
-//! the message's `Content-Type` header says `application/json`; a poison message is
-//! published to the feed's dead-letter subject with why in its headers.
+//! What a broker message carries, and what happens to one that cannot apply, whatever the
+//! broker: a message's payload is one `promised.v1.SupplyBatch`, protobuf-encoded, or its
+//! canonical JSON form when the message's `Content-Type` header says `application/json`; a
+//! poison message is published to the feed's dead-letter subject or topic with why in its
+//! headers.
 
-use async_nats::HeaderMap;
 use prost::Message as _;
 
 use crate::domain::SupplyBatch;
 use crate::grpc::pb;
 use crate::http::json;
 
-/// The header that selects the JSON form.
+/// The header that selects the JSON form (its name matched without regard to case).
 pub const CONTENT_TYPE: &str = "Content-Type";
 /// The content type of the canonical JSON form.
 pub const JSON: &str = "application/json";
@@ -19,11 +19,6 @@ pub const JSON: &str = "application/json";
 pub const REASON_HEADER: &str = "Promised-Reason";
 pub const DETAIL_HEADER: &str = "Promised-Detail";
 pub const SOURCE_HEADER: &str = "Promised-Source";
-pub const STREAM_HEADER: &str = "Promised-Stream";
-pub const STREAM_SEQ_HEADER: &str = "Promised-Stream-Sequence";
-/// JetStream's de-duplication id: a message dead-lettered again (after a crash between the
-/// dead letter and its ack) is stored once.
-const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 
 /// Longest detail a dead letter carries, in bytes.
 const MAX_DETAIL_BYTES: usize = 512;
@@ -52,9 +47,10 @@ impl Poison {
     }
 }
 
-/// The batch a message carries, or why it carries none.
+/// The batch a message carries, or why it carries none; `content_type` is the value of the
+/// message's [`CONTENT_TYPE`] header, if it has one.
 pub fn decode(
-    headers: Option<&HeaderMap>,
+    content_type: Option<&str>,
     payload: &[u8],
     max_bytes: usize,
 ) -> Result<SupplyBatch, (Poison, String)> {
@@ -62,9 +58,7 @@ pub fn decode(
         let detail = format!("{} bytes exceed the limit of {max_bytes}", payload.len());
         return Err((Poison::Oversized, detail));
     }
-    let is_json = headers
-        .and_then(|headers| headers.get(CONTENT_TYPE))
-        .is_some_and(|value| value.as_str().starts_with(JSON));
+    let is_json = content_type.is_some_and(|value| value.starts_with(JSON));
     let batch = if is_json {
         from_json(payload)
     } else {
@@ -85,31 +79,26 @@ fn from_json(payload: &[u8]) -> Result<pb::SupplyBatch, String> {
         .map_err(|status| status.message().to_owned())
 }
 
-/// Where a dead letter came from and why it is one.
+/// Why a dead letter is one and whose it is; each broker adds where it was read.
 pub struct DeadLetter<'a> {
     pub poison: Poison,
     pub detail: &'a str,
     pub source: &'a str,
-    pub stream: &'a str,
-    pub stream_seq: u64,
+    /// The original message's [`CONTENT_TYPE`], kept so the letter reads as it did.
+    pub content_type: Option<&'a str>,
 }
 
 impl DeadLetter<'_> {
-    /// The dead letter's headers: the original's content type, the reason, and its origin.
-    pub fn headers(&self, original: Option<&HeaderMap>) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Some(content_type) = original.and_then(|headers| headers.get(CONTENT_TYPE)) {
-            headers.insert(CONTENT_TYPE, content_type.as_str());
+    /// The headers every dead letter has: the original's content type, the reason, the
+    /// source.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::with_capacity(4);
+        if let Some(content_type) = self.content_type {
+            headers.push((CONTENT_TYPE, content_type.to_owned()));
         }
-        headers.insert(REASON_HEADER, self.poison.as_str());
-        headers.insert(DETAIL_HEADER, header_text(self.detail));
-        headers.insert(SOURCE_HEADER, self.source);
-        headers.insert(STREAM_HEADER, self.stream);
-        headers.insert(STREAM_SEQ_HEADER, self.stream_seq.to_string());
-        headers.insert(
-            MSG_ID_HEADER,
-            format!("{}:{}", self.stream, self.stream_seq),
-        );
+        headers.push((REASON_HEADER, self.poison.as_str().to_owned()));
+        headers.push((DETAIL_HEADER, header_text(self.detail)));
+        headers.push((SOURCE_HEADER, self.source.to_owned()));
         headers
     }
 }
@@ -146,10 +135,8 @@ mod tests {
     fn a_batch_reads_as_protobuf_or_as_json_by_its_content_type() {
         let read = decode(None, &batch().encode_to_vec(), 1024).expect("protobuf");
         assert_eq!((read.source_id.as_str(), read.seq), ("WMS", 4));
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, JSON);
         let body = br#"{"sourceId": "WMS", "seq": "4"}"#;
-        let read = decode(Some(&headers), body, 1024).expect("JSON");
+        let read = decode(Some(JSON), body, 1024).expect("JSON");
         assert_eq!((read.source_id.as_str(), read.seq), ("WMS", 4));
         let error = decode(None, body, 1024).expect_err("JSON is not protobuf");
         assert_eq!(error.0, Poison::Undecodable);

@@ -1,4 +1,5 @@
-//! The outbound event edge: sinks (webhooks, NATS JetStream) that are sent the journal's
+//! The outbound event edge: sinks (webhooks, NATS JetStream, Kafka topics with the `kafka`
+//! feature) that are sent the journal's
 //! changes as CloudEvents, at least once, in journal order.
 //!
 //! Each sink follows the journal through [`App::watch_changes`] from its durable cursor (the
@@ -12,6 +13,8 @@
 //! [`checkpoint`]: crate::checkpoint
 
 pub mod cloudevents;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod nats;
 pub mod retry;
 pub mod settings;
@@ -50,8 +53,7 @@ pub trait Sink: Send + 'static {
 /// Gives each new sink its cursor, at the journal's end: called before the service takes
 /// changes, so a new sink is sent every change from its first start on.
 pub async fn open_cursors(sinks: &Sinks, store: &Store) -> anyhow::Result<()> {
-    let names = sinks.webhooks.iter().map(|s| &s.feed.name);
-    for name in names.chain(sinks.nats.iter().map(|s| &s.feed.name)) {
+    for name in sinks.names() {
         store.open_sink_cursor(name).await?;
     }
     Ok(())
@@ -74,6 +76,11 @@ pub fn start(
     for sink in sinks.nats {
         let outlet = Outlet::new(sink.feed.clone(), app, store, &source);
         tasks.spawn(outlet.run(nats::Nats::new(sink), stop.clone()));
+    }
+    #[cfg(feature = "kafka")]
+    for sink in sinks.kafka {
+        let outlet = Outlet::new(sink.feed.clone(), app, store, &source);
+        tasks.spawn(outlet.run(kafka::Kafka::new(sink), stop.clone()));
     }
 }
 

@@ -22,6 +22,13 @@
 //! stream = "PROMISED"              # created for <prefix>.> if missing (optional)
 //! orders = true
 //! availability = true
+//!
+//! [[kafka]]                          # needs a build with the `kafka` feature
+//! name = "stream"
+//! brokers = "kafka-1:9092,kafka-2:9092"
+//! topic = "promised.events"          # created by the operator; key = SKU (or subject)
+//! mode = "structured"                # or "binary" (ce_* headers)
+//! availability = true
 //! ```
 
 use std::collections::HashSet;
@@ -33,6 +40,7 @@ use serde::Deserialize;
 
 use super::cloudevents::Mode;
 use super::retry::Retry;
+use crate::config::broker_list;
 use crate::watch::WatchFilter;
 
 /// The longest sink name, SKU or node id list of a sink's filter.
@@ -46,6 +54,8 @@ struct File {
     webhook: Vec<Entry>,
     #[serde(default)]
     nats: Vec<Entry>,
+    #[serde(default)]
+    kafka: Vec<Entry>,
 }
 
 /// One sink as written: the fields every sink has, then those of its kind (a field of the
@@ -54,7 +64,8 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct Entry {
     name: String,
-    url: String,
+    // Webhooks and NATS.
+    url: Option<String>,
     #[serde(default)]
     orders: bool,
     #[serde(default)]
@@ -74,6 +85,9 @@ struct Entry {
     // NATS.
     subject_prefix: Option<String>,
     stream: Option<String>,
+    // Kafka.
+    brokers: Option<String>,
+    topic: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +106,7 @@ pub struct Sinks {
     pub source: Option<String>,
     pub webhooks: Vec<WebhookSink>,
     pub nats: Vec<NatsSink>,
+    pub kafka: Vec<KafkaSink>,
 }
 
 /// What one sink is shown and how it sends.
@@ -123,11 +138,42 @@ pub struct NatsSink {
     pub stream: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSink {
+    pub feed: Feed,
+    /// Bootstrap brokers, `host:port,host:port`.
+    pub brokers: String,
+    pub topic: String,
+}
+
+impl Sinks {
+    /// Every sink's name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        let webhooks = self.webhooks.iter().map(|s| s.feed.name.as_str());
+        let nats = self.nats.iter().map(|s| s.feed.name.as_str());
+        webhooks
+            .chain(nats)
+            .chain(self.kafka.iter().map(|s| s.feed.name.as_str()))
+    }
+
+    /// Refuses Kafka sinks in a build without the `kafka` feature, which could not send.
+    pub fn check_supported(&self) -> anyhow::Result<()> {
+        if !cfg!(feature = "kafka") && !self.kafka.is_empty() {
+            return Err(anyhow!(
+                "the file has [[kafka]] sinks, but this build has no Kafka support \
+                 (build with `--features kafka`)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Reads the events-out file; secret files are read relative to its directory.
 pub fn read(path: &Path) -> anyhow::Result<Sinks> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the events-out file {}", path.display()))?;
     parse(&text, path.parent().unwrap_or(Path::new(".")))
+        .and_then(|sinks| sinks.check_supported().map(|()| sinks))
         .with_context(|| format!("in the events-out file {}", path.display()))
 }
 
@@ -144,7 +190,11 @@ pub fn parse(text: &str, dir: &Path) -> anyhow::Result<Sinks> {
                 feed.name
             ));
         }
-        if !entry.url.starts_with("http://") {
+        refuse_kafka_settings(&entry, "webhook", &feed.name)?;
+        let url = entry
+            .url
+            .ok_or_else(|| anyhow!("webhook {}: url is missing", feed.name))?;
+        if !url.starts_with("http://") {
             return Err(anyhow!(
                 "webhook {}: the url must be http:// (put TLS in front of the receiver)",
                 feed.name
@@ -166,7 +216,7 @@ pub fn parse(text: &str, dir: &Path) -> anyhow::Result<Sinks> {
             (None, None) => None,
         };
         webhooks.push(WebhookSink {
-            url: entry.url,
+            url,
             secret,
             timeout: Duration::from_millis(entry.timeout_ms.unwrap_or(10_000)),
             feed,
@@ -175,12 +225,11 @@ pub fn parse(text: &str, dir: &Path) -> anyhow::Result<Sinks> {
     let mut nats = Vec::new();
     for mut entry in file.nats {
         let feed = feed(&mut entry, &mut names)?;
-        if entry.secret.is_some() || entry.secret_file.is_some() || entry.timeout_ms.is_some() {
-            return Err(anyhow!(
-                "nats {}: secret, secret_file and timeout_ms are webhook settings",
-                feed.name
-            ));
-        }
+        refuse_webhook_settings(&entry, "nats", &feed.name)?;
+        refuse_kafka_settings(&entry, "nats", &feed.name)?;
+        let url = entry
+            .url
+            .ok_or_else(|| anyhow!("nats {}: url is missing", feed.name))?;
         let subject_prefix = entry.subject_prefix.unwrap_or_else(|| "promised".into());
         if subject_prefix.is_empty() || subject_prefix.contains([' ', '*', '>']) {
             return Err(anyhow!(
@@ -189,17 +238,65 @@ pub fn parse(text: &str, dir: &Path) -> anyhow::Result<Sinks> {
             ));
         }
         nats.push(NatsSink {
-            url: entry.url,
+            url,
             subject_prefix,
             stream: entry.stream,
             feed,
         });
     }
+    let mut kafka = Vec::new();
+    for mut entry in file.kafka {
+        let feed = feed(&mut entry, &mut names)?;
+        kafka.push(kafka_sink(entry, feed)?);
+    }
     Ok(Sinks {
         source: file.source,
         webhooks,
         nats,
+        kafka,
     })
+}
+
+/// A `[[kafka]]` entry: brokers and a topic, none of the other kinds' settings.
+fn kafka_sink(entry: Entry, feed: Feed) -> anyhow::Result<KafkaSink> {
+    let name = &feed.name;
+    refuse_webhook_settings(&entry, "kafka", name)?;
+    if entry.url.is_some() || entry.subject_prefix.is_some() || entry.stream.is_some() {
+        return Err(anyhow!(
+            "kafka {name}: url, subject_prefix and stream are not Kafka settings (brokers, topic)"
+        ));
+    }
+    let brokers = entry
+        .brokers
+        .ok_or_else(|| anyhow!("kafka {name}: brokers is missing"))?;
+    let brokers = broker_list(&brokers).map_err(|why| anyhow!("kafka {name}: brokers: {why}"))?;
+    let topic = entry
+        .topic
+        .filter(|topic| !topic.trim().is_empty())
+        .ok_or_else(|| anyhow!("kafka {name}: topic is missing"))?;
+    Ok(KafkaSink {
+        feed,
+        brokers,
+        topic,
+    })
+}
+
+fn refuse_webhook_settings(entry: &Entry, kind: &str, name: &str) -> anyhow::Result<()> {
+    if entry.secret.is_some() || entry.secret_file.is_some() || entry.timeout_ms.is_some() {
+        return Err(anyhow!(
+            "{kind} {name}: secret, secret_file and timeout_ms are webhook settings"
+        ));
+    }
+    Ok(())
+}
+
+fn refuse_kafka_settings(entry: &Entry, kind: &str, name: &str) -> anyhow::Result<()> {
+    if entry.brokers.is_some() || entry.topic.is_some() {
+        return Err(anyhow!(
+            "{kind} {name}: brokers and topic are Kafka settings"
+        ));
+    }
+    Ok(())
 }
 
 fn feed(entry: &mut Entry, names: &mut HashSet<String>) -> anyhow::Result<Feed> {
@@ -269,6 +366,12 @@ mod tests {
             name = "bus"
             url = "nats://127.0.0.1:4222"
             orders = true
+            [[kafka]]
+            name = "log"
+            brokers = "127.0.0.1:9092"
+            topic = "promised.events"
+            availability = true
+            mode = "structured"
         "#;
         let sinks = parse(text, Path::new(".")).expect("parses");
         assert_eq!(sinks.source.as_deref(), Some("/promised/eu-1"));
@@ -285,11 +388,20 @@ mod tests {
             ("promised", Mode::Binary)
         );
         assert!(bus.feed.availability.is_none() && bus.feed.orders);
+        let log = &sinks.kafka[0];
+        assert_eq!(
+            (log.brokers.as_str(), log.topic.as_str(), log.feed.mode),
+            ("127.0.0.1:9092", "promised.events", Mode::Structured)
+        );
+        let names: Vec<&str> = sinks.names().collect();
+        assert_eq!(names, ["oms", "bus", "log"]);
     }
 
     #[test]
     fn bad_sinks_are_refused_with_why() {
         let hook = |extra: &str| format!("[[webhook]]\nurl = \"http://h/\"\n{extra}");
+        let kafka =
+            |extra: &str| format!("[[kafka]]\nname = \"k\"\norders = true\ntopic = \"t\"\n{extra}");
         for (text, why) in [
             (hook("name = \"a b\"\norders = true"), "sink name"),
             (hook("name = \"a\""), "shows nothing"),
@@ -303,6 +415,13 @@ mod tests {
             ),
             (hook("name = \"a\"\norders = true\nstream = \"S\""), "NATS settings"),
             (hook("name = \"a\"\norders = true\ncolour = 1"), "colour"),
+            (hook("name = \"a\"\norders = true\ntopic = \"t\""), "Kafka settings"),
+            (kafka("url = \"nats://h\""), "not Kafka settings"),
+            (kafka("timeout_ms = 5"), "webhook settings"),
+            (kafka("brokers = \"k\""), "not host:port"),
+            ("[[kafka]]\nname = \"k\"\norders = true\ntopic = \"t\"".to_owned(), "brokers is missing"),
+            ("[[kafka]]\nname = \"k\"\norders = true\nbrokers = \"k:1\"".to_owned(), "topic is missing"),
+            ("[[nats]]\nname = \"n\"\norders = true".to_owned(), "url is missing"),
         ] {
             let error = format!("{:#}", parse(&text, Path::new(".")).expect_err(why));
             assert!(error.contains(why), "{why}: {error}");

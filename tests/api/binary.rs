@@ -16,6 +16,8 @@ use crate::redis::free_port;
 pub struct Binary {
     process: Process,
     pub grpc_addr: SocketAddr,
+    /// Where its Prometheus metrics are scraped.
+    pub metrics_addr: SocketAddr,
     pub channel: Channel,
 }
 
@@ -34,10 +36,11 @@ impl Binary {
     /// feeds are served (with Redis: until it has recovered).
     pub async fn start(args: &[&str]) -> Binary {
         let grpc_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let metrics_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let process = Command::new(env!("CARGO_BIN_EXE_promised"))
             .args(["serve", "--insecure-no-auth"])
             .args(["--grpc-addr", &grpc_addr.to_string()])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(["--metrics-addr", &metrics_addr.to_string()])
             .args(["--http-addr", &format!("127.0.0.1:{}", free_port())])
             .args(args)
             .stdout(Stdio::null())
@@ -51,6 +54,7 @@ impl Binary {
                 return Binary {
                     process,
                     grpc_addr,
+                    metrics_addr,
                     channel,
                 };
             }

@@ -41,10 +41,12 @@ async fn streams(context: &Context, replicas: usize) {
 }
 
 /// A feeds file naming one source's feed, removed when dropped.
-struct FeedsFile {
+pub struct FeedsFile {
     path: PathBuf,
-    subject: String,
-    dead_letters: String,
+    /// Where the feed's messages are published: a subject or a topic.
+    pub subject: String,
+    /// Where its dead letters go.
+    pub dead_letters: String,
 }
 
 impl FeedsFile {
@@ -56,6 +58,11 @@ impl FeedsFile {
              subject = \"{subject}\"\ndurable = \"promised-{lower}\"\n\
              dead_letter_subject = \"{dead_letters}\"\nretry_delay_ms = 100\n"
         );
+        Self::write(&text, subject, dead_letters)
+    }
+
+    /// A file of `text`, whose feed reads `subject` and dead-letters to `dead_letters`.
+    pub fn write(text: &str, subject: String, dead_letters: String) -> Self {
         let path = std::env::temp_dir().join(format!(
             "promised-test-feeds-{}-{}.toml",
             std::process::id(),
@@ -110,7 +117,7 @@ async fn publish_batch(context: &Context, subject: &str, batch: &pb::SupplyBatch
 }
 
 /// Waits until `done` holds, polling; fails with `what` after `secs`.
-async fn until<F: std::future::Future<Output = bool>>(
+pub async fn until<F: std::future::Future<Output = bool>>(
     secs: u64,
     what: &str,
     mut done: impl FnMut() -> F,
@@ -123,7 +130,7 @@ async fn until<F: std::future::Future<Output = bool>>(
 }
 
 /// The in-process service, durable in `redis`, reading the feed of `feeds`.
-async fn service(redis: &RedisServer, prefix: &str, feeds: &FeedsFile) -> TestApp {
+pub async fn service(redis: &RedisServer, prefix: &str, feeds: &FeedsFile) -> TestApp {
     spawn_app_with(ServeArgs {
         feeds: Some(feeds.arg()),
         ..durable(redis, prefix)
@@ -131,12 +138,12 @@ async fn service(redis: &RedisServer, prefix: &str, feeds: &FeedsFile) -> TestAp
     .await
 }
 
-async fn on_hand(app: &mut TestApp, sku: &str, node: &str) -> i64 {
+pub async fn on_hand(app: &mut TestApp, sku: &str, node: &str) -> i64 {
     node_view(&app.item(sku).await, node).on_hand
 }
 
 /// Waits until `source`'s feed has applied the message at stream sequence `at`.
-async fn applied_through(app: &TestApp, source: &str, at: u64) {
+pub async fn applied_through(app: &TestApp, source: &str, at: u64) {
     let what = format!("{source}'s messages applied through {at}");
     until(30, &what, || async {
         app.engine.broker_seq(source) == Some(at)
@@ -145,7 +152,7 @@ async fn applied_through(app: &TestApp, source: &str, at: u64) {
 }
 
 /// The value of the sample `series` (name and labels) in Prometheus text, 0 when absent.
-fn metric(text: &str, series: &str) -> f64 {
+pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
@@ -384,7 +391,7 @@ async fn a_delivery_lost_with_its_connection_applies_before_the_next_message() {
 /// batch applied twice shows in the sums.
 const SKUS: u64 = 12;
 
-fn unit_batch(source: &str, seq: u64) -> pb::SupplyBatch {
+pub fn unit_batch(source: &str, seq: u64) -> pb::SupplyBatch {
     let sku = format!("SKU-{}", seq % SKUS);
     batch(source, seq, vec![adjust_on_hand(&sku, "DC-EDISON-NJ", 1)])
 }
@@ -415,7 +422,7 @@ async fn units(channel: Channel) -> Vec<i64> {
 }
 
 /// The source's durable batch sequence, as the service reports it.
-async fn durable_seq(channel: Channel, source: &str) -> u64 {
+pub async fn durable_seq(channel: Channel, source: &str) -> u64 {
     let Ok(stats) = AdminClient::new(channel)
         .get_stats(pb::GetStatsRequest {})
         .await
@@ -431,11 +438,18 @@ async fn durable_seq(channel: Channel, source: &str) -> u64 {
 }
 
 /// The service binary with the demo network, durable in `redis`, reading `feeds`.
-async fn binary(redis: &RedisServer, feeds: &FeedsFile) -> Binary {
+pub async fn binary(redis: &RedisServer, feeds: &FeedsFile) -> Binary {
+    let mut args = binary_args(redis);
+    args.extend(["--feeds".to_owned(), feeds.arg()]);
+    Binary::start(&args.iter().map(String::as_str).collect::<Vec<_>>()).await
+}
+
+/// The arguments of [`binary`] but its feeds.
+pub fn binary_args(redis: &RedisServer) -> Vec<String> {
     let network = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo_network.toml");
-    Binary::start(&[
+    [
         "--redis-url",
-        &redis.url(),
+        redis.url().as_str(),
         "--redis-prefix",
         "feed-crash",
         "--network",
@@ -444,12 +458,11 @@ async fn binary(redis: &RedisServer, feeds: &FeedsFile) -> Binary {
         "100",
         "--snapshot-interval-secs",
         "1",
-        "--feeds",
-        &feeds.arg(),
         "--log",
         "error",
-    ])
-    .await
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// Pause between a producer's messages, so that kills land while the feed is busy rather
@@ -485,7 +498,7 @@ async fn feed_through_kills(redis: &RedisServer, feeds: &FeedsFile, count: u64, 
 }
 
 /// Waits until the service has applied all `count` unit batches, and checks each applied once.
-async fn all_applied(service: &Binary, count: u64, secs: u64) {
+pub async fn all_applied(service: &Binary, count: u64, secs: u64) {
     let channel = &service.channel;
     until(secs, "every batch applied", || async {
         durable_seq(channel.clone(), "WMS").await == count

@@ -108,4 +108,9 @@ async fn a_flood_of_large_requests_keeps_memory_within_the_in_flight_limit() {
         .get_stats(pb::GetStatsRequest {})
         .await;
     assert!(stats.is_ok(), "still answers: {stats:?}");
+    let metrics = crate::operations::scrape_at(server.metrics_addr).await;
+    assert!(
+        metrics.contains(promised::metrics::RPC_DURATION),
+        "still scraped, with the calls it answered"
+    );
 }

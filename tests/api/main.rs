@@ -27,6 +27,8 @@ mod http_watch;
 mod http_webhooks;
 mod import;
 mod ingest;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod model;
 mod mutating;
 mod nats;
@@ -45,6 +47,8 @@ mod routing;
 mod security;
 mod signing_keys;
 mod sync;
+#[cfg(feature = "kafka")]
+mod tansu;
 mod traces;
 mod transport;
 mod unsettled;

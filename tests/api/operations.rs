@@ -101,7 +101,12 @@ async fn reflection_answers_the_v1alpha_protocol_too() {
 }
 
 pub async fn scrape(app: &TestApp) -> String {
-    let mut stream = tokio::net::TcpStream::connect(app.metrics_addr)
+    scrape_at(app.metrics_addr).await
+}
+
+/// The metrics text served at `addr`.
+pub async fn scrape_at(addr: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("metrics port");
     stream

@@ -146,10 +146,10 @@ impl Receiver {
 }
 
 /// An events-out file for one test, removed when dropped.
-struct EventsOut(PathBuf);
+pub struct EventsOut(PathBuf);
 
 impl EventsOut {
-    fn write(name: &str, text: &str) -> Self {
+    pub fn write(name: &str, text: &str) -> Self {
         let path = std::env::temp_dir().join(format!(
             "promised-test-events-{}-{name}.toml",
             std::process::id()
@@ -158,7 +158,7 @@ impl EventsOut {
         Self(path)
     }
 
-    fn path(&self) -> String {
+    pub fn path(&self) -> String {
         self.0.display().to_string()
     }
 }

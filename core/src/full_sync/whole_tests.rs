@@ -28,7 +28,7 @@ fn sku(i: usize) -> String {
 
 /// The second sync: every 7th SKU left out (zeroed), the others at 20.
 fn restated(i: usize) -> Option<Qty> {
-    (i % 7 != 0).then_some(20)
+    (!i.is_multiple_of(7)).then_some(20)
 }
 
 /// What the second sync leaves at SKU `i`.
