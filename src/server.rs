@@ -316,10 +316,6 @@ fn spawn_grpc(
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
     let router = Server::builder()
         .max_concurrent_streams(limits.max_streams_per_connection)
-        // Flow-control windows sized by the measured bandwidth-delay product rather than a
-        // fixed 1 MiB: a large upload still streams at the link's speed, and a call refused
-        // at its length prefix has had only what the link holds in flight sent, not 1 MiB.
-        .http2_adaptive_window(Some(true))
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_connection_age(limits.max_connection_age)
