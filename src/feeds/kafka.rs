@@ -103,14 +103,8 @@ impl Feed {
                     "the Kafka feed is not read");
                 return;
             }
-            tracing::warn!(
-                source = %self.config.source,
-                error = format!("{failed:#}"),
-                "Kafka feed paused; it resumes after its recorded position"
-            );
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(retry) => {}
+            if !super::paused(&stop, &self.config.source, &failed, retry).await {
+                return;
             }
         }
     }

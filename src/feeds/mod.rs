@@ -137,6 +137,25 @@ impl Intake {
     }
 }
 
+/// Logs why a feed paused and waits out its retry delay: whether the feed should read again
+/// (false once `stop` came first).
+pub async fn paused(
+    stop: &CancellationToken,
+    source: &str,
+    failed: &anyhow::Error,
+    retry: std::time::Duration,
+) -> bool {
+    tracing::warn!(
+        source,
+        error = format!("{failed:#}"),
+        "broker feed paused; it resumes after its recorded position"
+    );
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(retry) => true,
+    }
+}
+
 /// Whether a refusal may pass if the message is read again later: the store down or busy,
 /// the source not configured yet, or the feed not in a state to take it now. Anything else
 /// refuses the batch itself.

@@ -102,14 +102,8 @@ impl Feed {
                 () = stop.cancelled() => return,
                 read = self.consume() => read,
             };
-            tracing::warn!(
-                source = %self.config.source,
-                error = format!("{failed:#}"),
-                "broker feed paused; it resumes after its recorded position"
-            );
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(retry) => {}
+            if !super::paused(&stop, &self.config.source, &failed, retry).await {
+                return;
             }
         }
     }
