@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 
 use crate::binary::Binary;
 use crate::durability::durable;
-use crate::helpers::{adjust_on_hand, batch, node_view, spawn_app_with, TestApp};
+use crate::helpers::{adjust_on_hand, batch, node_view, spawn_app_with, wms_for, TestApp};
 use crate::nats::{DeliveryCutter, NatsCluster, NatsServer};
 use crate::operations::scrape;
 use crate::redis::RedisServer;
@@ -358,19 +358,21 @@ async fn a_delivery_lost_with_its_connection_applies_before_the_next_message() {
     streams(&context, 1).await;
     let cutter = DeliveryCutter::start(nats.port).await;
     let redis = RedisServer::start();
-    let feeds = FeedsFile::new(&cutter.url(), "WMS-WEST");
+    let feeds = FeedsFile::new(&cutter.url(), "WMS-CUT");
     let mut app = service(&redis, "feed-cut", &feeds).await;
+    // A source of its own: feed metrics are the process's, shared by the tests running in it.
+    wms_for(&mut app, "WMS-CUT", &["DC-WEST"]).await;
     let subject = feeds.subject.as_str();
     // Batch n adds 10^(n-1): the sum shows which applied.
     let adjust = |seq: u32| {
         batch(
-            "WMS-WEST",
+            "WMS-CUT",
             seq.into(),
             vec![adjust_on_hand("SKU-1", "DC-WEST", 10_i64.pow(seq - 1))],
         )
     };
     let first = publish_batch(&context, subject, &adjust(1)).await;
-    applied_through(&app, "WMS-WEST", first).await;
+    applied_through(&app, "WMS-CUT", first).await;
 
     // The second message's delivery is lost with the connection; the service connects again
     // and the third is delivered to it next.
@@ -378,7 +380,7 @@ async fn a_delivery_lost_with_its_connection_applies_before_the_next_message() {
     publish_batch(&context, subject, &adjust(2)).await;
     cutter.cut().await;
     let last = publish_batch(&context, subject, &adjust(3)).await;
-    applied_through(&app, "WMS-WEST", last).await;
+    applied_through(&app, "WMS-CUT", last).await;
     assert_eq!(
         on_hand(&mut app, "SKU-1", "DC-WEST").await,
         111,

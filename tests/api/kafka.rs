@@ -21,7 +21,7 @@ use crate::feeds::{
     all_applied, applied_through, binary, binary_args, durable_seq, metric, on_hand, service,
     unit_batch, until, FeedsFile,
 };
-use crate::helpers::{adjust_on_hand, batch};
+use crate::helpers::{adjust_on_hand, batch, wms_for};
 use crate::operations::{scrape, scrape_at};
 use crate::publish::EventsOut;
 use crate::redis::RedisServer;
@@ -319,13 +319,14 @@ async fn a_killed_service_applies_every_kafka_message_exactly_once() {
 async fn poison_kafka_messages_are_dead_lettered_with_their_reason_and_later_ones_apply() {
     let tansu = Tansu::start().await;
     let redis = RedisServer::start();
-    let feeds = kafka_feed(&tansu, "WMS-EAST", 100).await;
+    let feeds = kafka_feed(&tansu, "KAFKA-EAST", 100).await;
     let mut app = service(&redis, "kafka-poison", &feeds).await;
+    wms_for(&mut app, "KAFKA-EAST", &["DC-EAST"]).await;
     let producer = producer(&tansu.brokers()).expect("a producer");
     let topic = feeds.subject.as_str();
     let good = |seq: u64| {
         let updates = vec![adjust_on_hand("SKU-1", "DC-EAST", 1)];
-        batch("WMS-EAST", seq, updates).encode_to_vec()
+        batch("KAFKA-EAST", seq, updates).encode_to_vec()
     };
     let wrong = batch("WMS-WEST", 1, vec![]).encode_to_vec();
     produce_batch(&producer, topic, &good(1)).await;
@@ -338,13 +339,13 @@ async fn poison_kafka_messages_are_dead_lettered_with_their_reason_and_later_one
             value: Some("application/json"),
         })
     };
-    let body = br#"{"sourceId": "WMS-EAST", "seq": "2", "updates": [{"sku": "SKU-1",
+    let body = br#"{"sourceId": "KAFKA-EAST", "seq": "2", "updates": [{"sku": "SKU-1",
         "nodeId": "DC-EAST", "supplyType": "SUPPLY_TYPE_ON_HAND", "op": "UPDATE_OP_ADJUST", "quantity": "1"}]}"#;
     produce(&producer, topic, json(), body).await;
     let bad_json = produce(&producer, topic, json(), b"{\"sourceId\": 7}").await;
     let last = produce_batch(&producer, topic, &good(3)).await;
     let position = u64::try_from(last + 1).expect("an offset");
-    applied_through(&app, "WMS-EAST", position).await;
+    applied_through(&app, "KAFKA-EAST", position).await;
     assert_eq!(on_hand(&mut app, "SKU-1", "DC-EAST").await, 3);
 
     let letters = read_topic(&tansu, &feeds.dead_letters, 1, |m| m.len() == 4).await;
@@ -364,20 +365,20 @@ async fn poison_kafka_messages_are_dead_lettered_with_their_reason_and_later_one
     assert!(header(&letters[2], "Promised-Detail").contains("seq"));
     assert_eq!(header(&letters[3], "Content-Type"), "application/json");
     assert_eq!(header(&letters[3], "Promised-Topic"), feeds.subject);
-    assert_eq!(header(&letters[3], "Promised-Source"), "WMS-EAST");
+    assert_eq!(header(&letters[3], "Promised-Source"), "KAFKA-EAST");
     let metrics = scrape(&app).await;
     for (reason, count) in [("undecodable", 2), ("wrong_source", 1), ("invalid", 1)] {
         let line = format!(
-            "promised_feed_dead_letters_total{{source=\"WMS-EAST\",reason=\"{reason}\"}} {count}"
+            "promised_feed_dead_letters_total{{source=\"KAFKA-EAST\",reason=\"{reason}\"}} {count}"
         );
         assert!(metrics.contains(&line), "{line} in {metrics}");
     }
-    assert_eq!(feed_counter(&metrics, "WMS-EAST", "applied"), 3.0);
-    let position_metric = "promised_feed_position{source=\"WMS-EAST\"}";
+    assert_eq!(feed_counter(&metrics, "KAFKA-EAST", "applied"), 3.0);
+    let position_metric = "promised_feed_position{source=\"KAFKA-EAST\"}";
     assert_eq!(metric(&metrics, position_metric), position as f64);
     // The group's offset follows, once the batches are durable.
     until(20, "the group's offset committed", || async {
-        committed(&tansu, "promised-wms-east", topic).await == Some(last + 1)
+        committed(&tansu, "promised-kafka-east", topic).await == Some(last + 1)
     })
     .await;
     app.shutdown().await;
@@ -387,18 +388,19 @@ async fn poison_kafka_messages_are_dead_lettered_with_their_reason_and_later_one
 async fn while_redis_is_down_kafka_messages_wait_and_apply_once_it_is_back() {
     let tansu = Tansu::start().await;
     let mut redis = RedisServer::start();
-    let feeds = kafka_feed(&tansu, "POS", 100).await;
+    let feeds = kafka_feed(&tansu, "KAFKA-POS", 100).await;
     let mut app = service(&redis, "kafka-outage", &feeds).await;
+    wms_for(&mut app, "KAFKA-POS", &["STORE-CHI"]).await;
     let producer = producer(&tansu.brokers()).expect("a producer");
     let topic = feeds.subject.as_str();
     let adjust = |seq: u64| {
         let updates = vec![adjust_on_hand("SKU-1", "STORE-CHI", 10)];
-        batch("POS", seq, updates).encode_to_vec()
+        batch("KAFKA-POS", seq, updates).encode_to_vec()
     };
     produce_batch(&producer, topic, &adjust(1)).await;
-    applied_through(&app, "POS", 1).await;
+    applied_through(&app, "KAFKA-POS", 1).await;
     until(30, "the first batch durable", || async {
-        app.engine.durable_seq("POS") == Some(1)
+        app.engine.durable_seq("KAFKA-POS") == Some(1)
     })
     .await;
 
@@ -408,23 +410,23 @@ async fn while_redis_is_down_kafka_messages_wait_and_apply_once_it_is_back() {
     }
     // The feed applies the same message again and again while the store is gone.
     until(20, "the feed retried", || async {
-        feed_counter(&scrape(&app).await, "POS", "retried") >= 2.0
+        feed_counter(&scrape(&app).await, "KAFKA-POS", "retried") >= 2.0
     })
     .await;
-    assert_eq!(app.engine.broker_seq("POS"), Some(1));
+    assert_eq!(app.engine.broker_seq("KAFKA-POS"), Some(1));
 
     redis.resume();
-    applied_through(&app, "POS", 5).await;
+    applied_through(&app, "KAFKA-POS", 5).await;
     assert_eq!(
         on_hand(&mut app, "SKU-1", "STORE-CHI").await,
         50,
         "each once"
     );
     let metrics = scrape(&app).await;
-    assert_eq!(feed_counter(&metrics, "POS", "applied"), 5.0);
-    assert_eq!(feed_counter(&metrics, "POS", "duplicate"), 0.0);
+    assert_eq!(feed_counter(&metrics, "KAFKA-POS", "applied"), 5.0);
+    assert_eq!(feed_counter(&metrics, "KAFKA-POS", "duplicate"), 0.0);
     assert!(
-        !metrics.contains("promised_feed_dead_letters_total{source=\"POS\""),
+        !metrics.contains("promised_feed_dead_letters_total{source=\"KAFKA-POS\""),
         "none dead"
     );
     app.shutdown().await;
