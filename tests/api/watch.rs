@@ -152,6 +152,9 @@ async fn a_watcher_that_falls_behind_is_told_where_to_resume_and_misses_nothing(
     let redis = RedisServer::start();
     let args = ServeArgs {
         watch_buffer: Some("2".into()),
+        // Each batch is a 2,000-update journal write, fsynced: on a loaded machine one can
+        // take longer than the durable helper's 500 ms, and this test is not about outages.
+        redis_timeout_ms: Some("5000".into()),
         ..durable(&redis, "watch-slow")
     };
     let mut app = spawn_app_with(args).await;
