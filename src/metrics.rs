@@ -111,7 +111,7 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         Kind::Gauge,
         RESERVATIONS,
         None,
-        "Live reservations by state (held, committed).",
+        "Reservations by state: held and committed are live; ended (released, expired, shipped) are remembered until their retention passes.",
     ),
     (
         Kind::Counter,
@@ -656,6 +656,7 @@ pub fn observe(stats: &Stats) {
     });
     gauge!(RESERVATIONS, "state" => "held").set(stats.held_reservations as f64);
     gauge!(RESERVATIONS, "state" => "committed").set(stats.committed_reservations as f64);
+    gauge!(RESERVATIONS, "state" => "ended").set(stats.ended_reservations as f64);
     for source in &stats.source_stats {
         let id = source.source_id.clone();
         gauge!(SOURCE_AGE, "source" => id.clone()).set(source.age_ms as f64 / 1000.0);
@@ -800,6 +801,7 @@ mod tests {
             let stats = Stats {
                 held_reservations: 3,
                 committed_reservations: 2,
+                ended_reservations: 5,
                 ..Stats::default()
             };
             observe(&stats);
@@ -810,6 +812,7 @@ mod tests {
         for expected in [
             "promised_reservations{state=\"held\"} 3",
             "promised_reservations{state=\"committed\"} 2",
+            "promised_reservations{state=\"ended\"} 5",
             "promised_reservations_expired_total 4",
         ] {
             assert!(body.contains(expected), "{expected} missing from\n{body}");

@@ -21,7 +21,7 @@ use crate::network::{Network, NodeIdx, SeqState};
 use crate::normalize::SourceMapping;
 use crate::rate_card::ItemAttributes;
 use crate::rejections::RejectionLog;
-use crate::reservation::Book;
+use crate::reservation::{Book, State};
 use crate::sync::{Staging, SyncLimits, SyncMark, SyncMarks};
 
 /// Reservation book shards; a reservation call locks one.
@@ -158,6 +158,8 @@ pub struct Stats {
     /// Live reservations: holds, and committed ones with allocations not all shipped.
     pub held_reservations: u64,
     pub committed_reservations: u64,
+    /// Released, expired and shipped reservations, remembered until their retention passes.
+    pub ended_reservations: u64,
 }
 
 #[derive(Debug)]
@@ -663,7 +665,7 @@ impl Engine {
                 }
             })
             .collect();
-        let (held_reservations, committed_reservations) = self.shared.book.live_counts();
+        let reservations = self.shared.book.counts();
         Stats {
             nodes: network.nodes().len() as u64,
             groups: network.groups().len() as u64,
@@ -678,8 +680,9 @@ impl Engine {
             },
             source_stats,
             rejections_logged: self.shared.rejections.total(),
-            held_reservations,
-            committed_reservations,
+            held_reservations: reservations.of(State::Held),
+            committed_reservations: reservations.of(State::Committed),
+            ended_reservations: reservations.ended(),
         }
     }
 }

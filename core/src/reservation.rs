@@ -349,6 +349,36 @@ struct Shard {
     /// Per id, the number of the mutation that stored its current version (see
     /// [`BookShard::put_by`]); not kept across restarts, where everything loaded is durable.
     changed_by: HashMap<String, u64>,
+    /// How many of `by_id` are in each state, by `State as usize`: counted as they change,
+    /// so the stats never read the book.
+    counts: Counts,
+}
+
+/// Reservations per state.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts([u64; State::ALL.len()]);
+
+impl Counts {
+    pub fn of(&self, state: State) -> u64 {
+        self.0[state as usize]
+    }
+
+    /// Released, expired and shipped: ended, remembered until their retention passes.
+    pub fn ended(&self) -> u64 {
+        State::ALL
+            .iter()
+            .filter(|state| state.is_ended())
+            .map(|&state| self.of(state))
+            .sum()
+    }
+
+    fn add(&mut self, state: State) {
+        self.0[state as usize] += 1;
+    }
+
+    fn remove(&mut self, state: State) {
+        self.0[state as usize] -= 1;
+    }
 }
 
 impl Shard {
@@ -470,20 +500,17 @@ impl Book {
         }
     }
 
-    /// Live reservations: (held, committed), one book shard at a time (as
-    /// [`Book::visit_live`], each shard as of one instant).
-    pub fn live_counts(&self) -> (u64, u64) {
-        let (mut held, mut committed) = (0, 0);
+    /// Reservations per state, one book shard at a time (as [`Book::visit_live`], each
+    /// shard as of one instant).
+    pub fn counts(&self) -> Counts {
+        let mut total = Counts::default();
         for shard in self.shards.iter() {
-            for reservation in lock(shard).by_id.values() {
-                match reservation.state {
-                    State::Held => held += 1,
-                    State::Committed => committed += 1,
-                    _ => {}
-                }
+            let counts = lock(shard).counts;
+            for (sum, count) in total.0.iter_mut().zip(counts.0) {
+                *sum += count;
             }
         }
-        (held, committed)
+        total
     }
 
     /// Ids whose deadline is at or before `now_ms`, earliest first.
@@ -562,7 +589,12 @@ impl BookShard<'_> {
                 *capacity.entry(slot).or_default() += 1;
             }
         }
-        self.map.by_id.insert(reservation.id.clone(), reservation)
+        self.map.counts.add(reservation.state);
+        let replaced = self.map.by_id.insert(reservation.id.clone(), reservation);
+        if let Some(replaced) = &replaced {
+            self.map.counts.remove(replaced.state);
+        }
+        replaced
     }
 
     /// [`BookShard::put`] for the mutation numbered `ticket` (`None`: one the engine does not
@@ -587,6 +619,7 @@ impl BookShard<'_> {
         self.map.relink(id, None);
         self.map.changed_by.remove(id);
         if let Some(reservation) = self.map.by_id.remove(id) {
+            self.map.counts.remove(reservation.state);
             if let Some(deadline) = reservation.deadline(self.book.retention_ms) {
                 lock(&self.book.deadlines).remove(&(deadline, reservation.id.clone()));
             }

@@ -495,6 +495,12 @@ async fn extend_update_and_release_change_a_hold() {
         .into_inner();
     assert_eq!(released.state(), pb::ReservationState::Released);
     assert_eq!(node_atp(&app.item("SKU-1").await, "DC-EAST"), 10);
+    let stats = app.stats().await;
+    assert_eq!(
+        (stats.held_reservations, stats.ended_reservations),
+        (0, 1),
+        "remembered as ended, no longer held"
+    );
 }
 
 pub fn ship(order: &str, sku: &str, node: &str, quantity: i64) -> pb::SupplyUpdate {

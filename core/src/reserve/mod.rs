@@ -598,7 +598,9 @@ fn all_shipped(reservation: &Reservation) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{engine, hold, reserve, stock};
+    use crate::clock::ManualClock;
+    use crate::engine::EngineConfig;
+    use crate::test_support::{engine, hold, node, reserve, stock, wms};
 
     /// Today's ATP of `sku` at the node `node`, as a query reports it.
     fn atp(engine: &Engine, sku: &str, node: NodeIdx) -> Qty {
@@ -636,6 +638,42 @@ mod tests {
             (stats.held_reservations, stats.committed_reservations),
             (2, 1)
         );
+        assert_eq!(stats.ended_reservations, 1);
+    }
+
+    #[test]
+    fn ended_reservations_are_counted_until_their_retention_passes() {
+        let clock = ManualClock::new(1_000);
+        let config = EngineConfig::default();
+        let retention_ms = i64::try_from(config.reservations.retention_secs * 1000).expect("ms");
+        let engine = Engine::new(config, Arc::new(clock.clone()));
+        let _ = engine.upsert_nodes(vec![node("A")]).expect("nodes");
+        let _ = engine.upsert_sources(vec![wms()]).expect("source");
+        stock(&engine, 1, "SKU", &[("A", 10)]);
+        let counts = |engine: &Engine| {
+            let stats = engine.stats();
+            let live = (stats.held_reservations, stats.committed_reservations);
+            (live, stats.ended_reservations)
+        };
+        for id in ["H", "R1", "R2"] {
+            reserve(&engine, &hold(id, &[("SKU", "A", 1)]));
+        }
+        let _ = engine.release("R1").expect("released");
+        assert_eq!(counts(&engine), ((2, 0), 1));
+        // Released again: the same reservation, counted once.
+        let _ = engine.release("R1").expect("released again");
+        let _ = engine.release("R2").expect("released");
+        assert_eq!(counts(&engine), ((1, 0), 2));
+        clock.advance_ms(retention_ms - 1);
+        let _ = engine.expire_due();
+        assert_eq!(
+            counts(&engine),
+            ((0, 0), 3),
+            "the hold expired, nothing forgotten"
+        );
+        clock.advance_ms(1);
+        let _ = engine.expire_due();
+        assert_eq!(counts(&engine), ((0, 0), 1), "the released ones forgotten");
     }
 
     #[test]

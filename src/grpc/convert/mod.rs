@@ -464,5 +464,8 @@ pub fn stats(stats: Stats, durability: DurabilityStatus) -> pb::Stats {
             })
             .collect(),
         rejections_logged: stats.rejections_logged,
+        held_reservations: stats.held_reservations,
+        committed_reservations: stats.committed_reservations,
+        ended_reservations: stats.ended_reservations,
     }
 }
