@@ -3,10 +3,12 @@
 //! one before it and the journal it covered are trimmed.
 //!
 //! Format: a manifest ([`crate::manifest`]: `PRMS`, format version, body, CRC-32 of all before it) lists the
-//! generation's chunks with their lengths and CRC-32s; chunks hold encoded shards. Shards are
-//! copied one at a time under their read lock, so queries never wait and a writer waits only
-//! for one shard's copy. The copy is paced ([`Pace`]) to a share of one core: on a small
-//! machine an unpaced copy holds a whole core for its length, and calls wait for a core.
+//! generation's chunks with their lengths and CRC-32s; chunks hold encoded shards: the
+//! index's, then the reservation book's. Shards are copied one at a time under their lock
+//! (an index shard's read lock, a book shard's mutex), so queries never wait and a writer
+//! waits only for one shard's copy. The copy runs on a blocking thread, paced ([`Pace`]) to a
+//! share of one core: on a small machine an unpaced copy holds a whole core for its length,
+//! and calls wait for a core.
 
 use std::time::{Duration, Instant};
 
@@ -116,8 +118,10 @@ pub async fn write(
     // The mark is read before any shard is copied: every entry already in the journal was
     // applied in memory before it was appended, so the copy below contains it.
     let journal_mark = journal_mark(conn, keys).await?;
-    let (positions, chunks) = write_positions(conn, keys, engine, generation, pace).await?;
-    let reservation_chunks = write_reservations(conn, keys, engine, generation).await?;
+    let (positions, chunks) =
+        write_part(conn, keys, engine, generation, Part::Positions, pace).await?;
+    let (_, reservation_chunks) =
+        write_part(conn, keys, engine, generation, Part::Reservations, pace).await?;
     let network = engine.network();
     // Read before the wait, like the sequences: what the wait makes durable covers them.
     let broker_seqs = engine.broker_seqs();
@@ -175,51 +179,64 @@ impl Written {
     }
 }
 
-/// Copies and stores every shard's positions; returns how many positions were copied.
-async fn write_positions(
+/// What a snapshot copies, one shard at a time on a blocking thread, paced: the index's
+/// positions or the reservation book, whose ended reservations (remembered for their
+/// retention) can outnumber the positions.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Positions,
+    Reservations,
+}
+
+impl Part {
+    fn shards(self, engine: &Engine) -> usize {
+        match self {
+            Part::Positions => engine.index().shard_count(),
+            Part::Reservations => engine.book_shards(),
+        }
+    }
+
+    /// Encodes shard `at` into `w`: how many positions or reservations it held.
+    fn encode(self, engine: &Engine, at: usize, w: &mut Writer) -> u64 {
+        match self {
+            Part::Positions => engine.index().encode_shard(at, w),
+            Part::Reservations => engine.encode_reservations(at, w) as u64,
+        }
+    }
+
+    fn key(self, keys: &Keys, generation: u64, chunk: usize) -> String {
+        match self {
+            Part::Positions => keys.chunk(generation, chunk),
+            Part::Reservations => keys.reservation_chunk(generation, chunk),
+        }
+    }
+}
+
+/// Copies and stores every shard of `part`; returns how many positions or reservations were
+/// copied.
+async fn write_part(
     conn: &mut ConnectionManager,
     keys: &Keys,
     engine: &Engine,
     generation: u64,
+    part: Part,
     pace: Pace,
 ) -> anyhow::Result<(u64, Written)> {
     let mut written = Written::default();
-    let mut positions = 0;
+    let mut copied = 0;
     let mut next = 0;
-    while next < engine.index().shard_count() {
+    while next < part.shards(engine) {
         // Copying is CPU work: it runs (and pauses) on a blocking thread, so the runtime's
         // workers keep answering calls meanwhile.
         let copier = engine.clone();
-        let (data, copied, after) =
-            tokio::task::spawn_blocking(move || encode_chunk(&copier, next, pace)).await?;
+        let (data, count, after) =
+            tokio::task::spawn_blocking(move || encode_chunk(&copier, part, next, pace)).await?;
         next = after;
-        positions += copied;
-        let key_of = |chunk| keys.chunk(generation, chunk);
+        copied += count;
+        let key_of = |chunk| part.key(keys, generation, chunk);
         written.put(conn, key_of, data).await?;
     }
-    Ok((positions, written))
-}
-
-/// Stores the reservation book, a chunk whenever one is full and one at the end.
-async fn write_reservations(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    engine: &Engine,
-    generation: u64,
-) -> anyhow::Result<Written> {
-    let mut written = Written::default();
-    let mut chunk = Writer::default();
-    for shard in 0..engine.book_shards() {
-        engine.encode_reservations(shard, &mut chunk);
-        let last = shard + 1 == engine.book_shards();
-        if chunk.buf.len() >= CHUNK_BYTES || last {
-            let key_of = |chunk| keys.reservation_chunk(generation, chunk);
-            written
-                .put(conn, key_of, std::mem::take(&mut chunk.buf))
-                .await?;
-        }
-    }
-    Ok(written)
+    Ok((copied, written))
 }
 
 /// The manifests a switch pushes down, decoded where they still decode.
@@ -298,20 +315,19 @@ async fn trim_superseded(
     Ok(())
 }
 
-/// Encodes shards from `first` on until a chunk is full, pausing between shards as `pace`
-/// says; returns the chunk, the positions in it and the next shard to copy.
-fn encode_chunk(engine: &Engine, first: usize, pace: Pace) -> (Vec<u8>, u64, usize) {
-    let index = engine.index();
+/// Encodes shards of `part` from `first` on until a chunk is full, pausing between shards as
+/// `pace` says; returns the chunk, the positions or reservations in it and the next shard.
+fn encode_chunk(engine: &Engine, part: Part, first: usize, pace: Pace) -> (Vec<u8>, u64, usize) {
     let mut chunk = Writer::default();
-    let mut positions = 0;
+    let mut count = 0;
     let mut shard = first;
     let mut slice_from = Instant::now();
-    while shard < index.shard_count() && chunk.buf.len() < CHUNK_BYTES {
-        positions += index.encode_shard(shard, &mut chunk);
+    while shard < part.shards(engine) && chunk.buf.len() < CHUNK_BYTES {
+        count += part.encode(engine, shard, &mut chunk);
         shard += 1;
         slice_from = pace.step(slice_from);
     }
-    (chunk.buf, positions, shard)
+    (chunk.buf, count, shard)
 }
 
 /// Every source's applied sequence, once every mutation applied so far is durable.
