@@ -42,6 +42,8 @@ pub struct Plan {
     pub command: String,
     /// Remarks printed at the top of the report (`--note`).
     pub notes: Vec<String>,
+    /// How long promised remembers ended reservations; `None` is its default.
+    pub retention_secs: Option<u64>,
 }
 
 impl Plan {
@@ -63,6 +65,7 @@ impl Plan {
             report_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("reports"),
             command: String::new(),
             notes: Vec::new(),
+            retention_secs: None,
         }
     }
 
@@ -216,6 +219,7 @@ pub(crate) async fn prepare(
         targets,
         plan.connections,
         plan.postgres_pool,
+        plan.retention_secs,
     )
     .await?;
     let environment = environment(&plan.command, &load, placement, &lab);

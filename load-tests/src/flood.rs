@@ -151,7 +151,7 @@ pub async fn flood(
     exe: &std::path::Path,
     placement: &Placement,
 ) -> anyhow::Result<FloodReport> {
-    let lab = Lab::start(exe, placement, &[TargetKind::Promised], 1, 1).await?;
+    let lab = Lab::start(exe, placement, &[TargetKind::Promised], 1, 1, None).await?;
     lab.load(plan.skus, 7).await?;
     let requests = Arc::new(flood_requests(plan));
     let (idle, _) = probes(plan, lab.service_addr(), "idle", None).await?;

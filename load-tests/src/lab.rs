@@ -119,17 +119,18 @@ impl Lab {
         targets: &[TargetKind],
         connections: usize,
         pg_pool: usize,
+        retention_secs: Option<u64>,
     ) -> anyhow::Result<Self> {
         let network = Network::demo().await?;
         let redis = RedisServer::start("promised-redis", placement)?;
-        let (process, addr) = Process::spawn_server(
-            "promised",
-            server_command(
-                exe,
-                placement,
-                &["serve-promised", "--redis-url", &redis.url()],
-            ),
-        )?;
+        let redis_url = redis.url();
+        let retention = retention_secs.map(|secs| secs.to_string());
+        let mut args = vec!["serve-promised", "--redis-url", &redis_url];
+        if let Some(secs) = &retention {
+            args.extend(["--retention-secs", secs]);
+        }
+        let (process, addr) =
+            Process::spawn_server("promised", server_command(exe, placement, &args))?;
         let channels = connect(addr, connections).await?;
         let feeds = Arc::new(Feeds::default());
         let service = ServiceTarget {
@@ -277,6 +278,11 @@ impl Lab {
     /// The promised server's gRPC address, for callers that open connections of their own.
     pub fn service_addr(&self) -> SocketAddr {
         self.service.addr
+    }
+
+    /// The URL of the Redis promised journals to.
+    pub fn service_redis_url(&self) -> String {
+        self.service.redis.url()
     }
 
     /// The promised server's process id.

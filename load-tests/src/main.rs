@@ -42,6 +42,9 @@ enum Command {
     ServePromised {
         #[arg(long)]
         redis_url: String,
+        /// How long ended reservations are remembered [default: the server's, 24 h].
+        #[arg(long)]
+        retention_secs: Option<u64>,
     },
     /// (Child process) a peer over the given datastore.
     #[command(hide = true)]
@@ -133,6 +136,10 @@ struct SoakArgs {
     /// One-minute windows to run.
     #[arg(long, default_value_t = 30)]
     minutes: u32,
+    /// How long the server remembers ended reservations [default: its own, 24 h]: what the
+    /// book holds, and so the memory, levels off once this has passed.
+    #[arg(long)]
+    retention_secs: Option<u64>,
     /// `--rate` is the open loop's arrivals per second [default 1000]; the catalogue,
     /// connections and feed rate are the full plan's unless given.
     #[command(flatten)]
@@ -229,7 +236,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::ServePromised { redis_url } => runtime()?.block_on(service::serve(redis_url)),
+        Command::ServePromised {
+            redis_url,
+            retention_secs,
+        } => runtime()?.block_on(service::serve(redis_url, retention_secs)),
         Command::ServePeer { backend, url, pool } => runtime()?.block_on(async move {
             match backend {
                 Backend::Redis => peer::serve(RedisStore::open(&url).await?).await,
@@ -263,7 +273,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Soak(args) => {
-            let plan = args.plan.plan("soak");
+            let mut plan = args.plan.plan("soak");
+            plan.retention_secs = args.retention_secs;
             let soak = SoakPlan {
                 rate: plan.rate.unwrap_or(1_000.0),
                 minutes: args.minutes.max(1),

@@ -35,8 +35,9 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Runs the service until the parent goes away: in-process `Application` with durability on
 /// (`--redis-url`), loopback on a free port, the demo network loaded.
-pub async fn serve(redis_url: String) -> anyhow::Result<()> {
+pub async fn serve(redis_url: String, retention_secs: Option<u64>) -> anyhow::Result<()> {
     let args = ServeArgs {
+        retention_secs: retention_secs.map(|secs| secs.to_string()),
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
         http_addr: Some("127.0.0.1:0".into()),

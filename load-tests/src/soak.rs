@@ -38,6 +38,9 @@ pub struct SoakPlan {
     pub rate: f64,
 }
 
+/// Reads one of a minute's memory figures, in MiB.
+type MiBOf = fn(&Minute) -> f64;
+
 /// One minute of the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Minute {
@@ -52,6 +55,14 @@ pub struct Minute {
     pub rss_mib: f64,
     pub positions: u64,
     pub snapshot_generation: u64,
+    /// Live reservations (held and committed) and the ended ones the book remembers.
+    pub live_reservations: u64,
+    pub ended_reservations: u64,
+    /// The memory of the Redis promised journals to (`used_memory`), MiB.
+    pub redis_mib: f64,
+    /// How many times that Redis has rewritten its append-only file so far: a rewrite forks
+    /// and writes the whole dataset, on the server's core.
+    pub aof_rewrites: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,6 +86,10 @@ pub async fn soak(
     let plan = &soak.plan;
     let (mut lab, _, workload, _) = prepare(plan, exe, placement, &[TargetKind::Promised]).await?;
     let mut admin = AdminClient::new(connect(lab.service_addr(), 1).await?.remove(0));
+    let mut redis = redis::Client::open(lab.service_redis_url())?
+        .get_multiplexed_async_connection()
+        .await
+        .context("the server's Redis")?;
     let mut minutes = Vec::new();
     for minute in 1..=soak.minutes {
         // Only the first minute warms up; after it, the run is one continuous load.
@@ -93,7 +108,8 @@ pub async fn soak(
             .context("server stats")?
             .into_inner();
         let rss = resident_bytes(lab.service_pid())?;
-        minutes.push(minute_of(minute, &phase, rss, &stats));
+        let redis_info = RedisInfo::read(&mut redis).await?;
+        minutes.push(minute_of(minute, &phase, rss, &redis_info, &stats));
         eprintln!("{}", row(minutes.last().context("a minute")?));
     }
     let report = SoakReport {
@@ -113,7 +129,14 @@ pub async fn soak(
     Ok(report)
 }
 
-fn minute_of(minute: u32, phase: &PhaseReport, rss: u64, stats: &pb::Stats) -> Minute {
+fn minute_of(
+    minute: u32,
+    phase: &PhaseReport,
+    rss: u64,
+    redis: &RedisInfo,
+    stats: &pb::Stats,
+) -> Minute {
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
     Minute {
         minute,
         ops_per_sec: phase.ops_per_sec,
@@ -125,9 +148,35 @@ fn minute_of(minute: u32, phase: &PhaseReport, rss: u64, stats: &pb::Stats) -> M
             .collect(),
         feed_updates_per_sec: phase.feed_updates_per_sec.unwrap_or(0.0),
         server_cores: phase.server_cores(),
-        rss_mib: rss as f64 / f64::from(1 << 20),
+        rss_mib: mib(rss),
         positions: stats.positions,
         snapshot_generation: stats.snapshot_generation,
+        live_reservations: stats.held_reservations + stats.committed_reservations,
+        ended_reservations: stats.ended_reservations,
+        redis_mib: mib(redis.used_memory),
+        aof_rewrites: redis.aof_rewrites,
+    }
+}
+
+/// What Redis's `INFO` says of its memory and its append-only file.
+struct RedisInfo {
+    used_memory: u64,
+    aof_rewrites: u64,
+}
+
+impl RedisInfo {
+    async fn read(redis: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<Self> {
+        let info: String = redis::cmd("INFO").query_async(redis).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|value| value.trim().parse().ok())
+                .with_context(|| format!("no {name} in Redis's INFO"))
+        };
+        Ok(Self {
+            used_memory: field("used_memory")?,
+            aof_rewrites: field("aof_rewrites")?,
+        })
     }
 }
 
@@ -153,7 +202,7 @@ fn p99(minute: &Minute, name: &str) -> Option<f64> {
 fn row(m: &Minute) -> String {
     let cell = |name| p99(m, name).map_or_else(String::new, |us| format!("{us:.0}"));
     format!(
-        "| {} | {:.0} | {} | {:.0} | {} | {} | {} | {:.2} | {:.1} | {} | {} |",
+        "| {} | {:.0} | {} | {:.0} | {} | {} | {} | {:.2} | {:.1} | {} | {} | {} | {} | {:.1} | {} |",
         m.minute,
         m.ops_per_sec,
         m.errors,
@@ -164,7 +213,11 @@ fn row(m: &Minute) -> String {
         m.server_cores,
         m.rss_mib,
         m.positions,
-        m.snapshot_generation
+        m.snapshot_generation,
+        m.live_reservations,
+        m.ended_reservations,
+        m.redis_mib,
+        m.aof_rewrites
     )
 }
 
@@ -194,9 +247,12 @@ impl SoakReport {
         );
         out.push_str(
             "| minute | ops/s | errors | feed/s | availability p99 µs | reserve p99 µs | \
-             promise.cart p99 µs | server cores | RSS MiB | positions | snapshot |\n",
+             promise.cart p99 µs | server cores | RSS MiB | positions | snapshot | live \
+             reservations | ended reservations | Redis MiB | AOF rewrites |\n",
         );
-        out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str(
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
         for minute in &self.minutes {
             out.push_str(&row(minute));
             out.push('\n');
@@ -227,12 +283,17 @@ impl SoakReport {
         let hi = latencies.iter().copied().fold(1.0, f64::max).max(lo * 10.0);
         let (log_lo, log_hi) = (lo.log10().floor(), hi.log10().ceil());
         let y_latency = |us: f64| top + panel_h * (1.0 - (us.log10() - log_lo) / (log_hi - log_lo));
-        let rss_hi = self.minutes.iter().map(|m| m.rss_mib).fold(1.0, f64::max) * 1.25;
+        let rss_hi = self
+            .minutes
+            .iter()
+            .map(|m| m.rss_mib.max(m.redis_mib))
+            .fold(1.0, f64::max)
+            * 1.25;
         let y_rss = |mib: f64| top + panel_h * (1.0 - mib / rss_hi);
         let _ = writeln!(
             svg,
             "<text x=\"{}\" y=\"30\" font-size=\"15\">p99 per minute (µs, log scale)</text>\n\
-             <text x=\"{}\" y=\"30\" font-size=\"15\">server resident memory (MiB)</text>",
+             <text x=\"{}\" y=\"30\" font-size=\"15\">memory (MiB): server resident, Redis used</text>",
             lefts[0], lefts[1]
         );
         for (panel, &l) in lefts.iter().enumerate() {
@@ -287,16 +348,26 @@ impl SoakReport {
                 top + panel_h + 55.0
             );
         }
-        let points: Vec<String> = self
-            .minutes
-            .iter()
-            .map(|m| format!("{:.1},{:.1}", x(1, m.minute), y_rss(m.rss_mib)))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"2\" points=\"{}\"/>\n</svg>",
-            points.join(" ")
-        );
+        let memories: [(&str, &str, MiBOf); 2] = [
+            ("server RSS", "#1f5fbf", |m| m.rss_mib),
+            ("Redis", "#c8302c", |m| m.redis_mib),
+        ];
+        for (k, (name, colour, mib)) in memories.into_iter().enumerate() {
+            let points: Vec<String> = self
+                .minutes
+                .iter()
+                .map(|m| format!("{:.1},{:.1}", x(1, m.minute), y_rss(mib(m))))
+                .collect();
+            let _ = writeln!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n\
+                 <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
+                points.join(" "),
+                lefts[1] + 10.0 + 130.0 * k as f64,
+                top + panel_h + 55.0
+            );
+        }
+        svg.push_str("</svg>\n");
         svg
     }
 }
