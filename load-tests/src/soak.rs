@@ -339,14 +339,8 @@ impl SoakReport {
                 .filter_map(|m| p99(m, name).filter(|us| *us > 0.0).map(|us| (m.minute, us)))
                 .map(|(minute, us)| format!("{:.1},{:.1}", x(0, minute), y_latency(us)))
                 .collect();
-            let _ = writeln!(
-                svg,
-                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n\
-                 <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
-                points.join(" "),
-                lefts[0] + 10.0 + 130.0 * k as f64,
-                top + panel_h + 55.0
-            );
+            let legend = (lefts[0] + 10.0 + 130.0 * k as f64, top + panel_h + 55.0);
+            line(&mut svg, &points, colour, name, legend);
         }
         let memories: [(&str, &str, MiBOf); 2] = [
             ("server RSS", "#1f5fbf", |m| m.rss_mib),
@@ -358,16 +352,22 @@ impl SoakReport {
                 .iter()
                 .map(|m| format!("{:.1},{:.1}", x(1, m.minute), y_rss(mib(m))))
                 .collect();
-            let _ = writeln!(
-                svg,
-                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n\
-                 <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
-                points.join(" "),
-                lefts[1] + 10.0 + 130.0 * k as f64,
-                top + panel_h + 55.0
-            );
+            let legend = (lefts[1] + 10.0 + 130.0 * k as f64, top + panel_h + 55.0);
+            line(&mut svg, &points, colour, name, legend);
         }
         svg.push_str("</svg>\n");
         svg
     }
+}
+
+/// Draws one series: its line through `points` and its name at `legend`, in `colour`.
+fn line(svg: &mut String, points: &[String], colour: &str, name: &str, legend: (f64, f64)) {
+    let _ = writeln!(
+        svg,
+        "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n\
+         <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
+        points.join(" "),
+        legend.0,
+        legend.1
+    );
 }
