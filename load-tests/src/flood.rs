@@ -28,7 +28,7 @@ use tonic::{Code, Status};
 
 use crate::catalogue::sku;
 use crate::lab::{connect, Lab};
-use crate::process::{own_cpu_seconds, CpuMeter, Placement};
+use crate::process::{own_cpu_seconds, status_bytes, CpuMeter, Placement};
 use crate::stats::{summarize, CallSummary};
 use crate::workload::TargetKind;
 
@@ -177,7 +177,7 @@ pub async fn flood(
         shed_probe,
         server_cores: server_cpu / elapsed,
         generator_cores: (own_cpu_seconds() - generator_cpu) / elapsed,
-        server_peak_mib: peak_resident_bytes(lab.service_pid())? as f64 / MIB as f64,
+        server_peak_mib: status_bytes(lab.service_pid(), "VmHWM")? as f64 / MIB as f64,
     })
 }
 
@@ -434,24 +434,6 @@ fn grpc_status(headers: &HeaderMap) -> Option<Code> {
         .parse::<i32>()
         .ok()?;
     Some(Code::from(code))
-}
-
-/// A process's peak resident set size (`VmHWM`), in bytes.
-fn peak_resident_bytes(pid: u32) -> anyhow::Result<usize> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<usize>()
-                .ok()
-        })
-        .context("no VmHWM in the server's status")?;
-    Ok(kib * 1024)
 }
 
 impl FloodReport {

@@ -21,6 +21,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a stopped child may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
+/// A memory figure of a process's `/proc/<pid>/status` (`VmRSS`, resident now; `VmHWM`, its
+/// peak), in bytes.
+pub fn status_bytes(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in the status of process {pid}"))?;
+    Ok(kib * 1024)
+}
+
 /// A port nothing listens on right now, on loopback.
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?;
@@ -309,5 +321,21 @@ impl CpuMeter {
                 (name.clone(), ticks as f64 / per_second)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_figure_is_read_in_bytes_and_a_missing_one_is_an_error() {
+        let pid = std::process::id();
+        let resident = status_bytes(pid, "VmRSS").expect("VmRSS");
+        let peak = status_bytes(pid, "VmHWM").expect("VmHWM");
+        assert!(resident > 0 && resident.is_multiple_of(1024), "{resident}");
+        assert!(peak >= resident, "{peak} < {resident}");
+        // A prefix of a field is not the field.
+        assert!(status_bytes(pid, "VmR").is_err());
     }
 }

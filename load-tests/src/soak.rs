@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::compare::{measure, prepare, spec, Plan};
 use crate::generator::Mode;
 use crate::lab::connect;
-use crate::process::Placement;
+use crate::process::{status_bytes, Placement};
 use crate::report::PhaseReport;
 use crate::workload::{call, Scenario, TargetKind};
 
@@ -107,7 +107,7 @@ pub async fn soak(
             .await
             .context("server stats")?
             .into_inner();
-        let rss = resident_bytes(lab.service_pid())?;
+        let rss = status_bytes(lab.service_pid(), "VmRSS")?;
         let redis_info = RedisInfo::read(&mut redis).await?;
         minutes.push(minute_of(minute, &phase, rss, &redis_info, &stats));
         eprintln!("{}", row(minutes.last().context("a minute")?));
@@ -178,17 +178,6 @@ impl RedisInfo {
             aof_rewrites: field("aof_rewrites")?,
         })
     }
-}
-
-/// A process's resident set size (`VmRSS`), in bytes.
-fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in the server's status")?;
-    Ok(kib * 1024)
 }
 
 fn p99(minute: &Minute, name: &str) -> Option<f64> {
