@@ -310,6 +310,7 @@ impl Store {
         tracing::info!(
             generation = report.generation,
             positions = report.positions,
+            reservations = report.reservations,
             bytes = report.bytes,
             took = ?started.elapsed(),
             "snapshot written"

@@ -80,10 +80,11 @@ impl From<ManifestError> for LoadError {
 }
 
 /// What writing a generation did, for logs and metrics; the manifest keeps no total size.
-fn report(manifest: &Manifest, bytes: u64) -> SnapshotReport {
+fn report(manifest: &Manifest, reservations: u64, bytes: u64) -> SnapshotReport {
     SnapshotReport {
         generation: manifest.generation,
         positions: manifest.positions,
+        reservations,
         bytes,
         chunks: manifest.chunks.len(),
     }
@@ -94,6 +95,8 @@ fn report(manifest: &Manifest, bytes: u64) -> SnapshotReport {
 pub struct SnapshotReport {
     pub generation: u64,
     pub positions: u64,
+    /// Live and ended: the book as the snapshot copied it.
+    pub reservations: u64,
     pub bytes: u64,
     pub chunks: usize,
 }
@@ -120,7 +123,7 @@ pub async fn write(
     let journal_mark = journal_mark(conn, keys).await?;
     let (positions, chunks) =
         write_part(conn, keys, engine, generation, Part::Positions, pace).await?;
-    let (_, reservation_chunks) =
+    let (reservations, reservation_chunks) =
         write_part(conn, keys, engine, generation, Part::Reservations, pace).await?;
     let network = engine.network();
     // Read before the wait, like the sequences: what the wait makes durable covers them.
@@ -142,7 +145,8 @@ pub async fn write(
     let superseded = switch_to(conn, keys, &manifest).await?;
     let keep_from = retention_start(&manifest.journal_mark, audit_retention);
     trim_superseded(conn, keys, generation, superseded, keep_from).await?;
-    Ok(report(&manifest, chunks.bytes + reservation_chunks.bytes))
+    let bytes = chunks.bytes + reservation_chunks.bytes;
+    Ok(report(&manifest, reservations, bytes))
 }
 
 /// The id of the newest journal entry ("0-0" for an empty journal), which the snapshot covers.

@@ -475,6 +475,8 @@ async fn reservations_and_their_idempotency_survive_a_restart() {
         .expect("committed")
         .into_inner();
     let before = app.item("SKU-1").await;
+    let report = store_of(&app).snapshot_once().await.expect("snapshot");
+    assert_eq!(report.reservations, 2, "the held and the committed one");
     app.shutdown().await;
 
     let mut app = spawn_app_with(durable(&redis, "holds")).await;
