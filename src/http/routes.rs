@@ -113,8 +113,25 @@ fn route(
 
 /// Every route of the API.
 pub fn table() -> Vec<Route> {
+    let mut routes = [
+        availability(),
+        supply(),
+        reservations(),
+        orders(),
+        network(),
+        operations(),
+    ]
+    .concat();
+    for route in &mut routes {
+        route.webhook = route.rpc == "/promised.v1.Supply/ApplyBatch";
+    }
+    routes
+}
+
+/// The availability routes: reads, explanations and the change stream.
+fn availability() -> Vec<Route> {
     use Method as M;
-    let mut routes = vec![
+    vec![
         route(
             M::POST,
             "/v1/availability:query",
@@ -146,6 +163,13 @@ pub fn table() -> Vec<Route> {
             "explainAvailability",
             unary(|h, r| async move { AvailabilityService(h).explain(r).await }),
         ),
+    ]
+}
+
+/// The supply routes: batches, full syncs and their rejections.
+fn supply() -> Vec<Route> {
+    use Method as M;
+    vec![
         route(
             M::POST,
             "/v1/sources/{source_id}/batches",
@@ -181,6 +205,13 @@ pub fn table() -> Vec<Route> {
             "listRejections",
             unary(|h, r| async move { SupplyService(h).list_rejections(r).await }),
         ),
+    ]
+}
+
+/// The reservation routes: holds, their lifecycle and the order stream.
+fn reservations() -> Vec<Route> {
+    use Method as M;
+    vec![
         route(
             M::POST,
             "/v1/reservations",
@@ -233,6 +264,13 @@ pub fn table() -> Vec<Route> {
             "commitReservation",
             unary(|h, r| async move { ReservationService(h).commit(r).await }),
         ),
+    ]
+}
+
+/// The promising and routing routes.
+fn orders() -> Vec<Route> {
+    use Method as M;
+    vec![
         route(
             M::POST,
             "/v1/promises",
@@ -254,15 +292,11 @@ pub fn table() -> Vec<Route> {
             "routeOrders",
             unary(|h, r| async move { RoutingService(h).route_orders(r).await }),
         ),
-    ];
-    routes.extend(admin());
-    for route in &mut routes {
-        route.webhook = route.rpc == "/promised.v1.Supply/ApplyBatch";
-    }
-    routes
+    ]
 }
 
-fn admin() -> Vec<Route> {
+/// The admin routes that change the network and its settings.
+fn network() -> Vec<Route> {
     use Method as M;
     vec![
         route(
@@ -321,6 +355,13 @@ fn admin() -> Vec<Route> {
             "setSafetyStock",
             unary(|h, r| async move { AdminService(h).set_safety_stock(r).await }),
         ),
+    ]
+}
+
+/// The admin routes that report: stats, invariants, audit, history, dead letters.
+fn operations() -> Vec<Route> {
+    use Method as M;
+    vec![
         route(
             M::GET,
             "/v1/stats",
@@ -366,8 +407,6 @@ fn admin() -> Vec<Route> {
     ]
 }
 
-/// The adapter's request: the parsed message as its generated type, the caller in the
-/// extensions where the gRPC auth layer would have put it.
 fn request<Req: Message + Default>(input: Input) -> Result<tonic::Request<Req>, Status> {
     let message = json::to_message::<Req>(&input.message)?;
     let mut extensions = Extensions::new();
