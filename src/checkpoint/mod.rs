@@ -104,6 +104,9 @@ pub struct DurabilityStatus {
 /// The Redis-backed store of one engine.
 pub struct Store {
     conn: ConnectionManager,
+    /// The snapshots' own connection: a journal write does not queue on a socket behind a
+    /// snapshot's chunks.
+    snapshot_conn: ConnectionManager,
     keys: Keys,
     engine: Engine,
     config: RedisConfig,
@@ -126,6 +129,7 @@ impl Store {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<Store>> {
         let (mut conn, persistence) = connect(&config).await?;
+        let snapshot_conn = manager(&config).await?;
         let keys = Keys::new(&config.prefix);
         let (engine, recovery) = recovery::recover(&mut conn, &keys, engine_config, clock).await?;
         recovery.publish();
@@ -140,6 +144,7 @@ impl Store {
         );
         let store = Arc::new(Store {
             conn,
+            snapshot_conn,
             keys,
             engine,
             config,
@@ -282,7 +287,7 @@ impl Store {
         let _one = self.snapshotting.lock().await;
         let started = Instant::now();
         let journaled_before = self.journal.since_snapshot.load(Ordering::Relaxed);
-        let mut conn = self.conn.clone();
+        let mut conn = self.snapshot_conn.clone();
         let now_ms = self.engine.now_ms();
         // Long enough for the journal to catch up with batches applied during the copy.
         let durable_within = self.config.timeout * 4;
@@ -597,18 +602,23 @@ fn no_trail() -> Error {
 
 /// Connects and learns what a Redis crash could lose, which bounds what an acknowledgement means.
 async fn connect(config: &RedisConfig) -> anyhow::Result<(ConnectionManager, String)> {
+    let mut conn = manager(config).await?;
+    let persistence = persistence_report(&mut conn).await;
+    tracing::info!(persistence = %persistence, "Redis persistence");
+    Ok((conn, persistence))
+}
+
+/// A connection to the configured Redis that reconnects when it breaks.
+async fn manager(config: &RedisConfig) -> anyhow::Result<ConnectionManager> {
     let client = access::client(&config.url, &config.access)?;
     let manager = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.timeout))
         .set_response_timeout(Some(config.timeout.max(Duration::from_secs(30))))
         .set_number_of_retries(2);
-    let mut conn = client
+    client
         .get_connection_manager_with_config(manager)
         .await
-        .with_context(|| format!("cannot reach Redis at {}", config.url))?;
-    let persistence = persistence_report(&mut conn).await;
-    tracing::info!(persistence = %persistence, "Redis persistence");
-    Ok((conn, persistence))
+        .with_context(|| format!("cannot reach Redis at {}", config.url))
 }
 
 /// Reads `appendonly`, `appendfsync` and `save` and says what a Redis crash could lose.
