@@ -85,7 +85,9 @@ async fn watch_all(app: &App, count: u64) -> f64 {
     while seen < count {
         let (_, changes) = following.events.recv().await.expect("a change");
         let changes = changes.expect("decodes");
-        seen += changes.availability.map_or(0, |a| a.positions.len() as u64);
+        seen += changes
+            .availability
+            .map_or(0, |a| a.positions().len() as u64);
     }
     started.elapsed().as_secs_f64()
 }

@@ -111,7 +111,7 @@ async fn watchers(app: &App, count: u64) -> (JoinSet<()>, Lags) {
         tasks.spawn(async move {
             while let Some((_, change)) = following.events.recv().await {
                 let change = change.expect("decodes");
-                let lag = SystemClock.now_ms() - change.why.cause.at_ms;
+                let lag = SystemClock.now_ms() - change.why().cause.at_ms;
                 lags.lock().expect("lags").push(lag);
             }
         });

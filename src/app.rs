@@ -111,6 +111,10 @@ fn write_span(caller: &Caller, action: &str) -> tracing::Span {
 /// A postal code's (country, code) and its coordinates.
 pub type PostalCode = ((String, String), (f64, f64));
 
+/// A journal record as every watch shares it: the change, or why it does not decode (the
+/// service's error is not `Clone`).
+type Decoded = std::result::Result<Arc<Change>, String>;
+
 /// The engine, where its changes become durable, and what ingest reports; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -118,7 +122,7 @@ pub struct App {
     durability: Durability,
     ingest: Arc<IngestMetrics>,
     /// The journal's records decoded once for every watch; started by the first watch.
-    feed: Arc<OnceCell<Feed<std::result::Result<Change, String>>>>,
+    feed: Arc<OnceCell<Feed<Decoded>>>,
 }
 
 impl App {
@@ -560,7 +564,7 @@ impl App {
 
     /// The feed every watch follows, started by the first. A record that does not decode is
     /// shared as why (the service's error is not `Clone`), and ends each watch it reaches.
-    async fn feed(&self) -> Result<&Feed<std::result::Result<Change, String>>> {
+    async fn feed(&self) -> Result<&Feed<Decoded>> {
         self.feed
             .get_or_try_init(|| async {
                 let engine = self.engine.clone();
@@ -616,7 +620,7 @@ impl App {
         &self,
         after: Option<EntryId>,
         buffer: usize,
-        mut admit: impl FnMut(EntryId, &Change) -> Option<E> + Send + 'static,
+        mut admit: impl FnMut(EntryId, &Arc<Change>) -> Option<E> + Send + 'static,
     ) -> Result<Following<Result<E>>> {
         self.feed()
             .await?

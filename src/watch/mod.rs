@@ -5,6 +5,7 @@
 pub mod bands;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
@@ -78,6 +79,11 @@ impl WatchFilter {
         })
     }
 
+    /// Whether the filter admits every position.
+    fn admits_all(&self) -> bool {
+        self.skus.is_empty() && self.nodes.is_empty()
+    }
+
     fn admits(&self, sku: &str, node_id: &str) -> bool {
         (self.skus.is_empty() || self.skus.contains(sku))
             && (self.nodes.is_empty() || self.nodes.contains(node_id))
@@ -105,19 +111,56 @@ pub struct Why {
     pub shipped: bool,
 }
 
-/// One journaled change of watched positions.
+/// One journaled change of watched positions: a watcher's view of the change every watcher
+/// shares, so admitting it copies nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AvailabilityChange {
-    pub why: Why,
-    pub positions: Vec<Figures>,
-    pub network_changed: bool,
+    change: Arc<Change>,
+    /// The indexes in the change of the positions the watcher is shown; `None`: every one.
+    admitted: Option<Vec<usize>>,
 }
 
-/// One journaled change of reservations, each as the change left it.
+impl AvailabilityChange {
+    pub fn why(&self) -> &Why {
+        &self.change.why
+    }
+
+    /// The watched positions' figures, in the order the record first changed them.
+    pub fn positions(&self) -> impl ExactSizeIterator<Item = &Figures> {
+        let all = &self.change.positions;
+        let count = self.admitted.as_ref().map_or(all.len(), Vec::len);
+        (0..count).map(move |k| match &self.admitted {
+            Some(admitted) => &all[admitted[k]],
+            None => &all[k],
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.admitted
+            .as_ref()
+            .map_or(self.change.positions.is_empty(), Vec::is_empty)
+    }
+
+    pub fn network_changed(&self) -> bool {
+        self.change.network_changed
+    }
+}
+
+/// One journaled change of reservations, each as the change left it: a view of the shared
+/// change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderChange {
-    pub why: Why,
-    pub reservations: Vec<Reservation>,
+    change: Arc<Change>,
+}
+
+impl OrderChange {
+    pub fn why(&self) -> &Why {
+        &self.change.why
+    }
+
+    pub fn reservations(&self) -> &[Reservation] {
+        &self.change.reservations
+    }
 }
 
 fn why(record: &StoredRecord<'_>) -> Why {
@@ -144,7 +187,7 @@ pub struct Change {
 }
 
 /// Decodes a journal record into the change watchers see; figures are as of the record's time.
-pub fn decode(engine: &Engine, bytes: &[u8]) -> Result<Change> {
+pub fn decode(engine: &Engine, bytes: &[u8]) -> Result<Arc<Change>> {
     let mut record = StoredRecord::decode(bytes).map_err(damaged)?;
     let images = position_images(&mut record.effects).map_err(damaged)?;
     let network = engine.network();
@@ -171,21 +214,25 @@ pub fn decode(engine: &Engine, bytes: &[u8]) -> Result<Change> {
             None => positions.push(figures),
         }
     }
-    Ok(Change {
+    Ok(Arc::new(Change {
         why,
         positions,
         network_changed: record.network.is_some(),
         reservations: record.reservations,
-    })
+    }))
 }
 
 impl Change {
     /// What an outbound sink of the positions `availability` watches (if any) and, when
     /// `orders`, of reservations is shown of this change; `None` when nothing.
-    pub fn sink(&self, availability: Option<&WatchFilter>, orders: bool) -> Option<Changes> {
+    pub fn sink(
+        self: &Arc<Self>,
+        availability: Option<&WatchFilter>,
+        orders: bool,
+    ) -> Option<Changes> {
         let availability = availability
             .and_then(|filter| self.availability(filter))
-            .filter(|change| !change.positions.is_empty());
+            .filter(|change| !change.is_empty());
         let orders = if orders { self.orders() } else { None };
         (availability.is_some() || orders.is_some()).then_some(Changes {
             availability,
@@ -194,25 +241,24 @@ impl Change {
     }
 
     /// The change to positions `filter` watches, if any (every network change).
-    pub fn availability(&self, filter: &WatchFilter) -> Option<AvailabilityChange> {
-        let positions: Vec<Figures> = self
-            .positions
-            .iter()
-            .filter(|f| filter.admits(&f.sku, &f.node_id))
-            .cloned()
-            .collect();
-        (self.network_changed || !positions.is_empty()).then(|| AvailabilityChange {
-            why: self.why.clone(),
-            positions,
-            network_changed: self.network_changed,
-        })
+    pub fn availability(self: &Arc<Self>, filter: &WatchFilter) -> Option<AvailabilityChange> {
+        let admitted = (!filter.admits_all()).then(|| {
+            (self.positions.iter().enumerate())
+                .filter(|(_, f)| filter.admits(&f.sku, &f.node_id))
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        });
+        let change = AvailabilityChange {
+            change: self.clone(),
+            admitted,
+        };
+        (self.network_changed || !change.is_empty()).then_some(change)
     }
 
     /// The change to reservations, if any.
-    pub fn orders(&self) -> Option<OrderChange> {
+    pub fn orders(self: &Arc<Self>) -> Option<OrderChange> {
         (!self.reservations.is_empty()).then(|| OrderChange {
-            why: self.why.clone(),
-            reservations: self.reservations.clone(),
+            change: self.clone(),
         })
     }
 }
@@ -253,4 +299,79 @@ impl OrderEventKind {
 fn damaged(error: crate::codec::CodecError) -> Error {
     tracing::warn!(%error, "a journal record a watcher read does not decode");
     Error::Unavailable(format!("a journal record does not decode: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(sku: &str, node_id: &str, atp: i64) -> Figures {
+        Figures {
+            sku: sku.into(),
+            node_id: node_id.into(),
+            atp,
+            safety_stock: 0,
+            totals: Totals::default(),
+        }
+    }
+
+    fn change(network_changed: bool) -> Arc<Change> {
+        Arc::new(Change {
+            why: Why::default(),
+            positions: vec![
+                figures("SKU-A", "DC-1", 1),
+                figures("SKU-B", "DC-1", 2),
+                figures("SKU-A", "DC-2", 3),
+            ],
+            network_changed,
+            reservations: Vec::new(),
+        })
+    }
+
+    fn filter(skus: &[&str], nodes: &[&str]) -> WatchFilter {
+        WatchFilter {
+            skus: skus.iter().map(|s| (*s).to_owned()).collect(),
+            nodes: nodes.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn atps(change: &AvailabilityChange) -> Vec<i64> {
+        change.positions().map(|f| f.atp).collect()
+    }
+
+    #[test]
+    fn a_watcher_is_shown_the_positions_its_filter_admits_in_the_records_order() {
+        let shared = change(false);
+        let every = shared.availability(&WatchFilter::default()).expect("all");
+        assert_eq!(atps(&every), [1, 2, 3]);
+        let sku_a = shared
+            .availability(&filter(&["SKU-A"], &[]))
+            .expect("SKU-A");
+        assert_eq!(atps(&sku_a), [1, 3]);
+        let dc_1 = shared.availability(&filter(&[], &["DC-1"])).expect("DC-1");
+        assert_eq!(atps(&dc_1), [1, 2]);
+        let one = shared.availability(&filter(&["SKU-A"], &["DC-2"]));
+        assert_eq!(one.as_ref().map(atps), Some(vec![3]));
+        assert_eq!(shared.availability(&filter(&["SKU-C"], &[])), None);
+        assert_eq!(
+            Arc::strong_count(&shared),
+            5,
+            "every view shares the one change"
+        );
+    }
+
+    #[test]
+    fn a_network_change_reaches_every_watcher_and_a_sink_only_with_positions() {
+        let shared = change(true);
+        let none = shared
+            .availability(&filter(&["SKU-C"], &[]))
+            .expect("shown");
+        assert!(none.network_changed() && none.is_empty());
+        assert_eq!(shared.sink(Some(&filter(&["SKU-C"], &[])), false), None);
+        let sink = shared
+            .sink(Some(&filter(&["SKU-B"], &[])), true)
+            .expect("sink");
+        assert_eq!(sink.availability.as_ref().map(atps), Some(vec![2]));
+        assert_eq!(sink.orders, None, "no reservation changed");
+    }
 }

@@ -27,19 +27,18 @@ fn kind(why: &Why) -> pb::ChangeKind {
     }
 }
 
-fn cause(why: Why) -> pb::ChangeCause {
-    let kind = kind(&why);
-    let (source_id, seq) = why.source_seq.unwrap_or_default();
+fn cause(why: &Why) -> pb::ChangeCause {
+    let (source_id, seq) = why.source_seq.clone().unwrap_or_default();
     pb::ChangeCause {
-        kind: kind.into(),
+        kind: kind(why).into(),
         at: Some(timestamp(why.cause.at_ms)),
-        action: why.cause.action,
-        actor: why.cause.actor,
-        request_id: why.cause.request_id,
+        action: why.cause.action.clone(),
+        actor: why.cause.actor.clone(),
+        request_id: why.cause.request_id.clone(),
         source_id,
         seq,
-        reservation_ids: why.reservation_ids,
-        order_ids: why.order_ids,
+        reservation_ids: why.reservation_ids.clone(),
+        order_ids: why.order_ids.clone(),
     }
 }
 
@@ -51,11 +50,11 @@ fn event_id(token: EntryId, what: &str, id: &str) -> String {
 }
 
 /// A position's figures after the change at `token`, with the id of its event.
-fn position(token: EntryId, f: Figures) -> pb::WatchedPosition {
+fn position(token: EntryId, f: &Figures) -> pb::WatchedPosition {
     pb::WatchedPosition {
         event_id: event_id(token, "position", &format!("{}@{}", f.sku, f.node_id)),
-        sku: f.sku,
-        node_id: f.node_id,
+        sku: f.sku.clone(),
+        node_id: f.node_id.clone(),
         atp: f.atp,
         on_hand: f.totals.on_hand,
         reserved: f.totals.reserved,
@@ -68,13 +67,9 @@ fn position(token: EntryId, f: Figures) -> pb::WatchedPosition {
 pub fn availability_change(token: EntryId, change: AvailabilityChange) -> pb::AvailabilityChange {
     pb::AvailabilityChange {
         token: token.to_string(),
-        cause: Some(cause(change.why)),
-        positions: change
-            .positions
-            .into_iter()
-            .map(|f| position(token, f))
-            .collect(),
-        network_changed: change.network_changed,
+        cause: Some(cause(change.why())),
+        positions: change.positions().map(|f| position(token, f)).collect(),
+        network_changed: change.network_changed(),
         crossings: Vec::new(),
     }
 }
@@ -97,12 +92,12 @@ pub fn band_change(token: BandToken, change: BandChange) -> pb::AvailabilityChan
             from: band(c.from).into(),
             to: band(Some(c.to)).into(),
             back_in_stock: c.back_in_stock(),
-            position: Some(position(token.last, c.figures)),
+            position: Some(position(token.last, &c.figures)),
         })
         .collect();
     pb::AvailabilityChange {
         token: token.to_string(),
-        cause: Some(cause(change.why)),
+        cause: Some(cause(&change.why)),
         positions: Vec::new(),
         network_changed: false,
         crossings,
@@ -121,10 +116,10 @@ pub fn order_change(
     network: &Arc<Network>,
 ) -> pb::OrderChange {
     let events = change
-        .reservations
-        .into_iter()
+        .reservations()
+        .iter()
         .map(|r| {
-            let kind = match OrderEventKind::of(&change.why, &r) {
+            let kind = match OrderEventKind::of(change.why(), r) {
                 OrderEventKind::Held => pb::OrderEventKind::Held,
                 OrderEventKind::Updated => pb::OrderEventKind::Updated,
                 OrderEventKind::Released => pb::OrderEventKind::Released,
@@ -135,7 +130,7 @@ pub fn order_change(
             let version = r.version;
             let event_id = event_id(token, "reservation", &r.id);
             let held = Held {
-                reservation: r,
+                reservation: r.clone(),
                 network: network.clone(),
             };
             pb::OrderEvent {
@@ -148,7 +143,7 @@ pub fn order_change(
         .collect();
     pb::OrderChange {
         token: token.to_string(),
-        cause: Some(cause(change.why)),
+        cause: Some(cause(change.why())),
         events,
     }
 }
