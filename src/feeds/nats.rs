@@ -14,7 +14,8 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{self, Context};
-use async_nats::HeaderMap;
+use async_nats::{Event, HeaderMap};
+use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,9 +44,17 @@ const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// Connects to NATS (reconnecting whenever the connection drops) and reads every feed of
 /// `config` until `stop`.
 pub async fn run(app: App, config: FeedsConfig, max_message_bytes: usize, stop: CancellationToken) {
+    let (dropped, drops) = watch::channel(0_u64);
     let connected = async {
         let servers = config.nats_servers()?;
-        let options = async_nats::ConnectOptions::new().retry_on_initial_connect();
+        let options = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .event_callback(move |event| {
+                if matches!(event, Event::Disconnected) {
+                    dropped.send_modify(|drops| *drops += 1);
+                }
+                async {}
+            });
         anyhow::Ok(options.connect(servers).await?)
     };
     let client = tokio::select! {
@@ -70,7 +79,12 @@ pub async fn run(app: App, config: FeedsConfig, max_message_bytes: usize, stop: 
             subject = %feed.subject,
             "reading a broker feed"
         );
-        let feed = Feed::new(app.clone(), jetstream.clone(), feed, max_message_bytes);
+        let feed = Feed {
+            intake: Intake::new(app.clone(), &feed.source, max_message_bytes),
+            jetstream: jetstream.clone(),
+            config: feed,
+            drops: drops.clone(),
+        };
         feeds.spawn(feed.run(stop.clone()));
     }
     feeds.close();
@@ -78,24 +92,18 @@ pub async fn run(app: App, config: FeedsConfig, max_message_bytes: usize, stop: 
 }
 
 /// One source's feed: its consumer, and the service its batches go to.
-pub struct Feed {
+struct Feed {
     intake: Intake,
     jetstream: Context,
     config: FeedConfig,
+    /// Counts the client's lost connections.
+    drops: watch::Receiver<u64>,
 }
 
 impl Feed {
-    pub fn new(app: App, jetstream: Context, config: FeedConfig, max_message_bytes: usize) -> Self {
-        Self {
-            intake: Intake::new(app, &config.source, max_message_bytes),
-            jetstream,
-            config,
-        }
-    }
-
     /// Reads until `stop`. A failure of the broker or of the store pauses the feed for its
     /// retry delay; it then reads again from the recorded position.
-    pub async fn run(self, stop: CancellationToken) {
+    async fn run(self, stop: CancellationToken) {
         let retry = Duration::from_millis(self.config.retry_delay_ms);
         loop {
             let Err(failed) = tokio::select! {
@@ -108,8 +116,12 @@ impl Feed {
         }
     }
 
-    /// Makes the consumer and handles its messages in order, until one cannot be handled now.
+    /// Makes the consumer and handles its messages in order, until one cannot be handled now
+    /// or the connection drops: deliveries in flight are lost with it, and the server would
+    /// offer them again only after their ack wait, so the read starts again from the position.
     async fn consume(&self) -> anyhow::Result<Infallible> {
+        let mut drops = self.drops.clone();
+        drops.mark_unchanged();
         let consumer = self.consumer().await?;
         let mut messages = consumer
             .stream()
@@ -120,12 +132,21 @@ impl Feed {
             .await
             .context("pulling messages")?;
         let mut deliveries = Deliveries::default();
-        while let Some(message) = messages.next().await {
+        loop {
+            let message = tokio::select! {
+                biased;
+                _ = drops.changed() => {
+                    return Err(anyhow!("the connection to NATS dropped with deliveries in flight"));
+                }
+                message = messages.next() => message,
+            };
+            let Some(message) = message else {
+                return Err(anyhow!("the consumer's messages ended"));
+            };
             let message = message.context("reading a message")?;
             deliveries.check(&message)?;
             self.handle(message).await?;
         }
-        Err(anyhow!("the consumer's messages ended"))
     }
 
     /// The durable consumer, made afresh to deliver from the first message not yet handled:
