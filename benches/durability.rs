@@ -55,9 +55,11 @@ use rand::{Rng, SeedableRng};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
+use common::on_hand_adjust;
 use durability_support::{
-    add_bench_feeds, fmt_count, fmt_duration, fmt_mib, load_demo_network, load_positions,
-    on_hand_set, open_store, sku, Feed, Latency, Persistence, RedisServer, MAX_BATCH,
+    add_bench_feeds, check_applied, fmt_count, fmt_duration, fmt_mib, load_demo_network,
+    load_positions, on_hand_set, open_store, sku, Feed, Latency, Persistence, RedisServer,
+    MAX_BATCH,
 };
 
 /// Nodes of the demo network: every SKU loaded gets on-hand at each.
@@ -728,6 +730,7 @@ async fn query_during_snapshot(
     }));
 
     let mut figures = vec![cpu];
+    let journal_feed = add_bench_feeds(&engine, &durability, 1).await?.remove(0);
     for (label, caller, on) in [
         (
             "GetAvailability over gRPC",
@@ -742,6 +745,11 @@ async fn query_during_snapshot(
         (
             "in-process `Engine::availability`",
             Caller::Engine(engine.clone()),
+            SnapshotsOn::ServerRuntime,
+        ),
+        (
+            "durable supply batches of one update, each awaiting its journal commit",
+            Caller::Journal(durability.clone(), journal_feed),
             SnapshotsOn::ServerRuntime,
         ),
     ] {
@@ -765,7 +773,7 @@ async fn query_during_snapshot(
         );
         let ratio = during.p99.as_secs_f64() / idle.p99.as_secs_f64();
         figures.push(format!(
-            "availability of 1 SKU at all {NODES} nodes ({} positions), snapshots copying at {percent} % of a core, {label}: idle p50 {} p99 {} max {} ({} calls); during a snapshot ({} of {} each) p50 {} p99 {} max {} ({} calls); p99 ratio {ratio:.2}, target <= {QUERY_RATIO_TARGET}: {}",
+            "{label} ({} positions; queries ask 1 SKU at all {NODES} nodes), snapshots copying at {percent} % of a core: idle p50 {} p99 {} max {} ({} calls); during a snapshot ({} of {} each) p50 {} p99 {} max {} ({} calls); p99 ratio {ratio:.2}, target <= {QUERY_RATIO_TARGET}: {}",
             load.updates,
             fmt_duration(idle.p50),
             fmt_duration(idle.p99),
@@ -897,12 +905,15 @@ enum Caller {
     Grpc(SocketAddr),
     /// The engine directly, without gRPC.
     Engine(Engine),
+    /// Durable supply batches of one adjustment, from a feed of their own: each call waits
+    /// for its journal commit, which a snapshot's writes to Redis can hold up.
+    Journal(App, Feed),
 }
 
 impl Caller {
-    /// Sequential calls for `phase`, each for one random SKU at every node, from a thread of
-    /// their own (with a runtime of its own for gRPC, as a separate client process would
-    /// have), after a warm-up; the latency of each call.
+    /// Sequential calls for `phase` (each for one random SKU at every node, or one durable
+    /// batch) from a thread of their own, with a runtime of its own as a separate client
+    /// process would have, after a warm-up; the latency of each call.
     async fn measure(
         self,
         skus: usize,
@@ -911,40 +922,66 @@ impl Caller {
         tokio::task::spawn_blocking(move || {
             let mut rng = SmallRng::seed_from_u64(42);
             let mut random_sku = move || sku(rng.random_range(0..skus));
-            match self {
-                Caller::Grpc(addr) => grpc_calls(addr, &mut random_sku, phase),
-                Caller::Engine(engine) => {
-                    let mut call = || -> anyhow::Result<()> {
-                        let query = AvailabilityQuery {
-                            skus: vec![random_sku()],
-                            ..AvailabilityQuery::default()
-                        };
-                        let answer = engine.availability(&query)?;
-                        check_answer(
-                            answer.items.len(),
-                            answer.items.first().map_or(0, |i| i.nodes.len()),
-                        )?;
-                        black_box(answer);
-                        Ok(())
-                    };
-                    let warm_until = Instant::now() + WARM_UP;
-                    while Instant::now() < warm_until {
-                        call()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("a client runtime")?;
+            runtime.block_on(async move {
+                match self {
+                    Caller::Grpc(addr) => grpc_calls(addr, &mut random_sku, phase).await,
+                    Caller::Engine(engine) => {
+                        timed_calls(phase, || {
+                            let query = AvailabilityQuery {
+                                skus: vec![random_sku()],
+                                ..AvailabilityQuery::default()
+                            };
+                            let answered = engine.availability(&query).map(|answer| {
+                                let item = answer.items.first();
+                                check_answer(answer.items.len(), item.map_or(0, |i| i.nodes.len()))
+                            });
+                            async move { answered? }
+                        })
+                        .await
                     }
-                    let end = Instant::now() + phase;
-                    let mut sample = Vec::with_capacity(1_000_000);
-                    while Instant::now() < end {
-                        let started = Instant::now();
-                        call()?;
-                        sample.push((started, started.elapsed()));
+                    Caller::Journal(app, mut feed) => {
+                        timed_calls(phase, || {
+                            let update = on_hand_adjust(random_sku(), "DC-EDISON-NJ".into(), 1);
+                            let batch = feed.next_batch(vec![update]);
+                            let app = app.clone();
+                            async move {
+                                let system = promised::app::Caller::system("bench");
+                                let outcome = app.apply_batch(&system, &batch).await?;
+                                check_applied(&batch, outcome.applied, outcome.duplicate)
+                            }
+                        })
+                        .await
                     }
-                    Ok(sample)
                 }
-            }
+            })
         })
         .await
         .context("the calling thread failed")?
     }
+}
+
+/// Sequential calls of `call` for `phase` after a warm-up: when each started, and how long
+/// it took.
+async fn timed_calls<F: std::future::Future<Output = anyhow::Result<()>>>(
+    phase: Duration,
+    mut call: impl FnMut() -> F,
+) -> anyhow::Result<Vec<(Instant, Duration)>> {
+    let warm_until = Instant::now() + WARM_UP;
+    while Instant::now() < warm_until {
+        call().await?;
+    }
+    let end = Instant::now() + phase;
+    let mut sample = Vec::with_capacity(1_000_000);
+    while Instant::now() < end {
+        let started = Instant::now();
+        call().await?;
+        sample.push((started, started.elapsed()));
+    }
+    Ok(sample)
 }
 
 fn check_answer(items: usize, nodes: usize) -> anyhow::Result<()> {
@@ -955,41 +992,29 @@ fn check_answer(items: usize, nodes: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sequential `GetAvailability` calls for `phase` on a runtime of this thread's own.
-fn grpc_calls(
+/// Sequential `GetAvailability` calls for `phase`.
+async fn grpc_calls(
     addr: SocketAddr,
     random_sku: &mut impl FnMut() -> String,
     phase: Duration,
 ) -> anyhow::Result<Vec<(Instant, Duration)>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("a client runtime")?;
-    runtime.block_on(async move {
-        let channel = Channel::from_shared(format!("http://{addr}"))?
-            .connect()
-            .await
-            .context("connecting to the service")?;
-        let mut client = AvailabilityClient::new(channel);
-        let mut request = || pb::AvailabilityRequest {
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .context("connecting to the service")?;
+    let client = AvailabilityClient::new(channel);
+    timed_calls(phase, || {
+        let request = pb::AvailabilityRequest {
             skus: vec![random_sku()],
             ..pb::AvailabilityRequest::default()
         };
-        let warm_until = Instant::now() + WARM_UP;
-        while Instant::now() < warm_until {
-            client.get_availability(request()).await?;
-        }
-        let end = Instant::now() + phase;
-        let mut sample = Vec::with_capacity(100_000);
-        while Instant::now() < end {
-            let next = request();
-            let started = Instant::now();
-            let reply = client.get_availability(next).await?;
-            sample.push((started, started.elapsed()));
-            let items = reply.into_inner().items;
+        let mut client = client.clone();
+        async move {
+            let items = client.get_availability(request).await?.into_inner().items;
             check_answer(items.len(), items.first().map_or(0, |i| i.nodes.len()))?;
             black_box(items);
+            Ok(())
         }
-        Ok(sample)
     })
+    .await
 }

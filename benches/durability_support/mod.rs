@@ -274,6 +274,17 @@ impl Feed {
 
     /// Applies the next batch and waits until it is durable; errors unless every update
     /// was applied (a bench must measure real work, not duplicates, stale SETs or rejections).
+    /// The feed's next batch of `updates`.
+    pub fn next_batch(&mut self, updates: Vec<SupplyUpdate>) -> SupplyBatch {
+        self.seq += 1;
+        SupplyBatch {
+            source_id: self.source_id.clone(),
+            seq: self.seq,
+            updates,
+        }
+    }
+
+    /// Applies `batch` as the feed's next, through `app`, and checks it applied whole.
     pub async fn apply_durably(
         &mut self,
         app: &App,
@@ -287,7 +298,7 @@ impl Feed {
     }
 }
 
-fn check_applied(batch: &SupplyBatch, applied: u32, duplicate: bool) -> anyhow::Result<()> {
+pub fn check_applied(batch: &SupplyBatch, applied: u32, duplicate: bool) -> anyhow::Result<()> {
     ensure!(
         !duplicate && applied as usize == batch.updates.len(),
         "batch {} of {}: {applied} of {} updates applied (duplicate: {duplicate})",
