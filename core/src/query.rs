@@ -147,12 +147,28 @@ impl<'a, 'i> Scope<'a, 'i> {
         }
     }
 
-    /// The asked nodes' availability, given the SKU's positions and their ATP.
+    /// The asked nodes' availability, given the SKU's positions and their ATP. Positions are
+    /// in node order, so a node asked after every node before it (all of them, when every
+    /// node is asked, the usual question) is found by walking on from the last one found;
+    /// only a node asked out of order is searched for.
     fn nodes_of(&self, positions: &[Position], atp: &[Qty]) -> Vec<NodeAvailability> {
+        // The positions before `next` are of nodes up to the highest asked so far.
+        let mut next = 0;
+        let mut highest: Option<NodeIdx> = None;
         self.nodes
             .iter()
             .map(|&node| {
-                let at = positions.binary_search_by_key(&node, Position::node).ok();
+                let at = if highest.is_none_or(|highest| node > highest) {
+                    highest = Some(node);
+                    while positions.get(next).is_some_and(|p| p.node() < node) {
+                        next += 1;
+                    }
+                    let found = positions.get(next).is_some_and(|p| p.node() == node);
+                    next += usize::from(found);
+                    found.then(|| next - 1)
+                } else {
+                    positions.binary_search_by_key(&node, Position::node).ok()
+                };
                 self.node_availability(node, at.map(|i| (&positions[i], atp[i])))
             })
             .collect()
@@ -407,6 +423,36 @@ mod tests {
             panic!("totals only with nodes named must be rejected");
         };
         assert_eq!(violations[0].field, "totals_only");
+    }
+
+    #[test]
+    fn nodes_asked_in_any_order_answer_their_own_positions() {
+        let engine = engine(&["A", "B", "C", "D", "E"]);
+        stock(&engine, 1, "SKU", &[("B", 2), ("D", 4), ("E", 5)]);
+        for order in [
+            &["A", "B", "C", "D", "E"][..],
+            &["E", "D", "C", "B", "A"],
+            &["D", "B", "E", "A", "C"],
+            &["C", "E", "B"],
+            &["B", "B", "A", "D"],
+        ] {
+            let query = AvailabilityQuery {
+                node_ids: order.iter().map(|n| (*n).to_owned()).collect(),
+                ..ask(&["SKU"], None)
+            };
+            let answer = engine.availability(&query).expect("answers");
+            let on_hand: Vec<Qty> = answer.items[0].nodes.iter().map(|n| n.on_hand).collect();
+            let expected: Vec<Qty> = order
+                .iter()
+                .map(|n| match *n {
+                    "B" => 2,
+                    "D" => 4,
+                    "E" => 5,
+                    _ => 0,
+                })
+                .collect();
+            assert_eq!(on_hand, expected, "asked in the order {order:?}");
+        }
     }
 
     #[test]
