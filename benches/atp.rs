@@ -207,8 +207,8 @@ fn availability(c: &mut Criterion) {
     }
     // One fixed cost of every query above: "today" in each of the network's time zones.
     let network = engine.network();
-    group.bench_function("part_today_per_node", |b| {
-        b.iter(|| network.today_per_node(black_box(NOW_MS)))
+    group.bench_function("part_today_per_zone", |b| {
+        b.iter(|| network.today_per_zone(black_box(NOW_MS)))
     });
     group.finish();
     explain(c, &engine);

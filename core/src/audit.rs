@@ -117,7 +117,7 @@ impl Engine {
         // take but a falling on-hand may).
         let mut visit = |position: &crate::index::Position| {
             report.positions += 1;
-            let today = view.day[position.node() as usize];
+            let today = view.day(position.node());
             let committed = !position.demand().is_empty();
             if committed && position.lowest_net(today, 0, &self.config().atp) < 0 {
                 report.oversold += 1;

@@ -251,7 +251,7 @@ fn explain_node(
 ) -> NodeExplanation {
     let nothing = Position::new(node);
     let position = position.unwrap_or(&nothing);
-    let day = view.day[node as usize];
+    let day = view.day(node);
     let lowest = view.lowest_on(position, day);
     let counted = |due: Day| lowest.is_some_and(|(low, _)| due <= low);
     let policy = view.policy();

@@ -13,8 +13,9 @@ pub struct AtpView<'a, 'i> {
     pub network: &'a Network,
     /// The instant the view is of: which feeds are stale, and each node's today.
     pub now_ms: UnixMillis,
-    /// The day ATP is answered for, per node: today there, or a later date asked for.
-    pub day: Vec<Day>,
+    /// The day ATP is answered for in each time zone of the network: today there, or a later
+    /// date asked for (per zone, not per node: a query makes no vector of the nodes).
+    zone_day: Vec<Day>,
     degraded: Degraded,
     policy: AtpPolicy,
     stale: StalePolicy,
@@ -40,7 +41,7 @@ impl<'a, 'i> AtpView<'a, 'i> {
     pub fn new(engine: &'i Engine, network: &'a Network, date: Option<Day>) -> Self {
         let mut view = Self::at(engine, network, engine.now_ms());
         if let Some(date) = date {
-            view.day
+            view.zone_day
                 .iter_mut()
                 .for_each(|today| *today = (*today).max(date));
         }
@@ -52,7 +53,7 @@ impl<'a, 'i> AtpView<'a, 'i> {
         Self {
             network,
             now_ms,
-            day: network.today_per_node(now_ms),
+            zone_day: network.today_per_zone(now_ms),
             degraded: network.degraded(now_ms),
             policy: engine.config().atp,
             stale: engine.config().stale,
@@ -74,9 +75,14 @@ impl<'a, 'i> AtpView<'a, 'i> {
         self.degraded.contains(node)
     }
 
+    /// The day ATP is answered for at `node`: today there, or the later date asked for.
+    pub fn day(&self, node: NodeIdx) -> Day {
+        self.zone_day[self.network.zone_of(node)]
+    }
+
     /// The earliest "today" of any node: the default day of pooled holds.
     pub fn first_day(&self) -> Day {
-        self.day.iter().copied().min().unwrap_or(Day(0))
+        self.zone_day.iter().copied().min().unwrap_or(Day(0))
     }
 
     /// Safety stock of a position before any stale-feed buffer.
@@ -130,7 +136,7 @@ impl<'a, 'i> AtpView<'a, 'i> {
     /// it is reached, as [`Position::lowest`]; `None` if the node is excluded.
     pub fn lowest_on(&self, position: &Position, day: Day) -> Option<(Day, Qty)> {
         let node = position.node();
-        let day = day.max(self.day[node as usize]);
+        let day = day.max(self.day(node));
         let safety = self.safety(node, Some(position))?;
         Some(position.lowest(day, safety, &self.policy))
     }
@@ -139,14 +145,14 @@ impl<'a, 'i> AtpView<'a, 'i> {
     pub fn profile(&self, position: &Position) -> Option<Vec<(Day, Qty)>> {
         let node = position.node();
         let safety = self.safety(node, Some(position))?;
-        Some(position.atp_profile(self.day[node as usize], safety, &self.policy))
+        Some(position.atp_profile(self.day(node), safety, &self.policy))
     }
 
     /// First day with at least `quantity` available at the position.
     pub fn earliest(&self, position: &Position, quantity: Qty) -> Option<Day> {
         let node = position.node();
         let safety = self.safety(node, Some(position))?;
-        position.earliest(self.day[node as usize], quantity, safety, &self.policy)
+        position.earliest(self.day(node), quantity, safety, &self.policy)
     }
 
     pub fn in_pool(&self, pool: Pool, node: NodeIdx) -> bool {

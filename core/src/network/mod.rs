@@ -230,17 +230,17 @@ impl Network {
         owners.map(|&s| &self.sources[s])
     }
 
-    /// Today at every node, in its own time zone.
-    pub fn today_per_node(&self, now_ms: UnixMillis) -> Vec<Day> {
-        let zone_today: Vec<Day> = self
-            .zones
+    /// Today in each of the network's time zones, indexed as [`Network::zone_of`] answers.
+    pub fn today_per_zone(&self, now_ms: UnixMillis) -> Vec<Day> {
+        self.zones
             .iter()
             .map(|zone| today_in(*zone, now_ms))
-            .collect();
-        self.node_zone
-            .iter()
-            .map(|&z| zone_today[z as usize])
             .collect()
+    }
+
+    /// The index of the node's time zone among the network's.
+    pub fn zone_of(&self, node: NodeIdx) -> usize {
+        usize::from(self.node_zone[node as usize])
     }
 
     /// The nodes degraded at `now_ms`. Cheap when no source is stale, the usual case.

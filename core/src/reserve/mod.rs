@@ -466,7 +466,7 @@ fn resolve_line(
         return None;
     };
     let today = match scope {
-        Scope::Node(node) => view.day[node as usize],
+        Scope::Node(node) => view.day(node),
         Scope::Pool(_) => view.first_day(),
     };
     Some(Line {

@@ -106,7 +106,9 @@ impl Engine {
                         let whole = view.earliest(position, *quantity + gone);
                         // All of it on the node's first day: no part comes any earlier.
                         supply[node] = match whole {
-                            Some(day) if !split || day <= view.day[node] => vec![(day, *quantity)],
+                            Some(day) if !split || day <= view.day(position.node()) => {
+                                vec![(day, *quantity)]
+                            }
                             _ => partial(view.profile(position), gone, *quantity),
                         };
                     }
