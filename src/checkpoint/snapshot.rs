@@ -10,6 +10,7 @@
 //! share of one core: on a small machine an unpaced copy holds a whole core for its length,
 //! and calls wait for a core.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -26,6 +27,8 @@ use crate::reservation::{Layout, Reservation};
 /// appends each to its log before it answers the next, answers journal writes between chunks
 /// within a fraction of a millisecond.
 const CHUNK_BYTES: usize = 256 * 1024;
+/// Chunk reads in flight while a generation loads: the next chunks arrive while one decodes.
+const READ_AHEAD: usize = 8;
 /// How often a snapshot checks whether the batches it counts are durable yet.
 const DURABLE_POLL: Duration = Duration::from_millis(2);
 /// Copy work between two pauses of a paced copy: short, so that a call that finds both cores
@@ -70,6 +73,9 @@ pub enum LoadError {
     Unsupported { found: u16 },
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// A chunk's read did not finish (its task was cancelled with the runtime).
+    #[error("reading a snapshot chunk stopped: {0}")]
+    Stopped(String),
 }
 
 impl From<ManifestError> for LoadError {
@@ -416,36 +422,69 @@ pub async fn load(
     }))
 }
 
+/// Reads `chunks` (keys and sums) in order, [`READ_AHEAD`] at a time in flight, and hands each
+/// to `take` with its number once its checksum holds.
+async fn each_chunk(
+    conn: &ConnectionManager,
+    chunks: impl Iterator<Item = (String, (u32, u32))>,
+    mut take: impl FnMut(usize, &[u8]) -> Result<(), LoadError>,
+) -> Result<(), LoadError> {
+    let mut chunks = chunks.fuse();
+    let mut ahead = VecDeque::with_capacity(READ_AHEAD);
+    for i in 0.. {
+        while ahead.len() < READ_AHEAD {
+            let Some((key, sum)) = chunks.next() else {
+                break;
+            };
+            let mut conn = conn.clone();
+            ahead.push_back(tokio::spawn(
+                async move { chunk(&mut conn, key, sum).await },
+            ));
+        }
+        let Some(read) = ahead.pop_front() else {
+            break;
+        };
+        let data = read
+            .await
+            .map_err(|e| LoadError::Stopped(e.to_string()))??;
+        take(i, &data)?;
+    }
+    Ok(())
+}
+
 /// Restores the generation's position chunks into `index`, checking each chunk first.
 async fn restore_positions(
-    conn: &mut ConnectionManager,
+    conn: &ConnectionManager,
     keys: &Keys,
     manifest: &Manifest,
     index: &Index,
 ) -> Result<(), LoadError> {
-    for (i, &sum) in manifest.chunks.iter().enumerate() {
-        let data = chunk(conn, keys.chunk(manifest.generation, i), sum).await?;
-        let mut r = Reader::new(&data);
+    let chunks = (manifest.chunks.iter().enumerate())
+        .map(|(i, &sum)| (keys.chunk(manifest.generation, i), sum));
+    each_chunk(conn, chunks, |i, data| {
+        let mut r = Reader::new(data);
         while !r.is_empty() {
             index
                 .restore_shard(&mut r)
                 .map_err(|e| LoadError::Corrupt(format!("chunk {i}: {e}")))?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// Decodes the generation's reservation chunks, checking each chunk first.
 async fn read_reservations(
-    conn: &mut ConnectionManager,
+    conn: &ConnectionManager,
     keys: &Keys,
     manifest: &Manifest,
     layout: Layout,
 ) -> Result<Vec<Reservation>, LoadError> {
     let mut reservations = Vec::new();
-    for (i, &sum) in manifest.reservation_chunks.iter().enumerate() {
-        let data = chunk(conn, keys.reservation_chunk(manifest.generation, i), sum).await?;
-        let mut r = Reader::new(&data);
+    let chunks = (manifest.reservation_chunks.iter().enumerate())
+        .map(|(i, &sum)| (keys.reservation_chunk(manifest.generation, i), sum));
+    each_chunk(conn, chunks, |i, data| {
+        let mut r = Reader::new(data);
         let corrupt =
             |e: crate::codec::CodecError| LoadError::Corrupt(format!("reservation chunk {i}: {e}"));
         while !r.is_empty() {
@@ -453,7 +492,9 @@ async fn read_reservations(
                 reservations.push(Reservation::decode_layout(&mut r, layout).map_err(corrupt)?);
             }
         }
-    }
+        Ok(())
+    })
+    .await?;
     Ok(reservations)
 }
 

@@ -364,6 +364,57 @@ async fn a_damaged_generation_is_passed_over_for_the_previous_complete_one() {
 }
 
 #[tokio::test]
+async fn a_generation_of_many_chunks_reads_back_in_order_and_a_damaged_last_chunk_is_caught() {
+    let redis = RedisServer::start();
+    let mut app = spawn_app_with(durable(&redis, "chunks")).await;
+    let store = store_of(&app);
+    let skus: Vec<String> = (0..120_000).map(|i| format!("SKU-{i:06}")).collect();
+    for (seq, part) in (1..).zip(skus.chunks(10_000)) {
+        let updates = part
+            .iter()
+            .enumerate()
+            .map(|(i, sku)| {
+                set_on_hand(
+                    sku,
+                    "DC-EAST",
+                    1 + (seq * 7 + i as u64) as i64 % 97,
+                    START_MS,
+                )
+            })
+            .collect();
+        app.apply("WMS-EAST", seq, updates).await;
+    }
+    let older = store.snapshot_once().await.expect("snapshot");
+    let newer = store.snapshot_once().await.expect("snapshot");
+    let keys = Keys::new("chunks");
+    let mut conn = redis.client().get_connection().expect("redis");
+    let chunks = (0..)
+        .take_while(|&i| {
+            conn.exists::<_, bool>(keys.chunk(newer.generation, i))
+                .expect("exists")
+        })
+        .count();
+    assert!(chunks > 8, "more chunks than are read ahead: {chunks}");
+    let sample: Vec<String> = skus.iter().step_by(997).cloned().collect();
+    let whole = recover(&redis, "chunks").await.expect("recovers");
+    assert_eq!(whole.status().recovery.generation, Some(newer.generation));
+    assert_same_state(&app.engine, whole.engine(), &sample);
+
+    let () = conn
+        .set(
+            keys.chunk(newer.generation, chunks - 1),
+            b"not a chunk".to_vec(),
+        )
+        .expect("damage the last chunk");
+    let fallback = recover(&redis, "chunks").await.expect("recovers");
+    assert_eq!(
+        fallback.status().recovery.generation,
+        Some(older.generation)
+    );
+    assert_same_state(&app.engine, fallback.engine(), &sample);
+}
+
+#[tokio::test]
 async fn a_snapshot_in_an_unknown_format_version_is_refused_with_a_clear_error() {
     let redis = RedisServer::start();
     let old = Manifest {
