@@ -76,8 +76,9 @@ impl Engine {
     }
 }
 
-/// A node's ATP step function: (day, ATP from that day on).
-type Profile = (NodeIdx, Vec<(Day, Qty)>);
+/// A position's node and its ATP step function, (day, ATP from that day on); `None` where the
+/// node is excluded.
+type Profile = (NodeIdx, Option<Vec<(Day, Qty)>>);
 
 /// A validated query, resolved against one network version at one instant.
 struct Scope<'a, 'i> {
@@ -125,8 +126,9 @@ impl<'a, 'i> Scope<'a, 'i> {
         let positions = entry.map_or(&[][..], SkuPositions::positions);
         let pools = entry.map_or(&[][..], SkuPositions::pools);
         let atp: Vec<Qty> = positions.iter().map(|p| self.view.atp(p)).collect();
-        let nodes = self.nodes_of(positions, &atp);
+        // Built once, for the nodes' earliest days and for the totals'.
         let profiles = self.quantity.map(|_| self.profiles(positions));
+        let nodes = self.nodes_of(positions, &atp, profiles.as_deref());
         let total = |pool: Pool| self.view.pool_atp(positions, pools, &atp, pool);
         let earliest = |pool: Pool| self.pool_earliest(profiles.as_deref(), pools, pool);
         let groups = self
@@ -151,7 +153,16 @@ impl<'a, 'i> Scope<'a, 'i> {
     /// in node order, so a node asked after every node before it (all of them, when every
     /// node is asked, the usual question) is found by walking on from the last one found;
     /// only a node asked out of order is searched for.
-    fn nodes_of(&self, positions: &[Position], atp: &[Qty]) -> Vec<NodeAvailability> {
+    fn nodes_of(
+        &self,
+        positions: &[Position],
+        atp: &[Qty],
+        profiles: Option<&[Profile]>,
+    ) -> Vec<NodeAvailability> {
+        let earliest = |i: usize| {
+            let (steps, quantity) = (profiles?[i].1.as_deref()?, self.quantity?);
+            first_reaching(steps, quantity)
+        };
         // The positions before `next` are of nodes up to the highest asked so far.
         let mut next = 0;
         let mut highest: Option<NodeIdx> = None;
@@ -169,7 +180,8 @@ impl<'a, 'i> Scope<'a, 'i> {
                 } else {
                     positions.binary_search_by_key(&node, Position::node).ok()
                 };
-                self.node_availability(node, at.map(|i| (&positions[i], atp[i])))
+                let found = at.map(|i| (&positions[i], atp[i]));
+                self.node_availability(node, found, at.and_then(earliest))
             })
             .collect()
     }
@@ -192,18 +204,16 @@ impl<'a, 'i> Scope<'a, 'i> {
         earliest_total(profiles, &member, quantity + held)
     }
 
+    /// A node's answer, from its position and ATP (if it has one) and its earliest day.
     fn node_availability(
         &self,
         node: NodeIdx,
         found: Option<(&Position, Qty)>,
+        earliest: Option<Day>,
     ) -> NodeAvailability {
         let position = found.map(|(p, _)| p);
         let safety = self.view.safety(node, position);
         let totals = position.map(Position::totals).unwrap_or_default();
-        let earliest = match (position, self.quantity) {
-            (Some(p), Some(q)) => self.view.earliest(p, q),
-            _ => None,
-        };
         NodeAvailability {
             node,
             atp: found.map_or(0, |(_, atp)| atp),
@@ -217,11 +227,11 @@ impl<'a, 'i> Scope<'a, 'i> {
         }
     }
 
-    /// ATP step functions of every position that is not excluded.
+    /// Every position's ATP step function.
     fn profiles(&self, positions: &[Position]) -> Vec<Profile> {
         positions
             .iter()
-            .filter_map(|p| Some((p.node(), self.view.profile(p)?)))
+            .map(|p| (p.node(), self.view.profile(p)))
             .collect()
     }
 }
@@ -235,7 +245,7 @@ fn earliest_total(
     let members: Vec<&[(Day, Qty)]> = profiles
         .iter()
         .filter(|(node, _)| member(*node))
-        .map(|(_, profile)| profile.as_slice())
+        .filter_map(|(_, profile)| profile.as_deref())
         .collect();
     let mut days: Vec<Day> = members.iter().flat_map(|p| p.iter().map(|s| s.0)).collect();
     days.sort_unstable();
@@ -244,6 +254,14 @@ fn earliest_total(
         let total: Qty = members.iter().map(|profile| atp_on(profile, day)).sum();
         total >= quantity
     })
+}
+
+/// The first day of a step function (ascending by day and by ATP) with at least `quantity`.
+fn first_reaching(steps: &[(Day, Qty)], quantity: Qty) -> Option<Day> {
+    steps
+        .iter()
+        .find(|&&(_, atp)| atp >= quantity)
+        .map(|&(day, _)| day)
 }
 
 /// ATP of a step function on `day`; before its first step a node answers its current ATP.
@@ -392,6 +410,27 @@ mod tests {
             .availability(&ask(&["SKU"], Some(16)))
             .expect("answers");
         assert_eq!(too_much.items[0].network_earliest, None);
+    }
+
+    #[test]
+    fn a_node_reaches_a_quantity_it_holds_exactly() {
+        let engine = engine(&["A", "B"]);
+        stock(&engine, 1, "SKU", &[("A", 10), ("B", 3)]);
+        let exact = engine
+            .availability(&ask(&["SKU"], Some(10)))
+            .expect("answers");
+        let item = &exact.items[0];
+        assert!(item.nodes[0].earliest.is_some(), "A holds exactly 10");
+        assert_eq!(item.nodes[0].earliest, item.network_earliest);
+        assert_eq!(item.nodes[1].earliest, None, "B holds 3");
+        let more = engine
+            .availability(&ask(&["SKU"], Some(11)))
+            .expect("answers");
+        assert_eq!(more.items[0].nodes[0].earliest, None);
+        assert!(
+            more.items[0].network_earliest.is_some(),
+            "A and B together hold 13"
+        );
     }
 
     #[test]

@@ -192,6 +192,11 @@ proptest! {
         prop_assert_eq!(position.atp(Day(day), history.safety, &policy), history.atp(day));
         let expected = (day..=HORIZON).find(|&d| history.atp(d) >= quantity).map(Day);
         prop_assert_eq!(position.earliest(Day(day), quantity, history.safety, &policy), expected);
+        // The query reads a node's earliest day off its step function, built once for the
+        // totals too: the first step with enough.
+        let steps = position.atp_profile(Day(day), history.safety, &policy);
+        let first = steps.iter().find(|step| step.1 >= quantity).map(|step| step.0);
+        prop_assert_eq!(first, expected);
     }
 
     #[test]
