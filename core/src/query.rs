@@ -149,10 +149,11 @@ impl<'a, 'i> Scope<'a, 'i> {
         }
     }
 
-    /// The asked nodes' availability, given the SKU's positions and their ATP. Positions are
-    /// in node order, so a node asked after every node before it (all of them, when every
-    /// node is asked, the usual question) is found by walking on from the last one found;
-    /// only a node asked out of order is searched for.
+    /// The asked nodes' availability, given the SKU's positions, their ATP and, with a
+    /// quantity asked, their step functions (a node's earliest day is its first step with
+    /// enough). Positions are in node order, so a node asked after every node before it (all
+    /// of them, when every node is asked, the usual question) is found by walking on from the
+    /// last one found; only a node asked out of order is searched for.
     fn nodes_of(
         &self,
         positions: &[Position],
