@@ -532,7 +532,7 @@ impl Durability {
 
     /// The feed of durable records, each decoded once with `decode` for every follower: what
     /// watchers follow. Events are of journaled changes, so there are none without a journal.
-    pub fn feed<D: Send + Sync + 'static>(
+    pub fn feed<D: Clone + Send + Sync + 'static>(
         &self,
         decode: impl Fn(&[u8]) -> D + Send + Sync + 'static,
     ) -> Result<tail::Feed<D>> {

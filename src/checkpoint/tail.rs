@@ -167,22 +167,14 @@ fn unreadable(error: anyhow::Error) -> Error {
 /// How a feed makes its shared value of a record's bytes.
 type Decode<D> = Arc<dyn Fn(&[u8]) -> D + Send + Sync>;
 
-/// What a feed gives its followers.
+/// What a feed gives its followers; `D` is cheap to clone (it shares what it decoded).
+#[derive(Clone)]
 enum Shared<D> {
     /// A durable record, decoded once for every follower.
-    Record(EntryId, Arc<D>),
+    Record(EntryId, D),
     /// The feed fell behind the writer and did not see some records: followers read the
     /// journal for them.
     Lost,
-}
-
-impl<D> Clone for Shared<D> {
-    fn clone(&self) -> Self {
-        match self {
-            Self::Record(id, decoded) => Self::Record(*id, decoded.clone()),
-            Self::Lost => Self::Lost,
-        }
-    }
 }
 
 /// The journal's durable records, each decoded once into a `D` shared by every follower.
@@ -204,7 +196,7 @@ impl<D> fmt::Debug for Feed<D> {
 /// Starts the feed's decoder on its own task: it takes every record `published` gives and,
 /// while anyone follows, decodes it with `decode` and shares it. It never waits for a
 /// follower; it stops when the writer does.
-pub(super) fn feed<D: Send + Sync + 'static>(
+pub(super) fn feed<D: Clone + Send + Sync + 'static>(
     conn: ConnectionManager,
     keys: Keys,
     published: &broadcast::Sender<Arc<Journaled>>,
@@ -219,7 +211,7 @@ pub(super) fn feed<D: Send + Sync + 'static>(
             let told = match records.recv().await {
                 // No follower: one who subscribes later reads this record from the journal.
                 Ok(_) if to.receiver_count() == 0 => continue,
-                Ok(journaled) => Shared::Record(journaled.id, Arc::new(decoder(&journaled.bytes))),
+                Ok(journaled) => Shared::Record(journaled.id, decoder(&journaled.bytes)),
                 Err(RecvError::Lagged(_)) => Shared::Lost,
                 Err(RecvError::Closed) => return,
             };
@@ -234,7 +226,7 @@ pub(super) fn feed<D: Send + Sync + 'static>(
     }
 }
 
-impl<D: Send + Sync + 'static> Feed<D> {
+impl<D: Clone + Send + Sync + 'static> Feed<D> {
     /// Starts a follower after `after` (the journal's end when `None`); `map` makes a
     /// record's event, if it has one for this follower, and `buffer` bounds the events
     /// waiting for the receiver.
@@ -298,7 +290,7 @@ enum Stop {
 
 impl<D, E, M> Follower<D, E, M>
 where
-    D: Send + Sync + 'static,
+    D: Clone + Send + Sync + 'static,
     E: Send + 'static,
     M: FnMut(EntryId, &D) -> Option<E> + Send + 'static,
 {

@@ -136,9 +136,7 @@ impl AvailabilityChange {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.admitted
-            .as_ref()
-            .map_or(self.change.positions.is_empty(), Vec::is_empty)
+        self.positions().len() == 0
     }
 
     pub fn network_changed(&self) -> bool {
