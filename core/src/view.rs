@@ -2,6 +2,8 @@
 //! each node's day, the stale-feed policy, safety stock, and whether a SKU's pooled holds
 //! (group or network reservations not yet bound to a node) can still be served by its nodes.
 
+use std::sync::Arc;
+
 use crate::clock::UnixMillis;
 use crate::domain::{Day, Qty};
 use crate::engine::{Engine, StalePolicy};
@@ -15,7 +17,7 @@ pub struct AtpView<'a, 'i> {
     pub now_ms: UnixMillis,
     /// The day ATP is answered for in each time zone of the network: today there, or a later
     /// date asked for (per zone, not per node: a query makes no vector of the nodes).
-    zone_day: Vec<Day>,
+    zone_day: Arc<[Day]>,
     degraded: Degraded,
     policy: AtpPolicy,
     stale: StalePolicy,
@@ -41,9 +43,11 @@ impl<'a, 'i> AtpView<'a, 'i> {
     pub fn new(engine: &'i Engine, network: &'a Network, date: Option<Day>) -> Self {
         let mut view = Self::at(engine, network, engine.now_ms());
         if let Some(date) = date {
-            view.zone_day
-                .iter_mut()
-                .for_each(|today| *today = (*today).max(date));
+            view.zone_day = view
+                .zone_day
+                .iter()
+                .map(|today| (*today).max(date))
+                .collect();
         }
         view
     }

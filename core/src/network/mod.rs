@@ -230,12 +230,10 @@ impl Network {
         owners.map(|&s| &self.sources[s])
     }
 
-    /// Today in each of the network's time zones, indexed as [`Network::zone_of`] answers.
-    pub fn today_per_zone(&self, now_ms: UnixMillis) -> Vec<Day> {
-        self.zones
-            .iter()
-            .map(|zone| today_in(*zone, now_ms))
-            .collect()
+    /// Today in each of the network's time zones, indexed as [`Network::zone_of`] answers;
+    /// from the thread's cache while `now_ms` is in the span those days all hold for.
+    pub fn today_per_zone(&self, now_ms: UnixMillis) -> Arc<[Day]> {
+        days_in(&self.zones, now_ms)
     }
 
     /// The index of the node's time zone among the network's.
@@ -573,31 +571,53 @@ impl Network {
     }
 }
 
-/// A zone's current day and the UTC span it covers, as this thread last computed it.
-type ZoneDay = (Tz, UnixMillis, UnixMillis, Day);
+/// The current day in each of a network's zones and the UTC span in which they all hold, as
+/// this thread last computed them.
+struct ZoneDays {
+    zones: Vec<Tz>,
+    from: UnixMillis,
+    until: UnixMillis,
+    days: Arc<[Day]>,
+}
+
+impl ZoneDays {
+    fn holds(&self, zones: &[Tz], now_ms: UnixMillis) -> bool {
+        (self.from..self.until).contains(&now_ms) && self.zones == zones
+    }
+}
 
 thread_local! {
     /// Converting an instant to a local date walks the zone's transition table; a day lasts
-    /// 23 to 25 hours, so each thread remembers the span of each zone's current day.
-    static ZONE_DAYS: std::cell::RefCell<Vec<ZoneDay>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// 23 to 25 hours, so each thread remembers the days of the zones it last answered for
+    /// (one network's, in a running service).
+    static ZONE_DAYS: std::cell::RefCell<Option<ZoneDays>> = const { std::cell::RefCell::new(None) };
 }
 
-/// The local day in `zone` at `now_ms`, from the thread's cache when `now_ms` falls in it.
-fn today_in(zone: Tz, now_ms: UnixMillis) -> Day {
+/// Today in each of `zones` at `now_ms`, from the thread's cache while it holds.
+fn days_in(zones: &[Tz], now_ms: UnixMillis) -> Arc<[Day]> {
     ZONE_DAYS.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some(&(_, _, _, day)) = cache
+        if let Some(known) = cache.as_ref().filter(|known| known.holds(zones, now_ms)) {
+            return Arc::clone(&known.days);
+        }
+        let mut span = Some((UnixMillis::MIN, UnixMillis::MAX));
+        let days: Arc<[Day]> = zones
             .iter()
-            .find(|(z, from, until, _)| *z == zone && (*from..*until).contains(&now_ms))
-        {
-            return day;
-        }
-        let day = Day::in_zone(zone, now_ms);
-        if let Some((from, until)) = day_span(zone, day) {
-            cache.retain(|(z, ..)| *z != zone);
-            cache.push((zone, from, until, day));
-        }
-        day
+            .map(|&zone| {
+                let day = Day::in_zone(zone, now_ms);
+                span = span
+                    .zip(day_span(zone, day))
+                    .map(|((from, until), (start, end))| (from.max(start), until.min(end)));
+                day
+            })
+            .collect();
+        *cache = span.map(|(from, until)| ZoneDays {
+            zones: zones.to_vec(),
+            from,
+            until,
+            days: Arc::clone(&days),
+        });
+        days
     })
 }
 
@@ -792,10 +812,11 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// The per-thread cache of each zone's day answers exactly as converting the instant,
-        /// across DST changes, half-hour zones and clocks moving backwards.
+        /// The per-thread cache of the zones' days answers exactly as converting the instant,
+        /// across DST changes, half-hour zones, clocks moving backwards and two networks'
+        /// zones asked in turn.
         #[test]
-        fn cached_day_matches_direct_conversion(instants in prop::collection::vec(1_700_000_000_000i64..1_900_000_000_000, 1..50)) {
+        fn cached_days_match_direct_conversion(instants in prop::collection::vec(1_700_000_000_000i64..1_900_000_000_000, 1..50)) {
             let zones = [
                 chrono_tz::America::New_York,
                 chrono_tz::America::Los_Angeles,
@@ -804,14 +825,20 @@ mod tests {
                 chrono_tz::America::Sao_Paulo,
                 chrono_tz::UTC,
             ];
+            let direct = |zones: &[Tz], now_ms| -> Vec<Day> {
+                zones.iter().map(|&zone| Day::in_zone(zone, now_ms)).collect()
+            };
             for now_ms in instants {
+                for other in [&zones[..3], &zones[3..]] {
+                    prop_assert_eq!(&days_in(other, now_ms)[..], direct(other, now_ms));
+                }
                 for zone in zones {
-                    prop_assert_eq!(today_in(zone, now_ms), Day::in_zone(zone, now_ms));
-                    // Around the start of the next local day as well.
+                    // Around the start of the zone's next local day as well.
                     let next = Day::in_zone(zone, now_ms).plus(1);
                     if let Some((start, _)) = day_span(zone, next) {
-                        prop_assert_eq!(today_in(zone, start - 1), Day::in_zone(zone, start - 1));
-                        prop_assert_eq!(today_in(zone, start), next);
+                        for at in [start - 1, start] {
+                            prop_assert_eq!(&days_in(&zones, at)[..], direct(&zones, at));
+                        }
                     }
                 }
             }
