@@ -191,9 +191,9 @@ fn resolve(engine: &Engine, network: &Network, query: &ExplainQuery) -> Result<S
     let (node_id, group_id) = (query.node_id.as_str(), query.group_id.as_str());
     let scope = match (node_id, group_id) {
         ("", "") => Ok(Scope::Pool(Pool::Network)),
-        (node, "") => known_node(network, "node_id".into(), node).map(Scope::Node),
+        (node, "") => known_node(network, || "node_id".into(), node).map(Scope::Node),
         ("", group) => {
-            known_group(network, "group_id".into(), group).map(|g| Scope::Pool(Pool::Group(g)))
+            known_group(network, || "group_id".into(), group).map(|g| Scope::Pool(Pool::Group(g)))
         }
         _ => Err(FieldViolation::new(
             "group_id",
@@ -228,8 +228,7 @@ fn explain_positions(
             (explained.atp, vec![explained], Vec::new())
         }
         Scope::Pool(pool) => {
-            let atp: Vec<Qty> = positions.iter().map(|p| view.atp(p)).collect();
-            let total = view.pool_atp(positions, pools, &atp, pool);
+            let total = view.pool_atp(positions, pools, |i| view.atp(&positions[i]), pool);
             // Each node on its own day, as the pool counts it (`AtpView::pool_atp`).
             let nodes = positions
                 .iter()

@@ -1,6 +1,7 @@
 //! Availability queries: time-phased ATP per node, group and network totals, and the earliest
 //! date a quantity is available. One shard read lock per SKU; nothing is written.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::domain::{echo, Day, Qty};
@@ -8,7 +9,7 @@ use crate::engine::Engine;
 use crate::error::{Error, FieldViolation, Result};
 use crate::index::{Pool, PoolHold, Position, SkuPositions};
 use crate::network::{Network, NodeIdx};
-use crate::view::AtpView;
+use crate::view::{AtpView, Figures};
 
 /// What `GetAvailability` asks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,14 +77,50 @@ impl Engine {
     }
 }
 
-/// A position's node and its ATP step function, (day, ATP from that day on); `None` where the
-/// node is excluded.
-type Profile = (NodeIdx, Option<Vec<(Day, Qty)>>);
+/// Every position's ATP step function, (day, ATP from that day on), in one buffer: the i-th
+/// position's steps are `steps[spans[i]]`, none where its node is excluded. Built once per SKU,
+/// for the nodes' earliest days and for the totals', with no allocation per position.
+struct Profiles {
+    steps: Vec<(Day, Qty)>,
+    spans: Vec<(NodeIdx, Range<usize>)>,
+}
+
+impl Profiles {
+    fn of(view: &AtpView<'_, '_>, positions: &[Position]) -> Self {
+        // A position has a step on its node's day and at most one on each event's day.
+        let most = positions
+            .iter()
+            .map(|p| 1 + p.receipts().len() + p.demand().len())
+            .sum();
+        let mut steps = Vec::with_capacity(most);
+        let spans = positions
+            .iter()
+            .map(|p| {
+                let start = steps.len();
+                view.push_profile(p, &mut steps);
+                (p.node(), start..steps.len())
+            })
+            .collect();
+        Self { steps, spans }
+    }
+
+    /// The i-th position's steps.
+    fn of_position(&self, i: usize) -> &[(Day, Qty)] {
+        &self.steps[self.spans[i].1.clone()]
+    }
+
+    /// Each position's node and steps.
+    fn iter(&self) -> impl Iterator<Item = (NodeIdx, &[(Day, Qty)])> {
+        self.spans
+            .iter()
+            .map(|(node, span)| (*node, &self.steps[span.clone()]))
+    }
+}
 
 /// A validated query, resolved against one network version at one instant.
 struct Scope<'a, 'i> {
     view: AtpView<'a, 'i>,
-    nodes: Vec<NodeIdx>,
+    nodes: Asked,
     groups: Vec<(&'a str, u32)>,
     quantity: Option<Qty>,
 }
@@ -116,7 +153,11 @@ impl<'a, 'i> Scope<'a, 'i> {
         }
         Ok(Self {
             view: AtpView::new(engine, network, query.date),
-            nodes: if query.totals_only { Vec::new() } else { nodes },
+            nodes: if query.totals_only {
+                Asked::Named(Vec::new())
+            } else {
+                nodes
+            },
             groups,
             quantity: query.quantity,
         })
@@ -125,12 +166,18 @@ impl<'a, 'i> Scope<'a, 'i> {
     fn item(&self, sku: &str, entry: Option<&SkuPositions>) -> ItemAvailability {
         let positions = entry.map_or(&[][..], SkuPositions::positions);
         let pools = entry.map_or(&[][..], SkuPositions::pools);
-        let atp: Vec<Qty> = positions.iter().map(|p| self.view.atp(p)).collect();
-        // Built once, for the nodes' earliest days and for the totals'.
-        let profiles = self.quantity.map(|_| self.profiles(positions));
-        let nodes = self.nodes_of(positions, &atp, profiles.as_deref());
-        let total = |pool: Pool| self.view.pool_atp(positions, pools, &atp, pool);
-        let earliest = |pool: Pool| self.pool_earliest(profiles.as_deref(), pools, pool);
+        let profiles = self.quantity.map(|_| Profiles::of(&self.view, positions));
+        let earliest_at =
+            |i: usize| first_reaching(profiles.as_ref()?.of_position(i), self.quantity?);
+        let worked = self.work_out(positions, profiles.as_ref(), earliest_at);
+        let total = |pool: Pool| {
+            self.view
+                .pool_atp(positions, pools, |i| worked.atp(i), pool)
+        };
+        // The totals' earliest days share one buffer of step changes.
+        let mut changes = Vec::with_capacity(profiles.as_ref().map_or(0, |p| p.steps.len()));
+        let mut earliest =
+            |pool: Pool| self.pool_earliest(profiles.as_ref(), pools, pool, &mut changes);
         let groups = self
             .groups
             .iter()
@@ -140,36 +187,68 @@ impl<'a, 'i> Scope<'a, 'i> {
                 earliest: earliest(Pool::Group(group)),
             })
             .collect();
+        let (network_atp, network_earliest) = (total(Pool::Network), earliest(Pool::Network));
         ItemAvailability {
             sku: sku.to_owned(),
-            nodes,
-            network_atp: total(Pool::Network),
-            network_earliest: earliest(Pool::Network),
+            nodes: self.nodes_of(positions, worked, earliest_at),
+            network_atp,
+            network_earliest,
             groups,
         }
     }
 
-    /// The asked nodes' availability, given the SKU's positions, their ATP and, with a
-    /// quantity asked, their step functions (a node's earliest day is its first step with
-    /// enough). Positions are in node order, so a node asked after every node before it (all
-    /// of them, when every node is asked, the usual question) is found by walking on from the
-    /// last one found; only a node asked out of order is searched for.
+    /// Each position's figures, worked out once for its node's answer and for the totals:
+    /// when every node is asked, as the answer itself.
+    fn work_out(
+        &self,
+        positions: &[Position],
+        profiles: Option<&Profiles>,
+        earliest_at: impl Fn(usize) -> Option<Day>,
+    ) -> Worked {
+        let figures = positions.iter().enumerate().map(|(i, p)| {
+            self.view
+                .figures(p, profiles.map(|steps| steps.of_position(i)))
+        });
+        match self.nodes {
+            Asked::Every(_) => Worked::Answers(
+                positions
+                    .iter()
+                    .zip(figures)
+                    .enumerate()
+                    .map(|(i, (p, f))| self.position_availability(p, f, earliest_at(i)))
+                    .collect(),
+            ),
+            Asked::Named(_) => Worked::Figures(figures.collect()),
+        }
+    }
+
+    /// The asked nodes' availability, given the SKU's positions, what was worked out for them
+    /// and their earliest days. When every node is asked and each has a position, those are
+    /// the answers. Otherwise, since positions are in node order, a node asked after every
+    /// node before it is found by walking on from the last one found; only a node asked out
+    /// of order is searched for.
     fn nodes_of(
         &self,
         positions: &[Position],
-        atp: &[Qty],
-        profiles: Option<&[Profile]>,
+        worked: Worked,
+        earliest_at: impl Fn(usize) -> Option<Day>,
     ) -> Vec<NodeAvailability> {
-        let earliest = |i: usize| {
-            let (steps, quantity) = (profiles?[i].1.as_deref()?, self.quantity?);
-            first_reaching(steps, quantity)
+        let worked = match worked {
+            Worked::Answers(answers) if self.nodes.len() == answers.len() => return answers,
+            worked => worked,
+        };
+        let answer_at = |i: usize| match &worked {
+            Worked::Answers(answers) => answers[i],
+            Worked::Figures(figures) => {
+                self.position_availability(&positions[i], figures[i], earliest_at(i))
+            }
         };
         // The positions before `next` are of nodes up to the highest asked so far.
         let mut next = 0;
         let mut highest: Option<NodeIdx> = None;
         self.nodes
             .iter()
-            .map(|&node| {
+            .map(|node| {
                 let at = if highest.is_none_or(|highest| node > highest) {
                     highest = Some(node);
                     while positions.get(next).is_some_and(|p| p.node() < node) {
@@ -181,19 +260,19 @@ impl<'a, 'i> Scope<'a, 'i> {
                 } else {
                     positions.binary_search_by_key(&node, Position::node).ok()
                 };
-                let found = at.map(|i| (&positions[i], atp[i]));
-                self.node_availability(node, found, at.and_then(earliest))
+                at.map_or_else(|| self.absent(node), answer_at)
             })
             .collect()
     }
 
     /// First day the pool's members have the queried quantity on top of the pool's own holds;
-    /// `None` when no quantity was asked or it is never reached.
+    /// `None` when no quantity was asked or it is never reached. `changes` is scratch space.
     fn pool_earliest(
         &self,
-        profiles: Option<&[Profile]>,
+        profiles: Option<&Profiles>,
         pools: &[PoolHold],
         pool: Pool,
+        changes: &mut Vec<(Day, Qty)>,
     ) -> Option<Day> {
         let (profiles, quantity) = (profiles?, self.quantity?);
         let held: Qty = pools
@@ -201,60 +280,122 @@ impl<'a, 'i> Scope<'a, 'i> {
             .filter(|h| h.pool == pool)
             .map(|h| h.quantity)
             .sum();
-        let member = |node: NodeIdx| self.view.in_pool(pool, node);
-        earliest_total(profiles, &member, quantity + held)
+        let members = profiles
+            .iter()
+            .filter(|(node, _)| self.view.in_pool(pool, *node))
+            .map(|(_, steps)| steps);
+        let start = step_changes(members, changes);
+        first_day_reaching(start, changes, quantity + held)
     }
 
-    /// A node's answer, from its position and ATP (if it has one) and its earliest day.
-    fn node_availability(
+    /// A position's answer for its node, given its figures and earliest day.
+    fn position_availability(
         &self,
-        node: NodeIdx,
-        found: Option<(&Position, Qty)>,
+        position: &Position,
+        figures: Figures,
         earliest: Option<Day>,
     ) -> NodeAvailability {
-        let position = found.map(|(p, _)| p);
-        let safety = self.view.safety(node, position);
-        let totals = position.map(Position::totals).unwrap_or_default();
+        let node = position.node();
+        let totals = position.totals();
         NodeAvailability {
             node,
-            atp: found.map_or(0, |(_, atp)| atp),
+            atp: figures.atp,
             on_hand: totals.on_hand,
             reserved: totals.reserved,
             allocated: totals.allocated,
-            safety_stock: safety.unwrap_or_else(|| self.view.base_safety(node, position)),
+            safety_stock: figures.safety_stock,
             inbound: totals.inbound,
             earliest,
             degraded: self.view.is_degraded(node),
         }
     }
 
-    /// Every position's ATP step function.
-    fn profiles(&self, positions: &[Position]) -> Vec<Profile> {
-        positions
-            .iter()
-            .map(|p| (p.node(), self.view.profile(p)))
-            .collect()
+    /// The answer for a node without a position of the SKU.
+    fn absent(&self, node: NodeIdx) -> NodeAvailability {
+        let base = self.view.base_safety(node, None);
+        NodeAvailability {
+            node,
+            atp: 0,
+            on_hand: 0,
+            reserved: 0,
+            allocated: 0,
+            safety_stock: self.view.safety(node, None).unwrap_or(base),
+            inbound: 0,
+            earliest: None,
+            degraded: self.view.is_degraded(node),
+        }
     }
 }
 
-/// First day on which the ATP of the member nodes adds up to `quantity`.
-fn earliest_total(
-    profiles: &[Profile],
-    member: &dyn Fn(NodeIdx) -> bool,
+/// Turns the members' step functions into the first of their days, the ATP they add up to
+/// until their first rise (each answers its first step's ATP before its first day) and, in
+/// `changes`, the day and size of each rise.
+fn step_changes<'s>(
+    members: impl Iterator<Item = &'s [(Day, Qty)]>,
+    changes: &mut Vec<(Day, Qty)>,
+) -> (Option<Day>, Qty) {
+    changes.clear();
+    let (mut first, mut from) = (None::<Day>, 0);
+    for steps in members {
+        let Some(&(day, atp)) = steps.first() else {
+            continue;
+        };
+        first = Some(first.map_or(day, |first| first.min(day)));
+        from += atp;
+        let rises = steps.windows(2).map(|w| (w[1].0, w[1].1 - w[0].1));
+        changes.extend(rises.filter(|&(_, rise)| rise > 0));
+    }
+    (first, from)
+}
+
+/// The first day on which the members' step functions, as [`step_changes`] gave them, add up
+/// to `quantity`: their first day if they do from the start, else the day of a rise.
+fn first_day_reaching(
+    (first, from): (Option<Day>, Qty),
+    changes: &mut [(Day, Qty)],
     quantity: Qty,
 ) -> Option<Day> {
-    let members: Vec<&[(Day, Qty)]> = profiles
-        .iter()
-        .filter(|(node, _)| member(*node))
-        .filter_map(|(_, profile)| profile.as_deref())
-        .collect();
-    let mut days: Vec<Day> = members.iter().flat_map(|p| p.iter().map(|s| s.0)).collect();
-    days.sort_unstable();
-    days.dedup();
-    days.into_iter().find(|&day| {
-        let total: Qty = members.iter().map(|profile| atp_on(profile, day)).sum();
-        total >= quantity
-    })
+    if from >= quantity {
+        return first;
+    }
+    first_reaching_total(changes, from, quantity)
+}
+
+/// The first of the `changes`' days on which `from` plus every change due by then reaches
+/// `quantity`. Selected as quickselect finds a rank, without sorting: each round splits the
+/// days around one of them and keeps only the side the answer is on, so the work is linear in
+/// the changes on average. The order of `changes` is lost.
+fn first_reaching_total(changes: &mut [(Day, Qty)], mut from: Qty, quantity: Qty) -> Option<Day> {
+    let mut found = None;
+    let mut rest = changes;
+    while let Some(&(pivot, _)) = rest.get(rest.len() / 2) {
+        // [before | on the pivot's day | after], by swapping in place.
+        let (mut before, mut after, mut at) = (0, rest.len(), 0);
+        while at < after {
+            match rest[at].0.cmp(&pivot) {
+                std::cmp::Ordering::Less => {
+                    rest.swap(at, before);
+                    before += 1;
+                    at += 1;
+                }
+                std::cmp::Ordering::Equal => at += 1,
+                std::cmp::Ordering::Greater => {
+                    after -= 1;
+                    rest.swap(at, after);
+                }
+            }
+        }
+        let by_pivot: Qty = rest[..after].iter().map(|c| c.1).sum();
+        if from + by_pivot >= quantity {
+            // Reached by the pivot's day: it is the answer unless an earlier day is.
+            found = Some(pivot);
+            rest = &mut rest[..before];
+        } else {
+            from += by_pivot;
+            rest = &mut rest[after..];
+        }
+    }
+    found
 }
 
 /// The first day of a step function (ascending by day and by ATP) with at least `quantity`.
@@ -263,14 +404,6 @@ fn first_reaching(steps: &[(Day, Qty)], quantity: Qty) -> Option<Day> {
         .iter()
         .find(|&&(_, atp)| atp >= quantity)
         .map(|&(day, _)| day)
-}
-
-/// ATP of a step function on `day`; before its first step a node answers its current ATP.
-fn atp_on(profile: &[(Day, Qty)], day: Day) -> Qty {
-    match profile.partition_point(|&(d, _)| d <= day) {
-        0 => profile.first().map_or(0, |s| s.1),
-        n => profile[n - 1].1,
-    }
 }
 
 /// Violations of the SKU list: it must be non-empty and each SKU 1 to `max_len` bytes.
@@ -299,26 +432,68 @@ pub(crate) fn pairs_problem(pairs: usize, max_pairs: usize) -> Option<String> {
         .then(|| format!("{pairs} item-node pairs exceed the limit of {max_pairs} per call"))
 }
 
-/// The node `id` names, or a violation of `field`.
+/// The node `id` names, or a violation of the field `field` names (made only then).
 pub(crate) fn known_node(
     network: &Network,
-    field: String,
+    field: impl FnOnce() -> String,
     id: &str,
 ) -> Result<NodeIdx, FieldViolation> {
     network
         .node_idx(id)
-        .ok_or_else(|| FieldViolation::new(field, format!("unknown node {}", echo(id))))
+        .ok_or_else(|| FieldViolation::new(field(), format!("unknown node {}", echo(id))))
 }
 
-/// The group `id` names, or a violation of `field`.
+/// The group `id` names, or a violation of the field `field` names (made only then).
 pub(crate) fn known_group(
     network: &Network,
-    field: String,
+    field: impl FnOnce() -> String,
     id: &str,
 ) -> Result<u32, FieldViolation> {
     network
         .group_idx(id)
-        .ok_or_else(|| FieldViolation::new(field, format!("unknown group {}", echo(id))))
+        .ok_or_else(|| FieldViolation::new(field(), format!("unknown group {}", echo(id))))
+}
+
+/// What was worked out for each position of a SKU.
+enum Worked {
+    /// Its node's answer (every node was asked).
+    Answers(Vec<NodeAvailability>),
+    /// Its ATP and safety stock (some nodes were named, or none for totals only).
+    Figures(Vec<Figures>),
+}
+
+impl Worked {
+    fn atp(&self, i: usize) -> Qty {
+        match self {
+            Self::Answers(answers) => answers[i].atp,
+            Self::Figures(figures) => figures[i].atp,
+        }
+    }
+}
+
+/// The nodes a query answers for.
+enum Asked {
+    /// Every node of the network, of which there are this many: none was named.
+    Every(NodeIdx),
+    /// The nodes named, in the order asked (none for totals only).
+    Named(Vec<NodeIdx>),
+}
+
+impl Asked {
+    fn len(&self) -> usize {
+        match self {
+            Self::Every(count) => *count as usize,
+            Self::Named(nodes) => nodes.len(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = NodeIdx> + '_ {
+        let (every, named) = match self {
+            Self::Every(count) => (0..*count, &[][..]),
+            Self::Named(nodes) => (0..0, nodes.as_slice()),
+        };
+        every.chain(named.iter().copied())
+    }
 }
 
 /// The nodes asked for, or every node when none is named; unknown ids become violations.
@@ -326,12 +501,15 @@ fn resolve_nodes(
     network: &Network,
     node_ids: &[String],
     violations: &mut Vec<FieldViolation>,
-) -> Vec<NodeIdx> {
+) -> Asked {
     if node_ids.is_empty() {
-        return (0..network.nodes().len() as NodeIdx).collect();
+        return Asked::Every(network.nodes().len() as NodeIdx);
     }
-    let lookup = |(i, id): (usize, &String)| known_node(network, format!("node_ids[{i}]"), id);
-    collect_valid(node_ids.iter().enumerate().map(lookup), violations)
+    let lookup = |(i, id): (usize, &String)| known_node(network, || format!("node_ids[{i}]"), id);
+    Asked::Named(collect_valid(
+        node_ids.iter().enumerate().map(lookup),
+        violations,
+    ))
 }
 
 /// The groups asked for, with their ids; unknown ids become violations.
@@ -341,7 +519,7 @@ fn resolve_groups<'a>(
     violations: &mut Vec<FieldViolation>,
 ) -> Vec<(&'a str, u32)> {
     let lookup = |(i, id): (usize, &'a String)| {
-        known_group(network, format!("group_ids[{i}]"), id).map(|group| (id.as_str(), group))
+        known_group(network, || format!("group_ids[{i}]"), id).map(|group| (id.as_str(), group))
     };
     collect_valid(group_ids.iter().enumerate().map(lookup), violations)
 }
@@ -358,6 +536,8 @@ fn collect_valid<T>(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::test_support::{engine, hold, reserve, stock};
 
@@ -496,6 +676,39 @@ mod tests {
     }
 
     #[test]
+    fn asking_every_node_answers_as_naming_them_all() {
+        let nodes = ["A", "B", "C", "D"];
+        let engine = engine(&nodes);
+        stock(
+            &engine,
+            1,
+            "DENSE",
+            &[("A", 1), ("B", 2), ("C", 3), ("D", 4)],
+        );
+        stock(&engine, 2, "SPARSE", &[("B", 6), ("D", 1)]);
+        reserve(
+            &engine,
+            &hold("R", &[("DENSE", "C", 2), ("SPARSE", "B", 1)]),
+        );
+        for quantity in [None, Some(3)] {
+            let every = engine
+                .availability(&ask(&["DENSE", "SPARSE"], quantity))
+                .expect("answers");
+            let named = AvailabilityQuery {
+                node_ids: nodes.iter().map(|n| (*n).to_owned()).collect(),
+                ..ask(&["DENSE", "SPARSE"], quantity)
+            };
+            let named = engine.availability(&named).expect("answers");
+            assert_eq!(every.items, named.items, "quantity {quantity:?}");
+            let atp: Vec<Qty> = every.items[0].nodes.iter().map(|n| n.atp).collect();
+            assert_eq!(atp, [1, 2, 1, 4]);
+            let atp: Vec<Qty> = every.items[1].nodes.iter().map(|n| n.atp).collect();
+            assert_eq!(atp, [0, 5, 0, 1]);
+            assert_eq!(every.items[1].network_atp, 6);
+        }
+    }
+
+    #[test]
     fn unknown_sku_answers_zero_at_every_node() {
         let engine = engine(&["A", "B"]);
         let answer = engine.availability(&ask(&["NONE"], None)).expect("answers");
@@ -523,5 +736,45 @@ mod tests {
             fields,
             ["skus[0]", "node_ids[0]", "group_ids[0]", "quantity"]
         );
+    }
+
+    /// A step function as positions have them: ascending by day and by ATP.
+    fn steps() -> impl Strategy<Value = Vec<(Day, Qty)>> {
+        proptest::collection::vec((1..20i32, 0..40i64), 0..6).prop_map(|rises| {
+            let (mut day, mut atp) = (0, 0);
+            rises
+                .into_iter()
+                .map(|(gap, rise)| {
+                    day += gap;
+                    atp += rise;
+                    (Day(day), atp)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// The selection finds the day a day-by-day sum finds: the first of the members'
+        /// days on which their ATP (each its first step's before its first day) adds up.
+        #[test]
+        fn the_totals_earliest_day_is_the_first_day_the_members_add_up(
+            members in proptest::collection::vec(steps(), 0..8),
+            quantity in 1..200i64,
+        ) {
+            let atp_on = |steps: &[(Day, Qty)], day: Day| {
+                match steps.partition_point(|&(d, _)| d <= day) {
+                    0 => steps.first().map_or(0, |s| s.1),
+                    n => steps[n - 1].1,
+                }
+            };
+            let mut days: Vec<Day> = members.iter().flatten().map(|s| s.0).collect();
+            days.sort_unstable();
+            let expected = days.into_iter().find(|&day| {
+                members.iter().map(|m| atp_on(m, day)).sum::<Qty>() >= quantity
+            });
+            let mut changes = Vec::new();
+            let start = step_changes(members.iter().map(Vec::as_slice), &mut changes);
+            prop_assert_eq!(first_day_reaching(start, &mut changes, quantity), expected);
+        }
     }
 }

@@ -26,6 +26,16 @@ pub struct AtpView<'a, 'i> {
     index: Reader<'i>,
 }
 
+/// A position's figures as an answer reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Figures {
+    /// ATP on the node's day (0 where the node is excluded as degraded).
+    pub atp: Qty,
+    /// Safety stock in force, including any stale-feed buffer; where the node is excluded, the
+    /// safety stock it would keep.
+    pub safety_stock: Qty,
+}
+
 /// What the stale-feed policy does to a position's ATP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StaleShare {
@@ -97,11 +107,15 @@ impl<'a, 'i> AtpView<'a, 'i> {
 
     /// Safety stock in force at a position, or `None` if the node is excluded as degraded.
     pub fn safety(&self, node: NodeIdx, position: Option<&Position>) -> Option<Qty> {
-        let safety = self.base_safety(node, position);
+        self.in_force(node, position, self.base_safety(node, position))
+    }
+
+    /// Safety stock in force given the base figure, or `None` if the node is excluded.
+    fn in_force(&self, node: NodeIdx, position: Option<&Position>, base: Qty) -> Option<Qty> {
         match self.stale_share(node, position) {
-            StaleShare::Fresh => Some(safety),
+            StaleShare::Fresh => Some(base),
             StaleShare::Excluded => None,
-            StaleShare::Buffer { quantity, .. } => Some(safety + quantity),
+            StaleShare::Buffer { quantity, .. } => Some(base + quantity),
         }
     }
 
@@ -130,6 +144,27 @@ impl<'a, 'i> AtpView<'a, 'i> {
         self.atp_on(position, Day(i32::MIN))
     }
 
+    /// A position's ATP on its node's day and its safety stock, worked out together: an
+    /// answer reports both and sums the ATP into its totals. Given the position's step
+    /// function ([`AtpView::push_profile`]), the ATP is its first step's.
+    pub fn figures(&self, position: &Position, profile: Option<&[(Day, Qty)]>) -> Figures {
+        let node = position.node();
+        let base = self.base_safety(node, Some(position));
+        let in_force = self.in_force(node, Some(position), base);
+        let atp = match (in_force, profile) {
+            (None, _) => 0,
+            (Some(_), Some(steps)) => steps.first().map_or(0, |step| step.1),
+            (Some(safety), None) => position
+                .lowest(self.day(node), safety, &self.policy)
+                .1
+                .max(0),
+        };
+        Figures {
+            atp,
+            safety_stock: in_force.unwrap_or(base),
+        }
+    }
+
     /// ATP of a position on `day`, or on its node's day if that is later.
     pub fn atp_on(&self, position: &Position, day: Day) -> Qty {
         self.lowest_on(position, day)
@@ -150,6 +185,15 @@ impl<'a, 'i> AtpView<'a, 'i> {
         let node = position.node();
         let safety = self.safety(node, Some(position))?;
         Some(position.atp_profile(self.day(node), safety, &self.policy))
+    }
+
+    /// Appends the ATP step function from the node's day to `steps`; nothing if the node is
+    /// excluded.
+    pub fn push_profile(&self, position: &Position, steps: &mut Vec<(Day, Qty)>) {
+        let node = position.node();
+        if let Some(safety) = self.safety(node, Some(position)) {
+            position.push_atp_profile(self.day(node), safety, &self.policy, steps);
+        }
     }
 
     /// First day with at least `quantity` available at the position.
@@ -181,24 +225,26 @@ impl<'a, 'i> AtpView<'a, 'i> {
         positions.iter().map(|p| self.atp_on(p, day)).collect()
     }
 
-    /// ATP of a pool on each node's day: its members' ATP (`atp`, per position), less the
-    /// pooled holds it serves jointly with the others.
+    /// ATP of a pool on each node's day: its members' ATP (`atp` of the i-th position), less
+    /// the pooled holds it serves jointly with the others.
     pub fn pool_atp(
         &self,
         positions: &[Position],
         pools: &[PoolHold],
-        atp: &[Qty],
+        atp: impl Fn(usize) -> Qty,
         pool: Pool,
     ) -> Qty {
         if !pools.is_empty() {
             return self.pool_headroom(positions, pools, pool, Day(i32::MIN));
         }
-        positions
-            .iter()
-            .zip(atp)
-            .filter(|(p, _)| self.in_pool(pool, p.node()))
-            .map(|(_, atp)| atp)
-            .sum()
+        let members = positions.iter().enumerate();
+        match pool {
+            Pool::Network => members.map(|(i, _)| atp(i)).sum(),
+            Pool::Group(_) => members
+                .filter(|(_, p)| self.in_pool(pool, p.node()))
+                .map(|(i, _)| atp(i))
+                .sum(),
+        }
     }
 
     /// The maximum flow of `wanted` (pool, quantity) demands into `capacity`, and what each

@@ -336,6 +336,10 @@ impl Position {
     /// The lowest net position from `day` on, and the first day it is reached: the day whose
     /// receipts and demand due by then set ATP on `day`.
     pub fn lowest(&self, day: Day, safety: Qty, policy: &AtpPolicy) -> (Day, Qty) {
+        if self.dated.is_none() {
+            // On-hand only: the net position is the same on every day.
+            return (day, self.on_hand - safety);
+        }
         self.net_steps(day, safety, policy)
             .reduce(|low, step| if step.1 < low.1 { step } else { low })
             .unwrap_or((day, 0))
@@ -359,13 +363,26 @@ impl Position {
     /// ATP as a step function from `from`: `(day, atp)` pairs ascending by day and by ATP, the
     /// first at `from`; ATP holds from each day until the next.
     pub fn atp_profile(&self, from: Day, safety: Qty, policy: &AtpPolicy) -> Vec<(Day, Qty)> {
-        let mut steps: Vec<(Day, Qty)> = self.net_steps(from, safety, policy).collect();
+        let mut steps = Vec::new();
+        self.push_atp_profile(from, safety, policy, &mut steps);
+        steps
+    }
+
+    /// Appends [`Position::atp_profile`] to `steps`.
+    pub fn push_atp_profile(
+        &self,
+        from: Day,
+        safety: Qty,
+        policy: &AtpPolicy,
+        steps: &mut Vec<(Day, Qty)>,
+    ) {
+        let start = steps.len();
+        steps.extend(self.net_steps(from, safety, policy));
         let mut lowest = Qty::MAX;
-        for step in steps.iter_mut().rev() {
+        for step in steps[start..].iter_mut().rev() {
             lowest = lowest.min(step.1);
             step.1 = lowest.max(0);
         }
-        steps
     }
 
     /// First day at or after `from` with `ATP >= quantity`. Allocation-free: ATP only changes
