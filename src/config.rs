@@ -13,6 +13,7 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 use tonic::codegen::http::Uri;
 
+use crate::allowance::Allowance;
 use crate::checkpoint::{RedisAccess, RedisConfig, Secret};
 use crate::engine::{EngineConfig, Limits, ReservationLimits};
 use crate::index::AtpPolicy;
@@ -53,6 +54,8 @@ pub const ENV_CONSISTENCY_WAIT_MS: &str = "PROMISED_CONSISTENCY_WAIT_MS";
 pub const ENV_HANDSHAKE_TIMEOUT_MS: &str = "PROMISED_HANDSHAKE_TIMEOUT_MS";
 pub const ENV_MAX_STREAMS_PER_CONNECTION: &str = "PROMISED_MAX_STREAMS_PER_CONNECTION";
 pub const ENV_FEED_IDLE_SECS: &str = "PROMISED_FEED_IDLE_SECS";
+pub const ENV_REFUSALS_PER_SEC: &str = "PROMISED_REFUSALS_PER_CONNECTION_PER_SEC";
+pub const ENV_REFUSAL_BURST: &str = "PROMISED_REFUSAL_BURST";
 pub const ENV_MAX_CONNECTION_AGE_SECS: &str = "PROMISED_MAX_CONNECTION_AGE_SECS";
 pub const ENV_STALE_POLICY: &str = "PROMISED_STALE_POLICY";
 pub const ENV_PROMISABLE_IN_TRANSIT: &str = "PROMISED_PROMISABLE_IN_TRANSIT_PERCENT";
@@ -267,6 +270,15 @@ pub struct ServeArgs {
     /// [default 90]
     #[arg(long)]
     pub feed_idle_secs: Option<String>,
+    /// Calls refused for resources (RESOURCE_EXHAUSTED, HTTP 413/429) a connection earns back
+    /// per second; one that has spent its burst is not read until it earns one, 0 turns
+    /// this off [env PROMISED_REFUSALS_PER_CONNECTION_PER_SEC] [default 20]
+    #[arg(long)]
+    pub refusals_per_connection_per_sec: Option<String>,
+    /// Refusals a connection may have at once before that rate applies
+    /// [env PROMISED_REFUSAL_BURST] [default 40]
+    #[arg(long)]
+    pub refusal_burst: Option<String>,
     /// Seconds before a connection is asked to reconnect [env PROMISED_MAX_CONNECTION_AGE_SECS]
     /// [default 3600]
     #[arg(long)]
@@ -427,6 +439,8 @@ pub struct ConnectionLimits {
     pub max_streams_per_connection: u32,
     /// A feed stream that sends no batch (nor heartbeat) this long is ended.
     pub feed_idle: Duration,
+    /// Calls a connection may have refused for resources before it is read more slowly.
+    pub refusals: Allowance,
     /// After this long a connection is asked to reconnect, which reclaims idle ones.
     pub max_connection_age: Duration,
 }
@@ -673,6 +687,14 @@ fn connection_limits(args: &ServeArgs, s: &Sources<'_>) -> anyhow::Result<Connec
             256,
         )?,
         feed_idle: secs(&args.feed_idle_secs, ENV_FEED_IDLE_SECS, 90)?,
+        refusals: Allowance {
+            per_second: s.pick(
+                &args.refusals_per_connection_per_sec,
+                ENV_REFUSALS_PER_SEC,
+                20,
+            )?,
+            burst: s.pick(&args.refusal_burst, ENV_REFUSAL_BURST, 40)?,
+        },
         max_connection_age: secs(
             &args.max_connection_age_secs,
             ENV_MAX_CONNECTION_AGE_SECS,

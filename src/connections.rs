@@ -3,7 +3,9 @@
 //! finish its TLS handshake, or in plaintext send its first bytes, within the handshake
 //! timeout, so connections that never speak do not hold a place. TLS handshakes run on tasks
 //! of their own: a slow one never holds up the next accept. A verified client certificate's
-//! names travel with the connection, for authentication.
+//! names travel with the connection, for authentication, and so does its account of refused
+//! calls: a connection that has spent its [`Allowance`] is not read from until it has earned
+//! a refusal back.
 
 use std::future::Future;
 use std::io;
@@ -21,7 +23,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
+use crate::allowance::{Account, Allowance};
 use crate::auth::PeerCertificate;
+use crate::metrics;
 use crate::tls::Tls;
 
 /// Connections admitted but not yet taken by the server.
@@ -33,6 +37,8 @@ pub struct Admitted {
     _place: OwnedSemaphorePermit,
     /// In plaintext, until the first byte arrives: when the connection is closed if none has.
     handshake: Option<Pin<Box<Sleep>>>,
+    /// While the connection has spent its allowance of refusals: when it is read again.
+    rest: Option<Pin<Box<Sleep>>>,
     peer: Peer,
 }
 
@@ -41,43 +47,49 @@ enum Transport {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// Who is at the other end: its address and, over mutual TLS, its verified certificate.
-/// tonic puts it into every request's extensions.
+/// Who is at the other end: its address and, over mutual TLS, its verified certificate, and
+/// the connection's account of refused calls. tonic puts it into every request's extensions.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: Option<SocketAddr>,
     pub certificate: Option<PeerCertificate>,
+    pub account: Arc<Account>,
 }
 
-/// The listener's connections, at most `max_connections` open; each must finish its TLS
-/// handshake (with `tls`) or send a byte (without) within `handshake_timeout`. Small
-/// request/response pairs must not wait for Nagle's algorithm (40 ms with delayed ACKs), so
-/// every connection has TCP_NODELAY. The listener closes when the stream is dropped.
+/// What every connection of a listener is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    /// Open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// For the TLS handshake, or in plaintext the first byte.
+    pub handshake_timeout: Duration,
+    /// Refused calls before the connection is read more slowly.
+    pub refusals: Allowance,
+}
+
+/// The listener's connections, held to `admission`; each must finish its TLS handshake (with
+/// `tls`) or send a byte (without) in time. Small request/response pairs must not wait for
+/// Nagle's algorithm (40 ms with delayed ACKs), so every connection has TCP_NODELAY. The
+/// listener closes when the stream is dropped.
 pub fn admit(
     listener: TcpListener,
-    max_connections: usize,
-    handshake_timeout: Duration,
+    admission: Admission,
     tls: Option<Arc<Tls>>,
 ) -> ReceiverStream<io::Result<Admitted>> {
     let (admitted, incoming) = mpsc::channel(ADMITTED_QUEUE);
-    let places = Arc::new(Semaphore::new(max_connections));
-    tokio::spawn(accept_loop(
-        listener,
-        places,
-        handshake_timeout,
-        tls,
-        admitted,
-    ));
+    let places = Arc::new(Semaphore::new(admission.max_connections));
+    tokio::spawn(accept_loop(listener, places, admission, tls, admitted));
     ReceiverStream::new(incoming)
 }
 
 async fn accept_loop(
     listener: TcpListener,
     places: Arc<Semaphore>,
-    handshake_timeout: Duration,
+    admission: Admission,
     tls: Option<Arc<Tls>>,
     admitted: mpsc::Sender<io::Result<Admitted>>,
 ) {
+    let handshake_timeout = admission.handshake_timeout;
     loop {
         let accepted = tokio::select! {
             _ = admitted.closed() => return,
@@ -100,6 +112,7 @@ async fn accept_loop(
         let peer = Peer {
             addr: Some(addr),
             certificate: None,
+            account: Account::open(admission.refusals),
         };
         match &tls {
             None => {
@@ -107,6 +120,7 @@ async fn accept_loop(
                     stream: Transport::Plain(stream),
                     _place: place,
                     handshake: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
+                    rest: None,
                     peer,
                 };
                 if admitted.send(Ok(plain)).await.is_err() {
@@ -157,6 +171,7 @@ fn handshake(
             stream: Transport::Tls(Box::new(stream)),
             _place: place,
             handshake: None,
+            rest: None,
             peer,
         })
     }
@@ -169,6 +184,9 @@ impl AsyncRead for Admitted {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.resting(cx) {
+            return Poll::Pending;
+        }
         let before = buf.filled().len();
         let read = match &mut this.stream {
             Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
@@ -184,6 +202,30 @@ impl AsyncRead for Admitted {
             _ => {}
         }
         read
+    }
+}
+
+impl Admitted {
+    /// Whether the connection is resting, having spent its allowance of refusals; if so, it
+    /// is woken when the rest is over.
+    fn resting(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(until) = self.peer.account.resting_until() else {
+            self.rest = None;
+            return false;
+        };
+        let rest = match &mut self.rest {
+            Some(rest) => {
+                if rest.deadline() != until {
+                    rest.as_mut().reset(until);
+                }
+                rest
+            }
+            None => {
+                metrics::connection_rested();
+                self.rest.insert(Box::pin(tokio::time::sleep_until(until)))
+            }
+        };
+        rest.as_mut().poll(cx).is_pending()
     }
 }
 

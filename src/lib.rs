@@ -31,7 +31,8 @@
 //!   [`manifest`]s and their [`codec`]; a promise or route stops at its [`deadline`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery, and
 //!   the outbound sinks' cursors and dead letters.
-//! - **Process** [`server`]: listeners ([`connections`] bounds them, [`request_bytes`] the
+//! - **Process** [`server`]: listeners ([`connections`] bounds them, [`allowance`] rests a
+//!   connection that keeps being refused, [`request_bytes`] bounds the
 //!   request bytes in flight over the gRPC one, [`tls`] encrypts them and reloads their
 //!   certificates), background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;
@@ -73,6 +74,7 @@ pub use promised_core::{
     rejections, reservation, reserve, route, spec, sync, view,
 };
 
+pub mod allowance;
 pub mod app;
 pub mod auth;
 pub mod checkpoint;

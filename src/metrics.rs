@@ -57,6 +57,7 @@ pub const SINK_DELIVERIES: &str = "promised_sink_deliveries_total";
 pub const SINK_RETRIES: &str = "promised_sink_retries_total";
 pub const SINK_DEAD_LETTERS: &str = "promised_sink_dead_letters_total";
 pub const SINK_LAG: &str = "promised_sink_lag_seconds";
+pub const CONNECTION_RESTS: &str = "promised_connection_rests_total";
 
 /// Latency buckets from 5 µs to 2.5 s: server time of a read is a few microseconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -252,6 +253,12 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         SINK_LAG,
         Some(Unit::Seconds),
         "Time from the change to its delivery, of each sink's latest delivered event.",
+    ),
+    (
+        Kind::Counter,
+        CONNECTION_RESTS,
+        None,
+        "Times a connection that had spent its allowance of refused calls was left unread until it earned one back.",
     ),
 ];
 
@@ -716,6 +723,11 @@ impl SinkMetrics {
 
 /// Counts holds one expiry sweep expired and made durable (a sweep of none registers the
 /// counter, so it is exported from the first sweep on).
+/// A connection starts a rest, having spent its allowance of refused calls.
+pub fn connection_rested() {
+    counter!(CONNECTION_RESTS).increment(1);
+}
+
 pub fn expired(holds: usize) {
     counter!(RESERVATIONS_EXPIRED).increment(holds as u64);
 }

@@ -23,12 +23,13 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::util::MapResponseLayer;
 
+use crate::allowance::RefusalsLayer;
 use crate::app::App;
 use crate::auth::Authenticator;
 use crate::checkpoint::{Durability, Store};
 use crate::clock::{Clock, MonotonicClock};
 use crate::config::{AuthConfig, Config, ConnectionLimits};
-use crate::connections::{self, Admitted};
+use crate::connections::{self, Admission, Admitted};
 use crate::consistency::Consistency;
 use crate::engine::Engine;
 use crate::feeds;
@@ -174,12 +175,12 @@ impl Application {
         )
         .await?;
         let limits = &self.config.connections;
-        let incoming = connections::admit(
-            self.grpc,
-            limits.max_connections,
-            limits.handshake_timeout,
-            self.grpc_tls,
-        );
+        let admission = Admission {
+            max_connections: limits.max_connections,
+            handshake_timeout: limits.handshake_timeout,
+            refusals: limits.refusals,
+        };
+        let incoming = connections::admit(self.grpc, admission, self.grpc_tls);
         let authentication = Arc::new(self.authentication);
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
         let edge = Edge {
@@ -200,19 +201,9 @@ impl Application {
             limits,
             &stop,
         );
-        let calls = connections::admit(
-            self.http,
-            limits.max_connections,
-            limits.handshake_timeout,
-            self.http_tls,
-        );
+        let calls = connections::admit(self.http, admission, self.http_tls);
         let http = http::serve(calls, http::router(edge), stop.clone());
-        let scrapes = connections::admit(
-            self.metrics,
-            limits.max_connections,
-            limits.handshake_timeout,
-            self.metrics_tls,
-        );
+        let scrapes = connections::admit(self.metrics, admission, self.metrics_tls);
         let tasks = spawn_background(&self.app, http, scrapes, self.prometheus, &health, &stop);
         if let Some(config) = self.config.feeds.clone() {
             let max_bytes = self.config.max_message_bytes;
@@ -319,6 +310,8 @@ fn spawn_grpc(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_connection_age(limits.max_connection_age)
+        // Outermost: it sees every refusal, tonic's own mapped to the caller's codes.
+        .layer(RefusalsLayer)
         .layer(MapResponseLayer::new(grpc::caller_statuses))
         .layer(grpc::RequestIdLayer)
         // Shed, not queue: a call over the in-flight limit is answered RESOURCE_EXHAUSTED at once.

@@ -41,6 +41,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// the flood, and sent back to back it would take the CPU the flood's senders need.
 const PROBE_PAUSE: Duration = Duration::from_millis(10);
 
+/// Connections the timing probe takes turns on: it stands for clients that are refused now
+/// and then, each within the allowance of refusals the server gives a connection (at most
+/// about 100 calls/s over 16 connections is 6 a second each; the default allowance is 20).
+const PROBE_CONNECTIONS: usize = 16;
+
 /// The call the flood sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FloodRpc {
@@ -191,16 +196,14 @@ async fn flood_window(
 ) -> anyhow::Result<Outcomes> {
     let flooders = Sender::open_all(addr, plan.connections).await?;
     let mut callers = JoinSet::new();
+    let rpc = plan.rpc;
     for caller in 0..plan.callers {
-        let channel = flooders[caller % flooders.len()].clone();
-        let caller = (caller, Duration::ZERO);
-        callers.spawn(flood_caller(
-            plan.rpc,
-            channel,
-            requests.clone(),
-            caller,
-            until,
-        ));
+        let sender = [flooders[caller % flooders.len()].clone()];
+        let requests = requests.clone();
+        callers.spawn(async move {
+            let caller = (caller, Duration::ZERO);
+            flood_caller(rpc, &sender, requests, caller, until).await
+        });
     }
     let mut flood = Outcomes::default();
     while let Some(calls) = callers.join_next().await {
@@ -227,9 +230,9 @@ async fn probes(
     let until = Instant::now() + window;
     let large = large.map(|(rpc, body)| {
         on_own_thread(Priority::Normal, async move {
-            let sender = Sender::open(addr).await?;
+            let senders = Sender::open_all(addr, PROBE_CONNECTIONS).await?;
             let caller = (0, PROBE_PAUSE);
-            Ok(flood_caller(rpc, sender, Arc::new(vec![body]), caller, until).await)
+            Ok(flood_caller(rpc, &senders, Arc::new(vec![body]), caller, until).await)
         })
     });
     let small = on_own_thread(Priority::Normal, async move {
@@ -337,12 +340,12 @@ fn flood_requests(plan: &FloodPlan) -> Vec<Bytes> {
         .collect()
 }
 
-/// One flooding caller until `until`, cycling through `requests` from its own offset, each
-/// call `pause` after the last was answered: each call's final code and latency in
-/// nanoseconds.
+/// One flooding caller until `until`, cycling through `requests` from its own offset and
+/// taking turns on `senders`, each call `pause` after the last was answered: each call's
+/// final code and latency in nanoseconds.
 async fn flood_caller(
     rpc: FloodRpc,
-    sender: Sender,
+    senders: &[Sender],
     requests: Arc<Vec<Bytes>>,
     (caller, pause): (usize, Duration),
     until: Instant,
@@ -351,6 +354,7 @@ async fn flood_caller(
     let mut next = caller;
     while Instant::now() < until {
         let body = requests[next % requests.len()].clone();
+        let sender = &senders[next % senders.len()];
         next += 1;
         calls.push(sender.call(rpc.path(), body).await);
         tokio::time::sleep(pause).await;

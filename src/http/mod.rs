@@ -36,6 +36,7 @@ use tonic::transport::server::Connected;
 use tonic::Code;
 use tower::ServiceExt;
 
+use crate::allowance::http_refused;
 use crate::connections::Admitted;
 use crate::grpc::{Authentication, Handlers, RequestIdLayer};
 pub use webhook::{sign, Webhooks};
@@ -122,7 +123,8 @@ fn json_response(body: Vec<u8>) -> Response {
 
 /// Serves HTTP/1.1 on every admitted connection until `stop`, then lets each finish the
 /// call it is in and closes it. A connection's peer (address, client certificate) rides in
-/// every request's extensions, for authentication.
+/// every request's extensions, for authentication; a call refused for resources (413, 429)
+/// is charged to the connection's allowance.
 pub async fn serve(
     connections: impl Stream<Item = std::io::Result<Admitted>>,
     router: Router,
@@ -152,7 +154,15 @@ async fn connection(stream: Admitted, router: Router, stop: CancellationToken) {
     let peer = stream.connect_info();
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(peer.clone());
-        router.clone().oneshot(request.map(axum::body::Body::new))
+        let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+        let account = peer.account.clone();
+        async move {
+            let answer = answer.await;
+            if matches!(&answer, Ok(response) if http_refused(response.status())) {
+                account.charge();
+            }
+            answer
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     // Headers must arrive within the timer's default (30 s): a slow sender holds no place.

@@ -11,7 +11,8 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::helpers::*;
-use crate::raw::{framed, prefix, RawConnection};
+use crate::http_client::{Http, KeptConnection};
+use crate::raw::{framed, prefix, RawCall, RawConnection};
 
 /// Whether the server closed `stream`: end of stream within `wait`, whatever it sent before.
 async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
@@ -326,4 +327,78 @@ async fn a_message_over_the_in_flight_bytes_is_refused_at_its_length_and_bytes_c
         let answer = app.availability.get_availability(query).await;
         assert!(answer.is_ok(), "{answer:?}");
     }
+}
+
+/// A connection that keeps being refused for resources is left unread once it has spent its
+/// allowance, so its calls wait in its own socket; another connection is served meanwhile.
+#[tokio::test]
+async fn a_connection_refused_past_its_allowance_rests_while_others_are_served() {
+    const OVER_THE_QUERY_LIMIT: u32 = 3 << 20;
+    const AVAILABILITY: &str = "/promised.v1.Availability/GetAvailability";
+    let args = ServeArgs {
+        refusals_per_connection_per_sec: Some("2".into()),
+        refusal_burst: Some("3".into()),
+        ..ServeArgs::default()
+    };
+    let mut app = spawn_app_with(args).await;
+    let flooder = RawConnection::open(app.grpc_addr).await;
+    let refused = |call: RawCall| async move {
+        let code = tokio::time::timeout(Duration::from_secs(10), call.code()).await;
+        assert_eq!(code.expect("answered"), Code::ResourceExhausted);
+    };
+    // The burst and one more are answered at once; the last leaves half a second owed.
+    for _ in 0..4 {
+        let mut call = flooder.call(AVAILABILITY, &[]).await;
+        call.send(prefix(OVER_THE_QUERY_LIMIT).to_vec(), false);
+        let started = std::time::Instant::now();
+        refused(call).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "within the allowance"
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut waiting = flooder.call(AVAILABILITY, &[]).await;
+    waiting.send(prefix(OVER_THE_QUERY_LIMIT).to_vec(), false);
+    let waiting = tokio::spawn(async move {
+        refused(waiting).await;
+        started.elapsed()
+    });
+    assert_eq!(app.item("SKU-1").await.sku, "SKU-1", "another connection");
+    let served = started.elapsed();
+    let rested = waiting.await.expect("the resting call");
+    assert!(rested >= Duration::from_millis(350), "rested {rested:?}");
+    assert!(
+        served < rested,
+        "served in {served:?}, while the flooder rested {rested:?}"
+    );
+}
+
+/// The HTTP edge charges the same allowance: a kept connection whose bodies keep being too
+/// large rests once it has spent it.
+#[tokio::test]
+async fn an_http_connection_refused_past_its_allowance_rests() {
+    let args = ServeArgs {
+        max_message_bytes: Some("4096".into()),
+        refusals_per_connection_per_sec: Some("2".into()),
+        refusal_burst: Some("3".into()),
+        ..ServeArgs::default()
+    };
+    let app = spawn_app_with(args).await;
+    let mut kept = KeptConnection::open(&Http::new(app.http_addr)).await;
+    let big = format!("{{\"reservationId\": \"{}\"}}", "x".repeat(5000));
+    for _ in 0..4 {
+        let started = std::time::Instant::now();
+        let reply = kept.post_text("/v1/reservations", &big).await;
+        assert_eq!(reply.status, 413, "{reply:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "within the allowance"
+        );
+    }
+    let started = std::time::Instant::now();
+    let reply = kept.post_text("/v1/reservations", &big).await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    let rested = started.elapsed();
+    assert!(rested >= Duration::from_millis(350), "rested {rested:?}");
 }

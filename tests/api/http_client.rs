@@ -1,5 +1,6 @@
 //! A plain HTTP/1.1 client for the HTTP/JSON edge: one request per connection, written out
-//! as a newcomer's curl would send it, and the answer read back whole.
+//! as a newcomer's curl would send it, and the answer read back whole; or requests one after
+//! another on a connection kept open.
 
 use std::net::SocketAddr;
 
@@ -94,8 +95,20 @@ impl Http {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Vec<u8> {
+        self.request_on("close", method, path, headers, body)
+    }
+
+    /// The bytes of a request with `connection` as its `connection` header.
+    fn request_on(
+        &self,
+        connection: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Vec<u8> {
         let mut head =
-            format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+            format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: {connection}\r\n");
         if let Some(token) = &self.token {
             head.push_str(&format!("authorization: Bearer {token}\r\n"));
         }
@@ -108,6 +121,56 @@ impl Http {
         request.extend_from_slice(body);
         request
     }
+}
+
+/// A connection kept open, its requests sent one after another.
+pub struct KeptConnection {
+    http: Http,
+    stream: tokio::net::TcpStream,
+}
+
+impl KeptConnection {
+    pub async fn open(http: &Http) -> KeptConnection {
+        let stream = tokio::net::TcpStream::connect(http.addr)
+            .await
+            .expect("connects");
+        KeptConnection {
+            http: http.clone(),
+            stream,
+        }
+    }
+
+    /// A POST of `body` as JSON; the answer is read to the end of its `content-length`.
+    pub async fn post_text(&mut self, path: &str, body: &str) -> Reply {
+        let headers = [("content-type", "application/json")];
+        let request =
+            (self.http).request_on("keep-alive", "POST", path, &headers, Some(body.as_bytes()));
+        self.stream.write_all(&request).await.expect("request sent");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(whole) = whole_answer(&answer) {
+                return parse(&answer[..whole]);
+            }
+            let read = self.stream.read(&mut buf).await.expect("answer read");
+            assert!(read > 0, "the connection closed part way through an answer");
+            answer.extend_from_slice(&buf[..read]);
+        }
+    }
+}
+
+/// The length of the answer at the front of `bytes`, once all of it has arrived.
+fn whole_answer(bytes: &[u8]) -> Option<usize> {
+    let head = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let length = String::from_utf8_lossy(&bytes[..head])
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    (bytes.len() >= head + length).then_some(head + length)
 }
 
 /// Writes `request` to `stream` and reads the whole answer.

@@ -1,0 +1,227 @@
+//! Each connection's allowance of refused calls, so that under a flood the connections being
+//! refused pay for it and the others keep their share of the server. A call refused for the
+//! server's resources (gRPC `RESOURCE_EXHAUSTED`: the in-flight limits, an over-size message;
+//! HTTP 413 and 429) draws on its connection's account, which earns `per_second` refusals
+//! back up to `burst`. A connection that has spent its allowance is not read from until it
+//! has earned one back: its next calls wait in its own socket, where TCP pushes back on the
+//! sender, instead of taking the CPU every other connection is served with. A client that is
+//! refused now and then never notices; answers already on their way still go out.
+//!
+//! The account is a generic cell rate: one instant, `due`, past which the connection owes
+//! nothing. Each refusal moves it one interval later (from now, if it was already past); the
+//! connection rests while `due` is more than `burst` intervals ahead.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::codegen::http::{HeaderMap, Request, Response, StatusCode};
+use tonic::codegen::Service;
+use tower::load_shed::error::Overloaded;
+use tower::{BoxError, Layer};
+
+use crate::connections::Peer;
+
+/// How many refusals a connection may have: `burst` at once, then `per_second`. A rate of 0
+/// turns the allowance off (a connection is never rested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// One connection's account of its refusals.
+#[derive(Debug)]
+pub struct Account {
+    /// What `due` counts nanoseconds from.
+    origin: Instant,
+    /// Nanoseconds one refusal costs; 0 when the allowance is off.
+    interval: u64,
+    /// Nanoseconds of refusals a connection may owe before it rests.
+    credit: u64,
+    /// Nanoseconds after `origin` at which the connection owes nothing.
+    due: AtomicU64,
+}
+
+impl Account {
+    pub fn open(allowance: Allowance) -> Arc<Account> {
+        let interval = match allowance.per_second {
+            0 => 0,
+            rate => 1_000_000_000 / u64::from(rate),
+        };
+        Arc::new(Account {
+            origin: Instant::now(),
+            interval,
+            credit: interval * u64::from(allowance.burst),
+            due: AtomicU64::new(0),
+        })
+    }
+
+    /// One refusal on the connection.
+    pub fn charge(&self) {
+        let now = self.nanos(Instant::now());
+        let _ = self
+            .due
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |due| {
+                Some(due.max(now) + self.interval)
+            });
+    }
+
+    /// Until when the connection rests, when it has spent its allowance.
+    pub fn resting_until(&self) -> Option<Instant> {
+        let due = self.due.load(Ordering::Relaxed);
+        let free = due.checked_sub(self.credit)?;
+        (free > self.nanos(Instant::now())).then(|| self.origin + Duration::from_nanos(free))
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_nanos() as u64
+    }
+}
+
+/// Whether a gRPC answer's headers (a refusal is trailers-only) refuse it for resources.
+fn refused_for_resources(headers: &HeaderMap) -> bool {
+    headers.get("grpc-status").map(|code| code.as_bytes()) == Some(b"8")
+}
+
+/// Whether an HTTP answer refuses the call for resources: a body too large, or too many calls.
+pub fn http_refused(status: StatusCode) -> bool {
+    status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// Charges each gRPC call refused for resources to its connection's account. Outermost, so it
+/// sees every refusal: those answered below it, and a shed call's `Overloaded`, which tonic
+/// turns into `RESOURCE_EXHAUSTED` above it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RefusalsLayer;
+
+impl<S> Layer<S> for RefusalsLayer {
+    type Service = Refusals<S>;
+
+    fn layer(&self, inner: S) -> Refusals<S> {
+        Refusals { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Refusals<S> {
+    inner: S,
+}
+
+impl<S, In, Out> Service<Request<In>> for Refusals<S>
+where
+    S: Service<Request<In>, Response = Response<Out>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Out>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Out>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<In>) -> Self::Future {
+        let account = request
+            .extensions()
+            .get::<Peer>()
+            .map(|peer| peer.account.clone());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = answer.await.map_err(Into::into);
+            let refused = match &answer {
+                Ok(response) => refused_for_resources(response.headers()),
+                Err(error) => error.is::<Overloaded>(),
+            };
+            if let (true, Some(account)) = (refused, account) {
+                account.charge();
+            }
+            answer
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALLOWANCE: Allowance = Allowance {
+        per_second: 10,
+        burst: 3,
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_rests_once_it_has_spent_its_burst_and_only_as_long_as_it_owes() {
+        let account = Account::open(ALLOWANCE);
+        for _ in 0..3 {
+            account.charge();
+            assert_eq!(account.resting_until(), None, "within the burst");
+        }
+        account.charge();
+        let rest = account.resting_until().expect("one past the burst rests");
+        assert_eq!(rest - Instant::now(), Duration::from_millis(100));
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert!(
+            account.resting_until().is_some(),
+            "still owes a millisecond"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(account.resting_until(), None, "paid up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_spread_over_time_within_the_rate_never_rest_the_connection() {
+        let account = Account::open(ALLOWANCE);
+        for _ in 0..100 {
+            account.charge();
+            assert_eq!(account.resting_until(), None);
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_quiet_spell_earns_back_no_more_than_the_burst() {
+        let account = Account::open(ALLOWANCE);
+        account.charge();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        for _ in 0..3 {
+            account.charge();
+        }
+        assert_eq!(account.resting_until(), None);
+        account.charge();
+        assert!(account.resting_until().is_some(), "the burst is 3, not 600");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_allowance_at_rate_zero_never_rests_a_connection() {
+        let account = Account::open(Allowance {
+            per_second: 0,
+            burst: 0,
+        });
+        for _ in 0..1_000 {
+            account.charge();
+        }
+        assert_eq!(account.resting_until(), None);
+    }
+
+    #[test]
+    fn only_resource_refusals_are_charged() {
+        let mut headers = HeaderMap::new();
+        assert!(!refused_for_resources(&headers), "an answer");
+        headers.insert("grpc-status", "3".parse().unwrap());
+        assert!(
+            !refused_for_resources(&headers),
+            "bad input is the caller's own"
+        );
+        headers.insert("grpc-status", "8".parse().unwrap());
+        assert!(refused_for_resources(&headers));
+        assert!(http_refused(StatusCode::TOO_MANY_REQUESTS));
+        assert!(http_refused(StatusCode::PAYLOAD_TOO_LARGE));
+        assert!(!http_refused(StatusCode::BAD_REQUEST));
+    }
+}
