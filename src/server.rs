@@ -46,6 +46,12 @@ use crate::tls::{Tls, ALPN_GRPC, ALPN_HTTP1};
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Request bytes a call may have in flight before the server has read them: what a call
+/// refused at its first bytes may still push at the server (who reads and drops it). Small
+/// next to the connection's window, so one large upload does not hold the others up.
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+
 /// How often expired holds are swept; holds end at most this long after their deadline.
 const EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -307,6 +313,8 @@ fn spawn_grpc(
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
     let router = Server::builder()
         .max_concurrent_streams(limits.max_streams_per_connection)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_connection_age(limits.max_connection_age)

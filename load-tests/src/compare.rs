@@ -13,6 +13,7 @@ use crate::generator::{run_phase, Mode, PhaseSpec};
 use crate::lab::Lab;
 use crate::process::{own_cpu_seconds, CpuMeter, Placement};
 use crate::report::{Environment, PhaseReport, Report, Settings};
+use crate::service::ServiceSettings;
 use crate::workload::{Scenario, TargetKind, Workload, ZIPF_EXPONENT};
 
 /// Everything a comparison does, and for how long.
@@ -42,8 +43,8 @@ pub struct Plan {
     pub command: String,
     /// Remarks printed at the top of the report (`--note`).
     pub notes: Vec<String>,
-    /// How long promised remembers ended reservations; `None` is its default.
-    pub retention_secs: Option<u64>,
+    /// What promised is started with beyond its defaults.
+    pub service: ServiceSettings,
 }
 
 impl Plan {
@@ -65,7 +66,7 @@ impl Plan {
             report_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("reports"),
             command: String::new(),
             notes: Vec::new(),
-            retention_secs: None,
+            service: ServiceSettings::default(),
         }
     }
 
@@ -219,7 +220,7 @@ pub(crate) async fn prepare(
         targets,
         plan.connections,
         plan.postgres_pool,
-        plan.retention_secs,
+        &plan.service,
     )
     .await?;
     let environment = environment(&plan.command, &load, placement, &lab);

@@ -29,6 +29,7 @@ use tonic::{Code, Status};
 use crate::catalogue::sku;
 use crate::lab::{connect, Lab};
 use crate::process::{own_cpu_seconds, status_bytes, CpuMeter, Placement};
+use crate::service::ServiceSettings;
 use crate::stats::{summarize, CallSummary};
 use crate::workload::TargetKind;
 
@@ -106,6 +107,8 @@ pub struct FloodPlan {
     pub max_mib: usize,
     /// The well-behaved client's calls in flight (closed loop, on a connection of its own).
     pub probes: usize,
+    /// What the server is started with.
+    pub service: ServiceSettings,
 }
 
 /// The figures of a run.
@@ -156,7 +159,8 @@ pub async fn flood(
     exe: &std::path::Path,
     placement: &Placement,
 ) -> anyhow::Result<FloodReport> {
-    let lab = Lab::start(exe, placement, &[TargetKind::Promised], 1, 1, None).await?;
+    let promised = [TargetKind::Promised];
+    let lab = Lab::start(exe, placement, &promised, 1, 1, &plan.service).await?;
     lab.load(plan.skus, 7).await?;
     let requests = Arc::new(flood_requests(plan));
     let (idle, _) = probes(plan, lab.service_addr(), "idle", None).await?;
@@ -453,8 +457,9 @@ impl FloodReport {
         let window = plan.window;
         let mut out = format!(
             "flood: {} callers over {} connections, {:?} requests of {}-{} MiB, {} s windows; \
-             well-behaved client: {} in flight, and one {} MiB request every 10 ms or more, \
-             each on a connection and thread of its own; {}\n\n",
+             well-behaved client: {} in flight, and one {} MiB request every 10 ms or more \
+             taking turns on {PROBE_CONNECTIONS} connections, each on a thread of its own; \
+             refusals a connection earns back per second: {}, at once: {}; {}\n\n",
             plan.callers,
             plan.connections,
             plan.rpc,
@@ -463,6 +468,12 @@ impl FloodReport {
             window.as_secs_f64(),
             plan.probes,
             plan.min_mib,
+            plan.service
+                .refusals_per_connection_per_sec
+                .map_or("the server's default".to_owned(), |rate| rate.to_string()),
+            plan.service
+                .refusal_burst
+                .map_or("the server's default".to_owned(), |burst| burst.to_string()),
             placement.describe(),
         );
         out.push_str("| calls | count | per s | p50 µs | p99 µs | p99.9 µs | max µs |\n");

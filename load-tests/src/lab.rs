@@ -25,7 +25,7 @@ use crate::feed::FeedTarget;
 use crate::peer::pb as peer;
 use crate::peer::pb::stock_client::StockClient;
 use crate::process::{Placement, Process};
-use crate::service::{self, Feeds};
+use crate::service::{self, Feeds, ServiceSettings};
 use crate::workload::{Client, TargetKind};
 
 /// SKUs per peer `Load` call.
@@ -119,16 +119,14 @@ impl Lab {
         targets: &[TargetKind],
         connections: usize,
         pg_pool: usize,
-        retention_secs: Option<u64>,
+        settings: &ServiceSettings,
     ) -> anyhow::Result<Self> {
         let network = Network::demo().await?;
         let redis = RedisServer::start("promised-redis", placement)?;
         let redis_url = redis.url();
-        let retention = retention_secs.map(|secs| secs.to_string());
+        let settings = settings.args();
         let mut args = vec!["serve-promised", "--redis-url", &redis_url];
-        if let Some(secs) = &retention {
-            args.extend(["--retention-secs", secs]);
-        }
+        args.extend(settings.iter().map(String::as_str));
         let (process, addr) =
             Process::spawn_server("promised", server_command(exe, placement, &args))?;
         let channels = connect(addr, connections).await?;

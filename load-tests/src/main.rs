@@ -13,7 +13,7 @@ use promised_load::flood::{self, FloodPlan, FloodRpc};
 use promised_load::generator::Mode;
 use promised_load::peer::{self, postgres::PostgresStore, redis::RedisStore};
 use promised_load::process::Placement;
-use promised_load::service;
+use promised_load::service::{self, ServiceSettings};
 use promised_load::soak::{self, SoakPlan};
 use promised_load::workload::{Scenario, TargetKind};
 
@@ -42,9 +42,8 @@ enum Command {
     ServePromised {
         #[arg(long)]
         redis_url: String,
-        /// How long ended reservations are remembered [default: the server's, 24 h].
-        #[arg(long)]
-        retention_secs: Option<u64>,
+        #[command(flatten)]
+        settings: ServiceSettings,
     },
     /// (Child process) a peer over the given datastore.
     #[command(hide = true)]
@@ -175,6 +174,10 @@ struct FloodArgs {
     /// Leave every process unpinned (by default the server and the generator get separate CPUs).
     #[arg(long)]
     no_pin: bool,
+    /// What the server is started with: refused calls a connection earns back per second
+    /// (0 lets every connection be refused without rest) and may have at once.
+    #[command(flatten)]
+    service: ServiceSettings,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -238,8 +241,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::ServePromised {
             redis_url,
-            retention_secs,
-        } => runtime()?.block_on(service::serve(redis_url, retention_secs)),
+            settings,
+        } => runtime()?.block_on(service::serve(redis_url, settings)),
         Command::ServePeer { backend, url, pool } => runtime()?.block_on(async move {
             match backend {
                 Backend::Redis => peer::serve(RedisStore::open(&url).await?).await,
@@ -264,6 +267,7 @@ fn main() -> anyhow::Result<()> {
                 min_mib: args.min_mib,
                 max_mib: args.max_mib,
                 probes: args.probes.max(1),
+                service: args.service,
             };
             let placement = Placement::split(!args.no_pin);
             placement.pin_generator()?;
@@ -274,7 +278,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Soak(args) => {
             let mut plan = args.plan.plan("soak");
-            plan.retention_secs = args.retention_secs;
+            plan.service.retention_secs = args.retention_secs;
             let soak = SoakPlan {
                 rate: plan.rate.unwrap_or(1_000.0),
                 minutes: args.minutes.max(1),

@@ -33,11 +33,48 @@ const READ_BATCH: usize = 100;
 /// 120 s of silence, and a stale feed's nodes are excluded from availability).
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
+/// What the service under test is started with beyond its defaults: the flags of
+/// `serve-promised`, which a run hands on to its child process.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServiceSettings {
+    /// How long ended reservations are remembered [default: the server's, 24 h].
+    #[arg(long)]
+    pub retention_secs: Option<u64>,
+    /// Refused calls a connection earns back per second [default: the server's].
+    #[arg(long)]
+    pub refusals_per_connection_per_sec: Option<u32>,
+    /// Refusals a connection may have at once [default: the server's].
+    #[arg(long)]
+    pub refusal_burst: Option<u32>,
+}
+
+impl ServiceSettings {
+    /// These settings as `serve-promised` flags.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(secs) = self.retention_secs {
+            args.extend(["--retention-secs".to_owned(), secs.to_string()]);
+        }
+        if let Some(rate) = self.refusals_per_connection_per_sec {
+            let flag = "--refusals-per-connection-per-sec".to_owned();
+            args.extend([flag, rate.to_string()]);
+        }
+        if let Some(burst) = self.refusal_burst {
+            args.extend(["--refusal-burst".to_owned(), burst.to_string()]);
+        }
+        args
+    }
+}
+
 /// Runs the service until the parent goes away: in-process `Application` with durability on
 /// (`--redis-url`), loopback on a free port, the demo network loaded.
-pub async fn serve(redis_url: String, retention_secs: Option<u64>) -> anyhow::Result<()> {
+pub async fn serve(redis_url: String, settings: ServiceSettings) -> anyhow::Result<()> {
     let args = ServeArgs {
-        retention_secs: retention_secs.map(|secs| secs.to_string()),
+        retention_secs: settings.retention_secs.map(|secs| secs.to_string()),
+        refusals_per_connection_per_sec: settings
+            .refusals_per_connection_per_sec
+            .map(|rate| rate.to_string()),
+        refusal_burst: settings.refusal_burst.map(|burst| burst.to_string()),
         grpc_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
         http_addr: Some("127.0.0.1:0".into()),
