@@ -242,15 +242,18 @@ enum Call {
     OneSkuAllNodes,
     /// The same 50 nodes, answering the network total only (`totals_only`).
     OneSkuAllNodesTotals,
+    /// The same 50 nodes' figures as packed columns (`columns`).
+    OneSkuAllNodesColumns,
     TwentySkusAllNodes,
 }
 
 impl Call {
-    const ALL: [Call; 5] = [
+    const ALL: [Call; 6] = [
         Self::Health,
         Self::OneSkuOneNode,
         Self::OneSkuAllNodes,
         Self::OneSkuAllNodesTotals,
+        Self::OneSkuAllNodesColumns,
         Self::TwentySkusAllNodes,
     ];
 
@@ -260,6 +263,7 @@ impl Call {
             Self::OneSkuOneNode => "get_availability_1_sku_1_node",
             Self::OneSkuAllNodes => "get_availability_1_sku_50_nodes",
             Self::OneSkuAllNodesTotals => "get_availability_1_sku_50_nodes_totals_only",
+            Self::OneSkuAllNodesColumns => "get_availability_1_sku_50_nodes_columns",
             Self::TwentySkusAllNodes => "get_availability_20_skus_50_nodes",
         }
     }
@@ -269,13 +273,16 @@ impl Call {
         let (skus, node_ids) = match self {
             Self::Health => return None,
             Self::OneSkuOneNode => (1, vec![one_node.to_owned()]),
-            Self::OneSkuAllNodes | Self::OneSkuAllNodesTotals => (1, Vec::new()),
+            Self::OneSkuAllNodes | Self::OneSkuAllNodesTotals | Self::OneSkuAllNodesColumns => {
+                (1, Vec::new())
+            }
             Self::TwentySkusAllNodes => (QUERY_SKUS, Vec::new()),
         };
         Some(pb::AvailabilityRequest {
             skus: (0..skus).map(query_sku).collect(),
             node_ids,
             totals_only: matches!(self, Self::OneSkuAllNodesTotals),
+            columns: matches!(self, Self::OneSkuAllNodesColumns),
             ..pb::AvailabilityRequest::default()
         })
     }
@@ -333,13 +340,15 @@ impl Caller {
         }
     }
 
-    /// Checks once that each availability call answers what it claims to measure.
+    /// Checks once that each availability call answers what it claims to measure, and prints
+    /// the size of each answer.
     fn check_answers(&self, server: &Server) {
         let nodes = server.engine.network().nodes().len();
         for (call, items, nodes) in [
             (Call::OneSkuOneNode, 1, 1),
             (Call::OneSkuAllNodes, 1, nodes),
             (Call::OneSkuAllNodesTotals, 1, 0),
+            (Call::OneSkuAllNodesColumns, 1, nodes),
             (Call::TwentySkusAllNodes, QUERY_SKUS, nodes),
         ] {
             let request = self.requests[call as usize].as_ref().expect("a request");
@@ -350,8 +359,14 @@ impl Caller {
                 .expect("GetAvailability answers")
                 .into_inner();
             assert_eq!(answer.items.len(), items, "{}", call.name());
+            let bytes = prost::Message::encoded_len(&answer);
+            println!("{:<50} answers {bytes} bytes", call.name());
             for item in &answer.items {
-                assert_eq!(item.nodes.len(), nodes, "{}", call.name());
+                let answered = match &item.columns {
+                    Some(columns) => columns.atp.len(),
+                    None => item.nodes.len(),
+                };
+                assert_eq!(answered, nodes, "{}", call.name());
                 assert!(item.network_atp > 0, "{}", call.name());
             }
         }

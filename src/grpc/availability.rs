@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     availability_change, availability_response, band_change, explain_response, stock_bands,
+    NodeLayout,
 };
 use super::pb::{self, availability_server::Availability};
 use super::status::{answer, status};
@@ -103,8 +104,13 @@ impl Availability for AvailabilityService {
     ) -> Result<Response<pb::AvailabilityResponse>, Status> {
         let _timer = self.0.rpc.time(Rpc::GetAvailability);
         answer(async {
-            let query = AvailabilityQuery::try_from(request.into_inner())?;
-            Ok(availability_response(self.0.app.availability(&query)?))
+            let request = request.into_inner();
+            let layout = NodeLayout::asked(&request);
+            let query = AvailabilityQuery::try_from(request)?;
+            Ok(availability_response(
+                self.0.app.availability(&query)?,
+                layout,
+            ))
         })
         .await
     }

@@ -556,3 +556,76 @@ async fn explain_refuses_bad_input_with_the_field_at_fault() {
         .expect_err("refused");
     assert_bad_field(&status, "node_ids[0]");
 }
+
+/// Each item's nodes rebuilt from its columns and the answer's node ids.
+fn entries_from_columns(answer: &pb::AvailabilityResponse) -> Vec<Vec<pb::NodeAvailability>> {
+    answer
+        .items
+        .iter()
+        .map(|item| {
+            assert!(item.nodes.is_empty(), "columns instead of entries");
+            let columns = item.columns.as_ref().expect("columns");
+            let date = |i: usize| columns.earliest_date.get(i).cloned().unwrap_or_default();
+            (0..answer.node_ids.len())
+                .map(|i| pb::NodeAvailability {
+                    node_id: answer.node_ids[i].clone(),
+                    atp: columns.atp[i],
+                    on_hand: columns.on_hand[i],
+                    reserved: columns.reserved[i],
+                    allocated: columns.allocated[i],
+                    safety_stock: columns.safety_stock[i],
+                    inbound: columns.inbound[i],
+                    earliest_date: date(i),
+                    degraded: columns.degraded.contains(&(i as u32)),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn columns_answer_every_figure_the_entries_do() {
+    let mut app = spawn_app().await;
+    explained_stock(&mut app).await;
+    app.apply(
+        "ERP",
+        1,
+        vec![set_receipt(
+            "SKU-2",
+            "DC-WEST",
+            OnOrder,
+            "PO-9",
+            "2026-03-10",
+            20,
+        )],
+    )
+    .await;
+    // WMS-EAST goes stale: its node is degraded.
+    app.clock.advance_ms(301_000);
+    app.apply("WMS-WEST", 0, vec![]).await;
+    let skus = ["SKU-1", "SKU-2", "NEVER-SEEN"];
+    let named = pb::AvailabilityRequest {
+        node_ids: vec!["STORE-CHI".into(), "DC-EAST".into()],
+        ..ask(&skus, 0)
+    };
+    for request in [ask(&skus, 0), ask(&skus, 12), named] {
+        let entries = app.availability(request.clone()).await;
+        assert!(entries.node_ids.is_empty() && entries.items[0].columns.is_none());
+        let columns = pb::AvailabilityRequest {
+            columns: true,
+            ..request.clone()
+        };
+        let columns = app.availability(columns).await;
+        let rebuilt = entries_from_columns(&columns);
+        for (i, item) in entries.items.iter().enumerate() {
+            assert_eq!(rebuilt[i], item.nodes, "{request:?}, {}", item.sku);
+            let totals = |item: &pb::ItemAvailability| {
+                let groups = item.groups.clone();
+                (item.network_atp, item.network_earliest_date.clone(), groups)
+            };
+            assert_eq!(totals(&columns.items[i]), totals(item));
+        }
+        let degraded = entries.items[0].nodes.iter().filter(|n| n.degraded).count();
+        assert!(degraded > 0, "a stale feed's node is among those asked");
+    }
+}

@@ -7,12 +7,13 @@ use super::pb;
 use crate::checkpoint::DurabilityStatus;
 use crate::clock::UnixMillis;
 use crate::domain::{
-    echo, parse_time_zone, BatchOutcome, Day, Fulfilment, Node, NodeGroup, NodeKind, RejectReason,
-    Rejection, ServiceLevel, Source, SourceKind, SupplyBatch, SupplyType, SupplyUpdate, UpdateOp,
+    echo, parse_time_zone, BatchOutcome, Day, Fulfilment, Node, NodeGroup, NodeKind, Qty,
+    RejectReason, Rejection, ServiceLevel, Source, SourceKind, SupplyBatch, SupplyType,
+    SupplyUpdate, UpdateOp,
 };
 use crate::engine::{SafetyStockEntry, Stats};
 use crate::error::{Error, FieldViolation, Result};
-use crate::query::{Availability, AvailabilityQuery, ItemAvailability};
+use crate::query::{Availability, AvailabilityQuery, ItemAvailability, NodeAvailability};
 use crate::rejections::LoggedRejection;
 use crate::spec::{CalendarSpec, FulfilmentSpec, ServiceLevelSpec};
 
@@ -338,24 +339,55 @@ pub(super) fn day_text(day: Option<Day>) -> String {
     day.map(|d| d.to_string()).unwrap_or_default()
 }
 
-pub fn availability_response(answer: Availability) -> pb::AvailabilityResponse {
+/// How an availability answer gives each SKU's node figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeLayout {
+    /// One `nodes` entry per node, naming it.
+    Entries,
+    /// One packed `columns` list per figure, the nodes named once for the whole answer.
+    Columns,
+}
+
+impl NodeLayout {
+    pub fn asked(request: &pb::AvailabilityRequest) -> NodeLayout {
+        match request.columns {
+            true => NodeLayout::Columns,
+            false => NodeLayout::Entries,
+        }
+    }
+}
+
+pub fn availability_response(answer: Availability, layout: NodeLayout) -> pb::AvailabilityResponse {
     let network = &answer.network;
-    let item = |item: ItemAvailability| pb::ItemAvailability {
-        nodes: item
+    // Every item answers the same nodes in the same order: the first names them.
+    let node_ids = match (layout, answer.items.first()) {
+        (NodeLayout::Columns, Some(first)) => first
             .nodes
             .iter()
-            .map(|n| pb::NodeAvailability {
-                node_id: network.node(n.node).id.clone(),
-                atp: n.atp,
-                on_hand: n.on_hand,
-                reserved: n.reserved,
-                allocated: n.allocated,
-                safety_stock: n.safety_stock,
-                inbound: n.inbound,
-                earliest_date: day_text(n.earliest),
-                degraded: n.degraded,
-            })
+            .map(|n| network.node(n.node).id.clone())
             .collect(),
+        _ => Vec::new(),
+    };
+    let item = |item: ItemAvailability| pb::ItemAvailability {
+        nodes: match layout {
+            NodeLayout::Entries => item
+                .nodes
+                .iter()
+                .map(|n| pb::NodeAvailability {
+                    node_id: network.node(n.node).id.clone(),
+                    atp: n.atp,
+                    on_hand: n.on_hand,
+                    reserved: n.reserved,
+                    allocated: n.allocated,
+                    safety_stock: n.safety_stock,
+                    inbound: n.inbound,
+                    earliest_date: day_text(n.earliest),
+                    degraded: n.degraded,
+                })
+                .collect(),
+            NodeLayout::Columns => Vec::new(),
+        },
+        columns: (layout == NodeLayout::Columns).then(|| node_columns(&item.nodes)),
         groups: item
             .groups
             .into_iter()
@@ -371,6 +403,28 @@ pub fn availability_response(answer: Availability) -> pb::AvailabilityResponse {
     };
     pb::AvailabilityResponse {
         items: answer.items.into_iter().map(item).collect(),
+        node_ids,
+    }
+}
+
+/// A SKU's node figures as one list per figure; earliest dates only when one was found.
+fn node_columns(nodes: &[NodeAvailability]) -> pb::NodeColumns {
+    let column = |figure: fn(&NodeAvailability) -> Qty| nodes.iter().map(figure).collect();
+    let dated = nodes.iter().any(|n| n.earliest.is_some());
+    pb::NodeColumns {
+        atp: column(|n| n.atp),
+        on_hand: column(|n| n.on_hand),
+        reserved: column(|n| n.reserved),
+        allocated: column(|n| n.allocated),
+        safety_stock: column(|n| n.safety_stock),
+        inbound: column(|n| n.inbound),
+        earliest_date: match dated {
+            true => nodes.iter().map(|n| day_text(n.earliest)).collect(),
+            false => Vec::new(),
+        },
+        degraded: (0..nodes.len() as u32)
+            .filter(|&i| nodes[i as usize].degraded)
+            .collect(),
     }
 }
 
