@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::codegen::http::{HeaderMap, Request, Response, StatusCode};
+use tonic::codegen::http::{Request, Response, StatusCode};
 use tonic::codegen::Service;
 use tower::load_shed::error::Overloaded;
 use tower::{BoxError, Layer};
@@ -83,19 +83,18 @@ impl Account {
     }
 }
 
-/// Whether a gRPC answer's headers (a refusal is trailers-only) refuse it for resources.
-fn refused_for_resources(headers: &HeaderMap) -> bool {
-    headers.get("grpc-status").map(|code| code.as_bytes()) == Some(b"8")
+/// Whether an answer refuses its call for resources: over gRPC `RESOURCE_EXHAUSTED` in its
+/// headers (a refusal is trailers-only), over HTTP a body too large or too many calls.
+fn refused_for_resources<B>(response: &Response<B>) -> bool {
+    let grpc_status = response.headers().get("grpc-status");
+    grpc_status.map(|code| code.as_bytes()) == Some(b"8")
+        || response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        || response.status() == StatusCode::TOO_MANY_REQUESTS
 }
 
-/// Whether an HTTP answer refuses the call for resources: a body too large, or too many calls.
-pub fn http_refused(status: StatusCode) -> bool {
-    status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::TOO_MANY_REQUESTS
-}
-
-/// Charges each gRPC call refused for resources to its connection's account. Outermost, so it
-/// sees every refusal: those answered below it, and a shed call's `Overloaded`, which tonic
-/// turns into `RESOURCE_EXHAUSTED` above it.
+/// Charges each call refused for resources to its connection's account, on either edge.
+/// Outermost, so it sees every refusal: those answered below it, and over gRPC a shed call's
+/// `Overloaded`, which tonic turns into `RESOURCE_EXHAUSTED` above it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RefusalsLayer;
 
@@ -135,7 +134,7 @@ where
         Box::pin(async move {
             let answer = answer.await.map_err(Into::into);
             let refused = match &answer {
-                Ok(response) => refused_for_resources(response.headers()),
+                Ok(response) => refused_for_resources(response),
                 Err(error) => error.is::<Overloaded>(),
             };
             if let (true, Some(account)) = (refused, account) {
@@ -209,19 +208,37 @@ mod tests {
         assert_eq!(account.resting_until(), None);
     }
 
+    fn answer(status: StatusCode, grpc_status: Option<&'static str>) -> Response<()> {
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        if let Some(code) = grpc_status {
+            response
+                .headers_mut()
+                .insert("grpc-status", code.parse().unwrap());
+        }
+        response
+    }
+
     #[test]
     fn only_resource_refusals_are_charged() {
-        let mut headers = HeaderMap::new();
-        assert!(!refused_for_resources(&headers), "an answer");
-        headers.insert("grpc-status", "3".parse().unwrap());
         assert!(
-            !refused_for_resources(&headers),
-            "bad input is the caller's own"
+            !refused_for_resources(&answer(StatusCode::OK, None)),
+            "an answer"
         );
-        headers.insert("grpc-status", "8".parse().unwrap());
-        assert!(refused_for_resources(&headers));
-        assert!(http_refused(StatusCode::TOO_MANY_REQUESTS));
-        assert!(http_refused(StatusCode::PAYLOAD_TOO_LARGE));
-        assert!(!http_refused(StatusCode::BAD_REQUEST));
+        let bad_input = answer(StatusCode::OK, Some("3"));
+        assert!(!refused_for_resources(&bad_input), "the caller's own");
+        assert!(refused_for_resources(&answer(StatusCode::OK, Some("8"))));
+        assert!(refused_for_resources(&answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            None
+        )));
+        assert!(refused_for_resources(&answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None
+        )));
+        assert!(!refused_for_resources(&answer(
+            StatusCode::BAD_REQUEST,
+            None
+        )));
     }
 }

@@ -34,9 +34,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::Connected;
 use tonic::Code;
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 
-use crate::allowance::http_refused;
+use crate::allowance::RefusalsLayer;
 use crate::connections::Admitted;
 use crate::grpc::{Authentication, Handlers, RequestIdLayer};
 pub use webhook::{sign, Webhooks};
@@ -154,15 +154,9 @@ async fn connection(stream: Admitted, router: Router, stop: CancellationToken) {
     let peer = stream.connect_info();
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(peer.clone());
-        let answer = router.clone().oneshot(request.map(axum::body::Body::new));
-        let account = peer.account.clone();
-        async move {
-            let answer = answer.await;
-            if matches!(&answer, Ok(response) if http_refused(response.status())) {
-                account.charge();
-            }
-            answer
-        }
+        RefusalsLayer
+            .layer(router.clone())
+            .oneshot(request.map(axum::body::Body::new))
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     // Headers must arrive within the timer's default (30 s): a slow sender holds no place.

@@ -350,9 +350,10 @@ pub enum NodeLayout {
 
 impl NodeLayout {
     pub fn asked(request: &pb::AvailabilityRequest) -> NodeLayout {
-        match request.columns {
-            true => NodeLayout::Columns,
-            false => NodeLayout::Entries,
+        if request.columns {
+            NodeLayout::Columns
+        } else {
+            NodeLayout::Entries
         }
     }
 }
@@ -422,8 +423,11 @@ fn node_columns(nodes: &[NodeAvailability]) -> pb::NodeColumns {
             true => nodes.iter().map(|n| day_text(n.earliest)).collect(),
             false => Vec::new(),
         },
-        degraded: (0..nodes.len() as u32)
-            .filter(|&i| nodes[i as usize].degraded)
+        degraded: nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.degraded)
+            .map(|(i, _)| i as u32)
             .collect(),
     }
 }
