@@ -11,20 +11,12 @@
 //! nothing. Each refusal moves it one interval later (from now, if it was already past); the
 //! connection rests while `due` is more than `burst` intervals ahead.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::codegen::http::{Request, Response, StatusCode};
-use tonic::codegen::Service;
-use tower::load_shed::error::Overloaded;
-use tower::{BoxError, Layer};
-
-use crate::connections::Peer;
+use tonic::codegen::http::{Response, StatusCode};
 
 /// How many refusals a connection may have: `burst` at once, then `per_second`. A rate of 0
 /// turns the allowance off (a connection is never rested).
@@ -85,64 +77,11 @@ impl Account {
 
 /// Whether an answer refuses its call for resources: over gRPC `RESOURCE_EXHAUSTED` in its
 /// headers (a refusal is trailers-only), over HTTP a body too large or too many calls.
-fn refused_for_resources<B>(response: &Response<B>) -> bool {
+pub fn refused_for_resources<B>(response: &Response<B>) -> bool {
     let grpc_status = response.headers().get("grpc-status");
     grpc_status.map(|code| code.as_bytes()) == Some(b"8")
         || response.status() == StatusCode::PAYLOAD_TOO_LARGE
         || response.status() == StatusCode::TOO_MANY_REQUESTS
-}
-
-/// Charges each call refused for resources to its connection's account, on either edge.
-/// Outermost, so it sees every refusal: those answered below it, and over gRPC a shed call's
-/// `Overloaded`, which tonic turns into `RESOURCE_EXHAUSTED` above it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RefusalsLayer;
-
-impl<S> Layer<S> for RefusalsLayer {
-    type Service = Refusals<S>;
-
-    fn layer(&self, inner: S) -> Refusals<S> {
-        Refusals { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Refusals<S> {
-    inner: S,
-}
-
-impl<S, In, Out> Service<Request<In>> for Refusals<S>
-where
-    S: Service<Request<In>, Response = Response<Out>>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Out>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Out>, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: Request<In>) -> Self::Future {
-        let account = request
-            .extensions()
-            .get::<Peer>()
-            .map(|peer| peer.account.clone());
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let answer = answer.await.map_err(Into::into);
-            let refused = match &answer {
-                Ok(response) => refused_for_resources(response),
-                Err(error) => error.is::<Overloaded>(),
-            };
-            if let (true, Some(account)) = (refused, account) {
-                account.charge();
-            }
-            answer
-        })
-    }
 }
 
 #[cfg(test)]

@@ -21,9 +21,13 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::http::{Request, Response};
+use tonic::codegen::Service;
 use tonic::transport::server::Connected;
+use tower::load_shed::error::Overloaded;
+use tower::{BoxError, Layer};
 
-use crate::allowance::{Account, Allowance};
+use crate::allowance::{refused_for_resources, Account, Allowance};
 use crate::auth::PeerCertificate;
 use crate::metrics;
 use crate::tls::Tls;
@@ -261,5 +265,58 @@ impl Connected for Admitted {
 
     fn connect_info(&self) -> Peer {
         self.peer.clone()
+    }
+}
+
+/// Charges each call refused for resources to its connection's account, on either edge.
+/// Outermost, so it sees every refusal: those answered below it, and over gRPC a shed call's
+/// `Overloaded`, which tonic turns into `RESOURCE_EXHAUSTED` above it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RefusalsLayer;
+
+impl<S> Layer<S> for RefusalsLayer {
+    type Service = Refusals<S>;
+
+    fn layer(&self, inner: S) -> Refusals<S> {
+        Refusals { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Refusals<S> {
+    inner: S,
+}
+
+impl<S, In, Out> Service<Request<In>> for Refusals<S>
+where
+    S: Service<Request<In>, Response = Response<Out>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Out>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Out>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<In>) -> Self::Future {
+        let account = request
+            .extensions()
+            .get::<Peer>()
+            .map(|peer| peer.account.clone());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = answer.await.map_err(Into::into);
+            let refused = match &answer {
+                Ok(response) => refused_for_resources(response),
+                Err(error) => error.is::<Overloaded>(),
+            };
+            if let (true, Some(account)) = (refused, account) {
+                account.charge();
+            }
+            answer
+        })
     }
 }

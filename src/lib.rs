@@ -31,8 +31,8 @@
 //!   [`manifest`]s and their [`codec`]; a promise or route stops at its [`deadline`].
 //! - **Storage** [`checkpoint`]: the group-committed Redis journal, snapshots, recovery, and
 //!   the outbound sinks' cursors and dead letters.
-//! - **Process** [`server`]: listeners ([`connections`] bounds them, [`allowance`] rests a
-//!   connection that keeps being refused, [`request_bytes`] bounds the
+//! - **Process** [`server`]: listeners ([`connections`] bounds them and rests a connection
+//!   that keeps being refused past its [`allowance`], [`request_bytes`] bounds the
 //!   request bytes in flight over the gRPC one, [`tls`] encrypts them and reloads their
 //!   certificates), background loops (expiry, audit, gauges, snapshots)
 //!   and graceful shutdown; [`config`] parses flags and `PROMISED_*` variables once;

@@ -9,10 +9,8 @@ use std::time::Instant;
 use metrics::{counter, gauge, histogram};
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_stream::{Stream, StreamExt};
-
-use crate::connections::Admitted;
 
 use crate::domain::{BatchOutcome, RejectReason, Rejection};
 use crate::engine::Stats;
@@ -721,13 +719,13 @@ impl SinkMetrics {
     }
 }
 
-/// Counts holds one expiry sweep expired and made durable (a sweep of none registers the
-/// counter, so it is exported from the first sweep on).
 /// A connection starts a rest, having spent its allowance of refused calls.
 pub fn connection_rested() {
     counter!(CONNECTION_RESTS).increment(1);
 }
 
+/// Counts holds one expiry sweep expired and made durable (a sweep of none registers the
+/// counter, so it is exported from the first sweep on).
 pub fn expired(holds: usize) {
     counter!(RESERVATIONS_EXPIRED).increment(holds as u64);
 }
@@ -742,8 +740,8 @@ pub fn resident_memory_bytes() -> Option<u64> {
 /// Serves the text exposition at `GET /metrics` (any path, in fact) on the admitted
 /// connections (plaintext or TLS) until `shutdown` resolves. A minimal HTTP/1.1 responder:
 /// one request per connection, then close.
-pub async fn serve(
-    connections: impl Stream<Item = std::io::Result<Admitted>>,
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    connections: impl Stream<Item = std::io::Result<S>>,
     handle: PrometheusHandle,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -766,7 +764,7 @@ pub async fn serve(
 }
 
 /// Answers one scrape on its own task, so a slow scraper never holds up the next one.
-async fn respond(mut stream: Admitted, handle: PrometheusHandle) {
+async fn respond(mut stream: impl AsyncRead + AsyncWrite + Unpin, handle: PrometheusHandle) {
     // The request itself is not needed; read what has arrived so the peer sees a reply
     // to a complete request.
     let mut request = [0u8; 1024];

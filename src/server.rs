@@ -23,13 +23,12 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::util::MapResponseLayer;
 
-use crate::allowance::RefusalsLayer;
 use crate::app::App;
 use crate::auth::Authenticator;
 use crate::checkpoint::{Durability, Store};
 use crate::clock::{Clock, MonotonicClock};
 use crate::config::{AuthConfig, Config, ConnectionLimits};
-use crate::connections::{self, Admission, Admitted};
+use crate::connections::{self, Admission, Admitted, RefusalsLayer};
 use crate::consistency::Consistency;
 use crate::engine::Engine;
 use crate::feeds;

@@ -36,8 +36,7 @@ use tonic::transport::server::Connected;
 use tonic::Code;
 use tower::{Layer, ServiceExt};
 
-use crate::allowance::RefusalsLayer;
-use crate::connections::Admitted;
+use crate::connections::{Admitted, RefusalsLayer};
 use crate::grpc::{Authentication, Handlers, RequestIdLayer};
 pub use webhook::{sign, Webhooks};
 
