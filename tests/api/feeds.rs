@@ -233,43 +233,58 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_later_ones_appl
     let no_seq = publish_batch(&context, subject, &good(0)).await;
     let mut json = HeaderMap::new();
     json.insert("Content-Type", "application/json");
-    let body = br#"{"sourceId": "WMS-EAST", "seq": "2", "updates": [{"sku": "SKU-1",
-        "nodeId": "DC-EAST", "supplyType": "SUPPLY_TYPE_ON_HAND", "op": "UPDATE_OP_ADJUST", "quantity": "1"}]}"#;
-    publish(&context, subject, json.clone(), body.to_vec()).await;
+    publish(&context, subject, json.clone(), json_batch("WMS-EAST")).await;
     let bad_json = publish(&context, subject, json, b"{\"sourceId\": 7}".to_vec()).await;
     let last = publish_batch(&context, subject, &good(3)).await;
     applied_through(&app, "WMS-EAST", last).await;
     assert_eq!(on_hand(&mut app, "SKU-1", "DC-EAST").await, 3);
 
     let letters = stored(&context, DEAD_STREAM, &feeds.dead_letters, 4).await;
-    let reasons: Vec<(String, String)> = letters
-        .iter()
-        .map(|(headers, _)| {
-            (
-                header(headers, "Promised-Stream-Sequence"),
-                header(headers, "Promised-Reason"),
-            )
-        })
-        .collect();
-    let expected = [
-        (garbage, "undecodable"),
-        (wrong, "wrong_source"),
-        (no_seq, "invalid"),
-        (bad_json, "undecodable"),
-    ]
-    .map(|(seq, reason)| (seq.to_string(), reason.to_owned()));
-    assert_eq!(reasons, expected);
+    let reasons = letters.iter().map(|(headers, _)| {
+        (
+            header(headers, "Promised-Stream-Sequence"),
+            header(headers, "Promised-Reason"),
+        )
+    });
+    poison_dead_lettered(&app, "WMS-EAST", reasons, [garbage, wrong, no_seq, bad_json]).await;
     assert_eq!(letters[0].1, vec![0xff, 0xff, 0xff], "the original payload");
     assert!(header(&letters[2].0, "Promised-Detail").contains("seq"));
     assert_eq!(header(&letters[3].0, "Content-Type"), "application/json");
-    let metrics = scrape(&app).await;
+    app.shutdown().await;
+}
+
+/// A supply batch for `source` in JSON: seq 2, one on-hand unit of SKU-1 at DC-EAST.
+pub fn json_batch(source: &str) -> Vec<u8> {
+    format!(
+        r#"{{"sourceId": "{source}", "seq": "2", "updates": [{{"sku": "SKU-1", "nodeId": "DC-EAST",
+        "supplyType": "SUPPLY_TYPE_ON_HAND", "op": "UPDATE_OP_ADJUST", "quantity": "1"}}]}}"#
+    )
+    .into_bytes()
+}
+
+/// Asserts that a poison test's dead letters, each as (broker position, reason) in order,
+/// are its undecodable, wrong-source, seq-less and bad-JSON messages at `positions`, and
+/// that the metrics count them per reason.
+pub async fn poison_dead_lettered(
+    app: &TestApp,
+    source: &str,
+    letters: impl Iterator<Item = (String, String)>,
+    positions: [impl std::fmt::Display; 4],
+) {
+    let reasons = ["undecodable", "wrong_source", "invalid", "undecodable"];
+    let expected: Vec<(String, String)> = positions
+        .iter()
+        .zip(reasons)
+        .map(|(at, reason)| (at.to_string(), reason.to_owned()))
+        .collect();
+    assert_eq!(letters.collect::<Vec<_>>(), expected);
+    let metrics = scrape(app).await;
     for (reason, count) in [("undecodable", 2), ("wrong_source", 1), ("invalid", 1)] {
         let line = format!(
-            "promised_feed_dead_letters_total{{source=\"WMS-EAST\",reason=\"{reason}\"}} {count}"
+            "promised_feed_dead_letters_total{{source=\"{source}\",reason=\"{reason}\"}} {count}"
         );
         assert!(metrics.contains(&line), "{line} in {metrics}");
     }
-    app.shutdown().await;
 }
 
 fn header(headers: &HeaderMap, name: &str) -> String {

@@ -15,6 +15,7 @@ use crate::durability::durable;
 use crate::helpers::*;
 use crate::http_client::Http;
 use crate::redis::RedisServer;
+use crate::watch::with_small_watch_buffers;
 
 /// Longest a test waits for the next event before it fails.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -361,14 +362,7 @@ async fn a_watch_refused_before_it_starts_is_an_http_refusal_naming_the_field() 
 #[tokio::test]
 async fn an_sse_watcher_that_falls_behind_ends_with_the_token_to_resume_from() {
     let redis = RedisServer::start();
-    let args = ServeArgs {
-        watch_buffer: Some("2".into()),
-        // Each batch is a 2,000-update journal write, fsynced: on a loaded machine one can
-        // take longer than the durable helper's 500 ms, and this test is not about outages.
-        redis_timeout_ms: Some("5000".into()),
-        ..durable(&redis, "sse-slow")
-    };
-    let mut app = spawn_app_with(args).await;
+    let mut app = with_small_watch_buffers(&redis, "sse-slow").await;
     let http = Http::new(app.http_addr);
     let mut slow = open(&http, "/v1/availability:watch", &[])
         .await

@@ -147,17 +147,23 @@ async fn a_token_the_journal_no_longer_reaches_answers_a_precise_precondition() 
     assert_bad_field(&status, "node_ids[0]");
 }
 
-#[tokio::test]
-async fn a_watcher_that_falls_behind_is_told_where_to_resume_and_misses_nothing() {
-    let redis = RedisServer::start();
+/// A durable service whose watchers each have room for two events, so that one that does not
+/// read falls behind.
+pub async fn with_small_watch_buffers(redis: &RedisServer, prefix: &str) -> TestApp {
     let args = ServeArgs {
         watch_buffer: Some("2".into()),
         // Each batch is a 2,000-update journal write, fsynced: on a loaded machine one can
         // take longer than the durable helper's 500 ms, and this test is not about outages.
         redis_timeout_ms: Some("5000".into()),
-        ..durable(&redis, "watch-slow")
+        ..durable(redis, prefix)
     };
-    let mut app = spawn_app_with(args).await;
+    spawn_app_with(args).await
+}
+
+#[tokio::test]
+async fn a_watcher_that_falls_behind_is_told_where_to_resume_and_misses_nothing() {
+    let redis = RedisServer::start();
+    let mut app = with_small_watch_buffers(&redis, "watch-slow").await;
     let mut slow = watch(&app, &[], &[], "").await.expect("watching");
     const BATCHES: u64 = 60;
     for seq in 1..=BATCHES {
