@@ -246,7 +246,13 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_later_ones_appl
             header(headers, "Promised-Reason"),
         )
     });
-    poison_dead_lettered(&app, "WMS-EAST", reasons, [garbage, wrong, no_seq, bad_json]).await;
+    poison_dead_lettered(
+        &app,
+        "WMS-EAST",
+        reasons,
+        [garbage, wrong, no_seq, bad_json],
+    )
+    .await;
     assert_eq!(letters[0].1, vec![0xff, 0xff, 0xff], "the original payload");
     assert!(header(&letters[2].0, "Promised-Detail").contains("seq"));
     assert_eq!(header(&letters[3].0, "Content-Type"), "application/json");

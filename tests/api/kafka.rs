@@ -350,7 +350,13 @@ async fn poison_kafka_messages_are_dead_lettered_with_their_reason_and_later_one
     let reasons = letters
         .iter()
         .map(|m| (header(m, "Promised-Offset"), header(m, "Promised-Reason")));
-    poison_dead_lettered(&app, "KAFKA-EAST", reasons, [garbage, wrong, no_seq, bad_json]).await;
+    poison_dead_lettered(
+        &app,
+        "KAFKA-EAST",
+        reasons,
+        [garbage, wrong, no_seq, bad_json],
+    )
+    .await;
     assert_eq!(letters[0].payload(), Some(&[0xff, 0xff, 0xff][..]));
     assert!(header(&letters[2], "Promised-Detail").contains("seq"));
     assert_eq!(header(&letters[3], "Content-Type"), "application/json");
