@@ -1,22 +1,30 @@
 //! Watches over gRPC with a real Redis journal: changes in journal order, filtered, resumed by
 //! token with no gap and no duplicate across a server restart; a token the journal no longer
-//! reaches; a watcher that falls behind, told where to resume; every order lifecycle event.
+//! reaches; a watcher that falls behind, told where to resume; every order lifecycle event;
+//! and resumed across a kill -9 of the service binary.
+
+use std::collections::HashSet;
+use std::time::Duration;
 
 use promised::checkpoint::Durability;
 use promised::config::ServeArgs;
 use promised::grpc::pb;
 use promised::grpc::pb::availability_client::AvailabilityClient;
 use promised::grpc::pb::reservations_client::ReservationsClient;
+use promised::grpc::pb::supply_client::SupplyClient;
+use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 use tonic_types::StatusExt;
 
+use crate::binary::Binary;
 use crate::durability::durable;
+use crate::feeds::binary_args;
 use crate::helpers::*;
 use crate::redis::RedisServer;
 use crate::reservations::{line, reserve_request, ship};
 
 async fn watch(
-    app: &TestApp,
+    channel: &Channel,
     skus: &[&str],
     node_ids: &[&str],
     resume_token: &str,
@@ -28,7 +36,7 @@ async fn watch(
         resume_token: resume_token.into(),
         bands: None,
     };
-    let mut client = AvailabilityClient::new(app.channel.clone());
+    let mut client = AvailabilityClient::new(channel.clone());
     Ok(client.watch_availability(request).await?.into_inner())
 }
 
@@ -50,7 +58,7 @@ fn seq(change: &pb::AvailabilityChange) -> u64 {
 async fn changes_arrive_in_order_filtered_and_resume_across_a_restart_exactly() {
     let redis = RedisServer::start();
     let mut app = spawn_app_with(durable(&redis, "watch")).await;
-    let mut changes = watch(&app, &["SKU-A"], &["DC-EAST"], "")
+    let mut changes = watch(&app.channel, &["SKU-A"], &["DC-EAST"], "")
         .await
         .expect("watching");
     app.apply(
@@ -91,7 +99,7 @@ async fn changes_arrive_in_order_filtered_and_resume_across_a_restart_exactly() 
     let mut app = spawn_app_with(durable(&redis, "watch")).await;
     app.apply("WMS-EAST", 4, vec![adjust_on_hand("SKU-A", "DC-EAST", 1)])
         .await;
-    let mut resumed = watch(&app, &["SKU-A"], &[], &first.token)
+    let mut resumed = watch(&app.channel, &["SKU-A"], &[], &first.token)
         .await
         .expect("resumed");
     assert_eq!(
@@ -111,6 +119,73 @@ async fn changes_arrive_in_order_filtered_and_resume_across_a_restart_exactly() 
 }
 
 #[tokio::test]
+async fn a_watch_resumed_across_a_kill_misses_no_change_and_repeats_none() {
+    let redis = RedisServer::start();
+    let args = binary_args(&redis);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    const BATCHES: u64 = 40;
+    let feed = |seq: u64| batch("WMS", seq, vec![adjust_on_hand("SKU-1", "DC-EDISON-NJ", 1)]);
+    let mut seen: Vec<pb::AvailabilityChange> = Vec::new();
+
+    let service = Binary::start(&args).await;
+    let mut changes = watch(&service.channel, &["SKU-1"], &[], "")
+        .await
+        .expect("watching");
+    let mut supply = SupplyClient::new(service.channel.clone());
+    // The last batch is sent and the service killed without waiting for its answer: it may
+    // or may not have reached the journal.
+    for seq in 1..BATCHES / 2 {
+        supply.apply_batch(feed(seq)).await.expect("applied");
+    }
+    let unanswered = tokio::spawn(async move { supply.apply_batch(feed(BATCHES / 2)).await });
+    while seen.len() < (BATCHES / 2 - 1) as usize {
+        seen.push(next(&mut changes).await);
+    }
+    service.kill();
+    let _ = unanswered.await;
+    // What the watcher still takes before its stream breaks is delivered too.
+    while let Ok(Some(change)) = changes.message().await {
+        if !change.network_changed {
+            seen.push(change);
+        }
+    }
+
+    let service = Binary::start(&args).await;
+    let token = seen.last().expect("changes before the kill").token.clone();
+    let mut resumed = watch(&service.channel, &["SKU-1"], &[], &token)
+        .await
+        .expect("resumed");
+    let mut supply = SupplyClient::new(service.channel.clone());
+    // The feed resends from the last batch it had no answer for; one already applied is a
+    // duplicate, journaled once.
+    for seq in BATCHES / 2..=BATCHES {
+        supply.apply_batch(feed(seq)).await.expect("applied");
+    }
+    let through_the_last = async {
+        while seen.last().map(seq) != Some(BATCHES) {
+            seen.push(next(&mut resumed).await);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), through_the_last)
+        .await
+        .expect("every change through the last batch arrives");
+    let seqs: Vec<u64> = seen.iter().map(seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=BATCHES).collect::<Vec<_>>(),
+        "no gap, none twice"
+    );
+    let on_hand: Vec<i64> = seen.iter().map(|c| c.positions[0].on_hand).collect();
+    assert_eq!(on_hand, (1..=BATCHES as i64).collect::<Vec<_>>());
+    let ids: HashSet<&str> = seen
+        .iter()
+        .map(|c| c.positions[0].event_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), seen.len(), "every event id once");
+    service.kill();
+}
+
+#[tokio::test]
 async fn a_token_the_journal_no_longer_reaches_answers_a_precise_precondition() {
     let redis = RedisServer::start();
     let args = ServeArgs {
@@ -118,7 +193,7 @@ async fn a_token_the_journal_no_longer_reaches_answers_a_precise_precondition() 
         ..durable(&redis, "watch-old")
     };
     let mut app = spawn_app_with(args).await;
-    let mut changes = watch(&app, &[], &[], "").await.expect("watching");
+    let mut changes = watch(&app.channel, &[], &[], "").await.expect("watching");
     app.apply("WMS-EAST", 1, vec![adjust_on_hand("SKU-A", "DC-EAST", 1)])
         .await;
     let token = next(&mut changes).await.token;
@@ -129,19 +204,21 @@ async fn a_token_the_journal_no_longer_reaches_answers_a_precise_precondition() 
     };
     store.snapshot_once().await.expect("snapshot");
     store.snapshot_once().await.expect("snapshot");
-    let status = watch(&app, &[], &[], &token).await.expect_err("too old");
+    let status = watch(&app.channel, &[], &[], &token)
+        .await
+        .expect_err("too old");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     let violations = status.get_details_precondition_failure().expect("details");
     assert_eq!(violations.violations[0].r#type, "RESUME_TOKEN_EXPIRED");
-    let status = watch(&app, &[], &[], "99999999999999-0")
+    let status = watch(&app.channel, &[], &[], "99999999999999-0")
         .await
         .expect_err("future");
     assert_eq!(status.code(), Code::FailedPrecondition);
-    let status = watch(&app, &[], &[], "soon")
+    let status = watch(&app.channel, &[], &[], "soon")
         .await
         .expect_err("not a token");
     assert_bad_field(&status, "resume_token");
-    let status = watch(&app, &[], &["NOWHERE"], "")
+    let status = watch(&app.channel, &[], &["NOWHERE"], "")
         .await
         .expect_err("unknown node");
     assert_bad_field(&status, "node_ids[0]");
@@ -164,7 +241,7 @@ pub async fn with_small_watch_buffers(redis: &RedisServer, prefix: &str) -> Test
 async fn a_watcher_that_falls_behind_is_told_where_to_resume_and_misses_nothing() {
     let redis = RedisServer::start();
     let mut app = with_small_watch_buffers(&redis, "watch-slow").await;
-    let mut slow = watch(&app, &[], &[], "").await.expect("watching");
+    let mut slow = watch(&app.channel, &[], &[], "").await.expect("watching");
     const BATCHES: u64 = 60;
     for seq in 1..=BATCHES {
         // Large changes, so that the transport's own buffers fill and the watch's follows.
@@ -190,7 +267,9 @@ async fn a_watcher_that_falls_behind_is_told_where_to_resume_and_misses_nothing(
     let (last_seq, last_token) = seen.last().cloned().expect("some were delivered");
     assert_eq!(info.metadata["last_token"], last_token);
     assert!(last_seq < BATCHES, "behind before the end");
-    let mut resumed = watch(&app, &[], &[], &last_token).await.expect("resumed");
+    let mut resumed = watch(&app.channel, &[], &[], &last_token)
+        .await
+        .expect("resumed");
     let mut seqs: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
     while seqs.len() < BATCHES as usize {
         seqs.push(seq(&next(&mut resumed).await));
@@ -288,12 +367,16 @@ async fn watches_are_bounded_and_need_the_journal() {
         ..durable(&redis, "watch-limit")
     };
     let app = spawn_app_with(args).await;
-    let first = watch(&app, &[], &[], "").await.expect("watching");
-    let status = watch(&app, &[], &[], "").await.expect_err("one too many");
+    let first = watch(&app.channel, &[], &[], "").await.expect("watching");
+    let status = watch(&app.channel, &[], &[], "")
+        .await
+        .expect_err("one too many");
     assert_eq!(status.code(), Code::ResourceExhausted);
     drop(first);
     let memory = spawn_app().await;
-    let status = watch(&memory, &[], &[], "").await.expect_err("no journal");
+    let status = watch(&memory.channel, &[], &[], "")
+        .await
+        .expect_err("no journal");
     assert_eq!(status.code(), Code::FailedPrecondition);
 }
 
@@ -301,7 +384,7 @@ async fn watches_are_bounded_and_need_the_journal() {
 async fn a_watch_resumed_during_writes_hands_over_to_live_changes_exactly() {
     let redis = RedisServer::start();
     let mut app = spawn_app_with(durable(&redis, "watch-handover")).await;
-    let mut first = watch(&app, &[], &[], "").await.expect("watching");
+    let mut first = watch(&app.channel, &[], &[], "").await.expect("watching");
     app.apply("WMS-EAST", 1, vec![adjust_on_hand("SKU-A", "DC-EAST", 1)])
         .await;
     let token = next(&mut first).await.token;
@@ -315,7 +398,9 @@ async fn a_watch_resumed_during_writes_hands_over_to_live_changes_exactly() {
     });
     // Started while the writer runs: part of what follows the token is read from the
     // journal, part taken live, some of it both ways.
-    let mut resumed = watch(&app, &[], &[], &token).await.expect("resumed");
+    let mut resumed = watch(&app.channel, &[], &[], &token)
+        .await
+        .expect("resumed");
     let mut seqs = Vec::new();
     while seqs.len() < (BATCHES - 1) as usize {
         seqs.push(seq(&next(&mut resumed).await));
