@@ -4,7 +4,7 @@
 //! operator-configured list of sources.
 
 use std::sync::PoisonError;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use metrics::{Counter, Gauge, Histogram, Unit};
@@ -91,9 +91,26 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(JOURNAL_COMMIT.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(JOURNAL_GROUP.into()), GROUP_BUCKETS)?
         .install_recorder()?;
+    keep_up(handle.clone(), UPKEEP_EVERY)?;
     describe();
     *installed = Some(handle.clone());
     Ok(handle)
+}
+
+/// How often the recorder's histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds the histograms' recorded samples into their buckets every `every`, on a thread of
+/// its own for the life of the process. The recorder keeps each sample until then (or until a
+/// scrape renders it): without this, a server nobody scrapes grows by every call it times.
+fn keep_up(handle: PrometheusHandle, every: Duration) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            handle.run_upkeep();
+        })?;
+    Ok(())
 }
 
 /// Which kind of metric a description is for: the exporter declares each name's type from it.
