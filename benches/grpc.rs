@@ -244,16 +244,19 @@ enum Call {
     OneSkuAllNodesTotals,
     /// The same 50 nodes' figures as packed columns (`columns`).
     OneSkuAllNodesColumns,
+    /// Columns, the caller holding the node ids of an earlier answer (`known_node_list`).
+    OneSkuAllNodesHeldList,
     TwentySkusAllNodes,
 }
 
 impl Call {
-    const ALL: [Call; 6] = [
+    const ALL: [Call; 7] = [
         Self::Health,
         Self::OneSkuOneNode,
         Self::OneSkuAllNodes,
         Self::OneSkuAllNodesTotals,
         Self::OneSkuAllNodesColumns,
+        Self::OneSkuAllNodesHeldList,
         Self::TwentySkusAllNodes,
     ];
 
@@ -264,6 +267,7 @@ impl Call {
             Self::OneSkuAllNodes => "get_availability_1_sku_50_nodes",
             Self::OneSkuAllNodesTotals => "get_availability_1_sku_50_nodes_totals_only",
             Self::OneSkuAllNodesColumns => "get_availability_1_sku_50_nodes_columns",
+            Self::OneSkuAllNodesHeldList => "get_availability_1_sku_50_nodes_held_node_list",
             Self::TwentySkusAllNodes => "get_availability_20_skus_50_nodes",
         }
     }
@@ -273,16 +277,20 @@ impl Call {
         let (skus, node_ids) = match self {
             Self::Health => return None,
             Self::OneSkuOneNode => (1, vec![one_node.to_owned()]),
-            Self::OneSkuAllNodes | Self::OneSkuAllNodesTotals | Self::OneSkuAllNodesColumns => {
-                (1, Vec::new())
-            }
+            Self::OneSkuAllNodes
+            | Self::OneSkuAllNodesTotals
+            | Self::OneSkuAllNodesColumns
+            | Self::OneSkuAllNodesHeldList => (1, Vec::new()),
             Self::TwentySkusAllNodes => (QUERY_SKUS, Vec::new()),
         };
         Some(pb::AvailabilityRequest {
             skus: (0..skus).map(query_sku).collect(),
             node_ids,
             totals_only: matches!(self, Self::OneSkuAllNodesTotals),
-            columns: matches!(self, Self::OneSkuAllNodesColumns),
+            columns: matches!(
+                self,
+                Self::OneSkuAllNodesColumns | Self::OneSkuAllNodesHeldList
+            ),
             ..pb::AvailabilityRequest::default()
         })
     }
@@ -300,12 +308,31 @@ struct Caller {
 impl Caller {
     fn new(server: &Server, token: Option<&str>) -> Self {
         let one_node = server.engine.network().nodes()[0].id.clone();
-        Self {
+        let mut caller = Self {
             health: HealthClient::new(server.channel.clone()),
             availability: AvailabilityClient::new(server.channel.clone()),
             requests: Call::ALL.iter().map(|c| c.request(&one_node)).collect(),
             bearer: token.map(|t| format!("Bearer {t}").parse().expect("an ASCII token")),
-        }
+        };
+        caller.hold_node_list(server);
+        caller
+    }
+
+    /// Keeps the node list of one columns answer for [`Call::OneSkuAllNodesHeldList`].
+    fn hold_node_list(&mut self, server: &Server) {
+        let columns = self.requests[Call::OneSkuAllNodesColumns as usize]
+            .as_ref()
+            .expect("a request");
+        let mut client = self.availability.clone();
+        let answer = server
+            .client
+            .block_on(client.get_availability(self.ask(columns)))
+            .expect("GetAvailability answers")
+            .into_inner();
+        let held = self.requests[Call::OneSkuAllNodesHeldList as usize]
+            .as_mut()
+            .expect("a request");
+        held.known_node_list = answer.node_list;
     }
 
     /// The request, with the caller's credential if it has one.
@@ -349,6 +376,7 @@ impl Caller {
             (Call::OneSkuAllNodes, 1, nodes),
             (Call::OneSkuAllNodesTotals, 1, 0),
             (Call::OneSkuAllNodesColumns, 1, nodes),
+            (Call::OneSkuAllNodesHeldList, 1, nodes),
             (Call::TwentySkusAllNodes, QUERY_SKUS, nodes),
         ] {
             let request = self.requests[call as usize].as_ref().expect("a request");
@@ -359,6 +387,12 @@ impl Caller {
                 .expect("GetAvailability answers")
                 .into_inner();
             assert_eq!(answer.items.len(), items, "{}", call.name());
+            // Columns name their nodes unless the caller holds the list.
+            match call {
+                Call::OneSkuAllNodesColumns => assert_eq!(answer.node_ids.len(), nodes),
+                Call::OneSkuAllNodesHeldList => assert!(answer.node_ids.is_empty()),
+                _ => {}
+            }
             let bytes = prost::Message::encoded_len(&answer);
             println!("{:<50} answers {bytes} bytes", call.name());
             for item in &answer.items {

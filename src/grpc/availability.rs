@@ -105,7 +105,7 @@ impl Availability for AvailabilityService {
         let _timer = self.0.rpc.time(Rpc::GetAvailability);
         answer(async {
             let request = request.into_inner();
-            let layout = NodeLayout::asked(&request);
+            let layout = NodeLayout::asked(&request)?;
             let query = AvailabilityQuery::try_from(request)?;
             Ok(availability_response(
                 self.0.app.availability(&query)?,

@@ -629,3 +629,66 @@ async fn columns_answer_every_figure_the_entries_do() {
         assert!(degraded > 0, "a stale feed's node is among those asked");
     }
 }
+
+#[tokio::test]
+async fn a_caller_holding_the_node_list_is_spared_the_ids_until_it_changes() {
+    let mut app = spawn_app().await;
+    explained_stock(&mut app).await;
+    let columns = |known_node_list: u64| pb::AvailabilityRequest {
+        columns: true,
+        known_node_list,
+        ..ask(&["SKU-1", "SKU-2"], 12)
+    };
+    let first = app.availability(columns(0)).await;
+    assert!(!first.node_ids.is_empty() && first.node_list != 0);
+    let list = first.node_list;
+
+    // The list held: no ids, the same figures, which the held ids still name.
+    let spared = app.availability(columns(list)).await;
+    assert!(spared.node_ids.is_empty(), "{spared:?}");
+    assert_eq!(spared.node_list, list);
+    let held = pb::AvailabilityResponse {
+        node_ids: first.node_ids.clone(),
+        ..spared
+    };
+    assert_eq!(entries_from_columns(&held), entries_from_columns(&first));
+
+    // Other nodes asked: named in full, under another list.
+    let named = pb::AvailabilityRequest {
+        node_ids: vec!["DC-WEST".into(), "DC-EAST".into()],
+        ..columns(list)
+    };
+    let named = app.availability(named).await;
+    assert_eq!(named.node_ids, ["DC-WEST", "DC-EAST"]);
+    assert_ne!(named.node_list, list);
+
+    // A node added to the network: the held list is stale, so the ids come again.
+    let added = node(
+        "DC-SOUTH",
+        pb::NodeKind::Dc,
+        "America/Chicago",
+        &["ALL-DCS"],
+    );
+    app.admin
+        .upsert_nodes(pb::UpsertNodesRequest { nodes: vec![added] })
+        .await
+        .expect("node");
+    let changed = app.availability(columns(list)).await;
+    assert_eq!(changed.node_ids.len(), first.node_ids.len() + 1);
+    assert!(changed.node_ids.iter().any(|id| id == "DC-SOUTH"));
+    assert_ne!(changed.node_list, list);
+    let again = app.availability(columns(changed.node_list)).await;
+    assert!(again.node_ids.is_empty() && again.node_list == changed.node_list);
+
+    // Entries have no node list to hold.
+    let entries = pb::AvailabilityRequest {
+        columns: false,
+        ..columns(list)
+    };
+    let status = app
+        .availability
+        .get_availability(entries)
+        .await
+        .expect_err("refused");
+    assert_bad_field(&status, "known_node_list");
+}

@@ -840,6 +840,16 @@ fn feed_cases() -> Vec<Case> {
         Call::Availability(unknown),
         "node_ids[0]",
     ));
+    let held_list_without_columns = pb::AvailabilityRequest {
+        skus: vec!["SKU-1".into()],
+        known_node_list: 7,
+        ..Default::default()
+    };
+    cases.push(bad(
+        "a known node list without columns",
+        Call::Availability(held_list_without_columns),
+        "known_node_list",
+    ));
     let long = "X".repeat(200);
     for (name, request, field) in [
         (

@@ -344,31 +344,51 @@ pub(super) fn day_text(day: Option<Day>) -> String {
 pub enum NodeLayout {
     /// One `nodes` entry per node, naming it.
     Entries,
-    /// One packed `columns` list per figure, the nodes named once for the whole answer.
-    Columns,
+    /// One packed `columns` list per figure, the nodes named once for the whole answer, or
+    /// not at all while they are the list the caller holds (`known`, a [`node_list`]; 0:
+    /// none).
+    Columns { known: u64 },
 }
 
 impl NodeLayout {
-    pub fn asked(request: &pb::AvailabilityRequest) -> NodeLayout {
-        if request.columns {
-            NodeLayout::Columns
-        } else {
-            NodeLayout::Entries
+    pub fn asked(request: &pb::AvailabilityRequest) -> Result<NodeLayout> {
+        match (request.columns, request.known_node_list) {
+            (true, known) => Ok(NodeLayout::Columns { known }),
+            (false, 0) => Ok(NodeLayout::Entries),
+            (false, _) => Err(Error::invalid(
+                "known_node_list",
+                "names the nodes of columns: it needs `columns`",
+            )),
         }
     }
+}
+
+/// The fingerprint of a list of node ids, in order: FNV-1a over the ids, each ended by a
+/// byte no UTF-8 text holds. The same on every member of a cluster and across restarts, so a
+/// caller may keep one answer's node ids for any later answer of any member.
+pub fn node_list<'a>(ids: impl IntoIterator<Item = &'a str>) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let step = |hash: u64, byte: u8| (hash ^ u64::from(byte)).wrapping_mul(PRIME);
+    ids.into_iter()
+        .fold(OFFSET, |hash, id| step(id.bytes().fold(hash, step), 0xff))
 }
 
 pub fn availability_response(answer: Availability, layout: NodeLayout) -> pb::AvailabilityResponse {
     let network = &answer.network;
     // Every item answers the same nodes in the same order: the first names them.
-    let node_ids = match (layout, answer.items.first()) {
-        (NodeLayout::Columns, Some(first)) => first
-            .nodes
-            .iter()
-            .map(|n| network.node(n.node).id.clone())
-            .collect(),
-        _ => Vec::new(),
+    let (node_ids, node_list) = match (layout, answer.items.first()) {
+        (NodeLayout::Columns { known }, Some(first)) => {
+            let ids = || first.nodes.iter().map(|n| network.node(n.node).id.as_str());
+            let list = node_list(ids());
+            match list == known {
+                true => (Vec::new(), list),
+                false => (ids().map(str::to_owned).collect(), list),
+            }
+        }
+        _ => (Vec::new(), 0),
     };
+    let columns = matches!(layout, NodeLayout::Columns { .. });
     let item = |item: ItemAvailability| pb::ItemAvailability {
         nodes: match layout {
             NodeLayout::Entries => item
@@ -386,9 +406,9 @@ pub fn availability_response(answer: Availability, layout: NodeLayout) -> pb::Av
                     degraded: n.degraded,
                 })
                 .collect(),
-            NodeLayout::Columns => Vec::new(),
+            NodeLayout::Columns { .. } => Vec::new(),
         },
-        columns: (layout == NodeLayout::Columns).then(|| node_columns(&item.nodes)),
+        columns: columns.then(|| node_columns(&item.nodes)),
         groups: item
             .groups
             .into_iter()
@@ -405,6 +425,7 @@ pub fn availability_response(answer: Availability, layout: NodeLayout) -> pb::Av
     pb::AvailabilityResponse {
         items: answer.items.into_iter().map(item).collect(),
         node_ids,
+        node_list,
     }
 }
 
