@@ -318,17 +318,20 @@ impl Caller {
         caller
     }
 
+    /// One answer to the availability request of `call`.
+    fn answer(&self, server: &Server, call: Call) -> pb::AvailabilityResponse {
+        let request = self.requests[call as usize].as_ref().expect("a request");
+        let mut client = self.availability.clone();
+        server
+            .client
+            .block_on(client.get_availability(self.ask(request)))
+            .expect("GetAvailability answers")
+            .into_inner()
+    }
+
     /// Keeps the node list of one columns answer for [`Call::OneSkuAllNodesHeldList`].
     fn hold_node_list(&mut self, server: &Server) {
-        let columns = self.requests[Call::OneSkuAllNodesColumns as usize]
-            .as_ref()
-            .expect("a request");
-        let mut client = self.availability.clone();
-        let answer = server
-            .client
-            .block_on(client.get_availability(self.ask(columns)))
-            .expect("GetAvailability answers")
-            .into_inner();
+        let answer = self.answer(server, Call::OneSkuAllNodesColumns);
         let held = self.requests[Call::OneSkuAllNodesHeldList as usize]
             .as_mut()
             .expect("a request");
@@ -379,13 +382,7 @@ impl Caller {
             (Call::OneSkuAllNodesHeldList, 1, nodes),
             (Call::TwentySkusAllNodes, QUERY_SKUS, nodes),
         ] {
-            let request = self.requests[call as usize].as_ref().expect("a request");
-            let mut client = self.availability.clone();
-            let answer = server
-                .client
-                .block_on(client.get_availability(self.ask(request)))
-                .expect("GetAvailability answers")
-                .into_inner();
+            let answer = self.answer(server, call);
             assert_eq!(answer.items.len(), items, "{}", call.name());
             // Columns name their nodes unless the caller holds the list.
             match call {
